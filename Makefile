@@ -1,0 +1,45 @@
+# Shepherd — every target sets up what it needs on a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+SAM_VENV := .venv-sam
+BIN := $(VENV)/bin
+export SAM_CLI_TELEMETRY := 0
+export AWS_DEFAULT_REGION ?= us-east-1
+
+.PHONY: install test test-fast lint demo bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+# aws-sam-cli pins boto3 and click exactly, so it lives in a virtual environment of its own.
+$(SAM_VENV)/.installed:
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check aws-sam-cli==1.170.0
+	touch $@
+
+lint: install $(SAM_VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/cfn-lint template.yaml
+	$(SAM_VENV)/bin/sam validate --lint --template template.yaml
+	$(BIN)/python tools/lint_statemachines.py template.yaml tests/fixtures/app/template.yaml
+
+test: lint
+	$(BIN)/python -m pytest
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
+
+demo: install
+	@echo "make demo — the whole story in one command — arrives with its own issue (see README)."
+	@echo "Until then: $(BIN)/shepherd local up --template template.yaml"
+
+bench: install
+	$(BIN)/python bench/bench_localcloud.py
+
+clean:
+	rm -rf $(VENV) $(SAM_VENV) .shepherd .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,1 @@
+"""Shepherd's domain package, deployed to Lambda as the shared layer."""

@@ -1,0 +1,1 @@
+"""Typed shapes of the events Shepherd receives, validated at the edge."""

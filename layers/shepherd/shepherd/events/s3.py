@@ -1,0 +1,66 @@
+"""S3 "Object Created" events as EventBridge delivers them, and what a data-bucket key means."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class MalformedEvent(ValueError):
+    """An event that is not what the rule promised; the message says which field is wrong."""
+
+
+class S3Bucket(BaseModel):
+    name: str
+
+
+class S3Object(BaseModel):
+    key: str = Field(min_length=1)
+    size: int = Field(ge=0)
+    etag: str | None = None
+    version_id: str | None = Field(default=None, alias="version-id")
+
+
+class ObjectCreatedDetail(BaseModel):
+    bucket: S3Bucket
+    object: S3Object
+    reason: str | None = None
+
+
+class ObjectCreatedEvent(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: str
+    source: Literal["aws.s3"]
+    detail_type: Literal["Object Created"] = Field(alias="detail-type")
+    time: str
+    region: str
+    detail: ObjectCreatedDetail
+
+
+class DataObject(BaseModel):
+    """A key under one of the data bucket's prefixes: <area>/<model>/<rest>."""
+
+    area: Literal["training", "batch", "models", "feedback"]
+    model: str = Field(pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$", max_length=63)
+    rest: str
+
+
+def parse_object_created(event: object) -> ObjectCreatedEvent:
+    try:
+        return ObjectCreatedEvent.model_validate(event)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise MalformedEvent(f"not an S3 Object Created event: {problems}") from exc
+
+
+def classify_key(key: str) -> DataObject:
+    parts = key.split("/", 2)
+    if len(parts) < 3 or not parts[2]:
+        raise MalformedEvent(f"key {key!r} is not <area>/<model>/<path>")
+    try:
+        return DataObject(area=parts[0], model=parts[1], rest=parts[2])  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())
+        raise MalformedEvent(f"key {key!r}: {problems}") from exc

@@ -1,0 +1,113 @@
+"""The `shepherd` command."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    help="Shepherd: SageMaker model lifecycle — train, register, shadow → A/B → full rollout.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+local_app = typer.Typer(
+    help="The Docker-free local cloud that runs template.yaml on this machine.", no_args_is_help=True
+)
+app.add_typer(local_app, name="local")
+console = Console(stderr=True)
+
+
+def _fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(1)
+
+
+def _parse_params(values: list[str]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            _fail(f"--param expects Key=Value, got {item!r}")
+        params[key] = value
+    return params
+
+
+@local_app.command("up")
+def local_up(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 to serve on (0 picks a free one).")] = 4566,
+    template: Annotated[Path, typer.Option(help="SAM template to deploy.")] = Path("template.yaml"),
+    param: Annotated[list[str] | None, typer.Option(help="Template parameter override Key=Value (repeatable).")] = None,
+    time_scale: Annotated[float, typer.Option(help="Run the virtual clock N times faster than wall time.")] = 1.0,
+    stack_name: Annotated[str, typer.Option(help="Stack name used for physical resource names.")] = "shepherd",
+    admin_api: Annotated[bool, typer.Option(help="Open moto's /moto-api reset/admin API (closed by default).")] = False,
+    quiet: Annotated[bool, typer.Option(help="Do not echo Lambda logs to the console.")] = False,
+) -> None:
+    """Start the local cloud on 127.0.0.1, deploy the template, and serve until Ctrl-C."""
+    from localcloud.server import LocalCloud
+    from localcloud.template import TemplateError
+
+    if time_scale <= 0:
+        _fail(f"--time-scale must be > 0, got {time_scale}")
+    params = _parse_params(param or [])
+    cloud = LocalCloud(port=port, time_scale=time_scale, admin_api=admin_api, echo_logs=not quiet)
+    try:
+        cloud.start()
+    except OSError as exc:
+        _fail(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}")
+    stopping = threading.Event()
+
+    def request_stop(signum: int, frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        outputs = cloud.deploy(template, params, stack_name)
+    except TemplateError as exc:
+        cloud.stop()
+        _fail(str(exc))
+    Console().print(f"[bold green]Shepherd local cloud[/] ready at {cloud.endpoint} (time scale {time_scale:g}x)")
+    lines = ["Use it from another shell with:"]
+    lines += [f"  export {key}={value}" for key, value in cloud.exports().items()]
+    lines += ["Outputs:"] + [f"  {key} = {value}" for key, value in outputs.items()]
+    lines += [f"Outputs written to {cloud.state_dir / 'outputs.json'}. Ctrl-C stops everything."]
+    typer.echo("\n".join(lines))
+    sys.stdout.flush()
+    try:
+        stopping.wait()
+    finally:
+        console.print("stopping local cloud…")
+        cloud.stop()
+
+
+@local_app.command("trigger")
+def local_trigger(
+    rule: Annotated[str, typer.Argument(help="Name of the EventBridge schedule rule to fire once.")],
+    endpoint: Annotated[str, typer.Option(help="Local cloud endpoint.")] = "http://127.0.0.1:4566",
+) -> None:
+    """Fire a schedule rule once, now, as if its time had come."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(  # noqa: S310 - the local endpoint, http by design
+        f"{endpoint}/_shepherd/trigger/{rule}", method="POST", data=b""
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            body = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        _fail(json.loads(exc.read() or b"{}").get("message", str(exc)))
+    except urllib.error.URLError as exc:
+        _fail(f"cannot reach the local cloud at {endpoint}: {exc.reason}")
+    Console().print(f"fired {rule}: {body['targets']} target(s)")
+
+
+def main() -> None:
+    app()

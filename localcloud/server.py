@@ -1,0 +1,215 @@
+"""The local cloud: one loopback HTTP endpoint speaking AWS's wire protocols.
+
+moto (in-process, server mode) serves the AWS services; Shepherd's middleware answers
+Lambda Invoke with real worker processes, and our patches close moto's gaps (EventBridge
+targets, schedules, the virtual clock). See docs/ARCHITECTURE.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import boto3
+from botocore.config import Config
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from localcloud import moto_patches
+from localcloud.clock import VirtualClock
+from localcloud.guard import Guard
+from localcloud.lambdas import FunctionNotFound, LambdaRuntime, encode_log_tail
+from localcloud.logs import LogShipper
+
+log = logging.getLogger("shepherd.local")
+
+REGION = "us-east-1"
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "shepherd-local", "AWS_SECRET_ACCESS_KEY": "shepherd-local"}
+_INVOKE_PREFIX = "/2015-03-31/functions/"
+
+
+class LambdaInvokeMiddleware:
+    """Answers the Lambda Invoke API for functions the local cloud deployed."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], runtime: LambdaRuntime) -> None:
+        self.app = app
+        self.runtime = runtime
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if (
+            environ.get("REQUEST_METHOD") == "POST"
+            and path.startswith(_INVOKE_PREFIX)
+            and path.endswith("/invocations")
+        ):
+            name = unquote(path[len(_INVOKE_PREFIX) : -len("/invocations")])
+            query = dict(p.split("=", 1) for p in environ.get("QUERY_STRING", "").split("&") if "=" in p)
+            if "Qualifier" in query:
+                name = f"{name}:{unquote(query['Qualifier'])}"
+            if self.runtime.knows(name):
+                return self._invoke(name, environ, start_response)
+        return self.app(environ, start_response)
+
+    def _invoke(self, name: str, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        payload = environ["wsgi.input"].read(length) if length else b""
+        invocation_type = environ.get("HTTP_X_AMZ_INVOCATION_TYPE", "RequestResponse")
+        client_context = environ.get("HTTP_X_AMZ_CLIENT_CONTEXT")
+        try:
+            result = self.runtime.invoke(name, payload, invocation_type, client_context)
+        except FunctionNotFound:
+            body = json.dumps({"Type": "User", "message": f"Function not found: {name}"}).encode()
+            start_response(
+                "404 Not Found",
+                [("Content-Type", "application/json"), ("x-amzn-ErrorType", "ResourceNotFoundException")],
+            )
+            return [body]
+        headers = [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(result.payload))),
+            ("X-Amz-Executed-Version", "$LATEST"),
+            *result.headers.items(),
+        ]
+        if result.function_error:
+            headers.append(("X-Amz-Function-Error", result.function_error))
+        if environ.get("HTTP_X_AMZ_LOG_TYPE") == "Tail" and invocation_type == "RequestResponse":
+            headers.append(("X-Amz-Log-Result", encode_log_tail(result.log_tail)))
+        reason = {200: "OK", 202: "Accepted", 204: "No Content", 400: "Bad Request"}.get(result.status, "OK")
+        start_response(f"{result.status} {reason}", headers)
+        return [result.payload]
+
+
+class ShepherdApi:
+    """Shepherd's own routes under /_shepherd/: health, and firing a schedule by hand."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], cloud: LocalCloud) -> None:
+        self.app = app
+        self.cloud = cloud
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if not path.startswith("/_shepherd/"):
+            return self.app(environ, start_response)
+        method = environ.get("REQUEST_METHOD")
+        if path == "/_shepherd/health" and method == "GET":
+            return _json(
+                start_response,
+                "200 OK",
+                {"status": "ready", "outputs": self.cloud.outputs, "time_scale": self.cloud.clock.time_scale},
+            )
+        if path.startswith("/_shepherd/trigger/") and method == "POST" and self.cloud.scheduler is not None:
+            name = unquote(path[len("/_shepherd/trigger/") :])
+            try:
+                targets = self.cloud.scheduler.trigger(name)
+            except KeyError:
+                return _json(start_response, "404 Not Found", {"message": f"no enabled schedule rule named {name!r}"})
+            return _json(start_response, "200 OK", {"rule": name, "targets": targets})
+        return _json(start_response, "404 Not Found", {"message": f"no route {method} {path}"})
+
+
+def _json(start_response: Callable[..., Any], status: str, body: dict[str, Any]) -> list[bytes]:
+    data = json.dumps(body).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+class LocalCloud:
+    """Start with ``start()``, deploy with ``deploy()``, stop with ``stop()`` (or use as a context manager)."""
+
+    def __init__(
+        self,
+        port: int = 4566,
+        time_scale: float = 1.0,
+        admin_api: bool = False,
+        echo_logs: bool = False,
+        state_dir: Path | None = None,
+    ) -> None:
+        self.port = port
+        self.clock = VirtualClock(time_scale)
+        self.admin_api = admin_api
+        self.state_dir = state_dir or Path(".shepherd/local")
+        self.outputs: dict[str, str] = {}
+        self.lambda_layers: dict[str, Path] = {}
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._shipper = LogShipper(lambda: self.client("logs"), echo=echo_logs)
+        self.lambdas = LambdaRuntime(self.worker_environment(), self._shipper)
+        self.scheduler: moto_patches.Scheduler | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def exports(self) -> dict[str, str]:
+        """The environment under which the AWS CLI, boto3 and the SDKs use this local cloud."""
+        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION, **CREDENTIALS}
+
+    def worker_environment(self) -> dict[str, str]:
+        return {**self.exports(), "AWS_SAM_LOCAL": "true", "SHEPHERD_LOCAL": "1"}
+
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            config=Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=5, read_timeout=900),
+        )
+
+    def start(self) -> LocalCloud:
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+
+        moto_app = DomainDispatcherApplication(create_backend_app)
+        guard = Guard(ShepherdApi(LambdaInvokeMiddleware(moto_app, self.lambdas), self), self.port, self.admin_api)
+        server = make_server("127.0.0.1", self.port, guard, threaded=True, request_handler=MotoRequestHandler)
+        # The Step Functions engine reaches services at localhost:$MOTO_PORT, so bind before patching.
+        self.port = server.server_port
+        guard.allow_port(self.port)
+        os.environ["MOTO_PORT"] = str(self.port)
+        for key, value in self.exports().items():
+            os.environ.setdefault(key, value)
+        moto_patches.install(self)
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        # The engine logs every failed state as an error; executions record them in their history.
+        logging.getLogger("moto").setLevel(logging.CRITICAL)
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, name="local-cloud", daemon=True)
+        self._thread.start()
+        self.scheduler = moto_patches.Scheduler(self)
+        self.scheduler.start()
+        return self
+
+    def deploy(
+        self, template: Path, parameters: dict[str, str] | None = None, stack_name: str = "shepherd"
+    ) -> dict[str, str]:
+        from localcloud.deployer import Deployer
+
+        deployer = Deployer(self, stack_name)
+        self.outputs = deployer.deploy(template, parameters or {})
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "outputs.json").write_text(json.dumps(self.outputs, indent=2) + "\n")
+        return self.outputs
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        self.lambdas.close()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        self._shipper.close()
+        moto_patches.uninstall()
+
+    def __enter__(self) -> LocalCloud:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
