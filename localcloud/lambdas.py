@@ -260,15 +260,21 @@ class FunctionPool:
 class LambdaRuntime:
     """Every deployed function of the local cloud, invokable by name, ARN or partial ARN."""
 
-    def __init__(self, base_env: dict[str, str], log_sink: Callable[[FunctionSpec, str, str], None]):
-        self._base_env = base_env
+    def __init__(
+        self,
+        base_env: dict[str, str],
+        log_sink: Callable[[FunctionSpec, str, str], None],
+        sleep: Callable[[float], object] = time.sleep,
+    ):
+        self.base_env = base_env  # shared with every pool; filled in once the endpoint's port is known
         self._log_sink = log_sink
+        self._sleep = sleep
         self._pools: dict[str, FunctionPool] = {}
         self._async = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lambda-async")
 
     def register(self, spec: FunctionSpec) -> None:
         old = self._pools.get(spec.name)
-        self._pools[spec.name] = FunctionPool(spec, self._base_env, self._log_sink)
+        self._pools[spec.name] = FunctionPool(spec, self.base_env, self._log_sink)
         if old is not None:
             old.close()
 
@@ -282,13 +288,6 @@ class LambdaRuntime:
         if pool is None:
             raise FunctionNotFound(name_or_arn)
         return pool
-
-    def knows(self, name_or_arn: str) -> bool:
-        try:
-            self.resolve(name_or_arn)
-        except FunctionNotFound:
-            return False
-        return True
 
     def invoke(
         self, name_or_arn: str, payload: bytes, invocation_type: str = "RequestResponse", client_context: Any = None
@@ -310,8 +309,10 @@ class LambdaRuntime:
         return pool.invoke(payload, client_context)
 
     def _invoke_async(self, pool: FunctionPool, payload: bytes) -> None:
-        """Lambda retries a failed asynchronous invocation twice."""
+        """Lambda retries a failed asynchronous invocation twice, about one and two minutes later."""
         for attempt in range(3):
+            if attempt:
+                self._sleep(60.0 * attempt)
             try:
                 result = pool.invoke(payload, None)
             except RuntimeError:

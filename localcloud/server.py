@@ -51,8 +51,8 @@ class LambdaInvokeMiddleware:
             query = dict(p.split("=", 1) for p in environ.get("QUERY_STRING", "").split("&") if "=" in p)
             if "Qualifier" in query:
                 name = f"{name}:{unquote(query['Qualifier'])}"
-            if self.runtime.knows(name):
-                return self._invoke(name, environ, start_response)
+            # Every invocation is ours: moto's own Lambda would echo the payload of any name.
+            return self._invoke(name, environ, start_response)
         return self.app(environ, start_response)
 
     def _invoke(self, name: str, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -63,7 +63,8 @@ class LambdaInvokeMiddleware:
         try:
             result = self.runtime.invoke(name, payload, invocation_type, client_context)
         except FunctionNotFound:
-            body = json.dumps({"Type": "User", "message": f"Function not found: {name}"}).encode()
+            arn = name if name.startswith("arn:") else f"arn:aws:lambda:{REGION}:123456789012:function:{name}"
+            body = json.dumps({"Type": "User", "message": f"Function not found: {arn}"}).encode()
             start_response(
                 "404 Not Found",
                 [("Content-Type", "application/json"), ("x-amzn-ErrorType", "ResourceNotFoundException")],
@@ -139,7 +140,7 @@ class LocalCloud:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._shipper = LogShipper(lambda: self.client("logs"), echo=echo_logs)
-        self.lambdas = LambdaRuntime(self.worker_environment(), self._shipper)
+        self.lambdas = LambdaRuntime(self.worker_environment(), self._shipper, sleep=self.clock.sleep)
         self.scheduler: moto_patches.Scheduler | None = None
 
     @property
@@ -172,6 +173,7 @@ class LocalCloud:
         # The Step Functions engine reaches services at localhost:$MOTO_PORT, so bind before patching.
         self.port = server.server_port
         guard.allow_port(self.port)
+        self.lambdas.base_env.update(self.worker_environment())
         os.environ["MOTO_PORT"] = str(self.port)
         for key, value in self.exports().items():
             os.environ.setdefault(key, value)

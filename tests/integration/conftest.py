@@ -1,0 +1,51 @@
+"""One local cloud per test session (moto's backends are process-global), with the fixture app deployed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from localcloud.server import LocalCloud
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+TIME_SCALE = 60.0
+
+
+@pytest.fixture(scope="session")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
+    local = LocalCloud(port=0, time_scale=TIME_SCALE, state_dir=tmp_path_factory.mktemp("state"))
+    local.start()
+    local.deploy(FIXTURES / "app" / "template.yaml", {"Greeting": "hello from the template"}, "fixture")
+    yield local
+    local.stop()
+
+
+@pytest.fixture(scope="session")
+def outputs(cloud: LocalCloud) -> dict[str, str]:
+    return cloud.outputs
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
+    """Poll until check() returns something truthy; fail with the last value otherwise."""
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
+
+
+def finished_execution(cloud: LocalCloud, execution_arn: str, timeout: float = 20.0) -> dict[str, Any]:
+    sfn = cloud.client("stepfunctions")
+
+    def done() -> dict[str, Any] | None:
+        described = sfn.describe_execution(executionArn=execution_arn)
+        return None if described["status"] == "RUNNING" else described
+
+    return wait_for(done, timeout)
