@@ -295,12 +295,19 @@ def target_input(target: dict[str, Any], event: dict[str, Any]) -> Any:
     return event
 
 
-def deliver(target_arn: str, payload: Any) -> None:
-    """Start a state machine or invoke a Lambda function asynchronously, as EventBridge does."""
+def deliver(target_arn: str, payload: Any, target: dict[str, Any] | None = None) -> None:
+    """Start a state machine, invoke a Lambda function asynchronously or send to a queue, as EventBridge does."""
     cloud = _cloud()
     body = json.dumps(payload, default=str)
     service = target_arn.split(":")[2]
-    if service == "states":
+    if service == "sqs":
+        from moto.sqs.models import sqs_backends
+
+        region, account, queue = target_arn.split(":")[3:6]
+        group = ((target or {}).get("SqsParameters") or {}).get("MessageGroupId")
+        text = payload if isinstance(payload, str) else body  # a non-JSON InputTemplate arrives as text
+        sqs_backends[account][region].send_message(queue_name=queue, message_body=text, group_id=group)
+    elif service == "states":
         from moto.stepfunctions.responses import get_backend
 
         region, account = target_arn.split(":")[3:5]
@@ -329,9 +336,9 @@ def _patch_events() -> None:
         event.pop("ingestion-time", None)
         for target in self.targets:
             service = target["Arn"].split(":")[2]
-            if service in ("states", "lambda"):
+            if service in ("states", "lambda", "sqs"):
                 try:
-                    deliver(target["Arn"], target_input(target, event))
+                    deliver(target["Arn"], target_input(target, event), target)
                 except Exception:  # one failing target must not stop delivery to the others
                     log.exception("delivery of %s to %s failed", event.get("detail-type"), target["Arn"])
                 continue

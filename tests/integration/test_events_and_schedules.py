@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import pytest
@@ -91,3 +92,34 @@ def test_put_events_reaches_a_state_machine_target_with_input_path(cloud, output
     assert json.loads(execution["output"])["result"]["echo"]["key"] == key
     events.remove_targets(Rule=rule, Ids=["pipeline"])
     events.delete_rule(Name=rule)
+
+
+def test_wait_state_runs_on_the_virtual_clock(cloud, outputs):
+    # Given a Wait of 600 s and a time scale of 60: about 10 wall seconds, not ten minutes
+    sfn = cloud.client("stepfunctions")
+    started = time.monotonic()
+    arn = sfn.start_execution(stateMachineArn=outputs["WaiterArn"])["executionArn"]
+    execution = finished_execution(cloud, arn, timeout=60)
+    elapsed = time.monotonic() - started
+    assert execution["status"] == "SUCCEEDED"
+    assert 5 < elapsed < 60, elapsed
+
+
+def test_task_token_timeout_runs_on_the_virtual_clock(cloud, outputs):
+    # Given TimeoutSeconds 900 at a time scale of 60: the token expires after about 15 wall seconds
+    sfn = cloud.client("stepfunctions")
+    arn = sfn.start_execution(stateMachineArn=outputs["ApprovalArn"], input="{}")["executionArn"]
+    execution = finished_execution(cloud, arn, timeout=90)
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == "States.Timeout"
+
+
+def test_eventbridge_scheduler_schedule_fires_with_its_input(cloud, outputs):
+    import urllib.request
+
+    schedule = cloud.client("scheduler").list_schedules()["Schedules"][0]["Name"]
+    request = urllib.request.Request(f"{cloud.endpoint}/_shepherd/trigger/{schedule}", method="POST", data=b"")
+    with urllib.request.urlopen(request, timeout=10):
+        pass
+    s3 = cloud.client("s3")
+    assert wait_for(lambda: s3.list_objects_v2(Bucket=outputs["BucketName"], Prefix="ticks/scheduler-").get("KeyCount"))

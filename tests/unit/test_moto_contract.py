@@ -137,3 +137,10 @@ def test_scheduler_and_stepfunctions_backend_seams():
 @pytest.mark.parametrize("module", ["moto.logs", "moto.kms", "moto.scheduler", "moto.ssm", "moto.sqs", "moto.sns"])
 def test_services_the_deployer_uses_are_installed(module):
     importlib.import_module(module)
+
+
+def test_sqs_send_message_seam():
+    from moto.sqs.models import SQSBackend, sqs_backends
+
+    assert sqs_backends is not None
+    assert {"queue_name", "message_body", "group_id"} <= set(_params(SQSBackend.send_message))
