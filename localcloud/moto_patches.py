@@ -426,6 +426,21 @@ def _patch_s3_events() -> None:
 
 _RATE = re.compile(r"^rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)$")
 _UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+# Field ranges of EventBridge's cron: minutes, hours, day-of-month, month, day-of-week, year.
+_CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (1, 7), (1970, 2199))
+_CRON_PART = re.compile(r"^(\*|\d+(-\d+)?)(/\d+)?$")
+
+
+def _check_cron_field(spec: str, low: int, high: int, expression: str) -> None:
+    if spec in ("*", "?"):
+        return
+    for part in spec.split(","):
+        if not _CRON_PART.match(part):
+            raise ValueError(f"schedule {expression!r}: cron field {spec!r} is not valid")
+        base, _, step = part.partition("/")
+        numbers = [int(n) for n in base.split("-")] if base != "*" else []
+        if any(not low <= n <= high for n in numbers) or (step and int(step) == 0):
+            raise ValueError(f"schedule {expression!r}: cron field {spec!r} is outside {low}-{high}")
 
 
 def _cron_field_matches(spec: str, value: int, low: int) -> bool:
@@ -461,9 +476,12 @@ class ScheduleExpression:
         self.period: float | None = None
         self.cron: list[str] | None = None
         if rate:
-            self.period = int(rate.group(1)) * _UNIT_SECONDS[rate.group(2).rstrip("s")]
-            if self.period <= 0:
+            count, unit = int(rate.group(1)), rate.group(2)
+            if count <= 0:
                 raise ValueError(f"schedule {expression!r}: rate must be positive")
+            if (count == 1) == unit.endswith("s"):  # AWS: rate(1 minute), rate(5 minutes)
+                raise ValueError(f"schedule {expression!r}: use the singular unit for 1 and the plural otherwise")
+            self.period = count * _UNIT_SECONDS[unit.rstrip("s")]
         elif self.expression.startswith("cron(") and self.expression.endswith(")"):
             fields = self.expression[5:-1].split()
             if len(fields) != 6:
@@ -473,6 +491,10 @@ class ScheduleExpression:
                     fields = [f.replace(name, number) for f in fields]
             if any(ch in "".join(fields) for ch in "LW#"):
                 raise ValueError(f"schedule {expression!r}: L, W and # are not supported locally")
+            for spec, (low, high) in zip(fields, _CRON_RANGES, strict=True):
+                _check_cron_field(spec, low, high, expression)
+            if fields[2] != "?" and fields[4] != "?":
+                raise ValueError(f"schedule {expression!r}: one of day-of-month and day-of-week must be '?'")
             self.cron = fields
         else:
             raise ValueError(f"schedule {expression!r}: expected rate(...) or cron(...)")
@@ -539,17 +561,17 @@ class Scheduler:
                 for item in items:
                     expression = item.scheduled_expression if kind == "rule" else item.schedule_expression
                     key = f"{kind}:{item.arn}"
-                    try:
-                        parsed = ScheduleExpression(expression)
-                    except ValueError as exc:
-                        log.error("%s: %s", item.name, exc)
-                        continue
                     known = self._next.get(key)
-                    if known is None or known[0] != expression:
-                        self._next[key] = (expression, parsed.next_after(now))
-                    elif known[1] <= now:
-                        self._next[key] = (expression, parsed.next_after(known[1]))
-                        due.append((kind, item))
+                    try:
+                        if known is None or known[0] != expression:
+                            self._next[key] = (expression, ScheduleExpression(expression).next_after(now))
+                        elif known[1] <= now:
+                            self._next[key] = (expression, ScheduleExpression(expression).next_after(known[1]))
+                            due.append((kind, item))
+                    except ValueError as exc:  # one bad schedule must not stop the others
+                        if known is None or known[0] != expression:
+                            log.error("%s: %s", item.name, exc)
+                        self._next[key] = (expression, datetime.datetime.max.replace(tzinfo=datetime.UTC))
             for kind, item in due:
                 self._fire(kind, item)
             self._stop.wait(min(0.5, max(0.02, self.cloud.clock.wall_seconds(1.0))))

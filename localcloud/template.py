@@ -21,6 +21,14 @@ PARTITION = "aws"
 NO_VALUE = object()
 _PLACEHOLDER_BUCKET = "shepherd-local-artifacts"
 _SUB_PATTERN = re.compile(r"\$\{([^}!][^}]*)\}")
+_SUB_OR_LITERAL = re.compile(r"\$\{(!?)([^}]*)\}")
+
+
+def scalar_text(value: Any) -> str:
+    """A scalar as CloudFormation reads it: YAML true/false are the strings "true"/"false"."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 class TemplateError(Exception):
@@ -75,19 +83,26 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if matches or body is None:
         detail = "; ".join(str(m.message) for m in matches) or "empty template"
         raise TemplateError(f"{path}: template does not parse: {detail}")
+    if not isinstance(body, dict):
+        raise TemplateError(f"{path}: a template is a mapping with a Resources section, got {type(body).__name__}")
     return json.loads(json.dumps(body, default=str))
 
 
-def _swap_local_uris(body: dict[str, Any], base_dir: Path, artifacts: LocalArtifacts) -> None:
+def _swap_local_uris(body: dict[str, Any], path: Path, artifacts: LocalArtifacts) -> None:
     resources = body.get("Resources")
-    if not isinstance(resources, dict):
-        raise TemplateError("template has no Resources section")
+    if not isinstance(resources, dict) or not resources:
+        raise TemplateError(f"{path}: template has no Resources section")
+    globals_section = body.get("Globals") or {}
     for logical_id, resource in resources.items():
+        if not isinstance(resource, dict):
+            raise TemplateError(f"{path}: {logical_id} is not a resource mapping")
         prop = _LOCAL_URI_PROPERTIES.get(resource.get("Type", ""))
-        properties = resource.get("Properties") or {}
         if prop is None:
             continue
-        uri = properties.get(prop)
+        properties = resource.setdefault("Properties", {}) or {}
+        resource["Properties"] = properties
+        section = resource["Type"].split("::")[-1]
+        uri = properties.get(prop, (globals_section.get(section) or {}).get(prop))
         if prop == "DefinitionUri" and uri is None and "Definition" in properties:
             continue
         if prop == "CodeUri" and uri is None and "InlineCode" in properties:
@@ -96,7 +111,7 @@ def _swap_local_uris(body: dict[str, Any], base_dir: Path, artifacts: LocalArtif
             continue
         if not isinstance(uri, str):
             raise TemplateError(f"{logical_id} ({resource['Type']}): {prop} is missing or not a local path")
-        local = (base_dir / uri).resolve()
+        local = (path.parent / uri).resolve()
         if not local.exists():
             raise TemplateError(f"{logical_id} ({resource['Type']}): {prop} {uri!r} does not exist ({local})")
         properties[prop] = artifacts.placeholder(local)
@@ -132,18 +147,21 @@ def load_template(path: Path, overrides: Mapping[str, str], region: str, stack_n
         if name in overrides:
             parameters[name] = overrides[name]
         elif "Default" in spec:
-            parameters[name] = spec["Default"] if isinstance(spec["Default"], str) else json.dumps(spec["Default"])
+            default = spec["Default"]
+            parameters[name] = (
+                ",".join(map(scalar_text, default)) if isinstance(default, list) else scalar_text(default)
+            )
         else:
             raise TemplateError(f"{path}: parameter {name} has no Default and no value was given (--param {name}=…)")
         allowed = spec.get("AllowedValues")
-        if allowed and parameters[name] not in [str(v) for v in allowed]:
+        if allowed and parameters[name] not in [scalar_text(v) for v in allowed]:
             raise TemplateError(f"{path}: parameter {name}={parameters[name]!r} is not one of {allowed}")
         pattern = spec.get("AllowedPattern")
         if pattern and not re.fullmatch(pattern, parameters[name]):
             raise TemplateError(f"{path}: parameter {name}={parameters[name]!r} does not match {pattern}")
 
     artifacts = LocalArtifacts()
-    _swap_local_uris(body, path.parent, artifacts)
+    _swap_local_uris(body, path, artifacts)
     transforms = body.get("Transform")
     transforms = [transforms] if isinstance(transforms, str) else (transforms or [])
     if any(str(t).startswith("AWS::Serverless") for t in transforms):
@@ -263,7 +281,9 @@ class Evaluator:
 
     def _sub(self, text: str, local_vars: Mapping[str, Any]) -> str:
         def replace(match: re.Match[str]) -> str:
-            name = match.group(1)
+            literal, name = match.groups()
+            if literal:
+                return "${" + name + "}"
             if name in local_vars:
                 return str(local_vars[name])
             if "." in name and not name.startswith("AWS::"):
@@ -272,7 +292,7 @@ class Evaluator:
             value = self.ref(name)
             return ",".join(value) if isinstance(value, list) else str(value)
 
-        return _SUB_PATTERN.sub(replace, text).replace("${!", "${")
+        return _SUB_OR_LITERAL.sub(replace, text)
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, list):
@@ -312,7 +332,7 @@ class Evaluator:
                 return base64.b64encode(str(self.resolve(arg)).encode()).decode()
             if key == "Fn::Equals":
                 left, right = (self.resolve(a) for a in arg)
-                return str(left) == str(right)
+                return scalar_text(left) == scalar_text(right)
             if key == "Fn::And":
                 return all(self.resolve(a) for a in arg)
             if key == "Fn::Or":
