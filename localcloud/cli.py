@@ -21,7 +21,7 @@ local_app = typer.Typer(
     help="The Docker-free local cloud that runs template.yaml on this machine.", no_args_is_help=True
 )
 app.add_typer(local_app, name="local")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True, highlight=False)
 
 
 def _fail(message: str) -> None:

@@ -9,9 +9,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime
+import functools
+import importlib
+import importlib.util
 import json
 import logging
 import re
+import sys
 import threading
 import time
 import types
@@ -55,9 +59,11 @@ def install(cloud: LocalCloud) -> None:
     if _state["installed"]:
         return
     _state["installed"] = True
+    _preload_batch_utils()
     _configure()
     _patch_start_execution()
     _patch_time()
+    _patch_heartbeat()
     _patch_jsonata()
     _patch_service_integrations()
     _patch_events()
@@ -67,6 +73,26 @@ def install(cloud: LocalCloud) -> None:
 def uninstall() -> None:
     """Detach the stopped cloud; the patches stay (moto's backends are process-global anyway)."""
     _state["cloud"] = None
+
+
+def _preload_batch_utils() -> None:
+    """The engine imports moto.batch.utils for one enum, but moto.batch's __init__ loads moto.ec2 (~0.7 s).
+
+    Import the leaf module under a bare package shell, then drop the shell: a later real
+    `import moto.batch` runs its __init__ as usual and finds utils already loaded.
+    """
+    if "moto.batch" in sys.modules:
+        return
+    spec = importlib.util.find_spec("moto.batch")
+    if spec is None or not spec.submodule_search_locations:
+        return
+    shell = types.ModuleType("moto.batch")
+    shell.__path__ = list(spec.submodule_search_locations)
+    sys.modules["moto.batch"] = shell
+    try:
+        importlib.import_module("moto.batch.utils")
+    finally:
+        del sys.modules["moto.batch"]
 
 
 def _configure() -> None:
@@ -84,6 +110,7 @@ def _patch_start_execution() -> None:
 
     original = StepFunctionsParserBackend.start_execution
 
+    @functools.wraps(original)
     def start_execution(
         self: Any,
         state_machine_arn: str,
@@ -130,6 +157,20 @@ def _patch_time() -> None:
     callback.Event = _ScaledEvent
     retrier_decl.time = types.SimpleNamespace(sleep=lambda s: time.sleep(_scaled(s) or 0.0))
     program.threading = types.SimpleNamespace(Thread=_ScaledThread)
+
+
+def _patch_heartbeat() -> None:
+    """AWS accepts SendTaskHeartbeat for any live token; moto calls it invalid without HeartbeatSeconds."""
+    from moto.stepfunctions.parser.asl.eval.callback import callback
+
+    original = callback.CallbackEndpoint.notify_heartbeat
+
+    @functools.wraps(original)
+    def notify_heartbeat(self: Any) -> bool:
+        original(self)
+        return True
+
+    callback.CallbackEndpoint.notify_heartbeat = notify_heartbeat
 
 
 def _patch_jsonata() -> None:
@@ -323,6 +364,7 @@ def _patch_events() -> None:
 
     original = events_models.Rule.send_to_targets
 
+    @functools.wraps(original)
     def send_to_targets(self: Any, original_event: dict[str, Any], transform_input: bool = True) -> None:
         if self.state != "ENABLED" or self.event_pattern.dump() is None:
             return  # disabled and schedule-only rules receive no events
@@ -409,6 +451,7 @@ def _patch_s3_events() -> None:
     just_created = threading.local()
     original_send_event = notifications.send_event
 
+    @functools.wraps(original_send_event)
     def send_event(account_id: str, event_name: Any, bucket: Any, key: Any) -> None:
         events = notifications.S3NotificationEvent
         if event_name in (events.OBJECT_CREATED_PUT_EVENT, events.OBJECT_CREATED_POST_EVENT):

@@ -182,7 +182,9 @@ class LocalCloud:
         # The engine logs every failed state as an error; executions record them in their history.
         logging.getLogger("moto").setLevel(logging.CRITICAL)
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="local-cloud", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="local-cloud", daemon=True
+        )
         self._thread.start()
         self.scheduler = moto_patches.Scheduler(self)
         self.scheduler.start()

@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+from samtranslator.yaml_helper import intrinsics_multi_constructor
+
 ACCOUNT_ID = "123456789012"
 PARTITION = "aws"
 NO_VALUE = object()
@@ -74,15 +77,32 @@ _LOCAL_URI_PROPERTIES = {
 }
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    from cfnlint.decode import decode
+class _TemplateLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short-form tags (!Ref, !Sub, …); duplicate keys are errors, as in CloudFormation."""
 
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_TemplateLoader.add_multi_constructor("!", intrinsics_multi_constructor)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise TemplateError(f"{path}: template file not found")
-    body, matches = decode(str(path))
-    if matches or body is None:
-        detail = "; ".join(str(m.message) for m in matches) or "empty template"
-        raise TemplateError(f"{path}: template does not parse: {detail}")
+    try:
+        body = yaml.load(path.read_text(), Loader=_TemplateLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        detail = " ".join(str(exc).split())
+        raise TemplateError(f"{path}: template does not parse: {detail}") from exc
+    except UnicodeDecodeError as exc:
+        raise TemplateError(f"{path}: template is not UTF-8 text: {exc}") from exc
     if not isinstance(body, dict):
         raise TemplateError(f"{path}: a template is a mapping with a Resources section, got {type(body).__name__}")
     return json.loads(json.dumps(body, default=str))

@@ -45,6 +45,8 @@ def test_wait_for_task_token_resumes_on_send_task_success(cloud, outputs):
 
     task_token = wait_for(token)
     assert sfn.describe_execution(executionArn=arn)["status"] == "RUNNING"
+    sfn.send_task_heartbeat(taskToken=task_token)
+    assert sfn.describe_execution(executionArn=arn)["status"] == "RUNNING"
     sfn.send_task_success(taskToken=task_token, output=json.dumps({"approved": True}))
     execution = finished_execution(cloud, arn)
     assert execution["status"] == "SUCCEEDED"

@@ -1,5 +1,8 @@
 """Contract tests: every moto internal that localcloud/moto_patches.py and server.py rely on.
 
+Patches that wrap a moto function keep it as ``__wrapped__``; signatures follow it, and
+source checks unwrap first, so these tests hold whether or not a local cloud ran before.
+
 moto is pinned; when an upgrade moves or reshapes one of these, a test here fails by name
 before anything subtler breaks. Fix the patch, then this contract.
 """
@@ -144,3 +147,20 @@ def test_sqs_send_message_seam():
 
     assert sqs_backends is not None
     assert {"queue_name", "message_body", "group_id"} <= set(_params(SQSBackend.send_message))
+
+
+def test_heartbeat_seam():
+    callback = importlib.import_module(f"{SFN}.asl.eval.callback.callback")
+    assert _params(callback.CallbackEndpoint.notify_heartbeat) == ["self"]
+    original = inspect.unwrap(callback.CallbackEndpoint.notify_heartbeat)  # integration tests may have patched it
+    assert "if not self._heartbeat_endpoint:" in inspect.getsource(original)
+
+
+def test_engine_needs_only_batch_utils_and_utils_stays_a_leaf():
+    service = importlib.import_module(f"{SFN}.asl.component.state.exec.state_task.service.state_task_service_batch")
+    assert "from moto.batch.utils import JobStatus" in inspect.getsource(service)
+    batch_utils = inspect.getsource(importlib.import_module("moto.batch.utils"))
+    assert "import models" not in batch_utils
+    assert "moto.ec2" not in batch_utils
+    # and the real package still loads its backends afterwards
+    assert importlib.import_module("moto.batch").batch_backends is not None

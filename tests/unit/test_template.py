@@ -636,3 +636,12 @@ def test_deployment_order_of_transformed_sam_template() -> None:
     order = deployment_order(resources, TEMPLATES / "sam_function.yaml")
     # Then the role comes before the function that uses it
     assert order.index("HelloFunctionRole") < order.index("HelloFunction")
+
+
+def test_duplicate_keys_are_refused_with_their_line(tmp_path):
+    # Given a template that names one resource twice (CloudFormation refuses this)
+    template = tmp_path / "dup.yaml"
+    template.write_text("Resources:\n  Queue:\n    Type: AWS::SQS::Queue\n  Queue:\n    Type: AWS::SNS::Topic\n")
+    # When it is loaded, Then the error names the file, the key and the line
+    with pytest.raises(TemplateError, match=r"dup\.yaml: template does not parse: .*duplicate key 'Queue'.*line 4"):
+        load_template(template, {}, "us-east-1", "stack")

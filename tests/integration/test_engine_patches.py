@@ -1,0 +1,74 @@
+"""The Step Functions engine behaviours moto lacks and the local cloud supplies."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from .conftest import finished_execution
+
+pytestmark = pytest.mark.integration
+ROLE = "arn:aws:iam::123456789012:role/engine-test"
+
+
+def _run(cloud, definition: dict, payload: dict) -> dict:
+    sfn = cloud.client("stepfunctions")
+    arn = sfn.create_state_machine(
+        name=f"engine-{uuid.uuid4().hex[:8]}", definition=json.dumps(definition), roleArn=ROLE
+    )["stateMachineArn"]
+    execution = sfn.start_execution(stateMachineArn=arn, input=json.dumps(payload))["executionArn"]
+    return finished_execution(cloud, execution)
+
+
+def test_jsonata_states_evaluate(cloud):
+    definition = {
+        "QueryLanguage": "JSONata",
+        "StartAt": "Compute",
+        "States": {
+            "Compute": {
+                "Type": "Pass",
+                "Assign": {"label": "{% 'model \"' & $states.input.name & '\"' %}"},
+                "Output": {"total": "{% $sum($states.input.values) %}", "label": "{% $label %}"},
+                "End": True,
+            }
+        },
+    }
+    execution = _run(cloud, definition, {"name": "churn", "values": [1, 2, 3.5]})
+    assert execution["status"] == "SUCCEEDED", execution
+    assert json.loads(execution["output"]) == {"total": 6.5, "label": 'model "churn"'}
+
+
+def test_start_execution_service_integration_starts_a_child(cloud, outputs):
+    definition = {
+        "StartAt": "Child",
+        "States": {
+            "Child": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::states:startExecution",
+                "Parameters": {"StateMachineArn": outputs["WaiterArn"], "Input": {"from": "parent"}},
+                "End": True,
+            }
+        },
+    }
+    execution = _run(cloud, definition, {})
+    assert execution["status"] == "SUCCEEDED", execution
+    child = json.loads(execution["output"])
+    assert child["ExecutionArn"].startswith("arn:aws:states:us-east-1:123456789012:execution:")
+    assert isinstance(child["StartDate"], int)
+
+
+def test_lambda_task_with_bare_arn_resource_returns_the_payload(cloud):
+    definition = {
+        "StartAt": "Echo",
+        "States": {
+            "Echo": {
+                "Type": "Task",
+                "Resource": "arn:aws:lambda:us-east-1:123456789012:function:fixture-EchoFunction",
+                "End": True,
+            }
+        },
+    }
+    execution = _run(cloud, definition, {"detail": {"object": {"key": "bare/arn.csv"}}})
+    assert json.loads(execution["output"])["key"] == "bare/arn.csv"
