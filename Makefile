@@ -26,7 +26,7 @@ lint: install $(SAM_VENV)/.installed
 	$(BIN)/mypy
 	$(BIN)/cfn-lint template.yaml
 	$(SAM_VENV)/bin/sam validate --lint --template template.yaml
-	$(BIN)/python tools/lint_statemachines.py template.yaml tests/fixtures/app/template.yaml
+	$(BIN)/python tools/lint_statemachines.py template.yaml tests/fixtures/app/template.yaml bench/fixtures/template.yaml
 
 test: lint
 	$(BIN)/python -m pytest
