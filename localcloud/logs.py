@@ -25,9 +25,12 @@ class LogShipper:
         self._thread.start()
 
     def __call__(self, function: FunctionSpec, stream: str, line: str) -> None:
+        self.put(function.log_group_name, stream, line, function.name)
+
+    def put(self, group: str, stream: str, line: str, label: str | None = None) -> None:
         if self._echo:
-            print(f"[{function.name}] {line}", file=sys.stderr, flush=True)
-        self._queue.put((function.log_group_name, stream, line, int(time.time() * 1000)))
+            print(f"[{label or stream}] {line}", file=sys.stderr, flush=True)
+        self._queue.put((group, stream, line, int(time.time() * 1000)))
 
     def _run(self) -> None:
         client = None

@@ -25,6 +25,8 @@ from localcloud.clock import VirtualClock
 from localcloud.guard import Guard
 from localcloud.lambdas import FunctionNotFound, LambdaRuntime, encode_log_tail
 from localcloud.logs import LogShipper
+from localcloud.sagemaker.api import SageMakerApi
+from localcloud.sagemaker.backend import SageMakerBackend
 
 log = logging.getLogger("shepherd.local")
 
@@ -139,8 +141,9 @@ class LocalCloud:
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._shipper = LogShipper(lambda: self.client("logs"), echo=echo_logs)
-        self.lambdas = LambdaRuntime(self.worker_environment(), self._shipper, sleep=self.clock.sleep)
+        self.log_shipper = LogShipper(lambda: self.client("logs"), echo=echo_logs)
+        self.lambdas = LambdaRuntime(self.worker_environment(), self.log_shipper, sleep=self.clock.sleep)
+        self.sagemaker = SageMakerBackend(self)
         self.scheduler: moto_patches.Scheduler | None = None
 
     @property
@@ -168,7 +171,8 @@ class LocalCloud:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 
         moto_app = DomainDispatcherApplication(create_backend_app)
-        guard = Guard(ShepherdApi(LambdaInvokeMiddleware(moto_app, self.lambdas), self), self.port, self.admin_api)
+        services = SageMakerApi(LambdaInvokeMiddleware(moto_app, self.lambdas), self.sagemaker)
+        guard = Guard(ShepherdApi(services, self), self.port, self.admin_api)
         server = make_server("127.0.0.1", self.port, guard, threaded=True, request_handler=MotoRequestHandler)
         # The Step Functions engine reaches services at localhost:$MOTO_PORT, so bind before patching.
         self.port = server.server_port
@@ -205,11 +209,12 @@ class LocalCloud:
         self._stop.set()
         if self.scheduler is not None:
             self.scheduler.stop()
+        self.sagemaker.stop()
         self.lambdas.close()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
-        self._shipper.close()
+        self.log_shipper.close()
         moto_patches.uninstall()
 
     def __enter__(self) -> LocalCloud:

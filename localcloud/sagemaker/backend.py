@@ -1,0 +1,581 @@
+"""The local SageMaker control plane: resources, their Describe/List shapes, statuses and events.
+
+Operations are methods named as boto3 names them (``create_training_job``); each takes the
+request's parameters (already validated against botocore's model) and returns the
+response body. Real work runs in runners (training.py, transform.py) on threads.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import re
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from localcloud.sagemaker.jobs import TERMINAL, Job, RunnerContext, utcnow
+
+if TYPE_CHECKING:
+    from localcloud.server import LocalCloud
+
+log = logging.getLogger("shepherd.local.sagemaker")
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+
+
+class SageMakerError(Exception):
+    code = "ValidationException"
+    status = 400
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+
+
+class ResourceNotFound(SageMakerError):
+    code = "ResourceNotFound"
+
+
+class ResourceInUse(SageMakerError):
+    code = "ResourceInUse"
+
+
+class ResourceLimitExceeded(SageMakerError):
+    code = "ResourceLimitExceeded"
+
+
+def arn(resource: str) -> str:
+    return f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:{resource}"
+
+
+def epoch_millis(value: Any) -> Any:
+    """Event details carry times as epoch milliseconds, as SageMaker's events do."""
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1000)
+    if isinstance(value, dict):
+        return {k: epoch_millis(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [epoch_millis(v) for v in value]
+    return value
+
+
+Runner = Callable[[Job, RunnerContext], None]
+
+
+class SageMakerBackend:
+    def __init__(self, cloud: LocalCloud) -> None:
+        self.cloud = cloud
+        self.lock = threading.RLock()
+        self.training_jobs: dict[str, Job] = {}
+        self.transform_jobs: dict[str, Job] = {}
+        self.models: dict[str, dict[str, Any]] = {}
+        self.package_groups: dict[str, dict[str, Any]] = {}
+        self.packages: dict[str, dict[str, Any]] = {}  # by ARN
+        self.tags: dict[str, list[dict[str, str]]] = {}
+        self._threads: list[threading.Thread] = []
+
+    # ------------------------------------------------------------------ runner context
+
+    def client(self, service: str) -> Any:
+        return self.cloud.client(service)
+
+    def log(self, group: str, stream: str, line: str) -> None:
+        self.cloud.log_shipper.put(group, stream, line)
+
+    @property
+    def work_root(self) -> Path:
+        return self.cloud.state_dir / "sagemaker"
+
+    # ------------------------------------------------------------------ events
+
+    def emit(self, detail_type: str, resource_arn: str, detail: dict[str, Any]) -> None:
+        entry = {
+            "Source": "aws.sagemaker",
+            "DetailType": detail_type,
+            "Resources": [resource_arn],
+            "Detail": json.dumps(epoch_millis(detail), default=str),
+        }
+        try:
+            self.cloud.client("events").put_events(Entries=[entry])
+        except Exception:  # an event that cannot be put must not fail the job
+            log.exception("could not put %s for %s", detail_type, resource_arn)
+
+    def _job_changed(self, job: Job) -> None:
+        self.emit(f"SageMaker {re.sub(r'(?<!^)(?=[A-Z])', ' ', job.kind)} State Change", job.arn, job.snapshot())
+
+    # ------------------------------------------------------------------ jobs
+
+    def _start_job(self, job: Job, runner_name: str) -> None:
+        def run() -> None:
+            try:
+                runner = self._runner(runner_name)
+                runner(job, self)
+            except Exception as exc:
+                log.exception("%s %s: runner crashed", job.kind, job.name)
+                job.set_status(
+                    "Failed",
+                    "Failed" if job.kind == "TrainingJob" else None,
+                    FailureReason=f"InternalServerError: the local runner failed: {exc}",
+                )
+            if job.status not in TERMINAL:
+                job.set_status(
+                    "Failed",
+                    "Failed" if job.kind == "TrainingJob" else None,
+                    FailureReason="InternalServerError: the local runner ended without a final status",
+                )
+
+        thread = threading.Thread(target=run, name=f"{job.kind}-{job.name}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    @staticmethod
+    def _runner(name: str) -> Runner:
+        if name == "training":
+            from localcloud.sagemaker.training import run_training_job
+
+            return run_training_job
+        from localcloud.sagemaker.transform import run_transform_job
+
+        return run_transform_job
+
+    def create_training_job(self, p: dict[str, Any]) -> dict[str, Any]:
+        name = p["TrainingJobName"]
+        job_arn = arn(f"training-job/{name.lower()}")
+        with self.lock:
+            if name in self.training_jobs:
+                raise ResourceInUse(
+                    f"Training job names must be unique within an AWS account and region, "
+                    f"and a training job with this name already exists ({job_arn})"
+                )
+            now = utcnow()
+            description = {
+                "TrainingJobName": name,
+                "TrainingJobArn": job_arn,
+                "TrainingJobStatus": "InProgress",
+                "SecondaryStatus": "Starting",
+                "HyperParameters": p.get("HyperParameters", {}),
+                "AlgorithmSpecification": p.get("AlgorithmSpecification", {}),
+                "RoleArn": p["RoleArn"],
+                "InputDataConfig": p.get("InputDataConfig", []),
+                "OutputDataConfig": p["OutputDataConfig"],
+                "ResourceConfig": p.get("ResourceConfig", {}),
+                "StoppingCondition": p.get("StoppingCondition", {}),
+                "CreationTime": now,
+                "LastModifiedTime": now,
+                "SecondaryStatusTransitions": [
+                    {"Status": "Starting", "StartTime": now, "StatusMessage": "Preparing the instances for training"}
+                ],
+                "EnableNetworkIsolation": p.get("EnableNetworkIsolation", False),
+                "EnableInterContainerTrafficEncryption": p.get("EnableInterContainerTrafficEncryption", False),
+                "EnableManagedSpotTraining": p.get("EnableManagedSpotTraining", False),
+            }
+            for key in ("CheckpointConfig", "Environment", "VpcConfig", "RetryStrategy", "ExperimentConfig"):
+                if key in p:
+                    description[key] = p[key]
+            job = Job("TrainingJob", name, job_arn, p, description, self._job_changed, faults=_faults(p))
+            self.training_jobs[name] = job
+            self.tags[job_arn] = list(p.get("Tags", []))
+        self._job_changed(job)
+        self._start_job(job, "training")
+        return {"TrainingJobArn": job_arn}
+
+    def _training_job(self, name: str) -> Job:
+        job = self.training_jobs.get(name)
+        if job is None:
+            raise SageMakerError(f"Requested resource not found: {name}")
+        return job
+
+    def describe_training_job(self, p: dict[str, Any]) -> dict[str, Any]:
+        return self._training_job(p["TrainingJobName"]).snapshot()
+
+    def stop_training_job(self, p: dict[str, Any]) -> dict[str, Any]:
+        job = self._training_job(p["TrainingJobName"])
+        if job.status in TERMINAL:
+            raise SageMakerError(f"The training job {job.name} is not in progress (status {job.status}).")
+        job.stop_requested.set()
+        job.set_status("Stopping", "Stopping", "Stopping the training job")
+        return {}
+
+    def list_training_jobs(self, p: dict[str, Any]) -> dict[str, Any]:
+        items = [self._summary(j, "TrainingJob", ("TrainingEndTime",)) for j in self._jobs(self.training_jobs, p)]
+        return self._page(items, p, "TrainingJobSummaries")
+
+    def create_transform_job(self, p: dict[str, Any]) -> dict[str, Any]:
+        name = p["TransformJobName"]
+        job_arn = arn(f"transform-job/{name.lower()}")
+        with self.lock:
+            if name in self.transform_jobs:
+                raise ResourceInUse(
+                    f"Job name must be unique within an AWS account and region, and a job "
+                    f"with this name already exists ({job_arn})"
+                )
+            if p["ModelName"] not in self.models:
+                raise SageMakerError(f'Could not find model "{arn("model/" + p["ModelName"].lower())}".')
+            mb = p.get("MaxPayloadInMB", 6)
+            concurrency = p.get("MaxConcurrentTransforms", 1)
+            if mb * concurrency > 100:
+                raise SageMakerError(
+                    f"MaxConcurrentTransforms * MaxPayloadInMB must not exceed 100 MB (got {concurrency} * {mb})."
+                )
+            now = utcnow()
+            description = {
+                "TransformJobName": name,
+                "TransformJobArn": job_arn,
+                "TransformJobStatus": "InProgress",
+                "ModelName": p["ModelName"],
+                "MaxConcurrentTransforms": concurrency,
+                "MaxPayloadInMB": mb,
+                "BatchStrategy": p.get("BatchStrategy", "MultiRecord"),
+                "Environment": p.get("Environment", {}),
+                "TransformInput": p["TransformInput"],
+                "TransformOutput": p["TransformOutput"],
+                "TransformResources": p["TransformResources"],
+                "CreationTime": now,
+                "LastModifiedTime": now,
+            }
+            for key in ("DataProcessing", "ModelClientConfig", "DataCaptureConfig", "ExperimentConfig"):
+                if key in p:
+                    description[key] = p[key]
+            job = Job("TransformJob", name, job_arn, p, description, self._job_changed, faults=_faults(p))
+            self.transform_jobs[name] = job
+            self.tags[job_arn] = list(p.get("Tags", []))
+        self._job_changed(job)
+        self._start_job(job, "transform")
+        return {"TransformJobArn": job_arn}
+
+    def _transform_job(self, name: str) -> Job:
+        job = self.transform_jobs.get(name)
+        if job is None:
+            raise SageMakerError(f"Could not find requested job with name {name}")
+        return job
+
+    def describe_transform_job(self, p: dict[str, Any]) -> dict[str, Any]:
+        return self._transform_job(p["TransformJobName"]).snapshot()
+
+    def stop_transform_job(self, p: dict[str, Any]) -> dict[str, Any]:
+        job = self._transform_job(p["TransformJobName"])
+        if job.status not in TERMINAL:
+            job.stop_requested.set()
+            job.set_status("Stopping")
+        return {}
+
+    def list_transform_jobs(self, p: dict[str, Any]) -> dict[str, Any]:
+        items = [self._summary(j, "TransformJob", ("TransformEndTime",)) for j in self._jobs(self.transform_jobs, p)]
+        return self._page(items, p, "TransformJobSummaries")
+
+    def _jobs(self, jobs: dict[str, Job], p: dict[str, Any]) -> list[Job]:
+        with self.lock:
+            selected = list(jobs.values())
+        if p.get("NameContains"):
+            selected = [j for j in selected if p["NameContains"] in j.name]
+        if p.get("StatusEquals"):
+            selected = [j for j in selected if j.status == p["StatusEquals"]]
+        for key, before in (("CreationTimeAfter", False), ("CreationTimeBefore", True)):
+            if key in p:
+                bound = _as_datetime(p[key])
+                selected = [j for j in selected if (j.description["CreationTime"] < bound) == before]
+        reverse = p.get("SortOrder", "Ascending") == "Descending"
+        sort_key = {"Name": lambda j: j.name, "Status": lambda j: j.status}.get(
+            p.get("SortBy", "CreationTime"), lambda j: j.description["CreationTime"]
+        )
+        return sorted(selected, key=sort_key, reverse=reverse)
+
+    @staticmethod
+    def _summary(job: Job, kind: str, extra: tuple[str, ...]) -> dict[str, Any]:
+        d = job.snapshot()
+        keys = (
+            f"{kind}Name",
+            f"{kind}Arn",
+            "CreationTime",
+            "LastModifiedTime",
+            f"{kind}Status",
+            "FailureReason",
+            *extra,
+        )
+        return {k: d[k] for k in keys if k in d}
+
+    @staticmethod
+    def _page(items: list[dict[str, Any]], p: dict[str, Any], key: str) -> dict[str, Any]:
+        start = int(p.get("NextToken") or 0)
+        size = int(p.get("MaxResults", 100))
+        page: dict[str, Any] = {key: items[start : start + size]}
+        if start + size < len(items):
+            page["NextToken"] = str(start + size)
+        return page
+
+    # ------------------------------------------------------------------ models
+
+    def create_model(self, p: dict[str, Any]) -> dict[str, Any]:
+        name = p["ModelName"]
+        with self.lock:
+            if name in self.models:
+                raise SageMakerError(f'Cannot create already existing model "{arn("model/" + name.lower())}".')
+            containers = p.get("Containers") or ([p["PrimaryContainer"]] if "PrimaryContainer" in p else [])
+            if not containers:
+                raise SageMakerError("Either PrimaryContainer or Containers must be provided.")
+            model = {
+                "ModelName": name,
+                "ModelArn": arn(f"model/{name.lower()}"),
+                "CreationTime": utcnow(),
+                "ExecutionRoleArn": p.get("ExecutionRoleArn", ""),
+                "EnableNetworkIsolation": p.get("EnableNetworkIsolation", False),
+            }
+            if "PrimaryContainer" in p:
+                model["PrimaryContainer"] = p["PrimaryContainer"]
+            if "Containers" in p:
+                model["Containers"] = p["Containers"]
+            for key in ("InferenceExecutionConfig", "VpcConfig"):
+                if key in p:
+                    model[key] = p[key]
+            self.models[name] = model
+            self.tags[model["ModelArn"]] = list(p.get("Tags", []))
+        return {"ModelArn": model["ModelArn"]}
+
+    def describe_model(self, p: dict[str, Any]) -> dict[str, Any]:
+        model = self.models.get(p["ModelName"])
+        if model is None:
+            raise SageMakerError(f'Could not find model "{arn("model/" + p["ModelName"].lower())}".')
+        return dict(model)
+
+    def delete_model(self, p: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            if self.models.pop(p["ModelName"], None) is None:
+                raise SageMakerError(f'Could not find model "{arn("model/" + p["ModelName"].lower())}".')
+        return {}
+
+    def list_models(self, p: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            models = list(self.models.values())
+        if p.get("NameContains"):
+            models = [m for m in models if p["NameContains"] in m["ModelName"]]
+        reverse = p.get("SortOrder", "Descending") == "Descending"
+        sort_key = "ModelName" if p.get("SortBy") == "Name" else "CreationTime"
+        models.sort(key=lambda m: m[sort_key], reverse=reverse)
+        items = [{k: m[k] for k in ("ModelName", "ModelArn", "CreationTime")} for m in models]
+        return self._page(items, p, "Models")
+
+    # ------------------------------------------------------------------ model registry
+
+    def create_model_package_group(self, p: dict[str, Any]) -> dict[str, Any]:
+        name = p["ModelPackageGroupName"]
+        with self.lock:
+            if name in self.package_groups:
+                raise SageMakerError(f"Model Package Group already exists: {arn('model-package-group/' + name)}")
+            group = {
+                "ModelPackageGroupName": name,
+                "ModelPackageGroupArn": arn(f"model-package-group/{name.lower()}"),
+                "ModelPackageGroupDescription": p.get("ModelPackageGroupDescription", ""),
+                "CreationTime": utcnow(),
+                "ModelPackageGroupStatus": "Completed",
+                "CreatedBy": {},
+            }
+            self.package_groups[name] = group
+        return {"ModelPackageGroupArn": group["ModelPackageGroupArn"]}
+
+    def describe_model_package_group(self, p: dict[str, Any]) -> dict[str, Any]:
+        group = self.package_groups.get(p["ModelPackageGroupName"])
+        if group is None:
+            raise SageMakerError(f"ModelPackageGroup {p['ModelPackageGroupName']} does not exist.")
+        return dict(group)
+
+    def list_model_package_groups(self, p: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            groups = sorted(
+                self.package_groups.values(),
+                key=lambda g: g["CreationTime"],
+                reverse=p.get("SortOrder", "Descending") == "Descending",
+            )
+        if p.get("NameContains"):
+            groups = [g for g in groups if p["NameContains"] in g["ModelPackageGroupName"]]
+        items = [
+            {
+                k: g[k]
+                for k in (
+                    "ModelPackageGroupName",
+                    "ModelPackageGroupArn",
+                    "ModelPackageGroupDescription",
+                    "CreationTime",
+                    "ModelPackageGroupStatus",
+                )
+            }
+            for g in groups
+        ]
+        return self._page(items, p, "ModelPackageGroupSummaryList")
+
+    def delete_model_package_group(self, p: dict[str, Any]) -> dict[str, Any]:
+        name = p["ModelPackageGroupName"]
+        with self.lock:
+            if any(pkg.get("ModelPackageGroupName") == name for pkg in self.packages.values()):
+                raise SageMakerError(f"Model Package Group {name} still has model packages; delete them first.")
+            if self.package_groups.pop(name, None) is None:
+                raise SageMakerError(f"ModelPackageGroup {name} does not exist.")
+        return {}
+
+    def create_model_package(self, p: dict[str, Any]) -> dict[str, Any]:
+        group_name = p.get("ModelPackageGroupName")
+        with self.lock:
+            if group_name is None:
+                raise SageMakerError(
+                    "Shepherd's local SageMaker supports versioned model packages only: give ModelPackageGroupName."
+                )
+            group_name = group_name.rsplit("/", 1)[-1]
+            if group_name not in self.package_groups:
+                raise SageMakerError(f"ModelPackageGroup {group_name} does not exist.")
+            version = 1 + sum(1 for pkg in self.packages.values() if pkg["ModelPackageGroupName"] == group_name)
+            package_arn = arn(f"model-package/{group_name.lower()}/{version}")
+            now = utcnow()
+            package: dict[str, Any] = {
+                "ModelPackageName": group_name,
+                "ModelPackageGroupName": group_name,
+                "ModelPackageVersion": version,
+                "ModelPackageArn": package_arn,
+                "ModelPackageDescription": p.get("ModelPackageDescription", ""),
+                "CreationTime": now,
+                "LastModifiedTime": now,
+                "ModelPackageStatus": "Completed",
+                "ModelPackageStatusDetails": {"ValidationStatuses": [], "ImageScanStatuses": []},
+                "ModelApprovalStatus": p.get("ModelApprovalStatus", "PendingManualApproval"),
+                "CertifyForMarketplace": p.get("CertifyForMarketplace", False),
+            }
+            for key in (
+                "InferenceSpecification",
+                "ModelMetrics",
+                "MetadataProperties",
+                "CustomerMetadataProperties",
+                "DriftCheckBaselines",
+                "Domain",
+                "Task",
+                "SamplePayloadUrl",
+                "SourceUri",
+                "AdditionalInferenceSpecifications",
+                "ModelCard",
+                "ModelLifeCycle",
+            ):
+                if key in p:
+                    package[key] = p[key]
+            self.packages[package_arn] = package
+            self.tags[package_arn] = list(p.get("Tags", []))
+        self._package_changed(package)
+        return {"ModelPackageArn": package_arn}
+
+    def _package(self, name: str) -> dict[str, Any]:
+        with self.lock:
+            if name in self.packages:
+                return self.packages[name]
+            matches = [pkg for pkg in self.packages.values() if pkg["ModelPackageGroupName"] == name]
+        if not matches:
+            raise SageMakerError(f"ModelPackage {name} does not exist.")
+        return matches[-1]
+
+    def describe_model_package(self, p: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            return copy.deepcopy(self._package(p["ModelPackageName"]))
+
+    def update_model_package(self, p: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            package = self._package(p["ModelPackageArn"])
+            if "ModelApprovalStatus" in p:
+                package["ModelApprovalStatus"] = p["ModelApprovalStatus"]
+                if p.get("ApprovalDescription"):
+                    package["ApprovalDescription"] = p["ApprovalDescription"]
+            metadata = dict(package.get("CustomerMetadataProperties", {}))
+            metadata.update(p.get("CustomerMetadataProperties", {}))
+            for key in p.get("CustomerMetadataPropertiesToRemove", []):
+                metadata.pop(key, None)
+            if metadata or "CustomerMetadataProperties" in package:
+                package["CustomerMetadataProperties"] = metadata
+            for key in ("InferenceSpecification", "ModelCard", "ModelLifeCycle", "SourceUri"):
+                if key in p:
+                    package[key] = p[key]
+            package["LastModifiedTime"] = utcnow()
+        self._package_changed(package)
+        return {"ModelPackageArn": package["ModelPackageArn"]}
+
+    def list_model_packages(self, p: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            packages = list(self.packages.values())
+        if p.get("ModelPackageGroupName"):
+            packages = [pkg for pkg in packages if pkg["ModelPackageGroupName"] == p["ModelPackageGroupName"]]
+        if p.get("ModelApprovalStatus"):
+            packages = [pkg for pkg in packages if pkg["ModelApprovalStatus"] == p["ModelApprovalStatus"]]
+        if p.get("NameContains"):
+            packages = [pkg for pkg in packages if p["NameContains"] in pkg["ModelPackageName"]]
+        packages.sort(key=lambda pkg: pkg["CreationTime"], reverse=p.get("SortOrder", "Ascending") == "Descending")
+        keys = (
+            "ModelPackageName",
+            "ModelPackageGroupName",
+            "ModelPackageVersion",
+            "ModelPackageArn",
+            "ModelPackageDescription",
+            "CreationTime",
+            "ModelPackageStatus",
+            "ModelApprovalStatus",
+        )
+        return self._page([{k: pkg[k] for k in keys if k in pkg} for pkg in packages], p, "ModelPackageSummaryList")
+
+    def delete_model_package(self, p: dict[str, Any]) -> dict[str, Any]:
+        package = self._package(p["ModelPackageName"])
+        with self.lock:
+            self.packages.pop(package["ModelPackageArn"], None)
+        return {}
+
+    def _package_changed(self, package: dict[str, Any]) -> None:
+        self.emit("SageMaker Model Package State Change", package["ModelPackageArn"], dict(package))
+
+    # ------------------------------------------------------------------ tags
+
+    def add_tags(self, p: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            tags = {t["Key"]: t for t in self.tags.get(p["ResourceArn"], [])}
+            tags.update({t["Key"]: t for t in p["Tags"]})
+            self.tags[p["ResourceArn"]] = list(tags.values())
+        return {"Tags": p["Tags"]}
+
+    def list_tags(self, p: dict[str, Any]) -> dict[str, Any]:
+        return {"Tags": list(self.tags.get(p["ResourceArn"], []))}
+
+    def delete_tags(self, p: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            self.tags[p["ResourceArn"]] = [
+                t for t in self.tags.get(p["ResourceArn"], []) if t["Key"] not in p["TagKeys"]
+            ]
+        return {}
+
+    def stop(self) -> None:
+        for job in [*self.training_jobs.values(), *self.transform_jobs.values()]:
+            job.stop_requested.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+
+FAULT_TAG_PREFIX = "shepherd:fault:"
+
+
+def _faults(request: dict[str, Any]) -> dict[str, str]:
+    """Opt-in fault injection for tests, by tag: e.g. shepherd:fault:spot-interruptions = 1."""
+    return {
+        t["Key"][len(FAULT_TAG_PREFIX) :]: t["Value"]
+        for t in request.get("Tags", [])
+        if t["Key"].startswith(FAULT_TAG_PREFIX)
+    }
+
+
+def _as_datetime(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC)
+    return datetime.fromisoformat(str(value))
+
+
+SUPPORTED_OPERATIONS = frozenset(
+    name
+    for name in dir(SageMakerBackend)
+    if not name.startswith("_") and name not in {"client", "log", "work_root", "emit", "stop"}
+)
