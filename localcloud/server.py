@@ -135,7 +135,7 @@ class LocalCloud:
         self.port = port
         self.clock = VirtualClock(time_scale)
         self.admin_api = admin_api
-        self.state_dir = state_dir or Path(".shepherd/local")
+        self.state_dir = (state_dir or Path(".shepherd/local")).resolve()
         self.outputs: dict[str, str] = {}
         self.lambda_layers: dict[str, Path] = {}
         self._server: BaseWSGIServer | None = None
@@ -150,9 +150,36 @@ class LocalCloud:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def sdk_config_path(self) -> Path:
+        return self.state_dir / "sagemaker-sdk-config.yaml"
+
     def exports(self) -> dict[str, str]:
         """The environment under which the AWS CLI, boto3 and the SDKs use this local cloud."""
-        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION, **CREDENTIALS}
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            **CREDENTIALS,
+            # The SageMaker Python SDK v2 names its default bucket through STS at a fixed regional
+            # endpoint that ignores AWS_ENDPOINT_URL; its config file names the bucket instead.
+            "SAGEMAKER_USER_CONFIG_OVERRIDE": str(self.sdk_config_path),
+        }
+
+    def _write_sdk_config(self) -> None:
+        """A default bucket for the SageMaker SDK, as the SDK itself would name it, and telemetry off."""
+        bucket = f"sagemaker-{REGION}-123456789012"
+        self.client("s3").create_bucket(Bucket=bucket)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.sdk_config_path.write_text(
+            "SchemaVersion: '1.0'\n"
+            "SageMaker:\n"
+            "  PythonSDK:\n"
+            "    Modules:\n"
+            "      TelemetryOptOut: true\n"
+            "      Session:\n"
+            f"        DefaultS3Bucket: {bucket}\n"
+        )
 
     def worker_environment(self) -> dict[str, str]:
         return {**self.exports(), "AWS_SAM_LOCAL": "true", "SHEPHERD_LOCAL": "1"}
@@ -192,6 +219,7 @@ class LocalCloud:
         self._thread.start()
         self.scheduler = moto_patches.Scheduler(self)
         self.scheduler.start()
+        self._write_sdk_config()
         return self
 
     def deploy(
