@@ -8,19 +8,10 @@ Origin (no cross-site requests), and moto's reset/admin API stays closed unless 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-
-def _respond(
-    start_response: Callable[..., Any], status: str, body: dict[str, Any], headers: list[tuple[str, str]] | None = None
-) -> list[bytes]:
-    data = json.dumps(body).encode()
-    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data))), *(headers or [])])
-    return [data]
+from localcloud.wsgi import WSGIApp, json_response
 
 
 class Guard:
@@ -44,19 +35,19 @@ class Guard:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         host = environ.get("HTTP_HOST", "")
         if not self.host_allowed(host):
-            return _respond(
+            return json_response(
                 start_response, "403 Forbidden", {"message": f"Host {host!r} is not the local cloud endpoint"}
             )
         origin = environ.get("HTTP_ORIGIN")
         if origin is not None and origin.split("://", 1)[-1].lower() not in self.allowed_hosts:
-            return _respond(
+            return json_response(
                 start_response, "403 Forbidden", {"message": f"Cross-origin request from {origin!r} refused"}
             )
         if environ.get("HTTP_SEC_FETCH_SITE", "same-origin") not in ("same-origin", "none"):
-            return _respond(start_response, "403 Forbidden", {"message": "Cross-site request refused"})
+            return json_response(start_response, "403 Forbidden", {"message": "Cross-site request refused"})
         path = environ.get("PATH_INFO", "")
         if path.startswith("/moto-api") and not self.admin_api:
-            return _respond(
+            return json_response(
                 start_response,
                 "403 Forbidden",
                 {"message": "moto's admin API is closed; start with --admin-api to open it"},

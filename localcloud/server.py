@@ -27,6 +27,7 @@ from localcloud.lambdas import FunctionNotFound, LambdaRuntime, encode_log_tail
 from localcloud.logs import LogShipper
 from localcloud.sagemaker.api import SageMakerApi
 from localcloud.sagemaker.backend import SageMakerBackend
+from localcloud.wsgi import json_response
 
 log = logging.getLogger("shepherd.local")
 
@@ -100,7 +101,7 @@ class ShepherdApi:
             return self.app(environ, start_response)
         method = environ.get("REQUEST_METHOD")
         if path == "/_shepherd/health" and method == "GET":
-            return _json(
+            return json_response(
                 start_response,
                 "200 OK",
                 {"status": "ready", "outputs": self.cloud.outputs, "time_scale": self.cloud.clock.time_scale},
@@ -110,15 +111,11 @@ class ShepherdApi:
             try:
                 targets = self.cloud.scheduler.trigger(name)
             except KeyError:
-                return _json(start_response, "404 Not Found", {"message": f"no enabled schedule rule named {name!r}"})
-            return _json(start_response, "200 OK", {"rule": name, "targets": targets})
-        return _json(start_response, "404 Not Found", {"message": f"no route {method} {path}"})
-
-
-def _json(start_response: Callable[..., Any], status: str, body: dict[str, Any]) -> list[bytes]:
-    data = json.dumps(body).encode()
-    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
-    return [data]
+                return json_response(
+                    start_response, "404 Not Found", {"message": f"no enabled schedule rule named {name!r}"}
+                )
+            return json_response(start_response, "200 OK", {"rule": name, "targets": targets})
+        return json_response(start_response, "404 Not Found", {"message": f"no route {method} {path}"})
 
 
 class LocalCloud:

@@ -12,6 +12,7 @@ from botocore import xform_name
 
 from localcloud.sagemaker.backend import SUPPORTED_OPERATIONS, SageMakerBackend, SageMakerError
 from localcloud.sagemaker.validation import RequestInvalid, validate
+from localcloud.wsgi import json_response
 
 log = logging.getLogger("shepherd.local.sagemaker")
 _TARGET_PREFIX = "SageMaker."
@@ -31,12 +32,8 @@ def _wire(value: Any) -> Any:
 def _answer(
     start_response: Callable[..., Any], status: str, body: dict[str, Any], error: str | None = None
 ) -> list[bytes]:
-    data = json.dumps(_wire(body)).encode()
-    headers = [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(data)))]
-    if error:
-        headers.append(("x-amzn-ErrorType", error))
-    start_response(status, headers)
-    return [data]
+    headers = [("x-amzn-ErrorType", error)] if error else []
+    return json_response(start_response, status, _wire(body), "application/x-amz-json-1.1", headers)
 
 
 class SageMakerApi:
