@@ -7,11 +7,11 @@ clause per problem, joined with "; ".
 
 from __future__ import annotations
 
-import re
 from functools import cache
 from typing import Any
 
 import botocore.session
+import regex
 from botocore.model import OperationModel, ServiceModel, Shape
 
 
@@ -29,6 +29,12 @@ def operation_model(operation: str) -> OperationModel | None:
         return service_model().operation_model(operation)
     except Exception:  # botocore raises OperationNotFoundError
         return None
+
+
+@cache
+def _compiled(pattern: str) -> regex.Pattern[str]:
+    """The model's patterns are Java regexes (\\p{L} and the like): the regex module reads them."""
+    return regex.compile(pattern, flags=regex.DOTALL)
 
 
 def _camel(name: str) -> str:
@@ -90,7 +96,7 @@ class _Checker:
             if shape.enum and value not in shape.enum:
                 self.fail(value, path, f"Member must satisfy enum value set: [{', '.join(shape.enum)}]")
             pattern = meta.get("pattern")
-            if pattern and not re.fullmatch(pattern, value, flags=re.DOTALL):
+            if pattern and not _compiled(pattern).fullmatch(value):
                 self.fail(value, path, f"Member must satisfy regular expression pattern: {pattern}")
         elif kind in ("integer", "long"):
             if isinstance(value, bool) or not isinstance(value, int):
