@@ -17,6 +17,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from localcloud.sagemaker.endpoints import (
+    Endpoint,
+    Fleet,
+    FleetFactory,
+    ModelLoadFailed,
+    Variant,
+    check_endpoint_config,
+    describe,
+)
 from localcloud.sagemaker.jobs import TERMINAL, Job, RunnerContext, utcnow
 
 if TYPE_CHECKING:
@@ -78,6 +87,9 @@ class SageMakerBackend:
         self.package_groups: dict[str, dict[str, Any]] = {}
         self.packages: dict[str, dict[str, Any]] = {}  # by ARN
         self.tags: dict[str, list[dict[str, str]]] = {}
+        self.endpoint_configs: dict[str, dict[str, Any]] = {}
+        self.endpoints: dict[str, Endpoint] = {}
+        self.fleet_factory: FleetFactory = _serving_fleet
         self._threads: list[threading.Thread] = []
 
     # ------------------------------------------------------------------ runner context
@@ -528,6 +540,259 @@ class SageMakerBackend:
     def _package_changed(self, package: dict[str, Any]) -> None:
         self.emit("SageMaker Model Package State Change", package["ModelPackageArn"], dict(package))
 
+    # ------------------------------------------------------------------ endpoint configs
+
+    def create_endpoint_config(self, p: dict[str, Any]) -> dict[str, Any]:
+        name = p["EndpointConfigName"]
+        config_arn = arn(f"endpoint-config/{name.lower()}")
+        with self.lock:
+            if name in self.endpoint_configs:
+                raise SageMakerError(f'Cannot create already existing endpoint configuration "{config_arn}".')
+            problems = check_endpoint_config(p, self.models)
+            if problems:
+                raise SageMakerError(" ".join(problems))
+            config = {k: copy.deepcopy(v) for k, v in p.items() if k != "Tags"}
+            config.update({"EndpointConfigArn": config_arn, "CreationTime": utcnow()})
+            self.endpoint_configs[name] = config
+            self.tags[config_arn] = list(p.get("Tags", []))
+        return {"EndpointConfigArn": config_arn}
+
+    def _endpoint_config(self, name: str) -> dict[str, Any]:
+        config = self.endpoint_configs.get(name)
+        if config is None:
+            raise SageMakerError(f'Could not find endpoint configuration "{arn("endpoint-config/" + name.lower())}".')
+        return config
+
+    def describe_endpoint_config(self, p: dict[str, Any]) -> dict[str, Any]:
+        return copy.deepcopy(self._endpoint_config(p["EndpointConfigName"]))
+
+    def list_endpoint_configs(self, p: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            configs = list(self.endpoint_configs.values())
+        if p.get("NameContains"):
+            configs = [c for c in configs if p["NameContains"] in c["EndpointConfigName"]]
+        configs.sort(key=lambda c: c["CreationTime"], reverse=p.get("SortOrder", "Descending") == "Descending")
+        items = [{k: c[k] for k in ("EndpointConfigName", "EndpointConfigArn", "CreationTime")} for c in configs]
+        return self._page(items, p, "EndpointConfigs")
+
+    def delete_endpoint_config(self, p: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            self._endpoint_config(p["EndpointConfigName"])
+            del self.endpoint_configs[p["EndpointConfigName"]]
+        return {}
+
+    # ------------------------------------------------------------------ endpoints
+
+    def _endpoint(self, name: str) -> Endpoint:
+        endpoint = self.endpoints.get(name)
+        if endpoint is None:
+            raise SageMakerError(f'Could not find endpoint "{name}".')
+        return endpoint
+
+    def _endpoint_changed(self, endpoint: Endpoint) -> None:
+        detail = describe(endpoint, self.models)
+        detail["Tags"] = {t["Key"]: t["Value"] for t in self.tags.get(endpoint.arn, [])}
+        self.emit("SageMaker Endpoint State Change", endpoint.arn, detail)
+
+    def _set_endpoint_status(self, endpoint: Endpoint, status: str, failure: str | None = None) -> None:
+        with endpoint.lock:
+            endpoint.status = status
+            endpoint.failure_reason = failure
+            endpoint.last_modified = utcnow()
+        self._endpoint_changed(endpoint)
+
+    def _fault(self, endpoint: Endpoint, name: str) -> bool:
+        """Opt-in fault injection by tag, e.g. shepherd:fault:fail-next-update = true (consumed once)."""
+        key = f"{FAULT_TAG_PREFIX}{name}"
+        with self.lock:
+            tags = self.tags.get(endpoint.arn, [])
+            if not any(t["Key"] == key and t["Value"].lower() == "true" for t in tags):
+                return False
+            self.tags[endpoint.arn] = [t for t in tags if t["Key"] != key]
+            return True
+
+    def _build_variants(self, config: dict[str, Any], retained: dict[str, Variant]) -> dict[str, Variant]:
+        """Start a fleet for every variant of the config; on a load failure stop those started and raise."""
+        built: dict[str, Variant] = {}
+        try:
+            for shadow, key in ((False, "ProductionVariants"), (True, "ShadowProductionVariants")):
+                for spec in config.get(key) or []:
+                    old = retained.get(spec["VariantName"])
+                    weight = old.current_weight if old else float(spec.get("InitialVariantWeight", 1.0))
+                    count = old.current_count if old else int(spec.get("InitialInstanceCount", 1))
+                    model = self.models.get(spec["ModelName"])
+                    if model is None:
+                        raise ModelLoadFailed(f'Could not find model "{spec["ModelName"]}".')
+                    fleet = self.fleet_factory(model, spec, count)
+                    built[spec["VariantName"]] = Variant(spec, fleet, shadow, weight, weight, count, count)
+                    fleet.start()
+        except Exception:
+            for variant in built.values():
+                variant.fleet.stop()
+            raise
+        return built
+
+    def _in_background(self, name: str, work: Callable[[], None]) -> None:
+        thread = threading.Thread(target=work, name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def create_endpoint(self, p: dict[str, Any]) -> dict[str, Any]:
+        name = p["EndpointName"]
+        endpoint_arn = arn(f"endpoint/{name.lower()}")
+        with self.lock:
+            if name in self.endpoints:
+                raise SageMakerError(f'Cannot create already existing endpoint "{endpoint_arn}".')
+            config = copy.deepcopy(self._endpoint_config(p["EndpointConfigName"]))
+            now = utcnow()
+            endpoint = Endpoint(
+                name,
+                endpoint_arn,
+                p["EndpointConfigName"],
+                "Creating",
+                now,
+                now,
+                data_capture=config.get("DataCaptureConfig"),
+            )
+            self.endpoints[name] = endpoint
+            self.tags[endpoint_arn] = list(p.get("Tags", []))
+        self._endpoint_changed(endpoint)
+
+        def deploy() -> None:
+            try:
+                variants = self._build_variants(config, {})
+            except Exception as exc:
+                self._set_endpoint_status(endpoint, "Failed", _load_failure(exc))
+                return
+            with endpoint.lock:
+                endpoint.variants = variants
+            self._set_endpoint_status(endpoint, "InService")
+
+        self._in_background(f"endpoint-{name}", deploy)
+        return {"EndpointArn": endpoint_arn}
+
+    def describe_endpoint(self, p: dict[str, Any]) -> dict[str, Any]:
+        return describe(self._endpoint(p["EndpointName"]), self.models)
+
+    def list_endpoints(self, p: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            endpoints = list(self.endpoints.values())
+        if p.get("NameContains"):
+            endpoints = [e for e in endpoints if p["NameContains"] in e.name]
+        if p.get("StatusEquals"):
+            endpoints = [e for e in endpoints if e.status == p["StatusEquals"]]
+        endpoints.sort(
+            key=lambda e: e.name if p.get("SortBy") == "Name" else e.creation_time,
+            reverse=p.get("SortOrder", "Descending") == "Descending",
+        )
+        items = [
+            {
+                "EndpointName": e.name,
+                "EndpointArn": e.arn,
+                "CreationTime": e.creation_time,
+                "LastModifiedTime": e.last_modified,
+                "EndpointStatus": e.status,
+            }
+            for e in endpoints
+        ]
+        return self._page(items, p, "Endpoints")
+
+    def _require_in_service(self, endpoint: Endpoint, action: str) -> None:
+        if endpoint.status != "InService":
+            raise SageMakerError(f'Cannot {action} in-progress endpoint "{endpoint.arn}".')
+
+    def update_endpoint(self, p: dict[str, Any]) -> dict[str, Any]:
+        endpoint = self._endpoint(p["EndpointName"])
+        with endpoint.lock:
+            self._require_in_service(endpoint, "update")
+            config = copy.deepcopy(self._endpoint_config(p["EndpointConfigName"]))
+            retain = p.get("RetainAllVariantProperties", False)
+            excluded = {e["VariantPropertyType"] for e in p.get("ExcludeRetainedVariantProperties", [])}
+            endpoint.pending_config = p["EndpointConfigName"]
+            if p.get("DeploymentConfig"):
+                endpoint.last_deployment_config = p["DeploymentConfig"]
+            current = dict(endpoint.variants)
+        self._set_endpoint_status(endpoint, "Updating")
+        retained = {} if not retain else {name: _retained(variant, excluded) for name, variant in current.items()}
+
+        def update() -> None:
+            try:
+                if self._fault(endpoint, "fail-next-update"):
+                    raise ModelLoadFailed("Injected fault: the update's new fleet failed its health check.")
+                variants = self._build_variants(config, retained)
+            except Exception as exc:
+                with endpoint.lock:
+                    endpoint.pending_config = None
+                self._set_endpoint_status(
+                    endpoint,
+                    "InService",
+                    f"Update failed, the endpoint keeps its previous configuration: {_load_failure(exc)}",
+                )
+                return
+            with endpoint.lock:
+                endpoint.variants = variants
+                endpoint.config_name = config["EndpointConfigName"]
+                endpoint.data_capture = config.get("DataCaptureConfig")
+                endpoint.pending_config = None
+            for variant in current.values():
+                variant.fleet.stop()
+            self._set_endpoint_status(endpoint, "InService")
+
+        self._in_background(f"endpoint-update-{endpoint.name}", update)
+        return {"EndpointArn": endpoint.arn}
+
+    def update_endpoint_weights_and_capacities(self, p: dict[str, Any]) -> dict[str, Any]:
+        endpoint = self._endpoint(p["EndpointName"])
+        with endpoint.lock:
+            self._require_in_service(endpoint, "update")
+            missing = [
+                d["VariantName"] for d in p["DesiredWeightsAndCapacities"] if d["VariantName"] not in endpoint.variants
+            ]
+            if missing:
+                raise SageMakerError(
+                    f'The variant(s) "{missing}" is/are not present in the endpoint "{endpoint.name}".'
+                )
+            for desired in p["DesiredWeightsAndCapacities"]:
+                variant = endpoint.variants[desired["VariantName"]]
+                if "DesiredWeight" in desired:
+                    variant.desired_weight = float(desired["DesiredWeight"])
+                if "DesiredInstanceCount" in desired:
+                    variant.desired_count = int(desired["DesiredInstanceCount"])
+            if not any(v.desired_weight > 0 for v in endpoint.production):
+                raise SageMakerError("At least one production variant must have a weight greater than 0.")
+        self._set_endpoint_status(endpoint, "Updating")
+
+        def apply() -> None:
+            with endpoint.lock:
+                variants = list(endpoint.variants.values())
+            for variant in variants:
+                if variant.desired_count != variant.current_count:
+                    variant.fleet.resize(variant.desired_count)
+            with endpoint.lock:
+                for variant in variants:
+                    variant.current_count = variant.desired_count
+                    variant.current_weight = variant.desired_weight
+            self._set_endpoint_status(endpoint, "InService")
+
+        self._in_background(f"endpoint-weights-{endpoint.name}", apply)
+        return {"EndpointArn": endpoint.arn}
+
+    def delete_endpoint(self, p: dict[str, Any]) -> dict[str, Any]:
+        endpoint = self._endpoint(p["EndpointName"])
+        self._set_endpoint_status(endpoint, "Deleting")
+
+        def delete() -> None:
+            with endpoint.lock:
+                variants = list(endpoint.variants.values())
+                endpoint.variants = {}
+            for variant in variants:
+                variant.fleet.stop()
+            with self.lock:
+                self.endpoints.pop(endpoint.name, None)
+
+        self._in_background(f"endpoint-delete-{endpoint.name}", delete)
+        return {}
+
     # ------------------------------------------------------------------ tags
 
     def add_tags(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -552,6 +817,9 @@ class SageMakerBackend:
             job.stop_requested.set()
         for thread in self._threads:
             thread.join(timeout=10)
+        for endpoint in list(self.endpoints.values()):
+            for variant in list(endpoint.variants.values()):
+                variant.fleet.stop()
 
 
 FAULT_TAG_PREFIX = "shepherd:fault:"
@@ -566,6 +834,28 @@ def _faults(request: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def _retained(variant: Variant, excluded: set[str]) -> Variant:
+    """RetainAllVariantProperties keeps weight and count unless ExcludeRetainedVariantProperties names them."""
+    kept = copy.copy(variant)
+    if "DesiredWeight" in excluded:
+        kept.current_weight = float(variant.spec.get("InitialVariantWeight", 1.0))
+    if "DesiredInstanceCount" in excluded:
+        kept.current_count = int(variant.spec.get("InitialInstanceCount", 1))
+    return kept
+
+
+def _load_failure(exc: Exception) -> str:
+    if isinstance(exc, ModelLoadFailed):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _serving_fleet(model: dict[str, Any], variant: dict[str, Any], count: int) -> Fleet:
+    from localcloud.sagemaker.serving import VariantFleet
+
+    return VariantFleet(model, variant, count)
+
+
 def _as_datetime(value: Any) -> datetime:
     if isinstance(value, datetime):
         return value
@@ -577,5 +867,5 @@ def _as_datetime(value: Any) -> datetime:
 SUPPORTED_OPERATIONS = frozenset(
     name
     for name in dir(SageMakerBackend)
-    if not name.startswith("_") and name not in {"client", "log", "work_root", "emit", "stop"}
+    if not name.startswith("_") and name not in {"client", "log", "work_root", "emit", "stop", "fleet_factory"}
 )

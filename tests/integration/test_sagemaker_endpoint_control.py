@@ -1,0 +1,232 @@
+"""Endpoint configs and endpoints: SageMaker's rules, statuses and update semantics.
+
+The fleets here are fakes (the control plane is under test); real serving is tested with
+the data plane.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Any
+
+import pytest
+
+from localcloud.sagemaker.endpoints import ModelLoadFailed
+
+from .conftest import wait_for
+
+pytestmark = pytest.mark.integration
+IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+
+
+class FakeFleet:
+    instances: list[FakeFleet] = []
+
+    def __init__(self, model: dict[str, Any], variant: dict[str, Any], count: int) -> None:
+        self.model, self.variant, self.count = model, variant, count
+        self.stopped = threading.Event()
+        FakeFleet.instances.append(self)
+
+    def start(self) -> None:
+        if self.model["PrimaryContainer"].get("Environment", {}).get("BROKEN"):
+            raise ModelLoadFailed("model_fn raised ValueError: bad pickle")
+
+    def resize(self, count: int) -> None:
+        self.count = count
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+@pytest.fixture
+def sagemaker(cloud):
+    original = cloud.sagemaker.fleet_factory
+    cloud.sagemaker.fleet_factory = FakeFleet
+    yield cloud.client("sagemaker")
+    cloud.sagemaker.fleet_factory = original
+
+
+def _model(sagemaker, broken: bool = False) -> str:
+    name = f"m-{uuid.uuid4().hex[:8]}"
+    env = {"BROKEN": "1"} if broken else {}
+    sagemaker.create_model(
+        ModelName=name,
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={"Image": IMAGE, "ModelDataUrl": "s3://b/m.tar.gz", "Environment": env},
+    )
+    return name
+
+
+def _config(sagemaker, variants: list[dict], shadows: list[dict] | None = None, **extra) -> str:
+    name = f"c-{uuid.uuid4().hex[:8]}"
+    args = {"EndpointConfigName": name, "ProductionVariants": variants, **extra}
+    if shadows:
+        args["ShadowProductionVariants"] = shadows
+    sagemaker.create_endpoint_config(**args)
+    return name
+
+
+def _variant(model: str, name: str = "AllTraffic", weight: float = 1.0, count: int = 2) -> dict:
+    return {
+        "VariantName": name,
+        "ModelName": model,
+        "InstanceType": "ml.m5.large",
+        "InitialInstanceCount": count,
+        "InitialVariantWeight": weight,
+    }
+
+
+def _status(sagemaker, endpoint: str, status: str) -> dict:
+    return wait_for(lambda: (d := sagemaker.describe_endpoint(EndpointName=endpoint))["EndpointStatus"] == status and d)
+
+
+def test_endpoint_goes_creating_then_in_service_with_its_variants(sagemaker):
+    model = _model(sagemaker)
+    config = _config(sagemaker, [_variant(model, "A", 70), _variant(model, "B", 30, count=1)])
+    name = f"e-{uuid.uuid4().hex[:8]}"
+    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=config)
+    described = _status(sagemaker, name, "InService")
+    variants = {v["VariantName"]: v for v in described["ProductionVariants"]}
+    assert variants["A"]["CurrentWeight"] == 70 and variants["B"]["CurrentWeight"] == 30
+    assert variants["A"]["CurrentInstanceCount"] == 2 and variants["B"]["DesiredInstanceCount"] == 1
+
+
+def test_a_model_that_fails_to_load_fails_the_endpoint_with_its_reason(sagemaker):
+    config = _config(sagemaker, [_variant(_model(sagemaker, broken=True))])
+    name = f"e-{uuid.uuid4().hex[:8]}"
+    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=config)
+    described = _status(sagemaker, name, "Failed")
+    assert "model_fn raised ValueError: bad pickle" in described["FailureReason"]
+
+
+def test_failed_update_leaves_the_old_fleet_serving(sagemaker):
+    good = _config(sagemaker, [_variant(_model(sagemaker))])
+    bad = _config(sagemaker, [_variant(_model(sagemaker, broken=True))])
+    name = f"e-{uuid.uuid4().hex[:8]}"
+    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=good)
+    _status(sagemaker, name, "InService")
+    serving = FakeFleet.instances[-1]
+    sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=bad)
+    described = wait_for(lambda: (d := sagemaker.describe_endpoint(EndpointName=name)).get("FailureReason") and d)
+    assert described["EndpointStatus"] == "InService"
+    assert described["EndpointConfigName"] == good
+    assert "bad pickle" in described["FailureReason"]
+    assert not serving.stopped.is_set()
+
+
+def test_injected_update_fault_by_tag(sagemaker):
+    config = _config(sagemaker, [_variant(_model(sagemaker))])
+    name = f"e-{uuid.uuid4().hex[:8]}"
+    arn = sagemaker.create_endpoint(
+        EndpointName=name, EndpointConfigName=config, Tags=[{"Key": "shepherd:fault:fail-next-update", "Value": "true"}]
+    )["EndpointArn"]
+    _status(sagemaker, name, "InService")
+    sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=config)
+    described = wait_for(lambda: (d := sagemaker.describe_endpoint(EndpointName=name)).get("FailureReason") and d)
+    assert "Injected fault" in described["FailureReason"]
+    assert not [t for t in sagemaker.list_tags(ResourceArn=arn)["Tags"] if t["Key"].startswith("shepherd:fault")]
+
+
+def test_weights_move_from_desired_to_current_without_redeploying(sagemaker):
+    model = _model(sagemaker)
+    config = _config(sagemaker, [_variant(model, "Champion", 90), _variant(model, "Challenger", 10, count=1)])
+    name = f"e-{uuid.uuid4().hex[:8]}"
+    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=config)
+    _status(sagemaker, name, "InService")
+    fleets_before = len(FakeFleet.instances)
+    sagemaker.update_endpoint_weights_and_capacities(
+        EndpointName=name,
+        DesiredWeightsAndCapacities=[
+            {"VariantName": "Challenger", "DesiredWeight": 50, "DesiredInstanceCount": 2},
+            {"VariantName": "Champion", "DesiredWeight": 50},
+        ],
+    )
+    described = _status(sagemaker, name, "InService")
+    variants = {v["VariantName"]: v for v in described["ProductionVariants"]}
+    assert variants["Challenger"]["CurrentWeight"] == 50 and variants["Challenger"]["CurrentInstanceCount"] == 2
+    assert variants["Champion"]["CurrentInstanceCount"] == 2, "a count not given must not be lost"
+    assert len(FakeFleet.instances) == fleets_before
+
+
+def test_retain_all_variant_properties_keeps_capacity_on_update_to_shadow(sagemaker):
+    champion, candidate = _model(sagemaker), _model(sagemaker)
+    first = _config(sagemaker, [_variant(champion, "AllTraffic", count=2)])
+    name = f"e-{uuid.uuid4().hex[:8]}"
+    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=first)
+    _status(sagemaker, name, "InService")
+    sagemaker.update_endpoint_weights_and_capacities(
+        EndpointName=name, DesiredWeightsAndCapacities=[{"VariantName": "AllTraffic", "DesiredInstanceCount": 4}]
+    )
+    _status(sagemaker, name, "InService")
+    shadow = _config(
+        sagemaker, [_variant(champion, "AllTraffic", count=2)], shadows=[_variant(candidate, "Shadow", count=1)]
+    )
+    sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=shadow, RetainAllVariantProperties=True)
+    described = wait_for(
+        lambda: (
+            (d := sagemaker.describe_endpoint(EndpointName=name))["EndpointConfigName"] == shadow
+            and d["EndpointStatus"] == "InService"
+            and d
+        )
+    )
+    assert described["ProductionVariants"][0]["CurrentInstanceCount"] == 4
+    assert described["ShadowProductionVariants"][0]["VariantName"] == "Shadow"
+
+
+@pytest.mark.parametrize(
+    ("variants", "shadows", "extra", "message"),
+    [
+        (2, 1, {}, "exactly one production variant and one shadow variant"),
+        (11, 0, {}, "Member must have length less than or equal to 10"),
+    ],
+)
+def test_endpoint_configs_sagemaker_refuses(sagemaker, variants, shadows, extra, message):
+    model = _model(sagemaker)
+    with pytest.raises(sagemaker.exceptions.ClientError, match=message):
+        _config(
+            sagemaker,
+            [_variant(model, f"V{i}") for i in range(variants)],
+            [_variant(model, f"S{i}") for i in range(shadows)],
+            **extra,
+        )
+
+
+def test_serverless_refuses_data_capture_and_second_variant(sagemaker):
+    model = _model(sagemaker)
+    serverless = {
+        "VariantName": "AllTraffic",
+        "ModelName": model,
+        "ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 5},
+    }
+    capture = {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": 100,
+        "DestinationS3Uri": "s3://b/capture",
+        "CaptureOptions": [{"CaptureMode": "Input"}],
+    }
+    with pytest.raises(sagemaker.exceptions.ClientError, match="Data capture is not supported for serverless"):
+        _config(sagemaker, [serverless], DataCaptureConfig=capture)
+    with pytest.raises(sagemaker.exceptions.ClientError, match="single production variant"):
+        _config(sagemaker, [serverless, {**serverless, "VariantName": "Second"}])
+
+
+def test_update_of_an_endpoint_that_is_not_in_service_is_refused(sagemaker):
+    config = _config(sagemaker, [_variant(_model(sagemaker, broken=True))])
+    name = f"e-{uuid.uuid4().hex[:8]}"
+    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=config)
+    _status(sagemaker, name, "Failed")
+    with pytest.raises(sagemaker.exceptions.ClientError, match="Cannot update in-progress endpoint"):
+        sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=config)
+
+
+def test_delete_endpoint_stops_its_fleets(sagemaker):
+    config = _config(sagemaker, [_variant(_model(sagemaker))])
+    name = f"e-{uuid.uuid4().hex[:8]}"
+    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=config)
+    _status(sagemaker, name, "InService")
+    fleet = FakeFleet.instances[-1]
+    sagemaker.delete_endpoint(EndpointName=name)
+    assert fleet.stopped.wait(10)
+    wait_for(lambda: name not in [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]])
