@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -22,7 +22,7 @@ ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 
 
 class FakeFleet:
-    instances: list[FakeFleet] = []
+    instances: ClassVar[list[FakeFleet]] = []
 
     def __init__(self, model: dict[str, Any], variant: dict[str, Any], count: int) -> None:
         self.model, self.variant, self.count = model, variant, count
@@ -89,8 +89,10 @@ def test_endpoint_goes_creating_then_in_service_with_its_variants(sagemaker):
     sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=config)
     described = _status(sagemaker, name, "InService")
     variants = {v["VariantName"]: v for v in described["ProductionVariants"]}
-    assert variants["A"]["CurrentWeight"] == 70 and variants["B"]["CurrentWeight"] == 30
-    assert variants["A"]["CurrentInstanceCount"] == 2 and variants["B"]["DesiredInstanceCount"] == 1
+    assert variants["A"]["CurrentWeight"] == 70
+    assert variants["B"]["CurrentWeight"] == 30
+    assert variants["A"]["CurrentInstanceCount"] == 2
+    assert variants["B"]["DesiredInstanceCount"] == 1
 
 
 def test_a_model_that_fails_to_load_fails_the_endpoint_with_its_reason(sagemaker):
@@ -145,7 +147,8 @@ def test_weights_move_from_desired_to_current_without_redeploying(sagemaker):
     )
     described = _status(sagemaker, name, "InService")
     variants = {v["VariantName"]: v for v in described["ProductionVariants"]}
-    assert variants["Challenger"]["CurrentWeight"] == 50 and variants["Challenger"]["CurrentInstanceCount"] == 2
+    assert variants["Challenger"]["CurrentWeight"] == 50
+    assert variants["Challenger"]["CurrentInstanceCount"] == 2
     assert variants["Champion"]["CurrentInstanceCount"] == 2, "a count not given must not be lost"
     assert len(FakeFleet.instances) == fleets_before
 
