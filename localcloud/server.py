@@ -27,6 +27,7 @@ from localcloud.lambdas import FunctionNotFound, LambdaRuntime, encode_log_tail
 from localcloud.logs import LogShipper
 from localcloud.sagemaker.api import SageMakerApi
 from localcloud.sagemaker.backend import SageMakerBackend
+from localcloud.sagemaker.runtime import RuntimeApi
 from localcloud.wsgi import json_response
 
 log = logging.getLogger("shepherd.local")
@@ -141,6 +142,7 @@ class LocalCloud:
         self.log_shipper = LogShipper(lambda: self.client("logs"), echo=echo_logs)
         self.lambdas = LambdaRuntime(self.worker_environment(), self.log_shipper, sleep=self.clock.sleep)
         self.sagemaker = SageMakerBackend(self)
+        self.sagemaker_runtime: RuntimeApi | None = None
         self.scheduler: moto_patches.Scheduler | None = None
 
     @property
@@ -195,7 +197,8 @@ class LocalCloud:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 
         moto_app = DomainDispatcherApplication(create_backend_app)
-        services = SageMakerApi(LambdaInvokeMiddleware(moto_app, self.lambdas), self.sagemaker)
+        self.sagemaker_runtime = RuntimeApi(LambdaInvokeMiddleware(moto_app, self.lambdas), self.sagemaker)
+        services = SageMakerApi(self.sagemaker_runtime, self.sagemaker)
         guard = Guard(ShepherdApi(services, self), self.port, self.admin_api)
         server = make_server("127.0.0.1", self.port, guard, threaded=True, request_handler=MotoRequestHandler)
         # The Step Functions engine reaches services at localhost:$MOTO_PORT, so bind before patching.
@@ -235,6 +238,8 @@ class LocalCloud:
         if self.scheduler is not None:
             self.scheduler.stop()
         self.sagemaker.stop()
+        if self.sagemaker_runtime is not None:
+            self.sagemaker_runtime.close()
         self.lambdas.close()
         if self._server is not None:
             self._server.shutdown()

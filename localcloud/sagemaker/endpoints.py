@@ -27,6 +27,10 @@ class Fleet(Protocol):
 
     def start(self) -> None: ...
 
+    def invoke(self, request: InvocationRequest) -> tuple[bytes, str]:
+        """The model's answer and its content type; raises InvocationFailed."""
+        ...
+
     def resize(self, count: int) -> None: ...
 
     def stop(self) -> None: ...
@@ -34,6 +38,26 @@ class Fleet(Protocol):
 
 class ModelLoadFailed(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class InvocationRequest:
+    body: bytes
+    content_type: str
+    accept: str
+    custom_attributes: str | None = None
+    target_model: str | None = None
+    inference_id: str | None = None
+
+
+class InvocationFailed(Exception):
+    """The model container answered with an error: SageMaker returns it as ModelError (HTTP 424)."""
+
+    def __init__(self, status: int, message: str, log_stream: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.log_stream = log_stream
 
 
 FleetFactory = Callable[[dict[str, Any], dict[str, Any], int], Fleet]

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from localcloud.sagemaker.endpoints import ModelLoadFailed
+from localcloud.sagemaker.endpoints import InvocationFailed, InvocationRequest, ModelLoadFailed
 
 from .conftest import wait_for
 
@@ -27,6 +27,7 @@ class FakeFleet:
     def __init__(self, model: dict[str, Any], variant: dict[str, Any], count: int) -> None:
         self.model, self.variant, self.count = model, variant, count
         self.stopped = threading.Event()
+        self.calls: list[InvocationRequest] = []
         FakeFleet.instances.append(self)
 
     def start(self) -> None:
@@ -35,6 +36,12 @@ class FakeFleet:
 
     def resize(self, count: int) -> None:
         self.count = count
+
+    def invoke(self, request: InvocationRequest) -> tuple[bytes, str]:
+        self.calls.append(request)
+        if request.body == b"fail":
+            raise InvocationFailed(400, "predict_fn raised ValueError: could not convert string to float: 'x'")
+        return self.variant["VariantName"].encode(), "text/plain"
 
     def stop(self) -> None:
         self.stopped.set()
@@ -233,3 +240,70 @@ def test_delete_endpoint_stops_its_fleets(sagemaker):
     sagemaker.delete_endpoint(EndpointName=name)
     assert fleet.stopped.wait(10)
     wait_for(lambda: name not in [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]])
+
+
+def _endpoint(sagemaker, variants, shadows=None) -> str:
+    config = _config(sagemaker, variants, shadows)
+    name = f"e-{uuid.uuid4().hex[:8]}"
+    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=config)
+    _status(sagemaker, name, "InService")
+    return name
+
+
+def test_traffic_splits_by_weight_within_tolerance(cloud, sagemaker):
+    model = _model(sagemaker)
+    name = _endpoint(sagemaker, [_variant(model, "A", 70), _variant(model, "B", 30)])
+    runtime = cloud.client("sagemaker-runtime")
+    counts = {"A": 0, "B": 0}
+    for _ in range(600):
+        response = runtime.invoke_endpoint(EndpointName=name, Body=b"1,2", ContentType="text/csv")
+        assert response["Body"].read().decode() == response["InvokedProductionVariant"]
+        counts[response["InvokedProductionVariant"]] += 1
+    # Binomial(600, 0.3): sd = 11.2; 5 sd either side
+    assert 180 - 56 <= counts["B"] <= 180 + 56, counts
+
+
+def test_target_variant_is_honoured(cloud, sagemaker):
+    model = _model(sagemaker)
+    name = _endpoint(sagemaker, [_variant(model, "A", 99), _variant(model, "B", 1)])
+    runtime = cloud.client("sagemaker-runtime")
+    for _ in range(20):
+        response = runtime.invoke_endpoint(EndpointName=name, Body=b"1", ContentType="text/csv", TargetVariant="B")
+        assert response["InvokedProductionVariant"] == "B"
+
+
+def test_model_error_is_a_424_with_the_original_status_and_message_and_is_not_retried(cloud, sagemaker):
+    name = _endpoint(sagemaker, [_variant(_model(sagemaker))])
+    fleet = FakeFleet.instances[-1]
+    runtime = cloud.client("sagemaker-runtime")
+    with pytest.raises(runtime.exceptions.ModelError) as caught:
+        runtime.invoke_endpoint(EndpointName=name, Body=b"fail", ContentType="text/csv")
+    error = caught.value.response
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 424
+    assert error["OriginalStatusCode"] == 400
+    assert "could not convert string to float" in error["OriginalMessage"]
+    assert error["LogStreamArn"].endswith(f"/aws/sagemaker/Endpoints/{name}")
+    assert len(fleet.calls) == 1, "a model error must not be retried by the SDK"
+
+
+def test_shadow_receives_a_mirrored_copy_and_its_answer_is_discarded(cloud, sagemaker):
+    champion, candidate = _model(sagemaker), _model(sagemaker)
+    name = _endpoint(sagemaker, [_variant(champion, "Prod", 1)], shadows=[_variant(candidate, "Shadow", 1)])
+    shadow = next(
+        f for f in FakeFleet.instances if f.variant["VariantName"] == "Shadow" and f.model["ModelName"] == candidate
+    )
+    runtime = cloud.client("sagemaker-runtime")
+    for i in range(10):
+        response = runtime.invoke_endpoint(EndpointName=name, Body=b"1", ContentType="text/csv", InferenceId=f"req-{i}")
+        assert response["Body"].read() == b"Prod"
+    wait_for(lambda: len(shadow.calls) == 10)
+    assert sorted(c.inference_id for c in shadow.calls) == sorted(f"req-{i}" for i in range(10))
+
+
+def test_unknown_endpoint_and_oversized_payload_are_validation_errors(cloud, sagemaker):
+    runtime = cloud.client("sagemaker-runtime")
+    with pytest.raises(runtime.exceptions.ValidationError, match="Endpoint nope of account 123456789012 not found"):
+        runtime.invoke_endpoint(EndpointName="nope", Body=b"1", ContentType="text/csv")
+    name = _endpoint(sagemaker, [_variant(_model(sagemaker))])
+    with pytest.raises(runtime.exceptions.ValidationError, match="exceeds the 6 MB limit"):
+        runtime.invoke_endpoint(EndpointName=name, Body=b"x" * (6 * 1024 * 1024 + 1), ContentType="text/csv")

@@ -1,0 +1,144 @@
+"""The SageMaker Runtime data plane: InvokeEndpoint on the local cloud endpoint.
+
+Routing follows SageMaker: TargetVariant if given, else a weighted draw over production
+variants by CurrentWeight; shadow variants receive a mirrored copy of a share of requests
+(their weight relative to production's) asynchronously, and their answers are discarded.
+A model's own error reaches the client as ModelError (HTTP 424), never as a bare 5XX
+that would make the SDK retry and run the model twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from localcloud.sagemaker.endpoints import Endpoint, InvocationFailed, InvocationRequest, Variant
+from localcloud.wsgi import json_response
+
+if TYPE_CHECKING:
+    from localcloud.sagemaker.backend import SageMakerBackend
+
+log = logging.getLogger("shepherd.local.sagemaker")
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+_PATH = re.compile(r"^/endpoints/([^/]+)/invocations$")
+_SERVING = {"InService", "Updating", "SystemUpdating", "RollingBack"}
+
+
+class InvokeError(Exception):
+    def __init__(self, status: str, code: str, message: str, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.extra = status, code, message, extra or {}
+
+
+def choose_variant(endpoint: Endpoint, target: str | None, draw: Callable[[], float] = random.random) -> Variant:
+    production = endpoint.production
+    if target:
+        for variant in production:
+            if variant.name == target:
+                return variant
+        raise InvokeError(
+            "400 Bad Request", "ValidationError", f"Variant {target} not found for endpoint {endpoint.name}."
+        )
+    total = sum(v.current_weight for v in production)
+    if total <= 0:
+        raise InvokeError(
+            "400 Bad Request",
+            "ValidationError",
+            f"Endpoint {endpoint.name} has no production variant with a weight above 0.",
+        )
+    point = draw() * total
+    for variant in production:
+        point -= variant.current_weight
+        if point < 0:
+            return variant
+    return production[-1]
+
+
+class RuntimeApi:
+    def __init__(self, app: Callable[..., Iterable[bytes]], backend: SageMakerBackend) -> None:
+        self.app = app
+        self.backend = backend
+        # Shadow copies run here, off the request thread, so production answers never wait for them.
+        self._shadow_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="shadow")
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        match = _PATH.match(environ.get("PATH_INFO", ""))
+        if environ.get("REQUEST_METHOD") != "POST" or not match:
+            return self.app(environ, start_response)
+        try:
+            return self._invoke(unquote(match.group(1)), environ, start_response)
+        except InvokeError as exc:
+            body = {"message": exc.message, "Message": exc.message, **exc.extra}
+            return json_response(start_response, exc.status, body, headers=[("x-amzn-ErrorType", exc.code)])
+
+    def _invoke(self, name: str, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        endpoint = self.backend.endpoints.get(name)
+        if endpoint is None or endpoint.status not in _SERVING:
+            raise InvokeError(
+                "400 Bad Request", "ValidationError", f"Endpoint {name} of account 123456789012 not found."
+            )
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        if length > MAX_PAYLOAD_BYTES:
+            raise InvokeError(
+                "400 Bad Request",
+                "ValidationError",
+                f"Request payload of {length} bytes exceeds the 6 MB limit (6291456 bytes).",
+            )
+        body = environ["wsgi.input"].read(length) if length else b""
+        request = InvocationRequest(
+            body=body,
+            content_type=environ.get("CONTENT_TYPE") or "application/octet-stream",
+            accept=environ.get("HTTP_ACCEPT") or "*/*",
+            custom_attributes=environ.get("HTTP_X_AMZN_SAGEMAKER_CUSTOM_ATTRIBUTES"),
+            target_model=environ.get("HTTP_X_AMZN_SAGEMAKER_TARGET_MODEL"),
+            inference_id=environ.get("HTTP_X_AMZN_SAGEMAKER_INFERENCE_ID"),
+        )
+        with endpoint.lock:
+            variant = choose_variant(endpoint, environ.get("HTTP_X_AMZN_SAGEMAKER_TARGET_VARIANT"))
+            shadows = list(endpoint.shadows)
+            production_weight = sum(v.current_weight for v in endpoint.production) or 1.0
+        for shadow in shadows:
+            if random.random() < min(1.0, shadow.current_weight / production_weight):  # noqa: S311 - sampling
+                self._shadow_pool.submit(self._mirror, shadow, request)
+        started = time.perf_counter()
+        try:
+            answer, content_type = variant.fleet.invoke(request)
+        except InvocationFailed as exc:
+            raise InvokeError(
+                "424 Failed Dependency",
+                "ModelError",
+                f'Received client error ({exc.status}) from primary with message "{exc.message}". See '
+                f"https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#logEventViewer:"
+                f"group=/aws/sagemaker/Endpoints/{name} in account 123456789012 for more information.",
+                {
+                    "OriginalStatusCode": exc.status,
+                    "OriginalMessage": exc.message,
+                    "LogStreamArn": f"arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/Endpoints/{name}",
+                },
+            ) from exc
+        log.debug("%s/%s answered in %.1f ms", name, variant.name, (time.perf_counter() - started) * 1000)
+        headers = [
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(answer))),
+            ("x-Amzn-Invoked-Production-Variant", variant.name),
+        ]
+        if request.custom_attributes is not None:
+            headers.append(("X-Amzn-SageMaker-Custom-Attributes", request.custom_attributes))
+        start_response("200 OK", headers)
+        return [answer]
+
+    @staticmethod
+    def _mirror(shadow: Variant, request: InvocationRequest) -> None:
+        try:
+            shadow.fleet.invoke(request)
+        except Exception as exc:  # a shadow's failure is observed, never returned to the client
+            log.debug("shadow %s failed: %s", shadow.name, exc)
+
+    def close(self) -> None:
+        self._shadow_pool.shutdown(wait=False, cancel_futures=True)
