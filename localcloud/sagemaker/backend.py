@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from localcloud.sagemaker.capture import CaptureWriter
 from localcloud.sagemaker.endpoints import (
     Endpoint,
     Fleet,
@@ -632,6 +633,11 @@ class SageMakerBackend:
             raise
         return built
 
+    def _capture_writer(self, endpoint: str, config: dict[str, Any] | None) -> CaptureWriter | None:
+        if not config or not config.get("EnableCapture", True):
+            return None
+        return CaptureWriter(endpoint, config, lambda: self.client("s3"))
+
     def _in_background(self, name: str, work: Callable[[], None]) -> None:
         thread = threading.Thread(target=work, name=name, daemon=True)
         self._threads.append(thread)
@@ -666,6 +672,7 @@ class SageMakerBackend:
                 return
             with endpoint.lock:
                 endpoint.variants = variants
+                endpoint.capture = self._capture_writer(name, endpoint.data_capture)
             self._set_endpoint_status(endpoint, "InService")
 
         self._in_background(f"endpoint-{name}", deploy)
@@ -734,8 +741,14 @@ class SageMakerBackend:
                 endpoint.config_name = config["EndpointConfigName"]
                 endpoint.data_capture = config.get("DataCaptureConfig")
                 endpoint.pending_config = None
+                old_capture, endpoint.capture = (
+                    endpoint.capture,
+                    self._capture_writer(endpoint.name, endpoint.data_capture),
+                )
             for variant in current.values():
                 variant.fleet.stop()
+            if old_capture is not None:
+                old_capture.close()
             self._set_endpoint_status(endpoint, "InService")
 
         self._in_background(f"endpoint-update-{endpoint.name}", update)
@@ -785,8 +798,11 @@ class SageMakerBackend:
             with endpoint.lock:
                 variants = list(endpoint.variants.values())
                 endpoint.variants = {}
+                capture, endpoint.capture = endpoint.capture, None
             for variant in variants:
                 variant.fleet.stop()
+            if capture is not None:
+                capture.close()
             with self.lock:
                 self.endpoints.pop(endpoint.name, None)
 
@@ -820,6 +836,8 @@ class SageMakerBackend:
         for endpoint in list(self.endpoints.values()):
             for variant in list(endpoint.variants.values()):
                 variant.fleet.stop()
+            if endpoint.capture is not None:
+                endpoint.capture.close()
 
 
 FAULT_TAG_PREFIX = "shepherd:fault:"

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from localcloud.sagemaker.capture import CaptureWriter
 from localcloud.sagemaker.jobs import utcnow
 
 log = logging.getLogger("shepherd.local.sagemaker")
@@ -116,7 +117,7 @@ class Endpoint:
     last_deployment_config: dict[str, Any] | None = None
     pending_config: str | None = None
     lock: threading.RLock = field(default_factory=threading.RLock)
-    faults: dict[str, str] = field(default_factory=dict)
+    capture: CaptureWriter | None = None
 
     @property
     def production(self) -> list[Variant]:

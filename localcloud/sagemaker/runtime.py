@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from localcloud.sagemaker.capture import CaptureWriter
 from localcloud.sagemaker.endpoints import Endpoint, InvocationFailed, InvocationRequest, Variant
 from localcloud.wsgi import json_response
 
@@ -76,6 +77,12 @@ class RuntimeApi:
         except InvokeError as exc:
             body = {"message": exc.message, "Message": exc.message, **exc.extra}
             return json_response(start_response, exc.status, body, headers=[("x-amzn-ErrorType", exc.code)])
+        except Exception as exc:
+            log.exception("InvokeEndpoint failed inside the local cloud")
+            body = {"message": f"{type(exc).__name__}: {exc}"}
+            return json_response(
+                start_response, "500 Internal Server Error", body, headers=[("x-amzn-ErrorType", "InternalFailure")]
+            )
 
     def _invoke(self, name: str, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         endpoint = self.backend.endpoints.get(name)
@@ -103,9 +110,10 @@ class RuntimeApi:
             variant = choose_variant(endpoint, environ.get("HTTP_X_AMZN_SAGEMAKER_TARGET_VARIANT"))
             shadows = list(endpoint.shadows)
             production_weight = sum(v.current_weight for v in endpoint.production) or 1.0
+            capture = endpoint.capture
         for shadow in shadows:
             if random.random() < min(1.0, shadow.current_weight / production_weight):  # noqa: S311 - sampling
-                self._shadow_pool.submit(self._mirror, shadow, request)
+                self._shadow_pool.submit(self._mirror, shadow, request, capture)
         started = time.perf_counter()
         try:
             answer, content_type = variant.fleet.invoke(request)
@@ -123,6 +131,8 @@ class RuntimeApi:
                 },
             ) from exc
         log.debug("%s/%s answered in %.1f ms", name, variant.name, (time.perf_counter() - started) * 1000)
+        if capture is not None and capture.sampled():
+            capture.record(variant.name, request, answer, content_type)
         headers = [
             ("Content-Type", content_type),
             ("Content-Length", str(len(answer))),
@@ -134,11 +144,14 @@ class RuntimeApi:
         return [answer]
 
     @staticmethod
-    def _mirror(shadow: Variant, request: InvocationRequest) -> None:
+    def _mirror(shadow: Variant, request: InvocationRequest, capture: CaptureWriter | None) -> None:
         try:
-            shadow.fleet.invoke(request)
+            answer, content_type = shadow.fleet.invoke(request)
         except Exception as exc:  # a shadow's failure is observed, never returned to the client
             log.debug("shadow %s failed: %s", shadow.name, exc)
+            return
+        if capture is not None and capture.sampled():
+            capture.record(shadow.name, request, answer, content_type)
 
     def close(self) -> None:
         self._shadow_pool.shutdown(wait=False, cancel_futures=True)

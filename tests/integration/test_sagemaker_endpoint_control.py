@@ -6,6 +6,8 @@ the data plane.
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 import uuid
 from typing import Any, ClassVar
@@ -307,3 +309,53 @@ def test_unknown_endpoint_and_oversized_payload_are_validation_errors(cloud, sag
     name = _endpoint(sagemaker, [_variant(_model(sagemaker))])
     with pytest.raises(runtime.exceptions.ValidationError, match="exceeds the 6 MB limit"):
         runtime.invoke_endpoint(EndpointName=name, Body=b"x" * (6 * 1024 * 1024 + 1), ContentType="text/csv")
+
+
+def test_data_capture_writes_sagemakers_layout_with_inference_ids_for_production_and_shadow(cloud, sagemaker):
+    s3 = cloud.client("s3")
+    bucket = f"capture-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    champion, candidate = _model(sagemaker), _model(sagemaker)
+    capture = {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": 100,
+        "DestinationS3Uri": f"s3://{bucket}/capture",
+        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+    }
+    config = _config(
+        sagemaker,
+        [_variant(champion, "Prod", 1)],
+        shadows=[_variant(candidate, "Shadow", 1)],
+        DataCaptureConfig=capture,
+    )
+    name = f"e-{uuid.uuid4().hex[:8]}"
+    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=config)
+    _status(sagemaker, name, "InService")
+    runtime = cloud.client("sagemaker-runtime")
+    for i in range(5):
+        runtime.invoke_endpoint(EndpointName=name, Body=b"5.1,3.5", ContentType="text/csv", InferenceId=f"id-{i}")
+
+    def records():
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="capture/").get("Contents", [])]
+        lines = [
+            json.loads(line)
+            for key in keys
+            for line in s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode().splitlines()
+        ]
+        return (keys, lines) if len(lines) == 10 else None
+
+    keys, lines = wait_for(records)
+    assert all(
+        re.fullmatch(rf"capture/{name}/(Prod|Shadow)/\d{{4}}/\d{{2}}/\d{{2}}/\d{{2}}/.+\.jsonl", k) for k in keys
+    )
+    first = lines[0]
+    assert first["eventVersion"] == "0"
+    assert first["captureData"]["endpointInput"] == {
+        "observedContentType": "text/csv",
+        "mode": "INPUT",
+        "data": "5.1,3.5",
+        "encoding": "CSV",
+    }
+    assert first["captureData"]["endpointOutput"]["mode"] == "OUTPUT"
+    ids = sorted(r["eventMetadata"]["inferenceId"] for r in lines)
+    assert ids == sorted([f"id-{i}" for i in range(5)] * 2), "production and shadow captures pair on InferenceId"
