@@ -90,7 +90,7 @@ class SageMakerBackend:
         self.tags: dict[str, list[dict[str, str]]] = {}
         self.endpoint_configs: dict[str, dict[str, Any]] = {}
         self.endpoints: dict[str, Endpoint] = {}
-        self.fleet_factory: FleetFactory = _serving_fleet
+        self.fleet_factory: FleetFactory = self._serving_fleet
         self._threads: list[threading.Thread] = []
 
     # ------------------------------------------------------------------ runner context
@@ -612,7 +612,9 @@ class SageMakerBackend:
             self.tags[endpoint.arn] = [t for t in tags if t["Key"] != key]
             return True
 
-    def _build_variants(self, config: dict[str, Any], retained: dict[str, Variant]) -> dict[str, Variant]:
+    def _build_variants(
+        self, endpoint: str, config: dict[str, Any], retained: dict[str, Variant]
+    ) -> dict[str, Variant]:
         """Start a fleet for every variant of the config; on a load failure stop those started and raise."""
         built: dict[str, Variant] = {}
         try:
@@ -624,7 +626,7 @@ class SageMakerBackend:
                     model = self.models.get(spec["ModelName"])
                     if model is None:
                         raise ModelLoadFailed(f'Could not find model "{spec["ModelName"]}".')
-                    fleet = self.fleet_factory(model, spec, count)
+                    fleet = self.fleet_factory(model, spec, count, endpoint)
                     built[spec["VariantName"]] = Variant(spec, fleet, shadow, weight, weight, count, count)
                     fleet.start()
         except Exception:
@@ -632,6 +634,11 @@ class SageMakerBackend:
                 variant.fleet.stop()
             raise
         return built
+
+    def _serving_fleet(self, model: dict[str, Any], variant: dict[str, Any], count: int, endpoint: str) -> Fleet:
+        from localcloud.sagemaker.serving import VariantFleet
+
+        return VariantFleet(model, variant, count, self, endpoint)
 
     def _capture_writer(self, endpoint: str, config: dict[str, Any] | None) -> CaptureWriter | None:
         if not config or not config.get("EnableCapture", True):
@@ -666,7 +673,7 @@ class SageMakerBackend:
 
         def deploy() -> None:
             try:
-                variants = self._build_variants(config, {})
+                variants = self._build_variants(name, config, {})
             except Exception as exc:
                 self._set_endpoint_status(endpoint, "Failed", _load_failure(exc))
                 return
@@ -726,7 +733,7 @@ class SageMakerBackend:
             try:
                 if self._fault(endpoint, "fail-next-update"):
                     raise ModelLoadFailed("Injected fault: the update's new fleet failed its health check.")
-                variants = self._build_variants(config, retained)
+                variants = self._build_variants(endpoint.name, config, retained)
             except Exception as exc:
                 with endpoint.lock:
                     endpoint.pending_config = None
@@ -866,12 +873,6 @@ def _load_failure(exc: Exception) -> str:
     if isinstance(exc, ModelLoadFailed):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
-
-
-def _serving_fleet(model: dict[str, Any], variant: dict[str, Any], count: int) -> Fleet:
-    from localcloud.sagemaker.serving import VariantFleet
-
-    return VariantFleet(model, variant, count)
 
 
 def _as_datetime(value: Any) -> datetime:

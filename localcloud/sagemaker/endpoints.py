@@ -61,7 +61,8 @@ class InvocationFailed(Exception):
         self.log_stream = log_stream
 
 
-FleetFactory = Callable[[dict[str, Any], dict[str, Any], int], Fleet]
+# (model description, ProductionVariant, instance count, endpoint name) -> a fleet not yet started
+FleetFactory = Callable[[dict[str, Any], dict[str, Any], int, str], Fleet]
 
 
 @dataclass

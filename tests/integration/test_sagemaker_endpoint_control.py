@@ -26,7 +26,7 @@ ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 class FakeFleet:
     instances: ClassVar[list[FakeFleet]] = []
 
-    def __init__(self, model: dict[str, Any], variant: dict[str, Any], count: int) -> None:
+    def __init__(self, model: dict[str, Any], variant: dict[str, Any], count: int, endpoint: str) -> None:
         self.model, self.variant, self.count = model, variant, count
         self.stopped = threading.Event()
         self.calls: list[InvocationRequest] = []
