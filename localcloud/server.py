@@ -27,6 +27,7 @@ from localcloud.lambdas import FunctionNotFound, LambdaRuntime, encode_log_tail
 from localcloud.logs import LogShipper
 from localcloud.sagemaker.api import SageMakerApi
 from localcloud.sagemaker.backend import SageMakerBackend
+from localcloud.sagemaker.metrics import EndpointMetrics
 from localcloud.sagemaker.runtime import RuntimeApi
 from localcloud.wsgi import json_response
 
@@ -197,7 +198,8 @@ class LocalCloud:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 
         moto_app = DomainDispatcherApplication(create_backend_app)
-        self.sagemaker_runtime = RuntimeApi(LambdaInvokeMiddleware(moto_app, self.lambdas), self.sagemaker)
+        metrics = EndpointMetrics(self.clock, lambda: self.client("cloudwatch"))
+        self.sagemaker_runtime = RuntimeApi(LambdaInvokeMiddleware(moto_app, self.lambdas), self.sagemaker, metrics)
         services = SageMakerApi(self.sagemaker_runtime, self.sagemaker)
         guard = Guard(ShepherdApi(services, self), self.port, self.admin_api)
         server = make_server("127.0.0.1", self.port, guard, threaded=True, request_handler=MotoRequestHandler)

@@ -20,6 +20,7 @@ from urllib.parse import unquote
 
 from localcloud.sagemaker.capture import CaptureWriter
 from localcloud.sagemaker.endpoints import Endpoint, InvocationFailed, InvocationRequest, Variant
+from localcloud.sagemaker.metrics import EndpointMetrics
 from localcloud.wsgi import json_response
 
 if TYPE_CHECKING:
@@ -62,9 +63,12 @@ def choose_variant(endpoint: Endpoint, target: str | None, draw: Callable[[], fl
 
 
 class RuntimeApi:
-    def __init__(self, app: Callable[..., Iterable[bytes]], backend: SageMakerBackend) -> None:
+    def __init__(
+        self, app: Callable[..., Iterable[bytes]], backend: SageMakerBackend, metrics: EndpointMetrics
+    ) -> None:
         self.app = app
         self.backend = backend
+        self.metrics = metrics
         # Shadow copies run here, off the request thread, so production answers never wait for them.
         self._shadow_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="shadow")
 
@@ -90,6 +94,7 @@ class RuntimeApi:
             raise InvokeError(
                 "400 Bad Request", "ValidationError", f"Endpoint {name} of account 123456789012 not found."
             )
+        received = time.perf_counter()
         length = int(environ.get("CONTENT_LENGTH") or 0)
         if length > MAX_PAYLOAD_BYTES:
             raise InvokeError(
@@ -118,6 +123,7 @@ class RuntimeApi:
         try:
             answer, content_type = variant.fleet.invoke(request)
         except InvocationFailed as exc:
+            self._measure(name, variant, status=exc.status, started=started, received=received, model_seconds=None)
             raise InvokeError(
                 "424 Failed Dependency",
                 "ModelError",
@@ -130,7 +136,9 @@ class RuntimeApi:
                     "LogStreamArn": f"arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/Endpoints/{name}",
                 },
             ) from exc
-        log.debug("%s/%s answered in %.1f ms", name, variant.name, (time.perf_counter() - started) * 1000)
+        self._measure(
+            name, variant, status=200, started=started, received=received, model_seconds=time.perf_counter() - started
+        )
         if capture is not None and capture.sampled():
             capture.record(variant.name, request, answer, content_type)
         headers = [
@@ -142,6 +150,28 @@ class RuntimeApi:
             headers.append(("X-Amzn-SageMaker-Custom-Attributes", request.custom_attributes))
         start_response("200 OK", headers)
         return [answer]
+
+    def _measure(
+        self,
+        endpoint: str,
+        variant: Variant,
+        *,
+        status: int,
+        started: float,
+        received: float,
+        model_seconds: float | None,
+    ) -> None:
+        """ModelLatency is the container's time; OverheadLatency the rest of the request's time here."""
+        total = time.perf_counter() - received
+        model = model_seconds if model_seconds is not None else time.perf_counter() - started
+        self.metrics.record(
+            endpoint,
+            variant.name,
+            instances=variant.current_count,
+            status=status,
+            model_us=int(model * 1e6) if model_seconds is not None else None,
+            overhead_us=max(0, int((total - model) * 1e6)),
+        )
 
     @staticmethod
     def _mirror(shadow: Variant, request: InvocationRequest, capture: CaptureWriter | None) -> None:
@@ -155,3 +185,4 @@ class RuntimeApi:
 
     def close(self) -> None:
         self._shadow_pool.shutdown(wait=False, cancel_futures=True)
+        self.metrics.close()

@@ -10,6 +10,7 @@ import json
 import re
 import threading
 import uuid
+from datetime import timedelta
 from typing import Any, ClassVar
 
 import pytest
@@ -359,3 +360,44 @@ def test_data_capture_writes_sagemakers_layout_with_inference_ids_for_production
     assert first["captureData"]["endpointOutput"]["mode"] == "OUTPUT"
     ids = sorted(r["eventMetadata"]["inferenceId"] for r in lines)
     assert ids == sorted([f"id-{i}" for i in range(5)] * 2), "production and shadow captures pair on InferenceId"
+
+
+def test_invocations_and_errors_are_published_per_variant(cloud, sagemaker):
+    model = _model(sagemaker)
+    name = _endpoint(sagemaker, [_variant(model, "A", 1)])
+    runtime = cloud.client("sagemaker-runtime")
+    for _ in range(7):
+        runtime.invoke_endpoint(EndpointName=name, Body=b"1", ContentType="text/csv")
+    for _ in range(3):
+        with pytest.raises(runtime.exceptions.ModelError):
+            runtime.invoke_endpoint(EndpointName=name, Body=b"fail", ContentType="text/csv")
+    cloud.sagemaker_runtime.metrics.flush(everything=True)
+    cloudwatch = cloud.client("cloudwatch")
+    dimensions = [{"Name": "EndpointName", "Value": name}, {"Name": "VariantName", "Value": "A"}]
+    start, end = cloud.clock.now() - timedelta(hours=1), cloud.clock.now() + timedelta(hours=1)
+
+    def total(metric: str) -> float:
+        points = cloudwatch.get_metric_statistics(
+            Namespace="AWS/SageMaker",
+            MetricName=metric,
+            Dimensions=dimensions,
+            StartTime=start,
+            EndTime=end,
+            Period=3600,
+            Statistics=["Sum"],
+        )["Datapoints"]
+        return sum(p["Sum"] for p in points)
+
+    assert total("Invocations") == 10
+    assert total("Invocation4XXErrors") == 3
+    assert total("Invocation5XXErrors") == 0
+    latency = cloudwatch.get_metric_statistics(
+        Namespace="AWS/SageMaker",
+        MetricName="OverheadLatency",
+        Dimensions=dimensions,
+        StartTime=start,
+        EndTime=end,
+        Period=3600,
+        Statistics=["SampleCount"],
+    )["Datapoints"]
+    assert sum(p["SampleCount"] for p in latency) == 10
