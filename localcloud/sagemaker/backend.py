@@ -160,6 +160,16 @@ class SageMakerBackend:
     def create_training_job(self, p: dict[str, Any]) -> dict[str, Any]:
         name = p["TrainingJobName"]
         job_arn = arn(f"training-job/{name.lower()}")
+        stopping = p.get("StoppingCondition") or {}
+        if p.get("EnableManagedSpotTraining"):
+            max_wait, max_run = stopping.get("MaxWaitTimeInSeconds"), stopping.get("MaxRuntimeInSeconds", 86400)
+            if max_wait is None:
+                raise SageMakerError("MaxWaitTimeInSeconds is required for managed spot training.")
+            if max_wait < max_run:
+                raise SageMakerError(
+                    f"Invalid MaxWaitTimeInSeconds. It must be present and be greater than or "
+                    f"equal to MaxRuntimeInSeconds ({max_wait} < {max_run})."
+                )
         with self.lock:
             if name in self.training_jobs:
                 raise ResourceInUse(
