@@ -20,7 +20,7 @@ import boto3
 from botocore.config import Config
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from localcloud import moto_patches
+from localcloud import cloudwatch, moto_patches
 from localcloud.clock import VirtualClock
 from localcloud.guard import Guard
 from localcloud.lambdas import FunctionNotFound, LambdaRuntime, encode_log_tail
@@ -211,6 +211,7 @@ class LocalCloud:
         for key, value in self.exports().items():
             os.environ.setdefault(key, value)
         moto_patches.install(self)
+        cloudwatch.install(self)
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         # The engine logs every failed state as an error; executions record them in their history.
         logging.getLogger("moto").setLevel(logging.CRITICAL)
@@ -247,6 +248,7 @@ class LocalCloud:
             self._server.shutdown()
             self._server.server_close()
         self.log_shipper.close()
+        cloudwatch.stop()
         moto_patches.uninstall()
 
     def __enter__(self) -> LocalCloud:
