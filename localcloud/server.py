@@ -26,6 +26,7 @@ from localcloud.guard import Guard
 from localcloud.lambdas import FunctionNotFound, LambdaRuntime, encode_log_tail
 from localcloud.logs import LogShipper
 from localcloud.sagemaker.api import SageMakerApi
+from localcloud.sagemaker.autoscaling import AutoscalingApi, EndpointAutoscaler
 from localcloud.sagemaker.backend import SageMakerBackend
 from localcloud.sagemaker.metrics import EndpointMetrics
 from localcloud.sagemaker.runtime import RuntimeApi
@@ -144,6 +145,7 @@ class LocalCloud:
         self.lambdas = LambdaRuntime(self.worker_environment(), self.log_shipper, sleep=self.clock.sleep)
         self.sagemaker = SageMakerBackend(self)
         self.sagemaker_runtime: RuntimeApi | None = None
+        self.autoscaler = EndpointAutoscaler(self)
         self.scheduler: moto_patches.Scheduler | None = None
 
     @property
@@ -200,7 +202,7 @@ class LocalCloud:
         moto_app = DomainDispatcherApplication(create_backend_app)
         metrics = EndpointMetrics(self.clock, lambda: self.client("cloudwatch"))
         self.sagemaker_runtime = RuntimeApi(LambdaInvokeMiddleware(moto_app, self.lambdas), self.sagemaker, metrics)
-        services = SageMakerApi(self.sagemaker_runtime, self.sagemaker)
+        services = AutoscalingApi(SageMakerApi(self.sagemaker_runtime, self.sagemaker), self.autoscaler)
         guard = Guard(ShepherdApi(services, self), self.port, self.admin_api)
         server = make_server("127.0.0.1", self.port, guard, threaded=True, request_handler=MotoRequestHandler)
         # The Step Functions engine reaches services at localhost:$MOTO_PORT, so bind before patching.
@@ -222,6 +224,7 @@ class LocalCloud:
         self._thread.start()
         self.scheduler = moto_patches.Scheduler(self)
         self.scheduler.start()
+        self.autoscaler.start()
         self._write_sdk_config()
         return self
 
@@ -240,6 +243,7 @@ class LocalCloud:
         self._stop.set()
         if self.scheduler is not None:
             self.scheduler.stop()
+        self.autoscaler.stop()
         self.sagemaker.stop()
         if self.sagemaker_runtime is not None:
             self.sagemaker_runtime.close()

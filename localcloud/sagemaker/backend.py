@@ -730,6 +730,17 @@ class SageMakerBackend:
         with endpoint.lock:
             self._require_in_service(endpoint, "update")
             config = copy.deepcopy(self._endpoint_config(p["EndpointConfigName"]))
+            kept = {
+                v["VariantName"]
+                for key in ("ProductionVariants", "ShadowProductionVariants")
+                for v in config.get(key) or []
+            }
+            scaled = sorted(self.cloud.autoscaler.registered_variants(endpoint.name) - kept)
+            if scaled:
+                raise SageMakerError(
+                    f'The variant(s) {scaled} of endpoint "{endpoint.name}" are registered as Application Auto '
+                    "Scaling scalable targets and cannot be removed. Deregister them first."
+                )
             retain = p.get("RetainAllVariantProperties", False)
             excluded = {e["VariantPropertyType"] for e in p.get("ExcludeRetainedVariantProperties", [])}
             endpoint.pending_config = p["EndpointConfigName"]

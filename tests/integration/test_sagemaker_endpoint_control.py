@@ -401,3 +401,69 @@ def test_invocations_and_errors_are_published_per_variant(cloud, sagemaker):
         Statistics=["SampleCount"],
     )["Datapoints"]
     assert sum(p["SampleCount"] for p in latency) == 10
+
+
+def test_target_tracking_scales_the_variant_out_and_back_in(cloud, sagemaker):
+    model = _model(sagemaker)
+    name = _endpoint(sagemaker, [_variant(model, "AllTraffic", 1, count=1)])
+    scaling = cloud.client("application-autoscaling")
+    resource = f"endpoint/{name}/variant/AllTraffic"
+    scaling.register_scalable_target(
+        ServiceNamespace="sagemaker",
+        ResourceId=resource,
+        ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+        MinCapacity=1,
+        MaxCapacity=4,
+    )
+    scaling.put_scaling_policy(
+        PolicyName="tt",
+        ServiceNamespace="sagemaker",
+        ResourceId=resource,
+        ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+        PolicyType="TargetTrackingScaling",
+        TargetTrackingScalingPolicyConfiguration={
+            "TargetValue": 5.0,
+            "ScaleInCooldown": 0,
+            "ScaleOutCooldown": 0,
+            "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
+        },
+    )
+    runtime = cloud.client("sagemaker-runtime")
+
+    def load(requests: int) -> None:
+        for _ in range(requests):
+            runtime.invoke_endpoint(EndpointName=name, Body=b"1", ContentType="text/csv")
+        cloud.sagemaker_runtime.metrics.flush(everything=True)
+        cloud.autoscaler.evaluate()
+
+    # 12 invocations on 1 instance against a target of 5 per instance: ceil(12 / 5) = 3 instances
+    load(12)
+    described = _status(sagemaker, name, "InService")
+    wait_for(
+        lambda: sagemaker.describe_endpoint(EndpointName=name)["ProductionVariants"][0]["CurrentInstanceCount"] == 3
+    )
+    activities = scaling.describe_scaling_activities(ServiceNamespace="sagemaker", ResourceId=resource)
+    assert activities["ScalingActivities"][0]["StatusCode"] == "Successful"
+    assert "Setting desired instance count to 3" in activities["ScalingActivities"][0]["Description"]
+    # A later period with 3 invocations on 3 instances (1 per instance, well under 5): back to 1
+    cloud.clock.sleep(61)  # into the next metrics period
+    load(3)
+    wait_for(
+        lambda: sagemaker.describe_endpoint(EndpointName=name)["ProductionVariants"][0]["CurrentInstanceCount"] == 1
+    )
+    assert described["EndpointStatus"] == "InService"
+
+
+def test_a_variant_registered_for_autoscaling_cannot_be_removed(cloud, sagemaker):
+    model = _model(sagemaker)
+    name = _endpoint(sagemaker, [_variant(model, "Old", 1)])
+    cloud.client("application-autoscaling").register_scalable_target(
+        ServiceNamespace="sagemaker",
+        ResourceId=f"endpoint/{name}/variant/Old",
+        ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+        MinCapacity=1,
+        MaxCapacity=2,
+    )
+    replacement = _config(sagemaker, [_variant(model, "New", 1)])
+    with pytest.raises(sagemaker.exceptions.ClientError, match="registered as Application Auto Scaling"):
+        sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=replacement)
