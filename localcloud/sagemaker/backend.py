@@ -646,9 +646,9 @@ class SageMakerBackend:
         return built
 
     def _serving_fleet(self, model: dict[str, Any], variant: dict[str, Any], count: int, endpoint: str) -> Fleet:
-        from localcloud.sagemaker.serving import VariantFleet
+        from localcloud.sagemaker.serving import make_fleet
 
-        return VariantFleet(model, variant, count, self, endpoint)
+        return make_fleet(model, variant, count, self, endpoint)
 
     def _capture_writer(self, endpoint: str, config: dict[str, Any] | None) -> CaptureWriter | None:
         if not config or not config.get("EnableCapture", True):

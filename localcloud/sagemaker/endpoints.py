@@ -51,6 +51,14 @@ class InvocationRequest:
     inference_id: str | None = None
 
 
+class Throttled(Exception):
+    """A serverless endpoint at its MaxConcurrency."""
+
+
+class TargetModelNotFound(Exception):
+    """A multi-model endpoint asked for a model that is not under its prefix."""
+
+
 class InvocationFailed(Exception):
     """The model container answered with an error: SageMaker returns it as ModelError (HTTP 424)."""
 

@@ -33,6 +33,7 @@ class _VariantPeriod:
     instances: int = 1
     model_latency: Counter[int] = field(default_factory=Counter)
     overhead_latency: Counter[int] = field(default_factory=Counter)
+    observed: dict[str, Counter[int]] = field(default_factory=dict)
 
 
 class EndpointMetrics:
@@ -66,6 +67,13 @@ class EndpointMetrics:
                 period.model_latency[model_us] += 1
             period.overhead_latency[overhead_us] += 1
 
+    def observe(self, endpoint: str, variant: str, metric: str, value: int) -> None:
+        """A metric beyond invocations: ModelSetupTime, ModelLoadingWaitTime (us), ModelCacheHit (0/1)."""
+        key = (endpoint, variant, self._period_start())
+        with self._lock:
+            period = self._periods.setdefault(key, _VariantPeriod())
+            period.observed.setdefault(metric, Counter())[value] += 1
+
     def flush(self, everything: bool = False) -> None:
         """Publish the periods that have closed (all of them when ``everything``)."""
         current = self._period_start()
@@ -88,13 +96,19 @@ class EndpointMetrics:
             ) -> dict[str, Any]:
                 return {"MetricName": name, "Dimensions": dimensions, "Timestamp": start, "Value": value, "Unit": unit}
 
-            data += [
-                datum("Invocations", period.invocations),
-                datum("InvocationsPerInstance", period.invocations / period.instances),
-                datum("Invocation4XXErrors", period.errors_4xx),
-                datum("Invocation5XXErrors", period.errors_5xx),
+            if period.invocations:
+                data += [
+                    datum("Invocations", period.invocations),
+                    datum("InvocationsPerInstance", period.invocations / period.instances),
+                    datum("Invocation4XXErrors", period.errors_4xx),
+                    datum("Invocation5XXErrors", period.errors_5xx),
+                ]
+            distributions = [
+                ("ModelLatency", period.model_latency),
+                ("OverheadLatency", period.overhead_latency),
+                *period.observed.items(),
             ]
-            for name, values in (("ModelLatency", period.model_latency), ("OverheadLatency", period.overhead_latency)):
+            for name, values in distributions:
                 items = sorted(values.items())
                 for offset in range(0, len(items), _MAX_DISTINCT_VALUES):
                     chunk = items[offset : offset + _MAX_DISTINCT_VALUES]
@@ -105,7 +119,7 @@ class EndpointMetrics:
                             "Timestamp": start,
                             "Values": [float(v) for v, _ in chunk],
                             "Counts": [float(c) for _, c in chunk],
-                            "Unit": "Microseconds",
+                            "Unit": "None" if name == "ModelCacheHit" else "Microseconds",
                         }
                     )
         client = self._factory()

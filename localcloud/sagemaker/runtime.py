@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from localcloud.sagemaker.capture import CaptureWriter
-from localcloud.sagemaker.endpoints import Endpoint, InvocationFailed, InvocationRequest, Variant
+from localcloud.sagemaker.endpoints import (
+    Endpoint,
+    InvocationFailed,
+    InvocationRequest,
+    TargetModelNotFound,
+    Throttled,
+    Variant,
+)
 from localcloud.sagemaker.metrics import EndpointMetrics
 from localcloud.wsgi import json_response
 
@@ -122,6 +129,10 @@ class RuntimeApi:
         started = time.perf_counter()
         try:
             answer, content_type = variant.fleet.invoke(request)
+        except Throttled as exc:
+            raise InvokeError("400 Bad Request", "ThrottlingException", str(exc)) from exc
+        except TargetModelNotFound as exc:
+            raise InvokeError("400 Bad Request", "ValidationError", str(exc)) from exc
         except InvocationFailed as exc:
             self._measure(name, variant, status=exc.status, started=started, received=received, model_seconds=None)
             raise InvokeError(
