@@ -56,13 +56,14 @@ class LogShipper:
         for group, stream, line, ts in batch:
             by_stream.setdefault((group, stream), []).append({"timestamp": ts, "message": line})
         for (group, stream), events in by_stream.items():
-            if (group, stream) not in self._streams:
-                with contextlib.suppress(client.exceptions.ResourceAlreadyExistsException):
-                    client.create_log_group(logGroupName=group)
-                with contextlib.suppress(client.exceptions.ResourceAlreadyExistsException):
-                    client.create_log_stream(logGroupName=group, logStreamName=stream)
-                self._streams.add((group, stream))
-            with contextlib.suppress(Exception):  # logging must never take the cloud down
+            # Logging must never take the cloud down (nor complain while it stops).
+            with contextlib.suppress(Exception):
+                if (group, stream) not in self._streams:
+                    with contextlib.suppress(client.exceptions.ResourceAlreadyExistsException):
+                        client.create_log_group(logGroupName=group)
+                    with contextlib.suppress(client.exceptions.ResourceAlreadyExistsException):
+                        client.create_log_stream(logGroupName=group, logStreamName=stream)
+                    self._streams.add((group, stream))
                 client.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
 
     def close(self, timeout: float = 2.0) -> None:

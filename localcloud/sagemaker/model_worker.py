@@ -1,0 +1,166 @@
+"""The process a model runs in: loads it once, then answers invocations one at a time.
+
+Workers are forked from a zygote (``zygote_main``) that imported numpy, pandas and
+scikit-learn once for the whole local cloud, or spawned fresh where forking is unavailable.
+
+Protocol with the parent (inference.ModelWorkerPool): length-prefixed frames (inference.
+write_frame / read_frame) on a private pipe pair whose fds are the two arguments. The first
+frame out says whether the model loaded; then one response frame per request frame. The
+script's prints and logging go to stderr, which the parent ships to CloudWatch Logs, so
+nothing the user writes can corrupt the protocol.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from localcloud.sagemaker.inference import InferenceError, ModelHandler, ModelLoadError, read_frame, write_frame
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Workers run in their own session; one whose local cloud died must not linger."""
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(0)
+
+
+# What a scikit-learn model's worker imports anyway; the CSV fast path needs pandas.
+PRELOAD = (
+    "numpy",
+    "pandas",
+    "joblib",
+    "scipy.sparse",
+    "sklearn",
+    "sklearn.base",
+    "sklearn.pipeline",
+    "sklearn.compose",
+    "sklearn.preprocessing",
+    "sklearn.impute",
+    "sklearn.linear_model",
+    "sklearn.tree",
+    "sklearn.ensemble",
+)
+
+
+def _preload(names: tuple[str, ...]) -> None:
+    for name in names:
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
+
+
+def _warm_up() -> None:
+    """First calls into pandas' parser and scikit-learn's validation set up state forks then share."""
+    with contextlib.suppress(Exception):
+        import io
+
+        import pandas as pd
+        from sklearn.utils import check_array
+
+        frame = pd.read_csv(io.BytesIO(b"1.5,2\n3,4\n"), header=None, dtype="float64", na_filter=False)
+        check_array(frame.to_numpy().astype("float32"))
+
+
+def _limit_threads() -> None:
+    """A forked worker cannot re-read OMP_NUM_THREADS (OpenMP read it in the zygote): set it live."""
+    share = os.environ.get("OMP_NUM_THREADS", "")
+    if share.isdigit() and int(share) > 0:
+        with contextlib.suppress(Exception):
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(int(share))
+
+
+def zygote_main(sock_fd: int) -> None:
+    """Import the heavy modules once, then fork a worker per request on the socket, until EOF."""
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel; the pool watches pids
+    _preload(PRELOAD)
+    _warm_up()
+    sock = socket.socket(fileno=sock_fd)
+    while True:
+        message, fds, _flags, _address = socket.recv_fds(sock, 1 << 20, 3)
+        if not message:
+            return
+        spec = json.loads(message)
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                sock.close()
+                os.setsid()
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                os.dup2(fds[2], 2)
+                os.close(fds[2])
+                os.chdir(spec["cwd"])
+                os.environ.clear()
+                os.environ.update(spec["env"])
+                for entry in reversed(spec["env"].get("PYTHONPATH", "").split(os.pathsep)):
+                    if entry:
+                        sys.path.insert(0, entry)
+                _limit_threads()
+                main([str(fds[0]), str(fds[1])])
+            except BaseException:
+                traceback.print_exc()
+                code = 1
+            finally:
+                with contextlib.suppress(Exception):
+                    sys.stderr.flush()
+                os._exit(code)
+        for fd in fds:
+            os.close(fd)
+        sock.send(json.dumps({"pid": pid}).encode())
+
+
+def main(argv: list[str]) -> None:
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    _preload(("pandas",))
+    requests = os.fdopen(int(argv[0]), "rb")
+    responses = os.fdopen(int(argv[1]), "wb")
+    os.dup2(2, 1)  # user prints go to the log stream, never into the protocol pipe
+    sys.stdout = sys.stderr
+    handler = ModelHandler()
+    try:
+        handler.load(Path(os.environ["SHEPHERD_MODEL_DIR"]), dict(os.environ))
+    except InferenceError as exc:
+        print(f"Model load failed: {exc}", file=sys.stderr, flush=True)
+        if exc.stack_trace:
+            print(exc.stack_trace, file=sys.stderr, flush=True)
+        write_frame(responses, {"ok": False, "error": exc.to_dict()})
+        return
+    except Exception as exc:  # a bug of ours, reported like a load error rather than a silent exit
+        error = ModelLoadError(f"{type(exc).__name__}: {exc}", type(exc).__name__, traceback.format_exc())
+        write_frame(responses, {"ok": False, "error": error.to_dict()})
+        return
+    script = handler.script.name if handler.script else "no script"
+    print(f"Model loaded ({script}); worker pid {os.getpid()} ready", file=sys.stderr, flush=True)
+    write_frame(responses, {"ok": True, "pid": os.getpid()})
+    while True:
+        frame = read_frame(requests)
+        if frame is None:
+            return
+        meta, body = frame
+        started = time.perf_counter()
+        try:
+            out, content_type = handler.invoke(body, str(meta.get("content_type") or ""), meta.get("accept"))
+        except InferenceError as exc:
+            print(f"Invocation failed: {exc}", file=sys.stderr, flush=True)
+            if exc.stack_trace:
+                print(exc.stack_trace.rstrip("\n"), file=sys.stderr, flush=True)
+            write_frame(responses, {"ok": False, "error": exc.to_dict()})
+            continue
+        took = round((time.perf_counter() - started) * 1000, 3)
+        write_frame(responses, {"ok": True, "content_type": content_type, "duration_ms": took}, out)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

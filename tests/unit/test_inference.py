@@ -1,0 +1,384 @@
+"""The scikit-learn serving contract: container defaults, user hooks, model preparation, worker pool."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.linear_model import LinearRegression
+
+from localcloud.sagemaker import inference
+from localcloud.sagemaker.inference import (
+    ModelError,
+    ModelHandler,
+    ModelLoadError,
+    ModelWorkerPool,
+    PreparedModel,
+    UnsupportedFormatError,
+    UnsupportedImage,
+    prepare_model,
+    serving_framework,
+)
+from localcloud.sagemaker.transform import apply_jsonpath, compile_jsonpath, split_response
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "sagemaker"
+SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+
+
+@pytest.fixture(scope="module")
+def model() -> LinearRegression:
+    rng = np.random.default_rng(7)
+    features = rng.normal(size=(200, 3))
+    return LinearRegression().fit(features, features @ np.array([1.5, -2.0, 0.5]) + 3.0)
+
+
+def model_dir(tmp_path: Path, model: Any, script: str | None = "sklearn_default") -> Path:
+    """A model directory as model.tar.gz unpacks: model.joblib, and code/inference.py if given."""
+    directory = tmp_path / "model"
+    directory.mkdir()
+    joblib.dump(model, directory / "model.joblib")
+    if script:
+        shutil.copytree(FIXTURES / script, directory / "code")
+    return directory
+
+
+def loaded(tmp_path: Path, model: Any, script: str = "sklearn_default", env: dict[str, str] | None = None):
+    handler = ModelHandler()
+    handler.load(model_dir(tmp_path, model, script), env or {})
+    return handler
+
+
+def csv_lines(values: np.ndarray) -> list[str]:
+    """What the container's csv.writer writes for a 1-D prediction."""
+    stream = io.StringIO()
+    csv.writer(stream, lineterminator="\n").writerows(np.asarray(values).reshape(-1, 1))
+    return stream.getvalue().splitlines()
+
+
+ROWS = np.array([[0.5, 1.25, -3.0], [2.0, 0.0, 1.0], [-1.5, 4.0, 0.25]])
+CSV_BODY = b"0.5,1.25,-3.0\n2.0,0.0,1.0\n-1.5,4.0,0.25\n"
+
+
+# ---------------------------------------------------------------------------------------------- defaults
+
+
+def test_default_handlers_decode_csv_to_float32_and_answer_csv_lines(tmp_path, model):
+    # Given a script with only model_fn
+    handler = loaded(tmp_path, model)
+    # When a CSV request asks for CSV
+    body, content_type = handler.invoke(CSV_BODY, "text/csv", "text/csv")
+    # Then the prediction is model.predict on float32 input, one value per line
+    assert content_type == "text/csv"
+    assert body.decode().splitlines() == csv_lines(model.predict(ROWS.astype(np.float32)))
+
+
+def test_default_handlers_json_in_json_out_and_default_accept_is_json(tmp_path, model):
+    handler = loaded(tmp_path, model)
+    body, content_type = handler.invoke(json.dumps(ROWS.tolist()).encode(), "application/json", None)
+    assert content_type == "application/json"
+    assert json.loads(body) == model.predict(ROWS.astype(np.float32)).tolist()
+
+
+def test_default_handlers_npy_round_trip_keeps_the_dtype(tmp_path, model):
+    handler = loaded(tmp_path, model)
+    buffer = io.BytesIO()
+    np.save(buffer, ROWS)
+    body, content_type = handler.invoke(buffer.getvalue(), "application/x-npy", "application/x-npy")
+    assert content_type == "application/x-npy"
+    np.testing.assert_array_equal(np.load(io.BytesIO(body)), model.predict(ROWS))
+
+
+def test_unsupported_content_type_is_the_containers_415_naming_it(tmp_path, model):
+    handler = loaded(tmp_path, model)
+    with pytest.raises(UnsupportedFormatError) as raised:
+        handler.invoke(b"<rows/>", "application/xml", "text/csv")
+    assert raised.value.status == 415
+    assert "Content type application/xml is not supported by this framework" in raised.value.message
+
+
+def test_unsupported_accept_is_a_406_naming_it(tmp_path, model):
+    handler = loaded(tmp_path, model)
+    with pytest.raises(UnsupportedFormatError) as raised:
+        handler.invoke(CSV_BODY, "text/csv", "text/html")
+    assert raised.value.status == 406
+    assert "text/html" in raised.value.message
+
+
+def test_csv_fast_path_gives_the_containers_result():
+    # Given payloads the fast path takes and ones it leaves to the container's csv.reader path
+    cases = [CSV_BODY, b"1,2,3", b"1\n2\n3\n", b'"1","2"\n"3","4"\n', b"1e-5,2.5E3\n-0.0,7\n"]
+    for payload in cases:
+        reference = inference._csv_container(payload.decode())
+        np.testing.assert_array_equal(inference.csv_to_numpy(payload), reference)
+    # A single record squeezes to 1-D, as in the container (so model.predict needs a 2-D input_fn)
+    assert inference.csv_to_numpy(b"1,2,3").shape == (3,)
+    # An empty field is not a number: the container leaves strings, and the float32 cast fails
+    with pytest.raises(ValueError):
+        inference.default_input_fn("1,,3\n4,5,6", "text/csv")
+
+
+@pytest.mark.parametrize(
+    "prediction",
+    [
+        np.array([0.1, -2.5, 1e-7, 3e20, 12.0]),
+        np.array([1, 0, 2], dtype=np.int64),
+        np.array([[0.25, 0.75], [1.0, 0.0]]),
+        np.array([0.1, 0.2], dtype=np.float32),
+        np.array(["a", "b,c"]),
+    ],
+)
+def test_csv_encoding_matches_the_containers_csv_writer(prediction):
+    array = prediction.reshape(-1, 1) if prediction.ndim == 1 else prediction
+    stream = io.StringIO()
+    csv.writer(stream, lineterminator="\n", delimiter=",", quotechar='"', doublequote=True).writerows(array)
+    assert inference.array_to_csv(prediction) == stream.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------- user hooks
+
+
+def test_user_hooks_override_every_default(tmp_path, model):
+    handler = loaded(tmp_path, model, "sklearn_custom")
+    request = json.dumps({"instances": ROWS.tolist()}).encode()
+    body, content_type = handler.invoke(request, "application/json", "application/json")
+    assert content_type == "application/json"
+    assert json.loads(body)["predictions"] == pytest.approx(model.predict(ROWS).tolist())
+    # one CSV record stays 2-D through the user's input_fn
+    body, content_type = handler.invoke(b"0.5,1.25,-3.0", "text/csv", "text/csv")
+    assert content_type == "text/csv"
+    assert body.decode() == f"{model.predict(ROWS[:1])[0]:.6f}\n"
+
+
+def test_predict_errors_come_back_with_the_scripts_message_and_traceback(tmp_path, model):
+    handler = loaded(tmp_path, model, "sklearn_custom")
+    with pytest.raises(ModelError) as raised:
+        handler.invoke(b"1,2,999\n", "text/csv", "text/csv")
+    assert raised.value.error_type == "ValueError"
+    assert raised.value.message == "feature value 999 is out of range"
+    assert "predict_fn" in raised.value.stack_trace
+
+
+def test_a_script_without_model_fn_fails_to_load_clearly(tmp_path, model):
+    handler = ModelHandler()
+    with pytest.raises(ModelLoadError) as raised:
+        handler.load(model_dir(tmp_path, model, "no_model_fn"), {})
+    assert "Please provide a model_fn implementation" in raised.value.message
+    assert "inference.py defines no model_fn" in raised.value.message
+
+
+def test_no_script_at_all_fails_to_load_clearly(tmp_path, model):
+    with pytest.raises(ModelLoadError) as raised:
+        ModelHandler().load(model_dir(tmp_path, model, None), {})
+    assert "no inference script was found" in raised.value.message
+
+
+def test_sagemaker_program_and_an_opt_ml_model_submit_directory(tmp_path, model):
+    # Given the SDK's repacked layout: the script under code/ and the container path in the environment
+    directory = model_dir(tmp_path, model, None)
+    shutil.copytree(FIXTURES / "sklearn_custom", directory / "code")
+    (directory / "code" / "inference.py").rename(directory / "code" / "serve.py")
+    env = {"SAGEMAKER_PROGRAM": "serve.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code"}
+    handler = ModelHandler()
+    handler.load(directory, env)
+    assert handler.script == directory / "code" / "serve.py"
+
+
+def test_a_missing_sagemaker_program_is_named(tmp_path, model):
+    with pytest.raises(ModelLoadError, match=r"SAGEMAKER_PROGRAM absent\.py was not found"):
+        ModelHandler().load(model_dir(tmp_path, model, "sklearn_default"), {"SAGEMAKER_PROGRAM": "absent.py"})
+
+
+# ---------------------------------------------------------------------------------------------- preparation
+
+
+class FakeS3:
+    """download_file and list_objects_v2 over a dict, enough for prepare_model."""
+
+    def __init__(self, objects: dict[str, bytes]) -> None:
+        self.objects = objects
+
+    def download_file(self, bucket: str, key: str, filename: str) -> None:
+        Path(filename).write_bytes(self.objects[f"{bucket}/{key}"])
+
+    def get_paginator(self, _name: str) -> Any:
+        objects = self.objects
+
+        class Paginator:
+            def paginate(self, Bucket: str, Prefix: str) -> list[dict[str, Any]]:
+                keys = [k.split("/", 1)[1] for k in objects if k.startswith(f"{Bucket}/{Prefix}")]
+                return [{"Contents": [{"Key": key} for key in keys]}]
+
+        return Paginator()
+
+
+def tar_gz(members: dict[str, bytes], symlinks: dict[str, str] | None = None) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for name, target in (symlinks or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.SYMTYPE
+            info.linkname = target
+            tar.addfile(info)
+    return buffer.getvalue()
+
+
+def joblib_bytes(model: Any) -> bytes:
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    return buffer.getvalue()
+
+
+def test_prepare_model_downloads_the_archive_and_an_s3_source_dir(tmp_path, model):
+    script = (FIXTURES / "sklearn_custom" / "inference.py").read_bytes()
+    s3 = FakeS3(
+        {
+            "b/model/model.tar.gz": tar_gz({"model.joblib": joblib_bytes(model)}),
+            "b/code/sourcedir.tar.gz": tar_gz({"serve.py": script, "requirements.txt": b"numpy\n"}),
+        }
+    )
+    container = {
+        "Image": SKLEARN_IMAGE,
+        "ModelDataUrl": "s3://b/model/model.tar.gz",
+        "Environment": {"SAGEMAKER_PROGRAM": "serve.py", "SAGEMAKER_SUBMIT_DIRECTORY": "s3://b/code/sourcedir.tar.gz"},
+    }
+    lines: list[str] = []
+    prepared = prepare_model(container, s3, tmp_path / "work", lines.append)
+    assert (prepared.model_dir / "model.joblib").is_file()
+    assert prepared.environment["SAGEMAKER_SUBMIT_DIRECTORY"] == f"file://{tmp_path / 'work' / 'code'}"
+    assert any("requirements.txt" in line and "does not install" in line for line in lines)
+    handler = ModelHandler()
+    handler.load(prepared.model_dir, prepared.environment)
+    assert handler.invoke(b"1,2,3", "text/csv", "text/csv")[0]
+
+
+def test_prepare_model_from_an_s3_prefix_source_dir(tmp_path, model):
+    s3 = FakeS3(
+        {
+            "b/model.tar.gz": tar_gz({"model.joblib": joblib_bytes(model)}),
+            "b/src/inference.py": (FIXTURES / "sklearn_default" / "inference.py").read_bytes(),
+        }
+    )
+    container = {
+        "Image": SKLEARN_IMAGE,
+        "ModelDataUrl": "s3://b/model.tar.gz",
+        "Environment": {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": "s3://b/src"},
+    }
+    prepared = prepare_model(container, s3, tmp_path / "work")
+    assert (tmp_path / "work" / "code" / "inference.py").is_file()
+    assert prepared.code_dir == tmp_path / "work" / "code"
+
+
+@pytest.mark.parametrize(
+    ("members", "symlinks"),
+    [({"../escaped.txt": b"owned"}, None), ({"/tmp/escaped.txt": b"owned"}, None), ({}, {"link": "/etc"})],
+)
+def test_a_hostile_model_archive_is_refused_and_nothing_escapes(tmp_path, members, symlinks):
+    s3 = FakeS3({"b/model.tar.gz": tar_gz({"model.joblib": b"x", **members}, symlinks)})
+    container = {"Image": SKLEARN_IMAGE, "ModelDataUrl": "s3://b/model.tar.gz"}
+    with pytest.raises(ModelLoadError, match=r"could not extract s3://b/model\.tar\.gz: unsafe archive"):
+        prepare_model(container, s3, tmp_path / "work")
+    assert not (tmp_path / "escaped.txt").exists()
+    assert not (tmp_path / "work" / "model" / "model.joblib").exists()
+
+
+def test_only_scikit_learn_images_are_served_locally():
+    assert serving_framework(SKLEARN_IMAGE) == "sklearn"
+    assert serving_framework("246618743249.dkr.ecr.us-west-2.amazonaws.com/sagemaker-scikit-learn:1.4-2") == "sklearn"
+    with pytest.raises(UnsupportedImage, match="XGBoost"):
+        serving_framework("683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1")
+    with pytest.raises(UnsupportedImage, match="sagemaker-scikit-learn framework images only"):
+        serving_framework("123456789012.dkr.ecr.us-east-1.amazonaws.com/my-own:latest")
+
+
+# ---------------------------------------------------------------------------------------------- worker pool
+
+
+def prepared(tmp_path: Path, model: Any, script: str) -> PreparedModel:
+    return PreparedModel(model_dir(tmp_path, model, script), {}, "sklearn", SKLEARN_IMAGE)
+
+
+def test_worker_pool_serves_from_separate_processes_and_kills_them_on_close(tmp_path, model):
+    lines: list[str] = []
+    pool = ModelWorkerPool(prepared(tmp_path, model, "sklearn_custom"), 2, log_line=lines.append).start()
+    try:
+        pool.wait_ready(60)
+        pids = pool.pids
+        assert len(set(pids)) == 2
+        body, _ = pool.invoke(CSV_BODY, "text/csv", "text/csv")
+        assert [float(v) for v in body.decode().split()] == pytest.approx(model.predict(ROWS).tolist(), abs=1e-5)
+        with pytest.raises(ModelError) as raised:
+            pool.invoke(b"1,2,999", "text/csv", "text/csv")
+        assert (raised.value.error_type, raised.value.message) == ("ValueError", "feature value 999 is out of range")
+        assert "predict_fn" in raised.value.stack_trace
+    finally:
+        pool.close()
+    assert not pool.pids
+    assert any("loading the model from" in line for line in lines)  # the script's print reached the log
+
+
+def test_worker_pool_reports_a_load_failure(tmp_path, model):
+    with (
+        ModelWorkerPool(prepared(tmp_path, model, "no_model_fn"), 1) as pool,
+        pytest.raises(ModelLoadError, match="Please provide a model_fn implementation"),
+    ):
+        pool.wait_ready(60)
+
+
+def test_worker_pool_replaces_a_worker_that_died(tmp_path, model):
+    with ModelWorkerPool(prepared(tmp_path, model, "sklearn_default"), 1) as pool:
+        pool.wait_ready(60)
+        pid = pool.pids[0]
+        os.kill(pid, 9)
+        time.sleep(0.2)
+        body, _ = pool.invoke(CSV_BODY, "text/csv", "text/csv")  # a fresh worker answers
+        assert len(body.decode().splitlines()) == 3
+        assert pool.pids
+        assert pool.pids[0] != pid
+
+
+# ---------------------------------------------------------------------------------------------- JSONPath subset
+
+
+@pytest.mark.parametrize(
+    ("expression", "value", "expected"),
+    [
+        ("$", ["id7", "1.0", "2.0"], ["id7", "1.0", "2.0"]),
+        ("$[1:]", ["id7", "1.0", "2.0"], ["1.0", "2.0"]),
+        ("$[0,2]", ["id7", "1.0", "2.0"], ["id7", "2.0"]),
+        ("$[0,-1]", ["id7", "1.0", "2.0", "0.9"], ["id7", "0.9"]),
+        ("$[0,2:]", ["a", "b", "c", "d"], ["a", "c", "d"]),
+        ("$[1]", ["a", "b"], "b"),
+        ("$.features", {"id": 1, "features": [1, 2]}, [1, 2]),
+        ("$.features[1:]", {"features": [1, 2, 3]}, [2, 3]),
+        ("$['id','SageMakerOutput']", {"id": 1, "x": 2, "SageMakerOutput": 3}, {"id": 1, "SageMakerOutput": 3}),
+    ],
+)
+def test_jsonpath_subset(expression, value, expected):
+    assert apply_jsonpath(compile_jsonpath(expression), value) == expected
+
+
+def test_jsonpath_refuses_what_it_does_not_support_and_out_of_range_indexes():
+    with pytest.raises(ValueError, match="unsupported JSONPath"):
+        compile_jsonpath("$..features")
+    with pytest.raises(ValueError, match="outside"):
+        apply_jsonpath(compile_jsonpath("$[5]"), ["a"])
+
+
+def test_split_response_by_json_array_or_lines():
+    assert split_response(b"[1.5, 2.5]", 2, "application/json") == ["1.5", "2.5"]
+    assert split_response(b"1.5\n2.5\n", 2, "text/csv") == ["1.5", "2.5"]
+    assert split_response(b"[1.5]", 1, "application/json") == ["[1.5]"]
