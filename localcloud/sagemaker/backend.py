@@ -13,7 +13,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -764,8 +764,14 @@ class SageMakerBackend:
                     f"Update failed, the endpoint keeps its previous configuration: {_load_failure(exc)}",
                 )
                 return
+            blue_green = (deployment or {}).get("BlueGreenUpdatePolicy")
+            if blue_green and not self._shift_traffic(endpoint, variants, blue_green, deployment or {}):
+                for variant in variants.values():
+                    variant.fleet.stop()
+                return
             with endpoint.lock:
                 endpoint.variants = variants
+                endpoint.green, endpoint.green_share = None, 0.0
                 endpoint.config_name = config["EndpointConfigName"]
                 endpoint.data_capture = config.get("DataCaptureConfig")
                 endpoint.pending_config = None
@@ -778,9 +784,77 @@ class SageMakerBackend:
             if old_capture is not None:
                 old_capture.close()
             self._set_endpoint_status(endpoint, "InService")
+            if blue_green:
+                self._deployment_event(endpoint, "Completed", 100.0)
 
+        deployment = p.get("DeploymentConfig")
         self._in_background(f"endpoint-update-{endpoint.name}", update)
         return {"EndpointArn": endpoint.arn}
+
+    # ------------------------------------------------------------------ blue/green deployments
+
+    def _deployment_event(self, endpoint: Endpoint, stage: str, shifted: float, reason: str | None = None) -> None:
+        detail: dict[str, Any] = {
+            "EndpointName": endpoint.name,
+            "EndpointArn": endpoint.arn,
+            "EndpointConfigName": endpoint.pending_config or endpoint.config_name,
+            "Stage": stage,
+            "TrafficShiftedPercent": shifted,
+            "DeploymentConfig": endpoint.last_deployment_config,
+        }
+        if reason:
+            detail["Reason"] = reason
+        self.emit("SageMaker Endpoint Deployment State Change", endpoint.arn, detail)
+
+    def _alarm_in_alarm(self, names: list[str]) -> str | None:
+        if not names:
+            return None
+        alarms = self.cloud.client("cloudwatch").describe_alarms(AlarmNames=names)["MetricAlarms"]
+        return next((a["AlarmName"] for a in alarms if a["StateValue"] == "ALARM"), None)
+
+    def _shift_traffic(
+        self, endpoint: Endpoint, green: dict[str, Variant], policy: dict[str, Any], deployment: dict[str, Any]
+    ) -> bool:
+        """Move traffic to the green fleet in SageMaker's steps, baking each while watching the alarms.
+
+        Returns False after a rollback (all traffic back on blue, green to be torn down).
+        """
+        routing = policy.get("TrafficRoutingConfiguration") or {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0}
+        steps = _traffic_steps(routing, sum(v.current_count for v in green.values() if not v.shadow))
+        bake = float(routing.get("WaitIntervalInSeconds", 0))
+        alarms = [a["AlarmName"] for a in (deployment.get("AutoRollbackConfiguration") or {}).get("Alarms", [])]
+        deadline = self.cloud.clock.now() + timedelta(
+            seconds=float(policy.get("MaximumExecutionTimeoutInSeconds", 28800))
+        )
+        clock = self.cloud.clock
+        for share in steps:
+            with endpoint.lock:
+                endpoint.green, endpoint.green_share = green, share
+            self._deployment_event(endpoint, "Baking", round(share * 100, 2))
+            bake_until = clock.now() + timedelta(seconds=bake)
+            while True:
+                tripped = self._alarm_in_alarm(alarms)
+                expired = clock.now() > deadline
+                if tripped or expired:
+                    reason = f"Alarm {tripped} is in ALARM" if tripped else "MaximumExecutionTimeoutInSeconds elapsed"
+                    self._roll_back(endpoint, reason)
+                    return False
+                if clock.now() >= bake_until:
+                    break
+                clock.sleep(min(5.0, max(0.0, (bake_until - clock.now()).total_seconds())))
+        termination = float(policy.get("TerminationWaitInSeconds", 0))
+        if termination:
+            clock.sleep(termination)
+        return True
+
+    def _roll_back(self, endpoint: Endpoint, reason: str) -> None:
+        self._set_endpoint_status(endpoint, "RollingBack", f"Deployment rolled back: {reason}")
+        self._deployment_event(endpoint, "RollingBack", 0.0, reason)
+        with endpoint.lock:
+            endpoint.green, endpoint.green_share = None, 0.0
+            endpoint.pending_config = None
+        self._set_endpoint_status(endpoint, "InService", f"Deployment rolled back: {reason}")
+        self._deployment_event(endpoint, "RolledBack", 0.0, reason)
 
     def update_endpoint_weights_and_capacities(self, p: dict[str, Any]) -> dict[str, Any]:
         endpoint = self._endpoint(p["EndpointName"])
@@ -888,6 +962,26 @@ def _retained(variant: Variant, excluded: set[str]) -> Variant:
     if "DesiredInstanceCount" in excluded:
         kept.current_count = int(variant.spec.get("InitialInstanceCount", 1))
     return kept
+
+
+def _traffic_steps(routing: dict[str, Any], green_instances: int) -> list[float]:
+    """The shares of traffic on green after each step of ALL_AT_ONCE, CANARY or LINEAR routing."""
+    kind = routing.get("Type", "ALL_AT_ONCE")
+    if kind == "ALL_AT_ONCE":
+        return [1.0]
+    size = routing.get("CanarySize" if kind == "CANARY" else "LinearStepSize") or {}
+    value = float(size.get("Value", 10))
+    step = (
+        value / 100 if size.get("Type", "CAPACITY_PERCENT") == "CAPACITY_PERCENT" else value / max(1, green_instances)
+    )
+    step = min(1.0, max(step, 0.01))
+    if kind == "CANARY":
+        return [step, 1.0]
+    shares, share = [], step
+    while share < 1.0 - 1e-9:
+        shares.append(round(share, 6))
+        share += step
+    return [*shares, 1.0]
 
 
 def _load_failure(exc: Exception) -> str:

@@ -127,6 +127,9 @@ class Endpoint:
     pending_config: str | None = None
     lock: threading.RLock = field(default_factory=threading.RLock)
     capture: CaptureWriter | None = None
+    # During a blue/green update: the new (green) fleet and the share of traffic it takes.
+    green: dict[str, Variant] | None = None
+    green_share: float = 0.0
 
     @property
     def production(self) -> list[Variant]:

@@ -47,6 +47,8 @@ class InvokeError(Exception):
 
 def choose_variant(endpoint: Endpoint, target: str | None, draw: Callable[[], float] = random.random) -> Variant:
     production = endpoint.production
+    if endpoint.green and draw() < endpoint.green_share:
+        production = [v for v in endpoint.green.values() if not v.shadow]
     if target:
         for variant in production:
             if variant.name == target:

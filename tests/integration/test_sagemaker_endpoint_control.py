@@ -467,3 +467,86 @@ def test_a_variant_registered_for_autoscaling_cannot_be_removed(cloud, sagemaker
     replacement = _config(sagemaker, [_variant(model, "New", 1)])
     with pytest.raises(sagemaker.exceptions.ClientError, match="registered as Application Auto Scaling"):
         sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=replacement)
+
+
+def _blue_green(routing: dict, alarms: list[str], termination: int = 0) -> dict:
+    config: dict = {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": routing,
+            "TerminationWaitInSeconds": termination,
+            "MaximumExecutionTimeoutInSeconds": 3600,
+        }
+    }
+    if alarms:
+        config["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": a} for a in alarms]}
+    return config
+
+
+def test_canary_update_rolls_back_when_an_alarm_trips_while_baking(cloud, sagemaker):
+    blue = _config(sagemaker, [_variant(_model(sagemaker), "AllTraffic")])
+    green = _config(sagemaker, [_variant(_model(sagemaker), "AllTraffic")])
+    name = _endpoint_from(sagemaker, blue)
+    alarm = f"errors-{name}"
+    cloudwatch = cloud.client("cloudwatch")
+    cloudwatch.put_metric_alarm(
+        AlarmName=alarm,
+        Namespace="AWS/SageMaker",
+        MetricName="Invocation5XXErrors",
+        Dimensions=[{"Name": "EndpointName", "Value": name}, {"Name": "VariantName", "Value": "AllTraffic"}],
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=1,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+    )
+    routing = {"Type": "CANARY", "WaitIntervalInSeconds": 600, "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 10}}
+    sagemaker.update_endpoint(
+        EndpointName=name, EndpointConfigName=green, DeploymentConfig=_blue_green(routing, [alarm])
+    )
+    endpoint = cloud.sagemaker.endpoints[name]
+    wait_for(lambda: endpoint.green is not None and endpoint.green_share == 0.1)
+    green_fleet = next(iter(endpoint.green.values())).fleet
+    cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="test: errors on the canary")
+    described = wait_for(
+        lambda: (
+            (d := sagemaker.describe_endpoint(EndpointName=name))["EndpointStatus"] == "InService"
+            and "rolled back" in d.get("FailureReason", "")
+            and d
+        )
+    )
+    assert described["EndpointConfigName"] == blue
+    assert alarm in described["FailureReason"]
+    assert green_fleet.stopped.wait(10)
+    assert endpoint.green is None
+
+
+def test_linear_update_shifts_traffic_in_steps_then_retires_blue(cloud, sagemaker):
+    blue = _config(sagemaker, [_variant(_model(sagemaker), "AllTraffic")])
+    green = _config(sagemaker, [_variant(_model(sagemaker), "AllTraffic")])
+    name = _endpoint_from(sagemaker, blue)
+    blue_fleet = cloud.sagemaker.endpoints[name].variants["AllTraffic"].fleet
+    routing = {
+        "Type": "LINEAR",
+        "WaitIntervalInSeconds": 60,
+        "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 50},
+    }
+    endpoint = cloud.sagemaker.endpoints[name]
+    shares: list[float] = []
+    sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=green, DeploymentConfig=_blue_green(routing, []))
+
+    def done() -> bool:
+        if endpoint.green is not None and (not shares or shares[-1] != endpoint.green_share):
+            shares.append(endpoint.green_share)
+        return sagemaker.describe_endpoint(EndpointName=name)["EndpointConfigName"] == green
+
+    wait_for(done, interval=0.02)
+    assert shares[:2] == [0.5, 1.0]
+    assert blue_fleet.stopped.wait(10)
+    assert sagemaker.describe_endpoint(EndpointName=name)["LastDeploymentConfig"]["BlueGreenUpdatePolicy"]
+
+
+def _endpoint_from(sagemaker, config: str) -> str:
+    name = f"e-{uuid.uuid4().hex[:8]}"
+    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=config)
+    _status(sagemaker, name, "InService")
+    return name
