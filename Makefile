@@ -23,6 +23,7 @@ $(SAM_VENV)/.installed:
 
 lint: install $(SAM_VENV)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/cfn-lint template.yaml
 	$(SAM_VENV)/bin/sam validate --lint --template template.yaml
@@ -39,7 +40,7 @@ demo: install
 	@echo "Until then: $(BIN)/shepherd local up --template template.yaml"
 
 bench: install
-	$(BIN)/python bench/bench_localcloud.py
+	for script in bench/bench_*.py; do $(BIN)/python $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .shepherd .pytest_cache .mypy_cache .ruff_cache *.egg-info
