@@ -358,6 +358,9 @@ class SageMakerBackend:
                     model[key] = p[key]
             self.models[name] = model
             self.tags[model["ModelArn"]] = list(p.get("Tags", []))
+            first = len(self.models) == 1
+        if first:  # a model will be served soon: start the worker zygote (its imports take 1-2 s) now
+            self._in_background("model-worker-zygote", _prestart_model_workers)
         return {"ModelArn": model["ModelArn"]}
 
     def describe_model(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -962,6 +965,12 @@ def _retained(variant: Variant, excluded: set[str]) -> Variant:
     if "DesiredInstanceCount" in excluded:
         kept.current_count = int(variant.spec.get("InitialInstanceCount", 1))
     return kept
+
+
+def _prestart_model_workers() -> None:
+    from localcloud.sagemaker.inference import prestart_model_workers
+
+    prestart_model_workers()
 
 
 def _traffic_steps(routing: dict[str, Any], green_instances: int) -> list[float]:
