@@ -639,7 +639,7 @@ class SageMakerBackend:
                     model = self.models.get(spec["ModelName"])
                     if model is None:
                         raise ModelLoadFailed(f'Could not find model "{spec["ModelName"]}".')
-                    fleet = self.fleet_factory(model, spec, count, endpoint)
+                    fleet = self.fleet_factory(model, spec, count, endpoint, shadow=shadow)
                     built[spec["VariantName"]] = Variant(spec, fleet, shadow, weight, weight, count, count)
                     fleet.start()
         except Exception:
@@ -648,10 +648,12 @@ class SageMakerBackend:
             raise
         return built
 
-    def _serving_fleet(self, model: dict[str, Any], variant: dict[str, Any], count: int, endpoint: str) -> Fleet:
+    def _serving_fleet(
+        self, model: dict[str, Any], variant: dict[str, Any], count: int, endpoint: str, *, shadow: bool = False
+    ) -> Fleet:
         from localcloud.sagemaker.serving import make_fleet
 
-        return make_fleet(model, variant, count, self, endpoint)
+        return make_fleet(model, variant, count, self, endpoint, shadow=shadow)
 
     def _capture_writer(self, endpoint: str, config: dict[str, Any] | None) -> CaptureWriter | None:
         if not config or not config.get("EnableCapture", True):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -69,8 +68,12 @@ class InvocationFailed(Exception):
         self.log_stream = log_stream
 
 
-# (model description, ProductionVariant, instance count, endpoint name) -> a fleet not yet started
-FleetFactory = Callable[[dict[str, Any], dict[str, Any], int, str], Fleet]
+class FleetFactory(Protocol):
+    """(model description, ProductionVariant, instance count, endpoint name) -> a fleet not yet started."""
+
+    def __call__(
+        self, model: dict[str, Any], variant: dict[str, Any], count: int, endpoint: str, *, shadow: bool = False
+    ) -> Fleet: ...
 
 
 @dataclass

@@ -650,9 +650,9 @@ class _Zygote:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def spawn(self, env: Mapping[str, str], cwd: Path, fds: list[int]) -> int:
+    def spawn(self, env: Mapping[str, str], cwd: Path, fds: list[int], nice: int = 0) -> int:
         """Fork a worker with these pipe ends (request read, response write, stderr write); its pid."""
-        message = json.dumps({"env": dict(env), "cwd": str(cwd)}).encode()
+        message = json.dumps({"env": dict(env), "cwd": str(cwd), "nice": nice}).encode()
         with self._lock:
             socket.send_fds(self._socket, [message], fds)
             reply = self._socket.recv(4096)
@@ -697,7 +697,9 @@ def prestart_model_workers() -> None:
 class _Worker:
     """One model worker process and its pipes; used by one request at a time."""
 
-    def __init__(self, name: str, env: dict[str, str], cwd: Path, log_line: Callable[[str], None]) -> None:
+    def __init__(
+        self, name: str, env: dict[str, str], cwd: Path, log_line: Callable[[str], None], nice: int = 0
+    ) -> None:
         self.name = name
         request_read, request_write = os.pipe()
         response_read, response_write = os.pipe()
@@ -708,10 +710,18 @@ class _Worker:
         try:
             if zygote is not None:
                 with contextlib.suppress(OSError, ValueError):
-                    self._pid = zygote.spawn(env, cwd, [request_read, response_write, stderr_write])
+                    self._pid = zygote.spawn(env, cwd, [request_read, response_write, stderr_write], nice)
             if not self._pid:
                 self.process = subprocess.Popen(
-                    [sys.executable, "-c", _BOOTSTRAP, str(_PROJECT_ROOT), str(request_read), str(response_write)],
+                    [
+                        sys.executable,
+                        "-c",
+                        _BOOTSTRAP,
+                        str(_PROJECT_ROOT),
+                        str(request_read),
+                        str(response_write),
+                        str(nice),
+                    ],
                     env=env,
                     cwd=cwd,
                     stdin=subprocess.DEVNULL,
@@ -851,8 +861,12 @@ class ModelWorkerPool:
         startup_timeout: float = 300.0,
         invocation_timeout: float = 600.0,
         name: str = "model",
+        nice: int = 0,
     ) -> None:
         self.model = model
+        # Process priority: workers add this to their nice value (os.nice) before loading the model,
+        # e.g. a shadow variant's, so their CPU time never competes with production's.
+        self.nice = max(0, nice)
         self.size = max(1, size)
         self.startup_timeout = startup_timeout
         self.invocation_timeout = invocation_timeout
@@ -886,7 +900,7 @@ class ModelWorkerPool:
             if self._closed:
                 raise InferenceError("the model worker pool is closed", "PoolClosed")
             self._spawned += 1
-            worker = _Worker(f"{self.name}-{self._spawned}", self._env, self._cwd, self._log_line)
+            worker = _Worker(f"{self.name}-{self._spawned}", self._env, self._cwd, self._log_line, self.nice)
             self._all.append(worker)
         return worker
 

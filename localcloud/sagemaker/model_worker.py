@@ -108,7 +108,7 @@ def zygote_main(sock_fd: int) -> None:
                     if entry:
                         sys.path.insert(0, entry)
                 _limit_threads()
-                main([str(fds[0]), str(fds[1])])
+                main([str(fds[0]), str(fds[1]), str(spec.get("nice", 0))])
             except BaseException:
                 traceback.print_exc()
                 code = 1
@@ -121,7 +121,16 @@ def zygote_main(sock_fd: int) -> None:
         sock.send(json.dumps({"pid": pid}).encode())
 
 
+def _lower_priority(increment: int) -> None:
+    """Run at a lower CPU priority (a higher nice value), e.g. a shadow variant's worker; before any thread starts."""
+    if increment > 0:
+        with contextlib.suppress(OSError):
+            os.nice(increment)
+
+
 def main(argv: list[str]) -> None:
+    """argv: request-read fd, response-write fd, and optionally a nice increment."""
+    _lower_priority(int(argv[2]) if len(argv) > 2 else 0)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     _preload(("pandas",))
     requests = os.fdopen(int(argv[0]), "rb")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("shepherd.local.sagemaker")
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+MAX_SHADOW_BACKLOG = 256  # mirrored requests waiting for a shadow, beyond which copies are dropped
 _PATH = re.compile(r"^/endpoints/([^/]+)/invocations$")
 _SERVING = {"InService", "Updating", "SystemUpdating", "RollingBack"}
 
@@ -80,6 +82,8 @@ class RuntimeApi:
         self.metrics = metrics
         # Shadow copies run here, off the request thread, so production answers never wait for them.
         self._shadow_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="shadow")
+        self._shadow_backlog = threading.BoundedSemaphore(MAX_SHADOW_BACKLOG)
+        self.shadow_dropped = 0
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         match = _PATH.match(environ.get("PATH_INFO", ""))
@@ -125,9 +129,7 @@ class RuntimeApi:
             shadows = list(endpoint.shadows)
             production_weight = sum(v.current_weight for v in endpoint.production) or 1.0
             capture = endpoint.capture
-        for shadow in shadows:
-            if random.random() < min(1.0, shadow.current_weight / production_weight):  # noqa: S311 - sampling
-                self._shadow_pool.submit(self._mirror, shadow, request, capture)
+        mirrored = [s for s in shadows if random.random() < min(1.0, s.current_weight / production_weight)]  # noqa: S311 - sampling
         started = time.perf_counter()
         try:
             answer, content_type = variant.fleet.invoke(request)
@@ -154,6 +156,8 @@ class RuntimeApi:
         )
         if capture is not None and capture.sampled():
             capture.record(variant.name, request, answer, content_type)
+        for shadow in mirrored:  # after production has answered, so the copy never competes with it
+            self._submit_mirror(shadow, request, capture)
         headers = [
             ("Content-Type", content_type),
             ("Content-Length", str(len(answer))),
@@ -186,13 +190,21 @@ class RuntimeApi:
             overhead_us=max(0, int((total - model) * 1e6)),
         )
 
-    @staticmethod
-    def _mirror(shadow: Variant, request: InvocationRequest, capture: CaptureWriter | None) -> None:
+    def _submit_mirror(self, shadow: Variant, request: InvocationRequest, capture: CaptureWriter | None) -> None:
+        """A slower shadow must not pile up work without bound: beyond the backlog, copies are dropped."""
+        if not self._shadow_backlog.acquire(blocking=False):
+            self.shadow_dropped += 1
+            return
+        self._shadow_pool.submit(self._mirror, shadow, request, capture)
+
+    def _mirror(self, shadow: Variant, request: InvocationRequest, capture: CaptureWriter | None) -> None:
         try:
             answer, content_type = shadow.fleet.invoke(request)
         except Exception as exc:  # a shadow's failure is observed, never returned to the client
             log.debug("shadow %s failed: %s", shadow.name, exc)
             return
+        finally:
+            self._shadow_backlog.release()
         if capture is not None and capture.sampled():
             capture.record(shadow.name, request, answer, content_type)
 

@@ -10,6 +10,9 @@
 - Multi-model (``MultiModelFleet``): TargetModel names an archive under the container's
   ModelDataUrl prefix, loaded on first use (ModelLoadingWaitTime, ModelCacheHit) and
   evicted least-recently-used beyond a memory budget.
+
+A shadow variant's worker processes run at a lower CPU priority (nice ``SHADOW_NICE``), so the
+mirrored copies of requests never take CPU time that production's answers need.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
     from localcloud.sagemaker.backend import SageMakerBackend
 
 LOG_GROUP = "/aws/sagemaker/Endpoints"
+SHADOW_NICE = 10  # added to a shadow variant's worker processes' nice value
 
 
 class VariantFleet:
@@ -54,12 +58,15 @@ class VariantFleet:
         count: int,
         backend: SageMakerBackend,
         endpoint: str,
+        *,
+        nice: int = 0,
     ) -> None:
         self.model = model
         self.variant = variant
         self.count = count
         self.backend = backend
         self.endpoint = endpoint
+        self.nice = nice
         self.work_dir = backend.work_root / "endpoints" / f"{variant['VariantName']}-{uuid.uuid4().hex[:8]}"
         self._prepared: PreparedModel | None = None
         self._instances: list[ModelWorkerPool] = []
@@ -73,7 +80,9 @@ class VariantFleet:
 
     def _new_instance(self) -> ModelWorkerPool:
         assert self._prepared is not None
-        pool = ModelWorkerPool(self._prepared, 1, log_line=self._log, name=self.variant["VariantName"]).start()
+        pool = ModelWorkerPool(
+            self._prepared, 1, log_line=self._log, name=self.variant["VariantName"], nice=self.nice
+        ).start()
         try:
             pool.wait_ready()
         except InferenceError as exc:
@@ -112,6 +121,9 @@ class VariantFleet:
             self._release(instance)
 
     def _release(self, instance: ModelWorkerPool) -> None:
+        if not self._retire:  # the fast path, without the lock: no instance is due to retire
+            self._idle.put(instance)
+            return
         with self._lock:
             if self._retire > 0 and len(self._instances) > 1:
                 self._retire -= 1
@@ -159,13 +171,21 @@ def _container(model: dict[str, Any]) -> dict[str, Any]:
 
 
 def make_fleet(
-    model: dict[str, Any], variant: dict[str, Any], count: int, backend: SageMakerBackend, endpoint: str
+    model: dict[str, Any],
+    variant: dict[str, Any],
+    count: int,
+    backend: SageMakerBackend,
+    endpoint: str,
+    *,
+    shadow: bool = False,
 ) -> Fleet:
+    """The fleet for one variant; a shadow variant's (``shadow``) workers run at nice SHADOW_NICE."""
+    nice = SHADOW_NICE if shadow else 0
     if "ServerlessConfig" in variant:
-        return ServerlessFleet(model, variant, backend, endpoint)
+        return ServerlessFleet(model, variant, backend, endpoint, nice=nice)
     if _container(model).get("Mode") == "MultiModel":
-        return MultiModelFleet(model, variant, count, backend, endpoint)
-    return VariantFleet(model, variant, count, backend, endpoint)
+        return MultiModelFleet(model, variant, count, backend, endpoint, nice=nice)
+    return VariantFleet(model, variant, count, backend, endpoint, nice=nice)
 
 
 def _metrics(backend: SageMakerBackend) -> Any:
@@ -177,13 +197,19 @@ class ServerlessFleet:
     IDLE_SECONDS = 600.0  # virtual seconds an idle serverless instance is kept warm
 
     def __init__(
-        self, model: dict[str, Any], variant: dict[str, Any], backend: SageMakerBackend, endpoint: str
+        self,
+        model: dict[str, Any],
+        variant: dict[str, Any],
+        backend: SageMakerBackend,
+        endpoint: str,
+        *,
+        nice: int = 0,
     ) -> None:
         self.variant = variant
         self.backend = backend
         self.endpoint = endpoint
         self.max_concurrency = int(variant["ServerlessConfig"]["MaxConcurrency"])
-        self._loader = VariantFleet(model, variant, 0, backend, endpoint)
+        self._loader = VariantFleet(model, variant, 0, backend, endpoint, nice=nice)
         self._idle: list[tuple[ModelWorkerPool, float]] = []
         self._active = 0
         self._lock = threading.Lock()
@@ -259,13 +285,21 @@ class MultiModelFleet:
     """Models under one S3 prefix, loaded on demand into ``count`` worker processes each, LRU-evicted."""
 
     def __init__(
-        self, model: dict[str, Any], variant: dict[str, Any], count: int, backend: SageMakerBackend, endpoint: str
+        self,
+        model: dict[str, Any],
+        variant: dict[str, Any],
+        count: int,
+        backend: SageMakerBackend,
+        endpoint: str,
+        *,
+        nice: int = 0,
     ) -> None:
         self.model = model
         self.variant = variant
         self.count = count
         self.backend = backend
         self.endpoint = endpoint
+        self.nice = nice
         container = _container(model)
         self.prefix = str(container.get("ModelDataUrl", "")).rstrip("/") + "/"
         budget = container.get("Environment", {}).get("SHEPHERD_MME_MEMORY_BUDGET_MB", "1024")
@@ -315,7 +349,9 @@ class MultiModelFleet:
                     "located at the URL and that the role passed to CreateModel has permissions to download "
                     "the model."
                 ) from exc
-            pool = ModelWorkerPool(prepared, max(1, self.count), log_line=self._log, name=target).start()
+            pool = ModelWorkerPool(
+                prepared, max(1, self.count), log_line=self._log, name=target, nice=self.nice
+            ).start()
             try:
                 pool.wait_ready()
             except InferenceError as exc:

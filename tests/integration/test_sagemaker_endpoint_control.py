@@ -27,7 +27,9 @@ ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 class FakeFleet:
     instances: ClassVar[list[FakeFleet]] = []
 
-    def __init__(self, model: dict[str, Any], variant: dict[str, Any], count: int, endpoint: str) -> None:
+    def __init__(
+        self, model: dict[str, Any], variant: dict[str, Any], count: int, endpoint: str, *, shadow: bool = False
+    ) -> None:
         self.model, self.variant, self.count = model, variant, count
         self.stopped = threading.Event()
         self.calls: list[InvocationRequest] = []
