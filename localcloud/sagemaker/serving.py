@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from localcloud.sagemaker.backend import SageMakerBackend
 
 LOG_GROUP = "/aws/sagemaker/Endpoints"
+DRAIN_SECONDS = 60.0  # wall seconds a replaced fleet waits for its in-flight requests
 SHADOW_NICE = 10  # added to a shadow variant's worker processes' nice value
 
 
@@ -73,6 +74,8 @@ class VariantFleet:
         self._idle: queue.Queue[ModelWorkerPool] = queue.Queue()
         self._retire = 0
         self._lock = threading.Lock()
+        self._drained = threading.Condition(self._lock)
+        self._inflight = 0
         self._stopped = False
 
     def _log(self, line: str) -> None:
@@ -112,13 +115,21 @@ class VariantFleet:
         self._idle.put(instance)
 
     def invoke(self, request: InvocationRequest) -> tuple[bytes, str]:
-        instance = self._idle.get()
+        with self._lock:
+            self._inflight += 1
         try:
-            return instance.invoke(request.body, request.content_type, request.accept)
-        except InferenceError as exc:
-            raise InvocationFailed(exc.status, str(exc)) from exc
+            instance = self._idle.get()
+            try:
+                return instance.invoke(request.body, request.content_type, request.accept)
+            except InferenceError as exc:
+                raise InvocationFailed(exc.status, str(exc)) from exc
+            finally:
+                self._release(instance)
         finally:
-            self._release(instance)
+            with self._lock:
+                self._inflight -= 1
+                if not self._inflight:
+                    self._drained.notify_all()
 
     def _release(self, instance: ModelWorkerPool) -> None:
         if not self._retire:  # the fast path, without the lock: no instance is due to retire
@@ -155,11 +166,13 @@ class VariantFleet:
         with self._lock:
             return [pid for instance in self._instances for pid in instance.pids]
 
-    def stop(self) -> None:
+    def stop(self, drain_seconds: float = DRAIN_SECONDS) -> None:
+        """Let requests already routed here finish (a replaced fleet drains), then shut down."""
         with self._lock:
             if self._stopped:
                 return
             self._stopped = True
+            self._drained.wait_for(lambda: self._inflight == 0, timeout=drain_seconds)
             instances, self._instances = list(self._instances), []
         for instance in instances:
             instance.close()

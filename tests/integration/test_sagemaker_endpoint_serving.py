@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -263,3 +264,66 @@ def boto3_client(cloud, retries):
         aws_secret_access_key="x",
         config=retries,
     )
+
+
+def test_no_request_fails_while_the_endpoint_is_updated_and_reweighted_under_load(cloud, model_url):
+    # Given an endpoint under steady concurrent traffic
+    name = _deploy(cloud, model_url, count=2)
+    _wait_status(cloud, name, "InService")
+    sagemaker, runtime = cloud.client("sagemaker"), cloud.client("sagemaker-runtime")
+    suffix = uuid.uuid4().hex[:8]
+    sagemaker.create_model(
+        ModelName=f"m2-{suffix}", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE, "ModelDataUrl": model_url}
+    )
+    sagemaker.create_endpoint_config(
+        EndpointConfigName=f"c2-{suffix}",
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": f"m2-{suffix}",
+                "InstanceType": "ml.m5.large",
+                "InitialInstanceCount": 1,
+                "InitialVariantWeight": 1,
+            },
+            {
+                "VariantName": "Challenger",
+                "ModelName": f"m2-{suffix}",
+                "InstanceType": "ml.m5.large",
+                "InitialInstanceCount": 1,
+                "InitialVariantWeight": 1,
+            },
+        ],
+    )
+    stop = threading.Event()
+    outcomes: list[int | str] = []
+
+    def traffic() -> None:
+        while not stop.is_set():
+            try:
+                response = runtime.invoke_endpoint(EndpointName=name, Body="0,1,0,1", ContentType="text/csv")
+                outcomes.append(response["ResponseMetadata"]["HTTPStatusCode"])
+            except Exception as exc:  # any failure counts
+                outcomes.append(f"{type(exc).__name__}: {exc}")
+
+    with ThreadPoolExecutor(3) as pool:
+        for _ in range(3):
+            pool.submit(traffic)
+        # When it is updated to a two-variant config, then its weights and counts change
+        sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=f"c2-{suffix}")
+        wait_for(
+            lambda: (
+                (d := sagemaker.describe_endpoint(EndpointName=name))["EndpointConfigName"] == f"c2-{suffix}"
+                and d["EndpointStatus"] == "InService"
+            ),
+            timeout=120,
+        )
+        sagemaker.update_endpoint_weights_and_capacities(
+            EndpointName=name,
+            DesiredWeightsAndCapacities=[{"VariantName": "Challenger", "DesiredWeight": 9, "DesiredInstanceCount": 2}],
+        )
+        _wait_status(cloud, name, "InService")
+        stop.set()
+    # Then every request was answered
+    failures = [o for o in outcomes if o != 200]
+    assert len(outcomes) > 20
+    assert failures == []
