@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 SAM_VENV := .venv-sam
+AWSCLI_VENV := .venv-awscli
 BIN := $(VENV)/bin
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
@@ -21,6 +22,13 @@ $(SAM_VENV)/.installed:
 	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check aws-sam-cli==1.170.0
 	touch $@
 
+# awscli v1 vendors its own botocore and, once imported, aliases `import botocore` to it: keep it apart.
+# The seed's CLI workflows are tested with it.
+$(AWSCLI_VENV)/.installed:
+	$(PYTHON) -m venv $(AWSCLI_VENV)
+	$(AWSCLI_VENV)/bin/pip install --quiet --disable-pip-version-check awscli==1.46.3
+	touch $@
+
 lint: install $(SAM_VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -29,10 +37,10 @@ lint: install $(SAM_VENV)/.installed
 	$(SAM_VENV)/bin/sam validate --lint --template template.yaml
 	$(BIN)/python tools/lint_statemachines.py template.yaml tests/fixtures/app/template.yaml bench/fixtures/template.yaml
 
-test: lint
+test: lint $(AWSCLI_VENV)/.installed
 	$(BIN)/python -m pytest
 
-test-fast: install
+test-fast: install $(AWSCLI_VENV)/.installed
 	$(BIN)/python -m pytest -m "not slow"
 
 demo: install
@@ -43,4 +51,4 @@ bench: install
 	for script in bench/bench_*.py; do $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .shepherd .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(SAM_VENV) $(AWSCLI_VENV) .shepherd .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -21,6 +21,7 @@ import pandas as pd
 
 CSV = "text/csv"
 JSON = "application/json"
+NPY = "application/x-npy"
 
 
 def _base_type(content_type: str | None) -> str:
@@ -48,6 +49,10 @@ def _is_header(line: str) -> bool:
 
 def input_fn(request_body: str | bytes, request_content_type: str | None) -> pd.DataFrame | np.ndarray:
     content_type = _base_type(request_content_type)
+    if content_type == NPY:  # what the SDK's SKLearnPredictor sends by default
+        raw = request_body if isinstance(request_body, bytes) else request_body.encode("latin-1")
+        array = np.load(io.BytesIO(raw), allow_pickle=False)
+        return array.reshape(1, -1) if array.ndim == 1 else array
     text = request_body.decode("utf-8") if isinstance(request_body, bytes) else request_body
     if content_type == CSV:
         has_header = _is_header(text.lstrip().split("\n", 1)[0])
@@ -61,7 +66,7 @@ def input_fn(request_body: str | bytes, request_content_type: str | None) -> pd.
             return pd.DataFrame(data)
         array = np.asarray(data, dtype=float)
         return array.reshape(1, -1) if array.ndim == 1 else array
-    raise ValueError(f"unsupported content type {request_content_type!r}: send {CSV} or {JSON}")
+    raise ValueError(f"unsupported content type {request_content_type!r}: send {CSV}, {JSON} or {NPY}")
 
 
 def predict_fn(input_data: pd.DataFrame | np.ndarray, model: Any) -> np.ndarray:
@@ -76,11 +81,15 @@ def predict_fn(input_data: pd.DataFrame | np.ndarray, model: Any) -> np.ndarray:
     return np.asarray(model.predict(input_data))
 
 
-def output_fn(prediction: np.ndarray, accept: str | None) -> tuple[str, str]:
+def output_fn(prediction: np.ndarray, accept: str | None) -> tuple[str | bytes, str]:
     content_type = _base_type(accept) if accept and accept != "*/*" else JSON
     values = [float(v) for v in np.ravel(prediction)]
+    if content_type == NPY:  # what the SDK's SKLearnPredictor expects back by default
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(values))
+        return buffer.getvalue(), NPY
     if content_type == CSV:
         return "\n".join(f"{v:.6g}" for v in values) + "\n", CSV
     if content_type == JSON:
         return json.dumps({"predictions": values}), JSON
-    raise ValueError(f"unsupported accept type {accept!r}: ask for {CSV} or {JSON}")
+    raise ValueError(f"unsupported accept type {accept!r}: ask for {CSV}, {JSON} or {NPY}")
