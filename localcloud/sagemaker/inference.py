@@ -830,7 +830,7 @@ class _Worker:
             else:
                 deadline = time.monotonic() + 5
                 while self.alive() and time.monotonic() < deadline:
-                    time.sleep(0.01)
+                    time.sleep(0.001)
         for stream in (self._requests, self._responses):
             with contextlib.suppress(OSError, ValueError):
                 stream.close()

@@ -19,11 +19,13 @@ A request the model fails fails the job, naming the object, as SageMaker's data 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import csv
 import io
 import json
 import logging
+import os
 import queue
 import re
 import secrets
@@ -31,7 +33,7 @@ import shutil
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,6 +59,7 @@ LOG_GROUP = "/aws/sagemaker/TransformJobs"
 MB = 1024 * 1024
 READ_CHUNK = 1 * MB
 MIN_SHARED_PAYLOAD = 1 * MB  # below this, splitting an object across workers costs more than it saves
+SHARES_PER_WORKER = 2  # requests per worker an object below MaxPayloadInMB x workers is cut into
 PART_SIZE = 8 * MB  # S3 multipart parts (>= 5 MB but the last)
 DEFAULT_INVOCATION_TIMEOUT = 600.0
 JSON_TYPES = {JSON, "application/jsonlines", "application/json-lines", "application/x-jsonlines"}
@@ -208,11 +211,68 @@ class InputObject:
         return f"{self.bucket}/{self.key}"
 
 
-class S3Writer:
-    """An output object written as it is produced: multipart once it outgrows one part."""
+ARCHIVE_STORAGE_CLASSES = ("GLACIER", "DEEP_ARCHIVE")  # GetObject refuses these until restored
 
-    def __init__(self, s3: Any, bucket: str, key: str) -> None:
+
+class InProcessS3:
+    """moto's S3 backend itself, for a local cloud that serves S3 from this very process.
+
+    Reading and writing objects through it skips HTTP, signing and chunking (and a core's worth
+    of work on the two sides of the local socket). It gives the same objects and events as the
+    API: PutObject's CRC32 checksum and bucket ACL, the ObjectCreated notifications. Anything it
+    does not reproduce exactly (archived objects, Object Lock buckets, a bucket it cannot see)
+    answers None, and the caller uses its boto3 client instead.
+    tests/unit/test_moto_contract_s3.py holds the moto internals used here to their shape.
+    """
+
+    @staticmethod
+    def backend(bucket: str) -> Any | None:
+        try:
+            from moto.s3.models import s3_backends
+
+            partition, account = s3_backends.bucket_accounts[bucket]
+            return s3_backends[account][partition]
+        except Exception:
+            return None
+
+    def read(self, bucket: str, key: str) -> bytes | None:
+        backend = self.backend(bucket)
+        if backend is None:
+            return None
+        try:
+            found = backend.get_object(bucket, key)
+        except Exception:
+            return None
+        if found is None or found.storage_class in ARCHIVE_STORAGE_CLASSES:
+            return None  # the API's error (NoSuchKey, InvalidObjectState) is the one to report
+        return bytes(found.value)
+
+    def writable(self, bucket: str) -> Any | None:
+        """The backend to write to, if writing through it gives what PutObject would."""
+        backend = self.backend(bucket)
+        if backend is None:
+            return None
+        try:
+            target = backend.get_bucket(bucket)
+        except Exception:
+            return None
+        return None if target.object_lock_enabled else backend
+
+
+def _crc32(data: bytes | bytearray) -> str:
+    """boto3 sends PutObject bodies with a CRC32 checksum (base64 of the big-endian value), which S3 keeps."""
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+
+
+class S3Writer:
+    """An output object written as it is produced: multipart once it outgrows one part.
+
+    With ``backend`` (InProcessS3.writable), the same calls go to moto's backend directly.
+    """
+
+    def __init__(self, s3: Any, bucket: str, key: str, backend: Any | None = None) -> None:
         self.s3, self.bucket, self.key = s3, bucket, key
+        self.backend = backend
         self._buffer = bytearray()
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
@@ -223,21 +283,42 @@ class S3Writer:
             self._flush_part()
 
     def _flush_part(self) -> None:
-        if self._upload_id is None:
-            self._upload_id = self.s3.create_multipart_upload(Bucket=self.bucket, Key=self.key)["UploadId"]
         number = len(self._parts) + 1
-        etag = self.s3.upload_part(
-            Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=bytes(self._buffer)
-        )["ETag"]
+        if self.backend is not None:
+            from moto.s3.utils import CaseInsensitiveDict
+
+            if self._upload_id is None:
+                self._upload_id = self.backend.create_multipart_upload(
+                    self.bucket, self.key, CaseInsensitiveDict(), "STANDARD", {}, None, None, None
+                ).id
+            etag = self.backend.upload_part(self.bucket, self._upload_id, number, bytes(self._buffer)).etag
+        else:
+            if self._upload_id is None:
+                self._upload_id = self.s3.create_multipart_upload(Bucket=self.bucket, Key=self.key)["UploadId"]
+            etag = self.s3.upload_part(
+                Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=bytes(self._buffer)
+            )["ETag"]
         self._parts.append({"ETag": etag, "PartNumber": number})
         self._buffer.clear()
 
     def close(self) -> None:
         if self._upload_id is None:
+            if self.backend is not None:
+                body = bytes(self._buffer)
+                written = self.backend.put_object(
+                    self.bucket, self.key, body, storage="STANDARD", checksum_value=_crc32(body)
+                )
+                written.checksum_algorithm = "CRC32"
+                written.set_acl(self.backend.get_bucket(self.bucket).acl)
+                return
             self.s3.put_object(Bucket=self.bucket, Key=self.key, Body=bytes(self._buffer))
             return
         if self._buffer:
             self._flush_part()
+        if self.backend is not None:
+            parts = ((part["PartNumber"], part["ETag"]) for part in self._parts)
+            self.backend.complete_multipart_upload(self.bucket, self._upload_id, parts)
+            return
         self.s3.complete_multipart_upload(
             Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, MultipartUpload={"Parts": self._parts}
         )
@@ -245,7 +326,28 @@ class S3Writer:
     def abort(self) -> None:
         if self._upload_id is not None:
             with contextlib.suppress(Exception):
-                self.s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)
+                if self.backend is not None:
+                    self.backend.abort_multipart_upload(self.bucket, self._upload_id)
+                else:
+                    self.s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)
+
+
+class ModelS3:
+    """The S3 client prepare_model uses: downloads through InProcessS3 when it can, else boto3."""
+
+    def __init__(self, client: Callable[[], Any], direct: InProcessS3 | None) -> None:
+        self.client, self.direct = client, direct
+
+    def download_file(self, bucket: str, key: str, filename: str) -> None:
+        data = self.direct.read(bucket, key) if self.direct is not None else None
+        if data is None:
+            self.client().download_file(bucket, key, filename)
+            return
+        with open(filename, "wb") as out:
+            out.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client(), name)
 
 
 # ---------------------------------------------------------------------------------------------- the run
@@ -318,6 +420,7 @@ class TransformRun:
         self._failure_lock = threading.Lock()
         self.pool: ModelWorkerPool | None = None
         self._object_size = 0
+        self.direct = InProcessS3() if _serves_s3_in_process(ctx) else None
 
     # ------------------------------------------------------------------ logs and outcome
 
@@ -410,11 +513,18 @@ class TransformRun:
         except UnsupportedImage as exc:
             raise JobFailed(f"ClientError: {exc}") from exc
         self._check_request()
-        s3 = self.ctx.client("s3")
-        inputs = self._inputs(s3)
+        # The input listing (and the S3 client it needs) runs while the model is prepared and its
+        # workers start; an input error still comes first, as when the two ran one after the other.
+        lister = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.job.name}-list")
+        listing = lister.submit(self._client_and_inputs)
+        lister.shutdown(wait=False)
         shutil.rmtree(work_dir, ignore_errors=True)
         work_dir.mkdir(parents=True, exist_ok=True)
-        prepared = prepare_model(container, s3, work_dir, self.log)
+        try:
+            prepared = prepare_model(container, ModelS3(lambda: listing.result()[0], self.direct), work_dir, self.log)
+        except BaseException:
+            listing.result()
+            raise
         cloud = getattr(self.ctx, "cloud", None)
         base_env = cloud.worker_environment() if cloud is not None and hasattr(cloud, "worker_environment") else {}
         extra_env = {str(k): str(v) for k, v in (self.job.request.get("Environment") or {}).items()}
@@ -438,12 +548,17 @@ class TransformRun:
             invocation_timeout=float(timeout),
             name=self.job.name,
         ).start()
+        s3, inputs = listing.result()
         mb = self.job.request.get("MaxPayloadInMB", 6)
         strategy = "SINGLE_RECORD" if self.strategy == "SingleRecord" else "MULTI_RECORD"
         self.data_log(f"MaxConcurrentTransforms={self.concurrency}, MaxPayloadInMB={mb}, BatchStrategy={strategy}")
         self._transform(s3, inputs, self.pool)
 
     # ------------------------------------------------------------------ inputs
+
+    def _client_and_inputs(self) -> tuple[Any, list[InputObject]]:
+        s3 = self.ctx.client("s3")
+        return s3, self._inputs(s3)
 
     def _inputs(self, s3: Any) -> list[InputObject]:
         source = self.input["DataSource"].get("S3DataSource")
@@ -492,6 +607,10 @@ class TransformRun:
         return found
 
     def _chunks(self, s3: Any, source: InputObject) -> Iterator[bytes]:
+        whole = self.direct.read(source.bucket, source.key) if self.direct is not None else None
+        if whole is not None:
+            yield from self._inflated(whole, source)
+            return
         try:
             response = s3.get_object(Bucket=source.bucket, Key=source.key)
             body = response["Body"]
@@ -511,6 +630,21 @@ class TransformRun:
             raise JobFailed(f"ClientError: {source.name}: cannot decompress (CompressionType Gzip): {exc}") from exc
         finally:
             body.close()
+
+    def _inflated(self, whole: bytes, source: InputObject) -> Iterator[bytes]:
+        """An object read whole: itself, or (Gzip) its inflated content in bounded pieces."""
+        self._object_size = len(whole)
+        if self.compression != "Gzip":
+            yield whole
+            return
+        inflate = zlib.decompressobj(32 + zlib.MAX_WBITS)
+        view = memoryview(whole)
+        try:
+            for start in range(0, len(view), 8 * READ_CHUNK):
+                yield inflate.decompress(view[start : start + 8 * READ_CHUNK])
+            yield inflate.flush()
+        except zlib.error as exc:
+            raise JobFailed(f"ClientError: {source.name}: cannot decompress (CompressionType Gzip): {exc}") from exc
 
     def _too_large(self, source: InputObject) -> JobFailed:
         self.data_log(f"{source.name}: Too much data for max payload size")
@@ -536,30 +670,43 @@ class TransformRun:
     def _packed_batches(self, chunks: Iterator[bytes], source: InputObject) -> Iterator[_Batch]:
         """MultiRecord without DataProcessing: whole lines up to the size limit, cut with rfind.
 
-        An object smaller than two full requests per worker is cut into that many smaller ones
-        (never above MaxPayloadInMB), so that MaxConcurrentTransforms workers share it evenly.
+        An object smaller than SHARES_PER_WORKER full requests per worker is cut into that many
+        equal smaller ones (never above MaxPayloadInMB), so that MaxConcurrentTransforms workers
+        share it evenly and finish together. Chunks gather until they exceed the limit, are
+        joined once and cut; an object read whole is cut without being copied first.
         """
         limit = self.max_payload or 64 * MB
-        buffer = bytearray()
+        parts: list[bytes] = []
+        size = 0
         first = True
         for chunk in chunks:
             if first:  # the size is known once the GET answered
                 first = False
                 if self._object_size and self.compression == "None":
-                    share = -(-self._object_size // (2 * self.concurrency))
+                    pieces = SHARES_PER_WORKER * self.concurrency
+                    share = -(-self._object_size // pieces)
+                    share += share // 64  # slack for the line cut short at each cut: no sliver of a last request
                     limit = min(limit, max(MIN_SHARED_PAYLOAD, share))
-            buffer += chunk
-            while len(buffer) > limit:
-                cut = buffer.rfind(b"\n", 0, limit + 1)
+            if not chunk:
+                continue
+            parts.append(chunk)
+            size += len(chunk)
+            if size <= limit:
+                continue
+            data = parts[0] if len(parts) == 1 else b"".join(parts)
+            start = 0
+            while len(data) - start > limit:
+                cut = data.rfind(b"\n", start, start + limit + 1)
                 if cut < 0:
                     raise self._too_large(source)
-                if cut > 0:
-                    yield _Batch(bytes(buffer[:cut]), None)
-                del buffer[: cut + 1]
-        while buffer.endswith((b"\n", b"\r")):
-            del buffer[-1:]
-        if buffer:
-            yield _Batch(bytes(buffer), None)
+                if cut > start:
+                    yield _Batch(data[start:cut], None)
+                start = cut + 1
+            rest = data[start:]
+            parts, size = ([rest], len(rest)) if rest else ([], 0)
+        tail = b"".join(parts).rstrip(b"\r\n")
+        if tail:
+            yield _Batch(tail, None)
 
     def _record_batches(self, chunks: Iterator[bytes], source: InputObject) -> Iterator[_Batch]:
         """Record by record: SingleRecord, or MultiRecord when filters and joins need each record."""
@@ -645,7 +792,8 @@ class TransformRun:
             try:
                 if isinstance(item, _Begin):
                     key = f"{out_prefix}/{item.source.relative}.out" if out_prefix else f"{item.source.relative}.out"
-                    writer = S3Writer(s3, out_bucket, key)
+                    backend = self.direct.writable(out_bucket) if self.direct is not None else None
+                    writer = S3Writer(s3, out_bucket, key, backend)
                 elif isinstance(item, _Done):
                     assert writer is not None
                     writer.close()
@@ -718,6 +866,17 @@ class TransformRun:
             lines.append(self.codec.dump(selected))
         separator = "\n" if self.assemble == "Line" else ""
         return (separator.join(lines) + separator).encode("utf-8")
+
+
+def _serves_s3_in_process(ctx: RunnerContext) -> bool:
+    """Whether this process is the local cloud serving S3 (its moto backends are this process's).
+
+    SHEPHERD_TRANSFORM_S3=api keeps every S3 call on the boto3 client.
+    """
+    if os.environ.get("SHEPHERD_TRANSFORM_S3", "") == "api":
+        return False
+    cloud = getattr(ctx, "cloud", None)
+    return cloud is not None and hasattr(cloud, "worker_environment")
 
 
 def _joined(source: Any, output: Any, is_csv: bool) -> Any:
