@@ -51,7 +51,9 @@ DRAIN_SECONDS = 60.0  # wall seconds a replaced fleet waits for its in-flight re
 SHADOW_NICE = 10  # added to a shadow variant's worker processes' nice value
 
 
-class VariantFleet:
+class _InstanceFleet:
+    """What real-time and multi-model fleets share: the model, the variant, a work dir, a log stream."""
+
     def __init__(
         self,
         model: dict[str, Any],
@@ -69,6 +71,23 @@ class VariantFleet:
         self.endpoint = endpoint
         self.nice = nice
         self.work_dir = backend.work_root / "endpoints" / f"{variant['VariantName']}-{uuid.uuid4().hex[:8]}"
+
+    def _log(self, line: str) -> None:
+        self.backend.log(LOG_GROUP + "/" + self.endpoint, f"{self.variant['VariantName']}/i-local", line)
+
+
+class VariantFleet(_InstanceFleet):
+    def __init__(
+        self,
+        model: dict[str, Any],
+        variant: dict[str, Any],
+        count: int,
+        backend: SageMakerBackend,
+        endpoint: str,
+        *,
+        nice: int = 0,
+    ) -> None:
+        super().__init__(model, variant, count, backend, endpoint, nice=nice)
         self._prepared: PreparedModel | None = None
         self._instances: list[ModelWorkerPool] = []
         self._idle: queue.Queue[ModelWorkerPool] = queue.Queue()
@@ -77,9 +96,6 @@ class VariantFleet:
         self._drained = threading.Condition(self._lock)
         self._inflight = 0
         self._stopped = False
-
-    def _log(self, line: str) -> None:
-        self.backend.log(LOG_GROUP + "/" + self.endpoint, f"{self.variant['VariantName']}/i-local", line)
 
     def _new_instance(self) -> ModelWorkerPool:
         assert self._prepared is not None
@@ -294,7 +310,7 @@ def _directory_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-class MultiModelFleet:
+class MultiModelFleet(_InstanceFleet):
     """Models under one S3 prefix, loaded on demand into ``count`` worker processes each, LRU-evicted."""
 
     def __init__(
@@ -307,23 +323,14 @@ class MultiModelFleet:
         *,
         nice: int = 0,
     ) -> None:
-        self.model = model
-        self.variant = variant
-        self.count = count
-        self.backend = backend
-        self.endpoint = endpoint
-        self.nice = nice
+        super().__init__(model, variant, count, backend, endpoint, nice=nice)
         container = _container(model)
         self.prefix = str(container.get("ModelDataUrl", "")).rstrip("/") + "/"
         budget = container.get("Environment", {}).get("SHEPHERD_MME_MEMORY_BUDGET_MB", "1024")
         self.budget_bytes = int(float(budget) * 1024 * 1024)
-        self.work_dir = backend.work_root / "endpoints" / f"{variant['VariantName']}-mme-{uuid.uuid4().hex[:8]}"
         self._loaded: collections.OrderedDict[str, tuple[ModelWorkerPool, int]] = collections.OrderedDict()
         self._loading: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
-
-    def _log(self, line: str) -> None:
-        self.backend.log(LOG_GROUP + "/" + self.endpoint, f"{self.variant['VariantName']}/i-local", line)
 
     def start(self) -> None:
         if not self.prefix.startswith("s3://"):
