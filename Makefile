@@ -48,7 +48,7 @@ demo: install
 	@echo "Until then: $(BIN)/shepherd local up --template template.yaml"
 
 bench: install
-	for script in bench/bench_*.py; do $(BIN)/python $$script || exit 1; done
+	for script in bench/bench_*.py bench/judge.py; do $(BIN)/python $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) $(AWSCLI_VENV) .shepherd .pytest_cache .mypy_cache .ruff_cache *.egg-info

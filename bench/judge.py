@@ -1,0 +1,745 @@
+"""Rollout judges side by side on simulated CloudWatch traffic (issue 6).
+
+Two variants serve Poisson traffic with a diurnal swing and bursts; each request is "bad" (an
+error, or slower than the latency threshold t) with a rate that drifts with the time of day and
+rises in bursts, the same for both variants up to the candidate's ratio. Everything is aggregated
+into complete 60-s bins, per variant, as CloudWatch delivers SampleCount, error Sum and TC(:t).
+Each strategy sees those bins only. Shepherd's strategy runs the judge's own kernels
+(shepherd.judge.sprt) with the judge's default settings.
+
+    .venv/bin/python bench/judge.py --quick     # 2,000 replications per scenario, < 2 minutes
+    .venv/bin/python bench/judge.py             # 10,000 replications per scenario
+
+Writes bench/results/judge.json, judge.md and judge.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import stats
+from shepherd.judge import MetricSettings
+from shepherd.judge.sprt import (
+    first_crossing,
+    paired_llr_increments,
+    split_llr_increments,
+    wald_boundaries,
+    wald_hoeffding_bound,
+)
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ALPHA, BETA = 0.05, 0.2
+DESIGN_RATIO = 2.0  # the judge's default delta = 1.0: it is designed to catch a doubling
+THRESHOLD_FACTOR = 1.5  # threshold gates alarm at 1.5 x the champion's nominal rate (issue 6's example)
+Candidate = Literal["good", "bad", "indifferent"]
+Ints = NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    candidate_is: Candidate
+    description: str
+    share: float  # candidate's share of requests; 1.0 = shadow (it sees every request, serves none)
+    rpm: float  # mean requests per minute at the daily average
+    champion_rate: float  # nominal bad-event rate (errors, or requests slower than t)
+    ratio: float  # candidate rate / champion rate
+    max_minutes: int  # the stage's maximum duration
+    shadow: bool = False
+    shared_fraction: float = 0.0  # shadow: share of the champion's bad requests the candidate also fails
+
+
+def _latency_ratio(sigma: float = 0.5, slowdown: float = 1.2) -> float:
+    """Lognormal latency x1.2: the rate over the champion's p99 goes from 1 % to this multiple."""
+    z99 = stats.norm.ppf(0.99)
+    return float(stats.norm.sf(z99 - math.log(slowdown) / sigma) / 0.01)
+
+
+SCENARIOS = (
+    Scenario("h0", "good", "identical variants, 1 % errors, 10 % share, 200 rpm", 0.1, 200, 0.01, 1.0, 360),
+    Scenario("err_1_to_2", "bad", "errors 1 % -> 2 %, 10 % share, 200 rpm", 0.1, 200, 0.01, 2.0, 360),
+    Scenario("err_1_to_1_3", "indifferent", "errors 1 % -> 1.3 %, 10 % share, 200 rpm", 0.1, 200, 0.01, 1.3, 360),
+    Scenario("hard_failure", "bad", "errors 1 % -> 50 %, 10 % share, 200 rpm", 0.1, 200, 0.01, 50.0, 360),
+    Scenario(
+        "latency_p99_plus_20",
+        "bad",
+        f"lognormal (sigma 0.5) latency x1.2: over the champion's p99 1 % -> {_latency_ratio():.2f} %, "
+        "10 % share, 200 rpm",
+        0.1,
+        200,
+        0.01,
+        _latency_ratio(),
+        360,
+    ),
+    Scenario("low_traffic", "bad", "errors 1 % -> 2 %, 10 % share, 10 rpm, 24 h stage", 0.1, 10, 0.01, 2.0, 1440),
+    Scenario("low_traffic_h0", "good", "identical variants, 1 % errors, 10 % share, 10 rpm", 0.1, 10, 0.01, 1.0, 1440),
+    Scenario(
+        "shadow",
+        "bad",
+        "shadow, errors 1 % -> 2 %, half of the champion's errors shared, 200 rpm",
+        1.0,
+        200,
+        0.01,
+        2.0,
+        360,
+        shadow=True,
+        shared_fraction=0.5,
+    ),
+    Scenario(
+        "shadow_h0",
+        "good",
+        "shadow, identical 1 % error rates, half shared, 200 rpm",
+        1.0,
+        200,
+        0.01,
+        1.0,
+        360,
+        shadow=True,
+        shared_fraction=0.5,
+    ),
+)
+
+
+@dataclass
+class Traffic:
+    """Per-replication, per-minute bins (shape: replications x minutes)."""
+
+    candidate_n: Ints
+    champion_n: Ints
+    candidate_bad: Ints
+    champion_bad: Ints
+    candidate_only: Ints  # shadow pairs: candidate bad, champion fine
+    champion_only: Ints
+    requests: Ints  # production requests per minute (both variants in A/B; pairs in shadow)
+
+
+def simulate(scenario: Scenario, replications: int, rng: np.random.Generator) -> Traffic:
+    minutes = np.arange(scenario.max_minutes)
+    phase = rng.uniform(0, 1, size=(replications, 1))
+    diurnal = np.sin(2 * np.pi * (minutes / 1440 + phase))
+    burst = rng.random((replications, scenario.max_minutes)) < 0.02
+    load = scenario.rpm * (1 + 0.5 * diurnal) * np.where(burst, 4.0, 1.0)
+    requests = rng.poisson(load)
+    base = scenario.champion_rate * (1 + 0.3 * diurnal) * np.where(burst, 1.5, 1.0)
+    candidate_rate = np.minimum(base * scenario.ratio, 1.0)
+    if scenario.shadow:
+        both_rate = scenario.shared_fraction * np.minimum(base, candidate_rate)
+        champion_only_rate = base - both_rate
+        candidate_only_rate = candidate_rate - both_rate
+        both = rng.binomial(requests, both_rate)
+        rest = requests - both
+        champion_only = rng.binomial(rest, champion_only_rate / (1 - both_rate))
+        rest -= champion_only
+        candidate_only = rng.binomial(rest, np.minimum(candidate_only_rate / (1 - both_rate - champion_only_rate), 1))
+        return Traffic(
+            requests,
+            requests,
+            both + candidate_only,
+            both + champion_only,
+            candidate_only,
+            champion_only,
+            requests,
+        )
+    candidate_n = rng.binomial(requests, scenario.share)
+    champion_n = requests - candidate_n
+    candidate_bad = rng.binomial(candidate_n, candidate_rate)
+    champion_bad = rng.binomial(champion_n, base)
+    zeros = np.zeros_like(requests)
+    return Traffic(candidate_n, champion_n, candidate_bad, champion_bad, zeros, zeros, requests)
+
+
+# A strategy returns, per replication, its decision (+1 ROLLBACK, -1 PROMOTE, 0 undecided at the
+# stage's end) and the index of the minute it decided in (the last minute when undecided).
+Decision = tuple[NDArray[np.int8], NDArray[np.intp]]
+Strategy = Callable[[Traffic, Scenario], Decision]
+
+
+def shepherd(traffic: Traffic, scenario: Scenario) -> Decision:
+    settings = MetricSettings()  # the judge's defaults: alpha 0.05, beta 0.2, delta 1.0, 100 samples
+    upper, lower = wald_boundaries(settings.alpha, settings.beta)
+    ratio = 1.0 + settings.delta
+    if scenario.shadow:
+        increments = paired_llr_increments(traffic.candidate_only, traffic.champion_only, ratio)
+    else:
+        increments = split_llr_increments(
+            traffic.candidate_bad, traffic.champion_bad, traffic.candidate_n, traffic.champion_n, ratio
+        )
+    may_promote = (np.cumsum(traffic.candidate_n, axis=1) >= settings.min_samples) & (
+        np.cumsum(traffic.champion_n, axis=1) >= settings.min_samples
+    )
+    index, side = first_crossing(np.cumsum(increments, axis=1), upper, lower, may_promote)
+    return side, np.where(side != 0, index, scenario.max_minutes - 1)
+
+
+def _threshold(scenario: Scenario) -> float:
+    return THRESHOLD_FACTOR * scenario.champion_rate
+
+
+def _candidate_rate(traffic: Traffic, window: int = 1) -> NDArray[np.float64]:
+    """Candidate bad-event rate per check: the last `window` minutes pooled; NaN without requests."""
+    bad, n = np.cumsum(traffic.candidate_bad, axis=1), np.cumsum(traffic.candidate_n, axis=1)
+    if window > 1:
+        bad = bad[:, window - 1 :: window] - np.pad(bad[:, window - 1 :: window], ((0, 0), (1, 0)))[:, :-1]
+        n = n[:, window - 1 :: window] - np.pad(n[:, window - 1 :: window], ((0, 0), (1, 0)))[:, :-1]
+    else:
+        bad, n = traffic.candidate_bad, traffic.candidate_n
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, bad / np.maximum(n, 1), np.nan)
+
+
+def _failures_then_promote(failed: NDArray[np.bool_], limit: int, checks: int, minutes_per_check: int) -> Decision:
+    """Roll back at the check where failures reach `limit`; promote after `checks` checks otherwise."""
+    failed = failed[:, :checks]
+    count = np.cumsum(failed, axis=1)
+    reached = count >= limit
+    rolled = reached.any(axis=1)
+    at = np.where(rolled, reached.argmax(axis=1), checks - 1)
+    side = np.where(rolled, 1, -1).astype(np.int8)
+    return side, (at + 1) * minutes_per_check - 1
+
+
+def flagger(traffic: Traffic, scenario: Scenario) -> Decision:
+    # interval 1m, threshold 5 failed checks; 10 iterations; no data counts as a failed check.
+    rate = _candidate_rate(traffic)
+    failed = ~(rate <= _threshold(scenario))
+    return _failures_then_promote(failed, limit=5, checks=10, minutes_per_check=1)
+
+
+def _argo(failure_limit: int) -> Strategy:
+    def argo(traffic: Traffic, scenario: Scenario) -> Decision:
+        # interval 5m over a 5m window, 6 measurements; failed when measurements failed > failureLimit.
+        rate = _candidate_rate(traffic, window=5)
+        failed = rate > _threshold(scenario)
+        return _failures_then_promote(failed, limit=failure_limit + 1, checks=6, minutes_per_check=5)
+
+    return argo
+
+
+def _alarm_bake(bake_minutes: int) -> Strategy:
+    def alarm(traffic: Traffic, scenario: Scenario) -> Decision:
+        # CloudWatch alarm: 60-s period, 1 of 1 datapoints above threshold; missing data not breaching.
+        rate = _candidate_rate(traffic)
+        failed = rate > _threshold(scenario)
+        return _failures_then_promote(failed, limit=1, checks=bake_minutes, minutes_per_check=1)
+
+    return alarm
+
+
+def kayenta(traffic: Traffic, scenario: Scenario) -> Decision:
+    # One hourly judgement: Mann-Whitney on the per-minute rates, confLevel 0.98, effect tolerance 25 %.
+    window = 60
+    candidate = _candidate_rate(traffic)[:, :window]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        champion = np.where(
+            traffic.champion_n[:, :window] > 0,
+            traffic.champion_bad[:, :window] / np.maximum(traffic.champion_n[:, :window], 1),
+            np.nan,
+        )
+    candidate = np.where(np.isnan(candidate), np.nanmean(candidate, axis=1, keepdims=True), candidate)
+    candidate = np.nan_to_num(candidate)
+    p = stats.mannwhitneyu(candidate, champion, alternative="greater", axis=1, method="asymptotic").pvalue
+    higher = (p < 0.01) & (candidate.mean(axis=1) >= 1.25 * np.nanmean(champion, axis=1))
+    side = np.where(higher, 1, -1).astype(np.int8)
+    return side, np.full(side.shape, window - 1)
+
+
+def fixed_horizon(traffic: Traffic, scenario: Scenario) -> Decision:
+    """One-sided two-proportion z-test at alpha with power 1-beta for a doubling of a 1 % rate."""
+    z_a, z_b = stats.norm.isf(ALPHA), stats.norm.isf(BETA)
+    p0, p1 = scenario.champion_rate, DESIGN_RATIO * scenario.champion_rate
+    s_c, s_b = (1.0, 1.0) if scenario.shadow else (scenario.share, 1 - scenario.share)
+    pooled = (s_b * p0 + s_c * p1) / (s_b + s_c)
+    n = (
+        z_a * math.sqrt(pooled * (1 - pooled) * (1 / s_c + 1 / s_b))
+        + z_b * math.sqrt(p0 * (1 - p0) / s_b + p1 * (1 - p1) / s_c)
+    ) ** 2 / (p1 - p0) ** 2
+    reached = np.cumsum(traffic.requests, axis=1) >= n
+    done = reached.any(axis=1)
+    at = np.where(done, reached.argmax(axis=1), scenario.max_minutes - 1)
+    cum = {name: np.cumsum(getattr(traffic, name), axis=1) for name in ("candidate_bad", "champion_bad")}
+    cum_n = {name: np.cumsum(getattr(traffic, name), axis=1) for name in ("candidate_n", "champion_n")}
+
+    def at_index(array: Ints) -> NDArray[np.float64]:
+        return np.take_along_axis(array, at[:, None], axis=1)[:, 0].astype(np.float64)
+
+    k_c, k_b = at_index(cum["candidate_bad"]), at_index(cum["champion_bad"])
+    n_c, n_b = np.maximum(at_index(cum_n["candidate_n"]), 1), np.maximum(at_index(cum_n["champion_n"]), 1)
+    pool = (k_c + k_b) / (n_c + n_b)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = (k_c / n_c - k_b / n_b) / np.sqrt(pool * (1 - pool) * (1 / n_c + 1 / n_b))
+    side = np.where(done, np.where(np.nan_to_num(z) > z_a, 1, -1), 0).astype(np.int8)
+    return side, at
+
+
+STRATEGIES: dict[str, Strategy] = {
+    "flagger": flagger,
+    "argo_failure_limit_0": _argo(0),
+    "argo_failure_limit_1": _argo(1),
+    "kayenta": kayenta,
+    "sagemaker_guardrails": _alarm_bake(10),
+    "codedeploy_canary10_5min": _alarm_bake(5),
+    "fixed_horizon_z": fixed_horizon,
+    "shepherd": shepherd,
+}
+
+
+def bound_requests(scenario: Scenario) -> float | None:
+    """Wald-Hoeffding lower bound on expected total requests, from the conditioning argument."""
+    if scenario.candidate_is == "indifferent":
+        return None  # no error rate is promised inside the indifference zone, so no bound applies
+    bad = scenario.candidate_is == "bad"
+    p_b, r = scenario.champion_rate, scenario.ratio
+    if scenario.shadow:
+        # Discordant pairs: candidate-only with probability 1/2 (H0) or r/(1+r) (H1, design r).
+        both = scenario.shared_fraction * min(p_b, r * p_b)
+        cand_only, champ_only = r * p_b - both, p_b - both
+        # Discordant pairs per request (the shared failures are concordant).
+        per_request = cand_only + champ_only
+        p_true = cand_only / per_request
+        stream = wald_hoeffding_bound(p_true, 0.5, DESIGN_RATIO / (1 + DESIGN_RATIO), ALPHA, BETA, bad=bad)
+        return stream / per_request
+    w = scenario.share
+    p0, p1 = w, w * DESIGN_RATIO / (w * DESIGN_RATIO + 1 - w)
+    p_true = w * r / (w * r + 1 - w)
+    errors = wald_hoeffding_bound(p_true, p0, p1, ALPHA, BETA, bad=bad)
+    return errors / (p_b * ((1 - w) + w * r))
+
+
+@dataclass
+class Outcomes:
+    """Per-replication outcomes of one strategy in one scenario."""
+
+    side: NDArray[np.int8]
+    minutes: NDArray[np.intp]
+    requests: NDArray[np.int64]
+    bad_served: NDArray[np.int64]
+
+
+def outcomes(scenario: Scenario, traffic: Traffic, decision: Decision) -> Outcomes:
+    side, at = decision
+
+    def at_decision(per_minute: Ints) -> NDArray[np.int64]:
+        return np.take_along_axis(np.cumsum(per_minute, axis=1), at[:, None], axis=1)[:, 0]
+
+    served = np.zeros_like(at, dtype=np.int64) if scenario.shadow else at_decision(traffic.candidate_bad)
+    return Outcomes(side, at + 1, at_decision(traffic.requests), served)
+
+
+def summarise(scenario: Scenario, result: Outcomes) -> dict[str, float | None]:
+    good, bad = scenario.candidate_is == "good", scenario.candidate_is == "bad"
+    return {
+        "false_rollback": float(np.mean(result.side == 1)) if good else None,
+        "miss": float(np.mean(result.side == -1)) if bad else None,
+        "rollback": float(np.mean(result.side == 1)),
+        "promote": float(np.mean(result.side == -1)),
+        "undecided": float(np.mean(result.side == 0)),
+        "mean_requests": float(result.requests.mean()),
+        "p90_requests": float(np.percentile(result.requests, 90)),
+        "mean_minutes": float(result.minutes.mean()),
+        "bad_requests_served": float(result.bad_served.mean()),
+    }
+
+
+SCHEMA_FIELDS = (
+    "false_rollback",
+    "miss",
+    "undecided",
+    "mean_requests",
+    "p90_requests",
+    "mean_minutes",
+    "bad_requests_served",
+)
+
+
+def schema(report: dict[str, object]) -> dict[str, object]:
+    """judge.json exactly as issue 6 specifies it; judge.md carries the rest."""
+    scenarios = report["scenarios"]
+    strategies = report["strategies"]
+    assert isinstance(scenarios, dict)
+    assert isinstance(strategies, dict)
+    return {
+        "alpha": report["alpha"],
+        "beta": report["beta"],
+        "scenarios": {
+            name: {"candidate_is": item["candidate_is"], "bound_requests": item["bound_requests"]}
+            for name, item in scenarios.items()
+        },
+        "strategies": {
+            name: {scenario: {field: row[field] for field in SCHEMA_FIELDS} for scenario, row in by_scenario.items()}
+            for name, by_scenario in strategies.items()
+        },
+    }
+
+
+def unbatched_sprt(rng: np.random.Generator, share: float = 0.1, replications: int = 20_000) -> dict[str, float]:
+    """The same SPRT checked after every single error (not possible with 60-s bins), 1 % -> 2 % at `share`.
+
+    It separates what the 60-s batching costs from what the test itself costs.
+    """
+    p0, p1 = share, DESIGN_RATIO * share / (DESIGN_RATIO * share + 1 - share)
+    upper, lower = wald_boundaries(ALPHA, BETA)
+    result: dict[str, float] = {}
+    for name, truth, per_request in (("h0", p0, 0.01), ("err_1_to_2", p1, 0.01 * (1 + share))):
+        from_candidate = rng.random((replications, 2_000)) < truth
+        path = np.cumsum(np.where(from_candidate, math.log(p1 / p0), math.log((1 - p1) / (1 - p0))), axis=1)
+        index, side = first_crossing(path, upper, lower, np.ones_like(from_candidate))
+        result[f"{name}_mean_requests"] = float((index + 1).mean() / per_request)
+        result[f"{name}_wrong"] = float(np.mean(side == (1 if name == "h0" else -1)))
+    return result
+
+
+def run(replications: int, seed: int) -> dict[str, object]:
+    strategies: dict[str, dict[str, dict[str, float | None]]] = {name: {} for name in STRATEGIES}
+    scenarios: dict[str, dict[str, object]] = {}
+    rng = np.random.default_rng(seed)
+    chunk = 2_000
+    for scenario in SCENARIOS:
+        bound = bound_requests(scenario)
+        scenarios[scenario.name] = {
+            "candidate_is": scenario.candidate_is,
+            "bound_requests": None if bound is None else round(bound, 1),
+            "description": scenario.description,
+            "candidate_share": scenario.share,
+            "requests_per_minute": scenario.rpm,
+            "max_minutes": scenario.max_minutes,
+        }
+        parts: dict[str, list[Outcomes]] = {name: [] for name in STRATEGIES}
+        for start in range(0, replications, chunk):
+            traffic = simulate(scenario, min(chunk, replications - start), rng)
+            for name, strategy in STRATEGIES.items():
+                parts[name].append(outcomes(scenario, traffic, strategy(traffic, scenario)))
+        for name, chunks in parts.items():
+            joined = Outcomes(
+                *(np.concatenate([getattr(item, f) for item in chunks]) for f in Outcomes.__annotations__)
+            )
+            strategies[name][scenario.name] = summarise(scenario, joined)
+    return {
+        "alpha": ALPHA,
+        "beta": BETA,
+        "replications": replications,
+        "seed": seed,
+        "threshold_factor": THRESHOLD_FACTOR,
+        "unbatched_sprt": unbatched_sprt(rng),
+        "scenarios": scenarios,
+        "strategies": strategies,
+    }
+
+
+def _cell(value: float | None, limit: float | None = None) -> str:
+    if value is None:
+        return "-"
+    text = f"{value:.3f}"
+    return f"**{text}**" if limit is not None and value > limit else text
+
+
+def monte_carlo_margin(p: float, n: int) -> float:
+    """Three standard errors of a proportion p estimated from n replications."""
+    return 3 * math.sqrt(p * (1 - p) / n)
+
+
+def markdown(report: dict[str, object], seconds: float) -> str:
+    scenarios = report["scenarios"]
+    strategies = report["strategies"]
+    assert isinstance(scenarios, dict)
+    assert isinstance(strategies, dict)
+    n = int(report["replications"])  # type: ignore[call-overload]
+    lines = [
+        "# Rollout judges compared (issue 6)",
+        "",
+        f"{n:,} replications per scenario, seed {report['seed']}, {seconds:.0f} s; written by `bench/judge.py`. "
+        f"alpha = {ALPHA}, beta = {BETA}. Figures above alpha (false rollback) or beta (miss) by more than three "
+        f"Monte Carlo standard errors are **bold**. Requests are production requests from the stage's start to the "
+        "decision (both variants in A/B; in shadow each request is one pair). Undecided runs count to the stage's end.",
+        "",
+        "## Scenarios",
+        "",
+        "| scenario | candidate | what | stage max | bound (requests) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, scenario in scenarios.items():
+        bound = scenario["bound_requests"]
+        lines.append(
+            f"| `{name}` | {scenario['candidate_is']} | {scenario['description']} | {scenario['max_minutes']} min | "
+            f"{'null' if bound is None else f'{bound:,.0f}'} |"
+        )
+    lines += ["", "## Results", ""]
+    for name, scenario in scenarios.items():
+        bound = scenario["bound_requests"]
+        lines += [
+            f"### `{name}` ({scenario['candidate_is']})",
+            "",
+            "| strategy | false rollback | miss | undecided | mean requests | x bound | p90 requests | mean minutes "
+            "| bad requests served |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for strategy, by_scenario in strategies.items():
+            row = by_scenario[name]
+            ratio = "-" if bound is None else f"{row['mean_requests'] / bound:.2f}"
+            alpha_limit = ALPHA + monte_carlo_margin(ALPHA, n)
+            beta_limit = BETA + monte_carlo_margin(BETA, n)
+            lines.append(
+                f"| {strategy} | {_cell(row['false_rollback'], alpha_limit)} | {_cell(row['miss'], beta_limit)} | "
+                f"{row['undecided']:.3f} | {row['mean_requests']:,.0f} | {ratio} | {row['p90_requests']:,.0f} | "
+                f"{row['mean_minutes']:.1f} | {row['bad_requests_served']:.1f} |"
+            )
+        lines.append("")
+    lines += targets(report)
+    lines.append(METHOD_NOTES)
+    return "\n".join(lines)
+
+
+def targets(report: dict[str, object]) -> list[str]:
+    """Issue 6's targets checked against this run, with the numbers behind each miss."""
+    scenarios = report["scenarios"]
+    strategies = report["strategies"]
+    unbatched = report["unbatched_sprt"]
+    assert isinstance(scenarios, dict)
+    assert isinstance(strategies, dict)
+    assert isinstance(unbatched, dict)
+    n = int(report["replications"])  # type: ignore[call-overload]
+    alpha_limit, beta_limit = ALPHA + monte_carlo_margin(ALPHA, n), BETA + monte_carlo_margin(BETA, n)
+    undecided_limit = 0.05 + monte_carlo_margin(0.05, n)
+    judged = [name for name, item in scenarios.items() if item["candidate_is"] != "indifferent"]
+
+    def broken(strategy: str) -> list[str]:
+        found = []
+        for name in judged:
+            row = strategies[strategy][name]
+            if row["false_rollback"] is not None and row["false_rollback"] > alpha_limit:
+                found.append(f"`{name}` false rollback {row['false_rollback']:.3f}")
+            if row["miss"] is not None and row["miss"] > beta_limit:
+                found.append(f"`{name}` miss {row['miss']:.3f}")
+        return found
+
+    ours = strategies["shepherd"]
+    lines = ["## Targets", "", "| target | result | met |", "| --- | --- | --- |"]
+    shepherd_broken = broken("shepherd")
+    lines.append(
+        f"| `shepherd`: false rollback <= {ALPHA} and miss <= {BETA} in every good or bad scenario "
+        f"(3 Monte Carlo SE: <= {alpha_limit:.3f} / {beta_limit:.3f}) | "
+        f"{'; '.join(shepherd_broken) or 'all within'} | {'no' if shepherd_broken else 'yes'} |"
+    )
+    worst = max(judged, key=lambda name: ours[name]["undecided"])
+    lines.append(
+        f"| `shepherd`: <= 5 % undecided (3 SE: <= {undecided_limit:.3f}) | worst `{worst}` "
+        f"{ours[worst]['undecided']:.3f} | {'yes' if ours[worst]['undecided'] <= undecided_limit else 'no'} |"
+    )
+    ratio = ours["err_1_to_2"]["mean_requests"] / scenarios["err_1_to_2"]["bound_requests"]
+    lines.append(
+        f"| `shepherd` on `err_1_to_2`: mean requests <= 1.3 x bound | {ours['err_1_to_2']['mean_requests']:,.0f} "
+        f"= {ratio:.2f} x {scenarios['err_1_to_2']['bound_requests']:,.0f} | {'yes' if ratio <= 1.3 else 'no'} |"
+    )
+    for strategy in strategies:
+        if strategy == "shepherd":
+            continue
+        found = broken(strategy)
+        costs = {
+            name: strategies[strategy][name]["mean_requests"] / ours[name]["mean_requests"]
+            for name in ("h0", "err_1_to_2")
+        }
+        cost_text = ", ".join(f"{cost:.2f}x on `{name}`" for name, cost in costs.items())
+        met = bool(found) or min(costs.values()) >= 1.5
+        lines.append(
+            f"| `{strategy}` breaks an error limit or needs >= 1.5x shepherd's requests | "
+            f"{'; '.join(found[:3]) or 'no limit broken'}; requests {cost_text} | {'yes' if met else 'no'} |"
+        )
+    fixed = strategies["fixed_horizon_z"]["err_1_to_2"]["mean_requests"]
+    bound = scenarios["err_1_to_2"]["bound_requests"]
+    lines += [
+        "",
+        "## Where a target is out of reach, and why",
+        "",
+        f"- **The fixed-horizon z-test vs 1.5x on `err_1_to_2`.** It keeps its error rates (it is designed with "
+        f"the true 1 % baseline, which no real gate knows) and needs {fixed:,.0f} requests = "
+        f"{fixed / bound:.2f} x the bound. Beating it by 1.5x needs <= {fixed / 1.5:,.0f} requests = "
+        f"{fixed / 1.5 / bound:.2f} x the bound. Even the same SPRT checked after *every single error* (no "
+        f"60-s bins, not possible with CloudWatch) needs {unbatched['err_1_to_2_mean_requests']:,.0f} "
+        f"(h0: {unbatched['h0_mean_requests']:,.0f}; wrong decisions {unbatched['h0_wrong']:.3f} / "
+        f"{unbatched['err_1_to_2_wrong']:.3f}): Wald's boundaries ignore the overshoot of the error-by-error "
+        "steps (ln(p1/p0) = 0.60 per candidate error), which leaves the error rates below nominal and costs "
+        "requests. The rest of the gap is the 60-s batching and the diurnal swing of the rate. Tightening the "
+        "boundaries to spend the whole of alpha and beta would close part of it but weaken the strict "
+        "(Ville) guarantee, which the judge keeps. On `h0` the fixed-horizon test does need 1.5x.",
+        f"- **`hard_failure` vs its bound ({scenarios['hard_failure']['bound_requests']:,.0f} requests).** "
+        "CloudWatch delivers 60-s bins: at 200 requests per minute no judge can decide before the first bin, "
+        f"so about 200 requests is the floor; shepherd decides at {ours['hard_failure']['mean_requests']:,.0f} "
+        f"(mean {ours['hard_failure']['mean_minutes']:.1f} minutes).",
+        f"- **`low_traffic` undecided ({ours['low_traffic']['undecided']:.3f}).** 10 requests per minute for "
+        "24 h is 14,400 requests, 2.6 x the bound for the mean; the SPRT's tail (p90 "
+        f"{ours['low_traffic']['p90_requests']:,.0f}) reaches past it in about 5 % of stages, which end "
+        "INCONCLUSIVE (the champion keeps the traffic). A longer stage removes them.",
+        "- **`shadow` and `latency_p99_plus_20` vs their bounds.** The truth lies beyond the design "
+        "alternative (discordant odds 3 with half the champion's errors shared; 2.49 x over the threshold), "
+        "so the bound is computed at the truth while the test is tuned for a doubling: it is safe but not "
+        "tuned for that effect.",
+        f"- **`shadow_h0`: the fixed-horizon z-test is cheaper** "
+        f"({strategies['fixed_horizon_z']['shadow_h0']['mean_requests']:,.0f} pairs vs shepherd's "
+        f"{ours['shadow_h0']['mean_requests']:,.0f}). The paired SPRT is designed for discordant odds 2, what a "
+        "doubling gives when the variants fail independently; with half the errors shared a doubling gives "
+        "odds 3, and the unpaired z-test, which ignores that correlation, is conservative here (false "
+        f"rollback {strategies['fixed_horizon_z']['shadow_h0']['false_rollback']:.3f}). Setting delta for the "
+        "discordant odds a stage expects would make the paired test cheaper; the default stays safe when "
+        "errors are independent.",
+        "",
+    ]
+    return lines
+
+
+METHOD_NOTES_TEMPLATE = """## How each strategy is configured, and where that comes from
+
+Every threshold gate watches the candidate's own bad-event rate (errors, or the share of requests
+slower than t, which is what "per-minute p99 <= t" checks) against **1.5 x the champion's nominal
+rate** (issue 6's example of a 1.5 % threshold on a true 1 %). The documented example thresholds are
+absolute and belong to their example apps (Flagger's `request-success-rate` `thresholdRange.min: 99`,
+i.e. 1 % errors; Argo Rollouts' `successCondition: result[0] >= 0.95`, i.e. 5 %): taken literally they
+would fail every check at a 1 % baseline (Flagger) or never catch a doubling (Argo), so the threshold is
+set as a careful user would; the structure (interval, limits, durations) follows the documentation.
+
+{sources}
+The candidate share is the scenario's (10 %, or all requests in shadow) for every strategy, so the
+requests column compares like with like. In shadow the threshold gates watch the candidate's error
+rate; nothing it answers is served, so "bad requests served" is 0 there.
+
+## Bounds
+
+`bound_requests` is the Wald-Hoeffding lower bound on the expected number of requests of any test with
+error rates (alpha, beta) for the problem the judge faces (unknown champion rate), from the
+conditioning argument: given a bad event, it came from the candidate with probability w under H0 and
+2w/(1+w) under H1; a test that rolls back with probability >= 1 - beta at the true rate while rolling
+back with probability <= alpha at H0 needs E[N] >= d(1 - beta, alpha) / KL(p_true || p0) bad events
+(d the binary KL divergence), and the mirror for a good candidate; divided by the bad events per
+request. In shadow the stream is the discordant pairs (1/2 under H0, 2/3 under H1). For a candidate
+inside the indifference zone (`err_1_to_1_3`) no error rate is promised, so no bound: null.
+"""
+
+
+SOURCES = (
+    (
+        "`flagger`",
+        "`interval: 1m`, `threshold: 5` (failed checks before rollback), 10 iterations; a check without data fails",
+        "Flagger docs, Deployment Strategies and Metrics Analysis (fluxcd.io/flagger/usage/deployment-strategies, "
+        "fluxcd.io/flagger/usage/metrics): `interval: 1m`, `threshold: 5`, `maxWeight: 50`, `stepWeight: 10`; "
+        "A/B testing `iterations: 10`. Traffic held at the scenario's share",
+    ),
+    (
+        "`argo_failure_limit_0`, `argo_failure_limit_1`",
+        "`interval: 5m` on a 5-minute rate, 6 measurements (30 min); fails when failed measurements > `failureLimit`",
+        "Argo Rollouts docs, Analysis & Progressive Delivery (argoproj/argo-rollouts docs/features/analysis.md): "
+        "success-rate template with `interval: 5m`, `failureLimit: 3`; `failureLimit` defaults to 0",
+    ),
+    (
+        "`kayenta`",
+        "one judgement after 60 min (lifetime 1 h, interval 1 h): Mann-Whitney on the 60 per-minute rates, "
+        "`confLevel = 0.98`, effect tolerance `fraction = 0.25`; a High metric fails the canary (score 0 < pass 95)",
+        "spinnaker/kayenta `kayenta-judge/.../NetflixACAJudge.scala`: "
+        "`new MannWhitneyClassifier(fraction = 0.25, confLevel = 0.98, mw)`",
+    ),
+    (
+        "`sagemaker_guardrails`",
+        "canary at the scenario's share, 600-s baking period, CloudWatch alarm on the candidate's error rate "
+        "(60-s period, 1 of 1 datapoints); any alarm rolls back, otherwise all traffic shifts",
+        "SageMaker developer guide, Use canary traffic shifting and Auto-Rollback Configuration and Monitoring "
+        "(docs.aws.amazon.com/sagemaker/latest/dg/deployment-guardrails-blue-green-canary.html, "
+        "deployment-guardrails-configuration.html)",
+    ),
+    (
+        "`codedeploy_canary10_5min`",
+        "`Canary10Percent5Minutes`: 10 % for 5 minutes with the same alarm, then all traffic",
+        "CodeDeploy predefined deployment configurations; AWS::CodeDeploy::DeploymentConfig TimeBasedCanary "
+        "(`CanaryPercentage`, `CanaryInterval`) in the CloudFormation reference",
+    ),
+    (
+        "`fixed_horizon_z`",
+        "one-sided two-proportion z-test at alpha, power 1 - beta for a doubling of the nominal 1 %, "
+        "sample size fixed in advance",
+        "textbook",
+    ),
+    (
+        "`shepherd`",
+        "`shepherd.judge` defaults: conditional SPRT on bad events (paired SPRT on discordant pairs in shadow), "
+        "alpha 0.05, beta 0.2, delta 1.0, 100 samples per variant before a PROMOTE",
+        "`layers/shepherd/shepherd/judge/README.md`",
+    ),
+)
+METHOD_NOTES = METHOD_NOTES_TEMPLATE.format(
+    sources="\n".join(
+        ["| strategy | configuration | source |", "| --- | --- | --- |"]
+        + [f"| {name} | {setup} | {source} |" for name, setup, source in SOURCES]
+    )
+)
+
+
+def plot(report: dict[str, object], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scenarios = report["scenarios"]
+    strategies = report["strategies"]
+    assert isinstance(scenarios, dict)
+    assert isinstance(strategies, dict)
+    figure, axes = plt.subplots(1, 2, figsize=(13, 5.5))
+    markers = "osD^v<>P*X"
+    for (name, by_scenario), marker in zip(strategies.items(), markers, strict=False):
+        h0, bad = by_scenario["h0"], by_scenario["err_1_to_2"]
+        axes[0].scatter(h0["false_rollback"], bad["miss"], marker=marker, s=80, label=name)
+        axes[1].scatter(h0["mean_requests"], bad["mean_requests"], marker=marker, s=80, label=name)
+    axes[0].axvline(ALPHA, color="grey", linestyle="--")
+    axes[0].axhline(BETA, color="grey", linestyle="--")
+    axes[0].set_xlabel("false rollback on h0 (alpha = 0.05 dashed)")
+    axes[0].set_ylabel("miss on err_1_to_2 (beta = 0.2 dashed)")
+    axes[0].set_xlim(-0.02, 1.0)
+    axes[0].set_ylim(-0.02, 1.0)
+    axes[0].set_title("Error rates (good: bottom left of the dashes)")
+    bound_h0 = scenarios["h0"]["bound_requests"]
+    bound_bad = scenarios["err_1_to_2"]["bound_requests"]
+    axes[1].scatter([bound_h0], [bound_bad], marker="*", s=250, color="black", label="Wald-Hoeffding bound")
+    axes[1].set_xscale("log")
+    axes[1].set_yscale("log")
+    axes[1].set_xlabel("mean requests to a decision, h0")
+    axes[1].set_ylabel("mean requests to a decision, err_1_to_2")
+    axes[1].set_title("Cost (requests, both variants)")
+    axes[1].legend(fontsize=8, loc="upper left")
+    figure.suptitle(f"Rollout judges, 10 % candidate share, 200 requests/min ({report['replications']:,} runs)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2,000 replications per scenario (< 2 minutes)")
+    parser.add_argument("--replications", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=20261125)
+    args = parser.parse_args()
+    replications = args.replications or (2_000 if args.quick else 10_000)
+    started = time.perf_counter()
+    report = run(replications, args.seed)
+    seconds = time.perf_counter() - started
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "judge.json").write_text(json.dumps(schema(report), indent=2) + "\n")
+    (RESULTS / "judge.md").write_text(markdown(report, seconds) + "\n")
+    plot(report, RESULTS / "judge.png")
+    strategies = report["strategies"]
+    assert isinstance(strategies, dict)
+    print(f"{replications:,} replications per scenario in {seconds:.1f} s; wrote {RESULTS}/judge.{{json,md,png}}")
+    for name, by_scenario in strategies.items():
+        h0, bad = by_scenario["h0"], by_scenario["err_1_to_2"]
+        print(
+            f"{name:26s} h0 false rollback {h0['false_rollback']:.3f}  err_1_to_2 miss {bad['miss']:.3f}  "
+            f"requests h0 {h0['mean_requests']:8,.0f}  err_1_to_2 {bad['mean_requests']:8,.0f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

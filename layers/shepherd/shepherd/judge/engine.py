@@ -1,0 +1,224 @@
+"""The stage verdict: one sequential test per metric, combined by an explicit error-spending rule."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TypeVar
+
+import numpy as np
+
+from shepherd.judge.models import (
+    PAIRED_METRICS,
+    FeedbackBin,
+    Judgement,
+    Metric,
+    MetricJudgement,
+    MetricSettings,
+    PairedBin,
+    StageObservations,
+    StageSettings,
+    VariantBin,
+    Verdict,
+)
+from shepherd.judge.sprt import first_crossing, paired_llr_increments, split_llr_increments, wald_boundaries
+
+_WHAT = {
+    Metric.ERROR_RATE: "error rate",
+    Metric.LATENCY: "rate of requests over the latency threshold",
+    Metric.QUALITY: "misclassification rate",
+    Metric.SHADOW_ERRORS: "error rate on shadow pairs",
+    Metric.SHADOW_QUALITY: "misclassification rate on shadow pairs",
+}
+
+
+class _Series:
+    """Per-minute counts of one metric, minutes ascending: requests and bad events per variant."""
+
+    def __init__(self, minutes: list[int], rows: list[tuple[int, int, int, int]]) -> None:
+        self.minutes = np.asarray(minutes, dtype=np.int64)
+        table = np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+        self.candidate_n, self.candidate_bad, self.champion_n, self.champion_bad = table.T
+
+
+_Bin = TypeVar("_Bin", VariantBin, FeedbackBin, PairedBin)
+
+
+def _by_minute(bins: Iterable[_Bin], source: str) -> dict[int, _Bin]:
+    table: dict[int, _Bin] = {}
+    for item in bins:
+        if item.minute in table:
+            raise ValueError(f"{source}: two bins for minute {item.minute}")
+        table[item.minute] = item
+    return table
+
+
+def _variant_series(observations: StageObservations, metric: Metric, max_minutes: int) -> _Series:
+    champion = _by_minute(observations.champion, "champion")
+    candidate = _by_minute(observations.candidate, "candidate")
+    minutes: list[int] = []
+    rows: list[tuple[int, int, int, int]] = []
+    for minute in sorted(set(champion) | set(candidate)):
+        if minute >= max_minutes:
+            break
+        # CloudWatch sends no datapoint for a minute without requests.
+        bins = [champion.get(minute, VariantBin(minute, 0)), candidate.get(minute, VariantBin(minute, 0))]
+        if metric is Metric.ERROR_RATE:
+            bad = [item.error_sum for item in bins]
+        elif any(item.latency_exceedances is None and item.sample_count for item in bins):
+            continue
+        else:
+            bad = [item.latency_exceedances or 0 for item in bins]
+        minutes.append(minute)
+        rows.append((bins[1].sample_count, bad[1], bins[0].sample_count, bad[0]))
+    return _Series(minutes, rows)
+
+
+def _feedback_series(observations: StageObservations, max_minutes: int) -> _Series:
+    champion = _by_minute(observations.champion_feedback, "champion feedback")
+    candidate = _by_minute(observations.candidate_feedback, "candidate feedback")
+    minutes: list[int] = []
+    rows: list[tuple[int, int, int, int]] = []
+    empty = FeedbackBin(0, 0, 0)
+    for minute in sorted(set(champion) | set(candidate)):
+        if minute >= max_minutes:
+            break
+        theirs, ours = champion.get(minute, empty), candidate.get(minute, empty)
+        minutes.append(minute)
+        rows.append((ours.labelled, ours.misclassified, theirs.labelled, theirs.misclassified))
+    return _Series(minutes, rows)
+
+
+def _paired_series(bins: tuple[PairedBin, ...], source: str, max_minutes: int) -> _Series:
+    table = _by_minute(bins, source)
+    minutes: list[int] = []
+    rows: list[tuple[int, int, int, int]] = []
+    for minute in sorted(table):
+        if minute >= max_minutes:
+            break
+        item = table[minute]
+        minutes.append(minute)
+        rows.append((item.pairs, item.candidate_only, item.pairs, item.champion_only))
+    return _Series(minutes, rows)
+
+
+def _series(observations: StageObservations, metric: Metric, max_minutes: int) -> _Series:
+    if metric in (Metric.ERROR_RATE, Metric.LATENCY):
+        return _variant_series(observations, metric, max_minutes)
+    if metric is Metric.QUALITY:
+        return _feedback_series(observations, max_minutes)
+    bins = observations.shadow_errors if metric is Metric.SHADOW_ERRORS else observations.shadow_quality
+    return _paired_series(bins, metric.value, max_minutes)
+
+
+def judge_metric(
+    observations: StageObservations, metric: Metric, settings: MetricSettings, alpha_spent: float
+) -> MetricJudgement:
+    """Run one metric's SPRT over every bin so far; its first boundary crossing is its decision."""
+    series = _series(observations, metric, settings.max_minutes)
+    ratio = 1.0 + settings.delta
+    upper, lower = wald_boundaries(alpha_spent, settings.beta, strict=settings.strict)
+    if metric in PAIRED_METRICS:
+        increments = paired_llr_increments(series.candidate_bad, series.champion_bad, ratio)
+    else:
+        increments = split_llr_increments(
+            series.candidate_bad, series.champion_bad, series.candidate_n, series.champion_n, ratio
+        )
+    path = np.cumsum(increments)
+    candidate_n, champion_n = np.cumsum(series.candidate_n), np.cumsum(series.champion_n)
+    may_promote = (candidate_n >= settings.min_samples) & (champion_n >= settings.min_samples)
+    index, side = first_crossing(path, upper, lower, may_promote) if len(path) else (np.intp(-1), np.int8(0))
+    crossed = int(side) != 0
+    last = int(index) if crossed else len(path) - 1
+    counts = {
+        "candidate_samples": int(candidate_n[last]) if last >= 0 else 0,
+        "champion_samples": int(champion_n[last]) if last >= 0 else 0,
+        "candidate_bad": int(series.candidate_bad[: last + 1].sum()),
+        "champion_bad": int(series.champion_bad[: last + 1].sum()),
+    }
+    statistic = float(path[last]) if last >= 0 else 0.0
+    if crossed:
+        verdict = Verdict.ROLLBACK if int(side) > 0 else Verdict.PROMOTE
+    elif observations.minutes_elapsed >= settings.max_minutes:
+        verdict = settings.at_max
+    else:
+        verdict = Verdict.CONTINUE
+    return MetricJudgement(
+        metric=metric,
+        verdict=verdict,
+        statistic=statistic,
+        rollback_boundary=upper,
+        promote_boundary=lower,
+        alpha_spent=alpha_spent,
+        beta=settings.beta,
+        decided_minute=int(series.minutes[last]) if crossed else None,
+        explanation=_explain(
+            metric,
+            verdict=verdict,
+            statistic=statistic,
+            upper=upper,
+            lower=lower,
+            alpha_spent=alpha_spent,
+            settings=settings,
+            counts=counts,
+        ),
+        **counts,
+    )
+
+
+def _explain(
+    metric: Metric,
+    *,
+    verdict: Verdict,
+    statistic: float,
+    upper: float,
+    lower: float,
+    alpha_spent: float,
+    settings: MetricSettings,
+    counts: dict[str, int],
+) -> str:
+    what = _WHAT[metric]
+    seen = (
+        f"{counts['candidate_bad']} bad of {counts['candidate_samples']:,} candidate and "
+        f"{counts['champion_bad']} of {counts['champion_samples']:,} champion samples"
+    )
+    worse = f"{1 + settings.delta:g}x"
+    if verdict is Verdict.ROLLBACK and statistic >= upper:
+        return (
+            f"The candidate's {what} is higher than the champion's ({seen}; evidence {statistic:.2f} "
+            f">= {upper:.2f}, chance this is a fluke <= {alpha_spent:.1%})."
+        )
+    if verdict is Verdict.PROMOTE:
+        return (
+            f"The candidate's {what} is not {worse} the champion's ({seen}; evidence {statistic:.2f} "
+            f"<= {lower:.2f}, chance of passing a model {worse} worse <= {settings.beta:.0%})."
+        )
+    if verdict is Verdict.CONTINUE:
+        return (
+            f"Not enough evidence on the {what} yet ({seen}; evidence {statistic:.2f} "
+            f"between {lower:.2f} and {upper:.2f})."
+        )
+    return (
+        f"No decision on the {what} within {settings.max_minutes} minutes ({seen}; evidence {statistic:.2f}), "
+        f"so the stage ends {verdict.value}: the champion keeps the traffic."
+    )
+
+
+def judge(observations: StageObservations, settings: StageSettings) -> Judgement:
+    """PROMOTE only when every metric promoted; ROLLBACK when any rolled back; INCONCLUSIVE when any
+    timed out; otherwise CONTINUE. Each metric spends alpha/m of its false-rollback rate (m metrics)."""
+    share = len(settings.metrics)
+    judged = tuple(
+        judge_metric(observations, metric, metric_settings, metric_settings.alpha / share)
+        for metric, metric_settings in settings.metrics.items()
+    )
+    for verdict in (Verdict.ROLLBACK, Verdict.INCONCLUSIVE):
+        deciding = [item for item in judged if item.verdict is verdict]
+        if deciding:
+            return Judgement(verdict, judged, deciding[0].explanation)
+    if all(item.verdict is Verdict.PROMOTE for item in judged):
+        if len(judged) == 1:
+            return Judgement(Verdict.PROMOTE, judged, judged[0].explanation)
+        names = ", ".join(_WHAT[item.metric] for item in judged)
+        return Judgement(Verdict.PROMOTE, judged, f"Every metric passed its test ({names}).")
+    waiting = next(item for item in judged if item.verdict is Verdict.CONTINUE)
+    return Judgement(Verdict.CONTINUE, judged, waiting.explanation)

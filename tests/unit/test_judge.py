@@ -1,0 +1,282 @@
+"""shepherd.judge: verdicts on CloudWatch-shaped bins, shadow pairs and feedback, one behaviour per test."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from shepherd.judge import (
+    FeedbackBin,
+    Metric,
+    MetricSettings,
+    PairedBin,
+    StageObservations,
+    StageSettings,
+    VariantBin,
+    Verdict,
+    judge,
+)
+from shepherd.judge.sprt import (
+    first_crossing,
+    split_llr_increments,
+    wald_boundaries,
+    wald_hoeffding_bound,
+)
+
+ERRORS_ONLY = StageSettings({Metric.ERROR_RATE: MetricSettings()})
+ERRORS_AND_LATENCY = StageSettings({Metric.ERROR_RATE: MetricSettings(), Metric.LATENCY: MetricSettings()})
+
+
+def ab_stage(
+    minutes: int,
+    *,
+    champion: tuple[int, int, int] = (180, 2, 2),
+    candidate: tuple[int, int, int] = (20, 0, 0),
+    elapsed: int | None = None,
+) -> StageObservations:
+    """`minutes` identical bins per variant: (SampleCount, error Sum, latency exceedances)."""
+    return StageObservations(
+        minutes_elapsed=minutes if elapsed is None else elapsed,
+        champion=tuple(VariantBin(m, *champion) for m in range(minutes)),
+        candidate=tuple(VariantBin(m, *candidate) for m in range(minutes)),
+    )
+
+
+def test_no_data_waits() -> None:
+    # Given a stage that has just started and has seen no request
+    # When the judge is asked
+    result = judge(StageObservations(minutes_elapsed=3), ERRORS_ONLY)
+    # Then it waits
+    assert result.verdict is Verdict.CONTINUE
+    assert result.metrics[0].candidate_samples == 0
+
+
+def test_no_data_at_the_maximum_duration_is_inconclusive() -> None:
+    result = judge(StageObservations(minutes_elapsed=1440), ERRORS_ONLY)
+    assert result.verdict is Verdict.INCONCLUSIVE
+    assert "champion keeps the traffic" in result.explanation
+
+
+def test_at_max_may_be_rollback() -> None:
+    settings = StageSettings({Metric.ERROR_RATE: MetricSettings(max_minutes=60, at_max=Verdict.ROLLBACK)})
+    assert judge(StageObservations(minutes_elapsed=60), settings).verdict is Verdict.ROLLBACK
+
+
+def test_hard_failure_rolls_back_in_the_first_minute() -> None:
+    # Given a candidate failing half its requests in its first minute, the champion 1 %
+    result = judge(ab_stage(1, champion=(180, 2, 2), candidate=(20, 10, 0)), ERRORS_ONLY)
+    # Then it rolls back at once: the rollback boundary needs no minimum sample
+    assert result.verdict is Verdict.ROLLBACK
+    assert result.metrics[0].decided_minute == 0
+    assert result.metrics[0].statistic >= result.metrics[0].rollback_boundary
+
+
+def test_a_candidate_without_errors_promotes_once_it_has_enough_samples() -> None:
+    result = judge(ab_stage(300, champion=(180, 2, 2), candidate=(20, 0, 0)), ERRORS_ONLY)
+    assert result.verdict is Verdict.PROMOTE
+    assert result.metrics[0].candidate_samples >= 100
+    assert result.metrics[0].statistic <= result.metrics[0].promote_boundary
+
+
+def test_promotion_waits_for_the_minimum_samples() -> None:
+    # Given the promote boundary already crossed but the candidate below its 1,000-sample floor
+    settings = StageSettings({Metric.ERROR_RATE: MetricSettings(min_samples=1_000)})
+    early = judge(ab_stage(30, champion=(180, 5, 0), candidate=(20, 0, 0)), settings)
+    later = judge(ab_stage(60, champion=(180, 5, 0), candidate=(20, 0, 0)), settings)
+    assert early.verdict is Verdict.CONTINUE
+    assert later.verdict is Verdict.PROMOTE
+    assert later.metrics[0].candidate_samples == 1_000
+
+
+def test_the_first_crossing_is_the_decision() -> None:
+    # Given a candidate that promoted at some minute and failed badly afterwards
+    stage = ab_stage(300, champion=(180, 2, 0), candidate=(20, 0, 0))
+    decided = judge(stage, ERRORS_ONLY).metrics[0].decided_minute
+    assert decided is not None
+    late_failure = StageObservations(
+        minutes_elapsed=301,
+        champion=(*stage.champion, VariantBin(300, 180, 2)),
+        candidate=(*stage.candidate, VariantBin(300, 20, 20)),
+    )
+    # Then later bins do not reopen the decision
+    result = judge(late_failure, ERRORS_ONLY)
+    assert result.verdict is Verdict.PROMOTE
+    assert result.metrics[0].decided_minute == decided
+
+
+def test_bins_after_the_maximum_duration_are_ignored() -> None:
+    settings = StageSettings({Metric.ERROR_RATE: MetricSettings(max_minutes=5)})
+    stage = StageObservations(
+        minutes_elapsed=10,
+        champion=tuple(VariantBin(m, 180, 2) for m in range(10)),
+        candidate=tuple(VariantBin(m, 20, 0 if m < 5 else 20) for m in range(10)),
+    )
+    assert judge(stage, settings).verdict is Verdict.INCONCLUSIVE
+
+
+def test_latency_is_judged_on_exceedance_counts() -> None:
+    # Given equal errors but the candidate slower than t on a quarter of its requests
+    settings = StageSettings({Metric.LATENCY: MetricSettings()})
+    result = judge(ab_stage(10, champion=(180, 2, 2), candidate=(20, 0, 5)), settings)
+    assert result.verdict is Verdict.ROLLBACK
+    assert "latency threshold" in result.explanation
+
+
+def test_bins_without_latency_counts_are_skipped_for_latency() -> None:
+    settings = StageSettings({Metric.LATENCY: MetricSettings()})
+    stage = StageObservations(
+        minutes_elapsed=2,
+        champion=(VariantBin(0, 180, 2), VariantBin(1, 180, 2, 2)),
+        candidate=(VariantBin(0, 20, 0), VariantBin(1, 20, 0, 0)),
+    )
+    assert judge(stage, settings).metrics[0].candidate_samples == 20
+
+
+def test_any_metric_rolling_back_rolls_the_stage_back() -> None:
+    # Given clean errors but a latency regression
+    result = judge(ab_stage(300, champion=(180, 2, 2), candidate=(20, 0, 6)), ERRORS_AND_LATENCY)
+    verdicts = {item.metric: item.verdict for item in result.metrics}
+    assert verdicts[Metric.LATENCY] is Verdict.ROLLBACK
+    assert result.verdict is Verdict.ROLLBACK
+
+
+def test_promotion_needs_every_metric() -> None:
+    # Given errors clean but latency counts not reported yet
+    stage = StageObservations(
+        minutes_elapsed=300,
+        champion=tuple(VariantBin(m, 180, 2) for m in range(300)),
+        candidate=tuple(VariantBin(m, 20, 0) for m in range(300)),
+    )
+    result = judge(stage, ERRORS_AND_LATENCY)
+    assert result.metrics[0].verdict is Verdict.PROMOTE
+    assert result.verdict is Verdict.CONTINUE
+
+
+def test_alpha_is_split_between_metrics() -> None:
+    result = judge(ab_stage(1), ERRORS_AND_LATENCY)
+    assert [item.alpha_spent for item in result.metrics] == [0.025, 0.025]
+    assert result.metrics[0].rollback_boundary == pytest.approx(math.log(0.8 / 0.025))
+
+
+def test_every_metric_promoting_promotes() -> None:
+    result = judge(ab_stage(300, champion=(180, 2, 2), candidate=(20, 0, 0)), ERRORS_AND_LATENCY)
+    assert result.verdict is Verdict.PROMOTE
+    assert "Every metric passed" in result.explanation
+
+
+def test_shadow_pairs_roll_back_on_candidate_only_errors() -> None:
+    settings = StageSettings({Metric.SHADOW_ERRORS: MetricSettings()})
+    stage = StageObservations(minutes_elapsed=10, shadow_errors=tuple(PairedBin(m, 200, 4, 1) for m in range(10)))
+    assert judge(stage, settings).verdict is Verdict.ROLLBACK
+
+
+def test_shadow_pairs_promote_when_discordance_is_balanced() -> None:
+    settings = StageSettings({Metric.SHADOW_ERRORS: MetricSettings()})
+    stage = StageObservations(minutes_elapsed=60, shadow_errors=tuple(PairedBin(m, 200, 2, 2) for m in range(60)))
+    assert judge(stage, settings).verdict is Verdict.PROMOTE
+
+
+def test_feedback_quality_rolls_back_a_worse_classifier() -> None:
+    settings = StageSettings({Metric.QUALITY: MetricSettings()})
+    stage = StageObservations(
+        minutes_elapsed=30,
+        champion_feedback=tuple(FeedbackBin(m, 90, 9) for m in range(30)),
+        candidate_feedback=tuple(FeedbackBin(m, 10, 4) for m in range(30)),
+    )
+    result = judge(stage, settings)
+    assert result.verdict is Verdict.ROLLBACK
+    assert "misclassification" in result.explanation
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: VariantBin(0, 10, 11), "more bad requests"),
+        (lambda: VariantBin(0, 10, 0, 11), "more bad requests"),
+        (lambda: VariantBin(0, -1), "sample_count"),
+        (lambda: FeedbackBin(0, 5, 6), "more misclassified"),
+        (lambda: PairedBin(0, 3, 2, 2), "more discordant"),
+        (lambda: MetricSettings(alpha=0.0), "alpha"),
+        (lambda: MetricSettings(alpha=0.6, beta=0.5), "alpha"),
+        (lambda: MetricSettings(delta=0.0), "delta"),
+        (lambda: MetricSettings(at_max=Verdict.PROMOTE), "at_max"),
+        (lambda: StageSettings({}), "at least one metric"),
+    ],
+)
+def test_invalid_inputs_are_refused(build: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        build()  # type: ignore[operator]
+
+
+def test_settings_come_from_the_models_config() -> None:
+    settings = StageSettings.from_config({"error_rate": {"delta": 0.5}, "latency": {"at_max": "ROLLBACK"}})
+    assert settings.metrics[Metric.ERROR_RATE] == MetricSettings(delta=0.5)
+    assert settings.metrics[Metric.LATENCY].at_max is Verdict.ROLLBACK
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [({"errors": {}}, "unknown metric"), ({"error_rate": {"alfa": 0.1}}, "unknown settings")],
+)
+def test_a_config_with_unknown_names_is_refused(config: dict[str, dict[str, object]], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        StageSettings.from_config(config)
+
+
+def test_two_bins_for_one_minute_are_refused() -> None:
+    stage = StageObservations(minutes_elapsed=1, champion=(VariantBin(0, 1), VariantBin(0, 1)))
+    with pytest.raises(ValueError, match="two bins for minute 0"):
+        judge(stage, ERRORS_ONLY)
+
+
+def test_wald_boundaries() -> None:
+    upper, lower = wald_boundaries(0.05, 0.2)
+    assert upper == pytest.approx(math.log(16))
+    assert lower == pytest.approx(math.log(0.2 / 0.95))
+
+
+def test_strict_boundaries_are_villes() -> None:
+    result = judge(ab_stage(1), StageSettings({Metric.ERROR_RATE: MetricSettings(strict=True)}))
+    assert result.metrics[0].rollback_boundary == pytest.approx(math.log(20))
+    assert result.metrics[0].promote_boundary == pytest.approx(math.log(0.2))
+
+
+@pytest.mark.parametrize(
+    ("share", "h0_requests", "h1_requests"),
+    [(0.1, 5_161, 5_642), (0.25, 2_691, 2_818), (0.5, 2_278, 2_244)],
+)
+def test_wald_hoeffding_bound_matches_the_notes(share: float, h0_requests: int, h1_requests: int) -> None:
+    # NOTES.md: 1 % -> 2 %, alpha 0.05, beta 0.2, in total requests
+    p0, p1 = share, 2 * share / (1 + share)
+    h0 = wald_hoeffding_bound(p0, p0, p1, 0.05, 0.2, bad=False) / 0.01
+    h1 = wald_hoeffding_bound(p1, p0, p1, 0.05, 0.2, bad=True) / (0.01 * (1 + share))
+    assert h0 == pytest.approx(h0_requests, rel=0.01)
+    assert h1 == pytest.approx(h1_requests, rel=0.01)
+
+
+def test_the_increment_ignores_bins_where_one_variant_had_no_request() -> None:
+    increments = split_llr_increments([0, 3, 0], [2, 0, 0], [0, 5, 0], [100, 0, 0], 2.0)
+    assert increments.tolist() == [0.0, 0.0, 0.0]
+
+
+def test_the_engine_and_the_vectorised_kernel_agree() -> None:
+    # Given random traffic, the judge's verdict equals the kernel's first crossing (the benchmark's path)
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        n = rng.poisson(200, 120)
+        c = rng.binomial(n, 0.1)
+        kc, kb = rng.binomial(c, 0.015), rng.binomial(n - c, 0.01)
+        stage = StageObservations(
+            minutes_elapsed=120,
+            champion=tuple(VariantBin(m, int(n[m] - c[m]), int(kb[m])) for m in range(120)),
+            candidate=tuple(VariantBin(m, int(c[m]), int(kc[m])) for m in range(120)),
+        )
+        result = judge(stage, ERRORS_ONLY).metrics[0]
+        upper, lower = wald_boundaries(0.05, 0.2)
+        path = np.cumsum(split_llr_increments(kc, kb, c, n - c, 2.0))
+        may_promote = (np.cumsum(c) >= 100) & (np.cumsum(n - c) >= 100)
+        index, side = first_crossing(path, upper, lower, may_promote)
+        expected = {1: Verdict.ROLLBACK, -1: Verdict.PROMOTE, 0: Verdict.CONTINUE}[int(side)]
+        assert result.verdict is expected
+        assert result.decided_minute == (int(index) if side else None)
