@@ -1,0 +1,565 @@
+"""The schema of models/<model>/shepherd.yaml: what a model's pipeline may say, with sound defaults.
+
+Every section refuses unknown keys and coerces nothing (strict mode: `"2"` is not a count and
+`1.2` is not a version string). Rules that involve several keys run after the keys themselves
+are valid and report every broken rule of a section at once, each naming its key (see errors.py).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+# SageMaker's name pattern for endpoints and model package groups; a model's name must fit it too.
+NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
+INSTANCE_TYPE_PATTERN = r"^ml\.[a-z][a-z0-9-]*\.[a-z0-9]+$"
+S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$"
+SCRIPT_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_./-]*\.py$"
+
+Framework = Literal["sklearn", "xgboost"]
+Verdict = Literal["inconclusive", "rollback"]
+
+# The script-mode framework images SageMaker publishes (sagemaker SDK 2.257 image_uri_config).
+FRAMEWORK_VERSIONS: dict[str, tuple[str, ...]] = {
+    "sklearn": ("0.20.0", "0.23-1", "1.0-1", "1.2-1", "1.4-2"),
+    "xgboost": ("0.90-1", "0.90-2", "1.0-1", "1.2-1", "1.2-2", "1.3-1", "1.5-1", "1.7-1", "3.0-5"),
+}
+DEFAULT_FRAMEWORK_VERSION: dict[str, str] = {"sklearn": "1.2-1", "xgboost": "1.7-1"}
+# The scikit-learn images are CPU-only: GPU, Inferentia and Trainium families cannot run them.
+ACCELERATED_FAMILY = re.compile(r"^ml\.(p|g|inf|trn)\d")
+# The framework containers set these themselves from entry_point and the source dir.
+RESERVED_HYPERPARAMETER_PREFIX = "sagemaker_"
+
+Problem = tuple[str, Any, str]
+"""A broken rule: the key (relative to the section, dotted), the value found, and what is allowed."""
+
+
+def refuse(problems: list[Problem]) -> None:
+    """Raise every broken rule of a section as one error that errors.py splits back into lines."""
+    if problems:
+        summary = "; ".join(f"{key}: {value!r} is not allowed ({allowed})" for key, value, allowed in problems)
+        raise PydanticCustomError("config_rules", "{summary}", {"summary": summary, "problems": problems})
+
+
+def not_allowed(allowed: str) -> PydanticCustomError:
+    """A single value refused by a field validator, with what is allowed instead."""
+    return PydanticCustomError("config_value", "not allowed ({allowed})", {"allowed": allowed})
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+# ---------------------------------------------------------------- training
+
+
+class MetricDefinition(Section):
+    name: str = Field(min_length=1, max_length=255, description="Metric name, e.g. validation:accuracy.")
+    regex: str = Field(
+        min_length=1,
+        max_length=500,
+        description="Python regex run over the training log; its first capture group is the value.",
+    )
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles_with_a_group(cls, regex: str) -> str:
+        try:
+            groups = re.compile(regex).groups
+        except re.error as exc:
+            raise not_allowed(f"must be a valid regular expression: {exc}") from None
+        if groups < 1:
+            raise not_allowed("must have a capture group around the value, e.g. accuracy=([0-9.]+)")
+        return regex
+
+
+class Spot(Section):
+    enabled: bool = Field(default=False, description="Train on spot capacity (up to 90% cheaper, may be interrupted).")
+    max_wait_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        description="Longest wait for spot capacity plus training; >= training.max_runtime_seconds. "
+        "Default: twice max_runtime_seconds.",
+    )
+    checkpoint_s3_uri: str | None = Field(
+        default=None,
+        pattern=S3_URI_PATTERN,
+        description="Where the job's /opt/ml/checkpoints is synced so an interrupted job resumes. "
+        "Default: s3://<data bucket>/checkpoints/<model>/<training job>/.",
+    )
+
+
+class Training(Section):
+    instance_type: str = Field(default="ml.m5.large", pattern=INSTANCE_TYPE_PATTERN)
+    instance_count: int = Field(default=1, ge=1, le=100)
+    volume_size_gb: int = Field(default=30, ge=1, le=16384, description="ML storage volume per instance.")
+    max_runtime_seconds: int = Field(
+        default=3600, ge=1, le=2419200, description="SageMaker stops the job after this long (at most 28 days)."
+    )
+    spot: Spot = Field(default_factory=Spot)
+    network_isolation: bool = Field(
+        default=True,
+        description="No network access for the training container. It then cannot pip-install "
+        "requirements.txt: ship dependencies inside the code dir, or turn this off.",
+    )
+    metric_definitions: list[MetricDefinition] = Field(
+        default_factory=list, max_length=40, description="Metrics SageMaker parses from the training log."
+    )
+
+    @model_validator(mode="after")
+    def _rules(self) -> Training:
+        problems: list[Problem] = []
+        names = [definition.name for definition in self.metric_definitions]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                problems.append((f"metric_definitions[{index}].name", name, "must be unique"))
+        if self.spot.enabled:
+            if self.spot.max_wait_seconds is None:
+                self.spot.max_wait_seconds = 2 * self.max_runtime_seconds
+            elif self.spot.max_wait_seconds < self.max_runtime_seconds:
+                problems.append(
+                    (
+                        "spot.max_wait_seconds",
+                        self.spot.max_wait_seconds,
+                        f"must be >= training.max_runtime_seconds, {self.max_runtime_seconds}",
+                    )
+                )
+        refuse(problems)
+        return self
+
+
+# ---------------------------------------------------------------- evaluation and registry
+
+
+class Gate(Section):
+    metric: str = Field(min_length=1, max_length=255, description="A training.metric_definitions name.")
+    direction: Literal["maximize", "minimize"] = Field(description="Whether a higher or a lower value is better.")
+    threshold: float | None = Field(
+        default=None, description="The value must be at least (maximize) or at most (minimize) this."
+    )
+    must_beat_champion_by: float | None = Field(
+        default=0.0,
+        ge=0,
+        description="The value must be better than the champion's by at least this margin (0: not worse); "
+        "null: not compared with the champion.",
+    )
+
+    @model_validator(mode="after")
+    def _tests_something(self) -> Gate:
+        if self.threshold is None and self.must_beat_champion_by is None:
+            refuse([("must_beat_champion_by", None, "a gate needs a threshold, a champion margin, or both")])
+        return self
+
+
+class Evaluation(Section):
+    gates: list[Gate] = Field(default_factory=list, description="Every gate must pass for the model to be registered.")
+
+    @model_validator(mode="after")
+    def _one_gate_per_metric(self) -> Evaluation:
+        metrics = [gate.metric for gate in self.gates]
+        refuse(
+            [
+                (f"gates[{index}].metric", metric, "one gate per metric")
+                for index, metric in enumerate(metrics)
+                if metric in metrics[:index]
+            ]
+        )
+        return self
+
+
+class Registry(Section):
+    model_package_group: str | None = Field(
+        default=None, pattern=NAME_PATTERN, description="Model package group. Default: the model's name."
+    )
+    approval: Literal["manual", "automatic"] = Field(
+        default="manual",
+        description="manual: packages wait for a human (PendingManualApproval); automatic: registered Approved, "
+        "which starts the rollout.",
+    )
+
+
+# ---------------------------------------------------------------- endpoint
+
+
+class RealtimeHosting(Section):
+    instance_type: str = Field(default="ml.m5.large", pattern=INSTANCE_TYPE_PATTERN)
+    instance_count: int = Field(
+        default=2, ge=1, description="Instances per variant; SageMaker spreads them over Availability Zones."
+    )
+    allow_single_instance: bool = Field(
+        default=False, description="Allow instance_count 1 (and autoscaling.min_capacity 1): no AZ redundancy."
+    )
+
+    @model_validator(mode="after")
+    def _redundant(self) -> RealtimeHosting:
+        if self.instance_count < 2 and not self.allow_single_instance:
+            refuse(
+                [
+                    (
+                        "instance_count",
+                        self.instance_count,
+                        "must be >= 2 so the endpoint survives an Availability Zone outage; "
+                        "set allow_single_instance: true to allow 1",
+                    )
+                ]
+            )
+        return self
+
+
+class ServerlessHosting(Section):
+    memory_mb: int = Field(default=2048, ge=1024, le=6144, multiple_of=1024)
+    max_concurrency: int = Field(default=5, ge=1, le=200)
+
+
+class DataCapture(Section):
+    enabled: bool | None = Field(
+        default=None,
+        description="Capture requests and responses to S3 (needed to pair shadow traffic and join feedback). "
+        "Default: true, except serverless (SageMaker does not support it there).",
+    )
+    sampling_percentage: int = Field(default=100, ge=0, le=100)
+
+
+class AutoScaling(Section):
+    min_capacity: int = Field(ge=1)
+    max_capacity: int = Field(ge=1)
+    target_invocations_per_instance: float = Field(
+        gt=0, description="Target of SageMakerVariantInvocationsPerInstance (requests per instance per minute)."
+    )
+    scale_in_cooldown_seconds: int = Field(default=300, ge=0)
+    scale_out_cooldown_seconds: int = Field(default=60, ge=0)
+
+
+class Endpoint(Section):
+    name: str | None = Field(default=None, pattern=NAME_PATTERN, description="Default: the model's name.")
+    kind: Literal["realtime", "serverless", "multi_model"] = Field(
+        default="realtime", description="multi_model endpoints are real-time endpoints: they use `realtime`."
+    )
+    realtime: RealtimeHosting | None = Field(
+        default=None, description="Only for kind realtime and multi_model, where it defaults to 2 x ml.m5.large."
+    )
+    serverless: ServerlessHosting | None = Field(
+        default=None, description="Only for kind serverless, where it defaults to 2048 MB, 5 concurrent requests."
+    )
+    data_capture: DataCapture = Field(default_factory=DataCapture)
+    autoscaling: AutoScaling | None = Field(
+        default=None, description="Only for kind realtime and multi_model. Default: a fixed realtime.instance_count."
+    )
+
+    @model_validator(mode="after")
+    def _rules(self) -> Endpoint:
+        problems = self._serverless_problems() if self.kind == "serverless" else self._instance_problems()
+        refuse(problems)
+        return self
+
+    def _serverless_problems(self) -> list[Problem]:
+        problems: list[Problem] = []
+        if self.realtime is not None:
+            problems.append(("realtime", self.realtime.model_dump(exclude_unset=True), "not with kind serverless"))
+        if self.autoscaling is not None:
+            problems.append(
+                (
+                    "autoscaling",
+                    self.autoscaling.model_dump(exclude_unset=True),
+                    "serverless endpoints scale themselves",
+                )
+            )
+        if self.data_capture.enabled:
+            problems.append(("data_capture.enabled", True, "SageMaker serverless endpoints do not capture data"))
+        self.serverless = self.serverless or ServerlessHosting()
+        self.data_capture.enabled = False
+        return problems
+
+    def _instance_problems(self) -> list[Problem]:
+        problems: list[Problem] = []
+        if self.serverless is not None:
+            problems.append(
+                (
+                    "serverless",
+                    self.serverless.model_dump(exclude_unset=True),
+                    f"only with kind serverless, not {self.kind}",
+                )
+            )
+        realtime = self.realtime = self.realtime or RealtimeHosting()
+        if self.data_capture.enabled is None:
+            self.data_capture.enabled = True
+        scaling = self.autoscaling
+        if scaling is None:
+            return problems
+        if scaling.min_capacity < 2 and not realtime.allow_single_instance:
+            problems.append(
+                (
+                    "autoscaling.min_capacity",
+                    scaling.min_capacity,
+                    "must be >= 2; set realtime.allow_single_instance: true to allow 1",
+                )
+            )
+        if scaling.max_capacity < scaling.min_capacity:
+            problems.append(
+                ("autoscaling.max_capacity", scaling.max_capacity, f"must be >= min_capacity, {scaling.min_capacity}")
+            )
+        elif not scaling.min_capacity <= realtime.instance_count <= scaling.max_capacity:
+            problems.append(
+                (
+                    "realtime.instance_count",
+                    realtime.instance_count,
+                    f"must be between autoscaling.min_capacity and max_capacity, "
+                    f"{scaling.min_capacity}..{scaling.max_capacity}",
+                )
+            )
+        return problems
+
+
+# ---------------------------------------------------------------- rollout
+
+
+class MetricJudge(Section):
+    alpha: float = Field(
+        default=0.05, gt=0, lt=1, description="Chance of rolling back a candidate as good as the champion."
+    )
+    beta: float = Field(
+        default=0.2, gt=0, lt=1, description="Chance of promoting a candidate that is (1 + delta) times as bad."
+    )
+    delta: float = Field(
+        default=1.0, gt=0, description="The relative worsening to catch: 1.0 = twice the champion's bad-event rate."
+    )
+    min_samples: int = Field(default=100, ge=1, description="Requests (pairs in shadow) per variant before a PROMOTE.")
+
+    @model_validator(mode="after")
+    def _error_rates_leave_room(self) -> MetricJudge:
+        if self.alpha + self.beta >= 1:
+            refuse([("beta", self.beta, f"alpha + beta must be < 1; alpha is {self.alpha}")])
+        return self
+
+
+class LatencyJudge(MetricJudge):
+    threshold_ms: float = Field(gt=0, description="A request slower than this counts as a bad event.")
+
+
+class JudgeSettings(Section):
+    error_rate: MetricJudge = Field(default_factory=MetricJudge, description="Always judged.")
+    latency: LatencyJudge | None = Field(default=None, description="Judged when set.")
+    quality: MetricJudge | None = Field(
+        default=None, description="Judged when set, from ground truth uploaded under feedback/<model>/."
+    )
+
+
+class ShadowStage(Section):
+    enabled: bool = True
+    max_duration_minutes: int = Field(default=120, ge=1)
+    at_max_duration: Verdict = Field(
+        default="inconclusive", description="Verdict when undecided at max_duration_minutes (never promote)."
+    )
+
+
+class AbStage(Section):
+    enabled: bool = True
+    steps: list[int] = Field(
+        default=[10, 25, 50],
+        min_length=1,
+        max_length=10,
+        description="The challenger's traffic percentage at each step, increasing, each 1..99.",
+    )
+    max_duration_minutes: int = Field(default=120, ge=1, description="Per step.")
+    at_max_duration: Verdict = "inconclusive"
+
+    @field_validator("steps")
+    @classmethod
+    def _increasing_percentages(cls, steps: list[int]) -> list[int]:
+        if any(not 1 <= step <= 99 for step in steps):
+            raise not_allowed("each step must be 1..99 percent; 100 is the full stage")
+        if any(later <= earlier for earlier, later in itertools.pairwise(steps)):
+            raise not_allowed("steps must increase")
+        return steps
+
+
+class FullStage(Section):
+    max_duration_minutes: int = Field(
+        default=30, ge=1, description="All traffic on the challenger, the champion's variant kept for a fast rollback."
+    )
+    at_max_duration: Verdict = "inconclusive"
+
+
+class WatchStage(Section):
+    enabled: bool = True
+    max_duration_minutes: int = Field(default=120, ge=1)
+    at_max_duration: Verdict = Field(
+        default="inconclusive",
+        description="inconclusive keeps the promoted model; rollback restores the last good one.",
+    )
+
+
+class Rollout(Section):
+    judge_interval_minutes: int = Field(default=5, ge=1, le=60, description="Wait between two judge calls.")
+    shadow: ShadowStage = Field(default_factory=ShadowStage)
+    ab: AbStage = Field(default_factory=AbStage)
+    full: FullStage = Field(default_factory=FullStage)
+    post_promotion_watch: WatchStage = Field(default_factory=WatchStage)
+    judge: JudgeSettings = Field(default_factory=JudgeSettings)
+
+    @model_validator(mode="after")
+    def _stages_outlast_an_interval(self) -> Rollout:
+        stages: dict[str, ShadowStage | AbStage | FullStage | WatchStage] = {
+            "shadow": self.shadow,
+            "ab": self.ab,
+            "full": self.full,
+            "post_promotion_watch": self.post_promotion_watch,
+        }
+        refuse(
+            [
+                (
+                    f"{name}.max_duration_minutes",
+                    stage.max_duration_minutes,
+                    f"must be >= judge_interval_minutes, {self.judge_interval_minutes}, or the stage is never judged",
+                )
+                for name, stage in stages.items()
+                if stage.max_duration_minutes < self.judge_interval_minutes
+            ]
+        )
+        return self
+
+
+# ---------------------------------------------------------------- batch
+
+
+class Batch(Section):
+    instance_type: str = Field(default="ml.m5.large", pattern=INSTANCE_TYPE_PATTERN)
+    instance_count: int = Field(default=1, ge=1, le=100)
+    max_concurrent_transforms: int = Field(default=1, ge=1, le=100, description="Parallel requests per instance.")
+    max_payload_mb: int = Field(
+        default=6, ge=1, le=100, description="Largest mini-batch per request; x max_concurrent_transforms <= 100."
+    )
+    strategy: Literal["MultiRecord", "SingleRecord"] = Field(default="MultiRecord", description="Records per request.")
+    split_type: Literal["None", "Line", "RecordIO", "TFRecord"] = "Line"
+    content_type: str = Field(default="text/csv", min_length=1, max_length=256)
+    accept: str = Field(default="text/csv", min_length=1, max_length=256)
+    assemble_with: Literal["None", "Line"] = "Line"
+    max_runtime_seconds: int = Field(
+        default=3600, ge=60, le=2419200, description="Shepherd stops the transform job after this long."
+    )
+
+    @model_validator(mode="after")
+    def _payload_fits(self) -> Batch:
+        total = self.max_concurrent_transforms * self.max_payload_mb
+        if total > 100:
+            refuse(
+                [
+                    (
+                        "max_payload_mb",
+                        self.max_payload_mb,
+                        f"max_concurrent_transforms x max_payload_mb must be <= 100 MB; "
+                        f"{self.max_concurrent_transforms} x {self.max_payload_mb} = {total}",
+                    )
+                ]
+            )
+        return self
+
+
+# ---------------------------------------------------------------- the file
+
+
+class ModelConfig(Section):
+    """models/<model>/shepherd.yaml. The model's source dir is models/<model>/code/, implicitly."""
+
+    model_config = ConfigDict(
+        title="Shepherd model configuration",
+        json_schema_extra={
+            "description": "models/<model>/shepherd.yaml: how Shepherd trains, registers, "
+            "deploys, rolls out and batch-scores one model. Documented in docs/CONFIG.md."
+        },
+    )
+
+    framework: Framework = Field(description="The SageMaker framework container that runs the scripts.")
+    framework_version: str | None = Field(
+        default=None, description="Container version. Default: 1.2-1 (sklearn), 1.7-1 (xgboost)."
+    )
+    py_version: Literal["py3"] = "py3"
+    entry_point: str = Field(pattern=SCRIPT_PATTERN, description="Training script, relative to models/<model>/code/.")
+    inference_entry_point: str | None = Field(
+        default=None,
+        pattern=SCRIPT_PATTERN,
+        description="Serving script (model_fn, input_fn, predict_fn, output_fn). Default: entry_point.",
+    )
+    hyperparameters: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, max_length=100, description="Passed to the entry point as --name value."
+    )
+    training: Training = Field(default_factory=Training)
+    evaluation: Evaluation = Field(default_factory=Evaluation)
+    registry: Registry = Field(default_factory=Registry)
+    endpoint: Endpoint = Field(default_factory=Endpoint)
+    rollout: Rollout = Field(default_factory=Rollout)
+    batch: Batch = Field(default_factory=Batch)
+
+    @field_validator("entry_point", "inference_entry_point")
+    @classmethod
+    def _inside_code_dir(cls, script: str | None) -> str | None:
+        if script is not None and ".." in script.split("/"):
+            raise not_allowed("must be a path inside models/<model>/code/, without ..")
+        return script
+
+    @field_validator("hyperparameters", mode="before")
+    @classmethod
+    def _scalar_values(cls, hyperparameters: Any) -> Any:
+        if not isinstance(hyperparameters, dict):
+            return hyperparameters
+        problems: list[Problem] = []
+        for name, value in hyperparameters.items():
+            if not isinstance(name, str) or not 1 <= len(name) <= 256:
+                problems.append((str(name), name, "names must be strings of 1..256 characters"))
+            elif name.startswith(RESERVED_HYPERPARAMETER_PREFIX):
+                problems.append((name, value, "names starting with sagemaker_ are set by the framework container"))
+            elif not isinstance(value, str | int | float | bool):
+                problems.append((name, value, "must be a string, number or boolean"))
+            elif isinstance(value, str) and len(value) > 2500:
+                problems.append((name, f"{value[:20]}…", "must be at most 2500 characters"))
+        refuse(problems)
+        return hyperparameters
+
+    @model_validator(mode="after")
+    def _rules(self, info: ValidationInfo) -> ModelConfig:
+        problems: list[Problem] = []
+        versions = FRAMEWORK_VERSIONS[self.framework]
+        if self.framework_version is None:
+            self.framework_version = DEFAULT_FRAMEWORK_VERSION[self.framework]
+        elif self.framework_version not in versions:
+            problems.append(
+                ("framework_version", self.framework_version, f"{self.framework} versions: {', '.join(versions)}")
+            )
+        if self.inference_entry_point is None:
+            self.inference_entry_point = self.entry_point
+        if self.framework == "sklearn":
+            problems.extend(self._sklearn_problems())
+        metrics = {definition.name for definition in self.training.metric_definitions}
+        problems.extend(
+            (f"evaluation.gates[{index}].metric", gate.metric, "must name one of training.metric_definitions")
+            for index, gate in enumerate(self.evaluation.gates)
+            if gate.metric not in metrics
+        )
+        refuse(problems)
+        model = (info.context or {}).get("model")
+        if model is not None:
+            self.registry.model_package_group = self.registry.model_package_group or model
+            self.endpoint.name = self.endpoint.name or model
+        return self
+
+    def _sklearn_problems(self) -> list[Problem]:
+        problems: list[Problem] = []
+        if self.training.instance_count != 1:
+            problems.append(
+                ("training.instance_count", self.training.instance_count, "scikit-learn trains on 1 instance")
+            )
+        instance_types = {
+            "training.instance_type": self.training.instance_type,
+            "endpoint.realtime.instance_type": self.endpoint.realtime.instance_type if self.endpoint.realtime else "",
+            "batch.instance_type": self.batch.instance_type,
+        }
+        problems.extend(
+            (key, instance_type, "the scikit-learn images run on CPU instances only")
+            for key, instance_type in instance_types.items()
+            if ACCELERATED_FAMILY.match(instance_type)
+        )
+        return problems

@@ -1,0 +1,684 @@
+"""Tests for shepherd.config: the per-model shepherd.yaml, its loader, its messages and its JSON Schema."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from shepherd.config import ConfigError, ModelConfig, load_config, model_name_from_source, render_json_schema
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "churn" / "shepherd.yaml"
+SCHEMA = ROOT / "schemas" / "shepherd.schema.json"
+SOURCE = "models/churn/shepherd.yaml"
+MINIMAL: dict[str, Any] = {"framework": "sklearn", "entry_point": "train.py"}
+METRICS = [{"name": "validation:auc", "regex": r"validation:auc=([0-9.]+);"}]
+
+
+def _load_tool() -> ModuleType:
+    # tools/ holds scripts, not a package, so load the module from its file.
+    spec = importlib.util.spec_from_file_location("export_config_schema", ROOT / "tools" / "export_config_schema.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def config_text(**sections: Any) -> str:
+    """The minimal config with top-level keys added or replaced, as YAML."""
+    return yaml.safe_dump({**copy.deepcopy(MINIMAL), **sections}, sort_keys=False)
+
+
+def problems(text: str, source: str = SOURCE) -> list[str]:
+    """The lines of the ConfigError that loading the text raises."""
+    with pytest.raises(ConfigError) as raised:
+        load_config(text, source)
+    return str(raised.value).splitlines()
+
+
+# ---------------------------------------------------------------- valid configs
+
+
+def test_example_config_loads() -> None:
+    # Given the documented churn example
+    # When it is loaded as the churn model's config
+    config = load_config(EXAMPLE.read_text(), SOURCE)
+    # Then it says what examples/churn needs
+    assert (config.framework, config.framework_version) == ("sklearn", "1.2-1")
+    assert (config.entry_point, config.inference_entry_point) == ("train.py", "inference.py")
+    assert config.hyperparameters == {"n_estimators": 100, "max_depth": 5, "random_state": 0}
+    assert [d.name for d in config.training.metric_definitions] == ["validation:accuracy", "validation:auc"]
+    assert [g.metric for g in config.evaluation.gates] == ["validation:auc", "validation:accuracy"]
+    assert config.registry.approval == "automatic"
+
+
+def test_example_metric_regexes_match_what_train_py_prints() -> None:
+    # Given the example's metric definitions and the line format of examples/churn/train.py
+    config = load_config(EXAMPLE.read_text(), SOURCE)
+    log = "validation:accuracy=0.8114;\nvalidation:auc=0.8236;\n"
+    # When each regex runs over the log
+    matches = {d.name: re.search(d.regex, log) for d in config.training.metric_definitions}
+    # Then each finds its value in its first group
+    assert {name: match.group(1) if match else None for name, match in matches.items()} == {
+        "validation:accuracy": "0.8114",
+        "validation:auc": "0.8236",
+    }
+
+
+def test_minimal_config_gets_the_documented_defaults() -> None:
+    # Given a config with only framework and entry_point
+    # When it is loaded
+    config = load_config(config_text(), SOURCE)
+    # Then every other key has the default docs/CONFIG.md gives
+    assert (config.framework_version, config.py_version, config.inference_entry_point) == ("1.2-1", "py3", "train.py")
+    assert config.hyperparameters == {}
+    training = config.training
+    assert (training.instance_type, training.instance_count, training.volume_size_gb) == ("ml.m5.large", 1, 30)
+    assert (training.max_runtime_seconds, training.network_isolation, training.metric_definitions) == (3600, True, [])
+    assert (training.spot.enabled, training.spot.max_wait_seconds, training.spot.checkpoint_s3_uri) == (
+        False,
+        None,
+        None,
+    )
+    assert config.evaluation.gates == []
+    assert (config.registry.model_package_group, config.registry.approval) == ("churn", "manual")
+    endpoint = config.endpoint
+    assert (endpoint.name, endpoint.kind, endpoint.serverless, endpoint.autoscaling) == (
+        "churn",
+        "realtime",
+        None,
+        None,
+    )
+    assert endpoint.realtime is not None
+    assert (endpoint.realtime.instance_type, endpoint.realtime.instance_count) == ("ml.m5.large", 2)
+    assert endpoint.realtime.allow_single_instance is False
+    assert (endpoint.data_capture.enabled, endpoint.data_capture.sampling_percentage) == (True, 100)
+    rollout = config.rollout
+    assert rollout.judge_interval_minutes == 5
+    assert (rollout.shadow.enabled, rollout.shadow.max_duration_minutes, rollout.shadow.at_max_duration) == (
+        True,
+        120,
+        "inconclusive",
+    )
+    assert (rollout.ab.steps, rollout.ab.max_duration_minutes, rollout.ab.at_max_duration) == (
+        [10, 25, 50],
+        120,
+        "inconclusive",
+    )
+    assert (rollout.full.max_duration_minutes, rollout.post_promotion_watch.max_duration_minutes) == (30, 120)
+    error_rate = rollout.judge.error_rate
+    assert (error_rate.alpha, error_rate.beta, error_rate.delta, error_rate.min_samples) == (0.05, 0.2, 1.0, 100)
+    assert (rollout.judge.latency, rollout.judge.quality) == (None, None)
+    batch = config.batch
+    assert (batch.instance_type, batch.instance_count, batch.max_concurrent_transforms) == ("ml.m5.large", 1, 1)
+    assert (batch.max_payload_mb, batch.strategy, batch.split_type, batch.assemble_with) == (
+        6,
+        "MultiRecord",
+        "Line",
+        "Line",
+    )
+    assert (batch.content_type, batch.accept, batch.max_runtime_seconds) == ("text/csv", "text/csv", 3600)
+
+
+def test_xgboost_defaults_to_its_own_version() -> None:
+    # Given an xgboost config without a version
+    # When it is loaded
+    config = load_config(config_text(framework="xgboost"), SOURCE)
+    # Then it gets the xgboost default
+    assert config.framework_version == "1.7-1"
+
+
+def test_spot_wait_defaults_to_twice_the_runtime() -> None:
+    # Given spot training without max_wait_seconds
+    text = config_text(training={"max_runtime_seconds": 900, "spot": {"enabled": True}})
+    # When it is loaded
+    config = load_config(text, SOURCE)
+    # Then SageMaker gets a wait that covers the runtime
+    assert config.training.spot.max_wait_seconds == 1800
+
+
+def test_serverless_endpoint_defaults() -> None:
+    # Given a serverless endpoint with nothing else said
+    # When it is loaded
+    endpoint = load_config(config_text(endpoint={"kind": "serverless"}), SOURCE).endpoint
+    # Then it has serverless defaults, no instances, and data capture off
+    assert endpoint.serverless is not None
+    assert (endpoint.serverless.memory_mb, endpoint.serverless.max_concurrency) == (2048, 5)
+    assert endpoint.realtime is None
+    assert endpoint.data_capture.enabled is False
+
+
+def test_single_instance_allowed_when_asked() -> None:
+    # Given one instance with the explicit opt-in
+    text = config_text(endpoint={"realtime": {"instance_count": 1, "allow_single_instance": True}})
+    # When it is loaded
+    realtime = load_config(text, SOURCE).endpoint.realtime
+    # Then one instance is accepted
+    assert realtime is not None
+    assert realtime.instance_count == 1
+
+
+def test_explicit_names_win_over_the_model_name() -> None:
+    # Given a config naming its package group and endpoint
+    text = config_text(registry={"model_package_group": "churn-v2"}, endpoint={"name": "churn-prod"})
+    # When it is loaded
+    config = load_config(text, SOURCE)
+    # Then the names given are kept
+    assert (config.registry.model_package_group, config.endpoint.name) == ("churn-v2", "churn-prod")
+
+
+@pytest.mark.parametrize(
+    ("source", "model"),
+    [
+        ("models/churn/shepherd.yaml", "churn"),
+        ("s3://shepherd-data-123456789012/models/churn-eu/shepherd.yaml", "churn-eu"),
+        ("examples/churn/shepherd.yaml", "churn"),
+        ("models/churn_v2/shepherd.yaml", None),
+        ("shepherd.yaml", None),
+    ],
+)
+def test_model_name_comes_from_the_directory(source: str, model: str | None) -> None:
+    # Given a config's location
+    # When the model's name is derived from it
+    # Then it is the directory holding the file, when that is a valid SageMaker name
+    assert model_name_from_source(source) == model
+
+
+def test_model_argument_overrides_the_source() -> None:
+    # Given a config read from a path that names no model
+    # When it is loaded with the model's name given
+    config = load_config(config_text(), "<stdin>", model="fraud")
+    # Then the name fills the name defaults
+    assert (config.registry.model_package_group, config.endpoint.name) == ("fraud", "fraud")
+
+
+def test_unknown_model_name_is_refused() -> None:
+    # Given a source that names no valid model
+    # When it is loaded without a model name
+    # Then the error says the model's name is unknown
+    assert problems(config_text(), "models/churn_v2/shepherd.yaml") == [
+        "models/churn_v2/shepherd.yaml: cannot tell the model's name: "
+        "expected models/<model>/shepherd.yaml, got 'models/churn_v2/shepherd.yaml'"
+    ]
+
+
+def test_loaded_config_survives_a_round_trip() -> None:
+    # Given a loaded config, as a handler passes it on in a state machine's payload
+    config = load_config(EXAMPLE.read_text(), SOURCE)
+    payload = json.loads(json.dumps(config.model_dump(mode="json")))
+    # When the next handler validates the payload
+    # Then it gets the same config back
+    assert ModelConfig.model_validate(payload) == config
+
+
+# ---------------------------------------------------------------- each rule refuses: key, value, what is allowed
+
+
+REFUSALS = [
+    pytest.param(
+        {"framework": "pytorch"},
+        "framework: \"pytorch\" is not allowed (must be 'sklearn' or 'xgboost')",
+        id="framework",
+    ),
+    pytest.param(
+        {"framework_version": "9.9-1"},
+        'framework_version: "9.9-1" is not allowed (sklearn versions: 0.20.0, 0.23-1, 1.0-1, 1.2-1, 1.4-2)',
+        id="framework_version",
+    ),
+    pytest.param(
+        {"framework_version": 1.2},
+        'framework_version: 1.2 is not allowed (must be a string; quote it, e.g. "1.2-1")',
+        id="unquoted-version",
+    ),
+    pytest.param({"py_version": "py2"}, "py_version: \"py2\" is not allowed (must be 'py3')", id="py_version"),
+    pytest.param(
+        {"entry_point": "train.sh"},
+        'entry_point: "train.sh" is not allowed '
+        "(must be a .py file such as train.py, relative to models/<model>/code/)",
+        id="entry_point-not-python",
+    ),
+    pytest.param(
+        {"entry_point": "src/../../train.py"},
+        'entry_point: "src/../../train.py" is not allowed (must be a path inside models/<model>/code/, without ..)',
+        id="entry_point-escapes",
+    ),
+    pytest.param(
+        {"hyperparameters": {"layers": [1, 2]}},
+        "hyperparameters.layers: [1, 2] is not allowed (must be a string, number or boolean)",
+        id="hyperparameter-list",
+    ),
+    pytest.param(
+        {"hyperparameters": {"sagemaker_program": "x.py"}},
+        'hyperparameters.sagemaker_program: "x.py" is not allowed '
+        "(names starting with sagemaker_ are set by the framework container)",
+        id="hyperparameter-reserved",
+    ),
+    pytest.param(
+        {"training": {"instance_type": "m5.large"}},
+        'training.instance_type: "m5.large" is not allowed (must be a SageMaker instance type such as ml.m5.large)',
+        id="instance_type",
+    ),
+    pytest.param(
+        {"training": {"instance_count": 2}},
+        "training.instance_count: 2 is not allowed (scikit-learn trains on 1 instance)",
+        id="sklearn-distributed",
+    ),
+    pytest.param(
+        {"training": {"instance_type": "ml.g5.xlarge"}},
+        'training.instance_type: "ml.g5.xlarge" is not allowed (the scikit-learn images run on CPU instances only)',
+        id="sklearn-gpu",
+    ),
+    pytest.param(
+        {"training": {"max_runtime_seconds": 0}},
+        "training.max_runtime_seconds: 0 is not allowed (must be >= 1)",
+        id="max_runtime_seconds-low",
+    ),
+    pytest.param(
+        {"training": {"max_runtime_seconds": 3000000}},
+        "training.max_runtime_seconds: 3000000 is not allowed (must be <= 2419200)",
+        id="max_runtime_seconds-high",
+    ),
+    pytest.param(
+        {"training": {"volume_size_gb": "30"}},
+        'training.volume_size_gb: "30" is not allowed (must be a whole number)',
+        id="volume_size_gb-string",
+    ),
+    pytest.param(
+        {"training": {"max_runtime_seconds": 7200, "spot": {"enabled": True, "max_wait_seconds": 3600}}},
+        "training.spot.max_wait_seconds: 3600 is not allowed (must be >= training.max_runtime_seconds, 7200)",
+        id="spot-wait-shorter-than-runtime",
+    ),
+    pytest.param(
+        {"training": {"spot": {"enabled": True, "checkpoint_s3_uri": "/tmp/ckpt"}}},
+        'training.spot.checkpoint_s3_uri: "/tmp/ckpt" is not allowed (must be an S3 URI such as s3://bucket/prefix/)',
+        id="checkpoint-uri",
+    ),
+    pytest.param(
+        {"training": {"network_isolation": "yes please"}},
+        'training.network_isolation: "yes please" is not allowed (must be true or false)',
+        id="network_isolation",
+    ),
+    pytest.param(
+        {"training": {"metric_definitions": [{"name": "auc", "regex": "auc=([0-9.]+"}]}},
+        'training.metric_definitions[0].regex: "auc=([0-9.]+" is not allowed '
+        "(must be a valid regular expression: missing ), unterminated subpattern at position 4)",
+        id="regex-invalid",
+    ),
+    pytest.param(
+        {"training": {"metric_definitions": [{"name": "auc", "regex": "auc=[0-9.]+"}]}},
+        'training.metric_definitions[0].regex: "auc=[0-9.]+" is not allowed '
+        "(must have a capture group around the value, e.g. accuracy=([0-9.]+))",
+        id="regex-without-group",
+    ),
+    pytest.param(
+        {"training": {"metric_definitions": METRICS + METRICS}},
+        'training.metric_definitions[1].name: "validation:auc" is not allowed (must be unique)',
+        id="metric-duplicate",
+    ),
+    pytest.param(
+        {"evaluation": {"gates": [{"metric": "validation:f1", "direction": "maximize", "threshold": 0.5}]}},
+        'evaluation.gates[0].metric: "validation:f1" is not allowed (must name one of training.metric_definitions)',
+        id="gate-unknown-metric",
+    ),
+    pytest.param(
+        {"training": {"metric_definitions": METRICS}, "evaluation": {"gates": [{"metric": "validation:auc"}]}},
+        "evaluation.gates[0].direction: missing (required; one of maximize | minimize)",
+        id="gate-direction-missing",
+    ),
+    pytest.param(
+        {
+            "training": {"metric_definitions": METRICS},
+            "evaluation": {"gates": [{"metric": "validation:auc", "direction": "up"}]},
+        },
+        "evaluation.gates[0].direction: \"up\" is not allowed (must be 'maximize' or 'minimize')",
+        id="gate-direction",
+    ),
+    pytest.param(
+        {
+            "training": {"metric_definitions": METRICS},
+            "evaluation": {
+                "gates": [{"metric": "validation:auc", "direction": "maximize", "must_beat_champion_by": -0.1}]
+            },
+        },
+        "evaluation.gates[0].must_beat_champion_by: -0.1 is not allowed (must be >= 0)",
+        id="gate-negative-margin",
+    ),
+    pytest.param(
+        {
+            "training": {"metric_definitions": METRICS},
+            "evaluation": {
+                "gates": [{"metric": "validation:auc", "direction": "maximize", "must_beat_champion_by": None}]
+            },
+        },
+        "evaluation.gates[0].must_beat_champion_by: null is not allowed "
+        "(a gate needs a threshold, a champion margin, or both)",
+        id="gate-tests-nothing",
+    ),
+    pytest.param(
+        {
+            "training": {"metric_definitions": METRICS},
+            "evaluation": {
+                "gates": [
+                    {"metric": "validation:auc", "direction": "maximize", "threshold": 0.7},
+                    {"metric": "validation:auc", "direction": "maximize", "threshold": 0.8},
+                ]
+            },
+        },
+        'evaluation.gates[1].metric: "validation:auc" is not allowed (one gate per metric)',
+        id="gate-duplicate",
+    ),
+    pytest.param(
+        {"registry": {"approval": "auto"}},
+        "registry.approval: \"auto\" is not allowed (must be 'manual' or 'automatic')",
+        id="approval",
+    ),
+    pytest.param(
+        {"registry": {"model_package_group": "churn_model"}},
+        'registry.model_package_group: "churn_model" is not allowed '
+        "(must be 1..63 letters, digits and hyphens, starting and ending with a letter or digit)",
+        id="package-group-name",
+    ),
+    pytest.param(
+        {"endpoint": {"kind": "async"}},
+        "endpoint.kind: \"async\" is not allowed (must be 'realtime', 'serverless' or 'multi_model')",
+        id="endpoint-kind",
+    ),
+    pytest.param(
+        {"endpoint": {"realtime": {"instance_count": 0}}},
+        "endpoint.realtime.instance_count: 0 is not allowed (must be >= 1)",
+        id="realtime-zero-instances",
+    ),
+    pytest.param(
+        {"endpoint": {"realtime": {"instance_count": 1}}},
+        "endpoint.realtime.instance_count: 1 is not allowed (must be >= 2 so the endpoint survives an Availability "
+        "Zone outage; set allow_single_instance: true to allow 1)",
+        id="realtime-single-instance",
+    ),
+    pytest.param(
+        {"endpoint": {"kind": "serverless", "serverless": {"memory_mb": 1500}}},
+        "endpoint.serverless.memory_mb: 1500 is not allowed (must be a multiple of 1024)",
+        id="serverless-memory-step",
+    ),
+    pytest.param(
+        {"endpoint": {"kind": "serverless", "serverless": {"memory_mb": 8192}}},
+        "endpoint.serverless.memory_mb: 8192 is not allowed (must be <= 6144)",
+        id="serverless-memory-high",
+    ),
+    pytest.param(
+        {"endpoint": {"kind": "serverless", "serverless": {"max_concurrency": 201}}},
+        "endpoint.serverless.max_concurrency: 201 is not allowed (must be <= 200)",
+        id="serverless-concurrency",
+    ),
+    pytest.param(
+        {"endpoint": {"kind": "serverless", "data_capture": {"enabled": True}}},
+        "endpoint.data_capture.enabled: true is not allowed (SageMaker serverless endpoints do not capture data)",
+        id="serverless-capture",
+    ),
+    pytest.param(
+        {"endpoint": {"kind": "serverless", "realtime": {"instance_count": 3}}},
+        'endpoint.realtime: {"instance_count": 3} is not allowed (not with kind serverless)',
+        id="serverless-with-instances",
+    ),
+    pytest.param(
+        {"endpoint": {"serverless": {"memory_mb": 2048}}},
+        'endpoint.serverless: {"memory_mb": 2048} is not allowed (only with kind serverless, not realtime)',
+        id="realtime-with-serverless",
+    ),
+    pytest.param(
+        {
+            "endpoint": {
+                "kind": "serverless",
+                "autoscaling": {"min_capacity": 2, "max_capacity": 4, "target_invocations_per_instance": 100},
+            }
+        },
+        'endpoint.autoscaling: {"min_capacity": 2, "max_capacity": 4, "target_invocations_… '
+        "is not allowed (serverless endpoints scale themselves)",
+        id="serverless-autoscaling",
+    ),
+    pytest.param(
+        {"endpoint": {"data_capture": {"sampling_percentage": 101}}},
+        "endpoint.data_capture.sampling_percentage: 101 is not allowed (must be <= 100)",
+        id="capture-percentage",
+    ),
+    pytest.param(
+        {"endpoint": {"autoscaling": {"min_capacity": 1, "max_capacity": 4, "target_invocations_per_instance": 100}}},
+        "endpoint.autoscaling.min_capacity: 1 is not allowed "
+        "(must be >= 2; set realtime.allow_single_instance: true to allow 1)",
+        id="autoscaling-single",
+    ),
+    pytest.param(
+        {"endpoint": {"autoscaling": {"min_capacity": 4, "max_capacity": 3, "target_invocations_per_instance": 100}}},
+        "endpoint.autoscaling.max_capacity: 3 is not allowed (must be >= min_capacity, 4)",
+        id="autoscaling-max-below-min",
+    ),
+    pytest.param(
+        {"endpoint": {"autoscaling": {"min_capacity": 3, "max_capacity": 6, "target_invocations_per_instance": 100}}},
+        "endpoint.realtime.instance_count: 2 is not allowed (must be between autoscaling.min_capacity and "
+        "max_capacity, 3..6)",
+        id="autoscaling-excludes-count",
+    ),
+    pytest.param(
+        {"endpoint": {"autoscaling": {"min_capacity": 2, "max_capacity": 4, "target_invocations_per_instance": 0}}},
+        "endpoint.autoscaling.target_invocations_per_instance: 0 is not allowed (must be > 0)",
+        id="autoscaling-target",
+    ),
+    pytest.param(
+        {"rollout": {"ab": {"steps": [10, 100]}}},
+        "rollout.ab.steps: [10, 100] is not allowed (each step must be 1..99 percent; 100 is the full stage)",
+        id="ab-step-100",
+    ),
+    pytest.param(
+        {"rollout": {"ab": {"steps": [25, 10]}}},
+        "rollout.ab.steps: [25, 10] is not allowed (steps must increase)",
+        id="ab-steps-decrease",
+    ),
+    pytest.param(
+        {"rollout": {"ab": {"steps": []}}},
+        "rollout.ab.steps: [] is not allowed (must have at least 1 item(s))",
+        id="ab-no-steps",
+    ),
+    pytest.param(
+        {"rollout": {"shadow": {"at_max_duration": "promote"}}},
+        "rollout.shadow.at_max_duration: \"promote\" is not allowed (must be 'inconclusive' or 'rollback')",
+        id="never-promote-at-max",
+    ),
+    pytest.param(
+        {"rollout": {"judge_interval_minutes": 10, "full": {"max_duration_minutes": 5}}},
+        "rollout.full.max_duration_minutes: 5 is not allowed "
+        "(must be >= judge_interval_minutes, 10, or the stage is never judged)",
+        id="stage-shorter-than-interval",
+    ),
+    pytest.param(
+        {"rollout": {"judge": {"error_rate": {"alpha": 0}}}},
+        "rollout.judge.error_rate.alpha: 0 is not allowed (must be > 0)",
+        id="alpha-zero",
+    ),
+    pytest.param(
+        {"rollout": {"judge": {"error_rate": {"alpha": 0.5, "beta": 0.5}}}},
+        "rollout.judge.error_rate.beta: 0.5 is not allowed (alpha + beta must be < 1; alpha is 0.5)",
+        id="alpha-plus-beta",
+    ),
+    pytest.param(
+        {"rollout": {"judge": {"quality": {"delta": 0}}}},
+        "rollout.judge.quality.delta: 0 is not allowed (must be > 0)",
+        id="delta",
+    ),
+    pytest.param(
+        {"rollout": {"judge": {"latency": {"min_samples": 10}}}},
+        "rollout.judge.latency.threshold_ms: missing (required)",
+        id="latency-threshold-missing",
+    ),
+    pytest.param(
+        {"batch": {"max_payload_mb": 101}},
+        "batch.max_payload_mb: 101 is not allowed (must be <= 100)",
+        id="batch-payload",
+    ),
+    pytest.param(
+        {"batch": {"max_concurrent_transforms": 4, "max_payload_mb": 50}},
+        "batch.max_payload_mb: 50 is not allowed "
+        "(max_concurrent_transforms x max_payload_mb must be <= 100 MB; 4 x 50 = 200)",
+        id="batch-payload-product",
+    ),
+    pytest.param(
+        {"batch": {"split_type": "line"}},
+        "batch.split_type: \"line\" is not allowed (must be 'None', 'Line', 'RecordIO' or 'TFRecord')",
+        id="batch-split-type",
+    ),
+    pytest.param(
+        {"batch": {"assemble_with": "Lines"}},
+        "batch.assemble_with: \"Lines\" is not allowed (must be 'None' or 'Line')",
+        id="batch-assemble-with",
+    ),
+]
+
+
+@pytest.mark.parametrize(("sections", "line"), REFUSALS)
+def test_rule_refuses_naming_key_value_and_what_is_allowed(sections: dict[str, Any], line: str) -> None:
+    # Given the minimal config with one rule broken
+    text = config_text(**sections)
+    # When it is loaded
+    # Then exactly that problem is reported, on one line
+    assert problems(text) == [f"{SOURCE}: {line}"]
+
+
+def test_minimal_keys_are_required() -> None:
+    # Given a config without framework and entry_point
+    # When it is loaded
+    # Then both are reported missing
+    assert problems("hyperparameters: {}\n") == [
+        f"{SOURCE}: framework: missing (required; one of sklearn | xgboost)",
+        f"{SOURCE}: entry_point: missing (required)",
+    ]
+
+
+def test_unknown_key_is_refused_with_a_suggestion() -> None:
+    # Given a misspelt key inside a section
+    text = config_text(training={"instance_typ": "ml.m5.large"})
+    # When it is loaded
+    # Then the error names it, the likely key and the keys allowed there
+    assert problems(text) == [
+        f"{SOURCE}: training.instance_typ: unknown key (did you mean instance_type? allowed here: instance_type, "
+        "instance_count, volume_size_gb, max_runtime_seconds, spot, network_isolation, metric_definitions)"
+    ]
+
+
+def test_unknown_top_level_key_is_refused() -> None:
+    # Given a key no section has
+    text = config_text(source_dir="code/")
+    # When it is loaded
+    lines = problems(text)
+    # Then it is refused (the source dir is implicit)
+    assert len(lines) == 1
+    assert lines[0].startswith(f"{SOURCE}: source_dir: unknown key (allowed here: framework, framework_version,")
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    # Given three independent mistakes
+    text = config_text(
+        framework="tensorflow", training={"instance_count": 0}, batch={"accept": "text/csv", "bogus": True}
+    )
+    # When it is loaded
+    lines = problems(text)
+    # Then each has its own line
+    assert [line.split(": ")[1] for line in lines] == ["framework", "training.instance_count", "batch.bogus"]
+
+
+# ---------------------------------------------------------------- files that are not a config
+
+
+def test_yaml_syntax_error_names_line_and_column() -> None:
+    # Given YAML with a bad indentation on line 2
+    text = "framework: sklearn\n  entry_point: train.py\n"
+    # When it is loaded
+    lines = problems(text)
+    # Then the error gives the line and column (libyaml and pure-Python PyYAML word the rest differently)
+    assert len(lines) == 1
+    assert lines[0].startswith(f"{SOURCE}: line 2, column 14: mapping values are not allowed")
+
+
+def test_duplicate_key_is_refused() -> None:
+    # Given a key written twice (plain YAML would keep the last silently)
+    text = "framework: sklearn\nentry_point: train.py\nframework: xgboost\n"
+    # When it is loaded
+    # Then both places are named
+    assert problems(text) == [f"{SOURCE}: line 3, column 1: duplicate key 'framework' (first at line 1)"]
+
+
+@pytest.mark.parametrize("text", ["", "\n", "# nothing configured yet\n"])
+def test_empty_file_is_refused(text: str) -> None:
+    # Given a file with no content
+    # When it is loaded
+    # Then it is refused, saying what it needs
+    assert problems(text) == [f"{SOURCE}: the file is empty (it needs at least framework and entry_point)"]
+
+
+@pytest.mark.parametrize(("text", "found"), [("- framework\n", "a list"), ("sklearn\n", "a string")])
+def test_non_mapping_is_refused(text: str, found: str) -> None:
+    # Given a document that is not a mapping of keys
+    # When it is loaded
+    # Then it is refused, saying what was found
+    assert problems(text) == [f"{SOURCE}: the document is {found}, not a mapping of keys such as framework: sklearn"]
+
+
+# ---------------------------------------------------------------- JSON Schema
+
+
+def test_committed_schema_is_a_fresh_export() -> None:
+    # Given the committed schemas/shepherd.schema.json
+    # When the schema is exported from the models now
+    # Then they are identical (run tools/export_config_schema.py after changing the models)
+    assert SCHEMA.read_text(encoding="utf-8") == render_json_schema()
+
+
+def test_export_tool_check_flags_a_stale_schema(tmp_path: Path) -> None:
+    # Given the export tool and a stale copy of the schema
+    tool = _load_tool()
+    stale = tmp_path / "shepherd.schema.json"
+    stale.write_text("{}\n")
+    # When it checks, writes, then checks again
+    # Then the stale file fails, and the written one passes
+    assert tool.main(["--check", "--out", str(stale)]) == 1
+    assert tool.main(["--out", str(stale)]) == 0
+    assert tool.main(["--check", "--out", str(stale)]) == 0
+
+
+def test_schema_validates_the_example() -> None:
+    # Given the committed schema and the example config
+    schema = json.loads(SCHEMA.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    # When the example is checked against it
+    errors = list(jsonschema.Draft202012Validator(schema).iter_errors(yaml.safe_load(EXAMPLE.read_text())))
+    # Then it conforms
+    assert errors == []
+
+
+def test_schema_refuses_an_unknown_key_too() -> None:
+    # Given the committed schema, as an editor uses it
+    schema = json.loads(SCHEMA.read_text())
+    # When a config has an unknown key
+    errors = list(jsonschema.Draft202012Validator(schema).iter_errors({**MINIMAL, "trainig": {}}))
+    # Then the editor flags it
+    assert [error.validator for error in errors] == ["additionalProperties"]
+
+
+# ---------------------------------------------------------------- runs in Lambda
+
+
+def test_config_package_imports_without_boto3() -> None:
+    # Given a fresh interpreter, as a Lambda cold start
+    code = "import sys, shepherd.config; print(sorted(m for m in ('boto3', 'botocore') if m in sys.modules))"
+    # When shepherd.config is imported
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # Then no AWS SDK came with it (domain code)
+    assert result.stdout.strip() == "[]"
