@@ -1,0 +1,49 @@
+"""House policy for the application's state machines: every Task retries, catches and times out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+STATE_MACHINES = sorted((Path(__file__).resolve().parents[2] / "statemachines").glob("*.asl.json"))
+
+
+def _tasks(states: dict) -> list[tuple[str, dict]]:
+    found = []
+    for name, state in states.items():
+        if state.get("Type") == "Task":
+            found.append((name, state))
+        for branch in state.get("Branches", []):
+            found += _tasks(branch["States"])
+        processor = state.get("ItemProcessor") or state.get("Iterator")
+        if processor:
+            found += _tasks(processor["States"])
+    return found
+
+
+def test_there_are_state_machines_to_check():
+    assert STATE_MACHINES
+
+
+@pytest.mark.parametrize("path", STATE_MACHINES, ids=lambda p: p.name)
+def test_every_task_has_retry_catch_and_timeout(path):
+    definition = json.loads(path.read_text())
+    problems = [
+        f"{name}: missing {key}"
+        for name, state in _tasks(definition["States"])
+        for key in ("Retry", "Catch", "TimeoutSeconds")
+        if key not in state and not (key == "TimeoutSeconds" and "TimeoutSecondsPath" in state)
+    ]
+    assert problems == [], f"{path.name}: {problems}"
+
+
+@pytest.mark.parametrize("path", STATE_MACHINES, ids=lambda p: p.name)
+def test_retries_back_off_with_jitter_and_never_retry_everything(path):
+    definition = json.loads(path.read_text())
+    for name, state in _tasks(definition["States"]):
+        for retrier in state.get("Retry", []):
+            assert "States.ALL" not in retrier["ErrorEquals"], f"{name} retries every error"
+            assert retrier.get("BackoffRate", 2.0) > 1, f"{name} retries without backoff"
+            assert retrier.get("JitterStrategy") == "FULL", f"{name} retries without jitter"
