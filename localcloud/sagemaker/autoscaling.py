@@ -43,7 +43,9 @@ class EndpointAutoscaler:
         self.cloud = cloud
         self.activities: list[dict[str, Any]] = []
         self._last_scale: dict[tuple[str, str], datetime] = {}
+        self._acted_on: dict[tuple[str, str], datetime] = {}
         self._lock = threading.Lock()
+        self._evaluating = threading.Lock()  # the clock's round and an explicit evaluate() must not race
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="autoscaling", daemon=True)
 
@@ -71,6 +73,10 @@ class EndpointAutoscaler:
         }
 
     def evaluate(self) -> None:
+        with self._evaluating:
+            self._evaluate_all()
+
+    def _evaluate_all(self) -> None:
         backend = _backend()
         for policy in list(backend.policies.values()):
             config = policy.target_tracking_scaling_policy_configuration
@@ -89,9 +95,14 @@ class EndpointAutoscaler:
         if endpoint is None or endpoint.status != "InService" or variant_name not in endpoint.variants:
             return
         current = endpoint.variants[variant_name].current_count
-        value = self._metric(config, endpoint_name, variant_name)
-        if value is None:
+        measured = self._metric(config, endpoint_name, variant_name)
+        if measured is None:
             return
+        value, period = measured
+        key = (endpoint_name, variant_name)
+        if self._acted_on.get(key) == period:
+            return  # each period's datapoint is acted on once, not again after the capacity it caused
+        self._acted_on[key] = period
         goal = float(config["TargetValue"])
         wanted = math.ceil(current * value / goal) if goal > 0 else current
         if wanted < current and value >= goal * SCALE_IN_MARGIN:
@@ -111,7 +122,7 @@ class EndpointAutoscaler:
             return
         self._scale(policy, endpoint_name, variant_name, current=current, wanted=wanted, value=value, goal=goal)
 
-    def _metric(self, config: dict[str, Any], endpoint: str, variant: str) -> float | None:
+    def _metric(self, config: dict[str, Any], endpoint: str, variant: str) -> tuple[float, datetime] | None:
         now = self.cloud.clock.now()
         predefined = config.get("PredefinedMetricSpecification")
         if predefined:
@@ -137,7 +148,7 @@ class EndpointAutoscaler:
         if not points:
             return None
         latest = max(points, key=lambda p: p["Timestamp"])
-        return float(latest[statistic])
+        return float(latest[statistic]), latest["Timestamp"]
 
     def _scale(
         self, policy: Any, endpoint: str, variant: str, *, current: int, wanted: int, value: float, goal: float

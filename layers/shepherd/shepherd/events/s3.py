@@ -64,3 +64,26 @@ def classify_key(key: str) -> DataObject:
     except ValidationError as exc:
         problems = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())
         raise MalformedEvent(f"key {key!r}: {problems}") from exc
+
+
+MARKER = "_READY"
+
+
+class DatasetMarker(BaseModel):
+    """training/<model>/<dataset>/_READY: the object that says a dataset is complete."""
+
+    model: str
+    dataset: str
+    key: str
+
+    @property
+    def prefix(self) -> str:
+        return f"training/{self.model}/{self.dataset}/"
+
+
+def dataset_marker(key: str) -> DatasetMarker:
+    data = classify_key(key)
+    dataset, _, name = data.rest.rpartition("/")
+    if data.area != "training" or name != MARKER or not dataset:
+        raise MalformedEvent(f"key {key!r} is not a dataset marker training/<model>/<dataset>/{MARKER}")
+    return DatasetMarker(model=data.model, dataset=dataset, key=key)

@@ -1,0 +1,82 @@
+"""The application's own template.yaml on the local cloud: a dataset marker starts ModelLifecycle once."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from localcloud.deployer import Deployer
+
+from .conftest import finished_execution, wait_for
+
+pytestmark = pytest.mark.integration
+TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+
+
+@pytest.fixture(scope="module")
+def app(cloud):
+    return Deployer(cloud, "app").deploy(TEMPLATE, {"StageName": "apptest"})
+
+
+def _executions(cloud, app) -> list[dict]:
+    return cloud.client("stepfunctions").list_executions(stateMachineArn=app["ModelLifecycleStateMachineArn"])[
+        "executions"
+    ]
+
+
+def test_data_files_start_nothing_and_the_marker_starts_one_execution(cloud, app):
+    # Given a dataset's files uploaded under training/<model>/<dataset>/
+    s3 = cloud.client("s3")
+    dataset = f"ds-{uuid.uuid4().hex[:6]}"
+    for part in ("part-1.csv", "part-2.csv"):
+        s3.put_object(Bucket=app["DataBucketName"], Key=f"training/churn/{dataset}/{part}", Body=b"a,b\n1,2\n")
+    before = {e["executionArn"] for e in _executions(cloud, app)}
+    # When its marker lands
+    s3.put_object(Bucket=app["DataBucketName"], Key=f"training/churn/{dataset}/_READY", Body=b"")
+    # Then exactly one execution starts, named for the dataset, with the dataset's location
+    (arn,) = wait_for(lambda: [e["executionArn"] for e in _executions(cloud, app) if e["executionArn"] not in before])
+    execution = finished_execution(cloud, arn)
+    assert execution["status"] == "SUCCEEDED"
+    assert execution["name"].startswith(f"churn-{dataset}-")
+    output = json.loads(execution["output"])
+    assert output["training_data"] == f"s3://{app['DataBucketName']}/training/churn/{dataset}/"
+    assert output["marker_version"], "the bucket is versioned: the marker's version is the run's identity"
+
+
+def test_the_same_event_twice_starts_one_execution(cloud, app):
+    # Given the S3 event of one marker object
+    s3 = cloud.client("s3")
+    key = f"training/churn/ds-{uuid.uuid4().hex[:6]}/_READY"
+    version = s3.put_object(Bucket=app["DataBucketName"], Key=key + ".tmp", Body=b"")["VersionId"]
+    event = json.loads((Path(__file__).resolve().parents[2] / "events" / "s3_object_created.json").read_text())
+    event["detail"]["bucket"]["name"] = app["DataBucketName"]
+    event["detail"]["object"].update({"key": key, "version-id": version})
+    names = [f["FunctionName"] for f in cloud.client("lambda").list_functions()["Functions"]]
+    function = next(n for n in names if n.startswith("app-StartLifecycleFunction"))
+    # When it is delivered twice (EventBridge delivers at least once)
+    answers = [
+        json.loads(
+            cloud.client("lambda").invoke(FunctionName=function, Payload=json.dumps(event).encode())["Payload"].read()
+        )
+        for _ in range(2)
+    ]
+    # Then the second delivery is recognised and starts nothing
+    assert [a["started"] for a in answers] == [True, False]
+    assert answers[0]["execution_name"] == answers[1]["execution_name"]
+    named = [e for e in _executions(cloud, app) if e["name"] == answers[0]["execution_name"]]
+    assert len(named) == 1
+
+
+def test_a_key_that_is_not_a_marker_is_refused_clearly(cloud, app):
+    event = json.loads((Path(__file__).resolve().parents[2] / "events" / "s3_object_created.json").read_text())
+    event["detail"]["object"]["key"] = "training/churn/ds/part-1.csv"
+    names = [f["FunctionName"] for f in cloud.client("lambda").list_functions()["Functions"]]
+    function = next(n for n in names if n.startswith("app-StartLifecycleFunction"))
+    response = cloud.client("lambda").invoke(FunctionName=function, Payload=json.dumps(event).encode())
+    error = json.loads(response["Payload"].read())
+    assert response["FunctionError"] == "Unhandled"
+    assert error["errorType"] == "MalformedEvent"
+    assert "training/<model>/<dataset>/_READY" in error["errorMessage"]
