@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import queue
 import re
 import threading
 from collections.abc import Callable
@@ -92,6 +93,9 @@ class SageMakerBackend:
         self.endpoints: dict[str, Endpoint] = {}
         self.fleet_factory: FleetFactory = self._serving_fleet
         self._threads: list[threading.Thread] = []
+        self._events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._event_thread = threading.Thread(target=self._put_events, name="sagemaker-events", daemon=True)
+        self._event_thread.start()
 
     # ------------------------------------------------------------------ runner context
 
@@ -108,16 +112,23 @@ class SageMakerBackend:
     # ------------------------------------------------------------------ events
 
     def emit(self, detail_type: str, resource_arn: str, detail: dict[str, Any]) -> None:
+        """Queue a state-change event; one thread puts them in order, off the API's and the jobs' paths."""
         entry = {
             "Source": "aws.sagemaker",
             "DetailType": detail_type,
             "Resources": [resource_arn],
             "Detail": json.dumps(epoch_millis(detail), default=str),
         }
-        try:
-            self.cloud.client("events").put_events(Entries=[entry])
-        except Exception:  # an event that cannot be put must not fail the job
-            log.exception("could not put %s for %s", detail_type, resource_arn)
+        self._events.put(entry)
+
+    def _put_events(self) -> None:
+        client = None
+        while (entry := self._events.get()) is not None:
+            try:
+                client = client or self.cloud.client("events")
+                client.put_events(Entries=[entry])
+            except Exception:  # an event that cannot be put must not fail anything else
+                log.exception("could not put %s for %s", entry["DetailType"], entry["Resources"][0])
 
     def _job_changed(self, job: Job) -> None:
         self.emit(f"SageMaker {re.sub(r'(?<!^)(?=[A-Z])', ' ', job.kind)} State Change", job.arn, job.snapshot())
@@ -945,6 +956,8 @@ class SageMakerBackend:
                 variant.fleet.stop()
             if endpoint.capture is not None:
                 endpoint.capture.close()
+        self._events.put(None)
+        self._event_thread.join(timeout=5)
 
 
 FAULT_TAG_PREFIX = "shepherd:fault:"

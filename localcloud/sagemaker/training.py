@@ -841,12 +841,8 @@ class TrainingRun:
         if self.job.stop_requested.is_set():
             raise JobStopped("Stopped", "Training job stopped")
         stopping = self.job.request.get("StoppingCondition", {})
-        max_runtime = float(stopping.get("MaxRuntimeInSeconds", DEFAULT_MAX_RUNTIME_SECONDS))
-        running = self.runtime_used + (time.monotonic() - self.attempt_started if self.attempt_started else 0.0)
-        if running >= max_runtime:
-            raise JobStopped(
-                "MaxRuntimeExceeded", f"Training job runtime exceeded MaxRuntimeInSeconds provided ({max_runtime:g} s)"
-            )
+        # The wait (since creation) covers the runtime (since the first attempt): when a check finds
+        # both exceeded, the wait ran out first.
         max_wait = stopping.get("MaxWaitTimeInSeconds")
         if self.job.request.get("EnableManagedSpotTraining") and max_wait is not None:
             waited = (utcnow() - self.job.description["CreationTime"]).total_seconds()
@@ -854,6 +850,12 @@ class TrainingRun:
                 raise JobStopped(
                     "MaxWaitTimeExceeded", f"Training job exceeded MaxWaitTimeInSeconds provided ({max_wait} s)"
                 )
+        max_runtime = float(stopping.get("MaxRuntimeInSeconds", DEFAULT_MAX_RUNTIME_SECONDS))
+        running = self.runtime_used + (time.monotonic() - self.attempt_started if self.attempt_started else 0.0)
+        if running >= max_runtime:
+            raise JobStopped(
+                "MaxRuntimeExceeded", f"Training job runtime exceeded MaxRuntimeInSeconds provided ({max_runtime:g} s)"
+            )
 
     def _attempt(self, plan: TrainingPlan, interrupt: bool) -> ScriptResult:
         self._check_limits()

@@ -433,6 +433,9 @@ def test_target_tracking_scales_the_variant_out_and_back_in(cloud, sagemaker):
     runtime = cloud.client("sagemaker-runtime")
 
     def load(requests: int) -> None:
+        # A metrics period is one wall second at this time scale: start early in one, so the
+        # requests land in a single period (the policy acts on the latest period's datapoint).
+        wait_for(lambda: cloud.clock.now().second < 5, timeout=5, interval=0.005)
         for _ in range(requests):
             runtime.invoke_endpoint(EndpointName=name, Body=b"1", ContentType="text/csv")
         cloud.sagemaker_runtime.metrics.flush(everything=True)
