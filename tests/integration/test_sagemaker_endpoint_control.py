@@ -511,7 +511,21 @@ def test_canary_update_rolls_back_when_an_alarm_trips_while_baking(cloud, sagema
     endpoint = cloud.sagemaker.endpoints[name]
     wait_for(lambda: endpoint.green is not None and endpoint.green_share == 0.1)
     green_fleet = next(iter(endpoint.green.values())).fleet
-    cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="test: errors on the canary")
+    # Errors on the canary for the next five virtual minutes: the alarm's own evaluation trips it and keeps it
+    # in ALARM (SetAlarmState would only hold until the next evaluation, a race with the bake loop's polling).
+    now = cloud.clock.now()
+    cloudwatch.put_metric_data(
+        Namespace="AWS/SageMaker",
+        MetricData=[
+            {
+                "MetricName": "Invocation5XXErrors",
+                "Dimensions": [{"Name": "EndpointName", "Value": name}, {"Name": "VariantName", "Value": "AllTraffic"}],
+                "Timestamp": now + timedelta(seconds=60 * minute),
+                "Value": 3.0,
+            }
+            for minute in range(-1, 6)
+        ],
+    )
     described = wait_for(
         lambda: (
             (d := sagemaker.describe_endpoint(EndpointName=name))["EndpointStatus"] == "InService"
