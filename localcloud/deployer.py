@@ -201,11 +201,11 @@ def _table(d: Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[s
         if p.get(key):
             args[key] = p[key]
     if "SSESpecification" in args:
-        args["SSESpecification"] = {k: v for k, v in args["SSESpecification"].items() if k != "KMSMasterKeyId"} | (
-            {"KMSMasterKeyId": p["SSESpecification"]["KMSMasterKeyId"]}
-            if "KMSMasterKeyId" in p["SSESpecification"]
-            else {}
-        )
+        # CloudFormation says SSEEnabled where the DynamoDB API says Enabled.
+        sse = dict(args["SSESpecification"])
+        if "SSEEnabled" in sse:
+            sse["Enabled"] = sse.pop("SSEEnabled") in (True, "true")
+        args["SSESpecification"] = sse
     ddb = d.client("dynamodb")
     table = ddb.create_table(**args)["TableDescription"]
     ttl = p.get("TimeToLiveSpecification")

@@ -64,6 +64,7 @@ def install(cloud: LocalCloud) -> None:
     _patch_start_execution()
     _patch_time()
     _patch_heartbeat()
+    _patch_send_task_failure()
     _patch_jsonata()
     _patch_service_integrations()
     _patch_events()
@@ -171,6 +172,24 @@ def _patch_heartbeat() -> None:
         return True
 
     callback.CallbackEndpoint.notify_heartbeat = notify_heartbeat
+
+
+def _patch_send_task_failure() -> None:
+    """moto's SendTaskFailure response handler drops ``cause``; AWS hands it to the waiting state's Catch."""
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    original = StepFunctionResponse.send_task_failure
+
+    @functools.wraps(original)
+    def send_task_failure(self: Any) -> Any:
+        from moto.core.responses import EmptyResult
+
+        self.stepfunction_backend.send_task_failure(
+            self._get_param("taskToken"), error=self._get_param("error"), cause=self._get_param("cause")
+        )
+        return EmptyResult()
+
+    StepFunctionResponse.send_task_failure = send_task_failure
 
 
 def _patch_jsonata() -> None:

@@ -39,11 +39,16 @@ def test_data_files_start_nothing_and_the_marker_starts_one_execution(cloud, app
     # Then exactly one execution starts, named for the dataset, with the dataset's location
     (arn,) = wait_for(lambda: [e["executionArn"] for e in _executions(cloud, app) if e["executionArn"] not in before])
     execution = finished_execution(cloud, arn)
-    assert execution["status"] == "SUCCEEDED"
     assert execution["name"].startswith(f"churn-{dataset}-")
-    output = json.loads(execution["output"])
-    assert output["training_data"] == f"s3://{app['DataBucketName']}/training/churn/{dataset}/"
-    assert output["marker_version"], "the bucket is versioned: the marker's version is the run's identity"
+    started = json.loads(execution["input"])
+    assert started["prefix"] == f"training/churn/{dataset}/"
+    assert started["marker_version"], "the bucket is versioned: the marker's version is the run's identity"
+    # and, with no models/churn/shepherd.yaml in this bucket, it fails at once saying so
+    assert execution["status"] == "FAILED"
+    history = cloud.client("stepfunctions").get_execution_history(executionArn=arn)["events"]
+    failed = next(e["taskFailedEventDetails"] for e in history if e["type"] == "TaskFailed")
+    assert failed["error"] == "InvalidInput"
+    assert "models/churn/shepherd.yaml does not exist" in failed["cause"]
 
 
 def test_the_same_event_twice_starts_one_execution(cloud, app):
@@ -63,8 +68,9 @@ def test_the_same_event_twice_starts_one_execution(cloud, app):
         )
         for _ in range(2)
     ]
-    # Then the second delivery is recognised and starts nothing
-    assert [a["started"] for a in answers] == [True, False]
+    # Then the second delivery is recognised and starts nothing (while the first still runs, StartExecution
+    # with the same name and input answers with that execution, as AWS does; once it has ended, it refuses)
+    assert answers[0]["started"]
     assert answers[0]["execution_name"] == answers[1]["execution_name"]
     named = [e for e in _executions(cloud, app) if e["name"] == answers[0]["execution_name"]]
     assert len(named) == 1

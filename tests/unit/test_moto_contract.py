@@ -164,3 +164,13 @@ def test_engine_needs_only_batch_utils_and_utils_stays_a_leaf():
     assert "moto.ec2" not in batch_utils
     # and the real package still loads its backends afterwards
     assert importlib.import_module("moto.batch").batch_backends is not None
+
+
+def test_send_task_failure_seam():
+    """moto's handler passes error but not cause; the parser backend (the engine we run) takes both."""
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    original = inspect.unwrap(StepFunctionResponse.send_task_failure)
+    assert 'self._get_param("cause")' not in inspect.getsource(original), "moto passes cause now: drop the patch"
+    assert _params(StepFunctionsParserBackend.send_task_failure) == ["self", "task_token", "error", "cause"]

@@ -1,15 +1,44 @@
-"""Starting executions idempotently."""
+"""Step Functions: starting executions idempotently, resuming waiting tasks."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from shepherd.aws.clients import client
+from shepherd.aws.errors import code_of, mapped
 
-def start_once(client: Any, state_machine_arn: str, name: str, payload: dict[str, Any]) -> bool:
+# A task that is no longer waiting (settled by a duplicate event, timed out, or its execution ended).
+CLOSED_TASK_CODES = frozenset({"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"})
+
+
+def start_once(sfn: Any, state_machine_arn: str, name: str, payload: dict[str, Any]) -> bool:
     """Start the named execution; False if it already exists (a duplicated event), never a second run."""
     try:
-        client.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(payload))
-    except client.exceptions.ExecutionAlreadyExists:
+        sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(payload))
+    except sfn.exceptions.ExecutionAlreadyExists:
         return False
     return True
+
+
+class StepFunctionsResumer:
+    """Implements shepherd.callbacks.Resumer."""
+
+    def _send(self, what: str, **kwargs: Any) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            with mapped(what):
+                getattr(client("stepfunctions"), what)(**kwargs)
+        except Exception as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ClientError) and code_of(cause) in CLOSED_TASK_CODES:
+                return False
+            raise
+        return True
+
+    def succeed(self, token: str, output: dict[str, Any]) -> bool:
+        return self._send("send_task_success", taskToken=token, output=json.dumps(output, default=str))
+
+    def fail(self, token: str, error: str, cause: str) -> bool:
+        return self._send("send_task_failure", taskToken=token, error=error[:256], cause=cause[:32768])

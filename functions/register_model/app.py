@@ -1,0 +1,76 @@
+"""Registers a model that passed its gates as a ModelPackage, with its metrics and lineage."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel
+from shepherd.aws.clients import region
+from shepherd.aws.powertools import powertools
+from shepherd.aws.sagemaker import create_model_package, ensure_package_group
+from shepherd.config import ModelConfig
+from shepherd.registry import package_request
+
+logger, tracer, metrics = powertools()
+# A retried invocation of one run returns the package it registered instead of registering another.
+persistence = DynamoDBPersistenceLayer(table_name=os.environ.get("IDEMPOTENCY_TABLE", "shepherd-idempotency"))
+idempotency = IdempotencyConfig(event_key_jmespath="run", expires_after_seconds=7 * 86400)
+
+
+class TrainedJob(BaseModel):
+    job_name: str
+    job_arn: str | None = None
+    model_data_url: str
+    metrics: dict[str, float]
+
+
+class Request(BaseModel):
+    model: str
+    run: str
+    group: str
+    config: dict[str, Any]
+    job: TrainedJob
+    image: str
+    source_uri: str
+    lineage: dict[str, str]
+    lineage_uri: str
+    evaluation_summary: str = ""
+
+
+@idempotent_function(data_keyword_argument="event", persistence_store=persistence, config=idempotency)
+def register(event: dict[str, Any]) -> dict[str, Any]:
+    request = Request.model_validate(event)
+    config = ModelConfig.model_validate(request.config, context={"model": request.model})
+    tags = {"shepherd:model": request.model}
+    ensure_package_group(request.group, f"Shepherd: models trained from {request.model}'s datasets", tags)
+    lineage = request.lineage | {"training_job_arn": request.job.job_arn or request.job.job_name}
+    package = package_request(
+        config,
+        group=request.group,
+        image=request.image,
+        model_data_url=request.job.model_data_url,
+        source_uri=request.source_uri,
+        region=region(),
+        metrics=request.job.metrics,
+        lineage=lineage,
+        lineage_uri=request.lineage_uri,
+        description=f"{request.model} trained by {request.job.job_name}. {request.evaluation_summary}",
+    )
+    arn = create_model_package(package)
+    logger.info("registered", extra={"package": arn, "approval": package["ModelApprovalStatus"]})
+    return {"model_package_arn": arn, "approval_status": package["ModelApprovalStatus"], "group": request.group}
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    idempotency.register_lambda_context(context)
+    return register(event=event)

@@ -1,0 +1,48 @@
+"""The data bucket: reading configs and code, listing a dataset's exact versions, writing artifacts."""
+
+from __future__ import annotations
+
+from shepherd.aws.clients import client
+from shepherd.aws.errors import mapped
+from shepherd.training import DataObject
+
+
+def read_bytes(bucket: str, key: str, version_id: str | None = None) -> bytes:
+    extra = {"VersionId": version_id} if version_id else {}
+    with mapped(f"reading s3://{bucket}/{key}"):
+        return bytes(client("s3").get_object(Bucket=bucket, Key=key, **extra)["Body"].read())
+
+
+def write_bytes(bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream") -> str | None:
+    """Write an object (encrypted by the bucket's default KMS key); returns its version id."""
+    with mapped(f"writing s3://{bucket}/{key}"):
+        response = client("s3").put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+    return response.get("VersionId")
+
+
+def latest_objects(bucket: str, prefix: str) -> list[DataObject]:
+    """Every current object under prefix with its version id (folder placeholders left out)."""
+    found: list[DataObject] = []
+    with mapped(f"listing s3://{bucket}/{prefix}"):
+        pages = client("s3").get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix)
+        for page in pages:
+            for version in page.get("Versions", []):
+                if version.get("IsLatest") and not version["Key"].endswith("/"):
+                    found.append(
+                        DataObject(
+                            key=version["Key"],
+                            version_id=None if version.get("VersionId") in (None, "null") else version["VersionId"],
+                            size=int(version.get("Size", 0)),
+                            etag=str(version.get("ETag", "")).strip('"') or None,
+                            last_modified=str(version.get("LastModified") or "") or None,
+                        )
+                    )
+    return sorted(found, key=lambda o: o.key)
+
+
+def move(bucket: str, key: str, version_id: str | None, target: str) -> None:
+    """Copy an object version to target, then delete the source key (the bucket keeps its old version)."""
+    source = {"Bucket": bucket, "Key": key} | ({"VersionId": version_id} if version_id else {})
+    with mapped(f"moving s3://{bucket}/{key} to {target}"):
+        client("s3").copy_object(Bucket=bucket, Key=target, CopySource=source)
+        client("s3").delete_object(Bucket=bucket, Key=key)

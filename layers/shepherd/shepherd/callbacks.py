@@ -1,0 +1,142 @@
+"""Resuming state machines that wait for SageMaker jobs (the task-token pattern).
+
+A state machine starts a job through a ``.waitForTaskToken`` task: the handler stores the
+task token under the job's deterministic name *before* it creates the job (a job that fails
+at once can emit its event first), then returns. SageMaker's "… Job State Change" events
+reach JobCallback, which settles the token when the job has finished: SendTaskSuccess with
+the job's outcome, or SendTaskFailure with SageMaker's FailureReason. A scheduled reconciler
+settles tokens whose event was lost, through the same function.
+
+Settling is idempotent: SageMaker may send several events per change, and the callback and
+the reconciler may race. The token is sent first and marked settled after; a second send for
+a closed task is refused by Step Functions (TaskTimedOut / InvalidToken) and counts as done.
+This module holds the rules; the storage, SageMaker and Step Functions sides are ports that
+shepherd.aws implements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+Kind = Literal["training", "transform"]
+TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
+STATUS_KEY: dict[str, str] = {"training": "TrainingJobStatus", "transform": "TransformJobStatus"}
+NAME_KEY: dict[str, str] = {"training": "TrainingJobName", "transform": "TransformJobName"}
+# How long a stored token may wait for a job that never appeared (its creation failed and the
+# execution went down its Catch path) before the reconciler forgets it.
+ORPHAN_AFTER_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class Waiter:
+    job_name: str
+    kind: Kind
+    token: str
+    execution: str
+    created_at: datetime
+
+
+class TokenStore(Protocol):
+    def put(self, waiter: Waiter, *, expires_after_seconds: int) -> None: ...
+    def get(self, job_name: str) -> Waiter | None: ...
+    def mark_settled(self, waiter: Waiter, outcome: str) -> None: ...
+    def forget(self, waiter: Waiter) -> None: ...
+    def waiting(self) -> list[Waiter]: ...
+
+
+class Jobs(Protocol):
+    def describe(self, kind: Kind, name: str) -> dict[str, Any] | None: ...
+
+
+class Resumer(Protocol):
+    def succeed(self, token: str, output: dict[str, Any]) -> bool: ...
+    def fail(self, token: str, error: str, cause: str) -> bool: ...
+
+
+def kind_of_event(detail_type: str) -> Kind | None:
+    return {
+        "SageMaker Training Job State Change": "training",
+        "SageMaker Transform Job State Change": "transform",
+    }.get(detail_type)  # type: ignore[return-value]
+
+
+def status_of(kind: Kind, description: dict[str, Any]) -> str:
+    return str(description.get(STATUS_KEY[kind], ""))
+
+
+def outcome(kind: Kind, description: dict[str, Any]) -> dict[str, Any]:
+    """What the waiting state receives when the job Completed (training: model and metrics; transform: output)."""
+    summary: dict[str, Any] = {
+        "job_name": description[NAME_KEY[kind]],
+        "status": status_of(kind, description),
+    }
+    if kind == "training":
+        summary |= {
+            "job_arn": description.get("TrainingJobArn"),
+            "model_data_url": (description.get("ModelArtifacts") or {}).get("S3ModelArtifacts"),
+            "metrics": {m["MetricName"]: float(m["Value"]) for m in description.get("FinalMetricDataList") or []},
+            "training_seconds": description.get("TrainingTimeInSeconds"),
+            "billable_seconds": description.get("BillableTimeInSeconds"),
+        }
+    else:
+        summary |= {
+            "job_arn": description.get("TransformJobArn"),
+            "output_path": (description.get("TransformOutput") or {}).get("S3OutputPath"),
+            "model_name": description.get("ModelName"),
+        }
+    return summary
+
+
+def failure(kind: Kind, description: dict[str, Any]) -> tuple[str, str]:
+    """The (Error, Cause) a failed or stopped job raises in the waiting state."""
+    status = status_of(kind, description)
+    label = "TrainingJob" if kind == "training" else "TransformJob"
+    reason = description.get("FailureReason") or description.get("SecondaryStatus") or status
+    return (
+        f"{label}{status}",
+        f"{label.replace('Job', ' job')} {description[NAME_KEY[kind]]} {status.lower()}: {reason}",
+    )
+
+
+def settle(
+    kind: Kind,
+    name: str,
+    *,
+    store: TokenStore,
+    jobs: Jobs,
+    resumer: Resumer,
+    description: dict[str, Any] | None = None,
+) -> str:
+    """Resume the execution waiting for this job if the job has finished. Returns what happened, for the log."""
+    waiter = store.get(name)
+    if waiter is None:
+        return "no-waiter"  # not a Shepherd job, or already settled and expired
+    if waiter.kind != kind:
+        return "no-waiter"
+    description = description if description is not None else jobs.describe(kind, name)
+    if description is None:
+        return "job-missing"
+    status = status_of(kind, description)
+    if status not in TERMINAL:
+        return f"still-{status.lower() or 'unknown'}"
+    if status == "Completed":
+        delivered = resumer.succeed(waiter.token, outcome(kind, description))
+    else:
+        error, cause = failure(kind, description)
+        delivered = resumer.fail(waiter.token, error, cause)
+    store.mark_settled(waiter, status)
+    return "settled" if delivered else "already-closed"
+
+
+def reconcile(*, store: TokenStore, jobs: Jobs, resumer: Resumer, now: datetime) -> dict[str, int]:
+    """Settle every waiting token whose job has finished (its event was lost); forget orphans."""
+    counts: dict[str, int] = {}
+    for waiter in store.waiting():
+        result = settle(waiter.kind, waiter.job_name, store=store, jobs=jobs, resumer=resumer)
+        if result == "job-missing" and (now - waiter.created_at).total_seconds() > ORPHAN_AFTER_SECONDS:
+            store.forget(waiter)
+            result = "forgotten"
+        counts[result] = counts.get(result, 0) + 1
+    return counts

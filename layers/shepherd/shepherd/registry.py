@@ -1,0 +1,88 @@
+"""Model Registry requests: a ModelPackage with its inference container, metrics and lineage.
+
+SageMaker limits CustomerMetadataProperties to 50 entries of at most 256 characters per
+value, so the package carries digests, pointers and the gate metrics, and the full lineage
+(every data object's S3 version id, the code, the hyperparameters) lives in a JSON document
+in the data bucket that the package points to.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from shepherd.config import ModelConfig
+
+METRIC_PREFIX = "metric:"
+CONTENT_TYPES = ["text/csv", "application/json", "application/x-npy"]
+MAX_VALUE = 256
+
+
+# CustomerMetadataProperties values allow letters, digits, spaces and _.:/=+-@ only.
+_METADATA_UNSAFE = re.compile(r"[^\w\s.:/=+\-@]")
+
+
+def _clip(value: str) -> str:
+    return _METADATA_UNSAFE.sub("+", value)[:MAX_VALUE]
+
+
+def package_request(
+    config: ModelConfig,
+    *,
+    group: str,
+    image: str,
+    model_data_url: str,
+    source_uri: str,
+    region: str,
+    metrics: dict[str, float],
+    lineage: dict[str, str],
+    lineage_uri: str,
+    description: str,
+) -> dict[str, Any]:
+    """The CreateModelPackage request; approval follows the config (manual unless it says automatic)."""
+    metadata = {f"{METRIC_PREFIX}{name}": repr(float(value)) for name, value in sorted(metrics.items())[:30]}
+    metadata |= {f"shepherd:{key}": _clip(value) for key, value in sorted(lineage.items())[:15]}
+    metadata["shepherd:lineage"] = _clip(lineage_uri)
+    instance_types = [config.endpoint.realtime.instance_type] if config.endpoint.realtime else ["ml.m5.large"]
+    return {
+        "ModelPackageGroupName": group,
+        "ModelPackageDescription": _clip(description)[:1024],
+        "InferenceSpecification": {
+            "Containers": [
+                {
+                    "Image": image,
+                    "ModelDataUrl": model_data_url,
+                    "Environment": {
+                        "SAGEMAKER_PROGRAM": config.inference_entry_point or config.entry_point,
+                        "SAGEMAKER_SUBMIT_DIRECTORY": source_uri,
+                        "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+                        "SAGEMAKER_REGION": region,
+                    },
+                }
+            ],
+            "SupportedContentTypes": CONTENT_TYPES,
+            "SupportedResponseMIMETypes": CONTENT_TYPES,
+            "SupportedRealtimeInferenceInstanceTypes": instance_types,
+            "SupportedTransformInstanceTypes": [config.batch.instance_type],
+        },
+        "ModelApprovalStatus": "Approved" if config.registry.approval == "automatic" else "PendingManualApproval",
+        "CustomerMetadataProperties": metadata,
+        "MetadataProperties": {"GeneratedBy": _clip(lineage.get("training_job_arn", "shepherd"))[:1024]},
+    }
+
+
+def metrics_from_package(description: dict[str, Any]) -> dict[str, float]:
+    """The gate metrics a package was registered with (the champion's side of a comparison)."""
+    found: dict[str, float] = {}
+    for key, value in (description.get("CustomerMetadataProperties") or {}).items():
+        if key.startswith(METRIC_PREFIX):
+            try:
+                found[key.removeprefix(METRIC_PREFIX)] = float(value)
+            except ValueError:
+                continue
+    return found
+
+
+def lineage_document(**fields: Any) -> str:
+    return json.dumps(fields, indent=2, sort_keys=True, default=str)

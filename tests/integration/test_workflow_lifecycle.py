@@ -1,0 +1,203 @@
+"""ModelLifecycle on the local cloud with the real template and real training of examples/churn.
+
+A user uploads a model's config and code, then a dataset and its _READY marker; Shepherd trains,
+evaluates against the gates and the champion, and registers a package with its lineage, or says
+clearly why not.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from localcloud.deployer import Deployer
+
+from .conftest import finished_execution, wait_for
+from .workflow import ROOT, App, churn_config, unique
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def app(cloud):
+    outputs = Deployer(cloud, "wf").deploy(ROOT / "template.yaml", {"StageName": "wftest"})
+    return App(cloud, outputs | {"_stack": "wf"})
+
+
+def test_a_marked_dataset_becomes_a_registered_package_with_metrics_and_lineage(app):
+    model = unique("churn")
+    app.upload_project(model, churn_config(model))
+    marker_version = app.upload_dataset(model, "2026-11-25")
+
+    execution = app.run_of(model, "2026-11-25")
+
+    assert execution["status"] == "SUCCEEDED", execution
+    (package,) = app.packages(model)
+    assert package["ModelApprovalStatus"] == "Approved"  # the example config approves automatically
+    metadata = package["CustomerMetadataProperties"]
+    assert float(metadata["metric:validation:auc"]) > 0.75
+    assert metadata["shepherd:execution"] == execution["name"]
+    assert metadata["shepherd:marker_version"] == marker_version
+    container = package["InferenceSpecification"]["Containers"][0]
+    assert container["ModelDataUrl"].endswith("model.tar.gz")
+    assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    # the full lineage: every data object's version id, the code's, the config's
+    lineage_key = metadata["shepherd:lineage"].removeprefix(f"s3://{app.bucket}/")
+    lineage = json.loads(app.s3.get_object(Bucket=app.bucket, Key=lineage_key)["Body"].read())
+    data_keys = {o["key"]: o["version_id"] for o in lineage["data"]}
+    assert set(data_keys) == {f"training/{model}/2026-11-25/{s}/{s}.csv" for s in ("train", "validation")}
+    assert all(data_keys.values())
+    assert lineage["config"]["version_id"]
+    assert {c["key"].rsplit("/", 1)[1] for c in lineage["code"]} == {"train.py", "inference.py"}
+    notification = app.notifications("ModelRegistered", model)
+    assert notification["model_package_arn"] == package["ModelPackageArn"]
+    # the job carried Shepherd's secure settings
+    job = app.sagemaker.describe_training_job(TrainingJobName=notification["training_job"])
+    assert job["EnableNetworkIsolation"] is True
+    assert job["OutputDataConfig"]["KmsKeyId"] == app.outputs["DataKeyArn"]
+    assert job["ResourceConfig"]["VolumeKmsKeyId"] == app.outputs["DataKeyArn"]
+    assert job["EnableManagedSpotTraining"] is True
+    assert job["CheckpointConfig"]["S3Uri"]
+    # waiting was event-driven: no polling loop in the history while the job ran
+    history = app.history(execution["executionArn"])
+    entered = [e["stateEnteredEventDetails"]["name"] for e in history if e["type"].endswith("StateEntered")]
+    print(f"ModelLifecycle: {len(entered)} states entered, {len(history)} history events: {entered}")
+    assert entered.count("Train") == 1
+    assert len(entered) <= 10
+
+
+def test_a_csv_that_breaks_training_notifies_the_failure_reason_and_registers_nothing(app):
+    model = unique("broken")
+    app.upload_project(model, churn_config(model))
+    app.upload_dataset(model, "bad", breaking=True)
+
+    execution = app.run_of(model, "bad")
+
+    assert execution["status"] == "FAILED"
+    notification = app.notifications("ModelLifecycleFailed", model)
+    assert notification["error"] == "TrainingJobFailed"
+    assert "AlgorithmError" in notification["cause"]
+    assert "target" in notification["cause"]
+    assert app.packages(model) == []
+
+
+def test_a_model_that_fails_its_gates_is_not_registered_and_the_reason_is_sent(app):
+    model = unique("picky")
+    config = churn_config(model)
+    config["evaluation"]["gates"][0]["threshold"] = 0.999
+    app.upload_project(model, config)
+    app.upload_dataset(model, "d1")
+
+    execution = app.run_of(model, "d1")
+
+    assert execution["status"] == "SUCCEEDED"
+    notification = app.notifications("ModelRejected", model)
+    assert "validation:auc" in notification["evaluation"]
+    assert "at least 0.999" in notification["evaluation"]
+    assert app.packages(model) == []
+
+
+def test_a_challenger_must_beat_the_champion(app):
+    model = unique("champ")
+    config = churn_config(model)
+    config["evaluation"]["gates"][0]["must_beat_champion_by"] = 0.5  # impossible for an AUC near 0.8
+    app.upload_project(model, churn_config(model))
+    app.upload_dataset(model, "first")
+    assert app.run_of(model, "first")["status"] == "SUCCEEDED"
+    app.upload_project(model, config)
+    app.upload_dataset(model, "second", seed=8)
+
+    assert app.run_of(model, "second")["status"] == "SUCCEEDED"
+
+    notification = app.notifications("ModelRejected", model)
+    assert "champion" in notification["evaluation"]
+    assert len(app.packages(model)) == 1
+
+
+def test_a_lost_job_event_is_settled_by_the_reconciler(app, cloud):
+    model = unique("lost")
+    events = cloud.client("events")
+    rule = next(
+        r["Name"]
+        for r in events.list_rules()["Rules"]
+        if r["Name"].startswith("wf-JobCallbackFunctionTrainingStateChange")
+    )
+    events.disable_rule(Name=rule)
+    try:
+        app.upload_project(model, churn_config(model))
+        app.upload_dataset(model, "d1")
+        (running,) = wait_for(lambda: app.executions(f"{model}-d1-"), timeout=20)
+        job = wait_for(
+            lambda: [
+                j
+                for j in app.sagemaker.list_training_jobs(NameContains=model)["TrainingJobSummaries"]
+                if j["TrainingJobStatus"] == "Completed"
+            ],
+            timeout=60,
+        )
+        assert job
+        # The job has finished but its event went nowhere: the execution still waits...
+        assert app.sfn.describe_execution(executionArn=running["executionArn"])["status"] == "RUNNING"
+    finally:
+        events.enable_rule(Name=rule)
+    # ...until the scheduled reconciler (every 10 virtual minutes) finds it.
+    execution = finished_execution(cloud, running["executionArn"], timeout=60)
+    assert execution["status"] == "SUCCEEDED"
+    assert len(app.packages(model)) == 1
+
+
+def test_a_wait_that_times_out_stops_the_job(app):
+    model = unique("slow")
+    # max_runtime 60 s: the state machine waits 60 + 900 s (16 s of wall time at time scale 60), while
+    # this script trains for real seconds (training does not run on the virtual clock).
+    config = churn_config(model, **{"training.max_runtime_seconds": 60, "training.spot.enabled": False})
+    slow = b"import time\nprint('training slowly')\ntime.sleep(120)\n"
+    app.upload_project(model, config, code={"train.py": slow, "inference.py": b""})
+    app.upload_dataset(model, "d1")
+
+    execution = app.run_of(model, "d1", timeout=90)
+
+    assert execution["status"] == "FAILED"
+    notification = app.notifications("ModelLifecycleFailed", model)
+    assert notification["error"] == "States.Timeout"
+    (job,) = app.sagemaker.list_training_jobs(NameContains=model)["TrainingJobSummaries"]
+    status = wait_for(
+        lambda: (
+            (s := app.sagemaker.describe_training_job(TrainingJobName=job["TrainingJobName"]))["TrainingJobStatus"]
+            == "Stopped"
+            and s
+        ),
+        timeout=30,
+    )
+    assert status["TrainingJobStatus"] == "Stopped"
+
+
+def test_the_retraining_schedule_starts_only_new_data(app, cloud):
+    model = unique("sched")
+    app.upload_project(model, churn_config(model))
+    app.upload_dataset(model, "d1")
+    first = app.run_of(model, "d1")
+    assert first["status"] == "SUCCEEDED"
+    rule = next(
+        r["Name"]
+        for r in cloud.client("events").list_rules()["Rules"]
+        if r["Name"].startswith("wf-StartLifecycleFunctionRetrain")
+    )
+
+    cloud.scheduler.trigger(rule)  # no new data since the run: nothing starts
+
+    assert [e["name"] for e in app.executions(f"{model}-")] == [first["name"]]
+    # a newer dataset whose marker event never arrived is picked up by the schedule
+    events = cloud.client("events")
+    marker_rule = next(
+        r["Name"] for r in events.list_rules()["Rules"] if r["Name"].startswith("wf-StartLifecycleFunctionDatasetReady")
+    )
+    events.disable_rule(Name=marker_rule)
+    try:
+        app.upload_dataset(model, "d2", seed=9)
+    finally:
+        events.enable_rule(Name=marker_rule)
+    assert app.executions(f"{model}-d2-") == []
+    cloud.scheduler.trigger(rule)
+    assert app.run_of(model, "d2")["status"] == "SUCCEEDED"
