@@ -361,9 +361,9 @@ class SageMakerBackend:
                 "EnableNetworkIsolation": p.get("EnableNetworkIsolation", False),
             }
             if "PrimaryContainer" in p:
-                model["PrimaryContainer"] = p["PrimaryContainer"]
+                model["PrimaryContainer"] = self._from_package(p["PrimaryContainer"])
             if "Containers" in p:
-                model["Containers"] = p["Containers"]
+                model["Containers"] = [self._from_package(c) for c in p["Containers"]]
             for key in ("InferenceExecutionConfig", "VpcConfig"):
                 if key in p:
                     model[key] = p[key]
@@ -373,6 +373,18 @@ class SageMakerBackend:
         if first:  # a model will be served soon: start the worker zygote (its imports take 1-2 s) now
             self._in_background("model-worker-zygote", _prestart_model_workers)
         return {"ModelArn": model["ModelArn"]}
+
+    def _from_package(self, container: dict[str, Any]) -> dict[str, Any]:
+        """A container given as ModelPackageName runs the package's inference container, as SageMaker does."""
+        if "ModelPackageName" not in container or container.get("Image"):
+            return container
+        package = self._package(container["ModelPackageName"])
+        if package.get("ModelApprovalStatus") == "Rejected":
+            raise SageMakerError(f"Model package {package['ModelPackageArn']} is Rejected and cannot be deployed.")
+        spec = (package.get("InferenceSpecification") or {}).get("Containers") or [{}]
+        resolved = {k: v for k, v in spec[0].items() if k in ("Image", "ModelDataUrl", "Environment")}
+        resolved["Environment"] = dict(resolved.get("Environment") or {}) | dict(container.get("Environment") or {})
+        return dict(container) | resolved
 
     def describe_model(self, p: dict[str, Any]) -> dict[str, Any]:
         model = self.models.get(p["ModelName"])

@@ -117,6 +117,11 @@ def describe_endpoint(name: str) -> dict[str, Any] | None:
         return None
 
 
+def describe_endpoint_config(name: str) -> dict[str, Any]:
+    with mapped(f"describing endpoint config {name}"):
+        return dict(client("sagemaker").describe_endpoint_config(EndpointConfigName=name))
+
+
 def model_exists(name: str) -> bool:
     try:
         with mapped(f"describing model {name}"):

@@ -1,0 +1,107 @@
+"""BatchTransform on the local cloud with the real template: a file under batch/<model>/input/ is scored
+by the champion with a real transform job, or refused with a reason, and never lost."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from localcloud.deployer import Deployer
+
+from .conftest import finished_execution, wait_for
+from .workflow import ROOT, App, churn_config, generate, unique
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def app(cloud):
+    outputs = Deployer(cloud, "wb").deploy(ROOT / "template.yaml", {"StageName": "wbtest"})
+    return App(cloud, outputs | {"_stack": "wb"})
+
+
+@pytest.fixture(scope="module")
+def trained(app):
+    """A model with an Approved package (the example config approves automatically), and no endpoint."""
+    model = unique("scorer")
+    app.upload_project(model, churn_config(model))
+    app.upload_dataset(model, "d1")
+    assert app.run_of(model, "d1")["status"] == "SUCCEEDED"
+    return model
+
+
+def _batch_run(app, key: str, timeout: float = 60.0) -> dict:
+    """The BatchTransform execution started by the upload of key."""
+    arn = app.outputs["BatchTransformStateMachineArn"]
+
+    def started() -> list[dict]:
+        return [
+            e
+            for e in app.sfn.list_executions(stateMachineArn=arn)["executions"]
+            if json.loads(app.sfn.describe_execution(executionArn=e["executionArn"])["input"])["key"] == key
+        ]
+
+    (execution,) = wait_for(started, timeout=20)
+    return finished_execution(app.cloud, execution["executionArn"], timeout=timeout)
+
+
+def _keys(app, prefix: str) -> list[str]:
+    return [o["Key"] for o in app.s3.list_objects_v2(Bucket=app.bucket, Prefix=prefix).get("Contents", [])]
+
+
+def test_a_batch_file_is_scored_by_the_champion_and_moved_to_processed(app, trained):
+    rows = generate(120, seed=11).drop(columns=["target"])
+    body = rows.to_csv(index=False, header=False).encode()
+    key = f"batch/{trained}/input/2026/11/customers.csv"
+    app.s3.put_object(Bucket=app.bucket, Key=key, Body=body)
+
+    execution = _batch_run(app, key)
+
+    assert execution["status"] == "SUCCEEDED", execution
+    assert _keys(app, f"batch/{trained}/input/") == []
+    (processed,) = _keys(app, f"batch/{trained}/processed/")
+    assert processed.endswith("2026__11__customers.csv")
+    outputs = _keys(app, f"batch/{trained}/output/")
+    (predictions,) = [k for k in outputs if k.endswith(".out")]
+    scores = app.s3.get_object(Bucket=app.bucket, Key=predictions)["Body"].read().decode().split()
+    assert len(scores) == 120
+    assert all(0.0 <= float(s) <= 1.0 for s in scores)
+    (summary_key,) = [k for k in outputs if k.endswith("_summary.json")]
+    summary = json.loads(app.s3.get_object(Bucket=app.bucket, Key=summary_key)["Body"].read())
+    assert summary["status"] == "Completed"
+    assert summary["records"] == 120
+    assert summary["model_package_arn"].endswith("/1")
+    notification = app.notifications("BatchTransformCompleted", trained)
+    assert notification["records"] == 120
+
+
+def test_a_malformed_batch_file_goes_to_failed_with_a_reason_and_a_notification(app, trained):
+    key = f"batch/{trained}/input/broken.csv"
+    app.s3.put_object(Bucket=app.bucket, Key=key, Body=b"1,2,3\n4,5\n")
+
+    execution = _batch_run(app, key)
+
+    assert execution["status"] == "FAILED"
+    failed = _keys(app, f"batch/{trained}/failed/")
+    (reason_key,) = [k for k in failed if k.endswith(".reason.txt")]
+    reason = app.s3.get_object(Bucket=app.bucket, Key=reason_key)["Body"].read().decode()
+    assert "line 2 has 2 fields" in reason
+    assert [k for k in failed if k.endswith("broken.csv")]
+    assert _keys(app, f"batch/{trained}/input/") == []
+    notification = app.notifications("BatchTransformFailed", trained)
+    assert "line 2 has 2 fields" in notification["cause"]
+
+
+def test_a_batch_file_for_a_model_without_an_approved_package_fails_clearly(app):
+    model = unique("untrained")
+    app.upload_project(model, churn_config(model))
+    key = f"batch/{model}/input/a.csv"
+    app.s3.put_object(Bucket=app.bucket, Key=key, Body=b"1,2\n")
+
+    execution = _batch_run(app, key)
+
+    assert execution["status"] == "FAILED"
+    notification = app.notifications("BatchTransformFailed", model)
+    assert "no Approved package" in notification["cause"]
+    assert [k for k in _keys(app, f"batch/{model}/failed/") if k.endswith("a.csv")]
