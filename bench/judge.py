@@ -29,9 +29,13 @@ from numpy.typing import NDArray
 from scipy import stats
 from shepherd.judge import MetricSettings
 from shepherd.judge.sprt import (
+    boundaries_for_shares,
+    calibrated_boundaries,
+    exit_probabilities,
     first_crossing,
     paired_llr_increments,
     split_llr_increments,
+    stage_shares,
     wald_boundaries,
     wald_hoeffding_bound,
 )
@@ -165,14 +169,16 @@ Strategy = Callable[[Traffic, Scenario], Decision]
 
 def shepherd(traffic: Traffic, scenario: Scenario) -> Decision:
     settings = MetricSettings()  # the judge's defaults: alpha 0.05, beta 0.2, delta 1.0, 100 samples
-    upper, lower = wald_boundaries(settings.alpha, settings.beta)
     ratio = 1.0 + settings.delta
     if scenario.shadow:
         increments = paired_llr_increments(traffic.candidate_only, traffic.champion_only, ratio)
+        shares = np.full(increments.shape, 0.5)
     else:
         increments = split_llr_increments(
             traffic.candidate_bad, traffic.champion_bad, traffic.candidate_n, traffic.champion_n, ratio
         )
+        shares = stage_shares(traffic.candidate_n, traffic.champion_n)
+    upper, lower = boundaries_for_shares(settings.alpha, settings.beta, ratio, shares)  # as the engine does
     may_promote = (np.cumsum(traffic.candidate_n, axis=1) >= settings.min_samples) & (
         np.cumsum(traffic.champion_n, axis=1) >= settings.min_samples
     )
@@ -252,16 +258,25 @@ def kayenta(traffic: Traffic, scenario: Scenario) -> Decision:
     return side, np.full(side.shape, window - 1)
 
 
-def fixed_horizon(traffic: Traffic, scenario: Scenario) -> Decision:
-    """One-sided two-proportion z-test at alpha with power 1-beta for a doubling of a 1 % rate."""
+def fixed_horizon_size(scenario: Scenario) -> float:
+    """Total requests of a one-sided two-proportion z-test at alpha with power 1 - beta for a doubling
+    of the nominal rate, allocation s_c : s_b (Fleiss, Statistical Methods for Rates and Proportions,
+    unequal groups): n = (z_a sqrt(pbar qbar (1/s_c + 1/s_b)) + z_b sqrt(p0 q0/s_b + p1 q1/s_c))^2 / (p1 - p0)^2,
+    pbar the allocation-weighted mean of p0 and p1 (the pooled rate the test statistic uses under H0)."""
     z_a, z_b = stats.norm.isf(ALPHA), stats.norm.isf(BETA)
     p0, p1 = scenario.champion_rate, DESIGN_RATIO * scenario.champion_rate
     s_c, s_b = (1.0, 1.0) if scenario.shadow else (scenario.share, 1 - scenario.share)
     pooled = (s_b * p0 + s_c * p1) / (s_b + s_c)
-    n = (
+    return (
         z_a * math.sqrt(pooled * (1 - pooled) * (1 / s_c + 1 / s_b))
         + z_b * math.sqrt(p0 * (1 - p0) / s_b + p1 * (1 - p1) / s_c)
     ) ** 2 / (p1 - p0) ** 2
+
+
+def fixed_horizon(traffic: Traffic, scenario: Scenario) -> Decision:
+    """One-sided two-proportion z-test at alpha with power 1-beta for a doubling of a 1 % rate."""
+    z_a = stats.norm.isf(ALPHA)
+    n = fixed_horizon_size(scenario)
     reached = np.cumsum(traffic.requests, axis=1) >= n
     done = reached.any(axis=1)
     at = np.where(done, reached.argmax(axis=1), scenario.max_minutes - 1)
@@ -386,15 +401,39 @@ def unbatched_sprt(rng: np.random.Generator, share: float = 0.1, replications: i
     It separates what the 60-s batching costs from what the test itself costs.
     """
     p0, p1 = share, DESIGN_RATIO * share / (DESIGN_RATIO * share + 1 - share)
-    upper, lower = wald_boundaries(ALPHA, BETA)
+    up, down = math.log(p1 / p0), -math.log((1 - p1) / (1 - p0))
     result: dict[str, float] = {}
-    for name, truth, per_request in (("h0", p0, 0.01), ("err_1_to_2", p1, 0.01 * (1 + share))):
-        from_candidate = rng.random((replications, 2_000)) < truth
-        path = np.cumsum(np.where(from_candidate, math.log(p1 / p0), math.log((1 - p1) / (1 - p0))), axis=1)
-        index, side = first_crossing(path, upper, lower, np.ones_like(from_candidate))
-        result[f"{name}_mean_requests"] = float((index + 1).mean() / per_request)
-        result[f"{name}_wrong"] = float(np.mean(side == (1 if name == "h0" else -1)))
+    boundaries = {
+        "wald": wald_boundaries(ALPHA, BETA),
+        "calibrated": calibrated_boundaries(ALPHA, BETA, DESIGN_RATIO, share),
+        "fitted": FITTED_TO_BINS,
+    }
+    for kind, (upper, lower) in boundaries.items():
+        result[f"{kind}_upper"], result[f"{kind}_lower"] = upper, lower
+        result[f"{kind}_exact_alpha"] = float(exit_probabilities(p0, up, down, upper, lower)[0][0])
+        result[f"{kind}_exact_beta"] = float(exit_probabilities(p1, up, down, upper, lower)[1][0])
+        for name, truth, per_request in (("h0", p0, 0.01), ("err_1_to_2", p1, 0.01 * (1 + share))):
+            from_candidate = rng.random((replications, 2_000)) < truth
+            path = np.cumsum(np.where(from_candidate, up, -down), axis=1)
+            index, side = first_crossing(path, upper, lower, np.ones_like(from_candidate))
+            result[f"{kind}_{name}_mean_requests"] = float((index + 1).mean() / per_request)
+            result[f"{kind}_{name}_wrong"] = float(np.mean(side == (1 if name == "h0" else -1)))
     return result
+
+
+# Boundaries fitted by hand to this simulator's 60-s bins at 200 rpm (realised error rates ~0.048 / ~0.20 there):
+# shown in judge.md only, to price what fitting the boundaries to one traffic shape would buy and break.
+FITTED_TO_BINS = (2.40, -1.40)
+
+
+def fitted_in_bins(traffic: Traffic) -> Decision:
+    """The judge's test with FITTED_TO_BINS instead of its calibrated boundaries (not a strategy)."""
+    increments = split_llr_increments(
+        traffic.candidate_bad, traffic.champion_bad, traffic.candidate_n, traffic.champion_n, DESIGN_RATIO
+    )
+    may_promote = (np.cumsum(traffic.candidate_n, axis=1) >= 100) & (np.cumsum(traffic.champion_n, axis=1) >= 100)
+    index, side = first_crossing(np.cumsum(increments, axis=1), *FITTED_TO_BINS, may_promote)
+    return side, np.where(side != 0, index, traffic.requests.shape[1] - 1)
 
 
 def run(replications: int, seed: int) -> dict[str, object]:
@@ -402,6 +441,8 @@ def run(replications: int, seed: int) -> dict[str, object]:
     scenarios: dict[str, dict[str, object]] = {}
     rng = np.random.default_rng(seed)
     chunk = 2_000
+    fitted: dict[str, list[Outcomes]] = {}
+    fitted_rows: dict[str, dict[str, float | None]] = {}
     for scenario in SCENARIOS:
         bound = bound_requests(scenario)
         scenarios[scenario.name] = {
@@ -417,11 +458,18 @@ def run(replications: int, seed: int) -> dict[str, object]:
             traffic = simulate(scenario, min(chunk, replications - start), rng)
             for name, strategy in STRATEGIES.items():
                 parts[name].append(outcomes(scenario, traffic, strategy(traffic, scenario)))
-        for name, chunks in parts.items():
+            if scenario.name in ("h0", "err_1_to_2", "low_traffic", "low_traffic_h0"):
+                fitted.setdefault(scenario.name, []).append(outcomes(scenario, traffic, fitted_in_bins(traffic)))
+        for name, chunks in [*parts.items(), (f"fitted:{scenario.name}", fitted.get(scenario.name, []))]:
+            if not chunks:
+                continue
             joined = Outcomes(
                 *(np.concatenate([getattr(item, f) for item in chunks]) for f in Outcomes.__annotations__)
             )
-            strategies[name][scenario.name] = summarise(scenario, joined)
+            if name.startswith("fitted:"):
+                fitted_rows[scenario.name] = summarise(scenario, joined)
+            else:
+                strategies[name][scenario.name] = summarise(scenario, joined)
     return {
         "alpha": ALPHA,
         "beta": BETA,
@@ -429,6 +477,8 @@ def run(replications: int, seed: int) -> dict[str, object]:
         "seed": seed,
         "threshold_factor": THRESHOLD_FACTOR,
         "unbatched_sprt": unbatched_sprt(rng),
+        "fitted_to_bins": fitted_rows,
+        "fixed_horizon_size": fixed_horizon_size(SCENARIOS[1]),
         "scenarios": scenarios,
         "strategies": strategies,
     }
@@ -497,6 +547,79 @@ def markdown(report: dict[str, object], seconds: float) -> str:
     return "\n".join(lines)
 
 
+def why_fixed_horizon(report: dict[str, object]) -> list[str]:
+    """The section on the fixed-horizon z-test: its sizing, the theoretical ratio, and what 60-s bins cost."""
+    strategies, scenarios = report["strategies"], report["scenarios"]
+    unbatched, fitted = report["unbatched_sprt"], report["fitted_to_bins"]
+    assert isinstance(strategies, dict)
+    assert isinstance(scenarios, dict)
+    assert isinstance(unbatched, dict)
+    assert isinstance(fitted, dict)
+    size = float(report["fixed_horizon_size"])  # type: ignore[arg-type]
+    fixed, ours = strategies["fixed_horizon_z"], strategies["shepherd"]
+    z = stats.norm.isf(ALPHA) + stats.norm.isf(BETA)
+    a, b = math.log((1 - BETA) / ALPHA), math.log(BETA / (1 - ALPHA))
+    normal_h1 = 2 * ((1 - BETA) * a + BETA * b) / z**2
+    normal_h0 = -2 * ((1 - ALPHA) * b + ALPHA * a) / z**2
+
+    def per_error(kind: str) -> str:
+        return (
+            f"boundaries ({unbatched[f'{kind}_upper']:.3f}, {unbatched[f'{kind}_lower']:.3f}), exact error rates "
+            f"{unbatched[f'{kind}_exact_alpha']:.4f} / {unbatched[f'{kind}_exact_beta']:.4f}: "
+            f"{unbatched[f'{kind}_err_1_to_2_mean_requests']:,.0f} requests on `err_1_to_2` "
+            f"({size / unbatched[f'{kind}_err_1_to_2_mean_requests']:.2f}x fewer than the fixed size), "
+            f"{unbatched[f'{kind}_h0_mean_requests']:,.0f} on `h0` "
+            f"({size / unbatched[f'{kind}_h0_mean_requests']:.2f}x)"
+        )
+
+    ratio_bad = fixed["err_1_to_2"]["mean_requests"] / ours["err_1_to_2"]["mean_requests"]
+    ratio_good = fixed["h0"]["mean_requests"] / ours["h0"]["mean_requests"]
+    lines = [
+        "## Why 1.5x over a fixed-horizon test is (not) reached",
+        "",
+        f"- **The baseline is sized correctly.** One-sided two-proportion z-test, alpha {ALPHA}, power {1 - BETA} "
+        f"for 1 % -> 2 % at a 10 % share, unequal-allocation formula (Fleiss): {size:,.0f} requests. It decides at "
+        f"the end of the minute in which it reaches them: mean {fixed['err_1_to_2']['mean_requests']:,.0f}. Realised "
+        f"false rollback {fixed['h0']['false_rollback']:.3f}, miss {fixed['err_1_to_2']['miss']:.3f}: neither "
+        "shortchanged nor oversized. (It is sized with the true 1 % baseline, which a real gate does not know; the "
+        "judge does not need it.)",
+        f"- **Theory.** For a normal mean, Wald's approximations give E[N] / n_fixed = {normal_h1:.3f} under H1 "
+        f"({1 / normal_h1:.2f}x) and {normal_h0:.3f} under H0 ({1 / normal_h0:.2f}x) at alpha {ALPHA}, beta {BETA}: "
+        "the headroom over a fixed test is 1.62x under H1 at best, before overshoot and monitoring granularity.",
+        "- **This problem, checked after every single error** (the finest monitoring there is; exact error rates from "
+        "`shepherd.judge.sprt.exit_probabilities`, requests by simulation): Wald's "
+        + per_error("wald")
+        + "; the judge's calibrated "
+        + per_error("calibrated")
+        + f". The calibrated SPRT is the Wald-Wolfowitz optimum at these error rates, within "
+        f"{unbatched['calibrated_err_1_to_2_mean_requests'] / scenarios['err_1_to_2']['bound_requests']:.2f}x of "
+        "the Wald-Hoeffding bound: 1.5x is reachable only with at most "
+        f"{size / 1.5 - unbatched['calibrated_err_1_to_2_mean_requests']:,.0f} requests to spare.",
+        f"- **60-s bins spend them.** CloudWatch delivers a bin a minute, about 2.2 errors each here: the judge "
+        f"decides at the end of the bin in which it crosses, and the larger steps overshoot, leaving its error rates "
+        f"below target ({ours['h0']['false_rollback']:.3f} / {ours['err_1_to_2']['miss']:.3f}). Measured: "
+        f"{ours['err_1_to_2']['mean_requests']:,.0f} requests on `err_1_to_2` = {ratio_bad:.2f}x fewer than the "
+        f"z-test, {ours['h0']['mean_requests']:,.0f} on `h0` = {ratio_good:.2f}x.",
+    ]
+    if "err_1_to_2" in fitted and "low_traffic" in fitted:
+        fitted_bad, fitted_good = fitted["err_1_to_2"], fitted["h0"]
+        lines.append(
+            f"- **Fitting the boundaries to the bins would reach it, and break the guarantee.** Boundaries "
+            f"{FITTED_TO_BINS} spend alpha and beta on this simulator's 200-rpm bins (false rollback "
+            f"{fitted_good['false_rollback']:.3f}, miss {fitted_bad['miss']:.3f}, "
+            f"{fitted_bad['mean_requests']:,.0f} / {fitted_good['mean_requests']:,.0f} requests = "
+            f"{fixed['err_1_to_2']['mean_requests'] / fitted_bad['mean_requests']:.2f}x / "
+            f"{fixed['h0']['mean_requests'] / fitted_good['mean_requests']:.2f}x fewer than the z-test), but "
+            "the overshoot they lean on depends on the traffic per bin: checked after every error their exact "
+            f"error rates are {unbatched['fitted_exact_alpha']:.4f} / {unbatched['fitted_exact_beta']:.4f}, and at "
+            f"10 rpm (`low_traffic_h0`, `low_traffic`) they measure {fitted['low_traffic_h0']['false_rollback']:.3f}"
+            f" / {fitted['low_traffic']['miss']:.3f}. The judge keeps boundaries that hold at every granularity, "
+            "so against a fixed-horizon test sized with the true baseline it stays at the ratio above on "
+            "`err_1_to_2`."
+        )
+    return [*lines, ""]
+
+
 def targets(report: dict[str, object]) -> list[str]:
     """Issue 6's targets checked against this run, with the numbers behind each miss."""
     scenarios = report["scenarios"]
@@ -552,23 +675,10 @@ def targets(report: dict[str, object]) -> list[str]:
             f"| `{strategy}` breaks an error limit or needs >= 1.5x shepherd's requests | "
             f"{'; '.join(found[:3]) or 'no limit broken'}; requests {cost_text} | {'yes' if met else 'no'} |"
         )
-    fixed = strategies["fixed_horizon_z"]["err_1_to_2"]["mean_requests"]
-    bound = scenarios["err_1_to_2"]["bound_requests"]
+    lines += why_fixed_horizon(report)
     lines += [
+        "## Where another target is out of reach, and why",
         "",
-        "## Where a target is out of reach, and why",
-        "",
-        f"- **The fixed-horizon z-test vs 1.5x on `err_1_to_2`.** It keeps its error rates (it is designed with "
-        f"the true 1 % baseline, which no real gate knows) and needs {fixed:,.0f} requests = "
-        f"{fixed / bound:.2f} x the bound. Beating it by 1.5x needs <= {fixed / 1.5:,.0f} requests = "
-        f"{fixed / 1.5 / bound:.2f} x the bound. Even the same SPRT checked after *every single error* (no "
-        f"60-s bins, not possible with CloudWatch) needs {unbatched['err_1_to_2_mean_requests']:,.0f} "
-        f"(h0: {unbatched['h0_mean_requests']:,.0f}; wrong decisions {unbatched['h0_wrong']:.3f} / "
-        f"{unbatched['err_1_to_2_wrong']:.3f}): Wald's boundaries ignore the overshoot of the error-by-error "
-        "steps (ln(p1/p0) = 0.60 per candidate error), which leaves the error rates below nominal and costs "
-        "requests. The rest of the gap is the 60-s batching and the diurnal swing of the rate. Tightening the "
-        "boundaries to spend the whole of alpha and beta would close part of it but weaken the strict "
-        "(Ville) guarantee, which the judge keeps. On `h0` the fixed-horizon test does need 1.5x.",
         f"- **`hard_failure` vs its bound ({scenarios['hard_failure']['bound_requests']:,.0f} requests).** "
         "CloudWatch delivers 60-s bins: at 200 requests per minute no judge can decide before the first bin, "
         f"so about 200 requests is the floor; shepherd decides at {ours['hard_failure']['mean_requests']:,.0f} "

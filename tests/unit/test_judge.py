@@ -18,8 +18,12 @@ from shepherd.judge import (
     judge,
 )
 from shepherd.judge.sprt import (
+    boundaries_for_shares,
+    calibrated_boundaries,
+    exit_probabilities,
     first_crossing,
     split_llr_increments,
+    stage_shares,
     wald_boundaries,
     wald_hoeffding_bound,
 )
@@ -156,7 +160,8 @@ def test_promotion_needs_every_metric() -> None:
 def test_alpha_is_split_between_metrics() -> None:
     result = judge(ab_stage(1), ERRORS_AND_LATENCY)
     assert [item.alpha_spent for item in result.metrics] == [0.025, 0.025]
-    assert result.metrics[0].rollback_boundary == pytest.approx(math.log(0.8 / 0.025))
+    # ab_stage's share is 20 / 200 = 0.1: the boundaries are calibrated for alpha 0.025 at that share
+    assert result.metrics[0].rollback_boundary == pytest.approx(calibrated_boundaries(0.025, 0.2, 2.0, 0.1)[0])
 
 
 def test_every_metric_promoting_promotes() -> None:
@@ -273,10 +278,46 @@ def test_the_engine_and_the_vectorised_kernel_agree() -> None:
             candidate=tuple(VariantBin(m, int(c[m]), int(kc[m])) for m in range(120)),
         )
         result = judge(stage, ERRORS_ONLY).metrics[0]
-        upper, lower = wald_boundaries(0.05, 0.2)
+        upper, lower = boundaries_for_shares(0.05, 0.2, 2.0, stage_shares(c, n - c))
         path = np.cumsum(split_llr_increments(kc, kb, c, n - c, 2.0))
         may_promote = (np.cumsum(c) >= 100) & (np.cumsum(n - c) >= 100)
         index, side = first_crossing(path, upper, lower, may_promote)
         expected = {1: Verdict.ROLLBACK, -1: Verdict.PROMOTE, 0: Verdict.CONTINUE}[int(side)]
         assert result.verdict is expected
         assert result.decided_minute == (int(index) if side else None)
+
+
+def test_exit_probabilities_match_a_simulation_of_the_error_stream() -> None:
+    # Given Wald's boundaries for 1 % -> 2 % at a 10 % share, checked after every single error
+    p0, p1 = 0.1, 0.2 / 1.1
+    up, down = math.log(p1 / p0), -math.log((1 - p1) / (1 - p0))
+    upper, lower = wald_boundaries(0.05, 0.2)
+    exact = exit_probabilities(p0, up, down, upper, lower)[0][0]
+    rng = np.random.default_rng(11)
+    path = np.cumsum(np.where(rng.random((20_000, 1_500)) < p0, up, -down), axis=1)
+    _, side = first_crossing(path, upper, lower, np.ones(path.shape, dtype=bool))
+    # Then the dynamic programme agrees with the simulation (Wald's boundaries leave alpha unspent)
+    assert exact == pytest.approx(np.mean(side == 1), abs=3 * math.sqrt(0.05 * 0.95 / 20_000))
+    assert exact < 0.045
+
+
+@pytest.mark.parametrize(("share", "ratio"), [(0.1, 2.0), (0.5, 2.0), (0.02, 2.0), (0.9, 2.0), (0.1, 1.5)])
+def test_calibrated_boundaries_spend_alpha_and_beta_exactly(share: float, ratio: float) -> None:
+    upper, lower = calibrated_boundaries(0.05, 0.2, ratio, share)
+    wald_upper, wald_lower = wald_boundaries(0.05, 0.2)
+    assert upper <= wald_upper
+    assert lower >= wald_lower
+    up = math.log(ratio / (share * ratio + 1 - share))
+    down = math.log(share * ratio + 1 - share)
+    p1 = share * ratio / (share * ratio + 1 - share)
+    alpha = exit_probabilities(share, up, down, upper, lower)[0][0]
+    beta = exit_probabilities(p1, up, down, upper, lower)[1][0]
+    assert 0.049 <= alpha <= 0.05
+    assert 0.195 <= beta <= 0.2
+
+
+def test_strict_and_small_steps_keep_their_boundaries() -> None:
+    upper, lower = boundaries_for_shares(0.05, 0.2, 2.0, [0.1, 0.1], strict=True)
+    assert upper.tolist() == [math.log(20)] * 2
+    assert lower.tolist() == [math.log(0.2)] * 2
+    assert calibrated_boundaries(0.05, 0.2, 1.1, 0.5) == pytest.approx(wald_boundaries(0.05, 0.2))

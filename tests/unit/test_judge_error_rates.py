@@ -19,7 +19,14 @@ from shepherd.judge import (
     Verdict,
     judge,
 )
-from shepherd.judge.sprt import first_crossing, paired_llr_increments, split_llr_increments, wald_boundaries
+from shepherd.judge.sprt import (
+    boundaries_for_shares,
+    calibrated_boundaries,
+    first_crossing,
+    paired_llr_increments,
+    split_llr_increments,
+    stage_shares,
+)
 
 ALPHA, BETA = 0.05, 0.2
 REPLICATIONS = 4_000
@@ -36,7 +43,7 @@ def ab_verdicts(candidate_rate: float, seed: int) -> np.ndarray:
     n = rng.poisson(200, (REPLICATIONS, MINUTES))
     c = rng.binomial(n, 0.1)
     kc, kb = rng.binomial(c, candidate_rate), rng.binomial(n - c, 0.01)
-    upper, lower = wald_boundaries(ALPHA, BETA)
+    upper, lower = boundaries_for_shares(ALPHA, BETA, 2.0, stage_shares(c, n - c))
     may_promote = (np.cumsum(c, axis=1) >= 100) & (np.cumsum(n - c, axis=1) >= 100)
     _, side = first_crossing(np.cumsum(split_llr_increments(kc, kb, c, n - c, 2.0), axis=1), upper, lower, may_promote)
     return side
@@ -64,7 +71,7 @@ def test_shadow_pairs_keep_their_error_rates(candidate_only: float, promise: str
     pairs = rng.poisson(200, (REPLICATIONS, MINUTES))
     b = rng.binomial(pairs, candidate_only)
     c = rng.binomial(pairs - b, 0.01)
-    upper, lower = wald_boundaries(ALPHA, BETA)
+    upper, lower = calibrated_boundaries(ALPHA, BETA, 2.0, 0.5)
     may_promote = np.cumsum(pairs, axis=1) >= 100
     _, side = first_crossing(np.cumsum(paired_llr_increments(b, c, 2.0), axis=1), upper, lower, may_promote)
     if promise == "alpha":

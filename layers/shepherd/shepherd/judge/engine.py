@@ -20,7 +20,13 @@ from shepherd.judge.models import (
     VariantBin,
     Verdict,
 )
-from shepherd.judge.sprt import first_crossing, paired_llr_increments, split_llr_increments, wald_boundaries
+from shepherd.judge.sprt import (
+    boundaries_for_shares,
+    first_crossing,
+    paired_llr_increments,
+    split_llr_increments,
+    stage_shares,
+)
 
 _WHAT = {
     Metric.ERROR_RATE: "error rate",
@@ -116,19 +122,28 @@ def judge_metric(
     """Run one metric's SPRT over every bin so far; its first boundary crossing is its decision."""
     series = _series(observations, metric, settings.max_minutes)
     ratio = 1.0 + settings.delta
-    upper, lower = wald_boundaries(alpha_spent, settings.beta, strict=settings.strict)
     if metric in PAIRED_METRICS:
         increments = paired_llr_increments(series.candidate_bad, series.champion_bad, ratio)
+        shares = np.full(len(increments), 0.5)  # a discordant pair is candidate-only w.p. 1/2 under H0
     else:
         increments = split_llr_increments(
             series.candidate_bad, series.champion_bad, series.candidate_n, series.champion_n, ratio
         )
+        shares = stage_shares(series.candidate_n, series.champion_n)
+    uppers, lowers = boundaries_for_shares(alpha_spent, settings.beta, ratio, shares, strict=settings.strict)
     path = np.cumsum(increments)
     candidate_n, champion_n = np.cumsum(series.candidate_n), np.cumsum(series.champion_n)
     may_promote = (candidate_n >= settings.min_samples) & (champion_n >= settings.min_samples)
-    index, side = first_crossing(path, upper, lower, may_promote) if len(path) else (np.intp(-1), np.int8(0))
+    index, side = first_crossing(path, uppers, lowers, may_promote) if len(path) else (np.intp(-1), np.int8(0))
     crossed = int(side) != 0
     last = int(index) if crossed else len(path) - 1
+    if last >= 0:
+        upper, lower = float(uppers[last]), float(lowers[last])
+    else:
+        no_data_upper, no_data_lower = boundaries_for_shares(
+            alpha_spent, settings.beta, ratio, [0.5], strict=settings.strict
+        )
+        upper, lower = float(no_data_upper[0]), float(no_data_lower[0])
     counts = {
         "candidate_samples": int(candidate_n[last]) if last >= 0 else 0,
         "champion_samples": int(champion_n[last]) if last >= 0 else 0,
