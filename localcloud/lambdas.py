@@ -89,8 +89,6 @@ class Worker:
         self._response_read, response_write = os.pipe()
         env = {k: os.environ[k] for k in _PASSED_THROUGH_ENV if k in os.environ}
         env.update(base_env)
-        # There is no X-Ray daemon locally: Powertools' Tracer stays off unless the template says otherwise.
-        env.update({"POWERTOOLS_TRACE_DISABLED": "true", "AWS_XRAY_CONTEXT_MISSING": "IGNORE_ERROR"})
         env.update(spec.environment)
         env.update(
             {
