@@ -3,11 +3,15 @@ PYTHON ?= python3
 VENV := .venv
 SAM_VENV := .venv-sam
 AWSCLI_VENV := .venv-awscli
+PY313_VENV := .venv-py313
 BIN := $(VENV)/bin
+# Python 3.13, the Lambda runtime, from pyenv (newest 3.13.x; no shell init, no shims); override with PY313=/path.
+PYENV_ROOT ?= $(or $(shell pyenv root 2>/dev/null),$(HOME)/.pyenv)
+PY313 ?= $(or $(shell ls -d $(PYENV_ROOT)/versions/3.13.*/bin/python3.13 2>/dev/null | sort -V | tail -n 1),$(error Python 3.13 not found under $(PYENV_ROOT)/versions/3.13.*: install it with pyenv or pass PY313=/path/to/python3.13))
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: install test test-fast lint demo bench clean
+.PHONY: install test test-fast test-py313 lint lint-serverless build demo bench clean
 
 install: $(VENV)/.installed
 
@@ -29,15 +33,39 @@ $(AWSCLI_VENV)/.installed:
 	$(AWSCLI_VENV)/bin/pip install --quiet --disable-pip-version-check awscli==1.46.3
 	touch $@
 
+# The Lambda code's environment under Python 3.13: its runtime dependencies, pytest and moto, and the layer
+# on the path (as /opt/python on Lambda); nothing of the local cloud or the training stack.
+$(PY313_VENV)/.installed: tools/requirements-py313.txt
+	$(PY313) -m venv $(PY313_VENV)
+	$(PY313_VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements-py313.txt
+	echo "$(CURDIR)/layers/shepherd" > "$$($(PY313_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/shepherd-layer.pth"
+	touch $@
+
 lint: install $(SAM_VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/cfn-lint template.yaml
+	$(BIN)/cfn-lint template.yaml -a cfn_lint_serverless.rules
 	$(SAM_VENV)/bin/sam validate --lint --template template.yaml
 	$(BIN)/python tools/lint_statemachines.py template.yaml tests/fixtures/app/template.yaml bench/fixtures/template.yaml
 
-test: lint $(AWSCLI_VENV)/.installed
+# cfn-lint with the serverless rules (awslabs/serverless-rules) alone; `lint` runs it too.
+lint-serverless: install
+	$(BIN)/cfn-lint template.yaml -a cfn_lint_serverless.rules
+
+# The deployable artifacts, as `sam build` makes them for Lambda's python3.13/arm64: no Docker, so dependencies
+# must have arm64 wheels (pip downloads them for that platform) and python3.13 must be on PATH.
+build: $(SAM_VENV)/.installed
+	PATH="$(dir $(PY313)):$$PATH" $(SAM_VENV)/bin/sam build --template template.yaml --build-dir .aws-sam/build
+
+# The handlers' and the layer's unit tests under Python 3.13 (the 3.11 run covers them too, with the local cloud).
+PY313_TESTS := $(wildcard tests/unit/handlers tests/unit/test_config*.py tests/unit/test_names.py \
+	tests/unit/test_s3_events.py tests/unit/test_judge*.py)
+test-py313: $(PY313_VENV)/.installed
+	$(PY313_VENV)/bin/python -m pytest $(PY313_TESTS)
+
+test: lint build test-py313 $(AWSCLI_VENV)/.installed
 	$(BIN)/python -m pytest
 
 test-fast: install $(AWSCLI_VENV)/.installed
@@ -51,4 +79,4 @@ bench: install
 	for script in bench/bench_*.py bench/judge.py; do $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) $(AWSCLI_VENV) .shepherd .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(SAM_VENV) $(AWSCLI_VENV) $(PY313_VENV) .aws-sam .shepherd .pytest_cache .mypy_cache .ruff_cache *.egg-info

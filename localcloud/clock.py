@@ -26,6 +26,11 @@ class VirtualClock:
         elapsed = (time.monotonic() - self._wall_start) * self.time_scale
         return self._virtual_start + timedelta(seconds=elapsed)
 
+    def export(self) -> str:
+        """``<virtual epoch>,<wall epoch>,<scale>`` at one instant: how another process computes virtual now."""
+        wall = time.time()
+        return f"{self.now().timestamp():.6f},{wall:.6f},{self.time_scale}"
+
     def wall_seconds(self, virtual_seconds: float) -> float:
         """How long, in real seconds, a virtual duration lasts."""
         return max(0.0, virtual_seconds / self.time_scale)

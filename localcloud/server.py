@@ -184,7 +184,14 @@ class LocalCloud:
         )
 
     def worker_environment(self) -> dict[str, str]:
-        return {**self.exports(), "AWS_SAM_LOCAL": "true", "SHEPHERD_LOCAL": "1"}
+        # Functions that reason about time (the rollout judge reads metrics stamped on the virtual clock)
+        # compute virtual now from this; shepherd.aws.clock reads it, and AWS has no such variable.
+        return {
+            **self.exports(),
+            "AWS_SAM_LOCAL": "true",
+            "SHEPHERD_LOCAL": "1",
+            "SHEPHERD_LOCAL_CLOCK": self.clock.export(),
+        }
 
     def client(self, service: str) -> Any:
         return boto3.client(

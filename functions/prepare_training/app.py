@@ -103,6 +103,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         tags=tags,
     )
     lineage = {
+        "model": model,
         "execution": run,
         "dataset": f"s3://{bucket}/{request.prefix}",
         "data_digest": data_digest(data),

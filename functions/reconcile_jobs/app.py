@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from shepherd import clock
 from shepherd.aws.powertools import powertools
 from shepherd.aws.sagemaker import SageMakerJobs
 from shepherd.aws.stepfunctions import StepFunctionsResumer
@@ -20,9 +20,7 @@ logger, tracer, metrics = powertools()
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    counts = reconcile(
-        store=DynamoTokenStore(), jobs=SageMakerJobs(), resumer=StepFunctionsResumer(), now=datetime.now(UTC)
-    )
+    counts = reconcile(store=DynamoTokenStore(), jobs=SageMakerJobs(), resumer=StepFunctionsResumer(), now=clock.now())
     if counts.get("settled"):
         # Each one is a lost event: worth an alarm if it keeps happening.
         metrics.add_metric(name="TokensSettledByReconciler", unit=MetricUnit.Count, value=counts["settled"])

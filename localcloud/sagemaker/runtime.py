@@ -157,7 +157,7 @@ class RuntimeApi:
         if capture is not None and capture.sampled():
             capture.record(variant.name, request, answer, content_type)
         for shadow in mirrored:  # after production has answered, so the copy never competes with it
-            self._submit_mirror(shadow, request, capture)
+            self._submit_mirror(name, shadow, request, capture)
         headers = [
             ("Content-Type", content_type),
             ("Content-Length", str(len(answer))),
@@ -190,21 +190,32 @@ class RuntimeApi:
             overhead_us=max(0, int((total - model) * 1e6)),
         )
 
-    def _submit_mirror(self, shadow: Variant, request: InvocationRequest, capture: CaptureWriter | None) -> None:
+    def _submit_mirror(
+        self, name: str, shadow: Variant, request: InvocationRequest, capture: CaptureWriter | None
+    ) -> None:
         """A slower shadow must not pile up work without bound: beyond the backlog, copies are dropped."""
         if not self._shadow_backlog.acquire(blocking=False):
             self.shadow_dropped += 1
             return
-        self._shadow_pool.submit(self._mirror, shadow, request, capture)
+        self._shadow_pool.submit(self._mirror, name, shadow, request, capture)
 
-    def _mirror(self, shadow: Variant, request: InvocationRequest, capture: CaptureWriter | None) -> None:
+    def _mirror(self, name: str, shadow: Variant, request: InvocationRequest, capture: CaptureWriter | None) -> None:
+        # SageMaker publishes a shadow variant's metrics under its own VariantName, as for production.
+        started = time.perf_counter()
         try:
             answer, content_type = shadow.fleet.invoke(request)
-        except Exception as exc:  # a shadow's failure is observed, never returned to the client
+        except InvocationFailed as exc:  # a shadow's failure is observed, never returned to the client
+            self._measure(name, shadow, status=exc.status, started=started, received=started, model_seconds=None)
+            log.debug("shadow %s failed: %s", shadow.name, exc)
+            return
+        except Exception as exc:
             log.debug("shadow %s failed: %s", shadow.name, exc)
             return
         finally:
             self._shadow_backlog.release()
+        self._measure(
+            name, shadow, status=200, started=started, received=started, model_seconds=time.perf_counter() - started
+        )
         if capture is not None and capture.sampled():
             capture.record(shadow.name, request, answer, content_type)
 

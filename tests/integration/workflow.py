@@ -119,3 +119,56 @@ def unique(prefix: str) -> str:
 
 def wait_seconds(seconds: float) -> None:
     time.sleep(seconds)
+
+
+class Traffic:
+    """A steady stream of real InvokeEndpoint calls, every outcome counted (a share deliberately malformed)."""
+
+    def __init__(self, cloud: Any, endpoint: str, *, rate: float = 40.0, malformed: float = 0.05) -> None:
+        import threading
+
+        import numpy as np
+
+        self.runtime = cloud.client("sagemaker-runtime")
+        self.endpoint, self.rate, self.malformed = endpoint, rate, malformed
+        rows = generate(400, seed=21).drop(columns=["target"])
+        self.rows = [",".join(str(v) for v in row) for row in rows.itertuples(index=False)]
+        self.random = np.random.default_rng(5)
+        self.sent = self.ok = self.malformed_sent = self.malformed_failed = 0
+        self.unexpected: list[str] = []
+        self.variants: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="traffic", daemon=True)
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        interval = 1.0 / self.rate
+        while not self._stop.wait(interval):
+            bad = self.random.random() < self.malformed
+            body = "1,2" if bad else self.rows[int(self.random.integers(len(self.rows)))]
+            self.sent += 1
+            self.malformed_sent += bad
+            try:
+                answer = self.runtime.invoke_endpoint(EndpointName=self.endpoint, ContentType="text/csv", Body=body)
+            except self.runtime.exceptions.ModelError:
+                if bad:
+                    self.malformed_failed += 1
+                else:
+                    self.unexpected.append("ModelError on a valid row")
+                continue
+            except Exception as exc:  # anything else is the rollout's fault
+                self.unexpected.append(f"{type(exc).__name__}: {exc}")
+                continue
+            variant = answer["InvokedProductionVariant"]
+            self.variants[variant] = self.variants.get(variant, 0) + 1
+            if bad:
+                self.unexpected.append("a malformed row was answered")
+            else:
+                self.ok += 1

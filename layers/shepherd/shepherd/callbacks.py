@@ -20,10 +20,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-Kind = Literal["training", "transform"]
+Kind = Literal["training", "transform", "endpoint"]
 TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
-STATUS_KEY: dict[str, str] = {"training": "TrainingJobStatus", "transform": "TransformJobStatus"}
-NAME_KEY: dict[str, str] = {"training": "TrainingJobName", "transform": "TransformJobName"}
+ENDPOINT_TERMINAL = frozenset({"InService", "Failed"})
+STATUS_KEY: dict[str, str] = {
+    "training": "TrainingJobStatus",
+    "transform": "TransformJobStatus",
+    "endpoint": "EndpointStatus",
+}
+NAME_KEY: dict[str, str] = {"training": "TrainingJobName", "transform": "TransformJobName", "endpoint": "EndpointName"}
 # How long a stored token may wait for a job that never appeared (its creation failed and the
 # execution went down its Catch path) before the reconciler forgets it.
 ORPHAN_AFTER_SECONDS = 3600
@@ -36,6 +41,12 @@ class Waiter:
     token: str
     execution: str
     created_at: datetime
+    expect: str = ""  # endpoints: the EndpointConfigName the change leads to
+
+
+def waiter_key(kind: Kind, name: str) -> str:
+    """Job names are unique per kind of job; an endpoint's waits live beside them under endpoint/<name>."""
+    return f"endpoint/{name}" if kind == "endpoint" else name
 
 
 class TokenStore(Protocol):
@@ -59,6 +70,7 @@ def kind_of_event(detail_type: str) -> Kind | None:
     return {
         "SageMaker Training Job State Change": "training",
         "SageMaker Transform Job State Change": "transform",
+        "SageMaker Endpoint State Change": "endpoint",
     }.get(detail_type)  # type: ignore[return-value]
 
 
@@ -100,6 +112,47 @@ def failure(kind: Kind, description: dict[str, Any]) -> tuple[str, str]:
     )
 
 
+def endpoint_outcome(description: dict[str, Any], expect: str, now_epoch: float) -> tuple[str, dict[str, Any]]:
+    """("wait" | "succeed" | "fail", output): has an endpoint reached the state a change leads to?"""
+    status = str(description.get("EndpointStatus", ""))
+    name = description.get("EndpointName", "")
+    if status == "Failed":
+        return "fail", {
+            "Error": "EndpointFailed",
+            "Cause": f"endpoint {name} failed: {description.get('FailureReason')}",
+        }
+    if status != "InService":
+        return "wait", {}
+    config = description.get("EndpointConfigName")
+    if expect and config != expect:
+        if "rolled back" in str(description.get("FailureReason", "")).lower():
+            cause = f"endpoint {name}: the update to {expect} was rolled back: {description['FailureReason']}"
+            return "fail", {"Error": "EndpointUpdateRolledBack", "Cause": cause}
+        return "wait", {}  # an event from before the change took effect
+    variants = description.get("ProductionVariants") or []
+    settled = all(
+        v.get("CurrentWeight", 0) == v.get("DesiredWeight", v.get("CurrentWeight", 0))
+        and v.get("CurrentInstanceCount", 0) == v.get("DesiredInstanceCount", v.get("CurrentInstanceCount", 0))
+        for v in variants
+    )
+    if not settled:
+        return "wait", {}
+    return "succeed", {
+        "endpoint": name,
+        "status": status,
+        "config": config,
+        "at": now_epoch,
+        "variants": [
+            {
+                "name": v.get("VariantName"),
+                "weight": v.get("CurrentWeight"),
+                "count": v.get("CurrentInstanceCount"),
+            }
+            for v in variants
+        ],
+    }
+
+
 def settle(
     kind: Kind,
     name: str,
@@ -108,9 +161,10 @@ def settle(
     jobs: Jobs,
     resumer: Resumer,
     description: dict[str, Any] | None = None,
+    now_epoch: float = 0.0,
 ) -> str:
     """Resume the execution waiting for this job if the job has finished. Returns what happened, for the log."""
-    waiter = store.get(name)
+    waiter = store.get(waiter_key(kind, name))
     if waiter is None:
         return "no-waiter"  # not a Shepherd job, or already settled and expired
     if waiter.kind != kind:
@@ -118,6 +172,16 @@ def settle(
     description = description if description is not None else jobs.describe(kind, name)
     if description is None:
         return "job-missing"
+    if kind == "endpoint":
+        decision, output = endpoint_outcome(description, waiter.expect, now_epoch)
+        if decision == "wait":
+            return f"still-{str(description.get('EndpointStatus', 'unknown')).lower()}"
+        if decision == "succeed":
+            delivered = resumer.succeed(waiter.token, output)
+        else:
+            delivered = resumer.fail(waiter.token, output["Error"], output["Cause"])
+        store.mark_settled(waiter, decision)
+        return "settled" if delivered else "already-closed"
     status = status_of(kind, description)
     if status not in TERMINAL:
         return f"still-{status.lower() or 'unknown'}"
@@ -134,7 +198,8 @@ def reconcile(*, store: TokenStore, jobs: Jobs, resumer: Resumer, now: datetime)
     """Settle every waiting token whose job has finished (its event was lost); forget orphans."""
     counts: dict[str, int] = {}
     for waiter in store.waiting():
-        result = settle(waiter.kind, waiter.job_name, store=store, jobs=jobs, resumer=resumer)
+        name = waiter.job_name.removeprefix("endpoint/") if waiter.kind == "endpoint" else waiter.job_name
+        result = settle(waiter.kind, name, store=store, jobs=jobs, resumer=resumer, now_epoch=now.timestamp())
         if result == "job-missing" and (now - waiter.created_at).total_seconds() > ORPHAN_AFTER_SECONDS:
             store.forget(waiter)
             result = "forgotten"

@@ -24,6 +24,8 @@ class SageMakerJobs:
     """Jobs by kind; implements shepherd.callbacks.Jobs."""
 
     def describe(self, kind: Kind, name: str) -> dict[str, Any] | None:
+        if kind == "endpoint":
+            return describe_endpoint(name)
         try:
             with mapped(f"describing {kind} job {name}"):
                 return dict(getattr(client("sagemaker"), _DESCRIBE[kind])(**{_NAME[kind]: name}))

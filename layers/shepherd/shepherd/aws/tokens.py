@@ -28,6 +28,7 @@ class DynamoTokenStore:
             "execution": {"S": waiter.execution},
             "status": {"S": WAITING},
             "created_at": {"S": waiter.created_at.isoformat()},
+            "expect": {"S": waiter.expect},
             "expires_at": {"N": str(int(time.time()) + expires_after_seconds)},
         }
         with mapped(f"storing the task token of {waiter.job_name}"):
@@ -90,11 +91,13 @@ class DynamoTokenStore:
 
 
 def _waiter(item: dict[str, Any]) -> Waiter:
-    kind: Kind = "training" if item["kind"]["S"] == "training" else "transform"
+    kinds: dict[str, Kind] = {"training": "training", "transform": "transform", "endpoint": "endpoint"}
+    kind = kinds[item["kind"]["S"]]
     return Waiter(
         job_name=item["job_name"]["S"],
         kind=kind,
         token=item["token"]["S"],
         execution=item["execution"]["S"],
         created_at=datetime.fromisoformat(item["created_at"]["S"]),
+        expect=item.get("expect", {}).get("S", ""),
     )

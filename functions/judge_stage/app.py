@@ -1,0 +1,87 @@
+"""Judges a rollout stage from both variants' CloudWatch metrics since the stage began."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel
+from shepherd import clock
+from shepherd.aws import endpoints, rollouts
+from shepherd.aws.powertools import powertools
+from shepherd.judge import judge
+from shepherd.rollout.observe import complete_until, observations, queries, settings
+from shepherd.rollout.plan import Stage
+
+logger, tracer, metrics = powertools()
+
+
+class Request(BaseModel):
+    run: str
+    endpoint: str
+    package_arn: str
+    champion_variant: str
+    candidate_variant: str
+    stage: Stage
+    stage_index: int
+    stage_started: float
+    judge: dict[str, Any]
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = Request.model_validate(event)
+    now = clock.now()
+    rollouts.acquire(request.endpoint, request.run, request.package_arn, now.timestamp())  # renew the lease
+    latency = request.judge.get("latency") or None
+    threshold = float(latency["threshold_ms"]) if latency else None
+    variants = {"champion": request.champion_variant, "candidate": request.candidate_variant}
+    end = complete_until(now.timestamp())
+    results = []
+    if end > request.stage_started:
+        results = endpoints.metric_data(
+            queries(request.endpoint, variants, threshold),
+            datetime.fromtimestamp(request.stage_started - 60, UTC),
+            datetime.fromtimestamp(end, UTC),
+        )
+    observed = observations(
+        results, started_epoch=request.stage_started, now_epoch=now.timestamp(), latency=threshold is not None
+    )
+    # The stage's clock runs from its start, data or not: max_minutes is a duration, not a sample count.
+    elapsed = max(observed.minutes_elapsed, int((now.timestamp() - request.stage_started) // 60))
+    observed = type(observed)(minutes_elapsed=elapsed, champion=observed.champion, candidate=observed.candidate)
+    verdict = judge(
+        observed, settings(request.judge, max_minutes=request.stage.max_minutes, at_max=request.stage.at_max)
+    )
+    statistics = [
+        {
+            "metric": str(m.metric),
+            "verdict": str(m.verdict),
+            "statistic": round(m.statistic, 4),
+            "rollback_boundary": round(m.rollback_boundary, 4),
+            "promote_boundary": round(m.promote_boundary, 4),
+            "candidate_samples": m.candidate_samples,
+            "champion_samples": m.champion_samples,
+            "candidate_bad": m.candidate_bad,
+            "champion_bad": m.champion_bad,
+        }
+        for m in verdict.metrics
+    ]
+    entry = {
+        "run": request.run,
+        "package": request.package_arn,
+        "event": "verdict",
+        "stage": request.stage.kind,
+        "stage_index": request.stage_index,
+        "weight": request.stage.weight,
+        "verdict": str(verdict.verdict),
+        "explanation": verdict.explanation,
+        "minutes": elapsed,
+        "statistics": statistics,
+    }
+    rollouts.record(request.endpoint, entry, now.isoformat())
+    logger.info("judged", extra=entry)
+    return {"verdict": str(verdict.verdict), "explanation": verdict.explanation, "statistics": statistics}

@@ -1,0 +1,340 @@
+"""The Rollout state machine's steps: prepare, deploy, enter a stage, promote, roll back and verify.
+
+One function, one `action` per step, so the endpoint logic lives in one place; each action is
+idempotent under retries (configs are named per run and stage, a waiter is stored before the
+endpoint change it waits for, the lock is re-entrant for its owner).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+import yaml
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from shepherd import clock
+from shepherd.aws import endpoints, rollouts, s3
+from shepherd.aws.powertools import powertools
+from shepherd.aws.sagemaker import create_model, describe_endpoint
+from shepherd.aws.stepfunctions import StepFunctionsResumer
+from shepherd.aws.tokens import DynamoTokenStore
+from shepherd.callbacks import Waiter, waiter_key
+from shepherd.config import ConfigError, ModelConfig, load_config
+from shepherd.errors import InvalidInput, ShepherdError
+from shepherd.rollout import plan
+from shepherd.rollout.plan import Stage, VariantSpec
+
+logger, tracer, metrics = powertools()
+WAIT_SECONDS = 3600
+
+
+class RollbackFailed(ShepherdError):
+    """The endpoint is not back on its last good config: a human must look; the lock stays taken."""
+
+
+def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        merged[key] = (
+            _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        )
+    return merged
+
+
+def _config(state: dict[str, Any]) -> ModelConfig:
+    return ModelConfig.model_validate(state["config"], context={"model": state["model"]})
+
+
+def _now_iso() -> str:
+    return clock.now().isoformat()
+
+
+def _record(state: dict[str, Any], event: str, **fields: Any) -> None:
+    entry = {"run": state["run"], "package": state["package_arn"], "event": event} | fields
+    rollouts.record(state["endpoint"], entry, _now_iso())
+
+
+def _wait_for(state: dict[str, Any], token: str, expect: str) -> None:
+    """Store the waiter before the endpoint change: its InService event may come before this function returns."""
+    waiter = Waiter(
+        waiter_key("endpoint", state["endpoint"]), "endpoint", token, state["run"], datetime.now(UTC), expect
+    )
+    DynamoTokenStore().put(waiter, expires_after_seconds=WAIT_SECONDS + 86400)
+
+
+def _done_now(token: str, output: dict[str, Any]) -> None:
+    """Nothing to wait for: resume the waiting state at once."""
+    StepFunctionsResumer().succeed(token, output | {"at": clock.now().timestamp()})
+
+
+def _tags(state: dict[str, Any]) -> dict[str, str]:
+    return {"shepherd:model": state["model"], "shepherd:rollout": state["run"][:256]}
+
+
+def _endpoint_config(
+    state: dict[str, Any], stage: str, production: list[tuple[VariantSpec, float]], shadow: VariantSpec | None = None
+) -> str:
+    name = plan.config_name(state["endpoint"], stage, state["version"], state["run"])
+    request = plan.endpoint_config(
+        _config(state),
+        name=name,
+        production=production,
+        shadow=shadow,
+        bucket=os.environ["DATA_BUCKET"],
+        endpoint=state["endpoint"],
+        kms_key_arn=os.environ.get("DATA_KEY_ARN") or None,
+        tags=_tags(state),
+    )
+    endpoints.create_endpoint_config(request)
+    return name
+
+
+def prepare(event: dict[str, Any]) -> dict[str, Any]:
+    arn, run = event["ModelPackageArn"], event["run"]
+    package = endpoints.describe_package(arn)
+    if package.get("ModelApprovalStatus") != "Approved":
+        raise InvalidInput(f"{arn} is {package.get('ModelApprovalStatus')}, not Approved: nothing to roll out")
+    metadata = package.get("CustomerMetadataProperties") or {}
+    model = metadata.get("shepherd:model") or package["ModelPackageGroupName"]
+    bucket = os.environ["DATA_BUCKET"]
+    key = f"models/{model}/shepherd.yaml"
+    try:
+        raw = yaml.safe_load(s3.read_bytes(bucket, key)) or {}
+        if event.get("Overrides"):
+            raw = _merge(raw, event["Overrides"])
+        config = load_config(yaml.safe_dump(raw), f"s3://{bucket}/{key}", model=model)
+    except ConfigError as exc:
+        raise InvalidInput(str(exc)) from None
+    endpoint = config.endpoint.name or model
+    version = plan.version_of(arn)
+    rollouts.acquire(endpoint, run, arn, clock.now().timestamp())
+    candidate = plan.candidate_spec(config, endpoint=endpoint, version=version)
+    create_model(
+        {
+            "ModelName": candidate.model_name,
+            "PrimaryContainer": {"ModelPackageName": arn},
+            "ExecutionRoleArn": os.environ["SAGEMAKER_ROLE_ARN"],
+            "EnableNetworkIsolation": config.endpoint.kind != "serverless",
+            "Tags": [{"Key": "shepherd:model", "Value": model}, {"Key": "shepherd:package", "Value": arn}],
+        }
+    )
+    state: dict[str, Any] = {
+        "run": run,
+        "model": model,
+        "endpoint": endpoint,
+        "package_arn": arn,
+        "version": version,
+        "config": config.model_dump(mode="json"),
+        "candidate": candidate.model_dump(),
+        "judge": config.rollout.judge.model_dump(mode="json", exclude_none=True),
+        "interval_seconds": config.rollout.judge_interval_minutes * 60,
+        "stage_index": 0,
+    }
+    live = describe_endpoint(endpoint)
+    if live is None:
+        state |= {"first": True, "noop": False, "champion": None, "last_good": None, "stages": [], "stage_count": 0}
+        _record(state, "started", strategy="first-deployment")
+        return state
+    if live["EndpointStatus"] not in ("InService",):
+        raise InvalidInput(f"endpoint {endpoint} is {live['EndpointStatus']}: a rollout starts only from InService")
+    current = endpoints.describe_config(live["EndpointConfigName"])
+    weights = {v["VariantName"]: v.get("CurrentWeight", 0.0) for v in live.get("ProductionVariants", [])}
+    counts = {v["VariantName"]: v.get("CurrentInstanceCount") for v in live.get("ProductionVariants", [])}
+    serving = max(current["ProductionVariants"], key=lambda v: weights.get(v["VariantName"], 0.0))
+    champion = VariantSpec(
+        variant=serving["VariantName"],
+        model_name=serving["ModelName"],
+        instance_type=serving.get("InstanceType"),
+        instance_count=counts.get(serving["VariantName"]) or serving.get("InitialInstanceCount"),
+        serverless=serving.get("ServerlessConfig"),
+    )
+    recorded = rollouts.champion(endpoint)
+    last_good = recorded["config"] if recorded else live["EndpointConfigName"]
+    kind = config.endpoint.kind
+    stages = [s.model_dump() for s in plan.stages(config, kind)]
+    state |= {
+        "first": False,
+        "noop": champion.model_name == candidate.model_name,
+        "champion": champion.model_dump(),
+        "last_good": last_good,
+        "stages": stages,
+        "stage_count": len(stages),
+    }
+    strategy = (
+        "serverless: full switch, judged"
+        if kind == "serverless"
+        else " -> ".join(f"{s['kind']} {s['weight']:g}%" if s["kind"] == "ab" else s["kind"] for s in stages)
+    )
+    _record(state, "started", strategy=strategy, champion=champion.model_name, last_good=last_good)
+    return state
+
+
+def deploy_first(state: dict[str, Any], token: str) -> dict[str, Any]:
+    candidate = VariantSpec.model_validate(state["candidate"])
+    name = _endpoint_config(state, "first", [(candidate, 1.0)])
+    _wait_for(state, token, name)
+    if describe_endpoint(state["endpoint"]) is None:
+        endpoints.create_endpoint(state["endpoint"], name, _tags(state))
+    _record(state, "deploying", stage="first", config=name)
+    return {"config": name}
+
+
+def enter_stage(state: dict[str, Any], token: str) -> dict[str, Any]:
+    index = state["stage_index"]
+    stage = Stage.model_validate(state["stages"][index])
+    previous = Stage.model_validate(state["stages"][index - 1]) if index else None
+    champion = VariantSpec.model_validate(state["champion"])
+    candidate = VariantSpec.model_validate(state["candidate"])
+    live = describe_endpoint(state["endpoint"]) or {}
+    both_serving = previous is not None and previous.kind == "ab"
+    if stage.kind == "shadow":
+        name = _endpoint_config(state, "shadow", [(champion, 1.0)], shadow=candidate)
+        _wait_for(state, token, name)
+        endpoints.update_endpoint(state["endpoint"], name, exclude_weights=False)
+    elif both_serving:
+        name = live["EndpointConfigName"]
+        _wait_for(state, token, name)
+        endpoints.update_weights(state["endpoint"], plan.weights(champion.variant, candidate.variant, stage.weight))
+    else:
+        name = _endpoint_config(
+            state, f"{stage.kind}{stage.weight:g}", [(champion, 100 - stage.weight), (candidate, stage.weight)]
+        )
+        _wait_for(state, token, name)
+        endpoints.update_endpoint(state["endpoint"], name, exclude_weights=True)
+    _record(state, "stage-entered", stage=stage.kind, stage_index=index, weight=stage.weight, config=name)
+    return {"config": name}
+
+
+def finalize(state: dict[str, Any], token: str) -> dict[str, Any]:
+    champion = VariantSpec.model_validate(state["champion"])
+    candidate = VariantSpec.model_validate(state["candidate"])
+    # SageMaker refuses to remove a variant that still has a scaling target.
+    endpoints.deregister_scaling(state["endpoint"], champion.variant)
+    name = _endpoint_config(state, "final", [(candidate, 1.0)])
+    _wait_for(state, token, name)
+    endpoints.update_endpoint(state["endpoint"], name, exclude_weights=True)
+    _record(state, "finalizing", config=name)
+    return {"config": name}
+
+
+def promoted(state: dict[str, Any]) -> dict[str, Any]:
+    config = _config(state)
+    candidate = VariantSpec.model_validate(state["candidate"])
+    live = describe_endpoint(state["endpoint"]) or {}
+    scaling = config.endpoint.autoscaling
+    if scaling is not None:
+        endpoints.register_scaling(
+            state["endpoint"],
+            candidate.variant,
+            minimum=scaling.min_capacity,
+            maximum=scaling.max_capacity,
+            target=scaling.target_invocations_per_instance,
+            scale_in=scaling.scale_in_cooldown_seconds,
+            scale_out=scaling.scale_out_cooldown_seconds,
+        )
+    champion = {
+        "package": state["package_arn"],
+        "model": candidate.model_name,
+        "variant": candidate.variant,
+        "config": live.get("EndpointConfigName", ""),
+    }
+    rollouts.set_champion(state["endpoint"], champion)
+    _record(state, "promoted", champion=champion)
+    rollouts.release(state["endpoint"], state["run"])
+    return {"outcome": "promoted", "endpoint": state["endpoint"], "champion": champion}
+
+
+def rollback_weights(state: dict[str, Any], token: str) -> dict[str, Any]:
+    """During A/B, weights move back first: seconds, no redeploy."""
+    champion = VariantSpec.model_validate(state["champion"])
+    candidate = VariantSpec.model_validate(state["candidate"])
+    live = describe_endpoint(state["endpoint"]) or {}
+    weights = {v["VariantName"]: v.get("CurrentWeight", 0.0) for v in live.get("ProductionVariants", [])}
+    if (
+        live.get("EndpointStatus") == "InService"
+        and weights.get(candidate.variant, 0.0) > 0
+        and champion.variant in weights
+    ):
+        _wait_for(state, token, live["EndpointConfigName"])
+        endpoints.update_weights(state["endpoint"], plan.weights(champion.variant, candidate.variant, 0))
+        _record(state, "rolling-back", step="weights")
+        return {"moved": True}
+    _done_now(token, {"moved": False})
+    return {"moved": False}
+
+
+def rollback_config(state: dict[str, Any], token: str) -> dict[str, Any]:
+    live = describe_endpoint(state["endpoint"]) or {}
+    if live.get("EndpointConfigName") == state["last_good"] and live.get("EndpointStatus") == "InService":
+        _done_now(token, {"restored": False})
+        return {"restored": False}
+    _wait_for(state, token, state["last_good"])
+    endpoints.update_endpoint(state["endpoint"], state["last_good"], exclude_weights=True)
+    _record(state, "rolling-back", step="config", config=state["last_good"])
+    return {"restored": True}
+
+
+def verify_rollback(state: dict[str, Any]) -> dict[str, Any]:
+    """Report a rollback only once DescribeEndpoint shows the last good config serving, alone."""
+    champion = VariantSpec.model_validate(state["champion"])
+    live = describe_endpoint(state["endpoint"]) or {}
+    variants = live.get("ProductionVariants") or []
+    problems = []
+    if live.get("EndpointStatus") != "InService":
+        problems.append(f"status {live.get('EndpointStatus')}")
+    if live.get("EndpointConfigName") != state["last_good"]:
+        problems.append(f"config {live.get('EndpointConfigName')}, not {state['last_good']}")
+    if [v["VariantName"] for v in variants] != [champion.variant]:
+        problems.append(f"variants {[v['VariantName'] for v in variants]}, not [{champion.variant}]")
+    if live.get("ShadowProductionVariants"):
+        problems.append("a shadow variant remains")
+    if any(v.get("CurrentInstanceCount", 0) < 1 for v in variants):
+        problems.append("no instances")
+    if problems:
+        _record(state, "rollback-failed", problems=problems)
+        raise RollbackFailed(f"endpoint {state['endpoint']} is not restored: {'; '.join(problems)}")
+    verdict = state.get("verdict") or {}  # the judge's verdict, or the error a Catch recorded
+    reason = verdict.get("explanation") or f"{verdict.get('Error', 'error')}: {verdict.get('Cause', '')}"
+    endpoints.reject_package(state["package_arn"], f"Rolled back by Shepherd: {reason}")
+    _record(state, "rolled-back", reason=reason, config=state["last_good"])
+    rollouts.release(state["endpoint"], state["run"])
+    return {"outcome": "rolled-back", "endpoint": state["endpoint"], "config": state["last_good"], "reason": reason}
+
+
+def release(state: dict[str, Any]) -> dict[str, Any]:
+    endpoint = state.get("endpoint")
+    released = rollouts.release(endpoint, state["run"]) if endpoint else False
+    if endpoint:
+        _record(state | {"package_arn": state.get("package_arn", "")}, "ended", error=state.get("error"))
+    return {"released": released}
+
+
+WITH_TOKEN = {
+    "deploy_first": deploy_first,
+    "enter_stage": enter_stage,
+    "finalize": finalize,
+    "rollback_weights": rollback_weights,
+    "rollback_config": rollback_config,
+}
+PLAIN = {"promoted": promoted, "verify_rollback": verify_rollback, "release": release}
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    action = event.get("action")
+    logger.append_keys(action=action, run=(event.get("state") or event).get("run"))
+    if action == "prepare":
+        return prepare(event)
+    state = dict(event.get("state") or {})
+    for key in ("stage_index", "verdict"):  # the state machine keeps these beside the prepared state
+        if key in event:
+            state[key] = event[key]
+    if action in WITH_TOKEN:
+        return WITH_TOKEN[action](state, event["token"])
+    if action in PLAIN:
+        return PLAIN[action](state)
+    raise InvalidInput(f"unknown rollout action {action!r}")

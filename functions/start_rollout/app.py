@@ -1,0 +1,36 @@
+"""Starts a Rollout once per approved model package, whatever SageMaker re-sends.
+
+SageMaker sends "Model Package State Change" on every update of a package and may send an
+event more than once: the execution is named from the package ARN, so a package is rolled out
+once (a second rollout of the same package is `shepherd rollout start`, by hand, with a new name).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from shepherd.aws.clients import client
+from shepherd.aws.powertools import powertools
+from shepherd.aws.stepfunctions import start_once
+from shepherd.events.names import execution_name
+
+logger, tracer, metrics = powertools()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    detail = event.get("detail") or {}
+    arn, status = detail.get("ModelPackageArn"), detail.get("ModelApprovalStatus")
+    if not arn or status != "Approved":
+        return {"started": False, "ignored": f"{arn}: {status}"}
+    group = detail.get("ModelPackageGroupName") or arn.rsplit("/", 2)[-2]
+    name = execution_name(f"{group}-v{arn.rsplit('/', 1)[-1]}", arn)
+    started = start_once(
+        client("stepfunctions"), os.environ["ROLLOUT_STATE_MACHINE_ARN"], name, {"ModelPackageArn": arn}
+    )
+    logger.info("package approved", extra={"package": arn, "execution": name, "started": started})
+    return {"execution_name": name, "started": started, "ModelPackageArn": arn}

@@ -1,0 +1,128 @@
+"""SageMaker endpoints, Application Auto Scaling and CloudWatch metrics for the rollout."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from shepherd.aws.clients import client
+from shepherd.aws.errors import mapped, message_of
+
+
+def _exists_already(exc: Exception) -> bool:
+    return "already exist" in message_of(exc.__cause__ or exc).lower()
+
+
+def create_endpoint_config(request: dict[str, Any]) -> None:
+    """Create it; a config of that name from a retried step is the same config."""
+    try:
+        with mapped(f"creating endpoint config {request['EndpointConfigName']}"):
+            client("sagemaker").create_endpoint_config(**request)
+    except Exception as exc:
+        if not _exists_already(exc):
+            raise
+
+
+def describe_config(name: str) -> dict[str, Any]:
+    with mapped(f"describing endpoint config {name}"):
+        return dict(client("sagemaker").describe_endpoint_config(EndpointConfigName=name))
+
+
+def create_endpoint(name: str, config: str, tags: dict[str, str]) -> None:
+    with mapped(f"creating endpoint {name}"):
+        client("sagemaker").create_endpoint(
+            EndpointName=name, EndpointConfigName=config, Tags=[{"Key": k, "Value": v} for k, v in tags.items()]
+        )
+
+
+def update_endpoint(name: str, config: str, *, exclude_weights: bool) -> None:
+    """UpdateEndpoint keeping every retained variant's capacity (autoscaled counts survive)."""
+    arguments: dict[str, Any] = {"EndpointName": name, "EndpointConfigName": config, "RetainAllVariantProperties": True}
+    if exclude_weights:
+        arguments["ExcludeRetainedVariantProperties"] = [{"VariantPropertyType": "DesiredWeight"}]
+    with mapped(f"updating endpoint {name} to {config}"):
+        client("sagemaker").update_endpoint(**arguments)
+
+
+def update_weights(name: str, desired: list[dict[str, Any]]) -> None:
+    with mapped(f"moving the weights of {name}"):
+        client("sagemaker").update_endpoint_weights_and_capacities(
+            EndpointName=name, DesiredWeightsAndCapacities=desired
+        )
+
+
+def reject_package(package_arn: str, reason: str) -> None:
+    with mapped(f"rejecting {package_arn}"):
+        client("sagemaker").update_model_package(
+            ModelPackageArn=package_arn, ModelApprovalStatus="Rejected", ApprovalDescription=reason[:1024]
+        )
+
+
+def describe_package(package_arn: str) -> dict[str, Any]:
+    with mapped(f"describing {package_arn}"):
+        return dict(client("sagemaker").describe_model_package(ModelPackageName=package_arn))
+
+
+def _resource(endpoint: str, variant: str) -> str:
+    return f"endpoint/{endpoint}/variant/{variant}"
+
+
+def scaling_target(endpoint: str, variant: str) -> dict[str, Any] | None:
+    with mapped(f"describing the scaling target of {endpoint}/{variant}"):
+        targets = client("application-autoscaling").describe_scalable_targets(
+            ServiceNamespace="sagemaker", ResourceIds=[_resource(endpoint, variant)]
+        )["ScalableTargets"]
+    return dict(targets[0]) if targets else None
+
+
+def deregister_scaling(endpoint: str, variant: str) -> bool:
+    if scaling_target(endpoint, variant) is None:
+        return False
+    with mapped(f"deregistering the scaling target of {endpoint}/{variant}"):
+        client("application-autoscaling").deregister_scalable_target(
+            ServiceNamespace="sagemaker",
+            ResourceId=_resource(endpoint, variant),
+            ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+        )
+    return True
+
+
+def register_scaling(
+    endpoint: str, variant: str, *, minimum: int, maximum: int, target: float, scale_in: int, scale_out: int
+) -> None:
+    resource = _resource(endpoint, variant)
+    scaling = client("application-autoscaling")
+    with mapped(f"registering the scaling target of {endpoint}/{variant}"):
+        scaling.register_scalable_target(
+            ServiceNamespace="sagemaker",
+            ResourceId=resource,
+            ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+            MinCapacity=minimum,
+            MaxCapacity=maximum,
+        )
+        scaling.put_scaling_policy(
+            PolicyName=f"{endpoint}-{variant}-invocations",
+            ServiceNamespace="sagemaker",
+            ResourceId=resource,
+            ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+            PolicyType="TargetTrackingScaling",
+            TargetTrackingScalingPolicyConfiguration={
+                "TargetValue": target,
+                "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
+                "ScaleInCooldown": scale_in,
+                "ScaleOutCooldown": scale_out,
+            },
+        )
+
+
+def metric_data(queries: list[dict[str, Any]], start: datetime, end: datetime) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+    with mapped("reading endpoint metrics"):
+        pages = (
+            client("cloudwatch")
+            .get_paginator("get_metric_data")
+            .paginate(MetricDataQueries=queries, StartTime=start, EndTime=end, ScanBy="TimestampAscending")
+        )
+        for page in pages:
+            results.extend(page["MetricDataResults"])
+    return results

@@ -1,0 +1,1 @@
+"""Rollouts: first deployment, shadow → A/B → full, judged from metrics, with verified rollback."""

@@ -1,0 +1,114 @@
+"""From CloudWatch's AWS/SageMaker metrics to the judge's observations (pure functions).
+
+Per variant and complete 60-s bin: SampleCount = Invocations Sum, errors = Invocation5XXErrors
+Sum, and, when the stage judges latency, the requests slower than the threshold =
+SampleCount(ModelLatency) - TC(:threshold), an exceedance count (per-minute percentiles cannot
+be pooled). A bin is complete once its minute has ended and CloudWatch has had LAG_SECONDS to
+receive it; an incomplete bin is never judged.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from shepherd.judge import Metric, MetricSettings, StageObservations, StageSettings, VariantBin, Verdict
+
+PERIOD = 60
+LAG_SECONDS = 120
+ROLES = ("champion", "candidate")
+
+
+def complete_until(now_epoch: float) -> float:
+    """The end of the last complete bin."""
+    return math.floor((now_epoch - LAG_SECONDS) / PERIOD) * PERIOD
+
+
+def queries(endpoint: str, variants: dict[str, str], latency_threshold_ms: float | None) -> list[dict[str, Any]]:
+    """GetMetricData queries: per role (champion, candidate), requests, 5XX errors and latency exceedances."""
+    out: list[dict[str, Any]] = []
+
+    def stat(query_id: str, variant: str, metric: str, statistic: str) -> dict[str, Any]:
+        dimensions = [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}]
+        return {
+            "Id": query_id,
+            "MetricStat": {
+                "Metric": {"Namespace": "AWS/SageMaker", "MetricName": metric, "Dimensions": dimensions},
+                "Period": PERIOD,
+                "Stat": statistic,
+            },
+            "ReturnData": True,
+        }
+
+    for role in ROLES:
+        variant = variants[role]
+        out.append(stat(f"{role}_requests", variant, "Invocations", "Sum"))
+        out.append(stat(f"{role}_errors", variant, "Invocation5XXErrors", "Sum"))
+        if latency_threshold_ms is not None:
+            out.append(stat(f"{role}_timed", variant, "ModelLatency", "SampleCount"))
+            out.append(stat(f"{role}_fast", variant, "ModelLatency", f"TC(:{latency_threshold_ms * 1000:g})"))
+    return out
+
+
+def _series(results: list[dict[str, Any]]) -> dict[str, dict[int, float]]:
+    series: dict[str, dict[int, float]] = {}
+    for result in results:
+        points = series.setdefault(result["Id"], {})
+        for stamp, value in zip(result.get("Timestamps", []), result.get("Values", []), strict=False):
+            epoch = int(stamp.timestamp()) if hasattr(stamp, "timestamp") else int(stamp)
+            points[epoch] = points.get(epoch, 0.0) + float(value)
+    return series
+
+
+def observations(
+    results: list[dict[str, Any]], *, started_epoch: float, now_epoch: float, latency: bool
+) -> StageObservations:
+    """Complete bins since the stage started, minute 0 being the first whole minute of the stage."""
+    series = _series(results)
+    first = math.ceil(started_epoch / PERIOD) * PERIOD
+    last = complete_until(now_epoch)
+    bins: dict[str, list[VariantBin]] = {role: [] for role in ROLES}
+    for role in ROLES:
+        requests = series.get(f"{role}_requests", {})
+        for stamp in range(int(first), int(last), PERIOD):
+            count = round(requests.get(stamp, 0.0))
+            if count == 0:
+                continue
+            errors = min(count, round(series.get(f"{role}_errors", {}).get(stamp, 0.0)))
+            exceed: int | None = None
+            if latency:
+                timed = series.get(f"{role}_timed", {}).get(stamp, 0.0)
+                fast = series.get(f"{role}_fast", {}).get(stamp, 0.0)
+                exceed = max(0, min(count, round(timed - fast)))
+            bins[role].append(
+                VariantBin(
+                    minute=(stamp - int(first)) // PERIOD,
+                    sample_count=count,
+                    error_sum=errors,
+                    latency_exceedances=exceed,
+                )
+            )
+    elapsed = max(0, int((last - first) // PERIOD))
+    return StageObservations(
+        minutes_elapsed=elapsed, champion=tuple(bins["champion"]), candidate=tuple(bins["candidate"])
+    )
+
+
+def settings(judge: dict[str, Any], *, max_minutes: int, at_max: str) -> StageSettings:
+    """The judge settings of a model's config (rollout.judge) for one stage."""
+    metrics: dict[Metric, MetricSettings] = {}
+    for name, metric in (("error_rate", Metric.ERROR_RATE), ("latency", Metric.LATENCY)):
+        values = judge.get(name)
+        if not values:
+            continue
+        metrics[metric] = MetricSettings(
+            alpha=float(values.get("alpha", 0.05)),
+            beta=float(values.get("beta", 0.2)),
+            delta=float(values.get("delta", 1.0)),
+            min_samples=int(values.get("min_samples", 100)),
+            max_minutes=max_minutes,
+            at_max=Verdict(at_max),
+        )
+    return StageSettings(
+        metrics or {Metric.ERROR_RATE: MetricSettings(max_minutes=max_minutes, at_max=Verdict(at_max))}
+    )

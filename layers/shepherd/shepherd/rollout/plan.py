@@ -1,0 +1,186 @@
+"""What a rollout does to an endpoint, stage by stage, as SageMaker requests (pure functions).
+
+SageMaker's mechanics, which the plan follows:
+- an endpoint config with a ShadowProductionVariant holds exactly one production variant, so
+  entering shadow is an UpdateEndpoint to {the champion's variant, same name} + the candidate
+  as shadow, with RetainAllVariantProperties so the champion keeps its (autoscaled) capacity;
+- A/B is another UpdateEndpoint: the champion under its same name and the challenger as a
+  second production variant at the first weight; later steps only move weights
+  (UpdateEndpointWeightsAndCapacities), raising the challenger's capacity before it carries
+  most of the traffic;
+- full moves all weight to the challenger, then an UpdateEndpoint to a single-variant config
+  (the champion's scaling target deregistered first: SageMaker refuses to remove a variant
+  that still has one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from shepherd.config import ModelConfig
+
+StageKind = Literal["shadow", "ab"]
+NAME_MAX = 63
+_UNSAFE = re.compile(r"[^a-zA-Z0-9-]+")
+
+
+class Stage(BaseModel):
+    kind: StageKind
+    weight: float = Field(ge=0, le=100, description="The challenger's traffic percentage (shadow: mirrored).")
+    max_minutes: int
+    at_max: Literal["INCONCLUSIVE", "ROLLBACK"] = "INCONCLUSIVE"
+
+
+class VariantSpec(BaseModel):
+    """A production variant as an endpoint config names it."""
+
+    variant: str
+    model_name: str
+    instance_type: str | None = None
+    instance_count: int | None = None
+    serverless: dict[str, int] | None = None
+
+
+def _name(*parts: str, unique: str = "") -> str:
+    readable = _UNSAFE.sub("-", "-".join(p for p in parts if p)).strip("-")
+    if not unique:
+        return readable[:NAME_MAX].rstrip("-")
+    digest = hashlib.sha256(unique.encode()).hexdigest()[:8]
+    return f"{readable[: NAME_MAX - len(digest) - 1].rstrip('-')}-{digest}"
+
+
+def version_of(package_arn: str) -> int:
+    return int(package_arn.rsplit("/", 1)[-1])
+
+
+def variant_name(version: int) -> str:
+    return f"v{version}"
+
+
+def model_name(endpoint: str, version: int) -> str:
+    return _name(endpoint, f"v{version}")
+
+
+def config_name(endpoint: str, stage: str, version: int, run: str) -> str:
+    """Unique per rollout run and stage, so a retried step re-uses its own config and never another's."""
+    return _name(endpoint, stage, f"v{version}", unique=f"{run}/{stage}")
+
+
+def stages(config: ModelConfig, kind: str = "realtime") -> list[Stage]:
+    """The judged stages a model's config asks for: shadow, then each A/B step.
+
+    Full rollout is the final UpdateEndpoint to the challenger alone (SageMaker switches traffic when
+    the new fleet is InService). It is not judged against the champion: with all traffic on the
+    challenger there is no concurrent champion to compare with (a post-promotion watch against the
+    champion's recorded baseline is future work). Serverless endpoints allow one production variant
+    and no shadow: their path is the switch alone.
+    """
+    rollout = config.rollout
+    path: list[Stage] = []
+    if kind == "serverless":
+        return path
+    if rollout.shadow.enabled:
+        path.append(
+            Stage(
+                kind="shadow",
+                weight=100,
+                max_minutes=rollout.shadow.max_duration_minutes,
+                at_max=rollout.shadow.at_max_duration.upper(),  # type: ignore[arg-type]
+            )
+        )
+    if rollout.ab.enabled:
+        path.extend(
+            Stage(
+                kind="ab",
+                weight=step,
+                max_minutes=rollout.ab.max_duration_minutes,
+                at_max=rollout.ab.at_max_duration.upper(),  # type: ignore[arg-type]
+            )
+            for step in rollout.ab.steps
+        )
+    return path
+
+
+def candidate_spec(config: ModelConfig, *, endpoint: str, version: int) -> VariantSpec:
+    if config.endpoint.kind == "serverless" and config.endpoint.serverless is not None:
+        return VariantSpec(
+            variant=variant_name(version),
+            model_name=model_name(endpoint, version),
+            serverless={
+                "MemorySizeInMB": config.endpoint.serverless.memory_mb,
+                "MaxConcurrency": config.endpoint.serverless.max_concurrency,
+            },
+        )
+    realtime = config.endpoint.realtime
+    assert realtime is not None  # filled by the config's validation for realtime and multi-model
+    return VariantSpec(
+        variant=variant_name(version),
+        model_name=model_name(endpoint, version),
+        instance_type=realtime.instance_type,
+        instance_count=realtime.instance_count,
+    )
+
+
+def _variant(spec: VariantSpec, weight: float) -> dict[str, Any]:
+    out: dict[str, Any] = {"VariantName": spec.variant, "ModelName": spec.model_name, "InitialVariantWeight": weight}
+    if spec.serverless:
+        out["ServerlessConfig"] = dict(spec.serverless)
+    else:
+        out["InstanceType"] = spec.instance_type
+        out["InitialInstanceCount"] = spec.instance_count
+    return out
+
+
+def _capture(config: ModelConfig, bucket: str, endpoint: str, kms_key_arn: str | None) -> dict[str, Any] | None:
+    capture = config.endpoint.data_capture
+    if not capture.enabled:
+        return None
+    out: dict[str, Any] = {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": capture.sampling_percentage,
+        "DestinationS3Uri": f"s3://{bucket}/capture/{endpoint}",
+        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+        "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv"], "JsonContentTypes": ["application/json"]},
+    }
+    if kms_key_arn:
+        out["KmsKeyId"] = kms_key_arn
+    return out
+
+
+def endpoint_config(
+    config: ModelConfig,
+    *,
+    name: str,
+    production: list[tuple[VariantSpec, float]],
+    shadow: VariantSpec | None = None,
+    bucket: str,
+    endpoint: str,
+    kms_key_arn: str | None,
+    tags: dict[str, str],
+) -> dict[str, Any]:
+    """A CreateEndpointConfig request: production variants with weights, an optional shadow, capture, KMS."""
+    request: dict[str, Any] = {
+        "EndpointConfigName": name,
+        "ProductionVariants": [_variant(spec, weight) for spec, weight in production],
+        "Tags": [{"Key": k, "Value": v} for k, v in sorted(tags.items())],
+    }
+    if shadow is not None:
+        request["ShadowProductionVariants"] = [_variant(shadow, 1.0)]
+    capture = _capture(config, bucket, endpoint, kms_key_arn)
+    if capture is not None:
+        request["DataCaptureConfig"] = capture
+    if kms_key_arn and not any(spec.serverless for spec, _ in production):
+        request["KmsKeyId"] = kms_key_arn
+    return request
+
+
+def weights(champion: str, challenger: str, challenger_percent: float) -> list[dict[str, Any]]:
+    """DesiredWeightsAndCapacities for an A/B step (weights are relative: percentages are fine)."""
+    return [
+        {"VariantName": champion, "DesiredWeight": float(100 - challenger_percent)},
+        {"VariantName": challenger, "DesiredWeight": float(challenger_percent)},
+    ]

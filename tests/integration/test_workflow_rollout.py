@@ -1,0 +1,140 @@
+"""Rollout on the local cloud with the real template, real models and real traffic.
+
+An approved package deploys itself (first deployment); a better one walks shadow -> A/B -> full
+while a traffic generator counts every request; a faulty one is caught in shadow and rolled back,
+with no client ever seeing its errors.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from localcloud.deployer import Deployer
+
+from .conftest import finished_execution, wait_for
+from .workflow import EXAMPLE, ROOT, App, Traffic, churn_config, unique
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+FAULTY = (
+    (EXAMPLE / "inference.py").read_text()
+    + """
+
+_predict = predict_fn
+
+
+def predict_fn(data, model):  # a candidate that fails on a third of its requests
+    import random
+
+    if random.random() < 0.33:
+        raise RuntimeError("injected fault")
+    return _predict(data, model)
+"""
+)
+
+
+@pytest.fixture(scope="module")
+def app(cloud):
+    outputs = Deployer(cloud, "wr").deploy(ROOT / "template.yaml", {"StageName": "wrtest"})
+    return App(cloud, outputs | {"_stack": "wr"})
+
+
+def _config(model: str) -> dict:
+    config = churn_config(model)
+    for gate in config["evaluation"]["gates"]:
+        gate["must_beat_champion_by"] = None  # the datasets differ by seed; the thresholds still hold
+    config["endpoint"].pop("autoscaling")
+    config["rollout"] = {
+        "judge_interval_minutes": 1,
+        "shadow": {"enabled": True, "max_duration_minutes": 60},
+        "ab": {"enabled": True, "steps": [50], "max_duration_minutes": 60},
+        "judge": {"error_rate": {"min_samples": 50}},
+    }
+    return config
+
+
+def _rollout(app, model: str, version: int, timeout: float = 240.0) -> dict:
+    arn = app.outputs["RolloutStateMachineArn"]
+
+    def started() -> list[dict]:
+        return [
+            e
+            for e in app.sfn.list_executions(stateMachineArn=arn)["executions"]
+            if e["name"].startswith(f"{model}-v{version}-")
+        ]
+
+    (execution,) = wait_for(started, timeout=60)
+    return finished_execution(app.cloud, execution["executionArn"], timeout=timeout)
+
+
+def _records(app, endpoint: str) -> list[dict]:
+    items = app.cloud.client("dynamodb").query(
+        TableName=app.outputs["RolloutsTableName"],
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :r)",
+        ExpressionAttributeValues={":pk": {"S": f"endpoint#{endpoint}"}, ":r": {"S": "record#"}},
+    )["Items"]
+    return [json.loads(i["entry"]["S"]) for i in items]
+
+
+def test_an_approved_package_deploys_then_a_better_one_is_promoted_and_a_faulty_one_rolled_back(app):
+    model = unique("ro")
+    app.upload_project(model, _config(model))
+    app.upload_dataset(model, "d1")
+    assert app.run_of(model, "d1")["status"] == "SUCCEEDED"
+
+    first = _rollout(app, model, 1)
+
+    assert first["status"] == "SUCCEEDED", first
+    endpoint = app.sagemaker.describe_endpoint(EndpointName=model)
+    assert [v["VariantName"] for v in endpoint["ProductionVariants"]] == ["v1"]
+    assert endpoint["ProductionVariants"][0]["CurrentInstanceCount"] == 2
+
+    with Traffic(app.cloud, model) as traffic:
+        # a second model, trained on new data, walks shadow -> A/B 50 % -> full
+        app.upload_dataset(model, "d2", seed=8)
+        assert app.run_of(model, "d2")["status"] == "SUCCEEDED"
+        seen_shadow = wait_for(
+            lambda: app.sagemaker.describe_endpoint(EndpointName=model).get("ShadowProductionVariants"), timeout=60
+        )
+        assert [v["VariantName"] for v in seen_shadow] == ["v2"]
+        second = _rollout(app, model, 2)
+        assert second["status"] == "SUCCEEDED", second
+        promoted = app.sagemaker.describe_endpoint(EndpointName=model)
+        assert [v["VariantName"] for v in promoted["ProductionVariants"]] == ["v2"]
+        assert not promoted.get("ShadowProductionVariants")
+
+        # a faulty third model is caught in shadow: rolled back, rejected, the champion untouched
+        app.upload_project(
+            model,
+            _config(model),
+            code={"train.py": (EXAMPLE / "train.py").read_bytes(), "inference.py": FAULTY.encode()},
+        )
+        app.upload_dataset(model, "d3", seed=9)
+        assert app.run_of(model, "d3")["status"] == "SUCCEEDED"
+        third = _rollout(app, model, 3)
+
+    assert third["status"] == "FAILED"
+    restored = app.sagemaker.describe_endpoint(EndpointName=model)
+    assert restored["EndpointConfigName"] == promoted["EndpointConfigName"]
+    assert [v["VariantName"] for v in restored["ProductionVariants"]] == ["v2"]
+    assert not restored.get("ShadowProductionVariants")
+    packages = {p["ModelPackageVersion"]: p["ModelApprovalStatus"] for p in app.packages(model)}
+    assert packages == {1: "Approved", 2: "Approved", 3: "Rejected"}
+    # every stage change and verdict is on record
+    events = [
+        (r["package"].rsplit("/", 1)[1], r["event"], r.get("stage"), r.get("verdict")) for r in _records(app, model)
+    ]
+    assert ("2", "verdict", "shadow", "PROMOTE") in events
+    assert ("2", "verdict", "ab", "PROMOTE") in events
+    assert ("2", "promoted", None, None) in events
+    assert ("3", "verdict", "shadow", "ROLLBACK") in events
+    assert ("3", "rolled-back", None, None) in events
+    # and no client request failed because of the rollouts: only the deliberately malformed ones
+    print(f"traffic: {traffic.sent} sent, {traffic.ok} answered, {traffic.malformed_failed} malformed refused")
+    print(f"answered by variant: {traffic.variants}")
+    assert traffic.unexpected == []
+    assert traffic.ok + traffic.malformed_failed == traffic.sent
+    assert traffic.variants.get("v2", 0) > 0
+    assert "v3" not in traffic.variants
