@@ -682,3 +682,18 @@ def test_config_package_imports_without_boto3() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     # Then no AWS SDK came with it (domain code)
     assert result.stdout.strip() == "[]"
+
+
+def test_hyperparameters_leave_room_for_the_four_sagemaker_adds() -> None:
+    found = problems(config_text(hyperparameters={f"h{index}": index for index in range(97)}))
+    assert any("hyperparameters" in line and "96" in line for line in found), found
+
+
+def test_a_hyperparameter_is_measured_as_sagemaker_receives_it_json_encoded() -> None:
+    found = problems(config_text(hyperparameters={"quoted": '"' * 1300}))
+    assert any("once JSON-encoded" in line for line in found), found
+
+
+def test_metric_names_must_fit_the_model_package_metadata() -> None:
+    found = problems(config_text(training={"metric_definitions": [{"name": "f1 (macro)", "regex": "f1=([0-9.]+)"}]}))
+    assert any("metric_definitions" in line for line in found), found

@@ -79,11 +79,6 @@ def test_a_gate_without_a_margin_ignores_the_champion() -> None:
     assert judge_gate(gate(threshold=0.5), 0.6, 0.99).passed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: evaluation._better compares value >= champion + margin in floats: 0.85 vs 0.8 + 0.05 "
-    "(= 0.8500000000000001) fails and says '0.85, must be at least 0.85'",
-)
 def test_a_value_exactly_at_the_champion_plus_margin_passes() -> None:
     result = judge_gate(gate(must_beat_champion_by=0.05), 0.85, 0.8)
     assert result.passed, result.reason

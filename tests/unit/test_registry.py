@@ -108,7 +108,7 @@ def test_metadata_holds_metrics_lineage_and_the_lineage_document() -> None:
 # ---------------------------------------------------------------- metadata limits
 
 
-# Any characters but the C0/C1 controls, which the xfail below covers.
+# Any characters but the C0/C1 controls (the next test covers those too).
 PRINTABLE_TEXT = st.text(st.characters(exclude_categories=["Cc", "Cs"]), min_size=1, max_size=600)
 
 
@@ -128,11 +128,6 @@ def test_metadata_values_fit_sagemakers_pattern_for_any_printable_lineage(values
         assert METADATA_VALUE.match(value), repr(value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: registry._METADATA_UNSAFE keeps Python's \\s, which also matches control whitespace "
-    "(\\t, \\n, \\r, \\x0b, \\x0c, \\x1c-\\x1f, \\x85) that SageMaker's \\p{Z} refuses",
-)
 @example(values=["training/churn/week\t1/"])
 @given(values=st.lists(st.text(min_size=1, max_size=600), min_size=1, max_size=15))
 def test_metadata_values_fit_sagemakers_pattern_for_any_lineage_string(values: list[str]) -> None:
@@ -141,21 +136,11 @@ def test_metadata_values_fit_sagemakers_pattern_for_any_lineage_string(values: l
         assert METADATA_VALUE.match(value), repr(value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: CustomerMetadataValue needs at least 1 character, and package_request passes an empty "
-    "lineage value (prepare_training's marker_version or config_version of '') through",
-)
 def test_empty_lineage_values_do_not_make_empty_metadata() -> None:
     metadata = request_of(config_of(), lineage=LINEAGE | {"marker_version": ""})["CustomerMetadataProperties"]
     assert_valid_metadata(metadata)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: metric names (1-255 free characters in the config) become CustomerMetadataProperties keys "
-    "'metric:<name>' unchecked: a name with '(' or longer than 121 characters breaks CreateModelPackage",
-)
 @pytest.mark.parametrize("metric", ["validation:f1 (macro)", "validation:" + "x" * 130])
 def test_metric_names_make_valid_metadata_keys(metric: str) -> None:
     metadata = request_of(config_of(), metrics={metric: 0.5})["CustomerMetadataProperties"]

@@ -26,12 +26,14 @@ import io
 import json
 import math
 import re
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from shepherd.config import Batch
 from shepherd.errors import InvalidInput
+
+if TYPE_CHECKING:  # the config package loads PyYAML and every config model: start_batch needs none of it
+    from shepherd.config import Batch
 
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 RUN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,80}$")

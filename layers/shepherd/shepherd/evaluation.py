@@ -29,8 +29,13 @@ class Evaluation(BaseModel):
     summary: str
 
 
+# Metrics are printed with a few digits: 0.85 against 0.8 + 0.05 (0.8500000000000001 in floats) passes.
+TOLERANCE = 1e-9
+
+
 def _better(value: float, other: float, direction: str, margin: float = 0.0) -> bool:
-    return value >= other + margin if direction == "maximize" else value <= other - margin
+    gain = value - other if direction == "maximize" else other - value
+    return gain >= margin - TOLERANCE
 
 
 def judge_gate(gate: Gate, value: float | None, champion: float | None) -> GateResult:

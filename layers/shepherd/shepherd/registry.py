@@ -9,7 +9,6 @@ in the data bucket that the package points to.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from shepherd.config import ModelConfig
@@ -19,12 +18,15 @@ CONTENT_TYPES = ["text/csv", "application/json", "application/x-npy"]
 MAX_VALUE = 256
 
 
-# CustomerMetadataProperties values allow letters, digits, spaces and _.:/=+-@ only.
-_METADATA_UNSAFE = re.compile(r"[^\w\s.:/=+\-@]")
+# CustomerMetadataProperties keys and values allow letters, digits, space separators and _.:/=+-@ only
+# (\p{L}\p{Z}\p{N}); anything else, tabs and newlines included, becomes '+'.
+MAX_KEY = 128
+MAX_ENTRIES = 50
 
 
-def _clip(value: str) -> str:
-    return _METADATA_UNSAFE.sub("+", value)[:MAX_VALUE]
+def _clip(value: str, limit: int = MAX_VALUE) -> str:
+    cleaned = "".join(c if c.isalnum() or c in " _.:/=+-@" else "+" for c in value)
+    return cleaned[:limit] or "none"  # a value needs at least one character
 
 
 def package_request(
@@ -41,9 +43,14 @@ def package_request(
     description: str,
 ) -> dict[str, Any]:
     """The CreateModelPackage request; approval follows the config (manual unless it says automatic)."""
-    metadata = {f"{METRIC_PREFIX}{name}": repr(float(value)) for name, value in sorted(metrics.items())[:30]}
-    metadata |= {f"shepherd:{key}": _clip(value) for key, value in sorted(lineage.items())[:15]}
-    metadata["shepherd:lineage"] = _clip(lineage_uri)
+    gated = {gate.metric for gate in config.evaluation.gates}
+    # The gate metrics first: a champion comparison needs them; then the others, then the lineage.
+    ordered = sorted(metrics.items(), key=lambda item: (item[0] not in gated, item[0]))
+    lineage_entries = {f"shepherd:{_clip(key, 64)}": _clip(value) for key, value in sorted(lineage.items())[:15]}
+    lineage_entries["shepherd:lineage"] = _clip(lineage_uri)
+    room = MAX_ENTRIES - len(lineage_entries)
+    metadata = {_clip(f"{METRIC_PREFIX}{name}", MAX_KEY): repr(float(value)) for name, value in ordered[:room]}
+    metadata |= lineage_entries
     instance_types = [config.endpoint.realtime.instance_type] if config.endpoint.realtime else ["ml.m5.large"]
     return {
         "ModelPackageGroupName": group,

@@ -17,11 +17,12 @@ import tarfile
 from collections.abc import Iterable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from shepherd.config import ModelConfig
 from shepherd.errors import InvalidInput
 from shepherd.images import image_uri
+from shepherd.objects import DataObject
 
 JOB_NAME_MAX = 63
 _UNSAFE = re.compile(r"[^a-zA-Z0-9]+")
@@ -29,16 +30,6 @@ _UNSAFE = re.compile(r"[^a-zA-Z0-9]+")
 # stopping condition does not count: the state machine's wait allows this much on top of it.
 WAIT_MARGIN_SECONDS = 900
 MAX_SOURCE_BYTES = 100 * 2**20
-
-
-class DataObject(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    key: str
-    version_id: str | None = None
-    size: int = Field(ge=0)
-    etag: str | None = None
-    last_modified: str | None = None
 
 
 class Vpc(BaseModel):

@@ -2,10 +2,34 @@
 
 from __future__ import annotations
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+import os
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
 
 
-def powertools() -> tuple[Logger, Tracer, Metrics]:
-    # auto_patch off: patching botocore for X-Ray costs cold-start time on every function; the
-    # handlers that call AWS mark their own subsegments.
+class _NoTracer:
+    """Stands in for Powertools' Tracer where tracing is off: constructing the real one imports the whole
+    X-Ray SDK (~120-220 ms of cold start) even when it then does nothing."""
+
+    def capture_lambda_handler(self, handler: Callable[..., Any]) -> Callable[..., Any]:
+        return handler
+
+    def capture_method(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        return method
+
+
+def _tracing_off() -> bool:
+    if os.environ.get("POWERTOOLS_TRACE_DISABLED", "").lower() in ("1", "true"):
+        return True
+    return os.environ.get("AWS_SAM_LOCAL", "").lower() == "true"  # sam local and Shepherd's local cloud
+
+
+def powertools() -> tuple[Logger, Any, Metrics]:
+    if _tracing_off():
+        return Logger(), _NoTracer(), Metrics()
+    from aws_lambda_powertools import Tracer
+
+    # auto_patch off: patching every botocore client for X-Ray costs cold-start time; handlers mark subsegments.
     return Logger(), Tracer(auto_patch=False), Metrics()

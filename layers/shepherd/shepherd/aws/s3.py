@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from shepherd.aws.clients import client
 from shepherd.aws.errors import mapped
-from shepherd.training import DataObject
+from shepherd.objects import DataObject
 
 
 def read_bytes(bucket: str, key: str, version_id: str | None = None) -> bytes:

@@ -8,6 +8,7 @@ are valid and report every broken rule of a section at once, each naming its key
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from typing import Any, Literal
 
@@ -58,7 +59,13 @@ class Section(BaseModel):
 
 
 class MetricDefinition(Section):
-    name: str = Field(min_length=1, max_length=255, description="Metric name, e.g. validation:accuracy.")
+    name: str = Field(
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9_.:/=+@ -]+$",
+        description="Metric name, e.g. validation:accuracy: letters, digits, spaces and _.:/=+-@ "
+        "(it also names the metric in the model package's metadata).",
+    )
     regex: str = Field(
         min_length=1,
         max_length=500,
@@ -485,7 +492,9 @@ class ModelConfig(Section):
         description="Serving script (model_fn, input_fn, predict_fn, output_fn). Default: entry_point.",
     )
     hyperparameters: dict[str, str | int | float | bool] = Field(
-        default_factory=dict, max_length=100, description="Passed to the entry point as --name value."
+        default_factory=dict,
+        max_length=96,
+        description="Passed to the entry point as --name value (at most 96: SageMaker adds 4 of its own).",
     )
     training: Training = Field(default_factory=Training)
     evaluation: Evaluation = Field(default_factory=Evaluation)
@@ -514,8 +523,9 @@ class ModelConfig(Section):
                 problems.append((name, value, "names starting with sagemaker_ are set by the framework container"))
             elif not isinstance(value, str | int | float | bool):
                 problems.append((name, value, "must be a string, number or boolean"))
-            elif isinstance(value, str) and len(value) > 2500:
-                problems.append((name, f"{value[:20]}…", "must be at most 2500 characters"))
+            elif isinstance(value, str) and len(json.dumps(value)) > 2500:
+                # SageMaker receives the JSON-encoded value (quotes and escapes count), as the SDK sends it.
+                problems.append((name, f"{value[:20]}…", "must be at most 2500 characters once JSON-encoded"))
         refuse(problems)
         return hyperparameters
 
