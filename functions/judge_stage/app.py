@@ -36,6 +36,22 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = Request.model_validate(event)
     now = clock.now()
     rollouts.acquire(request.endpoint, request.run, request.package_arn, now.timestamp())  # renew the lease
+    aborted = rollouts.flag(request.endpoint, rollouts.ABORT)
+    if aborted is not None:
+        # StopExecution would skip the Catch that restores the endpoint: an abort is a signal read here.
+        rollouts.clear_flag(request.endpoint, rollouts.ABORT)
+        explanation = f"Aborted by {aborted['by']}: {aborted['reason']}"
+        entry = {
+            "run": request.run,
+            "package": request.package_arn,
+            "event": "verdict",
+            "stage": request.stage.kind,
+            "stage_index": request.stage_index,
+            "verdict": "ROLLBACK",
+            "explanation": explanation,
+        }
+        rollouts.record(request.endpoint, entry, now.isoformat())
+        return {"verdict": "ROLLBACK", "explanation": explanation, "statistics": []}
     latency = request.judge.get("latency") or None
     threshold = float(latency["threshold_ms"]) if latency else None
     variants = {"champion": request.champion_variant, "candidate": request.candidate_variant}

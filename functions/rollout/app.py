@@ -109,6 +109,12 @@ def prepare(event: dict[str, Any]) -> dict[str, Any]:
         raise InvalidInput(str(exc)) from None
     endpoint = config.endpoint.name or model
     version = plan.version_of(arn)
+    paused = rollouts.flag(endpoint, rollouts.PAUSED)
+    if paused is not None and not event.get("Manual"):
+        raise InvalidInput(
+            f"rollouts to {endpoint} are paused by {paused['by']} ({paused['reason']}): the champion stays; "
+            f"`shepherd rollout resume {endpoint}` lifts it, `shepherd rollout start {arn}` rolls out by hand"
+        )
     rollouts.acquire(endpoint, run, arn, clock.now().timestamp())
     candidate = plan.candidate_spec(config, endpoint=endpoint, version=version)
     create_model(
@@ -297,8 +303,12 @@ def verify_rollback(state: dict[str, Any]) -> dict[str, Any]:
         raise RollbackFailed(f"endpoint {state['endpoint']} is not restored: {'; '.join(problems)}")
     verdict = state.get("verdict") or {}  # the judge's verdict, or the error a Catch recorded
     reason = verdict.get("explanation") or f"{verdict.get('Error', 'error')}: {verdict.get('Cause', '')}"
-    endpoints.reject_package(state["package_arn"], f"Rolled back by Shepherd: {reason}")
-    _record(state, "rolled-back", reason=reason, config=state["last_good"])
+    if verdict.get("verdict") == "INCONCLUSIVE":
+        # Undecided is not bad: the champion keeps the traffic and a human decides about the package.
+        _record(state, "inconclusive", reason=reason, config=state["last_good"])
+    else:
+        endpoints.reject_package(state["package_arn"], f"Rolled back by Shepherd: {reason}")
+        _record(state, "rolled-back", reason=reason, config=state["last_good"])
     rollouts.release(state["endpoint"], state["run"])
     return {"outcome": "rolled-back", "endpoint": state["endpoint"], "config": state["last_good"], "reason": reason}
 

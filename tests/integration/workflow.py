@@ -82,12 +82,15 @@ class App:
     def history(self, execution_arn: str) -> list[dict[str, Any]]:
         return self.sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
 
-    def notifications(self, event: str, model: str, timeout: float = 10.0) -> dict[str, Any]:
+    def notifications(self, event: str, model: str, timeout: float = 10.0, match: Any = None) -> dict[str, Any]:
+        def wanted(n: dict[str, Any]) -> bool:
+            return n.get("event") == event and (match(n) if match else n.get("model") == model)
+
         def find() -> dict[str, Any] | None:
             for message in self.sqs.receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10).get("Messages", []):
                 self._seen.append(json.loads(message["Body"]))
                 self.sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=message["ReceiptHandle"])
-            return next((n for n in self._seen if n.get("event") == event and n.get("model") == model), None)
+            return next((n for n in self._seen if wanted(n)), None)
 
         return wait_for(find, timeout=timeout)
 

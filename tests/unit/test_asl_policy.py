@@ -47,3 +47,21 @@ def test_retries_back_off_with_jitter_and_never_retry_everything(path):
             assert "States.ALL" not in retrier["ErrorEquals"], f"{name} retries every error"
             assert retrier.get("BackoffRate", 2.0) > 1, f"{name} retries without backoff"
             assert retrier.get("JitterStrategy") == "FULL", f"{name} retries without jitter"
+
+
+@pytest.mark.parametrize("path", STATE_MACHINES, ids=lambda p: p.name)
+def test_notification_subjects_fit_sns_100_characters(path):
+    """SNS refuses a Subject over 100 characters; names (models, endpoints) are at most 63."""
+    definition = json.loads(path.read_text())
+    for name, state in _tasks(definition["States"]):
+        parameters = state.get("Parameters", {})
+        subject = parameters.get("Subject") or parameters.get("Subject.$")
+        if subject is None:
+            continue
+        if "Subject.$" in parameters:
+            template = subject.split("'")[1]
+            assert "$$.Execution" not in subject, f"{name}: an execution name may be 80 characters"
+            longest = len(template.replace("{}", "")) + 63 * template.count("{}")
+        else:
+            longest = len(subject)
+        assert longest <= 100, f"{name}: subject may reach {longest} characters"

@@ -125,9 +125,10 @@ def endpoint_outcome(description: dict[str, Any], expect: str, now_epoch: float)
         return "wait", {}
     config = description.get("EndpointConfigName")
     if expect and config != expect:
-        if "rolled back" in str(description.get("FailureReason", "")).lower():
-            cause = f"endpoint {name}: the update to {expect} was rolled back: {description['FailureReason']}"
-            return "fail", {"Error": "EndpointUpdateRolledBack", "Cause": cause}
+        if description.get("FailureReason"):
+            # SageMaker kept (or rolled back to) the previous config and says why.
+            cause = f"endpoint {name}: the update to {expect} did not take: {description['FailureReason']}"
+            return "fail", {"Error": "EndpointUpdateFailed", "Cause": cause}
         return "wait", {}  # an event from before the change took effect
     variants = description.get("ProductionVariants") or []
     settled = all(

@@ -129,3 +129,29 @@ def records(endpoint: str) -> list[dict[str, Any]]:
             )
         )
         return [json.loads(item["entry"]["S"]) for page in pages for item in page.get("Items", [])]
+
+
+# ---------------------------------------------------------------- signals a human sends (shepherd rollout ...)
+
+ABORT, PAUSED = "abort", "paused"
+
+
+def set_flag(endpoint: str, flag: str, by: str, reason: str = "") -> None:
+    """abort: the running rollout rolls back at its next judge call; paused: no automatic rollout starts."""
+    with mapped(f"setting {flag} on {endpoint}"):
+        client("dynamodb").put_item(
+            TableName=_table(),
+            Item=_key(endpoint, f"flag#{flag}") | {"by": {"S": by}, "reason": {"S": reason or flag}},
+        )
+
+
+def clear_flag(endpoint: str, flag: str) -> None:
+    with mapped(f"clearing {flag} on {endpoint}"):
+        client("dynamodb").delete_item(TableName=_table(), Key=_key(endpoint, f"flag#{flag}"))
+
+
+def flag(endpoint: str, flag: str) -> dict[str, str] | None:
+    with mapped(f"reading {flag} of {endpoint}"):
+        item = client("dynamodb").get_item(TableName=_table(), Key=_key(endpoint, f"flag#{flag}"), ConsistentRead=True)
+    found = item.get("Item")
+    return {k: v["S"] for k, v in found.items() if k not in ("pk", "sk")} if found else None

@@ -1,0 +1,145 @@
+"""Rollout safety on the local cloud: duplicate events, a failed endpoint update, an abort, an approval that
+arrives during a rollout, and a stage that reaches its maximum duration undecided."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from localcloud.deployer import Deployer
+
+from .conftest import finished_execution, wait_for
+from .test_workflow_rollout import _config, _records, _rollout
+from .workflow import ROOT, App, Traffic, unique
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def app(cloud):
+    outputs = Deployer(cloud, "ws").deploy(ROOT / "template.yaml", {"StageName": "wstest"})
+    return App(cloud, outputs | {"_stack": "ws"})
+
+
+def _copy_package(app, model: str, source: dict) -> str:
+    """Register another approved version of an existing package (what a retraining would produce), fast."""
+    spec = source["InferenceSpecification"]
+    return app.sagemaker.create_model_package(
+        ModelPackageGroupName=model,
+        InferenceSpecification={
+            k: spec[k] for k in ("Containers", "SupportedContentTypes", "SupportedResponseMIMETypes")
+        },
+        ModelApprovalStatus="Approved",
+        CustomerMetadataProperties={"shepherd:model": model},
+    )["ModelPackageArn"]
+
+
+def _executions(app, prefix: str) -> list[dict]:
+    listed = app.sfn.list_executions(stateMachineArn=app.outputs["RolloutStateMachineArn"])["executions"]
+    return [e for e in listed if e["name"].startswith(prefix)]
+
+
+def test_rollouts_stay_safe_when_things_go_wrong(app, cloud):
+    model = unique("safe")
+    app.upload_project(model, _config(model))
+    app.upload_dataset(model, "d1")
+    assert app.run_of(model, "d1")["status"] == "SUCCEEDED"
+    assert _rollout(app, model, 1)["status"] == "SUCCEEDED"
+    v1 = app.sagemaker.describe_model_package(ModelPackageName=f"{app.packages(model)[0]['ModelPackageArn']}")
+    first_config = app.sagemaker.describe_endpoint(EndpointName=model)["EndpointConfigName"]
+
+    # SageMaker re-sends "Approved": the same package starts nothing new
+    event = {
+        "source": "aws.sagemaker",
+        "detail-type": "SageMaker Model Package State Change",
+        "detail": {
+            "ModelPackageArn": v1["ModelPackageArn"],
+            "ModelPackageGroupName": model,
+            "ModelApprovalStatus": "Approved",
+        },
+    }
+    response = cloud.client("lambda").invoke(
+        FunctionName=app.function("StartRolloutFunction"), Payload=json.dumps(event).encode()
+    )
+    assert json.loads(response["Payload"].read())["started"] is False
+    assert len(_executions(app, f"{model}-v1-")) == 1
+
+    # an endpoint update that fails leaves the champion serving; the rollout reports it and rejects the candidate
+    endpoint_arn = app.sagemaker.describe_endpoint(EndpointName=model)["EndpointArn"]
+    app.sagemaker.add_tags(ResourceArn=endpoint_arn, Tags=[{"Key": "shepherd:fault:fail-next-update", "Value": "true"}])
+    _copy_package(app, model, v1)
+    failed = _rollout(app, model, 2)
+    assert failed["status"] == "FAILED"
+    assert app.sagemaker.describe_endpoint(EndpointName=model)["EndpointConfigName"] == first_config
+    assert (
+        app.sagemaker.describe_model_package(ModelPackageName=f"{v1['ModelPackageArn'][:-2]}/2")["ModelApprovalStatus"]
+        == "Rejected"
+    )
+    assert any(r["event"] == "rolled-back" and "did not take" in r["reason"] for r in _records(app, model))
+
+    with Traffic(cloud, model) as traffic:
+        # an abort rolls the running rollout back at its next judge call; an approval meanwhile waits its turn
+        v3 = _copy_package(app, model, v1)
+        (running,) = wait_for(lambda: _executions(app, f"{model}-v3-"), timeout=30)
+        wait_for(
+            lambda: app.sagemaker.describe_endpoint(EndpointName=model).get("ShadowProductionVariants"), timeout=60
+        )
+        _copy_package(app, model, v1)  # v4
+        (queued,) = wait_for(lambda: _executions(app, f"{model}-v4-"), timeout=30)
+        app.cloud.client("dynamodb").put_item(
+            TableName=app.outputs["RolloutsTableName"],
+            Item={
+                "pk": {"S": f"endpoint#{model}"},
+                "sk": {"S": "flag#abort"},
+                "by": {"S": "test"},
+                "reason": {"S": "changed my mind"},
+            },
+        )
+        aborted = finished_execution(cloud, running["executionArn"], timeout=120)
+        assert aborted["status"] == "FAILED"
+        assert app.sagemaker.describe_model_package(ModelPackageName=v3)["ModelApprovalStatus"] == "Rejected"
+        promoted = finished_execution(cloud, queued["executionArn"], timeout=240)
+        assert promoted["status"] == "SUCCEEDED", promoted
+    events = [(r["package"].rsplit("/", 1)[1], r["event"]) for r in _records(app, model)]
+    assert events.index(("3", "rolled-back")) < events.index(("4", "started")), events
+    assert [v["VariantName"] for v in app.sagemaker.describe_endpoint(EndpointName=model)["ProductionVariants"]] == [
+        "v4"
+    ]
+    assert traffic.unexpected == []
+
+    # paused: an approval does not roll out by itself...
+    table = app.outputs["RolloutsTableName"]
+    app.cloud.client("dynamodb").put_item(
+        TableName=table,
+        Item={
+            "pk": {"S": f"endpoint#{model}"},
+            "sk": {"S": "flag#paused"},
+            "by": {"S": "test"},
+            "reason": {"S": "freeze"},
+        },
+    )
+    v5 = _copy_package(app, model, v1)
+    (automatic,) = wait_for(lambda: _executions(app, f"{model}-v5-"), timeout=30)
+    assert finished_execution(cloud, automatic["executionArn"], timeout=60)["status"] == "FAILED"
+    assert (
+        "paused"
+        in app.notifications("RolloutFailed", "", timeout=10, match=lambda n: n.get("package") == v5)["error"]["Cause"]
+    )
+    # ...but a human can start one; without traffic its shadow stage reaches its maximum duration undecided:
+    # INCONCLUSIVE, the champion keeps all traffic and the candidate is not rejected (a human decides)
+    manual = app.sfn.start_execution(
+        stateMachineArn=app.outputs["RolloutStateMachineArn"],
+        name=f"{model}-manual-{uuid.uuid4().hex[:8]}",
+        input=json.dumps(
+            {"ModelPackageArn": v5, "Manual": True, "Overrides": {"rollout": {"shadow": {"max_duration_minutes": 3}}}}
+        ),
+    )
+    undecided = finished_execution(cloud, manual["executionArn"], timeout=90)
+    assert undecided["status"] == "FAILED"
+    assert app.sagemaker.describe_model_package(ModelPackageName=v5)["ModelApprovalStatus"] == "Approved"
+    assert [v["VariantName"] for v in app.sagemaker.describe_endpoint(EndpointName=model)["ProductionVariants"]] == [
+        "v4"
+    ]
+    assert ("5", "inconclusive") in [(r["package"].rsplit("/", 1)[1], r["event"]) for r in _records(app, model)]
