@@ -74,7 +74,11 @@ def _tags(state: dict[str, Any]) -> dict[str, str]:
 
 
 def _endpoint_config(
-    state: dict[str, Any], stage: str, production: list[tuple[VariantSpec, float]], shadow: VariantSpec | None = None
+    state: dict[str, Any],
+    stage: str,
+    production: list[tuple[VariantSpec, float]],
+    shadow: VariantSpec | None = None,
+    shadow_weight: float = 1.0,
 ) -> str:
     name = plan.config_name(state["endpoint"], stage, state["version"], state["run"])
     request = plan.endpoint_config(
@@ -82,6 +86,7 @@ def _endpoint_config(
         name=name,
         production=production,
         shadow=shadow,
+        shadow_weight=shadow_weight,
         bucket=os.environ["DATA_BUCKET"],
         endpoint=state["endpoint"],
         kms_key_arn=os.environ.get("DATA_KEY_ARN") or None,
@@ -196,7 +201,19 @@ def enter_stage(state: dict[str, Any], token: str) -> dict[str, Any]:
     live = describe_endpoint(state["endpoint"]) or {}
     both_serving = previous is not None and previous.kind == "ab"
     if stage.kind == "shadow":
-        name = _endpoint_config(state, "shadow", [(champion, 1.0)], shadow=candidate)
+        # RetainAllVariantProperties keeps the champion's current weight (and capacity): a shadow of the same
+        # weight receives a copy of every request.
+        weight = next(
+            (
+                v.get("CurrentWeight")
+                for v in live.get("ProductionVariants", [])
+                if v["VariantName"] == champion.variant
+            ),
+            1.0,
+        )
+        name = _endpoint_config(
+            state, "shadow", [(champion, 1.0)], shadow=candidate, shadow_weight=float(weight or 1.0)
+        )
         _wait_for(state, token, name)
         endpoints.update_endpoint(state["endpoint"], name, exclude_weights=False)
     elif both_serving:

@@ -204,11 +204,9 @@ class RuntimeApi:
         started = time.perf_counter()
         try:
             answer, content_type = shadow.fleet.invoke(request)
-        except InvocationFailed as exc:  # a shadow's failure is observed, never returned to the client
-            self._measure(name, shadow, status=exc.status, started=started, received=started, model_seconds=None)
-            log.debug("shadow %s failed: %s", shadow.name, exc)
-            return
-        except Exception as exc:
+        except Exception as exc:  # a shadow's failure is observed (its 5XX metric), never returned to the client
+            status = exc.status if isinstance(exc, InvocationFailed) else 500
+            self._measure(name, shadow, status=status, started=started, received=started, model_seconds=None)
             log.debug("shadow %s failed: %s", shadow.name, exc)
             return
         finally:

@@ -131,6 +131,12 @@ def test_an_approved_package_deploys_then_a_better_one_is_promoted_and_a_faulty_
     assert ("2", "promoted", None, None) in events
     assert ("3", "verdict", "shadow", "ROLLBACK") in events
     assert ("3", "rolled-back", None, None) in events
+    # in shadow the candidate saw a copy of (nearly) every request the champion answered
+    (shadow_verdict,) = [
+        r for r in _records(app, model) if r["package"].endswith("/3") and r.get("verdict") == "ROLLBACK"
+    ]
+    samples = shadow_verdict["statistics"][0]
+    assert samples["candidate_samples"] >= 0.6 * samples["champion_samples"], samples
     # and no client request failed because of the rollouts: only the deliberately malformed ones
     print(f"traffic: {traffic.sent} sent, {traffic.ok} answered, {traffic.malformed_failed} malformed refused")
     print(f"answered by variant: {traffic.variants}")

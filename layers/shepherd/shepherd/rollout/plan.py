@@ -157,6 +157,7 @@ def endpoint_config(
     name: str,
     production: list[tuple[VariantSpec, float]],
     shadow: VariantSpec | None = None,
+    shadow_weight: float = 1.0,
     bucket: str,
     endpoint: str,
     kms_key_arn: str | None,
@@ -169,7 +170,8 @@ def endpoint_config(
         "Tags": [{"Key": k, "Value": v} for k, v in sorted(tags.items())],
     }
     if shadow is not None:
-        request["ShadowProductionVariants"] = [_variant(shadow, 1.0)]
+        # The shadow's weight relative to production's sets the share of requests mirrored to it.
+        request["ShadowProductionVariants"] = [_variant(shadow, shadow_weight)]
     capture = _capture(config, bucket, endpoint, kms_key_arn)
     if capture is not None:
         request["DataCaptureConfig"] = capture
