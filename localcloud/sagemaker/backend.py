@@ -649,16 +649,26 @@ class SageMakerBackend:
             return True
 
     def _build_variants(
-        self, endpoint: str, config: dict[str, Any], retained: dict[str, Variant]
+        self,
+        endpoint: str,
+        config: dict[str, Any],
+        retained: dict[str, Variant],
+        excluded: frozenset[str] = frozenset(),
     ) -> dict[str, Variant]:
-        """Start a fleet for every variant of the config; on a load failure stop those started and raise."""
+        """Start a fleet for every variant of the config; on a load failure stop those started and raise.
+
+        A retained variant keeps its current weight and count, except the properties that
+        ExcludeRetainedVariantProperties names: those come from the new config, as on SageMaker.
+        """
         built: dict[str, Variant] = {}
         try:
             for shadow, key in ((False, "ProductionVariants"), (True, "ShadowProductionVariants")):
                 for spec in config.get(key) or []:
                     old = retained.get(spec["VariantName"])
-                    weight = old.current_weight if old else float(spec.get("InitialVariantWeight", 1.0))
-                    count = old.current_count if old else int(spec.get("InitialInstanceCount", 1))
+                    keep_weight = old is not None and "DesiredWeight" not in excluded
+                    keep_count = old is not None and "DesiredInstanceCount" not in excluded
+                    weight = old.current_weight if old and keep_weight else float(spec.get("InitialVariantWeight", 1.0))
+                    count = old.current_count if old and keep_count else int(spec.get("InitialInstanceCount", 1))
                     model = self.models.get(spec["ModelName"])
                     if model is None:
                         raise ModelLoadFailed(f'Could not find model "{spec["ModelName"]}".')
@@ -776,13 +786,13 @@ class SageMakerBackend:
                 endpoint.last_deployment_config = p["DeploymentConfig"]
             current = dict(endpoint.variants)
         self._set_endpoint_status(endpoint, "Updating")
-        retained = {} if not retain else {name: _retained(variant, excluded) for name, variant in current.items()}
+        retained = {} if not retain else dict(current)
 
         def update() -> None:
             try:
                 if self._fault(endpoint, "fail-next-update"):
                     raise ModelLoadFailed("Injected fault: the update's new fleet failed its health check.")
-                variants = self._build_variants(endpoint.name, config, retained)
+                variants = self._build_variants(endpoint.name, config, retained, frozenset(excluded))
             except Exception as exc:
                 with endpoint.lock:
                     endpoint.pending_config = None
@@ -982,16 +992,6 @@ def _faults(request: dict[str, Any]) -> dict[str, str]:
         for t in request.get("Tags", [])
         if t["Key"].startswith(FAULT_TAG_PREFIX)
     }
-
-
-def _retained(variant: Variant, excluded: set[str]) -> Variant:
-    """RetainAllVariantProperties keeps weight and count unless ExcludeRetainedVariantProperties names them."""
-    kept = copy.copy(variant)
-    if "DesiredWeight" in excluded:
-        kept.current_weight = float(variant.spec.get("InitialVariantWeight", 1.0))
-    if "DesiredInstanceCount" in excluded:
-        kept.current_count = int(variant.spec.get("InitialInstanceCount", 1))
-    return kept
 
 
 def _prestart_model_workers() -> None:

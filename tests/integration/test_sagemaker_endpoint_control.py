@@ -190,6 +190,29 @@ def test_retain_all_variant_properties_keeps_capacity_on_update_to_shadow(sagema
     assert described["ShadowProductionVariants"][0]["VariantName"] == "Shadow"
 
 
+def test_an_excluded_property_comes_from_the_new_config_not_the_old_one(sagemaker):
+    model = _model(sagemaker)
+    first = _config(sagemaker, [_variant(model, "AllTraffic", weight=50, count=1)])
+    name = f"e-{uuid.uuid4().hex[:8]}"
+    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=first)
+    _status(sagemaker, name, "InService")
+    second = _config(sagemaker, [_variant(model, "AllTraffic", weight=1, count=1)])
+    sagemaker.update_endpoint(
+        EndpointName=name,
+        EndpointConfigName=second,
+        RetainAllVariantProperties=True,
+        ExcludeRetainedVariantProperties=[{"VariantPropertyType": "DesiredWeight"}],
+    )
+    described = wait_for(
+        lambda: (
+            (d := sagemaker.describe_endpoint(EndpointName=name))["EndpointConfigName"] == second
+            and d["EndpointStatus"] == "InService"
+            and d
+        )
+    )
+    assert described["ProductionVariants"][0]["CurrentWeight"] == 1.0  # the new config's, not the old 50
+
+
 @pytest.mark.parametrize(
     ("variants", "shadows", "extra", "message"),
     [
