@@ -72,8 +72,7 @@ test-fast: install $(AWSCLI_VENV)/.installed
 	$(BIN)/python -m pytest -m "not slow"
 
 demo: install
-	@echo "make demo — the whole story in one command — arrives with its own issue (see README)."
-	@echo "Until then: $(BIN)/shepherd local up --template template.yaml"
+	$(BIN)/shepherd demo
 
 bench: install
 	for script in bench/bench_*.py bench/judge.py; do $(BIN)/python $$script || exit 1; done

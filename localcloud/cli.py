@@ -12,6 +12,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from localcloud.commands import register as register_commands
+
 app = typer.Typer(
     help="Shepherd: SageMaker model lifecycle — train, register, shadow → A/B → full rollout.",
     no_args_is_help=True,
@@ -20,6 +22,7 @@ app = typer.Typer(
 local_app = typer.Typer(
     help="The Docker-free local cloud that runs template.yaml on this machine.", no_args_is_help=True
 )
+register_commands(app)  # status, rollout, approve, teardown: localcloud/commands.py
 app.add_typer(local_app, name="local")
 console = Console(stderr=True, soft_wrap=True, highlight=False)
 
@@ -107,6 +110,36 @@ def local_trigger(
     except urllib.error.URLError as exc:
         _fail(f"cannot reach the local cloud at {endpoint}: {exc.reason}")
     Console().print(f"fired {rule}: {body['targets']} target(s)")
+
+
+@app.command("demo")
+def demo(
+    quick: Annotated[
+        bool, typer.Option(help="Less data and one A/B step: about a minute (what the e2e test runs).")
+    ] = False,
+    out: Annotated[Path, typer.Option(help="Where summary.json and report.html go.")] = Path("demo-output"),
+) -> None:
+    """The whole story on the local cloud: train, deploy, shadow -> A/B -> full, a faulty model rolled back, batch."""
+    import time
+
+    from localcloud.demo import run_demo
+
+    started = time.monotonic()
+    try:
+        summary = run_demo(quick, out, Console())
+    except Exception as exc:  # the story failed: say where, in one line, and keep the exit code honest
+        _fail(f"the demo stopped: {type(exc).__name__}: {exc}")
+    promoted = ", ".join(f"v{p['version']} ({' -> '.join(p['stages'])})" for p in summary["promotions"]) or "none"
+    rolled = ", ".join(f"v{r['version']} in {r['stage']}" for r in summary["rollbacks"]) or "none"
+    traffic = summary["traffic"]
+    Console().print(
+        f"promoted: {promoted}; rolled back: {rolled}; batch: {summary['batch']['status']} "
+        f"({summary['batch'].get('records')} records); requests: {traffic['sent']} sent, {traffic['failed']} failed "
+        f"because of a rollout\nreport: {out / 'report.html'}  summary: {out / 'summary.json'}  "
+        f"wall time: {time.monotonic() - started:.0f} s"
+    )
+    if traffic["failed"] or not summary["promotions"] or not summary["rollbacks"]:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -121,6 +121,7 @@ def prepare(event: dict[str, Any]) -> dict[str, Any]:
             f"`shepherd rollout resume {endpoint}` lifts it, `shepherd rollout start {arn}` rolls out by hand"
         )
     rollouts.acquire(endpoint, run, arn, clock.now().timestamp())
+    rollouts.clear_flag(endpoint, rollouts.ABORT)  # an abort meant for an earlier rollout must not end this one
     candidate = plan.candidate_spec(config, endpoint=endpoint, version=version)
     create_model(
         {
@@ -265,6 +266,7 @@ def promoted(state: dict[str, Any]) -> dict[str, Any]:
     }
     rollouts.set_champion(state["endpoint"], champion)
     _record(state, "promoted", champion=champion)
+    rollouts.clear_flag(state["endpoint"], rollouts.ABORT)  # too late to abort: it is promoted
     rollouts.release(state["endpoint"], state["run"])
     return {"outcome": "promoted", "endpoint": state["endpoint"], "champion": champion}
 
