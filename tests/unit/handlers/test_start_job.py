@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from shepherd.aws import clients
+from shepherd.errors import InvalidInput
 
 from .conftest import Cloud, LambdaContext, SentTasks, aws_error, sample_event
 
@@ -100,6 +101,6 @@ def test_a_retried_start_whose_job_exists_resumes_the_waiter_instead_of_failing(
 
 def test_a_request_without_a_token_is_refused(aws: Cloud, start_job: ModuleType) -> None:
     event = sample_event("start_job") | {"token": ""}
-    with pytest.raises(ValueError, match="token"):
+    with pytest.raises(InvalidInput, match="token"):
         start_job.handler(event, aws.context)
     assert aws.sagemaker.list_training_jobs()["TrainingJobSummaries"] == []
