@@ -321,3 +321,14 @@ def test_strict_and_small_steps_keep_their_boundaries() -> None:
     assert upper.tolist() == [math.log(20)] * 2
     assert lower.tolist() == [math.log(0.2)] * 2
     assert calibrated_boundaries(0.05, 0.2, 1.1, 0.5) == pytest.approx(wald_boundaries(0.05, 0.2))
+
+
+@pytest.mark.parametrize("share", [0.01, 0.1, 0.5, 0.99])
+@pytest.mark.parametrize("metrics", [1, 3])
+def test_precomputed_boundaries_equal_a_fresh_calibration(share: float, metrics: int) -> None:
+    """boundaries.json spares a cold Lambda ~0.2 s per share; it must be what calibration computes now."""
+    from shepherd.judge import sprt
+
+    alpha = 0.05 / metrics
+    rows = sprt._precomputed()[sprt.table_key(alpha, 0.2, 2.0)]
+    assert rows[round(share * sprt.SHARE_GRID) - 1] == pytest.approx(sprt._calibrate(alpha, 0.2, 2.0, share), abs=1e-9)

@@ -157,8 +157,34 @@ def _most_permissive(probability: Callable[[FloatArray], FloatArray], lo: float,
     return safe
 
 
+def table_key(alpha: float, beta: float, ratio: float) -> str:
+    return f"{alpha:.10g}/{beta:.10g}/{ratio:.10g}"
+
+
+@lru_cache(maxsize=1)
+def _precomputed() -> dict[str, list[list[float]]]:
+    """boundaries.json (tools/export_judge_boundaries.py): the default settings, computed once, not per cold start."""
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).with_name("boundaries.json")
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text())
+    return dict(data["boundaries"]) if data.get("share_grid") == SHARE_GRID else {}
+
+
 @lru_cache(maxsize=512)
 def _calibrated(alpha: float, beta: float, ratio: float, share: float) -> tuple[float, float]:
+    rows = _precomputed().get(table_key(alpha, beta, ratio))
+    step = round(share * SHARE_GRID)
+    if rows is not None and 1 <= step < SHARE_GRID and abs(step / SHARE_GRID - share) < 1e-12:
+        upper, lower = rows[step - 1]
+        return float(upper), float(lower)
+    return _calibrate(alpha, beta, ratio, share)
+
+
+def _calibrate(alpha: float, beta: float, ratio: float, share: float) -> tuple[float, float]:
     up = math.log(ratio / (share * ratio + 1.0 - share))
     down = math.log(share * ratio + 1.0 - share)
     p0, p1 = share, share * ratio / (share * ratio + 1.0 - share)
