@@ -12,7 +12,7 @@ from localcloud.deployer import Deployer
 
 from .conftest import finished_execution, wait_for
 from .test_workflow_rollout import _config, _records, _rollout
-from .workflow import ROOT, App, Traffic, unique
+from .workflow import EXAMPLE, ROOT, App, Traffic, unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -143,3 +143,68 @@ def test_rollouts_stay_safe_when_things_go_wrong(app, cloud):
         "v4"
     ]
     assert ("5", "inconclusive") in [(r["package"].rsplit("/", 1)[1], r["event"]) for r in _records(app, model)]
+
+
+SLOW = (
+    (EXAMPLE / "inference.py").read_text()
+    + """
+
+_predict_fast = predict_fn
+
+
+def predict_fn(data, model):  # a candidate three times slower than the 10 ms the judge allows
+    import time
+
+    time.sleep(0.03)
+    return _predict_fast(data, model)
+"""
+)
+
+
+def test_a_slow_candidate_is_rolled_back_on_latency_and_a_stopped_rollout_is_cleaned_up(app, cloud):
+    model = unique("lat")
+    config = _config(model)
+    config["rollout"]["judge"]["latency"] = {"threshold_ms": 10, "min_samples": 50}
+    app.upload_project(model, config)
+    app.upload_dataset(model, "d1")
+    assert app.run_of(model, "d1")["status"] == "SUCCEEDED"
+    assert _rollout(app, model, 1)["status"] == "SUCCEEDED"
+    champion_config = app.sagemaker.describe_endpoint(EndpointName=model)["EndpointConfigName"]
+
+    with Traffic(cloud, model) as traffic:
+        # a candidate whose every answer takes 30 ms: the latency judge sees exceedances on one side only
+        app.upload_project(
+            model, config, code={"train.py": (EXAMPLE / "train.py").read_bytes(), "inference.py": SLOW.encode()}
+        )
+        app.upload_dataset(model, "d2", seed=8)
+        assert app.run_of(model, "d2")["status"] == "SUCCEEDED"
+        slow = _rollout(app, model, 2)
+        assert slow["status"] == "FAILED"
+        verdicts = [r for r in _records(app, model) if r["package"].endswith("/2") and r.get("verdict") == "ROLLBACK"]
+        assert [m["metric"] for m in verdicts[0]["statistics"] if m["verdict"] == "ROLLBACK"] == ["latency"]
+
+        # a rollout stopped by hand (StopExecution skips every Catch) is cleaned up by the reconciler
+        app.upload_project(model, config)
+        _copy_package(
+            app, model, app.sagemaker.describe_model_package(ModelPackageName=app.packages(model)[0]["ModelPackageArn"])
+        )
+        (running,) = wait_for(lambda: _executions(app, f"{model}-v3-"), timeout=30)
+        wait_for(
+            lambda: app.sagemaker.describe_endpoint(EndpointName=model).get("ShadowProductionVariants"), timeout=60
+        )
+        app.sfn.stop_execution(executionArn=running["executionArn"], cause="stopped by a human in the console")
+        restored = wait_for(
+            lambda: (
+                (d := app.sagemaker.describe_endpoint(EndpointName=model))["EndpointConfigName"] == champion_config
+                and d["EndpointStatus"] == "InService"
+                and d
+            ),
+            timeout=60,
+        )
+    assert not restored.get("ShadowProductionVariants")
+    lock = app.cloud.client("dynamodb").get_item(
+        TableName=app.outputs["RolloutsTableName"], Key={"pk": {"S": f"endpoint#{model}"}, "sk": {"S": "lock"}}
+    )
+    assert "Item" not in lock
+    assert any(r["event"] == "reconciled" and r["action"] == "restored" for r in _records(app, model))
+    assert traffic.unexpected == []

@@ -155,3 +155,26 @@ def flag(endpoint: str, flag: str) -> dict[str, str] | None:
         item = client("dynamodb").get_item(TableName=_table(), Key=_key(endpoint, f"flag#{flag}"), ConsistentRead=True)
     found = item.get("Item")
     return {k: v["S"] for k, v in found.items() if k not in ("pk", "sk")} if found else None
+
+
+def locks() -> list[dict[str, str]]:
+    """Every endpoint's lock: endpoint, owner (execution name), package, lease_until."""
+    found = []
+    with mapped("scanning rollout locks"):
+        pages = (
+            client("dynamodb")
+            .get_paginator("scan")
+            .paginate(
+                TableName=_table(),
+                FilterExpression="sk = :lock",
+                ExpressionAttributeValues={":lock": {"S": "lock"}},
+                ConsistentRead=True,
+            )
+        )
+        for page in pages:
+            for item in page.get("Items", []):
+                found.append(
+                    {"endpoint": item["pk"]["S"].removeprefix("endpoint#")}
+                    | {k: v.get("S", v.get("N", "")) for k, v in item.items() if k not in ("pk", "sk")}
+                )
+    return found
