@@ -138,8 +138,15 @@ def demo(
         f"because of a rollout\nreport: {out / 'report.html'}  summary: {out / 'summary.json'}  "
         f"wall time: {time.monotonic() - started:.0f} s"
     )
-    if traffic["failed"] or not summary["promotions"] or not summary["rollbacks"]:
-        raise typer.Exit(1)
+    problems = []
+    if traffic["failed"]:
+        problems.append(f"{traffic['failed']} requests failed because of a rollout: {traffic['failures'][:3]}")
+    if not summary["promotions"]:
+        problems.append("the better candidate was not promoted")
+    if not summary["rollbacks"]:
+        problems.append("the faulty candidate was not rolled back")
+    if problems:
+        _fail("; ".join(problems) + f" (see {out / 'report.html'})")
 
 
 def main() -> None:

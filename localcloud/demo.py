@@ -60,7 +60,8 @@ class Settings:
     rows: int = 3000
     ab_steps: list[int] = field(default_factory=lambda: [25, 50])
     judge_interval_minutes: int = 1
-    stage_max_minutes: int = 60
+    # Generous: under load a stage needs more virtual minutes for the same evidence; decisions come far earlier.
+    stage_max_minutes: int = 240
     alpha: float = 0.05
     beta: float = 0.2
     delta: float = 1.0

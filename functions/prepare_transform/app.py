@@ -15,6 +15,7 @@ from shepherd.aws.sagemaker import (
     create_model,
     describe_endpoint,
     describe_endpoint_config,
+    describe_model,
     latest_approved_package,
 )
 from shepherd.batch import (
@@ -53,7 +54,8 @@ def _champion(endpoint_name: str, group: str, model: str, run: str) -> tuple[str
             config = describe_endpoint_config(endpoint["EndpointConfigName"])
             weights = {v["VariantName"]: v.get("CurrentWeight", 0.0) for v in variants}
             serving = max(config["ProductionVariants"], key=lambda v: weights.get(v["VariantName"], 0.0))
-            return serving["ModelName"], None
+            container = describe_model(serving["ModelName"]).get("PrimaryContainer") or {}
+            return serving["ModelName"], container.get("ModelPackageName")
     package = latest_approved_package(group)
     if package is None:
         raise InvalidInput(

@@ -23,7 +23,7 @@ def test_the_quick_demo_promotes_one_candidate_rolls_back_one_and_scores_a_batch
         timeout=600,
         check=False,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, (result.stdout[-4000:], result.stderr[-3000:])
     summary = json.loads((tmp_path / "summary.json").read_text())
     # Then one candidate went through shadow, A/B and full
     assert [p["stages"] for p in summary["promotions"]] == [["shadow", "ab", "full"]]

@@ -25,7 +25,7 @@ def app(cloud):
 def trained(app):
     """A model with an Approved package (the example config approves automatically), and no endpoint."""
     model = unique("scorer")
-    app.upload_project(model, churn_config(model))
+    app.upload_project(model, churn_config(model, approval="automatic"))
     app.upload_dataset(model, "d1")
     assert app.run_of(model, "d1")["status"] == "SUCCEEDED"
     return model
@@ -95,7 +95,7 @@ def test_a_malformed_batch_file_goes_to_failed_with_a_reason_and_a_notification(
 
 def test_a_batch_file_for_a_model_without_an_approved_package_fails_clearly(app):
     model = unique("untrained")
-    app.upload_project(model, churn_config(model))
+    app.upload_project(model, churn_config(model, approval="automatic"))
     key = f"batch/{model}/input/a.csv"
     app.s3.put_object(Bucket=app.bucket, Key=key, Body=b"1,2\n")
 

@@ -34,7 +34,7 @@ def test_a_marked_dataset_becomes_a_registered_package_with_metrics_and_lineage(
 
     assert execution["status"] == "SUCCEEDED", execution
     (package,) = app.packages(model)
-    assert package["ModelApprovalStatus"] == "Approved"  # the example config approves automatically
+    assert package["ModelApprovalStatus"] == "PendingManualApproval"  # a human approves (the AWS default)
     metadata = package["CustomerMetadataProperties"]
     assert float(metadata["metric:validation:auc"]) > 0.75
     assert metadata["shepherd:execution"] == execution["name"]
@@ -102,7 +102,7 @@ def test_a_challenger_must_beat_the_champion(app):
     model = unique("champ")
     config = churn_config(model)
     config["evaluation"]["gates"][0]["must_beat_champion_by"] = 0.5  # impossible for an AUC near 0.8
-    app.upload_project(model, churn_config(model))
+    app.upload_project(model, churn_config(model, approval="automatic"))  # an approved champion
     app.upload_dataset(model, "first")
     assert app.run_of(model, "first")["status"] == "SUCCEEDED"
     app.upload_project(model, config)

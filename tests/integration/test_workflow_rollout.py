@@ -42,7 +42,7 @@ def app(cloud):
 
 
 def _config(model: str) -> dict:
-    config = churn_config(model)
+    config = churn_config(model, approval="automatic")
     for gate in config["evaluation"]["gates"]:
         gate["must_beat_champion_by"] = None  # the datasets differ by seed; the thresholds still hold
     config["endpoint"].pop("autoscaling")

@@ -102,9 +102,14 @@ class App:
         return [self.sagemaker.describe_model_package(ModelPackageName=p["ModelPackageArn"]) for p in listed]
 
 
-def churn_config(model: str, **changes: Any) -> dict[str, Any]:
-    """The documented example config, for another model name, with some keys changed (dotted paths)."""
+def churn_config(model: str, *, approval: str = "manual", **changes: Any) -> dict[str, Any]:
+    """The documented example config, for another model name, with some keys changed (dotted paths).
+
+    Approval is manual unless a test needs the automatic rollout: an approved package deploys an
+    endpoint (two worker processes), which tests of training and registry do not need.
+    """
     config = yaml.safe_load((EXAMPLE / "shepherd.yaml").read_text())
+    config["registry"]["approval"] = approval
     config["registry"]["model_package_group"] = model
     config["endpoint"]["name"] = model
     for dotted, value in changes.items():

@@ -124,6 +124,11 @@ def describe_endpoint_config(name: str) -> dict[str, Any]:
         return dict(client("sagemaker").describe_endpoint_config(EndpointConfigName=name))
 
 
+def describe_model(name: str) -> dict[str, Any]:
+    with mapped(f"describing model {name}"):
+        return dict(client("sagemaker").describe_model(ModelName=name))
+
+
 def model_exists(name: str) -> bool:
     try:
         with mapped(f"describing model {name}"):

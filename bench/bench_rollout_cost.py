@@ -1,0 +1,556 @@
+"""What one rollout costs in Step Functions and Lambda: transitions, history events, invocations (issue 7).
+
+On a local cloud (time scale 60) with the real template.yaml: examples/churn is uploaded (judge
+every virtual minute, shadow on, A/B steps 10/25/50 %, 120 minutes at most per stage, error-rate
+min_samples 50, no champion margin on the gates, no endpoint autoscaling), v1 is trained (dataset +
+_READY -> ModelLifecycle -> auto-approved package -> Rollout: first deployment), steady traffic
+starts (~25 requests/s, 5 % malformed so both variants have errors for the judge to compare), v2 is
+trained and rolled out (shadow -> A/B 10 -> 25 -> 50 % -> full). For each Rollout execution (and
+each ModelLifecycle execution, for reference) the paginated GetExecutionHistory gives:
+
+- state transitions: the *StateEntered events (Step Functions Standard bills per state transition);
+- history events (an execution is capped at 25,000);
+- Lambda invocations made by the state machine: TaskScheduled events with resourceType "lambda";
+- judge calls (Judge state entries), per stage with their verdicts;
+- wall seconds (describe_execution start -> stop) and virtual minutes (wall x time scale).
+
+Every Lambda invocation in the local cloud is also counted by function (a wrapper around the
+in-process Lambda runtime), so the event-driven ones outside the state machine (StartRollout on
+the approval, JobCallback resuming each endpoint-change task token, the ReconcileSchedule) show
+too, and their measured durations give a GB-second estimate at each function's MemorySize.
+
+Cost at us-east-1 list prices: Step Functions Standard $0.025 per 1,000 state transitions, Lambda
+$0.20 per 1M requests and $0.0000166667 per GB-second (x86); free tiers ignored. Then an
+extrapolation to AWS time: each judge loop is 3 transitions (StageWait, Judge, Verdict), so a
+stage of M minutes judged every I minutes costs 3 x M / I transitions on top of the measured fixed
+part, and the history grows by the measured events per loop, against the 25,000-event cap.
+
+Prints tables and writes bench/results/rollout_cost.json. A report, not a test: always exits 0.
+
+    .venv/bin/python bench/bench_rollout_cost.py          # about 3-4 minutes on two cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from localcloud.demo import EXAMPLE, MODEL, Traffic, sys_path_example  # noqa: E402
+from localcloud.server import LocalCloud  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "rollout_cost.json"
+HISTORY_CAP = 25_000
+PRICES = {
+    "region": "us-east-1",
+    "step_functions_standard_per_1000_transitions_usd": 0.025,
+    "lambda_per_1m_requests_usd": 0.20,
+    "lambda_per_gb_second_usd": 0.0000166667,
+    "note": "us-east-1 list prices (x86 Lambda); free tiers (4,000 transitions and 1M requests a month) ignored",
+}
+LOOP_STATES = ("StageWait", "Judge", "Verdict")
+# The documented default (demo.py uses 60): at 25 requests per virtual minute an A/B step between two
+# equally good models needs tens of errors, and 60 virtual minutes (1,500 requests) is sometimes short.
+STAGE_MAX_MINUTES = 120
+
+
+# ---------------------------------------------------------------------------------------- the run
+
+
+def config(ab_steps: list[int], interval: int) -> dict[str, Any]:
+    """examples/churn/shepherd.yaml with localcloud/demo.py's changes (Demo._config), A/B 10/25/50."""
+    raw = yaml.safe_load((EXAMPLE / "shepherd.yaml").read_text())
+    for gate in raw["evaluation"]["gates"]:
+        gate["must_beat_champion_by"] = None  # the datasets differ by seed; the thresholds hold
+    raw["endpoint"].pop("autoscaling", None)
+    raw["rollout"] = {
+        "judge_interval_minutes": interval,
+        "shadow": {"enabled": True, "max_duration_minutes": STAGE_MAX_MINUTES},
+        "ab": {"enabled": True, "steps": ab_steps, "max_duration_minutes": STAGE_MAX_MINUTES},
+        "judge": {"error_rate": {"alpha": 0.05, "beta": 0.2, "delta": 1.0, "min_samples": 50}},
+    }
+    return raw
+
+
+class InvocationLog:
+    """Every Lambda invocation of the local cloud: (wall time at start, function, seconds)."""
+
+    def __init__(self) -> None:
+        from localcloud.lambdas import FunctionPool
+
+        self.calls: list[tuple[float, str, float]] = []
+        self._lock = threading.Lock()
+        original = FunctionPool.invoke
+        log = self
+
+        # FunctionPool.invoke runs every invocation, synchronous or asynchronous ("Event": EventBridge
+        # targets), retries included, in a warm worker: its duration is the function's run time.
+        def invoke(pool: Any, payload: bytes, client_context: Any) -> Any:
+            started = time.time()
+            try:
+                return original(pool, payload, client_context)
+            finally:
+                with log._lock:
+                    log.calls.append((started, pool.spec.name, time.time() - started))
+
+        FunctionPool.invoke = invoke  # type: ignore[method-assign,assignment]
+
+    def between(self, start: float, stop: float) -> list[tuple[float, str, float]]:
+        with self._lock:
+            return [c for c in self.calls if start <= c[0] <= stop]
+
+
+class Run:
+    def __init__(self, time_scale: float, rate: float, malformed: float, rows: int) -> None:
+        self.time_scale, self.rate, self.malformed, self.rows = time_scale, rate, malformed, rows
+        self.cloud = LocalCloud(port=0, time_scale=time_scale, state_dir=Path(tempfile.mkdtemp(prefix="rollout-cost-")))
+        self.outputs: dict[str, str] = {}
+        self.traffic: Traffic | None = None
+        self.invocations: InvocationLog | None = None
+
+    def log(self, message: str) -> None:
+        print(f"{time.strftime('%H:%M:%S')}  {message}", flush=True)
+
+    def upload(self, key: str, body: bytes) -> None:
+        self.cloud.client("s3").put_object(Bucket=self.outputs["DataBucketName"], Key=key, Body=body)
+
+    def dataset(self, name: str, seed: int) -> None:
+        from generate_data import generate  # examples/churn/generate_data.py (sys_path_example)
+
+        frame = generate(self.rows, seed=seed)
+        cut = int(len(frame) * 0.75)
+        for split, part in (("train", frame.iloc[:cut]), ("validation", frame.iloc[cut:])):
+            self.upload(f"training/{MODEL}/{name}/{split}/{split}.csv", part.to_csv(index=False).encode())
+        self.upload(f"training/{MODEL}/{name}/_READY", b"")
+
+    def wait(self, arn_key: str, prefix: str, timeout: float) -> dict[str, Any]:
+        sfn = self.cloud.client("stepfunctions")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for e in sfn.list_executions(stateMachineArn=self.outputs[arn_key])["executions"]:
+                if e["name"].startswith(prefix) and e["status"] != "RUNNING":
+                    return dict(sfn.describe_execution(executionArn=e["executionArn"]))
+            time.sleep(0.3)
+        raise TimeoutError(f"no {prefix} execution finished within {timeout:.0f} s")
+
+    def history(self, arn: str) -> list[dict[str, Any]]:
+        sfn, events, token = self.cloud.client("stepfunctions"), [], None
+        while True:
+            page = sfn.get_execution_history(
+                executionArn=arn, maxResults=1000, **({"nextToken": token} if token else {})
+            )
+            events.extend(page["events"])
+            token = page.get("nextToken")
+            if not token:
+                return events
+
+    def memory(self) -> dict[str, int]:
+        functions = self.cloud.client("lambda").list_functions()["Functions"]
+        return {f["FunctionName"]: int(f.get("MemorySize") or 128) for f in functions}
+
+    def execute(self) -> dict[str, Any]:
+        from localcloud.demo import Settings
+
+        sys_path_example()
+        self.cloud.start()
+        self.outputs = self.cloud.deploy(ROOT / "template.yaml", {"StageName": "bench"}, "bench")
+        self.invocations = InvocationLog()
+        self.log(f"local cloud on {self.cloud.endpoint} (time scale {self.time_scale:g}), template.yaml deployed")
+        project = config([10, 25, 50], 1)
+        self.upload(f"models/{MODEL}/shepherd.yaml", yaml.safe_dump(project).encode())
+        for name in ("train.py", "inference.py"):
+            self.upload(f"models/{MODEL}/code/{name}", (EXAMPLE / name).read_bytes())
+
+        self.dataset("week-1", seed=7)
+        life1 = self.wait("ModelLifecycleStateMachineArn", f"{MODEL}-week-1-", 600)
+        self.log(f"ModelLifecycle week-1: {life1['status']}")
+        first = self.wait("RolloutStateMachineArn", f"{MODEL}-v1-", 600)
+        self.log(f"Rollout v1 (first deployment): {first['status']}")
+
+        held_out = __import__("generate_data").generate(600, seed=99).drop(columns=["target"])
+        rows = [",".join(str(v) for v in row) for row in held_out.itertuples(index=False)]
+        client = self.cloud.client("sagemaker-runtime")
+        self.traffic = Traffic(client, MODEL, rows, self.rate, self.malformed).start()
+        self.log(f"traffic: {self.rate:g} requests/s, {100 * self.malformed:g} % malformed")
+
+        self.dataset("week-2", seed=8)
+        life2 = self.wait("ModelLifecycleStateMachineArn", f"{MODEL}-week-2-", 600)
+        self.log(f"ModelLifecycle week-2: {life2['status']}")
+        second = self.wait("RolloutStateMachineArn", f"{MODEL}-v2-", 900)
+        self.log(f"Rollout v2 (shadow -> A/B 10/25/50 -> full): {second['status']}")
+        self.traffic.stop()
+        time.sleep(0.5)  # let the last asynchronous invocations land in the log
+
+        memory = self.memory()
+        settings = Settings()
+        sfn = self.cloud.client("stepfunctions")
+        listed = {
+            key: [
+                {"name": e["name"], "status": e["status"]}
+                for e in sfn.list_executions(stateMachineArn=self.outputs[f"{key}StateMachineArn"])["executions"]
+            ]
+            for key in ("ModelLifecycle", "Rollout")
+        }
+        return {
+            "executions": listed,
+            "first_deployment": self.measure(first, memory),
+            "progressive": self.measure(second, memory),
+            "lifecycle": {"week-1": self.measure(life1, memory), "week-2": self.measure(life2, memory)},
+            "settings": {
+                "time_scale": self.time_scale,
+                "judge_interval_minutes": 1,
+                "ab_steps": [10, 25, 50],
+                "stage_max_duration_minutes": STAGE_MAX_MINUTES,
+                "min_samples": 50,
+                "alpha": settings.alpha,
+                "beta": settings.beta,
+                "delta": settings.delta,
+                "rate_per_second": self.rate,
+                "malformed": self.malformed,
+                "rows": self.rows,
+            },
+            "traffic": {
+                "sent": self.traffic.sent,
+                "answered": self.traffic.answered,
+                "malformed_refused": self.traffic.malformed_refused,
+                "failed": len(self.traffic.failures),
+                "by_variant": dict(self.traffic.by_variant),
+            },
+        }
+
+    def measure(self, described: dict[str, Any], memory: dict[str, int]) -> dict[str, Any]:
+        events = self.history(described["executionArn"])
+        start, stop = described["startDate"].timestamp(), described["stopDate"].timestamp()
+        figures = count(events)
+        wall = stop - start
+        assert self.invocations is not None
+        calls = self.invocations.between(start, stop)  # each started by, or while, the execution ran
+        by_function = Counter(name for _, name, _ in calls)
+        gb_seconds = sum(seconds * memory.get(name, 128) / 1024 for _, name, seconds in calls)
+        own = {name for name in by_function if _short(name) in figures["lambda_functions"]}
+        own_gb_seconds = sum(seconds * memory.get(name, 128) / 1024 for _, name, seconds in calls if name in own)
+        result = {
+            "execution": described["name"],
+            "status": described["status"],
+            **figures,
+            "wall_seconds": round(wall, 2),
+            "virtual_minutes": round(wall * self.time_scale / 60, 1),
+            "app_lambda_invocations_in_window": {_short(k): v for k, v in sorted(by_function.items())},
+            "lambda_gb_seconds_state_machine_tasks": round(own_gb_seconds, 3),
+            "lambda_gb_seconds_all_in_window": round(gb_seconds, 3),
+        }
+        for stage in result.get("stages", []):
+            stage["virtual_minutes"] = round(stage["wall_seconds"] * self.time_scale / 60, 1)
+        result["cost_usd"] = cost(figures["state_transitions"], figures["lambda_invocations"], own_gb_seconds)
+        return result
+
+
+def _short(function_name: str) -> str:
+    """bench-RolloutFunction-ABC123 -> RolloutFunction."""
+    parts = function_name.split("-")
+    return next((p for p in parts if p.endswith("Function")), function_name)
+
+
+def _json(text: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def count(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """Transitions, events, Lambda tasks, judge calls (per stage) of one execution's history."""
+    types = Counter(e["type"] for e in events)
+    scheduled = [e["taskScheduledEventDetails"] for e in events if e["type"] == "TaskScheduled"]
+    lambda_tasks = [s for s in scheduled if s.get("resourceType") == "lambda"]
+    arns = {str(_json(s.get("parameters")).get("FunctionName", "")) for s in lambda_tasks}
+    functions = sorted({_short(arn.split(":function:")[-1].split(":")[0]) for arn in arns})
+    by_state: Counter[str] = Counter()
+    events_by_state: Counter[str] = Counter()
+    current = "(execution)"
+    stages: list[dict[str, Any]] = []
+    enter_times: list[tuple[float, str]] = []
+    lambda_by_state: Counter[str] = Counter()
+    for event in events:
+        if event["type"].endswith("StateEntered"):
+            details = event["stateEnteredEventDetails"]
+            current = details["name"]
+            by_state[current] += 1
+            if current in ("EnterStage", "Finalize"):
+                enter_times.append((event["timestamp"].timestamp(), current))
+            if current == "EnterStage":
+                entered = _json(details.get("input"))
+                index = entered.get("pos", {}).get("i", len(stages))
+                spec = (entered.get("state", {}).get("stages") or [{}] * (index + 1))[index]
+                stages.append(
+                    {"stage": spec.get("kind"), "weight": spec.get("weight"), "judge_calls": 0, "verdicts": Counter()}
+                )
+        events_by_state[current] += 1
+        if event["type"] == "TaskScheduled" and event["taskScheduledEventDetails"].get("resourceType") == "lambda":
+            lambda_by_state[current] += 1
+        if event["type"] == "TaskStateExited" and event["stateExitedEventDetails"]["name"] == "Judge" and stages:
+            judged = _json(event["stateExitedEventDetails"].get("output")).get("verdict", {})
+            stages[-1]["judge_calls"] += 1
+            stages[-1]["verdicts"][judged.get("verdict", "?")] += 1
+            stages[-1]["last_explanation"] = judged.get("explanation")
+            stages[-1]["last_statistics"] = (judged.get("statistics") or [None])[0]
+    for i, stage in enumerate(stages):
+        begin = enter_times[i][0] if i < len(enter_times) else None
+        end = enter_times[i + 1][0] if i + 1 < len(enter_times) else events[-1]["timestamp"].timestamp()
+        stage["wall_seconds"] = round(end - begin, 2) if begin is not None else None
+        stage["verdicts"] = dict(stage["verdicts"])
+    transitions = sum(v for k, v in types.items() if k.endswith("StateEntered"))
+    judge_calls = by_state["Judge"]
+    loop_events = sum(events_by_state[s] for s in LOOP_STATES)
+    return {
+        "state_transitions": transitions,
+        "history_events": len(events),
+        "lambda_invocations": len(lambda_tasks),
+        "lambda_invocations_by_state": dict(sorted(lambda_by_state.items())),
+        "lambda_functions": functions,
+        "callback_tasks": sum(1 for s in lambda_tasks if str(s.get("resource", "")).endswith("waitForTaskToken")),
+        "sns_publishes": sum(1 for s in scheduled if s.get("resourceType") == "sns"),
+        "judge_calls": judge_calls,
+        "judge_loop_transitions": sum(by_state[s] for s in LOOP_STATES),
+        "judge_loop_events": loop_events,
+        "fixed_transitions": transitions - sum(by_state[s] for s in LOOP_STATES),
+        "fixed_events": len(events) - loop_events,
+        "transitions_by_state": dict(by_state.most_common()),
+        "events_by_type": dict(types.most_common()),
+        **({"stages": stages} if stages else {}),
+    }
+
+
+def cost(transitions: int, requests: int, gb_seconds: float) -> dict[str, float]:
+    sfn = transitions * PRICES["step_functions_standard_per_1000_transitions_usd"] / 1000  # type: ignore[operator]
+    lam = requests * PRICES["lambda_per_1m_requests_usd"] / 1_000_000  # type: ignore[operator]
+    compute = gb_seconds * PRICES["lambda_per_gb_second_usd"]  # type: ignore[operator]
+    return {
+        "step_functions": round(sfn, 7),
+        "lambda_requests": round(lam, 9),
+        "lambda_compute_estimate": round(compute, 9),
+        "total": round(sfn + lam + compute, 7),
+    }
+
+
+# ---------------------------------------------------------------------------------------- AWS time
+
+
+def extrapolate(progressive: dict[str, Any], judge_gb_seconds: float) -> dict[str, Any]:
+    """The measured fixed part plus 3 transitions (and the measured events) per judge loop, in AWS minutes."""
+    calls = max(progressive["judge_calls"], 1)
+    per_loop_transitions = progressive["judge_loop_transitions"] / calls  # 3: StageWait, Judge, Verdict
+    per_loop_events = progressive["judge_loop_events"] / calls
+    per_loop_lambda = progressive["lambda_invocations_by_state"].get("Judge", 0) / calls
+    fixed_t, fixed_e = progressive["fixed_transitions"], progressive["fixed_events"]
+    fixed_lambda = progressive["lambda_invocations"] - progressive["lambda_invocations_by_state"].get("Judge", 0)
+    scenarios = [
+        ("realistic: shadow 60 min + 3 A/B steps x 60 min, judge every 5 min", 5, [60, 60, 60, 60]),
+        ("defaults' ceiling: every stage to max_duration 120 min, judge every 5 min", 5, [120, 120, 120, 120]),
+        ("worst case: every stage 120 min, judge every minute", 1, [120, 120, 120, 120]),
+        ("fast: shadow 30 + 3 x 15 min, judge every 5 min", 5, [30, 15, 15, 15]),
+    ]
+    rows = []
+    for label, interval, minutes in scenarios:
+        loops = sum(max(1, m // interval) for m in minutes)
+        transitions = round(fixed_t + per_loop_transitions * loops)
+        events = round(fixed_e + per_loop_events * loops)
+        requests = round(fixed_lambda + per_loop_lambda * loops)
+        # Lambda compute: the measured GB-s of the fixed tasks plus a judge call's measured GB-s per loop
+        gb = progressive["lambda_gb_seconds_state_machine_tasks"] + judge_gb_seconds * (loops - calls)
+        rows.append(
+            {
+                "scenario": label,
+                "judge_interval_minutes": interval,
+                "stage_minutes": minutes,
+                "judged_minutes": sum(minutes),
+                "judge_calls": loops,
+                "state_transitions": transitions,
+                "history_events": events,
+                "history_cap_share": round(events / HISTORY_CAP, 4),
+                "lambda_invocations": requests,
+                "cost_usd": cost(transitions, requests, max(gb, 0.0)),
+            }
+        )
+    loops_to_cap = math.floor((HISTORY_CAP - fixed_e) / per_loop_events)
+    return {
+        "model": (
+            "fixed part measured on the progressive rollout (Prepare, EnterStage x stages, NextStage, "
+            "MoreStages, Finalize, Promoted, notifications) + per judge loop the measured transitions "
+            "(StageWait, Judge, Verdict) and history events; a stage of M minutes judged every I minutes "
+            "= M / I loops (the last one PROMOTEs)"
+        ),
+        "fixed_transitions": fixed_t,
+        "fixed_history_events": fixed_e,
+        "fixed_lambda_invocations": fixed_lambda,
+        "transitions_per_judge_loop": round(per_loop_transitions, 2),
+        "history_events_per_judge_loop": round(per_loop_events, 2),
+        "judge_gb_seconds_per_call": round(judge_gb_seconds, 5),
+        "history_cap": HISTORY_CAP,
+        "judge_loops_to_history_cap": loops_to_cap,
+        "judged_minutes_to_history_cap_at_interval_1": loops_to_cap,
+        "scenarios": rows,
+    }
+
+
+# ---------------------------------------------------------------------------------------- report
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    cells = [[str(c) for c in row] for row in [headers, *rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = [
+        "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+        for r in cells
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def usd(value: float) -> str:
+    return f"${value:.6f}" if value < 0.01 else f"${value:.4f}"
+
+
+def report(results: dict[str, Any]) -> None:
+    executions = [
+        ("Rollout: first deployment", results["first_deployment"]),
+        ("Rollout: shadow + A/B 10/25/50 + full", results["progressive"]),
+        ("ModelLifecycle week-1 (reference)", results["lifecycle"]["week-1"]),
+        ("ModelLifecycle week-2 (reference)", results["lifecycle"]["week-2"]),
+    ]
+    print()
+    print(
+        table(
+            [
+                "execution",
+                "status",
+                "transitions",
+                "events",
+                "Lambda",
+                "judge",
+                "wall s",
+                "virtual min",
+                "SFN $",
+                "total $",
+            ],
+            [
+                [
+                    label,
+                    r["status"],
+                    r["state_transitions"],
+                    r["history_events"],
+                    r["lambda_invocations"],
+                    r["judge_calls"],
+                    f"{r['wall_seconds']:.1f}",
+                    f"{r['virtual_minutes']:.1f}",
+                    usd(r["cost_usd"]["step_functions"]),
+                    usd(r["cost_usd"]["total"]),
+                ]
+                for label, r in executions
+            ],
+        )
+    )
+    stages = results["progressive"].get("stages", [])
+    if stages:
+        print("\nprogressive rollout by stage (wall from EnterStage to the next EnterStage / Finalize)")
+        print(
+            table(
+                ["stage", "judge calls", "verdicts", "wall s", "virtual min"],
+                [
+                    [
+                        f"{s['stage']} {s['weight']:g}%" if s["stage"] == "ab" else s["stage"],
+                        s["judge_calls"],
+                        ", ".join(f"{k} {v}" for k, v in s["verdicts"].items()),
+                        s["wall_seconds"],
+                        s["virtual_minutes"],
+                    ]
+                    for s in stages
+                ],
+            )
+        )
+        for s in stages:
+            print(f"  {s['stage']} {s['weight']:g}: {s.get('last_explanation')}")
+    window = results["progressive"]["app_lambda_invocations_in_window"]
+    print(f"\nall Lambda invocations in the local cloud during the progressive rollout: {window}")
+    x = results["extrapolation"]
+    print(
+        f"\nextrapolation to AWS time: fixed {x['fixed_transitions']} transitions / {x['fixed_history_events']} events"
+        f" / {x['fixed_lambda_invocations']} Lambda, + {x['transitions_per_judge_loop']:g} transitions and"
+        f" {x['history_events_per_judge_loop']:g} events per judge loop"
+    )
+    print(
+        table(
+            ["scenario", "judge calls", "transitions", "events", "of 25,000", "Lambda", "SFN $", "total $"],
+            [
+                [
+                    s["scenario"],
+                    s["judge_calls"],
+                    s["state_transitions"],
+                    s["history_events"],
+                    f"{100 * s['history_cap_share']:.1f} %",
+                    s["lambda_invocations"],
+                    usd(s["cost_usd"]["step_functions"]),
+                    usd(s["cost_usd"]["total"]),
+                ]
+                for s in x["scenarios"]
+            ],
+        )
+    )
+    print(
+        f"\nthe 25,000-event history cap is reached after {x['judge_loops_to_history_cap']} judge loops"
+        f" ({x['judge_loops_to_history_cap']} judged minutes at judge_interval_minutes 1)"
+    )
+    print(f"prices: {PRICES['note']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--time-scale", type=float, default=60.0)
+    parser.add_argument("--rate", type=float, default=25.0, help="requests per second during the v2 rollout")
+    parser.add_argument("--malformed", type=float, default=0.05)
+    parser.add_argument("--rows", type=int, default=3000, help="rows per training dataset")
+    parser.add_argument("--no-write", action="store_true", help="do not write bench/results/rollout_cost.json")
+    args = parser.parse_args()
+    run = Run(args.time_scale, args.rate, args.malformed, args.rows)
+    started = time.monotonic()
+    try:
+        results = run.execute()
+        assert run.invocations is not None
+        memory = run.memory()
+        judge = [(s, name) for _, name, s in run.invocations.calls if _short(name) == "JudgeStageFunction"]
+        judge_gb = statistics.median(s for s, _ in judge) * memory.get(judge[0][1], 128) / 1024 if judge else 0.0
+        results["extrapolation"] = extrapolate(results["progressive"], judge_gb)
+        results["prices"] = PRICES
+        results["bench_wall_seconds"] = round(time.monotonic() - started, 1)
+        report(results)
+        if not args.no_write:
+            RESULTS.parent.mkdir(parents=True, exist_ok=True)
+            RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")
+            print(f"\nwrote {RESULTS.relative_to(ROOT)}")
+    except Exception:
+        traceback.print_exc()
+        print("FAILED: the run did not complete (a report, not a test: exit 0)")
+    finally:
+        if run.traffic is not None:
+            run.traffic.stop()
+        run.cloud.stop()
+    print(f"done in {time.monotonic() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
