@@ -69,7 +69,7 @@ class Settings:
 
     @classmethod
     def for_mode(cls, quick: bool) -> Settings:
-        return cls(quick=True, rows=1200, ab_steps=[50]) if quick else cls()
+        return cls(quick=True, rows=1200, ab_steps=[50], rate=50.0) if quick else cls()
 
 
 class Traffic:

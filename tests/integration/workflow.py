@@ -132,7 +132,7 @@ def wait_seconds(seconds: float) -> None:
 class Traffic:
     """A steady stream of real InvokeEndpoint calls, every outcome counted (a share deliberately malformed)."""
 
-    def __init__(self, cloud: Any, endpoint: str, *, rate: float = 40.0, malformed: float = 0.05) -> None:
+    def __init__(self, cloud: Any, endpoint: str, *, rate: float = 80.0, malformed: float = 0.05) -> None:
         import threading
 
         import numpy as np
