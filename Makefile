@@ -65,7 +65,13 @@ PY313_TESTS := $(wildcard tests/unit/handlers tests/unit/test_config*.py tests/u
 test-py313: $(PY313_VENV)/.installed
 	$(PY313_VENV)/bin/python -m pytest $(PY313_TESTS)
 
-test: lint build test-py313 $(AWSCLI_VENV)/.installed
+# Debian's Chromium renders demo-output/report.html in the end-to-end test (a screenshot with its plots).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+test: lint build test-py313 $(AWSCLI_VENV)/.installed $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 test-fast: install $(AWSCLI_VENV)/.installed

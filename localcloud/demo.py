@@ -433,7 +433,10 @@ def report(summary: dict[str, Any]) -> str:
         for title, data in _plots(summary)
     )
     promotions = ", ".join(f"v{p['version']} via {' → '.join(p['stages'])}" for p in summary["promotions"]) or "none"
-    rollbacks = ", ".join(f"v{r['version']} in {r['stage']}: {r['reason']}" for r in summary["rollbacks"]) or "none"
+    rollbacks = ", ".join(
+        f"v{r['version']} in {r['stage']}: {str(r['reason']).rstrip('.')}" for r in summary["rollbacks"]
+    )
+    rollbacks = rollbacks or "none"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Shepherd demo report</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}}

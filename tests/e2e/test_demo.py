@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -40,3 +41,37 @@ def test_the_quick_demo_promotes_one_candidate_rolls_back_one_and_scores_a_batch
     report = (tmp_path / "report.html").read_text()
     assert report.count("data:image/png;base64,") == 2
     print(f"demo wall time: {summary['wall_seconds']} s")
+    # and the report renders in a real browser, plots included (a screenshot that is not blank)
+    _assert_renders(tmp_path / "report.html", tmp_path / "report.png")
+
+
+def _assert_renders(page: Path, screenshot: Path) -> None:
+    from PIL import Image
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={screenshot.parent / 'chromium-profile'}",
+            "--window-size=1100,1600",
+            f"--screenshot={screenshot}",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    image = Image.open(screenshot).convert("RGB")
+    colours = image.getcolors(maxcolors=1 << 20) or []
+    # Text alone is a few greys; the two plots bring their line colours and antialiasing shades.
+    assert len(colours) > 200, f"the report rendered with only {len(colours)} colours"
+    orange = sum(count for count, (r, g, b) in colours if r > 200 and 100 < g < 170 and b < 80)
+    assert orange > 100, "the plots' lines are missing from the rendered report"
