@@ -266,9 +266,23 @@ def promoted(state: dict[str, Any]) -> dict[str, Any]:
     }
     rollouts.set_champion(state["endpoint"], champion)
     _record(state, "promoted", champion=champion)
+    _retire_old_versions(state, keep={champion["config"], champion["model"], state["last_good"] or ""})
     rollouts.clear_flag(state["endpoint"], rollouts.ABORT)  # too late to abort: it is promoted
     rollouts.release(state["endpoint"], state["run"])
     return {"outcome": "promoted", "endpoint": state["endpoint"], "champion": champion}
+
+
+def _retire_old_versions(state: dict[str, Any], keep: set[str]) -> None:
+    """Keep the last few versions' configs and models (a rollback target, `rollout start` to an earlier
+    package); delete older ones, which SageMaker keeps forever otherwise. A failure here never fails a promotion."""
+    prefix = f"{state['endpoint']}-"
+    try:
+        for name in plan.retired(endpoints.endpoint_configs_named(prefix), prefix=prefix, keep=keep):
+            endpoints.delete_endpoint_config(name)
+        for name in plan.retired(endpoints.models_named(prefix), prefix=prefix, keep=keep):
+            endpoints.delete_model(name)
+    except ShepherdError as exc:
+        logger.warning("could not retire old versions", extra={"error": str(exc)})
 
 
 def rollback_weights(state: dict[str, Any], token: str) -> dict[str, Any]:

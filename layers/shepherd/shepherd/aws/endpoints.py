@@ -126,3 +126,25 @@ def metric_data(queries: list[dict[str, Any]], start: datetime, end: datetime) -
         for page in pages:
             results.extend(page["MetricDataResults"])
     return results
+
+
+def endpoint_configs_named(prefix: str) -> list[tuple[str, Any]]:
+    with mapped(f"listing endpoint configs {prefix}*"):
+        pages = client("sagemaker").get_paginator("list_endpoint_configs").paginate(NameContains=prefix)
+        return [(c["EndpointConfigName"], c["CreationTime"]) for page in pages for c in page["EndpointConfigs"]]
+
+
+def models_named(prefix: str) -> list[tuple[str, Any]]:
+    with mapped(f"listing models {prefix}*"):
+        pages = client("sagemaker").get_paginator("list_models").paginate(NameContains=prefix)
+        return [(m["ModelName"], m["CreationTime"]) for page in pages for m in page["Models"]]
+
+
+def delete_endpoint_config(name: str) -> None:
+    with mapped(f"deleting endpoint config {name}"):
+        client("sagemaker").delete_endpoint_config(EndpointConfigName=name)
+
+
+def delete_model(name: str) -> None:
+    with mapped(f"deleting model {name}"):
+        client("sagemaker").delete_model(ModelName=name)

@@ -186,3 +186,21 @@ def weights(champion: str, challenger: str, challenger_percent: float) -> list[d
         {"VariantName": champion, "DesiredWeight": float(100 - challenger_percent)},
         {"VariantName": challenger, "DesiredWeight": float(challenger_percent)},
     ]
+
+
+KEEP_VERSIONS = 5
+
+
+def retired(names: list[tuple[str, Any]], *, prefix: str, keep: set[str], newest: int = KEEP_VERSIONS) -> list[str]:
+    """Which of a rollout's old endpoint configs or models to delete: those named for this endpoint
+    (``<endpoint>-...``), beyond the `newest` most recent, that are not in use (`keep`).
+
+    `names` are (name, creation time) pairs as ListEndpointConfigs / ListModels give them. Models a batch
+    run created (``...-batch``) are left to their own lifecycle.
+    """
+    ours = sorted(
+        ((name, created) for name, created in names if name.startswith(prefix) and not name.endswith("-batch")),
+        key=lambda item: item[1],
+        reverse=True,
+    )
+    return [name for name, _ in ours[newest:] if name not in keep]

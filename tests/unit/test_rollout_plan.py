@@ -1,0 +1,49 @@
+"""The rollout's pure planning: stages from a config, endpoint config requests, retiring old versions."""
+
+from __future__ import annotations
+
+from shepherd.config import load_config
+from shepherd.rollout import plan
+
+
+def _config(text: str = "") -> object:
+    return load_config("framework: sklearn\nentry_point: train.py\n" + text, "models/churn/shepherd.yaml")
+
+
+def test_stages_follow_the_config_and_serverless_has_none():
+    config = _config("rollout:\n  ab:\n    steps: [10, 50]\n")
+    assert [(s.kind, s.weight) for s in plan.stages(config)] == [("shadow", 100), ("ab", 10), ("ab", 50)]
+    assert plan.stages(config, "serverless") == []
+
+
+def test_shadow_gets_the_weight_it_is_given_and_capture_and_kms_are_set():
+    config = _config()
+    spec = plan.candidate_spec(config, endpoint="churn", version=2)
+    champion = plan.VariantSpec(variant="v1", model_name="churn-v1", instance_type="ml.m5.large", instance_count=3)
+    request = plan.endpoint_config(
+        config,
+        name="c",
+        production=[(champion, 1.0)],
+        shadow=spec,
+        shadow_weight=50.0,
+        bucket="b",
+        endpoint="churn",
+        kms_key_arn="arn:aws:kms:us-east-1:1:key/k",
+        tags={},
+    )
+    assert request["ShadowProductionVariants"][0]["InitialVariantWeight"] == 50.0
+    assert request["ProductionVariants"][0]["InitialInstanceCount"] == 3
+    assert request["DataCaptureConfig"]["DestinationS3Uri"] == "s3://b/capture/churn"
+    assert request["KmsKeyId"] == "arn:aws:kms:us-east-1:1:key/k"
+
+
+def test_config_names_are_unique_per_run_and_stage_and_fit_63_characters():
+    names = {plan.config_name("e" * 63, stage, 12, run) for stage in ("shadow", "ab10") for run in ("r1", "r2")}
+    assert len(names) == 4
+    assert all(len(n) <= 63 for n in names)
+
+
+def test_retired_keeps_the_newest_and_what_is_in_use_and_never_batch_models():
+    names = [(f"churn-v{i}", i) for i in range(1, 10)] + [("churn-v1-batch", 0), ("other-v1", 0)]
+    gone = plan.retired(names, prefix="churn-", keep={"churn-v2"}, newest=5)
+    assert gone == ["churn-v4", "churn-v3", "churn-v1"]
