@@ -25,7 +25,9 @@ from shepherd.config.models import FRAMEWORK_VERSIONS
 
 REPOSITORIES = {repositories}
 
-# region -> the AWS account whose ECR hosts the framework's images (the same for every supported version)
+# region -> the AWS account whose ECR hosts the framework images (every supported version of both frameworks)
+ACCOUNTS: dict[str, str] = {accounts}
+
 REGISTRIES: dict[str, dict[str, str]] = {registries}
 
 
@@ -64,8 +66,12 @@ def main() -> None:
         if any(m != supported[0] for m in supported):
             raise SystemExit(f"{framework}: the supported versions live in different registries; extend this tool")
         table[framework] = supported[0]
-    body = pprint.pformat(table, width=118, sort_dicts=True)
-    TARGET.write_text(TEMPLATE.format(repositories=repr(FRAMEWORKS), registries=body))
+    shared = all(accounts == table["sklearn"] for accounts in table.values())
+    if not shared:
+        raise SystemExit("the frameworks' registries differ now: extend this tool to write one map per framework")
+    body = "{" + ", ".join(f"{framework!r}: ACCOUNTS" for framework in sorted(table)) + "}"
+    accounts = pprint.pformat(table["sklearn"], width=118, sort_dicts=True)
+    TARGET.write_text(TEMPLATE.format(repositories=repr(FRAMEWORKS), registries=body, accounts=accounts))
     print(f"wrote {TARGET}")
 
 

@@ -40,18 +40,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if aborted is not None:
         # StopExecution would skip the Catch that restores the endpoint: an abort is a signal read here.
         rollouts.clear_flag(request.endpoint, rollouts.ABORT)
-        explanation = f"Aborted by {aborted['by']}: {aborted['reason']}"
-        entry = {
-            "run": request.run,
-            "package": request.package_arn,
-            "event": "verdict",
-            "stage": request.stage.kind,
-            "stage_index": request.stage_index,
-            "verdict": "ROLLBACK",
-            "explanation": explanation,
-        }
-        rollouts.record(request.endpoint, entry, now.isoformat())
-        return {"verdict": "ROLLBACK", "explanation": explanation, "statistics": []}
+        return _decided(request, now, "ROLLBACK", f"Aborted by {aborted['by']}: {aborted['reason']}", [], minutes=None)
     latency = request.judge.get("latency") or None
     threshold = float(latency["threshold_ms"]) if latency else None
     variants = {"champion": request.champion_variant, "candidate": request.candidate_variant}
@@ -86,6 +75,19 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         }
         for m in verdict.metrics
     ]
+    return _decided(request, now, str(verdict.verdict), verdict.explanation, statistics, minutes=elapsed)
+
+
+def _decided(
+    request: Request,
+    now: datetime,
+    verdict: str,
+    explanation: str,
+    statistics: list[dict[str, Any]],
+    *,
+    minutes: int | None,
+) -> dict[str, Any]:
+    """Record the verdict (the rollout record and the event bus) and answer the state machine."""
     entry = {
         "run": request.run,
         "package": request.package_arn,
@@ -93,11 +95,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         "stage": request.stage.kind,
         "stage_index": request.stage_index,
         "weight": request.stage.weight,
-        "verdict": str(verdict.verdict),
-        "explanation": verdict.explanation,
-        "minutes": elapsed,
+        "verdict": verdict,
+        "explanation": explanation,
+        "minutes": minutes,
         "statistics": statistics,
     }
     rollouts.record(request.endpoint, entry, now.isoformat())
     logger.info("judged", extra=entry)
-    return {"verdict": str(verdict.verdict), "explanation": verdict.explanation, "statistics": statistics}
+    return {"verdict": verdict, "explanation": explanation, "statistics": statistics}
