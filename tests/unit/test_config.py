@@ -697,3 +697,13 @@ def test_a_hyperparameter_is_measured_as_sagemaker_receives_it_json_encoded() ->
 def test_metric_names_must_fit_the_model_package_metadata() -> None:
     found = problems(config_text(training={"metric_definitions": [{"name": "f1 (macro)", "regex": "f1=([0-9.]+)"}]}))
     assert any("metric_definitions" in line for line in found), found
+
+
+def test_a_rollout_that_could_outgrow_one_execution_history_is_refused() -> None:
+    text = config_text(
+        rollout={"judge_interval_minutes": 1, "ab": {"steps": [10, 25, 50], "max_duration_minutes": 1440}}
+    )
+    found = problems(text)
+    assert any("judge_interval_minutes" in line and "25,000 history events" in line for line in found), found
+    fits = load_config(config_text(rollout={"judge_interval_minutes": 5, "ab": {"max_duration_minutes": 1440}}), SOURCE)
+    assert fits.rollout.ab.max_duration_minutes == 1440
