@@ -208,3 +208,61 @@ def test_a_slow_candidate_is_rolled_back_on_latency_and_a_stopped_rollout_is_cle
     assert "Item" not in lock
     assert any(r["event"] == "reconciled" and r["action"] == "restored" for r in _records(app, model))
     assert traffic.unexpected == []
+
+
+def test_a_candidate_that_turns_bad_during_ab_is_rolled_back_to_the_whole_champion(app, cloud, tmp_path):
+    model = unique("turn")
+    flag = tmp_path / "turn-bad"
+    turns_bad = (
+        (EXAMPLE / "inference.py").read_text()
+        + f"""
+
+_predict_good = predict_fn
+
+
+def predict_fn(data, model):  # fine until the test raises the flag, then fails half its requests
+    import os
+    import random
+
+    if os.path.exists({str(flag)!r}) and random.random() < 0.5:
+        raise RuntimeError("turned bad")
+    return _predict_good(data, model)
+"""
+    )
+    app.upload_project(model, _config(model))
+    app.upload_dataset(model, "d1")
+    assert app.run_of(model, "d1")["status"] == "SUCCEEDED"
+    assert _rollout(app, model, 1)["status"] == "SUCCEEDED"
+    champion = app.sagemaker.describe_endpoint(EndpointName=model)
+
+    with Traffic(cloud, model) as traffic:
+        code = {"train.py": (EXAMPLE / "train.py").read_bytes(), "inference.py": turns_bad.encode()}
+        app.upload_project(model, _config(model), code=code)
+        app.upload_dataset(model, "d2", seed=8)
+        assert app.run_of(model, "d2")["status"] == "SUCCEEDED"
+        wait_for(
+            lambda: any(r["event"] == "stage-entered" and r.get("stage") == "ab" for r in _records(app, model)),
+            timeout=120,
+        )
+        flag.touch()  # the candidate now fails half of the requests it serves (clients see them in A/B)
+        rolled_back = _rollout(app, model, 2)
+        failures_at_rollback = len(traffic.unexpected)
+        time_after = traffic.sent
+        wait_for(lambda: traffic.sent > time_after + 100, timeout=30)
+
+    assert rolled_back["status"] == "FAILED"
+    restored = app.sagemaker.describe_endpoint(EndpointName=model)
+    assert restored["EndpointConfigName"] == champion["EndpointConfigName"]
+    assert [(v["VariantName"], v["CurrentWeight"]) for v in restored["ProductionVariants"]] == [("v1", 1.0)]
+    events = [(r["event"], r.get("step"), r.get("stage"), r.get("verdict")) for r in _records(app, model)]
+    assert ("verdict", None, "ab", "ROLLBACK") in events
+    assert ("rolling-back", "weights", None, None) in events  # weights first: seconds, no redeploy
+    assert ("rolling-back", "config", None, None) in events
+    assert (
+        app.sagemaker.describe_model_package(ModelPackageName=f"{app.packages(model)[0]['ModelPackageArn'][:-2]}/2")[
+            "ModelApprovalStatus"
+        ]
+        == "Rejected"
+    )
+    # once rolled back, no client request fails any more
+    assert len(traffic.unexpected) == failures_at_rollback
