@@ -2,7 +2,8 @@
 
 Routing follows SageMaker: TargetVariant if given, else a weighted draw over production
 variants by CurrentWeight; shadow variants receive a mirrored copy of a share of requests
-(their weight relative to production's) asynchronously, and their answers are discarded.
+(their weight relative to production's) asynchronously, whether production answered or
+failed, after production's answer; their answers are discarded and their own metrics published.
 A model's own error reaches the client as ModelError (HTTP 424), never as a bare 5XX
 that would make the SDK retry and run the model twice.
 """
@@ -139,6 +140,8 @@ class RuntimeApi:
             raise InvokeError("400 Bad Request", "ValidationError", str(exc)) from exc
         except InvocationFailed as exc:
             self._measure(name, variant, status=exc.status, started=started, received=received, model_seconds=None)
+            for shadow in mirrored:  # SageMaker replicates the request, whatever production answered
+                self._submit_mirror(name, shadow, request, capture)
             raise InvokeError(
                 "424 Failed Dependency",
                 "ModelError",
