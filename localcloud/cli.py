@@ -129,8 +129,10 @@ def demo(
         summary = run_demo(quick, out, Console())
     except Exception as exc:  # the story failed: say where, in one line, and keep the exit code honest
         _fail(f"the demo stopped: {type(exc).__name__}: {exc}")
-    promoted = ", ".join(f"v{p['version']} ({' -> '.join(p['stages'])})" for p in summary["promotions"]) or "none"
-    rolled = ", ".join(f"v{r['version']} in {r['stage']}" for r in summary["rollbacks"]) or "none"
+    promotions = [r for r in summary["rollouts"] if r["outcome"] == "promoted"]
+    rollbacks = [r for r in summary["rollouts"] if r["outcome"] == "rolled_back"]
+    promoted = ", ".join(f"v{p['version']} ({' -> '.join(p['stages'])})" for p in promotions) or "none"
+    rolled = ", ".join(f"v{r['version']} in {'/'.join(r['stages'])}" for r in rollbacks) or "none"
     traffic = summary["traffic"]
     Console().print(
         f"promoted: {promoted}; rolled back: {rolled}; batch: {summary['batch']['status']} "
@@ -141,9 +143,9 @@ def demo(
     problems = []
     if traffic["failed"]:
         problems.append(f"{traffic['failed']} requests failed because of a rollout: {traffic['failures'][:3]}")
-    if not summary["promotions"]:
+    if not promotions:
         problems.append("the better candidate was not promoted")
-    if not summary["rollbacks"]:
+    if not rollbacks:
         problems.append("the faulty candidate was not rolled back")
     if problems:
         _fail("; ".join(problems) + f" (see {out / 'report.html'})")

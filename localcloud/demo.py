@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import copy
 import html
 import io
 import json
@@ -73,17 +72,22 @@ class Settings:
 
 
 class Traffic:
-    """Steady InvokeEndpoint traffic from held-out rows; every outcome counted, per second and per variant."""
+    """Steady InvokeEndpoint traffic from held-out rows; every outcome counted, per second and per variant.
+
+    `failed` are requests that failed for any reason but a model's own error answer (transport errors,
+    platform 5XX, errors during updates): a rollout must never cause one. ModelError answers are the
+    models' own, counted per variant (the variant is in the error's LogStreamArn, as on AWS).
+    """
 
     def __init__(self, client: Any, endpoint: str, rows: list[str], rate: float, malformed: float) -> None:
         self.client, self.endpoint, self.rows, self.rate, self.malformed = client, endpoint, rows, rate, malformed
         self.random = random.Random(5)  # noqa: S311 - traffic sampling, not security
-        self.sent = self.answered = self.malformed_refused = 0
+        self.sent = self.answered = self.malformed_sent = self.valid_refused = 0
         self.failures: list[str] = []
         self.by_variant: Counter[str] = Counter()
-        self.timeline: list[dict[str, Any]] = []
-        self._second: Counter[str] = Counter()
-        self._started = time.monotonic()
+        self.model_errors: Counter[str] = Counter()
+        self.seconds: dict[int, dict[str, Any]] = {}
+        self.started = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="demo-traffic", daemon=True)
 
@@ -95,38 +99,61 @@ class Traffic:
         self._stop.set()
         self._thread.join(timeout=10)
 
-    def _tick(self) -> None:
-        now = int(time.monotonic() - self._started)
-        if not self.timeline or self.timeline[-1]["t"] != now:
-            if self._second:
-                self.timeline.append({"t": now, **self._second})
-            self._second = Counter()
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def _bucket(self) -> dict[str, Any]:
+        second = int(self.elapsed())
+        return self.seconds.setdefault(second, {"requests": Counter(), "errors": Counter(), "latency": {}})
 
     def _run(self) -> None:
         interval = 1.0 / self.rate
         while not self._stop.wait(interval):
-            self._tick()
             bad = self.random.random() < self.malformed
             body = "1,2" if bad else self.rows[self.random.randrange(len(self.rows))]
             self.sent += 1
+            self.malformed_sent += bad
+            began = time.perf_counter()
             try:
                 answer = self.client.invoke_endpoint(EndpointName=self.endpoint, ContentType="text/csv", Body=body)
-            except self.client.exceptions.ModelError:
-                if bad:
-                    self.malformed_refused += 1
-                    self._second["malformed"] += 1
-                else:
-                    self.failures.append("ModelError on a valid request")
-                    self._second["failed"] += 1
+            except self.client.exceptions.ModelError as exc:
+                stream = str(exc.response.get("LogStreamArn", ""))
+                variant = stream.rsplit(":log-stream:", 1)[-1].split("/", 1)[0] if ":log-stream:" in stream else "?"
+                self.model_errors[variant] += 1
+                self.valid_refused += not bad
+                bucket = self._bucket()
+                bucket["requests"][variant] += 1
+                bucket["errors"][variant] += 1
                 continue
             except Exception as exc:  # the endpoint was unavailable: the rollout's fault, counted
                 self.failures.append(f"{type(exc).__name__}: {exc}")
-                self._second["failed"] += 1
                 continue
             variant = answer["InvokedProductionVariant"]
             self.answered += 1
             self.by_variant[variant] += 1
-            self._second[variant] += 1
+            bucket = self._bucket()
+            bucket["requests"][variant] += 1
+            bucket["latency"].setdefault(variant, []).append(1000 * (time.perf_counter() - began))
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "sent": self.sent,
+            "answered": self.answered,
+            "failed": len(self.failures),
+            "failures": self.failures[:10],
+            "model_errors": dict(self.model_errors),
+            "malformed_sent": self.malformed_sent,
+            "valid_requests_refused": self.valid_refused,
+            "by_variant": dict(self.by_variant),
+            "seconds": {
+                str(t): {
+                    "requests": dict(b["requests"]),
+                    "errors": dict(b["errors"]),
+                    "latency_ms_p50": {v: round(sorted(ms)[len(ms) // 2], 2) for v, ms in b["latency"].items()},
+                }
+                for t, b in sorted(self.seconds.items())
+            },
+        }
 
 
 class Demo:
@@ -135,6 +162,8 @@ class Demo:
         self.phase = "starting"
         self.events: list[str] = []
         self.traffic: Traffic | None = None
+        self.decisions: list[tuple[float, str]] = []
+        self.batch_scores: list[float] = []
         self.cloud: Any = None
         self.outputs: dict[str, str] = {}
 
@@ -224,7 +253,7 @@ class Demo:
             answered = f"{t.answered} answered ({dict(t.by_variant)})"
             table.add_row(
                 "traffic",
-                f"{t.sent} sent, {answered}, {t.malformed_refused} malformed refused, {len(t.failures)} failed",
+                f"{t.sent} sent, {answered}, model errors {dict(t.model_errors)}, {len(t.failures)} failed",
             )
         for line in self.events[-6:]:
             table.add_row("", line)
@@ -269,7 +298,13 @@ class Demo:
         summary["wall_seconds"] = round(time.monotonic() - started, 1)
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-        (self.out / "report.html").write_text(report(summary))
+        import matplotlib.pyplot as plt
+
+        figure = _timeline(summary)
+        timeline_png = _png(figure)
+        plt.close(figure)
+        (self.out / "timeline.png").write_bytes(timeline_png)
+        (self.out / "report.html").write_text(report(summary, timeline_png))
         return summary
 
     def _story(self, frame: Any, held_out: Any, rows: list[str]) -> dict[str, Any]:
@@ -300,6 +335,9 @@ class Demo:
         self._wait_execution("ModelLifecycleStateMachineArn", f"{MODEL}-week-2-")
         second = self._wait_execution("RolloutStateMachineArn", f"{MODEL}-v2-")
         self.log(f"rollout of v2: {second['status']}")
+        self.decisions.append(
+            (self.traffic.elapsed(), "v2 promoted" if second["status"] == "SUCCEEDED" else "v2 ended")
+        )
 
         self.phase = "5/6 a faulty candidate"
         self._upload_project(((EXAMPLE / "inference.py").read_text() + FAULTY_SUFFIX).encode())
@@ -308,6 +346,7 @@ class Demo:
         self._wait_execution("ModelLifecycleStateMachineArn", f"{MODEL}-week-3-")
         third = self._wait_execution("RolloutStateMachineArn", f"{MODEL}-v3-")
         self.log(f"rollout of v3: {third['status']} ({third.get('error', '')})")
+        self.decisions.append((self.traffic.elapsed(), f"v3 {str(third.get('error', third['status'])).lower()}"))
         self._upload_project()  # the good code back
 
         self.phase = "6/6 batch transform"
@@ -316,50 +355,62 @@ class Demo:
         self.client("s3").put_object(Bucket=self.outputs["DataBucketName"], Key=batch_key, Body=body)
         batch = self._wait_execution("BatchTransformStateMachineArn", f"{MODEL}-batch-")
         self.log(f"batch transform: {batch['status']}")
+        self.batch_scores = self._batch_scores(batch)
         time.sleep(1.0)
         return batch
 
+    def _batch_scores(self, batch: dict[str, Any]) -> list[float]:
+        outputs = json.loads(batch.get("output") or "{}").get("outputs") or []
+        scores: list[float] = []
+        for uri in outputs:
+            bucket, _, key = uri.removeprefix("s3://").partition("/")
+            text = self.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+            scores.extend(float(line) for line in text.split() if line.strip())
+        return scores
+
     def _summary(self, batch: dict[str, Any] | None) -> dict[str, Any]:
+        """DESIGN.md section 5's summary.json, plus what the report plots."""
         records = self.records() if self.outputs else []
-        by_version: dict[str, list[dict[str, Any]]] = {}
+        by_package: dict[str, list[dict[str, Any]]] = {}
         for record in records:
-            by_version.setdefault(record["package"].rsplit("/", 1)[1], []).append(record)
-        promotions, rollbacks = [], []
-        for version, entries in sorted(by_version.items()):
+            by_package.setdefault(record["package"], []).append(record)
+        rollouts, first = [], None
+        for package, entries in sorted(by_package.items(), key=lambda item: int(item[0].rsplit("/", 1)[1])):
             kinds = [e["event"] for e in entries]
-            stages = [e["stage"] for e in entries if e["event"] == "verdict" and e.get("verdict") == "PROMOTE"]
-            if "promoted" in kinds:
-                promotions.append(
-                    {"version": int(version), "stages": [*dict.fromkeys(stages), "full"] if stages else ["first"]}
+            entered = list(dict.fromkeys(e["stage"] for e in entries if e["event"] == "stage-entered"))
+            version = int(package.rsplit("/", 1)[1])
+            if "promoted" in kinds and not entered:
+                first = {"model_package": package, "version": version, "outcome": "deployed"}
+            elif "promoted" in kinds:
+                rollouts.append(
+                    {"model_package": package, "version": version, "outcome": "promoted", "stages": [*entered, "full"]}
                 )
-            if "rolled-back" in kinds:
+            elif "rolled-back" in kinds:
                 last = [e for e in entries if e["event"] == "verdict"][-1:] or [{}]
-                rollbacks.append(
-                    {"version": int(version), "stage": last[0].get("stage"), "reason": last[0].get("explanation")}
+                rollouts.append(
+                    {
+                        "model_package": package,
+                        "version": version,
+                        "outcome": "rolled_back",
+                        "stages": entered,
+                        "reason": last[0].get("explanation"),
+                    }
                 )
-        batch_summary: dict[str, Any] = {"status": "Missing"}
+        batch_summary: dict[str, Any] = {"status": "Missing", "records": 0, "output": None}
         if batch is not None:
             output = json.loads(batch.get("output") or "{}")
             batch_summary = {
                 "status": "Completed" if batch["status"] == "SUCCEEDED" else "Failed",
                 "records": output.get("records"),
-                "outputs": output.get("outputs"),
+                "output": (output.get("outputs") or [None])[0],
+                "scores": self.batch_scores,
             }
-        t = self.traffic
         return {
-            "promotions": [p for p in promotions if p["stages"] != ["first"]],
-            "first_deployment": next((p for p in promotions if p["stages"] == ["first"]), None),
-            "rollbacks": rollbacks,
+            "rollouts": rollouts,
+            "first_deployment": first,
             "batch": batch_summary,
-            "traffic": {
-                "sent": t.sent if t else 0,
-                "answered": t.answered if t else 0,
-                "malformed_refused": t.malformed_refused if t else 0,
-                "failed": len(t.failures) if t else 0,
-                "failures": (t.failures[:10] if t else []),
-                "by_variant": dict(t.by_variant) if t else {},
-                "timeline": t.timeline if t else [],
-            },
+            "traffic": self.traffic.summary() if self.traffic else {"sent": 0, "failed": 0, "model_errors": {}},
+            "decisions": [{"t": round(t, 1), "label": label} for t, label in self.decisions],
             "records": records,
             "events": self.events,
         }
@@ -372,54 +423,76 @@ def sys_path_example() -> None:
         sys.path.insert(0, str(EXAMPLE))
 
 
-def _figure_png(figure: Any) -> str:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    return base64.b64encode(buffer.getvalue()).decode()
+def _series(seconds: dict[str, Any], window: int = 3) -> dict[str, Any]:
+    """Per variant: traffic share, error rate and p50 latency over `window`-second windows."""
+    variants = sorted({v for b in seconds.values() for v in b["requests"]})
+    points: dict[str, Any] = {"t": [], "share": {v: [] for v in variants}, "errors": {v: [] for v in variants}}
+    points["latency"] = {v: [] for v in variants}
+    last = max((int(t) for t in seconds), default=-1)
+    for start in range(0, last + 1, window):
+        group = [seconds[str(t)] for t in range(start, start + window) if str(t) in seconds]
+        total = sum(sum(b["requests"].values()) for b in group) or 1
+        points["t"].append(start + window / 2)
+        for v in variants:
+            requests = sum(b["requests"].get(v, 0) for b in group)
+            errors = sum(b["errors"].get(v, 0) for b in group)
+            latencies = [b["latency_ms_p50"][v] for b in group if v in b["latency_ms_p50"]]
+            points["share"][v].append(100 * requests / total)
+            points["errors"][v].append(100 * errors / requests if requests else float("nan"))
+            points["latency"][v].append(sorted(latencies)[len(latencies) // 2] if latencies else float("nan"))
+    return points
 
 
-def _plots(summary: dict[str, Any]) -> list[tuple[str, str]]:
+def _timeline(summary: dict[str, Any]) -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plots = []
-    timeline = summary["traffic"]["timeline"]
-    if timeline:
-        figure, axis = plt.subplots(figsize=(9, 3.2))
-        series = sorted({k for point in timeline for k in point if k != "t"})
-        for name in series:
-            axis.plot([p["t"] for p in timeline], [p.get(name, 0) for p in timeline], label=name, linewidth=1.4)
-        axis.set_xlabel("seconds since traffic started (wall clock)")
-        axis.set_ylabel("requests per second")
-        axis.set_title("Who answered: traffic by variant")
-        axis.legend(loc="upper left", fontsize=8)
-        plots.append(("Traffic by variant", _figure_png(figure)))
-        plt.close(figure)
+    figure, axes = plt.subplots(5, 1, figsize=(9, 15))
+    series = _series(summary["traffic"].get("seconds", {}))
+    for axis, key, label in (
+        (axes[0], "share", "share of requests, %"),
+        (axes[1], "errors", "model errors, % of its requests"),
+        (axes[2], "latency", "client latency p50, ms"),
+    ):
+        for variant, values in series[key].items():
+            axis.plot(series["t"], values, label=variant, linewidth=1.4)
+        for decision in summary["decisions"]:
+            axis.axvline(decision["t"], color="grey", linestyle="--", linewidth=0.8)
+            axis.annotate(decision["label"], (decision["t"], axis.get_ylim()[1]), fontsize=7, rotation=90, va="top")
+        axis.set_ylabel(label)
+        axis.legend(loc="upper left", fontsize=7)
+    axes[0].set_title("Traffic, errors and latency per variant (wall seconds since traffic started)")
     verdicts = [r for r in summary["records"] if r.get("event") == "verdict" and r.get("statistics")]
-    if verdicts:
-        figure, axis = plt.subplots(figsize=(9, 3.2))
-        groups: dict[str, list[dict[str, Any]]] = {}
-        for record in verdicts:
-            groups.setdefault(
-                f"v{record['package'].rsplit('/', 1)[1]} {record['stage']} {record.get('weight', '')}", []
-            ).append(record)
-        for label, records in groups.items():
-            stats = [r["statistics"][0] for r in records]
-            line = axis.plot(range(len(stats)), [st["statistic"] for st in stats], marker="o", label=label)[0]
-            axis.axhline(stats[-1]["rollback_boundary"], color=line.get_color(), linestyle="--", linewidth=0.8)
-            axis.axhline(stats[-1]["promote_boundary"], color=line.get_color(), linestyle=":", linewidth=0.8)
-        axis.set_xlabel("judge call in the stage")
-        axis.set_ylabel("log-likelihood ratio (error rate)")
-        axis.set_title("The judge's evidence: dashed = rollback boundary, dotted = promote boundary")
-        axis.legend(loc="upper left", fontsize=8)
-        plots.append(("The judge's evidence per stage", _figure_png(figure)))
-        plt.close(figure)
-    return plots
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for record in verdicts:
+        key = f"v{record['package'].rsplit('/', 1)[1]} {record['stage']} {record.get('weight', ''):g}%"
+        groups.setdefault(key, []).append(record)
+    for label, records in groups.items():
+        stats = [r["statistics"][0] for r in records]
+        line = axes[3].plot(range(len(stats)), [st["statistic"] for st in stats], marker="o", label=label)[0]
+        axes[3].axhline(stats[-1]["rollback_boundary"], color=line.get_color(), linestyle="--", linewidth=0.8)
+        axes[3].axhline(stats[-1]["promote_boundary"], color=line.get_color(), linestyle=":", linewidth=0.8)
+    axes[3].set_title("The judge's evidence per stage: dashed = rollback boundary, dotted = promote boundary")
+    axes[3].set_xlabel("judge call in the stage")
+    axes[3].set_ylabel("log-likelihood ratio")
+    axes[3].legend(loc="upper left", fontsize=7)
+    scores = summary["batch"].get("scores") or []
+    axes[4].hist(scores, bins=20, color="#4c72b0")
+    axes[4].set_title(f"Batch transform: {len(scores)} churn probabilities ({summary['batch']['status']})")
+    axes[4].set_xlabel("predicted churn probability")
+    figure.tight_layout()
+    return figure
 
 
-def report(summary: dict[str, Any]) -> str:
+def _png(figure: Any) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def report(summary: dict[str, Any], timeline_png: bytes) -> str:
     settings = summary["settings"]
     t = summary["traffic"]
     rows = "".join(
@@ -428,27 +501,25 @@ def report(summary: dict[str, Any]) -> str:
         f"<td>{html.escape(str(r.get('explanation') or r.get('reason') or ''))}</td></tr>"
         for r in summary["records"]
     )
-    images = "".join(
-        f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>"
-        for title, data in _plots(summary)
+    image = base64.b64encode(timeline_png).decode()
+    outcomes = "<br>".join(
+        f"v{r['version']} {r['outcome'].replace('_', ' ')} via {' → '.join(r['stages'])}"
+        + (f": {html.escape(str(r['reason']).rstrip('.'))}" if r.get("reason") else "")
+        for r in summary["rollouts"]
     )
-    promotions = ", ".join(f"v{p['version']} via {' → '.join(p['stages'])}" for p in summary["promotions"]) or "none"
-    rollbacks = ", ".join(
-        f"v{r['version']} in {r['stage']}: {str(r['reason']).rstrip('.')}" for r in summary["rollbacks"]
-    )
-    rollbacks = rollbacks or "none"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Shepherd demo report</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse;width:100%;font-size:13px}}
 td,th{{border-bottom:1px solid #ddd;padding:4px;text-align:left}}
-.big{{font-size:20px}}img{{max-width:100%}}</style></head><body>
+.big{{font-size:18px}}img{{max-width:100%}}</style></head><body>
 <h1>Shepherd demo</h1>
-<p class="big">Promoted: {html.escape(promotions)}.<br>Rolled back: {html.escape(rollbacks)}.<br>
+<p class="big">{outcomes or "no rollout"}<br>
 Batch: {html.escape(str(summary["batch"].get("status")))} ({summary["batch"].get("records")} records).<br>
-Traffic: {t["sent"]} requests, {t["answered"]} answered, {t["malformed_refused"]} malformed refused as expected,
-<b>{t["failed"]} failed because of a rollout</b>. Wall time {summary.get("wall_seconds", "?")} s.</p>
-{images}
+Traffic: {t["sent"]} requests; model errors by variant {html.escape(str(t.get("model_errors")))} (the deliberately
+malformed {t.get("malformed_sent")} among them); <b>{t["failed"]} failed because of a rollout</b>.
+Wall time {summary.get("wall_seconds", "?")} s.</p>
+<img alt="Traffic, errors, latency, the judge's evidence and the batch result" src="data:image/png;base64,{image}">
 <h2>What the judge was asked to do</h2>
 <p>Error rate judged with a sequential probability ratio test: alpha = {settings["alpha"]} (chance of rolling back a
 candidate as good as the champion), beta = {settings["beta"]} (chance of promoting one whose error rate is
@@ -468,4 +539,4 @@ def run_demo(quick: bool, out: Path, console: Console | None = None) -> dict[str
     return Demo(settings, out, console or Console()).run()
 
 
-__all__ = ["Settings", "copy", "run_demo"]
+__all__ = ["Settings", "report", "run_demo"]

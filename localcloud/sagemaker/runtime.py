@@ -151,7 +151,9 @@ class RuntimeApi:
                 {
                     "OriginalStatusCode": exc.status,
                     "OriginalMessage": exc.message,
-                    "LogStreamArn": f"arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/Endpoints/{name}",
+                    # As on AWS, the stream is the variant's instance: <variant>/<instance id>.
+                    "LogStreamArn": f"arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/Endpoints/{name}"
+                    f":log-stream:{variant.name}/i-local",
                 },
             ) from exc
         self._measure(

@@ -26,20 +26,25 @@ def test_the_quick_demo_promotes_one_candidate_rolls_back_one_and_scores_a_batch
     )
     assert result.returncode == 0, (result.stdout[-4000:], result.stderr[-3000:])
     summary = json.loads((tmp_path / "summary.json").read_text())
-    # Then one candidate went through shadow, A/B and full
-    assert [p["stages"] for p in summary["promotions"]] == [["shadow", "ab", "full"]]
-    # and the faulty one was rolled back, in shadow, before any client saw its errors
-    assert [(r["version"], r["stage"]) for r in summary["rollbacks"]] == [(3, "shadow")]
+    # Then one candidate went through shadow, A/B and full, and the faulty one was rolled back in shadow
+    outcomes = [(r["version"], r["outcome"], r["stages"]) for r in summary["rollouts"]]
+    assert outcomes == [(2, "promoted", ["shadow", "ab", "full"]), (3, "rolled_back", ["shadow"])]
+    assert summary["rollouts"][0]["model_package"].endswith("/2")
     # and the batch file was scored
     assert summary["batch"]["status"] == "Completed"
     assert summary["batch"]["records"] > 0
-    # and no request failed because of a rollout (only the deliberately malformed ones were refused)
+    assert summary["batch"]["output"].startswith("s3://")
+    # and no request failed because of a rollout; the only model errors are the deliberately malformed requests,
+    # and no client ever met the faulty candidate
     traffic = summary["traffic"]
     assert traffic["failed"] == 0, traffic["failures"]
-    assert traffic["answered"] + traffic["malformed_refused"] == traffic["sent"]
+    assert sum(traffic["model_errors"].values()) == traffic["malformed_sent"]
+    assert traffic["valid_requests_refused"] == 0
     assert "v3" not in traffic["by_variant"]
+    assert "v3" not in traffic["model_errors"]
+    assert (tmp_path / "timeline.png").stat().st_size > 10_000
     report = (tmp_path / "report.html").read_text()
-    assert report.count("data:image/png;base64,") == 2
+    assert report.count("data:image/png;base64,") == 1
     print(f"demo wall time: {summary['wall_seconds']} s")
     # and the report renders in a real browser, plots included (a screenshot that is not blank)
     _assert_renders(tmp_path / "report.html", tmp_path / "report.png")

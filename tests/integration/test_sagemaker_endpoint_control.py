@@ -310,7 +310,7 @@ def test_model_error_is_a_424_with_the_original_status_and_message_and_is_not_re
     assert error["ResponseMetadata"]["HTTPStatusCode"] == 424
     assert error["OriginalStatusCode"] == 400
     assert "could not convert string to float" in error["OriginalMessage"]
-    assert error["LogStreamArn"].endswith(f"/aws/sagemaker/Endpoints/{name}")
+    assert f"/aws/sagemaker/Endpoints/{name}:log-stream:" in error["LogStreamArn"]  # <variant>/<instance>
     assert len(fleet.calls) == 1, "a model error must not be retried by the SDK"
 
 
