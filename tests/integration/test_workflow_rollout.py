@@ -41,11 +41,12 @@ def app(cloud):
     return App(cloud, outputs | {"_stack": "wr"})
 
 
-def _config(model: str) -> dict:
+def _config(model: str, *, autoscaling: bool = False) -> dict:
     config = churn_config(model, approval="automatic")
     for gate in config["evaluation"]["gates"]:
         gate["must_beat_champion_by"] = None  # the datasets differ by seed; the thresholds still hold
-    config["endpoint"].pop("autoscaling")
+    if not autoscaling:
+        config["endpoint"].pop("autoscaling")
     config["rollout"] = {
         "judge_interval_minutes": 1,
         "shadow": {"enabled": True, "max_duration_minutes": 60},
@@ -80,7 +81,7 @@ def _records(app, endpoint: str) -> list[dict]:
 
 def test_an_approved_package_deploys_then_a_better_one_is_promoted_and_a_faulty_one_rolled_back(app):
     model = unique("ro")
-    app.upload_project(model, _config(model))
+    app.upload_project(model, _config(model, autoscaling=True))
     app.upload_dataset(model, "d1")
     assert app.run_of(model, "d1")["status"] == "SUCCEEDED"
 
@@ -104,11 +105,15 @@ def test_an_approved_package_deploys_then_a_better_one_is_promoted_and_a_faulty_
         promoted = app.sagemaker.describe_endpoint(EndpointName=model)
         assert [v["VariantName"] for v in promoted["ProductionVariants"]] == ["v2"]
         assert not promoted.get("ShadowProductionVariants")
+        # the champion's scaling target went before its variant did; the new champion has its own
+        targets = app.cloud.client("application-autoscaling").describe_scalable_targets(ServiceNamespace="sagemaker")
+        resources = {t["ResourceId"] for t in targets["ScalableTargets"] if f"endpoint/{model}/" in t["ResourceId"]}
+        assert resources == {f"endpoint/{model}/variant/v2"}
 
         # a faulty third model is caught in shadow: rolled back, rejected, the champion untouched
         app.upload_project(
             model,
-            _config(model),
+            _config(model, autoscaling=True),
             code={"train.py": (EXAMPLE / "train.py").read_bytes(), "inference.py": FAULTY.encode()},
         )
         app.upload_dataset(model, "d3", seed=9)
