@@ -31,7 +31,7 @@ WAIT_SECONDS = 3600
 
 
 class RollbackFailed(ShepherdError):
-    """The endpoint is not back on its last good config: a human must look; the lock stays taken."""
+    """The endpoint is not back on its last good config: reported as a failed rollout; ReconcileRollouts retries."""
 
 
 def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -266,3 +266,53 @@ def predict_fn(data, model):  # fine until the test raises the flag, then fails 
     )
     # once rolled back, no client request fails any more
     assert len(traffic.unexpected) == failures_at_rollback
+
+
+def test_a_restore_that_fails_is_reported_as_a_failed_rollout_and_retried_by_the_reconciler(app, cloud):
+    model = unique("restore")
+    app.upload_project(model, _config(model))
+    app.upload_dataset(model, "d1")
+    assert app.run_of(model, "d1")["status"] == "SUCCEEDED"
+    assert _rollout(app, model, 1)["status"] == "SUCCEEDED"
+    champion_config = app.sagemaker.describe_endpoint(EndpointName=model)["EndpointConfigName"]
+    endpoint_arn = app.sagemaker.describe_endpoint(EndpointName=model)["EndpointArn"]
+
+    with Traffic(cloud, model) as traffic:
+        faulty = (
+            (EXAMPLE / "inference.py").read_text()
+            + """
+
+_predict_ok = predict_fn
+
+
+def predict_fn(data, model):
+    raise RuntimeError("always wrong")
+"""
+        )
+        code = {"train.py": (EXAMPLE / "train.py").read_bytes(), "inference.py": faulty.encode()}
+        app.upload_project(model, _config(model), code=code)
+        app.upload_dataset(model, "d2", seed=8)
+        assert app.run_of(model, "d2")["status"] == "SUCCEEDED"
+        wait_for(
+            lambda: app.sagemaker.describe_endpoint(EndpointName=model).get("ShadowProductionVariants"), timeout=60
+        )
+        # the next endpoint update (the rollback's restore) fails
+        app.sagemaker.add_tags(
+            ResourceArn=endpoint_arn, Tags=[{"Key": "shepherd:fault:fail-next-update", "Value": "true"}]
+        )
+        failed = _rollout(app, model, 2)
+        # reported as a failed rollback, never as a success
+        assert failed["status"] == "FAILED"
+        assert failed.get("error") == "RollbackFailed"
+        notification = app.notifications("RollbackFailed", "", match=lambda n: n.get("endpoint") == model)
+        assert "did not take" in json.dumps(notification["error"])
+        # the reconciler then restores the champion's config and frees the endpoint
+        wait_for(
+            lambda: (
+                (d := app.sagemaker.describe_endpoint(EndpointName=model))["EndpointConfigName"] == champion_config
+                and d["EndpointStatus"] == "InService"
+            ),
+            timeout=60,
+        )
+    assert any(r["event"] == "reconciled" and r["action"] == "restored" for r in _records(app, model))
+    assert traffic.unexpected == []
