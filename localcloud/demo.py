@@ -61,7 +61,7 @@ class Settings:
     judge_interval_minutes: int = 1
     # Generous: under load a stage needs more virtual minutes for the same evidence; decisions come far earlier.
     stage_max_minutes: int = 240
-    alpha: float = 0.05
+    alpha: float = 0.01  # a demo that must promote its good candidate: at most 1 % false rollbacks a stage
     beta: float = 0.2
     delta: float = 1.0
     min_samples: int = 50

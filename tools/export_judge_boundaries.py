@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT / "layers/shepherd"))
 
 from shepherd.judge import sprt  # noqa: E402
 
-SETTINGS = [(0.05 / metrics, 0.2, 2.0) for metrics in (1, 2, 3)]
+SETTINGS = [(0.05 / metrics, 0.2, 2.0) for metrics in (1, 2, 3)] + [(0.01, 0.2, 2.0)]  # 0.01: the demo
 
 
 def main() -> None:

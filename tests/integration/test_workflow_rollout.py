@@ -51,7 +51,8 @@ def _config(model: str, *, autoscaling: bool = False) -> dict:
         "judge_interval_minutes": 1,
         "shadow": {"enabled": True, "max_duration_minutes": 60},
         "ab": {"enabled": True, "steps": [50], "max_duration_minutes": 60},
-        "judge": {"error_rate": {"min_samples": 50}},
+        # alpha 0.01: a test that expects its good candidate promoted may roll it back by chance at most 1 % a stage
+        "judge": {"error_rate": {"min_samples": 50, "alpha": 0.01}},
     }
     return config
 
