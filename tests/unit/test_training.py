@@ -17,6 +17,7 @@ from botocore.validate import validate_parameters
 from hypothesis import given
 from hypothesis import strategies as st
 from shepherd import training
+from shepherd.callbacks import metrics_of
 from shepherd.config import ModelConfig, load_config
 from shepherd.errors import InvalidInput
 from shepherd.training import (
@@ -28,7 +29,6 @@ from shepherd.training import (
     channels_of,
     data_digest,
     job_name,
-    metrics_of,
     source_archive,
     wait_timeout_seconds,
 )

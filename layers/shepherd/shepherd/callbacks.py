@@ -78,6 +78,11 @@ def status_of(kind: Kind, description: dict[str, Any]) -> str:
     return str(description.get(STATUS_KEY[kind], ""))
 
 
+def metrics_of(description: dict[str, Any]) -> dict[str, float]:
+    """The final value of each metric a finished training job reported (DescribeTrainingJob's FinalMetricDataList)."""
+    return {m["MetricName"]: float(m["Value"]) for m in description.get("FinalMetricDataList") or []}
+
+
 def outcome(kind: Kind, description: dict[str, Any]) -> dict[str, Any]:
     """What the waiting state receives when the job Completed (training: model and metrics; transform: output)."""
     summary: dict[str, Any] = {
@@ -88,7 +93,7 @@ def outcome(kind: Kind, description: dict[str, Any]) -> dict[str, Any]:
         summary |= {
             "job_arn": description.get("TrainingJobArn"),
             "model_data_url": (description.get("ModelArtifacts") or {}).get("S3ModelArtifacts"),
-            "metrics": {m["MetricName"]: float(m["Value"]) for m in description.get("FinalMetricDataList") or []},
+            "metrics": metrics_of(description),
             "training_seconds": description.get("TrainingTimeInSeconds"),
             "billable_seconds": description.get("BillableTimeInSeconds"),
         }

@@ -192,8 +192,3 @@ def build_training_request(
     if vpc is not None:
         request["VpcConfig"] = {"Subnets": vpc.subnets, "SecurityGroupIds": vpc.security_groups}
     return request
-
-
-def metrics_of(description: dict[str, Any]) -> dict[str, float]:
-    """The final value of each metric a finished training job reported (DescribeTrainingJob's FinalMetricDataList)."""
-    return {m["MetricName"]: float(m["Value"]) for m in description.get("FinalMetricDataList") or []}

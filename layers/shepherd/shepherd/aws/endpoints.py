@@ -6,11 +6,8 @@ from datetime import datetime
 from typing import Any
 
 from shepherd.aws.clients import client
-from shepherd.aws.errors import mapped, message_of
-
-
-def _exists_already(exc: Exception) -> bool:
-    return "already exist" in message_of(exc.__cause__ or exc).lower()
+from shepherd.aws.errors import mapped
+from shepherd.aws.sagemaker import already_exists
 
 
 def create_endpoint_config(request: dict[str, Any]) -> None:
@@ -19,7 +16,7 @@ def create_endpoint_config(request: dict[str, Any]) -> None:
         with mapped(f"creating endpoint config {request['EndpointConfigName']}"):
             client("sagemaker").create_endpoint_config(**request)
     except Exception as exc:
-        if not _exists_already(exc):
+        if not already_exists(exc):
             raise
 
 

@@ -15,7 +15,8 @@ _STOP = {"training": "stop_training_job", "transform": "stop_transform_job"}
 _NAME = {"training": "TrainingJobName", "transform": "TransformJobName"}
 
 
-def _already_exists(exc: Conflict | Exception) -> bool:
+def already_exists(exc: Conflict | Exception) -> bool:
+    """A create refused because the resource exists (a retried step re-creating its own resource)."""
     cause = exc.__cause__ or exc
     return code_of(cause) == "ResourceInUse" or "already exist" in message_of(cause).lower()
 
@@ -38,7 +39,7 @@ class SageMakerJobs:
             with mapped(f"creating {kind} job {request[_NAME[kind]]}"):
                 getattr(client("sagemaker"), _CREATE[kind])(**request)
         except Exception as exc:
-            if _already_exists(exc):
+            if already_exists(exc):
                 return False
             raise
         return True
@@ -88,7 +89,7 @@ def ensure_package_group(group: str, description: str, tags: dict[str, str]) -> 
                 Tags=[{"Key": k, "Value": v} for k, v in sorted(tags.items())],
             )
     except Exception as exc:
-        if not _already_exists(exc):
+        if not already_exists(exc):
             raise
 
 
@@ -143,5 +144,5 @@ def create_model(request: dict[str, Any]) -> None:
         with mapped(f"creating model {request['ModelName']}"):
             client("sagemaker").create_model(**request)
     except Exception as exc:
-        if not _already_exists(exc):
+        if not already_exists(exc):
             raise
