@@ -7,12 +7,10 @@ endpoint change it waits for, the lock is re-entrant for its owner).
 
 from __future__ import annotations
 
-import copy
 import os
 from datetime import UTC, datetime
 from typing import Any
 
-import yaml
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from shepherd import clock
 from shepherd.aws import endpoints, rollouts, s3
@@ -32,15 +30,6 @@ WAIT_SECONDS = 3600
 
 class RollbackFailed(ShepherdError):
     """The endpoint is not back on its last good config: reported as a failed rollout; ReconcileRollouts retries."""
-
-
-def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    merged = copy.deepcopy(base)
-    for key, value in overrides.items():
-        merged[key] = (
-            _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
-        )
-    return merged
 
 
 def _config(state: dict[str, Any]) -> ModelConfig:
@@ -106,10 +95,8 @@ def prepare(event: dict[str, Any]) -> dict[str, Any]:
     bucket = os.environ["DATA_BUCKET"]
     key = f"models/{model}/shepherd.yaml"
     try:
-        raw = yaml.safe_load(s3.read_bytes(bucket, key)) or {}
-        if event.get("Overrides"):
-            raw = _merge(raw, event["Overrides"])
-        config = load_config(yaml.safe_dump(raw), f"s3://{bucket}/{key}", model=model)
+        text = s3.read_bytes(bucket, key).decode("utf-8", errors="replace")
+        config = load_config(text, f"s3://{bucket}/{key}", model=model, overrides=event.get("Overrides") or None)
     except ConfigError as exc:
         raise InvalidInput(str(exc)) from None
     endpoint = config.endpoint.name or model

@@ -707,3 +707,12 @@ def test_a_rollout_that_could_outgrow_one_execution_history_is_refused() -> None
     assert any("judge_interval_minutes" in line and "25,000 history events" in line for line in found), found
     fits = load_config(config_text(rollout={"judge_interval_minutes": 5, "ab": {"max_duration_minutes": 1440}}), SOURCE)
     assert fits.rollout.ab.max_duration_minutes == 1440
+
+
+def test_overrides_merge_into_the_document_before_validation() -> None:
+    text = config_text(rollout={"shadow": {"max_duration_minutes": 90}})
+    config = load_config(text, SOURCE, overrides={"rollout": {"shadow": {"enabled": False}}})
+    assert config.rollout.shadow.enabled is False
+    assert config.rollout.shadow.max_duration_minutes == 90  # the file's sibling keys stay
+    with pytest.raises(ConfigError, match=r"ab\.steps"):
+        load_config(text, SOURCE, overrides={"rollout": {"ab": {"steps": [50, 10]}}})

@@ -45,12 +45,26 @@ def model_name_from_source(source: str) -> str | None:
     return name if re.fullmatch(NAME_PATTERN, name) else None
 
 
-def load_config(text: str, source: str, *, model: str | None = None) -> ModelConfig:
+def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        current = merged.get(key)
+        merged[key] = _merge(current, value) if isinstance(value, dict) and isinstance(current, dict) else value
+    return merged
+
+
+def load_config(
+    text: str, source: str, *, model: str | None = None, overrides: dict[str, Any] | None = None
+) -> ModelConfig:
     """Validate shepherd.yaml text; source names the file in messages and, unless model is given, the model.
 
     The model's name fills the defaults that depend on it (registry.model_package_group, endpoint.name).
+    `overrides` (e.g. a manual rollout's {"rollout": {"shadow": {"enabled": false}}}) are merged into the
+    document, section by section, before it is validated.
     """
     document = _parse(text, source)
+    if overrides:
+        document = _merge(document, overrides)
     model = model or model_name_from_source(source)
     if model is None or not re.fullmatch(NAME_PATTERN, model):
         raise ConfigError(
