@@ -233,7 +233,7 @@ class Stage:
         rows = generate(120, 11).drop(columns=["target"]).to_csv(index=False, header=False).encode()
         put(BATCH_KEY, rows)
         self.batch_size = len(rows)
-        for sample in range(self.samples + 1):
+        for sample in range(self.samples + 2):  # + the --importtime and --profile children
             put(finish_batch_key(BATCH_KEY, sample), rows)
 
     def function_config(self, logical_id: str) -> dict[str, Any]:
@@ -304,8 +304,11 @@ def run_child(  # noqa: PLR0917
     event_path, out_path = workdir / "event.json", workdir / "out.json"
     event_path.write_text(json.dumps(event))
     out_path.unlink(missing_ok=True)
+    script = workdir / "child.py"
+    if not script.exists():
+        script.write_text(CHILD)
     proc = subprocess.run(
-        [sys.executable, *extra_args, "-c", CHILD, mode, str(event_path), str(out_path)],
+        [sys.executable, *extra_args, str(script), mode, str(event_path), str(out_path)],
         env=env,
         cwd=cwd,
         stdin=subprocess.DEVNULL,
@@ -344,6 +347,17 @@ def importtime_report(stage: Stage, function: dict[str, Any], event: dict[str, A
         print(f"  {cumulative / 1000:8.1f}  self {self_us / 1000:6.1f}  {name}")
 
 
+def cprofile_report(function: dict[str, Any], event: dict[str, Any], workdir: Path, top: int) -> None:
+    """One more child under cProfile: where import plus first invocation spend their time."""
+    import pstats
+
+    stats_path = workdir / "child.prof"
+    run_child("app", function["env"], function["cwd"], event, workdir, ("-m", "cProfile", "-o", str(stats_path)))
+    print(f"\ncProfile, {function['name']} (one sample, cumulative):")
+    if stats_path.exists():
+        pstats.Stats(str(stats_path)).sort_stats("cumulative").print_stats(top)
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -358,6 +372,9 @@ def main() -> int:
         default=None,
         metavar="FUNCTION",
         help="after the table, profile the import of these functions (none given: those over target)",
+    )
+    parser.add_argument(
+        "--profile", nargs="*", default=None, metavar="FUNCTION", help="after the table, cProfile these functions"
     )
     parser.add_argument("--top", type=int, default=25, help="rows of each -X importtime profile")
     parser.add_argument(
@@ -473,6 +490,9 @@ def measure(stage: Stage, functions: dict[str, dict[str, Any]], samples: int, wo
         for name in profile or over:
             if name in functions:
                 importtime_report(stage, functions[name], vary(name, events[name], samples), workdir, args.top)
+    for name in args.profile or ():
+        if name in functions:
+            cprofile_report(functions[name], vary(name, events[name], samples + 1), workdir, args.top)
     return 0
 
 

@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel
 from shepherd import clock
 from shepherd.aws import endpoints, rollouts
 from shepherd.aws.powertools import powertools
+from shepherd.edge import field
 from shepherd.judge import judge
 from shepherd.rollout.observe import complete_until, observations, queries, settings
-from shepherd.rollout.plan import Stage
 
 logger, tracer, metrics = powertools()
 
 
-class Request(BaseModel):
+@dataclass(frozen=True)
+class Stage:
+    kind: str
+    weight: float
+    max_minutes: int
+    at_max: str
+
+
+@dataclass(frozen=True)
+class Request:
+    """The Judge state's input, which the Rollout function built. Validated with shepherd.edge, not
+    pydantic: this runs once per judge interval of every stage, and pydantic's import and schema
+    building were a fifth of its cold start (bench/coldstart.py)."""
+
     run: str
     endpoint: str
     package_arn: str
@@ -28,12 +41,32 @@ class Request(BaseModel):
     stage_started: float
     judge: dict[str, Any]
 
+    @classmethod
+    def parse(cls, event: Any) -> Request:
+        names = ("run", "endpoint", "package_arn", "champion_variant", "candidate_variant")
+        strings = {name: field(event, name, str) for name in names}
+        stage = field(event, "stage", dict)
+        return cls(
+            **strings,
+            stage=Stage(
+                kind=field(stage, "kind", str, choices=("shadow", "ab"), where="stage."),
+                weight=float(field(stage, "weight", float, minimum=0, where="stage.")),
+                max_minutes=field(stage, "max_minutes", int, where="stage."),
+                at_max=field(
+                    stage, "at_max", str, choices=("INCONCLUSIVE", "ROLLBACK"), default="INCONCLUSIVE", where="stage."
+                ),
+            ),
+            stage_index=field(event, "stage_index", int, minimum=0),
+            stage_started=float(field(event, "stage_started", float, minimum=0)),
+            judge=field(event, "judge", dict),
+        )
+
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    request = Request.model_validate(event)
+    request = Request.parse(event)
     now = clock.now()
     rollouts.acquire(request.endpoint, request.run, request.package_arn, now.timestamp())  # renew the lease
     aborted = rollouts.flag(request.endpoint, rollouts.ABORT)

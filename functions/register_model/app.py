@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
+from shepherd.aws import idempotency
 from shepherd.aws.clients import region
 from shepherd.aws.powertools import powertools
 from shepherd.aws.sagemaker import create_model_package, ensure_package_group
@@ -19,9 +14,9 @@ from shepherd.config import ModelConfig
 from shepherd.registry import package_request
 
 logger, tracer, metrics = powertools()
-# A retried invocation of one run returns the package it registered instead of registering another.
-persistence = DynamoDBPersistenceLayer(table_name=os.environ.get("IDEMPOTENCY_TABLE", "shepherd-idempotency"))
-idempotency = IdempotencyConfig(event_key_jmespath="run", expires_after_seconds=7 * 86400)
+# A retried invocation of one run returns the package it registered instead of registering another,
+# for as long as Step Functions may redrive an execution (14 days).
+REMEMBER_SECONDS = 14 * 86400
 
 
 class TrainedJob(BaseModel):
@@ -44,9 +39,13 @@ class Request(BaseModel):
     evaluation_summary: str = ""
 
 
-@idempotent_function(data_keyword_argument="event", persistence_store=persistence, config=idempotency)
 def register(event: dict[str, Any]) -> dict[str, Any]:
     request = Request.model_validate(event)
+    key = f"register_model#{request.run}"
+    remembered = idempotency.recall(key)
+    if remembered is not None:
+        logger.info("already registered", extra={"package": remembered["model_package_arn"], "run": request.run})
+        return remembered
     config = ModelConfig.model_validate(request.config, context={"model": request.model})
     tags = {"shepherd:model": request.model}
     ensure_package_group(request.group, f"Shepherd: models trained from {request.model}'s datasets", tags)
@@ -63,14 +62,15 @@ def register(event: dict[str, Any]) -> dict[str, Any]:
         lineage_uri=request.lineage_uri,
         description=f"{request.model} trained by {request.job.job_name}. {request.evaluation_summary}",
     )
-    arn = create_model_package(package)
+    arn = create_model_package(package | {"ClientToken": idempotency.client_token(key)})
     logger.info("registered", extra={"package": arn, "approval": package["ModelApprovalStatus"]})
-    return {"model_package_arn": arn, "approval_status": package["ModelApprovalStatus"], "group": request.group}
+    result = {"model_package_arn": arn, "approval_status": package["ModelApprovalStatus"], "group": request.group}
+    idempotency.remember(key, result, expires_after_seconds=REMEMBER_SECONDS)
+    return result
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    idempotency.register_lambda_context(context)
-    return register(event=event)
+    return register(event)

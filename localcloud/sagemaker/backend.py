@@ -88,6 +88,7 @@ class SageMakerBackend:
         self.models: dict[str, dict[str, Any]] = {}
         self.package_groups: dict[str, dict[str, Any]] = {}
         self.packages: dict[str, dict[str, Any]] = {}  # by ARN
+        self.package_tokens: dict[str, str] = {}  # CreateModelPackage ClientToken -> the ARN it created
         self.tags: dict[str, list[dict[str, str]]] = {}
         self.endpoint_configs: dict[str, dict[str, Any]] = {}
         self.endpoints: dict[str, Endpoint] = {}
@@ -476,6 +477,9 @@ class SageMakerBackend:
             group_name = group_name.rsplit("/", 1)[-1]
             if group_name not in self.package_groups:
                 raise SageMakerError(f"ModelPackageGroup {group_name} does not exist.")
+            token = p.get("ClientToken")
+            if token and token in self.package_tokens:  # a repeated call: the package it created
+                return {"ModelPackageArn": self.package_tokens[token]}
             version = 1 + sum(1 for pkg in self.packages.values() if pkg["ModelPackageGroupName"] == group_name)
             package_arn = arn(f"model-package/{group_name.lower()}/{version}")
             now = utcnow()
@@ -510,6 +514,8 @@ class SageMakerBackend:
                     package[key] = p[key]
             self.packages[package_arn] = package
             self.tags[package_arn] = list(p.get("Tags", []))
+            if token:
+                self.package_tokens[token] = package_arn
         self._package_changed(package)
         return {"ModelPackageArn": package_arn}
 

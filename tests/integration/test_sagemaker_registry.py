@@ -41,6 +41,16 @@ def test_packages_are_versioned_within_their_group(cloud, group):
     assert {p["ModelApprovalStatus"] for p in listed} == {"PendingManualApproval"}
 
 
+def test_a_repeated_client_token_returns_the_package_it_created(cloud, group):
+    # ClientToken makes CreateModelPackage idempotent (RegisterModel relies on it for a crashed retry)
+    first = _package(cloud, group, ClientToken="run-1")
+    again = _package(cloud, group, ClientToken="run-1")
+    other = _package(cloud, group, ClientToken="run-2")
+    assert again == first != other
+    listed = cloud.client("sagemaker").list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"]
+    assert len(listed) == 2
+
+
 def test_approval_updates_the_package_and_emits_a_state_change_event(cloud, group):
     sqs, events = cloud.client("sqs"), cloud.client("events")
     queue_url = sqs.create_queue(QueueName=f"q-{group}")["QueueUrl"]

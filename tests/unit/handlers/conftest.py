@@ -50,7 +50,9 @@ VALUES = {
     "POWERTOOLS_SERVICE_NAME": "shepherd",
     "POWERTOOLS_METRICS_NAMESPACE": "Shepherd",
     "STAGE_NAME": STAGE,
+    "PYDANTIC_DISABLE_PLUGINS": "__all__",
     "TASK_TOKENS_TABLE": TOKENS_TABLE,
+    "ROLLOUTS_TABLE": f"shepherd-{STAGE}-rollouts",
     "IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE,
     "SAGEMAKER_ROLE_ARN": ROLE_ARN,
     "DATA_KEY_ARN": KEY_ARN,
@@ -178,9 +180,9 @@ def environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     values = globals_environment() | TEST_ONLY
     for name, value in values.items():
         monkeypatch.setenv(name, value)
-    clients.client.cache_clear()
+    clients.reset()
     yield values
-    clients.client.cache_clear()
+    clients.reset()
 
 
 @pytest.fixture

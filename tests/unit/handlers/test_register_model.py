@@ -40,6 +40,30 @@ def test_registering_one_run_twice_returns_the_same_package(aws: Cloud, register
     assert [item["status"]["S"] for item in stored] == ["COMPLETED"]
 
 
+def test_a_retry_after_a_lost_record_sends_the_same_client_token(
+    aws: Cloud, register_model: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a first attempt that created its package but crashed before recording it
+    sent: list[str] = []
+    real = register_model.create_model_package
+
+    def record_token(request: dict[str, Any]) -> str:
+        sent.append(request["ClientToken"])
+        return real(request)
+
+    monkeypatch.setattr(register_model, "create_model_package", record_token)
+    register_model.handler(sample_event("register_model"), aws.context)
+    aws.dynamodb.delete_item(
+        TableName=IDEMPOTENCY_TABLE, Key={"id": {"S": "register_model#" + sample_event("register_model")["run"]}}
+    )
+    # When Step Functions retries it
+    register_model.handler(sample_event("register_model"), LambdaContext(aws_request_id="retry"))
+    # Then the retry asks SageMaker with the same token (which answers with the package it created)
+    assert len(sent) == 2
+    assert sent[0] == sent[1]
+    assert len(sent[0]) == 36
+
+
 def test_another_run_registers_another_package(aws: Cloud, register_model: ModuleType) -> None:
     first = register_model.handler(sample_event("register_model"), aws.context)
     other = register_model.handler(sample_event("register_model") | {"run": "churn-other-run"}, aws.context)

@@ -98,20 +98,6 @@ def create_model_package(request: dict[str, Any]) -> str:
         return str(client("sagemaker").create_model_package(**request)["ModelPackageArn"])
 
 
-def packages_of_run(group: str, run: str) -> list[str]:
-    """Packages an execution registered already (a retried Register finds its own package)."""
-    found = []
-    with mapped(f"listing packages of {group}"):
-        pages = client("sagemaker").get_paginator("list_model_packages").paginate(ModelPackageGroupName=group)
-        arns = [s["ModelPackageArn"] for page in pages for s in page["ModelPackageSummaryList"]]
-    for package_arn in reversed(arns[-20:]):
-        with mapped(f"describing {package_arn}"):
-            described = client("sagemaker").describe_model_package(ModelPackageName=package_arn)
-        if (described.get("CustomerMetadataProperties") or {}).get("shepherd:execution") == run:
-            found.append(package_arn)
-    return found
-
-
 def describe_endpoint(name: str) -> dict[str, Any] | None:
     try:
         with mapped(f"describing endpoint {name}"):

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from shepherd.config import ModelConfig
+if TYPE_CHECKING:  # the judge imports Stage; it must not pay for the config schema's import
+    from shepherd.config import ModelConfig
 
 StageKind = Literal["shadow", "ab"]
 NAME_MAX = 63

@@ -1,0 +1,60 @@
+"""Results remembered in the idempotency table, so that a retried step answers what its first run did.
+
+RegisterModel's CreateModelPackage is not idempotent by itself: each call adds a version. Two layers
+make one run register one package:
+
+- the request carries a ``ClientToken`` derived from the run (:func:`client_token`), which SageMaker
+  uses to answer a repeated call with the package it created (this covers a crash between the
+  create and the record below);
+- the result is remembered here under ``<step>#<run>`` with a TTL (the table's ``expiration``), so
+  a retry or a redriven execution days later returns the same package without calling SageMaker.
+
+This replaces Powertools' idempotency utility, whose DynamoDB layer imports boto3 (and s3transfer):
+about 140 ms of RegisterModel's cold start for a get and a put. Step Functions runs one attempt of a
+task at a time, so no in-progress lock is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from typing import Any
+
+from shepherd.aws.clients import client
+from shepherd.aws.errors import mapped
+
+COMPLETED = "COMPLETED"
+_NAMESPACE = uuid.UUID("6f1c8f9e-2b8a-4e55-9d0c-5c1d0b7a3e21")  # Shepherd's, fixed: tokens must be stable
+
+
+def _table() -> str:
+    return os.environ.get("IDEMPOTENCY_TABLE", "shepherd-idempotency")
+
+
+def client_token(key: str) -> str:
+    """A stable ClientToken for ``key``: 36 characters of ``[a-z0-9-]``, as SageMaker requires."""
+    return str(uuid.uuid5(_NAMESPACE, key))
+
+
+def recall(key: str) -> dict[str, Any] | None:
+    """The result remembered under ``key``, or None (never stored, or expired)."""
+    with mapped(f"reading the idempotency record {key}"):
+        item = client("dynamodb").get_item(TableName=_table(), Key={"id": {"S": key}}, ConsistentRead=True).get("Item")
+    if not item or item.get("status", {}).get("S") != COMPLETED:
+        return None
+    if int(item.get("expiration", {}).get("N", "0")) <= time.time():  # TTL deletes lazily: expired is absent
+        return None
+    return dict(json.loads(item["data"]["S"]))
+
+
+def remember(key: str, result: dict[str, Any], *, expires_after_seconds: int) -> None:
+    item = {
+        "id": {"S": key},
+        "status": {"S": COMPLETED},
+        "data": {"S": json.dumps(result, sort_keys=True)},
+        "expiration": {"N": str(int(time.time()) + expires_after_seconds)},
+    }
+    with mapped(f"storing the idempotency record {key}"):
+        client("dynamodb").put_item(TableName=_table(), Item=item)
