@@ -182,9 +182,9 @@ class Run:
         self.log(f"Rollout v1 (first deployment): {first['status']}")
 
         held_out = __import__("generate_data").generate(600, seed=99).drop(columns=["target"])
-        rows = [",".join(str(v) for v in row) for row in held_out.itertuples(index=False)]
+        rows = [(",".join(str(v) for v in row), 0) for row in held_out.itertuples(index=False)]  # no labels used
         client = self.cloud.client("sagemaker-runtime")
-        self.traffic = Traffic(client, MODEL, rows, self.rate, self.malformed).start()
+        self.traffic = Traffic(client, MODEL, rows, rate=self.rate, malformed=self.malformed).start()
         self.log(f"traffic: {self.rate:g} requests/s, {100 * self.malformed:g} % malformed")
 
         self.dataset("week-2", seed=8)

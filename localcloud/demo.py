@@ -56,6 +56,10 @@ class Settings:
     time_scale: float = 60.0
     rate: float = 25.0
     malformed: float = 0.05
+    feedback_share: float = 0.5  # answers whose true outcome is uploaded under feedback/churn/
+    # Quality (wrong predictions, from that ground truth): two similar models disagree on few requests,
+    # so the demo asks the judge to catch a 3x worse candidate (delta 2) rather than a 2x worse one.
+    quality_delta: float = 2.0
     rows: int = 3000
     ab_steps: list[int] = field(default_factory=lambda: [25, 50])
     judge_interval_minutes: int = 1
@@ -71,6 +75,51 @@ class Settings:
         return cls(quick=True, rows=1200, ab_steps=[50], rate=50.0) if quick else cls()
 
 
+def _first_score(text: str) -> float:
+    """The first score of an answer: text/csv (one per line) or application/json {"predictions": [...]}."""
+    text = text.strip()
+    if text.startswith("{"):
+        return float(json.loads(text)["predictions"][0])
+    return float(text.split()[0].split(",")[0])
+
+
+class Feedback:
+    """Ground truth for a share of the answered requests, uploaded as SageMaker Model Monitor merges it:
+    JSON Lines under feedback/<model>/yyyy/mm/dd/hh/ (the upload's hour on the cloud's clock), keyed
+    by the request's InferenceId. The judge joins it with the captured predictions."""
+
+    def __init__(self, s3: Any, bucket: str, model: str, *, share: float, now: Any, every: float = 2.0) -> None:
+        self.s3, self.bucket, self.model, self.share, self.now, self.every = s3, bucket, model, share, now, every
+        self.pending: list[str] = []
+        self.uploaded = 0
+        self._last = time.monotonic()
+        self._lock = threading.Lock()
+
+    def add(self, inference_id: str, label: int) -> None:
+        line = json.dumps(
+            {
+                "groundTruthData": {"data": str(label), "encoding": "CSV"},
+                "eventMetadata": {"eventId": inference_id},
+                "eventVersion": "0",
+            }
+        )
+        with self._lock:
+            self.pending.append(line)
+        if time.monotonic() - self._last >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            lines, self.pending = self.pending, []
+            self._last = time.monotonic()
+        if not lines:
+            return
+        at = self.now()
+        key = f"feedback/{self.model}/{at:%Y/%m/%d/%H}/{at:%M-%S}-{uuid.uuid4().hex[:8]}.jsonl"
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=("\n".join(lines) + "\n").encode())
+        self.uploaded += len(lines)
+
+
 class Traffic:
     """Steady InvokeEndpoint traffic from held-out rows; every outcome counted, per second and per variant.
 
@@ -79,13 +128,25 @@ class Traffic:
     models' own, counted per variant (the variant is in the error's LogStreamArn, as on AWS).
     """
 
-    def __init__(self, client: Any, endpoint: str, rows: list[str], rate: float, malformed: float) -> None:
+    def __init__(
+        self,
+        client: Any,
+        endpoint: str,
+        rows: list[tuple[str, int]],
+        *,
+        rate: float,
+        malformed: float,
+        feedback: Feedback | None = None,
+    ) -> None:
         self.client, self.endpoint, self.rows, self.rate, self.malformed = client, endpoint, rows, rate, malformed
+        self.feedback = feedback
         self.random = random.Random(5)  # noqa: S311 - traffic sampling, not security
         self.sent = self.answered = self.malformed_sent = self.valid_refused = 0
         self.failures: list[str] = []
         self.by_variant: Counter[str] = Counter()
         self.model_errors: Counter[str] = Counter()
+        self.labelled: Counter[str] = Counter()  # answers whose ground truth was uploaded, per variant
+        self.wrong: Counter[str] = Counter()  # ... that were wrong (probability >= 0.5 vs the label)
         self.seconds: dict[int, dict[str, Any]] = {}
         self.started = time.monotonic()
         self._stop = threading.Event()
@@ -98,6 +159,8 @@ class Traffic:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+        if self.feedback is not None:
+            self.feedback.flush()
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -110,12 +173,16 @@ class Traffic:
         interval = 1.0 / self.rate
         while not self._stop.wait(interval):
             bad = self.random.random() < self.malformed
-            body = "1,2" if bad else self.rows[self.random.randrange(len(self.rows))]
+            row, label = self.rows[self.random.randrange(len(self.rows))]
+            body = "1,2" if bad else row
             self.sent += 1
             self.malformed_sent += bad
+            inference_id = f"demo-{self.sent}"
             began = time.perf_counter()
             try:
-                answer = self.client.invoke_endpoint(EndpointName=self.endpoint, ContentType="text/csv", Body=body)
+                answer = self.client.invoke_endpoint(
+                    EndpointName=self.endpoint, ContentType="text/csv", Body=body, InferenceId=inference_id
+                )
             except self.client.exceptions.ModelError as exc:
                 stream = str(exc.response.get("LogStreamArn", ""))
                 variant = stream.rsplit(":log-stream:", 1)[-1].split("/", 1)[0] if ":log-stream:" in stream else "?"
@@ -134,6 +201,12 @@ class Traffic:
             bucket = self._bucket()
             bucket["requests"][variant] += 1
             bucket["latency"].setdefault(variant, []).append(1000 * (time.perf_counter() - began))
+            if self.feedback is not None and self.random.random() < self.feedback.share:
+                # The outcome becomes known later: its ground truth goes to feedback/<model>/.
+                self.feedback.add(inference_id, label)
+                probability = _first_score(answer["Body"].read().decode())
+                self.labelled[variant] += 1
+                self.wrong[variant] += (probability >= 0.5) != (label == 1)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -142,6 +215,7 @@ class Traffic:
             "failed": len(self.failures),
             "failures": self.failures[:10],
             "model_errors": dict(self.model_errors),
+            "feedback": {"labelled": dict(self.labelled), "wrong": dict(self.wrong)},
             "malformed_sent": self.malformed_sent,
             "valid_requests_refused": self.valid_refused,
             "by_variant": dict(self.by_variant),
@@ -186,7 +260,7 @@ class Demo:
             "judge_interval_minutes": s.judge_interval_minutes,
             "shadow": {"enabled": True, "max_duration_minutes": s.stage_max_minutes},
             "ab": {"enabled": True, "steps": s.ab_steps, "max_duration_minutes": s.stage_max_minutes},
-            "judge": {"error_rate": judge},
+            "judge": {"error_rate": judge, "quality": judge | {"delta": s.quality_delta}},
         }
         return config
 
@@ -270,8 +344,12 @@ class Demo:
         from generate_data import generate  # examples/churn/generate_data.py
 
         frame = generate(s.rows, seed=7)
-        held_out = generate(600, seed=99).drop(columns=["target"])
-        rows = [",".join(str(v) for v in row) for row in held_out.itertuples(index=False)]
+        labelled = generate(600, seed=99)
+        held_out = labelled.drop(columns=["target"])
+        rows = [
+            (",".join(str(v) for v in row), int(target))
+            for row, target in zip(held_out.itertuples(index=False), labelled["target"], strict=True)
+        ]
         state = Path(tempfile.mkdtemp(prefix="shepherd-demo-"))
         self.cloud = LocalCloud(port=0, time_scale=s.time_scale, state_dir=state)
         summary: dict[str, Any] = {"settings": asdict(s)}
@@ -307,7 +385,7 @@ class Demo:
         (self.out / "report.html").write_text(report(summary, timeline_png))
         return summary
 
-    def _story(self, frame: Any, held_out: Any, rows: list[str]) -> dict[str, Any]:
+    def _story(self, frame: Any, held_out: Any, rows: list[tuple[str, int]]) -> dict[str, Any]:
         from generate_data import generate  # examples/churn/generate_data.py (sys_path_example)
 
         s = self.settings
@@ -326,8 +404,16 @@ class Demo:
         self.log(f"first deployment of v1: {first['status']}")
 
         self.phase = "3/6 traffic"
-        self.traffic = Traffic(self.client("sagemaker-runtime"), MODEL, rows, s.rate, s.malformed).start()
-        self.log(f"traffic: {s.rate:g} requests/s from held-out rows, {100 * s.malformed:g}% malformed")
+        feedback = Feedback(
+            self.client("s3"), self.outputs["DataBucketName"], MODEL, share=s.feedback_share, now=self.cloud.clock.now
+        )
+        self.traffic = Traffic(
+            self.client("sagemaker-runtime"), MODEL, rows, rate=s.rate, malformed=s.malformed, feedback=feedback
+        ).start()
+        self.log(
+            f"traffic: {s.rate:g} requests/s from held-out rows, {100 * s.malformed:g}% malformed, "
+            f"ground truth for {100 * s.feedback_share:g}% of the answers"
+        )
 
         self.phase = "4/6 a better candidate: shadow -> A/B -> full"
         second_frame = generate(s.rows, seed=8)
@@ -469,12 +555,25 @@ def _timeline(summary: dict[str, Any]) -> Any:
     for record in verdicts:
         key = f"v{record['package'].rsplit('/', 1)[1]} {record['stage']} {record.get('weight', ''):g}%"
         groups.setdefault(key, []).append(record)
+    markers = {"error_rate": "o", "shadow_quality": "s", "quality": "s", "latency": "^"}
     for label, records in groups.items():
-        stats = [r["statistics"][0] for r in records]
-        line = axes[3].plot(range(len(stats)), [st["statistic"] for st in stats], marker="o", label=label)[0]
-        axes[3].axhline(stats[-1]["rollback_boundary"], color=line.get_color(), linestyle="--", linewidth=0.8)
-        axes[3].axhline(stats[-1]["promote_boundary"], color=line.get_color(), linestyle=":", linewidth=0.8)
-    axes[3].set_title("The judge's evidence per stage: dashed = rollback boundary, dotted = promote boundary")
+        metrics = [st["metric"] for st in records[-1]["statistics"]]
+        for index, metric in enumerate(metrics):
+            stats = [r["statistics"][index] for r in records if len(r["statistics"]) > index]
+            line = axes[3].plot(
+                range(len(stats)),
+                [st["statistic"] for st in stats],
+                marker=markers.get(metric, "o"),
+                markersize=3,
+                label=f"{label} {metric}",
+            )[0]
+            axes[3].axhline(stats[-1]["rollback_boundary"], color=line.get_color(), linestyle="--", linewidth=0.8)
+            axes[3].axhline(stats[-1]["promote_boundary"], color=line.get_color(), linestyle=":", linewidth=0.8)
+    axes[3].set_title(
+        "The judge's evidence per stage and metric (o error rate, s wrong predictions): "
+        "dashed = rollback boundary, dotted = promote boundary",
+        fontsize=9,
+    )
     axes[3].set_xlabel("judge call in the stage")
     axes[3].set_ylabel("log-likelihood ratio")
     axes[3].legend(loc="upper left", fontsize=7)
@@ -502,6 +601,9 @@ def report(summary: dict[str, Any], timeline_png: bytes) -> str:
         for r in summary["records"]
     )
     image = base64.b64encode(timeline_png).decode()
+    labelled = (t.get("feedback") or {}).get("labelled", {})
+    wrong = (t.get("feedback") or {}).get("wrong", {})
+    feedback = html.escape(", ".join(f"{v} {n} ({wrong.get(v, 0)})" for v, n in sorted(labelled.items())) or "none")
     outcomes = "<br>".join(
         f"v{r['version']} {r['outcome'].replace('_', ' ')} via {' → '.join(r['stages'])}"
         + (f": {html.escape(str(r['reason']).rstrip('.'))}" if r.get("reason") else "")
@@ -528,6 +630,12 @@ Traffic {settings["rate"]:g} requests/s with {100 * settings["malformed"]:g}% ma
 variants share), time scale {settings["time_scale"]:g}x (one judge call per virtual minute).
 Decisions this fast need a large effect (the faulty candidate fails a third of its requests) and enough traffic:
 with a subtle regression the same judge would, honestly, take longer.</p>
+<p>Prediction quality judged too: the traffic sends each request with an InferenceId and uploads the true outcome
+of {100 * settings["feedback_share"]:g}% of the answers under <code>feedback/churn/</code>; the judge joins it with
+the endpoint's data capture. In shadow it compares the labelled requests both variants answered (only the pairs
+where exactly one of them was wrong carry evidence), in A/B each variant's labelled answers; delta =
+{settings["quality_delta"]:g} (a candidate wrong {1 + settings["quality_delta"]:g}x as often must be caught), same
+alpha, beta and minimum samples. Labelled answers (wrong) per variant: {feedback}.</p>
 <h2>Rollout record</h2>
 <table><tr><th>package</th><th>event</th><th>stage</th><th>verdict</th><th>why</th></tr>{rows}</table>
 </body></html>

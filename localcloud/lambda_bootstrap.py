@@ -3,7 +3,8 @@
 Protocol with the parent (localcloud.lambdas): one JSON object per line on a private pipe
 (the last two arguments: the request fd, then the response fd). The handler's stdout and
 stderr both go to the worker's stderr, which the parent turns into CloudWatch Logs, so
-nothing the user prints can corrupt the protocol.
+nothing the user prints can corrupt the protocol. A request may carry ``crash`` (a test's fault plan,
+set only by localcloud.lambdas): the process then kills itself before or after running the handler.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -58,6 +60,12 @@ def _load_handler(spec: str) -> Any:
     return handler
 
 
+def _crash_if_planned(request: dict[str, Any], point: str) -> None:
+    """Die as a native crash or the kernel's kill does: no cleanup, no flush, no answer."""
+    if request.get("crash") == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _exit_with_parent(parent: int) -> None:
     """Workers run in their own session; one whose local cloud died must not linger."""
     while os.getppid() == parent:
@@ -84,6 +92,7 @@ def main() -> None:
         request_id = request["request_id"]
         print(f"START RequestId: {request_id} Version: $LATEST", flush=True)
         started = time.monotonic()
+        _crash_if_planned(request, "before-handler")
         if init_error is not None:
             response: dict[str, Any] = {"ok": False, "error": init_error}
         else:
@@ -102,6 +111,7 @@ def main() -> None:
                 except (TypeError, ValueError) as exc:
                     message = f"Unable to marshal response: {exc}"
                     response = {"ok": False, "error": {"errorMessage": message, "errorType": "Runtime.MarshalError"}}
+        _crash_if_planned(request, "after-handler")
         duration = (time.monotonic() - started) * 1000
         print(f"END RequestId: {request_id}", flush=True)
         print(f"REPORT RequestId: {request_id}\tDuration: {duration:.2f} ms", flush=True)

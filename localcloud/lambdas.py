@@ -1,4 +1,9 @@
-"""Local Lambda: warm worker processes per function, Timeout enforced, errors in Lambda's shape."""
+"""Local Lambda: warm worker processes per function, Timeout enforced, errors in Lambda's shape.
+
+Tests can make a function's runtime process die during its next invocations (``LambdaRuntime.crash_next``),
+to prove that a state machine retries a crash without side effects. That fault plan is a Python call
+on the local cloud's own process: no API, variable or tag enables it, and AWS has no such thing.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +14,18 @@ import logging
 import os
 import queue
 import selectors
+import signal
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 log = logging.getLogger("shepherd.local.lambda")
 
@@ -36,6 +43,10 @@ _PASSED_THROUGH_ENV = (
     "OPENBLAS_CORETYPE",
     "OPENBLAS_L2_SIZE",
 )
+# Where an injected crash kills the runtime: before the handler runs (no side effect yet), or after it
+# returned (its side effects done, its answer lost). A crash anywhere in the handler lies in between.
+CrashPoint = Literal["before-handler", "after-handler"]
+CRASH_POINTS: tuple[CrashPoint, ...] = ("before-handler", "after-handler")
 
 
 @dataclass(frozen=True)
@@ -134,7 +145,7 @@ class Worker:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def invoke(self, payload: bytes, client_context: Any) -> InvokeResult:
+    def invoke(self, payload: bytes, client_context: Any, crash: CrashPoint | None = None) -> InvokeResult:
         request_id = str(uuid.uuid4())
         deadline = time.time() + self.spec.timeout_seconds
         request = {
@@ -143,6 +154,8 @@ class Worker:
             "deadline_ms": int(deadline * 1000),
             "client_context": client_context,
         }
+        if crash is not None:
+            request["crash"] = crash
         while not self._lines.empty():
             self._lines.get_nowait()
         os.write(self._request_write, (json.dumps(request) + "\n").encode())
@@ -152,23 +165,33 @@ class Worker:
         selector.close()
         line = self._responses.readline() if ready else ""
         if not line:
-            timed_out = self.alive()
-            self.kill()
-            if timed_out:
-                message = f"RequestId: {request_id} Error: Task timed out after {self.spec.timeout_seconds:.2f} seconds"
-                self._log_sink(self.spec, self.stream, message)
-                body = {"errorType": "Sandbox.Timedout", "errorMessage": message}
-            else:
-                message = (
-                    f"RequestId: {request_id} Error: Runtime exited with error: exit status {self.process.returncode}"
-                )
+            if ready:
+                # End of file: the process died. Its status first: a kill now could overwrite how it ended.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.process.wait(timeout=5)
+                message = f"RequestId: {request_id} Error: Runtime exited with error: {self._exit_status()}"
                 body = {"errorType": "Runtime.ExitError", "errorMessage": message}
+            else:
+                message = f"RequestId: {request_id} Error: Task timed out after {self.spec.timeout_seconds:.2f} seconds"
+                body = {"errorType": "Sandbox.Timedout", "errorMessage": message}
+            self.kill()
+            self._log_sink(self.spec, self.stream, message)
             return InvokeResult(200, json.dumps(body).encode(), "Unhandled", self._collect_tail(request_id, 0.2))
         response = json.loads(line)
         tail = self._collect_tail(request_id, 2.0)
         if response["ok"]:
             return InvokeResult(200, response["payload"].encode(), None, tail)
         return InvokeResult(200, json.dumps(response["error"]).encode(), "Unhandled", tail)
+
+    def _exit_status(self) -> str:
+        """How the process ended, worded as Lambda words it: 'exit status 1', 'signal: killed'."""
+        code = self.process.returncode
+        if code is None:
+            return "exit status unknown"
+        if code >= 0:
+            return f"exit status {code}"
+        name = signal.strsignal(-code) or f"signal {-code}"
+        return f"signal: {name.lower()}"
 
     def _collect_tail(self, request_id: str, wait: float) -> str:
         """The invocation's log lines, up to its REPORT line (written before the response)."""
@@ -210,6 +233,7 @@ class FunctionPool:
         self._all: list[Worker] = []
         self._cond = threading.Condition()
         self._closed = False
+        self._crashes: deque[CrashPoint] = deque()
 
     def _acquire(self) -> Worker:
         with self._cond:
@@ -236,10 +260,18 @@ class FunctionPool:
                 worker.kill()
             self._cond.notify()
 
+    def crash_next(self, times: int, at: CrashPoint) -> None:
+        if at not in CRASH_POINTS:
+            raise ValueError(f"a crash happens at one of {CRASH_POINTS}, not {at!r}")
+        with self._cond:
+            self._crashes.extend([at] * times)
+
     def invoke(self, payload: bytes, client_context: Any) -> InvokeResult:
+        with self._cond:
+            crash = self._crashes.popleft() if self._crashes else None
         worker = self._acquire()
         try:
-            return worker.invoke(payload, client_context)
+            return worker.invoke(payload, client_context, crash)
         finally:
             self._release(worker)
 
@@ -307,6 +339,11 @@ class LambdaRuntime:
             self._async.submit(self._invoke_async, pool, payload)
             return InvokeResult(202, b"")
         return pool.invoke(payload, client_context)
+
+    def crash_next(self, name_or_arn: str, times: int = 1, at: CrashPoint = "before-handler") -> None:
+        """Test-only fault plan: the runtime process of the function's next ``times`` invocations dies at
+        ``at`` (SIGKILL, as a native crash or the kernel would), which Lambda reports as Runtime.ExitError."""
+        self.resolve(name_or_arn).crash_next(times, at)
 
     def _invoke_async(self, pool: FunctionPool, payload: bytes) -> None:
         """Lambda retries a failed asynchronous invocation twice, about one and two minutes later."""

@@ -57,7 +57,7 @@ OPERATIONS = {
             "UpdateModelPackage",
         }
     ),
-    "s3": sorted({"CopyObject", "DeleteObject", "GetObject", "ListObjectVersions", "PutObject"}),
+    "s3": sorted({"CopyObject", "DeleteObject", "GetObject", "ListObjectVersions", "ListObjectsV2", "PutObject"}),
 }
 
 

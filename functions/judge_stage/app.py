@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from shepherd import clock
-from shepherd.aws import endpoints, rollouts
+from shepherd.aws import endpoints, idempotency, rollouts, s3
 from shepherd.aws.powertools import powertools
 from shepherd.edge import field
-from shepherd.judge import judge
+from shepherd.judge import StageObservations, judge
+from shepherd.rollout import quality
 from shepherd.rollout.observe import complete_until, observations, queries, settings
 
 logger, tracer, metrics = powertools()
+# Quality judging re-reads the stage's capture and ground truth each call; beyond this many objects
+# a call is logged as slow (Timeout is 120 s): lower the capture sampling or the stage's duration.
+LARGE_READ = 2000
+REMEMBER_SECONDS = 86400  # a retried judge call comes within minutes
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class Request:
     stage_index: int
     stage_started: float
     judge: dict[str, Any]
+    attempt: str  # the Judge state's entry time: the same for every retry of one judge call
 
     @classmethod
     def parse(cls, event: Any) -> Request:
@@ -59,6 +65,7 @@ class Request:
             stage_index=field(event, "stage_index", int, minimum=0),
             stage_started=float(field(event, "stage_started", float, minimum=0)),
             judge=field(event, "judge", dict),
+            attempt=field(event, "attempt", str, default=""),
         )
 
 
@@ -67,13 +74,21 @@ class Request:
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = Request.parse(event)
+    key = f"judge#{request.run}#{request.stage_index}#{request.attempt}" if request.attempt else None
+    remembered = idempotency.recall(key) if key else None
+    if remembered is not None:
+        # A retry of a call that decided already (it crashed after recording): the same verdict, recorded once.
+        rollouts.record(request.endpoint, remembered["entry"], remembered["at"], unique=key)
+        return dict(remembered["answer"])
     now = clock.now()
     rollouts.acquire(request.endpoint, request.run, request.package_arn, now.timestamp())  # renew the lease
     aborted = rollouts.flag(request.endpoint, rollouts.ABORT)
     if aborted is not None:
         # StopExecution would skip the Catch that restores the endpoint: an abort is a signal read here.
         rollouts.clear_flag(request.endpoint, rollouts.ABORT)
-        return _decided(request, now, "ROLLBACK", f"Aborted by {aborted['by']}: {aborted['reason']}", [], minutes=None)
+        return _decided(
+            request, now, "ROLLBACK", f"Aborted by {aborted['by']}: {aborted['reason']}", [], minutes=None, key=key
+        )
     latency = request.judge.get("latency") or None
     threshold = float(latency["threshold_ms"]) if latency else None
     variants = {"champion": request.champion_variant, "candidate": request.candidate_variant}
@@ -90,9 +105,14 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     )
     # The stage's clock runs from its start, data or not: max_minutes is a duration, not a sample count.
     elapsed = max(observed.minutes_elapsed, int((now.timestamp() - request.stage_started) // 60))
-    observed = type(observed)(minutes_elapsed=elapsed, champion=observed.champion, candidate=observed.candidate)
+    observed = replace(observed, minutes_elapsed=elapsed)
+    if request.judge.get("quality"):
+        observed = _with_quality(observed, request, now.timestamp())
     verdict = judge(
-        observed, settings(request.judge, max_minutes=request.stage.max_minutes, at_max=request.stage.at_max)
+        observed,
+        settings(
+            request.judge, max_minutes=request.stage.max_minutes, at_max=request.stage.at_max, kind=request.stage.kind
+        ),
     )
     statistics = [
         {
@@ -108,7 +128,50 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         }
         for m in verdict.metrics
     ]
-    return _decided(request, now, str(verdict.verdict), verdict.explanation, statistics, minutes=elapsed)
+    return _decided(request, now, str(verdict.verdict), verdict.explanation, statistics, minutes=elapsed, key=key)
+
+
+def _lines(bucket: str, prefix: str, until: float, *, start: float) -> list[str]:
+    """Every line of the objects under prefix/yyyy/mm/dd/hh/ for the hours from start to until."""
+    lines: list[str] = []
+    keys = [key for hour in quality.hour_prefixes(prefix, start, until) for key in s3.keys(bucket, hour)]
+    if len(keys) > LARGE_READ:
+        logger.warning("quality judging reads many objects", extra={"prefix": prefix, "objects": len(keys)})
+    for key in keys:
+        lines.extend(s3.read_bytes(bucket, key).decode("utf-8", errors="replace").splitlines())
+    return lines
+
+
+def _with_quality(observed: StageObservations, request: Request, now: float) -> StageObservations:
+    """The stage's captured predictions joined with their ground truth: labelled pairs in shadow
+    (both variants answered the same request), per-variant labelled predictions in A/B."""
+    settings_ = request.judge["quality"]
+    sources = field(settings_, "sources", dict, where="judge.quality.")
+    bucket = field(sources, "bucket", str, where="judge.quality.sources.")
+    capture = field(sources, "capture", str, where="judge.quality.sources.")
+    feedback = field(sources, "feedback", str, where="judge.quality.sources.")
+    rule = quality.Rule(
+        decision_threshold=float(settings_.get("decision_threshold", 0.5)),
+        tolerance=None if settings_.get("tolerance") is None else float(settings_["tolerance"]),
+    )
+    start = request.stage_started
+    labels = quality.ground_truth(_lines(bucket, feedback, now, start=start))
+    champion, candidate = (
+        list(quality.predictions(_lines(bucket, f"{capture}{variant}/", now, start=start)))
+        for variant in (request.champion_variant, request.candidate_variant)
+    )
+    logger.info(
+        "quality data",
+        extra={"labels": len(labels), "champion_predictions": len(champion), "candidate_predictions": len(candidate)},
+    )
+    if request.stage.kind == "shadow":
+        pairs = quality.paired_bins(champion, candidate, labels, started_epoch=start, rule=rule)
+        return replace(observed, shadow_quality=pairs)
+    return replace(
+        observed,
+        champion_feedback=quality.feedback_bins(champion, labels, started_epoch=start, rule=rule),
+        candidate_feedback=quality.feedback_bins(candidate, labels, started_epoch=start, rule=rule),
+    )
 
 
 def _decided(
@@ -119,8 +182,12 @@ def _decided(
     statistics: list[dict[str, Any]],
     *,
     minutes: int | None,
+    key: str | None,
 ) -> dict[str, Any]:
-    """Record the verdict (the rollout record and the event bus) and answer the state machine."""
+    """Record the verdict (the rollout record and the event bus) and answer the state machine.
+
+    The verdict is remembered under the call's key before it is recorded, so that a retry after a
+    crash answers it again and re-writes the same record entry rather than judging twice."""
     entry = {
         "run": request.run,
         "package": request.package_arn,
@@ -133,6 +200,10 @@ def _decided(
         "minutes": minutes,
         "statistics": statistics,
     }
-    rollouts.record(request.endpoint, entry, now.isoformat())
+    answer = {"verdict": verdict, "explanation": explanation, "statistics": statistics}
+    if key is not None:
+        remembered = {"entry": entry, "at": now.isoformat(), "answer": answer}
+        idempotency.remember(key, remembered, expires_after_seconds=REMEMBER_SECONDS)
+    rollouts.record(request.endpoint, entry, now.isoformat(), unique=key)
     logger.info("judged", extra=entry)
-    return {"verdict": verdict, "explanation": explanation, "statistics": statistics}
+    return answer

@@ -85,6 +85,18 @@ def _endpoint_config(
     return name
 
 
+def _judge_settings(config: ModelConfig, *, bucket: str, model: str, endpoint: str) -> dict[str, Any]:
+    """rollout.judge, plus where quality judging finds captured predictions and ground truth."""
+    judge = config.rollout.judge.model_dump(mode="json", exclude_none=True)
+    if "quality" in judge:
+        judge["quality"]["sources"] = {
+            "bucket": bucket,
+            "capture": plan.capture_prefix(endpoint),  # + <variant>/yyyy/mm/dd/hh/
+            "feedback": f"feedback/{model}/",
+        }
+    return judge
+
+
 def prepare(event: dict[str, Any]) -> dict[str, Any]:
     arn, run = event["ModelPackageArn"], event["run"]
     package = endpoints.describe_package(arn)
@@ -127,7 +139,7 @@ def prepare(event: dict[str, Any]) -> dict[str, Any]:
         "version": version,
         "config": config.model_dump(mode="json"),
         "candidate": candidate.model_dump(),
-        "judge": config.rollout.judge.model_dump(mode="json", exclude_none=True),
+        "judge": _judge_settings(config, bucket=bucket, model=model, endpoint=endpoint),
         "interval_seconds": config.rollout.judge_interval_minutes * 60,
         "stage_index": 0,
     }

@@ -697,7 +697,7 @@ class SageMakerBackend:
     def _capture_writer(self, endpoint: str, config: dict[str, Any] | None) -> CaptureWriter | None:
         if not config or not config.get("EnableCapture", True):
             return None
-        return CaptureWriter(endpoint, config, lambda: self.client("s3"))
+        return CaptureWriter(endpoint, config, lambda: self.client("s3"), now=self.cloud.clock.now)
 
     def _in_background(self, name: str, work: Callable[[], None]) -> None:
         thread = threading.Thread(target=work, name=name, daemon=True)

@@ -46,10 +46,17 @@ def _payload(data: bytes, content_type: str, mode: str, config: dict[str, Any]) 
 class CaptureWriter:
     """Buffers capture records per variant and hour, and writes them to S3 in batches."""
 
-    def __init__(self, endpoint: str, config: dict[str, Any], s3_factory: Callable[[], Any]) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        config: dict[str, Any],
+        s3_factory: Callable[[], Any],
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.endpoint = endpoint
         self.config = config
         self._s3_factory = s3_factory
+        self._now = now  # the local cloud's virtual clock, which its CloudWatch metrics are stamped with
         self._buffers: dict[tuple[str, str], list[str]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -70,7 +77,7 @@ class CaptureWriter:
         return random.random() * 100 < float(self.config.get("InitialSamplingPercentage", 100))  # noqa: S311
 
     def record(self, variant: str, request: InvocationRequest, response_body: bytes, response_type: str) -> None:
-        now = datetime.now(UTC)
+        now = self._now()
         capture: dict[str, Any] = {}
         if self.capture_input:
             capture["endpointInput"] = _payload(request.body, request.content_type, "INPUT", self.config)
@@ -95,7 +102,7 @@ class CaptureWriter:
         bucket, _, prefix = destination.partition("/")
         s3 = self._s3_factory()
         for (variant, hour), lines in buffers.items():
-            now = datetime.now(UTC)
+            now = self._now()
             name = f"{now:%M-%S}-{now.microsecond // 1000:03d}-{uuid.uuid4()}.jsonl"
             key = "/".join(p for p in (prefix, self.endpoint, variant, hour, name) if p)
             extra = (

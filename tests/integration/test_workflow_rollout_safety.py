@@ -1,5 +1,5 @@
 """Rollout safety on the local cloud: duplicate events, a failed endpoint update, an abort, an approval that
-arrives during a rollout, and a stage that reaches its maximum duration undecided."""
+arrives during a rollout, a stage that reaches its maximum duration undecided, and a judge that crashes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from localcloud.deployer import Deployer
 
 from .conftest import finished_execution, wait_for
 from .test_workflow_rollout import _config, _records, _rollout
-from .workflow import EXAMPLE, ROOT, App, Traffic, unique
+from .workflow import EXAMPLE, ROOT, App, Traffic, task_attempts, unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -315,4 +315,63 @@ def predict_fn(data, model):
             timeout=60,
         )
     assert any(r["event"] == "reconciled" and r["action"] == "restored" for r in _records(app, model))
+    assert traffic.unexpected == []
+
+
+def test_a_judge_that_crashes_mid_stage_is_retried_and_the_rollout_promotes_as_if_nothing_happened(app, cloud):
+    model = unique("crash")
+    app.upload_project(model, _config(model))
+    app.upload_dataset(model, "d1")
+    assert app.run_of(model, "d1")["status"] == "SUCCEEDED"
+    assert _rollout(app, model, 1)["status"] == "SUCCEEDED"
+    v1 = app.sagemaker.describe_model_package(ModelPackageName=app.packages(model)[0]["ModelPackageArn"])
+    table = app.outputs["RolloutsTableName"]
+
+    def lock_owner() -> str | None:
+        lock = app.cloud.client("dynamodb").get_item(
+            TableName=table, Key={"pk": {"S": f"endpoint#{model}"}, "sk": {"S": "lock"}}, ConsistentRead=True
+        )
+        return lock.get("Item", {}).get("owner", {}).get("S")
+
+    with Traffic(cloud, model) as traffic:
+        v2 = _copy_package(app, model, v1)  # the same model again: a good candidate
+        (running,) = wait_for(lambda: _executions(app, f"{model}-v2-"), timeout=30)
+        run = running["name"]
+        wait_for(lambda: any(r.get("run") == run and r["event"] == "verdict" for r in _records(app, model)), timeout=60)
+        # the judge's next invocation dies: its runtime process is killed before it answers
+        cloud.lambdas.crash_next(app.function("JudgeStageFunction"))
+        crashed = wait_for(
+            lambda: [a for a in task_attempts(app.history(running["executionArn"]), "Judge") if "error" in a],
+            timeout=30,
+        )
+        owner_after_crash = lock_owner()
+        finished = finished_execution(cloud, running["executionArn"], timeout=240)
+
+    # the crash was retried, once, and the rollout promoted its candidate
+    assert finished["status"] == "SUCCEEDED", finished
+    assert [a["error"] for a in crashed] == ["Runtime.ExitError"]
+    assert "Runtime exited with error" in crashed[0]["cause"]
+    history = app.history(running["executionArn"])
+    attempts = task_attempts(history, "Judge")
+    assert [a for a in attempts if "error" in a] == crashed
+    failed_at = attempts.index(crashed[0])
+    assert failed_at > 0, "the crash came after the stage had been judged"
+    assert "output" in attempts[failed_at + 1], "the retry answered"
+    entered = {e["stateEnteredEventDetails"]["name"] for e in history if e["type"].endswith("StateEntered")}
+    assert "RollbackWeights" not in entered
+    assert [v["VariantName"] for v in app.sagemaker.describe_endpoint(EndpointName=model)["ProductionVariants"]] == [
+        "v2"
+    ]
+    assert app.sagemaker.describe_model_package(ModelPackageName=v2)["ModelApprovalStatus"] == "Approved"
+    # no side effect: one verdict on record per verdict the state machine acted on, none for the crash
+    acted_on = [
+        (a["output"]["Payload"]["verdict"], a["output"]["Payload"]["explanation"]) for a in attempts if "output" in a
+    ]
+    records = [r for r in _records(app, model) if r.get("run") == run]
+    assert [(r["verdict"], r["explanation"]) for r in records if r["event"] == "verdict"] == acted_on
+    assert {r["event"] for r in records}.isdisjoint({"rolling-back", "rolled-back", "rollback-failed"})
+    assert records[-1]["event"] == "promoted"
+    # the run kept its lock through the crash and gave it back at the end; no client request failed
+    assert owner_after_crash == run
+    assert lock_owner() is None
     assert traffic.unexpected == []

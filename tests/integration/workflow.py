@@ -180,3 +180,18 @@ class Traffic:
                 self.unexpected.append("a malformed row was answered")
             else:
                 self.ok += 1
+
+
+def task_attempts(history: list[dict[str, Any]], state: str) -> list[dict[str, Any]]:
+    """Every attempt of a Task state, in order: {"error", "cause"} when it failed, {"output"} when it succeeded."""
+    attempts: list[dict[str, Any]] = []
+    current = None
+    for event in history:
+        if event["type"].endswith("StateEntered"):
+            current = event["stateEnteredEventDetails"]["name"]
+        elif current == state and event["type"] in ("TaskFailed", "TaskTimedOut"):
+            details = event.get("taskFailedEventDetails") or event.get("taskTimedOutEventDetails") or {}
+            attempts.append({"error": details.get("error"), "cause": details.get("cause")})
+        elif current == state and event["type"] == "TaskSucceeded":
+            attempts.append({"output": json.loads(event["taskSucceededEventDetails"]["output"])})
+    return attempts

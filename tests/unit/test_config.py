@@ -447,6 +447,17 @@ REFUSALS = [
         id="serverless-autoscaling",
     ),
     pytest.param(
+        {"endpoint": {"data_capture": {"enabled": False}}, "rollout": {"judge": {"quality": {}}}},
+        "rollout.judge.quality: {} is not allowed (the judge reads captured predictions: "
+        "needs endpoint.data_capture.enabled (serverless endpoints cannot capture))",
+        id="quality-without-capture",
+    ),
+    pytest.param(
+        {"rollout": {"judge": {"quality": {"decision_threshold": 1.5}}}},
+        "rollout.judge.quality.decision_threshold: 1.5 is not allowed (must be <= 1)",
+        id="quality-threshold",
+    ),
+    pytest.param(
         {"endpoint": {"data_capture": {"sampling_percentage": 101}}},
         "endpoint.data_capture.sampling_percentage: 101 is not allowed (must be <= 100)",
         id="capture-percentage",

@@ -34,6 +34,8 @@ def test_shadow_gets_the_weight_it_is_given_and_capture_and_kms_are_set():
     assert request["ShadowProductionVariants"][0]["InitialVariantWeight"] == 50.0
     assert request["ProductionVariants"][0]["InitialInstanceCount"] == 3
     assert request["DataCaptureConfig"]["DestinationS3Uri"] == "s3://b/capture/churn"
+    # SageMaker writes <DestinationS3Uri>/<endpoint>/<variant>/yyyy/mm/dd/hh/: where the judge looks
+    assert f"s3://b/{plan.capture_prefix('churn')}" == request["DataCaptureConfig"]["DestinationS3Uri"] + "/churn/"
     assert request["KmsKeyId"] == "arn:aws:kms:us-east-1:1:key/k"
 
 

@@ -40,6 +40,7 @@ ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/shepherd-{STAGE}-sagemaker"
 KEY_ARN = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/00000000-0000-0000-0000-000000000000"
 TOKENS_TABLE = f"shepherd-{STAGE}-task-tokens"
 IDEMPOTENCY_TABLE = f"shepherd-{STAGE}-idempotency"
+ROLLOUTS_TABLE = f"shepherd-{STAGE}-rollouts"
 TOPIC = f"shepherd-{STAGE}-notifications"
 BATCH_STATE_MACHINE = f"shepherd-{STAGE}-batch-transform"
 LIFECYCLE_STATE_MACHINE = f"shepherd-{STAGE}-model-lifecycle"
@@ -52,7 +53,7 @@ VALUES = {
     "STAGE_NAME": STAGE,
     "PYDANTIC_DISABLE_PLUGINS": "__all__",
     "TASK_TOKENS_TABLE": TOKENS_TABLE,
-    "ROLLOUTS_TABLE": f"shepherd-{STAGE}-rollouts",
+    "ROLLOUTS_TABLE": ROLLOUTS_TABLE,
     "IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE,
     "SAGEMAKER_ROLE_ARN": ROLE_ARN,
     "DATA_KEY_ARN": KEY_ARN,
@@ -187,7 +188,7 @@ def environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
 
 @pytest.fixture
 def aws(environment: dict[str, str]) -> Iterator[Cloud]:
-    """moto in-process with the data bucket (versioned), the token and idempotency tables and the topic."""
+    """moto in-process with the data bucket (versioned), the token, idempotency and rollout tables and the topic."""
     resources = template()["Resources"]
     with mock_aws(config=MOTO_CONFIG):
         s3 = boto3.client("s3", region_name=REGION)
@@ -196,6 +197,7 @@ def aws(environment: dict[str, str]) -> Iterator[Cloud]:
         dynamodb = boto3.client("dynamodb", region_name=REGION)
         _create_table(dynamodb, TOKENS_TABLE, resources["TaskTokensTable"])
         _create_table(dynamodb, IDEMPOTENCY_TABLE, resources["IdempotencyTable"])
+        _create_table(dynamodb, ROLLOUTS_TABLE, resources["RolloutsTable"])
         topic_arn = boto3.client("sns", region_name=REGION).create_topic(Name=TOPIC)["TopicArn"]
         yield Cloud(
             s3=s3,

@@ -1,7 +1,8 @@
-"""JudgeStage: a malformed Judge input is one specific InvalidInput, before any AWS call."""
+"""JudgeStage: a malformed input is one specific InvalidInput; a retried call judges once."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 from shepherd.errors import InvalidInput
 
-from .conftest import LambdaContext, sample_event
+from .conftest import ROLLOUTS_TABLE, Cloud, LambdaContext, sample_event
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 
@@ -44,3 +45,40 @@ def test_a_malformed_input_names_the_field(
     with pytest.raises(InvalidInput) as raised:
         judge_stage.handler(event, LambdaContext())
     assert str(raised.value) == message
+
+
+def _verdicts(aws: Cloud) -> list[dict[str, Any]]:
+    items = aws.dynamodb.scan(TableName=ROLLOUTS_TABLE)["Items"]
+    return [item for item in items if item["sk"]["S"].startswith("record#")]
+
+
+def test_a_retry_after_a_crash_between_remembering_and_recording_records_the_verdict_once(
+    aws: Cloud, judge_stage: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a judge call whose first attempt dies right after it remembered its verdict
+    event = sample_event("judge_stage") | {"attempt": "2026-11-25T16:00:00.000Z"}
+    real_record = judge_stage.rollouts.record
+    calls = []
+
+    def crash_once(*args: Any, **kwargs: Any) -> None:
+        calls.append(args)
+        if len(calls) == 1:
+            raise RuntimeError("the runtime died")
+        real_record(*args, **kwargs)
+
+    monkeypatch.setattr(judge_stage.rollouts, "record", crash_once)
+    with pytest.raises(RuntimeError):
+        judge_stage.handler(event, LambdaContext())
+    # When Step Functions retries it (same attempt), twice (the second retry after a crash past the record)
+    first = judge_stage.handler(event, LambdaContext(aws_request_id="retry-1"))
+    second = judge_stage.handler(event, LambdaContext(aws_request_id="retry-2"))
+    # Then both answer the remembered verdict, and the record holds it once
+    assert first == second
+    [recorded] = _verdicts(aws)
+    assert json.loads(recorded["entry"]["S"])["verdict"] == first["verdict"]
+
+
+def test_each_judge_call_of_a_stage_is_its_own_verdict(aws: Cloud, judge_stage: ModuleType) -> None:
+    for attempt in ("2026-11-25T16:00:00.000Z", "2026-11-25T16:01:00.000Z"):
+        judge_stage.handler(sample_event("judge_stage") | {"attempt": attempt}, LambdaContext())
+    assert len(_verdicts(aws)) == 2

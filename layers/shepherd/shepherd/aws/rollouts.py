@@ -96,9 +96,12 @@ def champion(endpoint: str) -> dict[str, str] | None:
     return {k: v["S"] for k, v in found.items() if k not in ("pk", "sk")} if found else None
 
 
-def record(endpoint: str, entry: dict[str, Any], at_iso: str) -> None:
-    """Append one stage change or verdict to the endpoint's rollout record, and put it on the event bus."""
-    sort = f"record#{at_iso}#{time.time_ns() % 10**9:09d}"
+def record(endpoint: str, entry: dict[str, Any], at_iso: str, *, unique: str | None = None) -> None:
+    """Append one stage change or verdict to the endpoint's rollout record, and put it on the event bus.
+
+    With ``unique`` the entry's key is (at_iso, unique): writing it again (a retried step) overwrites
+    it instead of appending a twin; the event goes out again (EventBridge delivers at least once)."""
+    sort = f"record#{at_iso}#{unique if unique is not None else f'{time.time_ns() % 10**9:09d}'}"
     item = _key(endpoint, sort) | {
         "entry": {"S": json.dumps(entry, default=str)},
         "expires_at": {"N": str(int(time.time()) + RECORD_TTL_SECONDS)},

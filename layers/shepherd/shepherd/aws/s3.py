@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from shepherd.aws.clients import client
 from shepherd.aws.errors import mapped
-from shepherd.objects import DataObject
+
+if TYPE_CHECKING:  # pydantic, imported where it is used: the judge reads S3 without it
+    from shepherd.objects import DataObject
 
 
 def read_bytes(bucket: str, key: str, version_id: str | None = None) -> bytes:
@@ -22,6 +26,8 @@ def write_bytes(bucket: str, key: str, data: bytes, content_type: str = "applica
 
 def latest_objects(bucket: str, prefix: str) -> list[DataObject]:
     """Every current object under prefix with its version id (folder placeholders left out)."""
+    from shepherd.objects import DataObject
+
     found: list[DataObject] = []
     with mapped(f"listing s3://{bucket}/{prefix}"):
         pages = client("s3").get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix)
@@ -38,6 +44,15 @@ def latest_objects(bucket: str, prefix: str) -> list[DataObject]:
                         )
                     )
     return sorted(found, key=lambda o: o.key)
+
+
+def keys(bucket: str, prefix: str) -> list[str]:
+    """The keys under prefix, in S3's (lexicographic) order, folder placeholders left out."""
+    found: list[str] = []
+    with mapped(f"listing s3://{bucket}/{prefix}"):
+        for page in client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            found.extend(o["Key"] for o in page.get("Contents", []) if not o["Key"].endswith("/"))
+    return found
 
 
 def move(bucket: str, key: str, version_id: str | None, target: str) -> None:

@@ -351,11 +351,34 @@ class LatencyJudge(MetricJudge):
     threshold_ms: float = Field(gt=0, description="A request slower than this counts as a bad event.")
 
 
+class QualityJudge(MetricJudge):
+    """Wrong predictions as the bad events: data capture joined with ground truth on InferenceId."""
+
+    min_samples: int = Field(
+        default=100, ge=1, description="Labelled predictions per variant (labelled pairs in shadow) before a PROMOTE."
+    )
+    decision_threshold: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Binary classification: a probability at or above it predicts label 1.",
+    )
+    tolerance: float | None = Field(
+        default=None,
+        ge=0,
+        description="Regression: a prediction further than this from its label is wrong. "
+        "Unset: predictions are classes (or probabilities against 0/1 labels).",
+    )
+
+
 class JudgeSettings(Section):
     error_rate: MetricJudge = Field(default_factory=MetricJudge, description="Always judged.")
     latency: LatencyJudge | None = Field(default=None, description="Judged when set.")
-    quality: MetricJudge | None = Field(
-        default=None, description="Judged when set, from ground truth uploaded under feedback/<model>/."
+    quality: QualityJudge | None = Field(
+        default=None,
+        description="Judged when set (needs endpoint.data_capture): predictions captured with the client's "
+        "InferenceId, joined with ground truth uploaded under feedback/<model>/yyyy/mm/dd/hh/ in SageMaker "
+        "Model Monitor's format. Paired on the same requests in shadow, per variant in A/B.",
     )
 
 
@@ -574,6 +597,15 @@ class ModelConfig(Section):
             for index, gate in enumerate(self.evaluation.gates)
             if gate.metric not in metrics
         )
+        if self.rollout.judge.quality is not None and not self.endpoint.data_capture.enabled:
+            problems.append(
+                (
+                    "rollout.judge.quality",
+                    self.rollout.judge.quality.model_dump(exclude_unset=True),
+                    "the judge reads captured predictions: needs endpoint.data_capture.enabled "
+                    "(serverless endpoints cannot capture)",
+                )
+            )
         refuse(problems)
         model = (info.context or {}).get("model")
         if model is not None:

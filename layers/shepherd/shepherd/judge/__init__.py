@@ -5,6 +5,7 @@ See README.md beside this file for the method and its guarantees.
 
 from shepherd.judge.engine import judge, judge_metric
 from shepherd.judge.models import (
+    Baseline,
     FeedbackBin,
     Judgement,
     Metric,
@@ -18,6 +19,7 @@ from shepherd.judge.models import (
 )
 
 __all__ = [
+    "Baseline",
     "FeedbackBin",
     "Judgement",
     "Metric",

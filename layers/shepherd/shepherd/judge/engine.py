@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import TypeVar
 
@@ -116,10 +117,89 @@ def _series(observations: StageObservations, metric: Metric, max_minutes: int) -
     return _paired_series(bins, metric.value, max_minutes)
 
 
+def judge_against_baseline(
+    observations: StageObservations, metric: Metric, settings: MetricSettings, alpha_spent: float
+) -> MetricJudgement:
+    """Wald's one-sample SPRT of the candidate's bad-event rate p against the champion's recorded
+    rate p0: H0 p = p0 (ROLLBACK with chance <= alpha) against H1 p = (1 + delta) p0 (PROMOTE with
+    chance <= beta), checked after every bin; its first boundary crossing is its decision.
+
+    p0 is the baseline's rate with one bad event and one good added (Laplace's rule): a champion that
+    made no errors in its baseline still leaves the candidate a testable, small allowance rather than
+    a rollback on its first error. Wald's boundaries ln((1 - beta) / alpha) and ln(beta / (1 - alpha))
+    keep both error rates within alpha / (1 - beta) and beta / (1 - alpha)."""
+    baseline = observations.baseline[metric]
+    p0 = (baseline.bad + 1) / (baseline.samples + 2)
+    p1 = min(0.999, (1.0 + settings.delta) * p0)
+    bad_weight, good_weight = math.log(p1 / p0), math.log((1.0 - p1) / (1.0 - p0))
+    upper, lower = math.log((1.0 - settings.beta) / alpha_spent), math.log(settings.beta / (1.0 - alpha_spent))
+    candidate = sorted(observations.candidate, key=lambda item: item.minute)
+    statistic, samples, bad, decided, verdict = 0.0, 0, 0, None, Verdict.CONTINUE
+    for item in candidate:
+        if item.minute >= settings.max_minutes:
+            break
+        if metric is Metric.ERROR_RATE:
+            events = item.error_sum
+        elif item.latency_exceedances is None:
+            continue
+        else:
+            events = item.latency_exceedances
+        samples, bad = samples + item.sample_count, bad + events
+        statistic += events * bad_weight + (item.sample_count - events) * good_weight
+        if statistic >= upper:
+            verdict, decided = Verdict.ROLLBACK, item.minute
+            break
+        if statistic <= lower and samples >= settings.min_samples:
+            verdict, decided = Verdict.PROMOTE, item.minute
+            break
+    if verdict is Verdict.CONTINUE and observations.minutes_elapsed >= settings.max_minutes:
+        verdict = settings.at_max
+    what = _WHAT[metric]
+    seen = (
+        f"{bad} bad of {samples:,} requests, against the champion's {baseline.bad} of {baseline.samples:,} "
+        f"before the stage"
+    )
+    worse = f"{1 + settings.delta:g}x"
+    if verdict is Verdict.ROLLBACK and decided is not None:
+        explanation = (
+            f"The new champion's {what} is higher than the old champion's ({seen}; evidence {statistic:.2f} "
+            f">= {upper:.2f}, chance this is a fluke <= {alpha_spent / (1 - settings.beta):.1%})."
+        )
+    elif verdict is Verdict.PROMOTE:
+        explanation = (
+            f"The new champion's {what} is not {worse} the old champion's ({seen}; evidence {statistic:.2f} "
+            f"<= {lower:.2f})."
+        )
+    elif verdict is Verdict.CONTINUE:
+        explanation = (
+            f"Not enough evidence on the {what} yet ({seen}; evidence {statistic:.2f} between {lower:.2f} "
+            f"and {upper:.2f})."
+        )
+    else:
+        explanation = f"No decision on the {what} within {settings.max_minutes} minutes ({seen})."
+    return MetricJudgement(
+        metric=metric,
+        verdict=verdict,
+        statistic=statistic,
+        rollback_boundary=upper,
+        promote_boundary=lower,
+        alpha_spent=alpha_spent,
+        beta=settings.beta,
+        candidate_samples=samples,
+        champion_samples=baseline.samples,
+        candidate_bad=bad,
+        champion_bad=baseline.bad,
+        decided_minute=decided,
+        explanation=explanation,
+    )
+
+
 def judge_metric(
     observations: StageObservations, metric: Metric, settings: MetricSettings, alpha_spent: float
 ) -> MetricJudgement:
     """Run one metric's SPRT over every bin so far; its first boundary crossing is its decision."""
+    if metric in observations.baseline:
+        return judge_against_baseline(observations, metric, settings, alpha_spent)
     series = _series(observations, metric, settings.max_minutes)
     ratio = 1.0 + settings.delta
     if metric in PAIRED_METRICS:

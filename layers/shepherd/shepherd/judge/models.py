@@ -86,8 +86,26 @@ class PairedBin:
 
 
 @dataclass(frozen=True, slots=True)
+class Baseline:
+    """The champion's recorded counts of one metric (requests and bad events) from before the stage:
+    what the candidate is judged against once the champion serves no traffic (the full stage and the
+    post-promotion watch)."""
+
+    samples: int
+    bad: int
+
+    def __post_init__(self) -> None:
+        _require_counts(samples=self.samples, bad=self.bad)
+        if self.bad > self.samples:
+            raise ValueError(f"baseline: more bad events ({self.bad}) than samples ({self.samples})")
+
+
+@dataclass(frozen=True, slots=True)
 class StageObservations:
-    """Everything observed since the stage started; minutes_elapsed is the stage clock."""
+    """Everything observed since the stage started; minutes_elapsed is the stage clock.
+
+    With ``baseline`` set for a metric, that metric judges the candidate's bins alone against the
+    recorded baseline rate (the champion bins are not used for it)."""
 
     minutes_elapsed: int
     champion: tuple[VariantBin, ...] = ()
@@ -96,6 +114,7 @@ class StageObservations:
     candidate_feedback: tuple[FeedbackBin, ...] = ()
     shadow_errors: tuple[PairedBin, ...] = ()
     shadow_quality: tuple[PairedBin, ...] = ()
+    baseline: Mapping[Metric, Baseline] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _require_counts(minutes_elapsed=self.minutes_elapsed)

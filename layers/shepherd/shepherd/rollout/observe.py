@@ -1,5 +1,7 @@
 """From CloudWatch's AWS/SageMaker metrics to the judge's observations (pure functions).
 
+(Prediction quality, from data capture and ground truth, is shepherd.rollout.quality's.)
+
 Per variant and complete 60-s bin: SampleCount = Invocations Sum, errors = Invocation5XXErrors
 Sum, and, when the stage judges latency, the requests slower than the threshold =
 SampleCount(ModelLatency) - TC(:threshold), an exceedance count (per-minute percentiles cannot
@@ -94,10 +96,14 @@ def observations(
     )
 
 
-def settings(judge: dict[str, Any], *, max_minutes: int, at_max: str) -> StageSettings:
-    """The judge settings of a model's config (rollout.judge) for one stage."""
+def settings(judge: dict[str, Any], *, max_minutes: int, at_max: str, kind: str = "ab") -> StageSettings:
+    """The judge settings of a model's config (rollout.judge) for one stage of ``kind``.
+
+    Quality is judged on labelled pairs in shadow (both variants answered the same requests) and
+    per variant in A/B."""
     metrics: dict[Metric, MetricSettings] = {}
-    for name, metric in (("error_rate", Metric.ERROR_RATE), ("latency", Metric.LATENCY)):
+    quality = Metric.SHADOW_QUALITY if kind == "shadow" else Metric.QUALITY
+    for name, metric in (("error_rate", Metric.ERROR_RATE), ("latency", Metric.LATENCY), ("quality", quality)):
         values = judge.get(name)
         if not values:
             continue

@@ -136,6 +136,15 @@ def _variant(spec: VariantSpec, weight: float) -> dict[str, Any]:
     return out
 
 
+CAPTURE_ROOT = "capture/"
+
+
+def capture_prefix(endpoint: str) -> str:
+    """Where SageMaker writes an endpoint's captured requests, <DestinationS3Uri>/<endpoint>/: each
+    variant's under <variant>/yyyy/mm/dd/hh/."""
+    return f"{CAPTURE_ROOT}{endpoint}/{endpoint}/"
+
+
 def _capture(config: ModelConfig, bucket: str, endpoint: str, kms_key_arn: str | None) -> dict[str, Any] | None:
     capture = config.endpoint.data_capture
     if not capture.enabled:
@@ -143,7 +152,7 @@ def _capture(config: ModelConfig, bucket: str, endpoint: str, kms_key_arn: str |
     out: dict[str, Any] = {
         "EnableCapture": True,
         "InitialSamplingPercentage": capture.sampling_percentage,
-        "DestinationS3Uri": f"s3://{bucket}/capture/{endpoint}",
+        "DestinationS3Uri": f"s3://{bucket}/{CAPTURE_ROOT}{endpoint}",
         "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
         "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv"], "JsonContentTypes": ["application/json"]},
     }
