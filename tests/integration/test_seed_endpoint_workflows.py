@@ -21,7 +21,6 @@ import tarfile
 import time
 import uuid
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
@@ -429,11 +428,11 @@ def test_data_capture_writes_jsonl_per_endpoint_variant_and_hour(cloud, session,
     assert described["DataCaptureConfig"]["CaptureStatus"] == "Started"
     assert described["DataCaptureConfig"]["CurrentSamplingPercentage"] == 100
 
-    # When five requests are served
-    before = datetime.now(UTC)
+    # When five requests are served (capture is stamped on the local cloud's clock, as its metrics are)
+    before = cloud.clock.now()
     rows = [SEED_ROW, VIRGINICA_ROW, [5.0, 3.6, 1.4, 0.2], [6.3, 2.9, 5.6, 1.8], [4.9, 3.0, 1.4, 0.2]]
     answers = [predictor.predict(np.array([row]))["predictions"][0] for row in rows]
-    after = datetime.now(UTC)
+    after = cloud.clock.now()
 
     # Then every one is captured, input and output, in JSONL files under <uri>/<endpoint>/<variant>/yyyy/mm/dd/hh/
     s3 = boto3.client("s3", region_name="us-east-1")
