@@ -468,9 +468,9 @@ class Demo:
             if "promoted" in kinds and not entered:
                 first = {"model_package": package, "version": version, "outcome": "deployed"}
             elif "promoted" in kinds:
-                rollouts.append(
-                    {"model_package": package, "version": version, "outcome": "promoted", "stages": [*entered, "full"]}
-                )
+                # A direct switch (no judged stages) still ends on the challenger alone: "full".
+                stages = entered if "full" in entered else [*entered, "full"]
+                rollouts.append({"model_package": package, "version": version, "outcome": "promoted", "stages": stages})
             elif "rolled-back" in kinds:
                 last = [e for e in entries if e["event"] == "verdict"][-1:] or [{}]
                 rollouts.append(

@@ -13,7 +13,9 @@ from shepherd.aws.powertools import powertools
 from shepherd.edge import field
 from shepherd.judge import StageObservations, judge
 from shepherd.rollout import quality
-from shepherd.rollout.observe import complete_until, observations, queries, settings
+from shepherd.rollout.observe import baseline, complete_until, observations, queries, settings
+
+BASELINE_KINDS = ("full", "watch")  # no concurrent champion traffic: judged against its earlier counts
 
 logger, tracer, metrics = powertools()
 # Quality judging re-reads the stage's capture and ground truth each call; beyond this many objects
@@ -46,6 +48,7 @@ class Request:
     stage_started: float
     judge: dict[str, Any]
     attempt: str  # the Judge state's entry time: the same for every retry of one judge call
+    rollout_started: float  # full and the watch: the champion's counts since then are the baseline
 
     @classmethod
     def parse(cls, event: Any) -> Request:
@@ -55,7 +58,7 @@ class Request:
         return cls(
             **strings,
             stage=Stage(
-                kind=field(stage, "kind", str, choices=("shadow", "ab"), where="stage."),
+                kind=field(stage, "kind", str, choices=("shadow", "ab", "full", "watch"), where="stage."),
                 weight=float(field(stage, "weight", float, minimum=0, where="stage.")),
                 max_minutes=field(stage, "max_minutes", int, where="stage."),
                 at_max=field(
@@ -66,6 +69,7 @@ class Request:
             stage_started=float(field(event, "stage_started", float, minimum=0)),
             judge=field(event, "judge", dict),
             attempt=field(event, "attempt", str, default=""),
+            rollout_started=float(field(event, "rollout_started", float, minimum=0, default=0.0)),
         )
 
 
@@ -93,16 +97,21 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     threshold = float(latency["threshold_ms"]) if latency else None
     variants = {"champion": request.champion_variant, "candidate": request.candidate_variant}
     end = complete_until(now.timestamp())
+    against_baseline = request.stage.kind in BASELINE_KINDS
+    since = min(request.rollout_started or request.stage_started, request.stage_started)
     results = []
     if end > request.stage_started:
         results = endpoints.metric_data(
             queries(request.endpoint, variants, threshold),
-            datetime.fromtimestamp(request.stage_started - 60, UTC),
+            datetime.fromtimestamp((since if against_baseline else request.stage_started) - 60, UTC),
             datetime.fromtimestamp(end, UTC),
         )
     observed = observations(
         results, started_epoch=request.stage_started, now_epoch=now.timestamp(), latency=threshold is not None
     )
+    if against_baseline:
+        counts = baseline(results, since_epoch=since, until_epoch=request.stage_started, latency=threshold is not None)
+        observed = replace(observed, baseline=counts)
     # The stage's clock runs from its start, data or not: max_minutes is a duration, not a sample count.
     elapsed = max(observed.minutes_elapsed, int((now.timestamp() - request.stage_started) // 60))
     observed = replace(observed, minutes_elapsed=elapsed)
@@ -114,6 +123,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             request.judge, max_minutes=request.stage.max_minutes, at_max=request.stage.at_max, kind=request.stage.kind
         ),
     )
+    decided, explanation = str(verdict.verdict), verdict.explanation
+    if request.stage.kind == "watch" and decided == "INCONCLUSIVE":
+        # The watch's at_max_duration "inconclusive": no harm found in its time, so the promotion stands.
+        decided = "PROMOTE"
+        explanation = f"The post-promotion watch found no harm in {request.stage.max_minutes} minutes: {explanation}"
     statistics = [
         {
             "metric": str(m.metric),
@@ -128,7 +142,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         }
         for m in verdict.metrics
     ]
-    return _decided(request, now, str(verdict.verdict), verdict.explanation, statistics, minutes=elapsed, key=key)
+    return _decided(request, now, decided, explanation, statistics, minutes=elapsed, key=key)
 
 
 def _lines(bucket: str, prefix: str, until: float, *, start: float) -> list[str]:

@@ -142,6 +142,8 @@ def prepare(event: dict[str, Any]) -> dict[str, Any]:
         "judge": _judge_settings(config, bucket=bucket, model=model, endpoint=endpoint),
         "interval_seconds": config.rollout.judge_interval_minutes * 60,
         "stage_index": 0,
+        # full and the watch judge the candidate against the champion's counts since this moment
+        "started_at": clock.now().timestamp(),
     }
     live = describe_endpoint(endpoint)
     if live is None:
@@ -192,6 +194,32 @@ def deploy_first(state: dict[str, Any], token: str) -> dict[str, Any]:
     return {"config": name}
 
 
+def _register_scaling(state: dict[str, Any], variant: str) -> None:
+    scaling = _config(state).endpoint.autoscaling
+    if scaling is not None:
+        endpoints.register_scaling(
+            state["endpoint"],
+            variant,
+            minimum=scaling.min_capacity,
+            maximum=scaling.max_capacity,
+            target=scaling.target_invocations_per_instance,
+            scale_in=scaling.scale_in_cooldown_seconds,
+            scale_out=scaling.scale_out_cooldown_seconds,
+        )
+
+
+def _final_config(state: dict[str, Any], token: str, champion: VariantSpec, candidate: VariantSpec) -> str:
+    """Switch to the challenger alone. SageMaker refuses to remove a variant that still has a scaling
+    target: the champion's goes first; the challenger's is registered before the switch, while the
+    endpoint is InService, so it is never left without one."""
+    endpoints.deregister_scaling(state["endpoint"], champion.variant)
+    _register_scaling(state, candidate.variant)
+    name = _endpoint_config(state, "final", [(candidate, 1.0)])
+    _wait_for(state, token, name)
+    endpoints.update_endpoint(state["endpoint"], name, exclude_weights=True)
+    return name
+
+
 def enter_stage(state: dict[str, Any], token: str) -> dict[str, Any]:
     index = state["stage_index"]
     stage = Stage.model_validate(state["stages"][index])
@@ -199,8 +227,10 @@ def enter_stage(state: dict[str, Any], token: str) -> dict[str, Any]:
     champion = VariantSpec.model_validate(state["champion"])
     candidate = VariantSpec.model_validate(state["candidate"])
     live = describe_endpoint(state["endpoint"]) or {}
-    both_serving = previous is not None and previous.kind == "ab"
-    if stage.kind == "shadow":
+    both_serving = previous is not None and previous.kind in ("ab", "full")
+    if stage.kind == "watch":
+        name = _final_config(state, token, champion, candidate)
+    elif stage.kind == "shadow":
         # RetainAllVariantProperties keeps the champion's current weight (and capacity): a shadow of the same
         # weight receives a copy of every request.
         weight = next(
@@ -231,32 +261,23 @@ def enter_stage(state: dict[str, Any], token: str) -> dict[str, Any]:
 
 
 def finalize(state: dict[str, Any], token: str) -> dict[str, Any]:
+    """The challenger alone: done already when the post-promotion watch ran on that config."""
     champion = VariantSpec.model_validate(state["champion"])
     candidate = VariantSpec.model_validate(state["candidate"])
-    # SageMaker refuses to remove a variant that still has a scaling target.
-    endpoints.deregister_scaling(state["endpoint"], champion.variant)
-    name = _endpoint_config(state, "final", [(candidate, 1.0)])
-    _wait_for(state, token, name)
-    endpoints.update_endpoint(state["endpoint"], name, exclude_weights=True)
+    final = plan.config_name(state["endpoint"], "final", state["version"], state["run"])
+    live = describe_endpoint(state["endpoint"]) or {}
+    if live.get("EndpointConfigName") == final and live.get("EndpointStatus") == "InService":
+        _done_now(token, {"config": final})
+        return {"config": final}
+    name = _final_config(state, token, champion, candidate)
     _record(state, "finalizing", config=name)
     return {"config": name}
 
 
 def promoted(state: dict[str, Any]) -> dict[str, Any]:
-    config = _config(state)
     candidate = VariantSpec.model_validate(state["candidate"])
     live = describe_endpoint(state["endpoint"]) or {}
-    scaling = config.endpoint.autoscaling
-    if scaling is not None:
-        endpoints.register_scaling(
-            state["endpoint"],
-            candidate.variant,
-            minimum=scaling.min_capacity,
-            maximum=scaling.max_capacity,
-            target=scaling.target_invocations_per_instance,
-            scale_in=scaling.scale_in_cooldown_seconds,
-            scale_out=scaling.scale_out_cooldown_seconds,
-        )
+    _register_scaling(state, candidate.variant)  # an upsert: registered already when the watch ran
     champion = {
         "package": state["package_arn"],
         "model": candidate.model_name,
@@ -308,6 +329,8 @@ def rollback_config(state: dict[str, Any], token: str) -> dict[str, Any]:
     if live.get("EndpointConfigName") == state["last_good"] and live.get("EndpointStatus") == "InService":
         _done_now(token, {"restored": False})
         return {"restored": False}
+    # The challenger's variant goes: its scaling target first (registered when the watch began).
+    endpoints.deregister_scaling(state["endpoint"], VariantSpec.model_validate(state["candidate"]).variant)
     _wait_for(state, token, state["last_good"])
     endpoints.update_endpoint(state["endpoint"], state["last_good"], exclude_weights=True)
     _record(state, "rolling-back", step="config", config=state["last_good"])
@@ -333,6 +356,8 @@ def verify_rollback(state: dict[str, Any]) -> dict[str, Any]:
     if problems:
         _record(state, "rollback-failed", problems=problems)
         raise RollbackFailed(f"endpoint {state['endpoint']} is not restored: {'; '.join(problems)}")
+    # The champion's scaling target: kept through shadow and A/B, deregistered when the watch began.
+    _register_scaling(state, champion.variant)
     verdict = state.get("verdict") or {}  # the judge's verdict, or the error a Catch recorded
     reason = verdict.get("explanation") or f"{verdict.get('Error', 'error')}: {verdict.get('Cause', '')}"
     if verdict.get("verdict") == "INCONCLUSIVE":

@@ -26,9 +26,10 @@ def test_the_quick_demo_promotes_one_candidate_rolls_back_one_and_scores_a_batch
     )
     assert result.returncode == 0, (result.stdout[-4000:], result.stderr[-3000:])
     summary = json.loads((tmp_path / "summary.json").read_text())
-    # Then one candidate went through shadow, A/B and full, and the faulty one was rolled back in shadow
+    # Then one candidate went through shadow, A/B, full and the post-promotion watch, and the faulty one was
+    # rolled back in shadow
     outcomes = [(r["version"], r["outcome"], r["stages"]) for r in summary["rollouts"]]
-    assert outcomes == [(2, "promoted", ["shadow", "ab", "full"]), (3, "rolled_back", ["shadow"])]
+    assert outcomes == [(2, "promoted", ["shadow", "ab", "full", "watch"]), (3, "rolled_back", ["shadow"])]
     assert summary["rollouts"][0]["model_package"].endswith("/2")
     # and the batch file was scored
     assert summary["batch"]["status"] == "Completed"

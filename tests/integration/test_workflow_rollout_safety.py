@@ -375,3 +375,74 @@ def test_a_judge_that_crashes_mid_stage_is_retried_and_the_rollout_promotes_as_i
     assert owner_after_crash == run
     assert lock_owner() is None
     assert traffic.unexpected == []
+
+
+def test_a_candidate_that_turns_bad_after_promotion_is_caught_by_the_watch_and_the_champion_restored(
+    app, cloud, tmp_path
+):
+    model = unique("watch")
+    flag = tmp_path / "turn-bad"
+    turns_bad = (
+        (EXAMPLE / "inference.py").read_text()
+        + f"""
+
+_predict_good = predict_fn
+
+
+def predict_fn(data, model):  # fine until the test raises the flag, then fails half its requests
+    import os
+    import random
+
+    if os.path.exists({str(flag)!r}) and random.random() < 0.5:
+        raise RuntimeError("turned bad")
+    return _predict_good(data, model)
+"""
+    )
+    app.upload_project(model, _config(model, autoscaling=True))
+    app.upload_dataset(model, "d1")
+    assert app.run_of(model, "d1")["status"] == "SUCCEEDED"
+    assert _rollout(app, model, 1)["status"] == "SUCCEEDED"
+    champion = app.sagemaker.describe_endpoint(EndpointName=model)
+    scaling = cloud.client("application-autoscaling")
+
+    def targets() -> set[str]:
+        listed = scaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+        return {t["ResourceId"].rsplit("/", 1)[1] for t in listed if f"endpoint/{model}/" in t["ResourceId"]}
+
+    with Traffic(cloud, model) as traffic:
+        code = {"train.py": (EXAMPLE / "train.py").read_bytes(), "inference.py": turns_bad.encode()}
+        app.upload_project(model, _config(model, autoscaling=True), code=code)
+        app.upload_dataset(model, "d2", seed=8)
+        assert app.run_of(model, "d2")["status"] == "SUCCEEDED"
+        wait_for(
+            lambda: any(r["event"] == "stage-entered" and r.get("stage") == "watch" for r in _records(app, model)),
+            timeout=180,
+        )
+        # the candidate passed shadow, A/B and full, and serves alone now, with its own scaling target
+        wait_for(
+            lambda: (
+                [v["VariantName"] for v in app.sagemaker.describe_endpoint(EndpointName=model)["ProductionVariants"]]
+                == ["v2"]
+            ),
+            timeout=60,
+        )
+        assert targets() == {"v2"}
+        flag.touch()  # then it turns bad
+        rolled_back = _rollout(app, model, 2)
+
+    assert rolled_back["status"] == "FAILED"
+    restored = app.sagemaker.describe_endpoint(EndpointName=model)
+    assert restored["EndpointConfigName"] == champion["EndpointConfigName"]
+    assert [v["VariantName"] for v in restored["ProductionVariants"]] == ["v1"]
+    assert targets() == {"v1"}  # the champion's scaling target is back, the candidate's gone with its variant
+    records = [r for r in _records(app, model) if r["package"].endswith("/2")]
+    events = [(r["event"], r.get("stage"), r.get("verdict")) for r in records]
+    assert ("verdict", "full", "PROMOTE") in events
+    assert ("verdict", "watch", "ROLLBACK") in events
+    assert ("rolled-back", None, None) in events
+    watch_verdict = next(r for r in records if r.get("stage") == "watch" and r.get("verdict") == "ROLLBACK")
+    assert "old champion" in watch_verdict["explanation"]
+    assert watch_verdict["statistics"][0]["champion_samples"] > 0  # judged against the champion's baseline
+    packages = {p["ModelPackageVersion"]: p["ModelApprovalStatus"] for p in app.packages(model)}
+    assert packages == {1: "Approved", 2: "Rejected"}
+    print(f"watch rollback: {watch_verdict['explanation']}; traffic {traffic.sent} sent")

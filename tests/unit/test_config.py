@@ -718,6 +718,9 @@ def test_a_rollout_that_could_outgrow_one_execution_history_is_refused() -> None
     assert any("judge_interval_minutes" in line and "25,000 history events" in line for line in found), found
     fits = load_config(config_text(rollout={"judge_interval_minutes": 5, "ab": {"max_duration_minutes": 1440}}), SOURCE)
     assert fits.rollout.ab.max_duration_minutes == 1440
+    # full and the post-promotion watch are judged stages too: a long watch counts
+    long_watch = {"judge_interval_minutes": 1, "post_promotion_watch": {"max_duration_minutes": 2400}}
+    assert any("25,000 history events" in line for line in problems(config_text(rollout=long_watch)))
 
 
 def test_overrides_merge_into_the_document_before_validation() -> None:

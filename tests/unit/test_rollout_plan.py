@@ -12,8 +12,28 @@ def _config(text: str = "") -> object:
 
 def test_stages_follow_the_config_and_serverless_has_none():
     config = _config("rollout:\n  ab:\n    steps: [10, 50]\n")
-    assert [(s.kind, s.weight) for s in plan.stages(config)] == [("shadow", 100), ("ab", 10), ("ab", 50)]
+    assert [(s.kind, s.weight) for s in plan.stages(config)] == [
+        ("shadow", 100),
+        ("ab", 10),
+        ("ab", 50),
+        ("full", 100),
+        ("watch", 100),
+    ]
     assert plan.stages(config, "serverless") == []
+
+
+def test_full_and_the_watch_follow_their_config_and_a_direct_switch_has_neither():
+    config = _config(
+        "rollout:\n  ab:\n    enabled: false\n  full:\n    max_duration_minutes: 15\n    at_max_duration: rollback\n"
+        "  post_promotion_watch:\n    enabled: false\n"
+    )
+    stages = plan.stages(config)
+    assert [(s.kind, s.max_minutes, s.at_max) for s in stages] == [
+        ("shadow", 120, "INCONCLUSIVE"),
+        ("full", 15, "ROLLBACK"),
+    ]
+    direct = _config("rollout:\n  shadow:\n    enabled: false\n  ab:\n    enabled: false\n")
+    assert plan.stages(direct) == []
 
 
 def test_shadow_gets_the_weight_it_is_given_and_capture_and_kms_are_set():

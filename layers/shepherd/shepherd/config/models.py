@@ -443,6 +443,10 @@ class Rollout(Section):
         calls = (-(-self.shadow.max_duration_minutes // interval) if self.shadow.enabled else 0) + (
             len(self.ab.steps) * -(-self.ab.max_duration_minutes // interval) if self.ab.enabled else 0
         )
+        if self.shadow.enabled or self.ab.enabled:  # then full and the watch are judged stages too
+            calls += -(-self.full.max_duration_minutes // interval)
+            if self.post_promotion_watch.enabled:
+                calls += -(-self.post_promotion_watch.max_duration_minutes // interval)
         if calls > MAX_JUDGE_CALLS:
             refuse(
                 [

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from shepherd.judge import Metric, MetricSettings, StageObservations, StageSettings, VariantBin, Verdict
+from shepherd.judge import Baseline, Metric, MetricSettings, StageObservations, StageSettings, VariantBin, Verdict
 
 PERIOD = 60
 LAG_SECONDS = 120
@@ -96,6 +96,24 @@ def observations(
     )
 
 
+def baseline(
+    results: list[dict[str, Any]], *, since_epoch: float, until_epoch: float, latency: bool
+) -> dict[Metric, Baseline]:
+    """The champion's requests and bad events in complete bins from since to until: what full and the
+    post-promotion watch judge the candidate against (the champion serves nothing then)."""
+    series = _series(results)
+    requests = series.get("champion_requests", {})
+    window = [t for t in requests if since_epoch <= t and t + PERIOD <= until_epoch]
+    samples = round(sum(requests[t] for t in window))
+    errors = round(sum(series.get("champion_errors", {}).get(t, 0.0) for t in window))
+    out = {Metric.ERROR_RATE: Baseline(samples=samples, bad=min(samples, errors))}
+    if latency:
+        timed = sum(series.get("champion_timed", {}).get(t, 0.0) for t in window)
+        fast = sum(series.get("champion_fast", {}).get(t, 0.0) for t in window)
+        out[Metric.LATENCY] = Baseline(samples=samples, bad=max(0, min(samples, round(timed - fast))))
+    return out
+
+
 def settings(judge: dict[str, Any], *, max_minutes: int, at_max: str, kind: str = "ab") -> StageSettings:
     """The judge settings of a model's config (rollout.judge) for one stage of ``kind``.
 
@@ -104,6 +122,8 @@ def settings(judge: dict[str, Any], *, max_minutes: int, at_max: str, kind: str 
     metrics: dict[Metric, MetricSettings] = {}
     quality = Metric.SHADOW_QUALITY if kind == "shadow" else Metric.QUALITY
     for name, metric in (("error_rate", Metric.ERROR_RATE), ("latency", Metric.LATENCY), ("quality", quality)):
+        if name == "quality" and kind in ("full", "watch"):
+            continue  # no concurrent champion answers to compare with: full and the watch judge requests
         values = judge.get(name)
         if not values:
             continue

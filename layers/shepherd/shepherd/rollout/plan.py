@@ -24,7 +24,9 @@ from pydantic import BaseModel, Field
 if TYPE_CHECKING:  # the judge imports Stage; it must not pay for the config schema's import
     from shepherd.config import ModelConfig
 
-StageKind = Literal["shadow", "ab"]
+StageKind = Literal["shadow", "ab", "full", "watch"]
+# Stages with no concurrent champion traffic: judged against the champion's counts earlier in the rollout.
+BASELINE_KINDS = frozenset({"full", "watch"})
 NAME_MAX = 63
 _UNSAFE = re.compile(r"[^a-zA-Z0-9-]+")
 
@@ -72,12 +74,13 @@ def config_name(endpoint: str, stage: str, version: int, run: str) -> str:
 
 
 def stages(config: ModelConfig, kind: str = "realtime") -> list[Stage]:
-    """The judged stages a model's config asks for: shadow, then each A/B step.
+    """The judged stages a model's config asks for: shadow, each A/B step, full, the post-promotion watch.
 
-    Full rollout is the final UpdateEndpoint to the challenger alone (SageMaker switches traffic when
-    the new fleet is InService). It is not judged against the champion: with all traffic on the
-    challenger there is no concurrent champion to compare with (a post-promotion watch against the
-    champion's recorded baseline is future work). Serverless endpoints allow one production variant
+    full puts all traffic on the challenger while the champion's variant stays (weight 0) for a
+    rollback in seconds; the watch follows the switch to the challenger alone (the champion's variant
+    removed; a rollback restores its config). With no concurrent champion traffic, both are judged
+    against the champion's counts from earlier in the rollout (the judge's baseline test). A config
+    with neither shadow nor A/B switches directly. Serverless endpoints allow one production variant
     and no shadow: their path is the switch alone.
     """
     rollout = config.rollout
@@ -103,6 +106,24 @@ def stages(config: ModelConfig, kind: str = "realtime") -> list[Stage]:
             )
             for step in rollout.ab.steps
         )
+    if path:
+        path.append(
+            Stage(
+                kind="full",
+                weight=100,
+                max_minutes=rollout.full.max_duration_minutes,
+                at_max=rollout.full.at_max_duration.upper(),  # type: ignore[arg-type]
+            )
+        )
+        if rollout.post_promotion_watch.enabled:
+            path.append(
+                Stage(
+                    kind="watch",
+                    weight=100,
+                    max_minutes=rollout.post_promotion_watch.max_duration_minutes,
+                    at_max=rollout.post_promotion_watch.at_max_duration.upper(),  # type: ignore[arg-type]
+                )
+            )
     return path
 
 
