@@ -72,7 +72,10 @@ class Settings:
 
     @classmethod
     def for_mode(cls, quick: bool) -> Settings:
-        return cls(quick=True, rows=1200, ab_steps=[50], rate=50.0) if quick else cls()
+        # Quick (the end-to-end test): more traffic, one A/B step, ground truth for more answers and a
+        # larger quality effect to catch, so that the same story decides in about half the time.
+        quick_settings = cls(quick=True, rows=1200, ab_steps=[50], rate=50.0, feedback_share=0.8, quality_delta=3.0)
+        return quick_settings if quick else cls()
 
 
 def _first_score(text: str) -> float:

@@ -16,6 +16,7 @@ from shepherd.rollout import quality
 from shepherd.rollout.observe import baseline, complete_until, observations, queries, settings
 
 BASELINE_KINDS = ("full", "watch")  # no concurrent champion traffic: judged against its earlier counts
+BASELINE_LOOKBACK_SECONDS = 3600  # ... including the hour before the rollout (all a serverless watch has)
 
 logger, tracer, metrics = powertools()
 # Quality judging re-reads the stage's capture and ground truth each call; beyond this many objects
@@ -98,7 +99,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     variants = {"champion": request.champion_variant, "candidate": request.candidate_variant}
     end = complete_until(now.timestamp())
     against_baseline = request.stage.kind in BASELINE_KINDS
-    since = min(request.rollout_started or request.stage_started, request.stage_started)
+    # The baseline: the champion's counts from an hour before the rollout began until this stage.
+    since = min(request.rollout_started or request.stage_started, request.stage_started) - BASELINE_LOOKBACK_SECONDS
     results = []
     if end > request.stage_started:
         results = endpoints.metric_data(

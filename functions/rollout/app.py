@@ -175,11 +175,17 @@ def prepare(event: dict[str, Any]) -> dict[str, Any]:
         "stages": stages,
         "stage_count": len(stages),
     }
-    strategy = (
-        "serverless: full switch, judged"
-        if kind == "serverless"
-        else " -> ".join(f"{s['kind']} {s['weight']:g}%" if s["kind"] == "ab" else s["kind"] for s in stages)
-    )
+    strategy = " -> ".join(f"{s['kind']} {s['weight']:g}%" if s["kind"] == "ab" else s["kind"] for s in stages)
+    if kind == "serverless":
+        # One production variant, no data capture: no shadow, A/B or full. The closest safe strategy.
+        strategy = (
+            "serverless: switch, then a post-promotion watch against the champion's counts before it "
+            "(serverless endpoints allow one production variant and no data capture)"
+            if stages
+            else "serverless: direct switch (post_promotion_watch disabled)"
+        )
+    elif not stages:
+        strategy = "direct switch (shadow and A/B disabled)"
     _record(state, "started", strategy=strategy, champion=champion.model_name, last_good=last_good)
     return state
 
@@ -351,8 +357,8 @@ def verify_rollback(state: dict[str, Any]) -> dict[str, Any]:
         problems.append(f"variants {[v['VariantName'] for v in variants]}, not [{champion.variant}]")
     if live.get("ShadowProductionVariants"):
         problems.append("a shadow variant remains")
-    if any(v.get("CurrentInstanceCount", 0) < 1 for v in variants):
-        problems.append("no instances")
+    if any(v.get("CurrentInstanceCount", 0) < 1 and not v.get("CurrentServerlessConfig") for v in variants):
+        problems.append("no instances")  # (a serverless variant has none: its capacity is its config)
     if problems:
         _record(state, "rollback-failed", problems=problems)
         raise RollbackFailed(f"endpoint {state['endpoint']} is not restored: {'; '.join(problems)}")

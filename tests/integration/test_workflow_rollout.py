@@ -41,7 +41,9 @@ def app(cloud):
     return App(cloud, outputs | {"_stack": "wr"})
 
 
-def _config(model: str, *, autoscaling: bool = False) -> dict:
+def _config(model: str, *, autoscaling: bool = False, ab: bool = True, watch: bool = False) -> dict:
+    """The churn example for a rollout test: judged every virtual minute; shadow, A/B 50 % and full; the
+    post-promotion watch only where a test is about it (it adds a stage to every rollout)."""
     config = churn_config(model, approval="automatic")
     for gate in config["evaluation"]["gates"]:
         gate["must_beat_champion_by"] = None  # the datasets differ by seed; the thresholds still hold
@@ -50,7 +52,8 @@ def _config(model: str, *, autoscaling: bool = False) -> dict:
     config["rollout"] = {
         "judge_interval_minutes": 1,
         "shadow": {"enabled": True, "max_duration_minutes": 60},
-        "ab": {"enabled": True, "steps": [50], "max_duration_minutes": 60},
+        "ab": {"enabled": ab, "steps": [50], "max_duration_minutes": 60},
+        "post_promotion_watch": {"enabled": watch, "max_duration_minutes": 60},
         # alpha 0.01: a test that expects its good candidate promoted may roll it back by chance at most 1 % a stage
         "judge": {"error_rate": {"min_samples": 50, "alpha": 0.01}},
     }

@@ -398,7 +398,8 @@ def predict_fn(data, model):  # fine until the test raises the flag, then fails 
     return _predict_good(data, model)
 """
     )
-    app.upload_project(model, _config(model, autoscaling=True))
+    config = _config(model, autoscaling=True, ab=False, watch=True)  # shadow -> full -> watch
+    app.upload_project(model, config)
     app.upload_dataset(model, "d1")
     assert app.run_of(model, "d1")["status"] == "SUCCEEDED"
     assert _rollout(app, model, 1)["status"] == "SUCCEEDED"
@@ -411,14 +412,14 @@ def predict_fn(data, model):  # fine until the test raises the flag, then fails 
 
     with Traffic(cloud, model) as traffic:
         code = {"train.py": (EXAMPLE / "train.py").read_bytes(), "inference.py": turns_bad.encode()}
-        app.upload_project(model, _config(model, autoscaling=True), code=code)
+        app.upload_project(model, config, code=code)
         app.upload_dataset(model, "d2", seed=8)
         assert app.run_of(model, "d2")["status"] == "SUCCEEDED"
         wait_for(
             lambda: any(r["event"] == "stage-entered" and r.get("stage") == "watch" for r in _records(app, model)),
             timeout=180,
         )
-        # the candidate passed shadow, A/B and full, and serves alone now, with its own scaling target
+        # the candidate passed shadow and full, and serves alone now, with its own scaling target
         wait_for(
             lambda: (
                 [v["VariantName"] for v in app.sagemaker.describe_endpoint(EndpointName=model)["ProductionVariants"]]
@@ -446,3 +447,46 @@ def predict_fn(data, model):  # fine until the test raises the flag, then fails 
     packages = {p["ModelPackageVersion"]: p["ModelApprovalStatus"] for p in app.packages(model)}
     assert packages == {1: "Approved", 2: "Rejected"}
     print(f"watch rollback: {watch_verdict['explanation']}; traffic {traffic.sent} sent")
+
+
+def test_a_serverless_endpoint_switches_and_the_watch_promotes_a_good_candidate_and_rolls_back_a_faulty_one(app, cloud):
+    from .test_workflow_rollout import FAULTY
+
+    model = unique("sls")
+    config = _config(model)
+    config["endpoint"] = {"name": model, "kind": "serverless", "serverless": {"memory_mb": 2048, "max_concurrency": 20}}
+    config["rollout"]["post_promotion_watch"] = {"max_duration_minutes": 60}
+    app.upload_project(model, config)
+    app.upload_dataset(model, "d1")
+    assert app.run_of(model, "d1")["status"] == "SUCCEEDED"
+    assert _rollout(app, model, 1)["status"] == "SUCCEEDED"
+    v1 = app.sagemaker.describe_model_package(ModelPackageName=app.packages(model)[0]["ModelPackageArn"])
+
+    with Traffic(cloud, model, rate=40.0) as traffic:
+        wait_for(lambda: traffic.sent > 200, timeout=30)  # the champion's baseline, before any rollout
+        _copy_package(app, model, v1)  # v2: a good candidate (the same model)
+        good = _rollout(app, model, 2)
+        assert good["status"] == "SUCCEEDED", good
+        promoted = app.sagemaker.describe_endpoint(EndpointName=model)
+        assert [v["VariantName"] for v in promoted["ProductionVariants"]] == ["v2"]
+        code = {"train.py": (EXAMPLE / "train.py").read_bytes(), "inference.py": FAULTY.encode()}
+        app.upload_project(model, config, code=code)
+        app.upload_dataset(model, "d3", seed=9)
+        assert app.run_of(model, "d3")["status"] == "SUCCEEDED"
+        faulty = _rollout(app, model, 3)
+
+    assert faulty["status"] == "FAILED"
+    restored = app.sagemaker.describe_endpoint(EndpointName=model)
+    assert restored["EndpointConfigName"] == promoted["EndpointConfigName"]
+    assert [v["VariantName"] for v in restored["ProductionVariants"]] == ["v2"]
+    assert restored["ProductionVariants"][0].get("CurrentServerlessConfig")  # still serverless
+    records = _records(app, model)
+    started = [r for r in records if r["event"] == "started" and r["package"].endswith(("/2", "/3"))]
+    assert all(r["strategy"].startswith("serverless: switch, then a post-promotion watch") for r in started)
+    events = [(r["package"].rsplit("/", 1)[1], r["event"], r.get("stage"), r.get("verdict")) for r in records]
+    assert ("2", "verdict", "watch", "PROMOTE") in events
+    assert ("3", "verdict", "watch", "ROLLBACK") in events
+    assert ("3", "rolled-back", None, None) in events
+    # clients of a serverless endpoint do see a faulty candidate's errors while the watch decides: no shadow
+    # exists there; the watch bounds how many, and no request failed for any other reason
+    assert all("ModelError" in failure or "injected fault" in failure for failure in traffic.unexpected)

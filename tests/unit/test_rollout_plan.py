@@ -10,7 +10,7 @@ def _config(text: str = "") -> object:
     return load_config("framework: sklearn\nentry_point: train.py\n" + text, "models/churn/shepherd.yaml")
 
 
-def test_stages_follow_the_config_and_serverless_has_none():
+def test_stages_follow_the_config_and_serverless_has_the_watch_alone():
     config = _config("rollout:\n  ab:\n    steps: [10, 50]\n")
     assert [(s.kind, s.weight) for s in plan.stages(config)] == [
         ("shadow", 100),
@@ -19,7 +19,10 @@ def test_stages_follow_the_config_and_serverless_has_none():
         ("full", 100),
         ("watch", 100),
     ]
-    assert plan.stages(config, "serverless") == []
+    # serverless: one production variant and no capture, so the switch, then the watch
+    assert [(s.kind, s.weight) for s in plan.stages(config, "serverless")] == [("watch", 100)]
+    unwatched = _config("rollout:\n  post_promotion_watch:\n    enabled: false\n")
+    assert plan.stages(unwatched, "serverless") == []
 
 
 def test_full_and_the_watch_follow_their_config_and_a_direct_switch_has_neither():

@@ -81,11 +81,15 @@ def stages(config: ModelConfig, kind: str = "realtime") -> list[Stage]:
     removed; a rollback restores its config). With no concurrent champion traffic, both are judged
     against the champion's counts from earlier in the rollout (the judge's baseline test). A config
     with neither shadow nor A/B switches directly. Serverless endpoints allow one production variant
-    and no shadow: their path is the switch alone.
+    and no data capture, so no shadow, A/B or full: their closest safe strategy is the switch (SageMaker
+    brings the new serverless fleet up before it moves traffic) followed by the watch, judged against
+    the champion's counts from before the switch.
     """
     rollout = config.rollout
     path: list[Stage] = []
     if kind == "serverless":
+        if rollout.post_promotion_watch.enabled:
+            path.append(_watch(config))
         return path
     if rollout.shadow.enabled:
         path.append(
@@ -116,15 +120,18 @@ def stages(config: ModelConfig, kind: str = "realtime") -> list[Stage]:
             )
         )
         if rollout.post_promotion_watch.enabled:
-            path.append(
-                Stage(
-                    kind="watch",
-                    weight=100,
-                    max_minutes=rollout.post_promotion_watch.max_duration_minutes,
-                    at_max=rollout.post_promotion_watch.at_max_duration.upper(),  # type: ignore[arg-type]
-                )
-            )
+            path.append(_watch(config))
     return path
+
+
+def _watch(config: ModelConfig) -> Stage:
+    watch = config.rollout.post_promotion_watch
+    return Stage(
+        kind="watch",
+        weight=100,
+        max_minutes=watch.max_duration_minutes,
+        at_max=watch.at_max_duration.upper(),  # type: ignore[arg-type]
+    )
 
 
 def candidate_spec(config: ModelConfig, *, endpoint: str, version: int) -> VariantSpec:
