@@ -41,6 +41,26 @@ def _executions(app, prefix: str) -> list[dict]:
     return [e for e in listed if e["name"].startswith(prefix)]
 
 
+def _turns_bad(flag) -> str:
+    """The example's serving script, fine until ``flag`` exists, then failing half its requests."""
+    return (
+        (EXAMPLE / "inference.py").read_text()
+        + f"""
+
+_predict_good = predict_fn
+
+
+def predict_fn(data, model):  # fine until the test raises the flag, then fails half its requests
+    import os
+    import random
+
+    if os.path.exists({str(flag)!r}) and random.random() < 0.5:
+        raise RuntimeError("turned bad")
+    return _predict_good(data, model)
+"""
+    )
+
+
 def test_rollouts_stay_safe_when_things_go_wrong(app, cloud):
     model = unique("safe")
     app.upload_project(model, _config(model))
@@ -213,22 +233,7 @@ def test_a_slow_candidate_is_rolled_back_on_latency_and_a_stopped_rollout_is_cle
 def test_a_candidate_that_turns_bad_during_ab_is_rolled_back_to_the_whole_champion(app, cloud, tmp_path):
     model = unique("turn")
     flag = tmp_path / "turn-bad"
-    turns_bad = (
-        (EXAMPLE / "inference.py").read_text()
-        + f"""
-
-_predict_good = predict_fn
-
-
-def predict_fn(data, model):  # fine until the test raises the flag, then fails half its requests
-    import os
-    import random
-
-    if os.path.exists({str(flag)!r}) and random.random() < 0.5:
-        raise RuntimeError("turned bad")
-    return _predict_good(data, model)
-"""
-    )
+    turns_bad = _turns_bad(flag)
     app.upload_project(model, _config(model))
     app.upload_dataset(model, "d1")
     assert app.run_of(model, "d1")["status"] == "SUCCEEDED"
@@ -382,22 +387,7 @@ def test_a_candidate_that_turns_bad_after_promotion_is_caught_by_the_watch_and_t
 ):
     model = unique("watch")
     flag = tmp_path / "turn-bad"
-    turns_bad = (
-        (EXAMPLE / "inference.py").read_text()
-        + f"""
-
-_predict_good = predict_fn
-
-
-def predict_fn(data, model):  # fine until the test raises the flag, then fails half its requests
-    import os
-    import random
-
-    if os.path.exists({str(flag)!r}) and random.random() < 0.5:
-        raise RuntimeError("turned bad")
-    return _predict_good(data, model)
-"""
-    )
+    turns_bad = _turns_bad(flag)
     config = _config(model, autoscaling=True, ab=False, watch=True)  # shadow -> full -> watch
     app.upload_project(model, config)
     app.upload_dataset(model, "d1")
