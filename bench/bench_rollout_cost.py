@@ -5,7 +5,7 @@ every virtual minute, shadow on, A/B steps 10/25/50 %, 120 minutes at most per s
 min_samples 50, no champion margin on the gates, no endpoint autoscaling), v1 is trained (dataset +
 _READY -> ModelLifecycle -> auto-approved package -> Rollout: first deployment), steady traffic
 starts (~25 requests/s, 5 % malformed so both variants have errors for the judge to compare), v2 is
-trained and rolled out (shadow -> A/B 10 -> 25 -> 50 % -> full). For each Rollout execution (and
+trained and rolled out (shadow -> A/B 10 -> 25 -> 50 % -> full -> watch). For each Rollout execution (and
 each ModelLifecycle execution, for reference) the paginated GetExecutionHistory gives:
 
 - state transitions: the *StateEntered events (Step Functions Standard bills per state transition);
@@ -191,7 +191,9 @@ class Run:
         life2 = self.wait("ModelLifecycleStateMachineArn", f"{MODEL}-week-2-", 600)
         self.log(f"ModelLifecycle week-2: {life2['status']}")
         second = self.wait("RolloutStateMachineArn", f"{MODEL}-v2-", 900)
-        self.log(f"Rollout v2 (shadow -> A/B 10/25/50 -> full): {second['status']}")
+        self.log(f"Rollout v2 (shadow -> A/B 10/25/50 -> full -> watch): {second['status']}")
+        if second["status"] != "SUCCEEDED":
+            self.log(f"  {second.get('error')}: {str(second.get('cause'))[:600]}")
         self.traffic.stop()
         time.sleep(0.5)  # let the last asynchronous invocations land in the log
 
@@ -226,7 +228,7 @@ class Run:
             "traffic": {
                 "sent": self.traffic.sent,
                 "answered": self.traffic.answered,
-                "malformed_refused": self.traffic.malformed_refused,
+                "malformed_sent": self.traffic.malformed_sent,
                 "failed": len(self.traffic.failures),
                 "by_variant": dict(self.traffic.by_variant),
             },
@@ -360,10 +362,18 @@ def extrapolate(progressive: dict[str, Any], judge_gb_seconds: float) -> dict[st
     fixed_t, fixed_e = progressive["fixed_transitions"], progressive["fixed_events"]
     fixed_lambda = progressive["lambda_invocations"] - progressive["lambda_invocations_by_state"].get("Judge", 0)
     scenarios = [
-        ("realistic: shadow 60 min + 3 A/B steps x 60 min, judge every 5 min", 5, [60, 60, 60, 60]),
-        ("defaults' ceiling: every stage to max_duration 120 min, judge every 5 min", 5, [120, 120, 120, 120]),
-        ("worst case: every stage 120 min, judge every minute", 1, [120, 120, 120, 120]),
-        ("fast: shadow 30 + 3 x 15 min, judge every 5 min", 5, [30, 15, 15, 15]),
+        (
+            "realistic: shadow 60 min + 3 A/B steps x 60 min + full 30 + watch 60, judge every 5 min",
+            5,
+            [60, 60, 60, 60, 30, 60],
+        ),
+        (
+            "defaults' ceiling: every stage to its max_duration (120; full 30), judge every 5 min",
+            5,
+            [120, 120, 120, 120, 30, 120],
+        ),
+        ("worst case: the same, judge every minute", 1, [120, 120, 120, 120, 30, 120]),
+        ("fast: shadow 30 + 3 x 15 min + full 10 + watch 15, judge every 5 min", 5, [30, 15, 15, 15, 10, 15]),
     ]
     rows = []
     for label, interval, minutes in scenarios:
@@ -429,7 +439,7 @@ def usd(value: float) -> str:
 def report(results: dict[str, Any]) -> None:
     executions = [
         ("Rollout: first deployment", results["first_deployment"]),
-        ("Rollout: shadow + A/B 10/25/50 + full", results["progressive"]),
+        ("Rollout: shadow + A/B 10/25/50 + full + watch", results["progressive"]),
         ("ModelLifecycle week-1 (reference)", results["lifecycle"]["week-1"]),
         ("ModelLifecycle week-2 (reference)", results["lifecycle"]["week-2"]),
     ]
