@@ -579,7 +579,7 @@ def _timeline(summary: dict[str, Any]) -> Any:
     )
     axes[3].set_xlabel("judge call in the stage")
     axes[3].set_ylabel("log-likelihood ratio")
-    axes[3].legend(loc="upper left", fontsize=7)
+    axes[3].legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7)  # beside: the lines need the room
     scores = summary["batch"].get("scores") or []
     axes[4].hist(scores, bins=20, color="#4c72b0")
     axes[4].set_title(f"Batch transform: {len(scores)} churn probabilities ({summary['batch']['status']})")
