@@ -49,6 +49,12 @@ def _settle(lock: dict[str, str]) -> str:
         and live.get("EndpointStatus") == "InService"
         and live["EndpointConfigName"] != champion["config"]
     ):
+        # SageMaker refuses to remove a variant that still has a scaling target (a candidate stopped
+        # during its post-promotion watch has one): those go first.
+        keep = {v["VariantName"] for v in endpoints.describe_config(champion["config"])["ProductionVariants"]}
+        for variant in live.get("ProductionVariants", []):
+            if variant["VariantName"] not in keep:
+                endpoints.deregister_scaling(endpoint, variant["VariantName"])
         endpoints.update_endpoint(endpoint, champion["config"], exclude_weights=True)
         action = "restored"
     entry = {

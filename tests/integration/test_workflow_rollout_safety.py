@@ -480,3 +480,39 @@ def test_a_serverless_endpoint_switches_and_the_watch_promotes_a_good_candidate_
     # clients of a serverless endpoint do see a faulty candidate's errors while the watch decides: no shadow
     # exists there; the watch bounds how many, and no request failed for any other reason
     assert all("ModelError" in failure or "injected fault" in failure for failure in traffic.unexpected)
+
+
+def test_a_rollout_stopped_during_its_watch_is_restored_by_the_reconciler(app, cloud):
+    model = unique("stopw")
+    config = _config(model, autoscaling=True, ab=False, watch=True)
+    config["rollout"]["post_promotion_watch"]["max_duration_minutes"] = 240  # still watching when stopped
+    app.upload_project(model, config)
+    app.upload_dataset(model, "d1")
+    assert app.run_of(model, "d1")["status"] == "SUCCEEDED"
+    assert _rollout(app, model, 1)["status"] == "SUCCEEDED"
+    champion = app.sagemaker.describe_endpoint(EndpointName=model)
+    v1 = app.sagemaker.describe_model_package(ModelPackageName=app.packages(model)[0]["ModelPackageArn"])
+    scaling = cloud.client("application-autoscaling")
+
+    def targets() -> set[str]:
+        listed = scaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+        return {t["ResourceId"].rsplit("/", 1)[1] for t in listed if f"endpoint/{model}/" in t["ResourceId"]}
+
+    def serving() -> list[str]:
+        return [v["VariantName"] for v in app.sagemaker.describe_endpoint(EndpointName=model)["ProductionVariants"]]
+
+    with Traffic(cloud, model) as traffic:
+        _copy_package(app, model, v1)  # v2
+        wait_for(lambda: serving() == ["v2"], timeout=180)  # in its watch: alone, with its scaling target
+        assert targets() == {"v2"}
+        (running,) = [e for e in _executions(app, f"{model}-v2-") if e["status"] == "RUNNING"]
+        app.sfn.stop_execution(executionArn=running["executionArn"], cause="stopped by a human in the console")
+        # the reconciler removes the candidate's scaling target, restores the champion's config, frees the lock
+        wait_for(
+            lambda: any(r["event"] == "reconciled" and r["action"] == "restored" for r in _records(app, model)),
+            timeout=120,
+        )
+        wait_for(lambda: serving() == ["v1"], timeout=60)
+    assert app.sagemaker.describe_endpoint(EndpointName=model)["EndpointConfigName"] == champion["EndpointConfigName"]
+    assert "v2" not in targets()
+    assert traffic.unexpected == []
