@@ -13,10 +13,10 @@ from shepherd.aws.powertools import powertools
 from shepherd.edge import field
 from shepherd.judge import StageObservations, judge
 from shepherd.rollout import quality
-from shepherd.rollout.observe import baseline, complete_until, observations, queries, settings
+from shepherd.rollout.observe import BASELINE_KINDS, baseline, complete_until, observations, queries, settings
 
-BASELINE_KINDS = ("full", "watch")  # no concurrent champion traffic: judged against its earlier counts
-BASELINE_LOOKBACK_SECONDS = 3600  # ... including the hour before the rollout (all a serverless watch has)
+# Full and the watch: the champion's counts from an hour before the rollout (all a serverless watch has).
+BASELINE_LOOKBACK_SECONDS = 3600
 
 logger, tracer, metrics = powertools()
 # Quality judging re-reads the stage's capture and ground truth each call; beyond this many objects

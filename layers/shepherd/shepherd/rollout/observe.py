@@ -17,6 +17,8 @@ from typing import Any
 from shepherd.judge import Baseline, Metric, MetricSettings, StageObservations, StageSettings, VariantBin, Verdict
 
 PERIOD = 60
+# Stages with no concurrent champion traffic: judged against the champion's counts earlier in the rollout.
+BASELINE_KINDS = frozenset({"full", "watch"})
 LAG_SECONDS = 120
 ROLES = ("champion", "candidate")
 
@@ -122,7 +124,7 @@ def settings(judge: dict[str, Any], *, max_minutes: int, at_max: str, kind: str 
     metrics: dict[Metric, MetricSettings] = {}
     quality = Metric.SHADOW_QUALITY if kind == "shadow" else Metric.QUALITY
     for name, metric in (("error_rate", Metric.ERROR_RATE), ("latency", Metric.LATENCY), ("quality", quality)):
-        if name == "quality" and kind in ("full", "watch"):
+        if name == "quality" and kind in BASELINE_KINDS:
             continue  # no concurrent champion answers to compare with: full and the watch judge requests
         values = judge.get(name)
         if not values:

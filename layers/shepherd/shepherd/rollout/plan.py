@@ -25,8 +25,6 @@ if TYPE_CHECKING:  # the judge imports Stage; it must not pay for the config sch
     from shepherd.config import ModelConfig
 
 StageKind = Literal["shadow", "ab", "full", "watch"]
-# Stages with no concurrent champion traffic: judged against the champion's counts earlier in the rollout.
-BASELINE_KINDS = frozenset({"full", "watch"})
 NAME_MAX = 63
 _UNSAFE = re.compile(r"[^a-zA-Z0-9-]+")
 
