@@ -117,7 +117,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # The stage's clock runs from its start, data or not: max_minutes is a duration, not a sample count.
     elapsed = max(observed.minutes_elapsed, int((now.timestamp() - request.stage_started) // 60))
     observed = replace(observed, minutes_elapsed=elapsed)
-    if request.judge.get("quality"):
+    if request.judge.get("quality") and not against_baseline:  # settings() judges no quality in full or the watch
         observed = _with_quality(observed, request, now.timestamp())
     verdict = judge(
         observed,
