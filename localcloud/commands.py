@@ -492,9 +492,11 @@ def status(
     else:
         out.print("[bold]Champion[/]: none recorded (no rollout has promoted a package here)")
     if lock:
+        execution = lock.get("execution")
+        continued = f", now in execution {execution}" if execution and execution != lock.get("owner") else ""
         out.print(
-            f"[bold]Rollout lock[/]: held by {lock.get('owner', '?')} ({_package_label(lock.get('package'))}), "
-            f"lease until {_epoch(lock.get('lease_until'))} UTC"
+            f"[bold]Rollout lock[/]: held by {lock.get('owner', '?')} ({_package_label(lock.get('package'))}"
+            f"{continued}), lease until {_epoch(lock.get('lease_until'))} UTC"
         )
     else:
         out.print("[bold]Rollout lock[/]: free (no rollout running)")

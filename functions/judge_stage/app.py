@@ -50,6 +50,7 @@ class Request:
     judge: dict[str, Any]
     attempt: str  # the Judge state's entry time: the same for every retry of one judge call
     rollout_started: float  # full and the watch: the champion's counts since then are the baseline
+    loops: int  # judge calls this execution made before this one; answered + 1 (the state machine counts on it)
 
     @classmethod
     def parse(cls, event: Any) -> Request:
@@ -71,6 +72,7 @@ class Request:
             judge=field(event, "judge", dict),
             attempt=field(event, "attempt", str, default=""),
             rollout_started=float(field(event, "rollout_started", float, minimum=0, default=0.0)),
+            loops=field(event, "loops", int, minimum=0, default=0),
         )
 
 
@@ -86,7 +88,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         rollouts.record(request.endpoint, remembered["entry"], remembered["at"], unique=key)
         return dict(remembered["answer"])
     now = clock.now()
-    rollouts.acquire(request.endpoint, request.run, request.package_arn, now.timestamp())  # renew the lease
+    rollouts.renew(request.endpoint, request.run, now.timestamp())  # LockLost: another rollout has the endpoint
     aborted = rollouts.flag(request.endpoint, rollouts.ABORT)
     if aborted is not None:
         # StopExecution would skip the Catch that restores the endpoint: an abort is a signal read here.
@@ -216,7 +218,8 @@ def _decided(
         "minutes": minutes,
         "statistics": statistics,
     }
-    answer = {"verdict": verdict, "explanation": explanation, "statistics": statistics}
+    # loops: the Rollout continues in a fresh execution after rollout.judge_calls_per_execution calls (history cap)
+    answer = {"verdict": verdict, "explanation": explanation, "statistics": statistics, "loops": request.loops + 1}
     if key is not None:
         remembered = {"entry": entry, "at": now.isoformat(), "answer": answer}
         idempotency.remember(key, remembered, expires_after_seconds=REMEMBER_SECONDS)

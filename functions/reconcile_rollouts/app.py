@@ -1,9 +1,12 @@
 """Scheduled: a rollout that ended without its own cleanup (stopped by hand, timed out, failed past its
 Catch, or its state-change event lost) must not strand an endpoint or its lock.
 
-For every lock whose owner execution is no longer RUNNING: if the endpoint is not on the champion's
-recorded config, restore it (UpdateEndpoint, capacity retained); record what was done; release the
-lock; notify. A lock whose owner still runs is left alone.
+For every lock whose rollout no longer runs (neither the execution it names nor the successor a long stage
+is handing over to is RUNNING): if the endpoint is not on the champion's
+recorded config, restore it (UpdateEndpoint, capacity retained), record it and notify, keeping the lock;
+once the endpoint is back on that config and InService (a later sweep), give the champion its scaling
+target back and release the lock. A lock whose rollout still runs, or whose endpoint is mid-update, is
+left alone.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from shepherd.aws.powertools import powertools
 from shepherd.aws.sagemaker import describe_endpoint
 
 logger, tracer, metrics = powertools()
+CHANGING = ("Creating", "Updating", "SystemUpdating", "RollingBack")
 
 
 def _status(execution_name: str) -> str:
@@ -35,20 +39,36 @@ def _status(execution_name: str) -> str:
         raise
 
 
+def _running(lock: dict[str, str]) -> tuple[bool, str, str]:
+    """Whether the lock's rollout still runs: the execution it names, or the successor it is handing over to."""
+    execution = lock.get("execution") or lock.get("owner", "")
+    status = _status(execution)
+    alive = status == "RUNNING" or bool(lock.get("successor") and _status(lock["successor"]) == "RUNNING")
+    return alive, execution, status
+
+
 def _settle(lock: dict[str, str]) -> str:
     endpoint, owner = lock["endpoint"], lock.get("owner", "")
-    status = _status(owner)
-    if status == "RUNNING":
+    alive, execution, status = _running(lock)
+    if not alive:
+        # A hand-over may have completed since the scan (the old execution ends right after starting the
+        # new one): judge the lock as it is now.
+        current = rollouts.lock_of(endpoint)
+        if current is None:
+            return "gone"
+        if (current.get("execution"), current.get("successor")) != (lock.get("execution"), lock.get("successor")):
+            alive, execution, status = _running(current)
+    if alive:
         return "running"
     champion = rollouts.champion(endpoint)
     live = describe_endpoint(endpoint)
-    action = "released"
-    if (
-        champion
-        and live
-        and live.get("EndpointStatus") == "InService"
-        and live["EndpointConfigName"] != champion["config"]
-    ):
+    if live and live.get("EndpointStatus") in CHANGING:
+        return "waiting"  # an update is in flight: settle once it has (the lock stays taken meanwhile)
+    restore = False
+    scaling = False
+    on_champion = bool(champion and live and live["EndpointConfigName"] == champion["config"])
+    if champion and live and live.get("EndpointStatus") == "InService" and not on_champion:
+        restore = True
         # SageMaker refuses to remove a variant that still has a scaling target (a candidate stopped
         # during its post-promotion watch has one): those go first.
         keep = {v["VariantName"] for v in endpoints.describe_config(champion["config"])["ProductionVariants"]}
@@ -56,23 +76,35 @@ def _settle(lock: dict[str, str]) -> str:
             if variant["VariantName"] not in keep:
                 endpoints.deregister_scaling(endpoint, variant["VariantName"])
         endpoints.update_endpoint(endpoint, champion["config"], exclude_weights=True)
+        # The lock stays taken until the restore has settled: the next sweep gives the champion its scaling
+        # target back (deregistered when the watch began) and only then frees the endpoint.
+        rollouts.note_restoring(endpoint, owner, champion["config"])
         action = "restored"
+    else:
+        action = "released"
+        if champion and on_champion and champion.get("scaling"):
+            endpoints.register_scaling(endpoint, champion["variant"], **json.loads(champion["scaling"]))
+            scaling = True  # an upsert: the watch deregistered it, or it is there already
     entry = {
         "run": owner,
+        "execution": execution,
         "package": lock.get("package", ""),
         "event": "reconciled",
         "execution_status": status,
         "action": action,
         "config": champion["config"] if champion else None,
+        "scaling_registered": scaling,
     }
     rollouts.record(endpoint, entry, clock.now().isoformat())
-    rollouts.release(endpoint, owner)
-    with mapped("notifying"):
-        client("sns").publish(
-            TopicArn=os.environ["NOTIFICATION_TOPIC_ARN"],
-            Subject=f"Shepherd: a {status.lower()} rollout was cleaned up"[:100],
-            Message=json.dumps({"event": "RolloutReconciled", "endpoint": endpoint, **entry}),
-        )
+    if not restore:
+        rollouts.release(endpoint, owner)
+    if not lock.get("restoring"):  # told once, when the clean-up began
+        with mapped("notifying"):
+            client("sns").publish(
+                TopicArn=os.environ["NOTIFICATION_TOPIC_ARN"],
+                Subject=f"Shepherd: a {status.lower()} rollout was cleaned up"[:100],
+                Message=json.dumps({"event": "RolloutReconciled", "endpoint": endpoint, **entry}),
+            )
     return action
 
 

@@ -7,6 +7,7 @@ endpoint change it waits for, the lock is re-entrant for its owner).
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import UTC, datetime
 from typing import Any
@@ -46,7 +47,11 @@ def _record(state: dict[str, Any], event: str, **fields: Any) -> None:
 
 
 def _wait_for(state: dict[str, Any], token: str, expect: str) -> None:
-    """Store the waiter before the endpoint change: its InService event may come before this function returns."""
+    """Store the waiter before the endpoint change: its InService event may come before this function returns.
+
+    Every endpoint change waits for something, so this is also where a rollout checks that it still holds the
+    endpoint's lock (and renews its lease): LockLost, and it changes nothing."""
+    rollouts.renew(state["endpoint"], state["run"], clock.now().timestamp())
     waiter = Waiter(
         waiter_key("endpoint", state["endpoint"]), "endpoint", token, state["run"], datetime.now(UTC), expect
     )
@@ -141,6 +146,7 @@ def prepare(event: dict[str, Any]) -> dict[str, Any]:
         "candidate": candidate.model_dump(),
         "judge": _judge_settings(config, bucket=bucket, model=model, endpoint=endpoint),
         "interval_seconds": config.rollout.judge_interval_minutes * 60,
+        "judge_calls_per_execution": config.rollout.judge_calls_per_execution,
         "stage_index": 0,
         # full and the watch judge the candidate against the champion's counts since this moment
         "started_at": clock.now().timestamp(),
@@ -200,18 +206,25 @@ def deploy_first(state: dict[str, Any], token: str) -> dict[str, Any]:
     return {"config": name}
 
 
-def _register_scaling(state: dict[str, Any], variant: str) -> None:
+def _scaling(state: dict[str, Any]) -> dict[str, Any] | None:
+    """endpoint.autoscaling as endpoints.register_scaling takes it (also kept on the champion record, so
+    that ReconcileRollouts can give a restored champion its scaling target back)."""
     scaling = _config(state).endpoint.autoscaling
+    if scaling is None:
+        return None
+    return {
+        "minimum": scaling.min_capacity,
+        "maximum": scaling.max_capacity,
+        "target": scaling.target_invocations_per_instance,
+        "scale_in": scaling.scale_in_cooldown_seconds,
+        "scale_out": scaling.scale_out_cooldown_seconds,
+    }
+
+
+def _register_scaling(state: dict[str, Any], variant: str) -> None:
+    scaling = _scaling(state)
     if scaling is not None:
-        endpoints.register_scaling(
-            state["endpoint"],
-            variant,
-            minimum=scaling.min_capacity,
-            maximum=scaling.max_capacity,
-            target=scaling.target_invocations_per_instance,
-            scale_in=scaling.scale_in_cooldown_seconds,
-            scale_out=scaling.scale_out_cooldown_seconds,
-        )
+        endpoints.register_scaling(state["endpoint"], variant, **scaling)
 
 
 def _final_config(state: dict[str, Any], token: str, champion: VariantSpec, candidate: VariantSpec) -> str:
@@ -290,6 +303,9 @@ def promoted(state: dict[str, Any]) -> dict[str, Any]:
         "variant": candidate.variant,
         "config": live.get("EndpointConfigName", ""),
     }
+    scaling = _scaling(state)
+    if scaling is not None:
+        champion["scaling"] = json.dumps(scaling)
     rollouts.set_champion(state["endpoint"], champion)
     _record(state, "promoted", champion=champion)
     _retire_old_versions(state, keep={champion["config"], champion["model"], state["last_good"] or ""})
@@ -376,6 +392,24 @@ def verify_rollback(state: dict[str, Any]) -> dict[str, Any]:
     return {"outcome": "rolled-back", "endpoint": state["endpoint"], "config": state["last_good"], "reason": reason}
 
 
+def hand_over(state: dict[str, Any], execution: str) -> dict[str, Any]:
+    """A long stage outgrows one execution's history (25,000 events): the rollout continues in a fresh
+    execution of the same state machine, named here. The lock names it first, so the reconciler sees the
+    rollout alive while either execution runs."""
+    continuation = int(state.get("continuation", 0)) + 1
+    successor = plan.continuation_name(state["run"], continuation)
+    rollouts.hand_over(state["endpoint"], state["run"], successor, clock.now().timestamp())
+    _record(state, "continued", execution=execution, successor=successor, continuation=continuation)
+    return {"name": successor, "continuation": continuation}
+
+
+def resume(state: dict[str, Any], execution: str) -> dict[str, Any]:
+    """The fresh execution takes over the lock and carries on where its predecessor stopped judging."""
+    rollouts.take_over(state["endpoint"], state["run"], execution, clock.now().timestamp())
+    _record(state, "resumed", execution=execution, continuation=state.get("continuation", 0))
+    return {"execution": execution}
+
+
 def release(state: dict[str, Any]) -> dict[str, Any]:
     endpoint = state.get("endpoint")
     released = rollouts.release(endpoint, state["run"]) if endpoint else False
@@ -392,6 +426,7 @@ WITH_TOKEN = {
     "rollback_config": rollback_config,
 }
 PLAIN = {"promoted": promoted, "verify_rollback": verify_rollback, "release": release}
+WITH_EXECUTION = {"hand_over": hand_over, "resume": resume}
 
 
 @logger.inject_lambda_context
@@ -403,11 +438,13 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if action == "prepare":
         return prepare(event)
     state = dict(event.get("state") or {})
-    for key in ("stage_index", "verdict"):  # the state machine keeps these beside the prepared state
+    for key in ("stage_index", "verdict", "continuation"):  # the state machine keeps these beside the state
         if key in event:
             state[key] = event[key]
     if action in WITH_TOKEN:
         return WITH_TOKEN[action](state, event["token"])
     if action in PLAIN:
         return PLAIN[action](state)
+    if action in WITH_EXECUTION:
+        return WITH_EXECUTION[action](state, event["execution"])
     raise InvalidInput(f"unknown rollout action {action!r}")

@@ -121,7 +121,7 @@ def test_rollouts_stay_safe_when_things_go_wrong(app, cloud):
         assert aborted["status"] == "FAILED"
         assert app.sagemaker.describe_model_package(ModelPackageName=v3)["ModelApprovalStatus"] == "Rejected"
         promoted = finished_execution(cloud, queued["executionArn"], timeout=240)
-        assert promoted["status"] == "SUCCEEDED", promoted
+        assert promoted["status"] == "SUCCEEDED", (promoted.get("error"), promoted.get("cause"))
     events = [(r["package"].rsplit("/", 1)[1], r["event"]) for r in _records(app, model)]
     assert events.index(("3", "rolled-back")) < events.index(("4", "started")), events
     assert [v["VariantName"] for v in app.sagemaker.describe_endpoint(EndpointName=model)["ProductionVariants"]] == [
@@ -222,10 +222,16 @@ def test_a_slow_candidate_is_rolled_back_on_latency_and_a_stopped_rollout_is_cle
             timeout=60,
         )
     assert not restored.get("ShadowProductionVariants")
-    lock = app.cloud.client("dynamodb").get_item(
-        TableName=app.outputs["RolloutsTableName"], Key={"pk": {"S": f"endpoint#{model}"}, "sk": {"S": "lock"}}
+    # the endpoint is freed once the restore has settled (the reconciler's next sweep)
+    wait_for(
+        lambda: (
+            "Item"
+            not in app.cloud.client("dynamodb").get_item(
+                TableName=app.outputs["RolloutsTableName"], Key={"pk": {"S": f"endpoint#{model}"}, "sk": {"S": "lock"}}
+            )
+        ),
+        timeout=60,
     )
-    assert "Item" not in lock
     assert any(r["event"] == "reconciled" and r["action"] == "restored" for r in _records(app, model))
     assert traffic.unexpected == []
 
@@ -353,7 +359,7 @@ def test_a_judge_that_crashes_mid_stage_is_retried_and_the_rollout_promotes_as_i
         finished = finished_execution(cloud, running["executionArn"], timeout=240)
 
     # the crash was retried, once, and the rollout promoted its candidate
-    assert finished["status"] == "SUCCEEDED", finished
+    assert finished["status"] == "SUCCEEDED", (finished.get("error"), finished.get("cause"))
     assert [a["error"] for a in crashed] == ["Runtime.ExitError"]
     assert "Runtime exited with error" in crashed[0]["cause"]
     history = app.history(running["executionArn"])
@@ -379,6 +385,56 @@ def test_a_judge_that_crashes_mid_stage_is_retried_and_the_rollout_promotes_as_i
     # the run kept its lock through the crash and gave it back at the end; no client request failed
     assert owner_after_crash == run
     assert lock_owner() is None
+    assert traffic.unexpected == []
+
+
+def test_a_stage_that_outlives_one_execution_s_history_continues_in_fresh_executions_and_promotes(app, cloud):
+    # Given a rollout whose executions each judge at most twice (1,000 by default: 9,000 of 25,000 history events)
+    model = unique("long")
+    config = _config(model, ab=False)  # shadow -> full
+    config["rollout"]["judge_calls_per_execution"] = 2
+    app.upload_project(model, config)
+    app.upload_dataset(model, "d1")
+    assert app.run_of(model, "d1")["status"] == "SUCCEEDED"
+    assert _rollout(app, model, 1)["status"] == "SUCCEEDED"
+    v1 = app.sagemaker.describe_model_package(ModelPackageName=app.packages(model)[0]["ModelPackageArn"])
+
+    # When a good candidate's stages take more judge calls than that
+    with Traffic(cloud, model) as traffic:
+        v2 = _copy_package(app, model, v1)
+        wait_for(
+            lambda: any(r["event"] == "promoted" and r["package"] == v2 for r in _records(app, model)), timeout=240
+        )
+
+    # Then the rollout went on in a chain of executions - each handing the lock to the next and ending
+    # SUCCEEDED after about two judge calls - and the last one promoted the candidate
+    chain = sorted(_executions(app, f"{model}-v2-"), key=lambda e: e["startDate"])
+    run = chain[0]["name"]
+    assert [e["name"] for e in chain[1:]] == [f"{run}-c{n}" for n in range(1, len(chain))]
+    assert len(chain) >= 3, chain
+    for execution in chain:
+        finished = finished_execution(cloud, execution["executionArn"], timeout=60)
+        assert finished["status"] == "SUCCEEDED", finished
+        history = app.history(execution["executionArn"])
+        entered = [e["stateEnteredEventDetails"]["name"] for e in history if e["type"] == "TaskStateEntered"]
+        assert entered.count("Judge") <= 2 + 1  # a PROMOTE enters the next stage first: one call more per stage
+        assert "RollbackWeights" not in entered
+        if execution is not chain[-1]:
+            assert entered[-1] == "ContinueAsNew"
+    assert json.loads(finished["output"])["event"] == "RolloutPromoted"
+    # one rollout on record: its verdicts under one run, each hand-over recorded, the lock given back once
+    records = [r for r in _records(app, model) if r["package"] == v2]
+    assert {r["run"] for r in records} == {run}
+    assert [r["successor"] for r in records if r["event"] == "continued"] == [e["name"] for e in chain[1:]]
+    assert [r["execution"] for r in records if r["event"] == "resumed"] == [e["name"] for e in chain[1:]]
+    assert not any(r["event"] == "reconciled" for r in _records(app, model))
+    assert [v["VariantName"] for v in app.sagemaker.describe_endpoint(EndpointName=model)["ProductionVariants"]] == [
+        "v2"
+    ]
+    lock = app.cloud.client("dynamodb").get_item(
+        TableName=app.outputs["RolloutsTableName"], Key={"pk": {"S": f"endpoint#{model}"}, "sk": {"S": "lock"}}
+    )
+    assert "Item" not in lock
     assert traffic.unexpected == []
 
 
@@ -501,6 +557,7 @@ def test_a_rollout_stopped_during_its_watch_is_restored_by_the_reconciler(app, c
     def serving() -> list[str]:
         return [v["VariantName"] for v in app.sagemaker.describe_endpoint(EndpointName=model)["ProductionVariants"]]
 
+    table, lock_key = app.outputs["RolloutsTableName"], {"pk": {"S": f"endpoint#{model}"}, "sk": {"S": "lock"}}
     with Traffic(cloud, model) as traffic:
         _copy_package(app, model, v1)  # v2
         wait_for(lambda: serving() == ["v2"], timeout=180)  # in its watch: alone, with its scaling target
@@ -513,6 +570,8 @@ def test_a_rollout_stopped_during_its_watch_is_restored_by_the_reconciler(app, c
             timeout=120,
         )
         wait_for(lambda: serving() == ["v1"], timeout=60)
+        # once the restore has settled, the champion gets its scaling target back and the endpoint is free
+        wait_for(lambda: targets() == {"v1"}, timeout=60)
+        wait_for(lambda: app.cloud.client("dynamodb").get_item(TableName=table, Key=lock_key).get("Item") is None)
     assert app.sagemaker.describe_endpoint(EndpointName=model)["EndpointConfigName"] == champion["EndpointConfigName"]
-    assert "v2" not in targets()
     assert traffic.unexpected == []

@@ -710,17 +710,16 @@ def test_metric_names_must_fit_the_model_package_metadata() -> None:
     assert any("metric_definitions" in line for line in found), found
 
 
-def test_a_rollout_that_could_outgrow_one_execution_history_is_refused() -> None:
-    text = config_text(
-        rollout={"judge_interval_minutes": 1, "ab": {"steps": [10, 25, 50], "max_duration_minutes": 1440}}
-    )
-    found = problems(text)
-    assert any("judge_interval_minutes" in line and "25,000 history events" in line for line in found), found
-    fits = load_config(config_text(rollout={"judge_interval_minutes": 5, "ab": {"max_duration_minutes": 1440}}), SOURCE)
-    assert fits.rollout.ab.max_duration_minutes == 1440
-    # full and the post-promotion watch are judged stages too: a long watch counts
-    long_watch = {"judge_interval_minutes": 1, "post_promotion_watch": {"max_duration_minutes": 2400}}
-    assert any("25,000 history events" in line for line in problems(config_text(rollout=long_watch)))
+def test_a_stage_may_last_days_and_continues_in_fresh_executions() -> None:
+    # Given stages far longer than one execution's history holds at one judge call a minute
+    long = {"judge_interval_minutes": 1, "ab": {"steps": [10, 25, 50], "max_duration_minutes": 4320}}
+    config = load_config(config_text(rollout=long), SOURCE)
+    # Then they are accepted, with the default number of judge calls per execution
+    assert config.rollout.ab.max_duration_minutes == 4320
+    assert config.rollout.judge_calls_per_execution == 1000
+    # And a number of judge calls that would overflow an execution's 25,000 history events is refused by name
+    found = problems(config_text(rollout={"judge_calls_per_execution": 5000}))
+    assert any("judge_calls_per_execution" in line and "2000" in line for line in found), found
 
 
 def test_overrides_merge_into_the_document_before_validation() -> None:

@@ -72,3 +72,14 @@ def test_retired_keeps_the_newest_and_what_is_in_use_and_never_batch_models():
     names = [(f"churn-v{i}", i) for i in range(1, 10)] + [("churn-v1-batch", 0), ("other-v1", 0)]
     gone = plan.retired(names, prefix="churn-", keep={"churn-v2"}, newest=5)
     assert gone == ["churn-v4", "churn-v3", "churn-v1"]
+
+
+def test_continuation_names_are_readable_stable_and_fit_80_characters():
+    assert plan.continuation_name("churn-v2-7138434a4612e93b", 3) == "churn-v2-7138434a4612e93b-c3"
+    long = "m" * 70 + "-v12-7138434a4612e93b"  # a run name at the 80-character limit already
+    first, again, second = (plan.continuation_name(long[:80], n) for n in (1, 1, 2))
+    assert first == again
+    assert first != second
+    assert max(len(first), len(second)) <= 80
+    assert first.endswith("-c1")
+    assert plan.continuation_name(long[:80], 1) != plan.continuation_name(long[:79] + "x", 1)

@@ -47,13 +47,21 @@ def test_a_malformed_input_names_the_field(
     assert str(raised.value) == message
 
 
+@pytest.fixture
+def held(aws: Cloud, judge_stage: ModuleType) -> dict[str, Any]:
+    """The sample event's rollout holds its endpoint's lock, as Prepare left it."""
+    event = sample_event("judge_stage")
+    judge_stage.rollouts.acquire(event["endpoint"], event["run"], event["package_arn"], 1795000000.0)
+    return event
+
+
 def _verdicts(aws: Cloud) -> list[dict[str, Any]]:
     items = aws.dynamodb.scan(TableName=ROLLOUTS_TABLE)["Items"]
     return [item for item in items if item["sk"]["S"].startswith("record#")]
 
 
 def test_a_retry_after_a_crash_between_remembering_and_recording_records_the_verdict_once(
-    aws: Cloud, judge_stage: ModuleType, monkeypatch: pytest.MonkeyPatch
+    aws: Cloud, judge_stage: ModuleType, monkeypatch: pytest.MonkeyPatch, held: dict[str, Any]
 ) -> None:
     # Given a judge call whose first attempt dies right after it remembered its verdict
     event = sample_event("judge_stage") | {"attempt": "2026-11-25T16:00:00.000Z"}
@@ -78,7 +86,37 @@ def test_a_retry_after_a_crash_between_remembering_and_recording_records_the_ver
     assert json.loads(recorded["entry"]["S"])["verdict"] == first["verdict"]
 
 
-def test_each_judge_call_of_a_stage_is_its_own_verdict(aws: Cloud, judge_stage: ModuleType) -> None:
+def test_each_judge_call_of_a_stage_is_its_own_verdict(
+    aws: Cloud, judge_stage: ModuleType, held: dict[str, Any]
+) -> None:
     for attempt in ("2026-11-25T16:00:00.000Z", "2026-11-25T16:01:00.000Z"):
         judge_stage.handler(sample_event("judge_stage") | {"attempt": attempt}, LambdaContext())
     assert len(_verdicts(aws)) == 2
+
+
+def test_each_call_renews_the_lease_and_counts_the_execution_s_judge_calls(
+    aws: Cloud, judge_stage: ModuleType, held: dict[str, Any]
+) -> None:
+    # Given the lock Prepare took
+    before = judge_stage.rollouts.lock_of(held["endpoint"])
+    # When the judge is called for the fourth time in this execution
+    answer = judge_stage.handler(held | {"loops": 3}, LambdaContext())
+    # Then it answers the count the state machine hands on, and the lock's lease and version moved on
+    assert answer["loops"] == 4
+    after = judge_stage.rollouts.lock_of(held["endpoint"])
+    assert int(after["version"]) == int(before["version"]) + 1
+    assert int(after["lease_until"]) > int(before["lease_until"])
+
+
+def test_a_rollout_that_lost_its_lock_is_told_so_and_records_no_verdict(
+    aws: Cloud, judge_stage: ModuleType, held: dict[str, Any]
+) -> None:
+    # Given another rollout has taken the endpoint (this one's lock was cleaned up after it)
+    judge_stage.rollouts.release(held["endpoint"], held["run"])
+    judge_stage.rollouts.acquire(held["endpoint"], "churn-v3-other", held["package_arn"], 1795000000.0)
+    # When this rollout's judge runs
+    with pytest.raises(judge_stage.rollouts.LockLost, match="churn-v3-other"):
+        judge_stage.handler(held, LambdaContext())
+    # Then it judged nothing, and the other rollout's lock is untouched
+    assert _verdicts(aws) == []
+    assert judge_stage.rollouts.lock_of(held["endpoint"])["owner"] == "churn-v3-other"

@@ -1,7 +1,9 @@
 """The rollout table (DynamoDB): one lock per endpoint, the champion, and every stage change and verdict.
 
 Items (pk, sk):
-  endpoint#<name>, lock                  owner (execution), package, lease_until (epoch), version
+  endpoint#<name>, lock                  owner (the rollout's run), package, lease_until (epoch), version,
+                                         execution (the execution running it now), successor (the one it
+                                         continues in, while it hands over)
   endpoint#<name>, champion              package, model, variant, config
   endpoint#<name>, record#<iso time>#<n> run, package, stage, event, verdict, statistics, explanation
 """
@@ -17,12 +19,20 @@ from shepherd.aws.clients import client
 from shepherd.aws.errors import mapped
 from shepherd.errors import ShepherdError
 
-LEASE_SECONDS = 3600
+# Renewed at every judge call and endpoint change; a stage's endpoint change may wait an hour for InService,
+# then a judge interval (at most an hour) passes: the lease outlasts both. The reconciler, not the lease,
+# frees the lock of a rollout that died (it sees the execution is no longer running).
+LEASE_SECONDS = 3 * 3600
 RECORD_TTL_SECONDS = 400 * 86400
 
 
 class LockHeld(ShepherdError):
     """Another rollout holds the endpoint: this one waits its turn (the state machine retries with backoff)."""
+
+
+class LockLost(ShepherdError):
+    """This rollout no longer holds its endpoint (another has it, or the reconciler cleaned up after it):
+    it must not touch the endpoint again."""
 
 
 def _table() -> str:
@@ -34,7 +44,8 @@ def _key(endpoint: str, sort: str) -> dict[str, Any]:
 
 
 def acquire(endpoint: str, owner: str, package: str, now_epoch: float) -> None:
-    """Take (or renew) the endpoint's lock; LockHeld if another live rollout has it."""
+    """Take the endpoint's lock for the rollout ``owner`` (its first execution's name); LockHeld if another
+    live rollout has it. Re-entrant for its owner (a retried Prepare)."""
     from botocore.exceptions import ClientError
 
     try:
@@ -43,8 +54,10 @@ def acquire(endpoint: str, owner: str, package: str, now_epoch: float) -> None:
             Item=_key(endpoint, "lock")
             | {
                 "owner": {"S": owner},
+                "execution": {"S": owner},
                 "package": {"S": package},
                 "lease_until": {"N": str(int(now_epoch + LEASE_SECONDS))},
+                "version": {"N": "1"},
             },
             ConditionExpression="attribute_not_exists(pk) OR #o = :owner OR lease_until < :now",
             ExpressionAttributeNames={"#o": "owner"},
@@ -55,6 +68,79 @@ def acquire(endpoint: str, owner: str, package: str, now_epoch: float) -> None:
             holder = holder_of(endpoint)
             raise LockHeld(f"endpoint {endpoint} is being rolled out by {holder}: this rollout waits") from None
         raise
+
+
+def _update_held(endpoint: str, owner: str, expression: str, values: dict[str, Any], doing: str) -> int:
+    """Update the lock only while ``owner`` holds it (the check every endpoint change makes); its new version."""
+    from botocore.exceptions import ClientError
+
+    try:
+        with mapped(f"{doing} of {endpoint}"):
+            answer = client("dynamodb").update_item(
+                TableName=_table(),
+                Key=_key(endpoint, "lock"),
+                UpdateExpression=f"{expression} ADD version :one",
+                ConditionExpression="#o = :owner",
+                ExpressionAttributeNames={"#o": "owner"},
+                ExpressionAttributeValues={":owner": {"S": owner}, ":one": {"N": "1"}} | values,
+                ReturnValues="UPDATED_NEW",
+            )
+    except ShepherdError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ClientError) and cause.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            raise LockLost(
+                f"rollout {owner} no longer holds endpoint {endpoint} (now {holder_of(endpoint) or 'nobody'}): "
+                "it leaves the endpoint alone"
+            ) from None
+        raise
+    return int(answer["Attributes"]["version"]["N"])
+
+
+def renew(endpoint: str, owner: str, now_epoch: float) -> int:
+    """Extend the lease; LockLost if ``owner`` no longer holds the lock. Called before every endpoint change
+    and at every judge call, so a rollout that lost its lock never changes the endpoint again."""
+    return _update_held(
+        endpoint, owner, "SET lease_until = :until", {":until": {"N": str(int(now_epoch + LEASE_SECONDS))}}, "renewing"
+    )
+
+
+def hand_over(endpoint: str, owner: str, successor: str, now_epoch: float) -> int:
+    """Before the rollout continues in a fresh execution: name it on the lock, so that the reconciler sees
+    the rollout alive while either execution runs."""
+    return _update_held(
+        endpoint,
+        owner,
+        "SET successor = :s, lease_until = :until",
+        {":s": {"S": successor}, ":until": {"N": str(int(now_epoch + LEASE_SECONDS))}},
+        "handing over the lock",
+    )
+
+
+def take_over(endpoint: str, owner: str, execution: str, now_epoch: float) -> int:
+    """The fresh execution takes the lock its predecessor handed over."""
+    return _update_held(
+        endpoint,
+        owner,
+        "SET execution = :e, lease_until = :until REMOVE successor",
+        {":e": {"S": execution}, ":until": {"N": str(int(now_epoch + LEASE_SECONDS))}},
+        "taking over the lock",
+    )
+
+
+def note_restoring(endpoint: str, owner: str, config: str) -> int:
+    """The reconciler restored ``config`` for a rollout that ended without its cleanup; it frees the lock
+    once the endpoint has settled on it."""
+    return _update_held(endpoint, owner, "SET restoring = :c", {":c": {"S": config}}, "noting the restore")
+
+
+def lock_of(endpoint: str) -> dict[str, str] | None:
+    """The endpoint's lock as it is now (consistent read), or None."""
+    with mapped(f"reading the lock of {endpoint}"):
+        item = client("dynamodb").get_item(TableName=_table(), Key=_key(endpoint, "lock"), ConsistentRead=True)
+    found = item.get("Item")
+    if not found:
+        return None
+    return {k: v.get("S", v.get("N", "")) for k, v in found.items() if k not in ("pk", "sk")}
 
 
 def holder_of(endpoint: str) -> str | None:
@@ -161,7 +247,7 @@ def flag(endpoint: str, flag: str) -> dict[str, str] | None:
 
 
 def locks() -> list[dict[str, str]]:
-    """Every endpoint's lock: endpoint, owner (execution name), package, lease_until."""
+    """Every endpoint's lock: endpoint, owner (the run), execution, successor, package, lease_until, version."""
     found = []
     with mapped("scanning rollout locks"):
         pages = (

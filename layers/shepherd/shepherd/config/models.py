@@ -35,9 +35,10 @@ ACCELERATED_FAMILY = re.compile(r"^ml\.(p|g|inf|trn)\d")
 # The framework containers set these themselves from entry_point and the source dir.
 RESERVED_HYPERPARAMETER_PREFIX = "sagemaker_"
 
-# A judge loop is 3 states (Wait, Judge, Verdict), about 9 history events; a Step Functions Standard execution
-# holds 25,000 events: 2,500 judge calls leave room for the rollout's fixed part and its retries.
-MAX_JUDGE_CALLS = 2500
+# A judge loop is 3 states (Wait, Judge, Verdict), 9 history events, more with retries; a Step Functions Standard
+# execution holds 25,000 events. 1,000 judge calls (9,000 events) leave room for the fixed part and retries
+# before a rollout continues in a fresh execution; 2,000 is the most that stays clear of the cap.
+MAX_JUDGE_CALLS_PER_EXECUTION = 2000
 
 Problem = tuple[str, Any, str]
 """A broken rule: the key (relative to the section, dotted), the value found, and what is allowed."""
@@ -434,31 +435,13 @@ class Rollout(Section):
     full: FullStage = Field(default_factory=FullStage)
     post_promotion_watch: WatchStage = Field(default_factory=WatchStage)
     judge: JudgeSettings = Field(default_factory=JudgeSettings)
-
-    @model_validator(mode="after")
-    def _fits_one_execution(self) -> Rollout:
-        """Every judge call costs ~9 history events; one execution holds 25,000. A rollout whose stages could
-        need more is refused here, so an execution can never run out of history mid-stage."""
-        interval = self.judge_interval_minutes
-        calls = (-(-self.shadow.max_duration_minutes // interval) if self.shadow.enabled else 0) + (
-            len(self.ab.steps) * -(-self.ab.max_duration_minutes // interval) if self.ab.enabled else 0
-        )
-        if self.shadow.enabled or self.ab.enabled:  # then full and the watch are judged stages too
-            calls += -(-self.full.max_duration_minutes // interval)
-            if self.post_promotion_watch.enabled:
-                calls += -(-self.post_promotion_watch.max_duration_minutes // interval)
-        if calls > MAX_JUDGE_CALLS:
-            refuse(
-                [
-                    (
-                        "judge_interval_minutes",
-                        interval,
-                        f"the stages allow {calls:,} judge calls, more than the {MAX_JUDGE_CALLS:,} that fit one "
-                        f"Step Functions execution (25,000 history events): judge less often or shorten the stages",
-                    )
-                ]
-            )
-        return self
+    judge_calls_per_execution: int = Field(
+        default=1000,
+        ge=1,
+        le=MAX_JUDGE_CALLS_PER_EXECUTION,
+        description="Judge calls one Step Functions execution makes before the rollout continues in a fresh one "
+        "(an execution holds 25,000 history events): stages may last days.",
+    )
 
     @model_validator(mode="after")
     def _stages_outlast_an_interval(self) -> Rollout:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # the judge imports Stage; it must not pay for the config sch
 
 StageKind = Literal["shadow", "ab", "full", "watch"]
 NAME_MAX = 63
+EXECUTION_NAME_MAX = 80  # Step Functions execution names
 _UNSAFE = re.compile(r"[^a-zA-Z0-9-]+")
 
 
@@ -64,6 +65,15 @@ def variant_name(version: int) -> str:
 
 def model_name(endpoint: str, version: int) -> str:
     return _name(endpoint, f"v{version}")
+
+
+def continuation_name(run: str, continuation: int) -> str:
+    """The execution a rollout continues in: readable, at most 80 characters, the same on every retry."""
+    suffix = f"-c{continuation}"
+    if len(run) + len(suffix) <= EXECUTION_NAME_MAX:
+        return run + suffix
+    digest = hashlib.sha256(run.encode()).hexdigest()[:8]
+    return f"{run[: EXECUTION_NAME_MAX - len(suffix) - len(digest) - 1]}-{digest}{suffix}"
 
 
 def config_name(endpoint: str, stage: str, version: int, run: str) -> str:
