@@ -71,7 +71,10 @@ def _rollout(app, model: str, version: int, timeout: float = 240.0) -> dict:
         ]
 
     (execution,) = wait_for(started, timeout=60)
-    return finished_execution(app.cloud, execution["executionArn"], timeout=timeout)
+    finished = finished_execution(app.cloud, execution["executionArn"], timeout=timeout)
+    if finished["status"] != "SUCCEEDED":  # shown with a failing test's output
+        print(f"{execution['name']}: {finished['status']} {finished.get('error')}: {finished.get('cause')}")
+    return finished
 
 
 def _records(app, endpoint: str) -> list[dict]:
