@@ -65,3 +65,23 @@ def test_notification_subjects_fit_sns_100_characters(path):
         else:
             longest = len(subject)
         assert longest <= 100, f"{name}: subject may reach {longest} characters"
+
+
+# What AWS's Step Functions guide lists as the Lambda service's transient errors, to be retried on every invoke.
+LAMBDA_TRANSIENT = {
+    "Lambda.ServiceException",
+    "Lambda.ClientExecutionTimeoutException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+}
+
+
+@pytest.mark.parametrize("path", STATE_MACHINES, ids=lambda p: p.name)
+def test_every_lambda_invoke_retries_lambda_s_transient_errors(path):
+    definition = json.loads(path.read_text())
+    for name, state in _tasks(definition["States"]):
+        if ":::lambda:invoke" not in state["Resource"]:
+            continue
+        retried = {error for retrier in state.get("Retry", []) for error in retrier["ErrorEquals"]}
+        assert LAMBDA_TRANSIENT <= retried, f"{name} does not retry {sorted(LAMBDA_TRANSIENT - retried)}"
