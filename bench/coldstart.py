@@ -347,15 +347,19 @@ def importtime_report(stage: Stage, function: dict[str, Any], event: dict[str, A
         print(f"  {cumulative / 1000:8.1f}  self {self_us / 1000:6.1f}  {name}")
 
 
-def cprofile_report(function: dict[str, Any], event: dict[str, Any], workdir: Path, top: int) -> None:
+def cprofile_report(
+    function: dict[str, Any], event: dict[str, Any], workdir: Path, top: int, keep: Path | None = None
+) -> None:
     """One more child under cProfile: where import plus first invocation spend their time."""
     import pstats
 
-    stats_path = workdir / "child.prof"
+    stats_path = (keep / f"{function['name']}.prof") if keep else workdir / "child.prof"
     run_child("app", function["env"], function["cwd"], event, workdir, ("-m", "cProfile", "-o", str(stats_path)))
     print(f"\ncProfile, {function['name']} (one sample, cumulative):")
     if stats_path.exists():
         pstats.Stats(str(stats_path)).sort_stats("cumulative").print_stats(top)
+        if keep:
+            print(f"profile kept in {stats_path} (python -m pstats, snakeviz, ...)")
 
 
 # ----------------------------------------------------------------------------- main
@@ -376,6 +380,9 @@ def main() -> int:
     parser.add_argument(
         "--profile", nargs="*", default=None, metavar="FUNCTION", help="after the table, cProfile these functions"
     )
+    parser.add_argument(
+        "--profile-dir", type=Path, default=None, help="keep each --profile child's cProfile data here (FUNCTION.prof)"
+    )
     parser.add_argument("--top", type=int, default=25, help="rows of each -X importtime profile")
     parser.add_argument(
         "--code-root",
@@ -387,6 +394,8 @@ def main() -> int:
     parser.add_argument("--no-write", action="store_true", help=f"do not write {RESULTS.relative_to(ROOT)}")
     args = parser.parse_args()
     samples = 3 if args.quick else max(1, args.samples)
+    if args.profile_dir:
+        args.profile_dir.mkdir(parents=True, exist_ok=True)
 
     functions = template_functions(ROOT / "template.yaml")  # all set up; --only limits what is timed
     with tempfile.TemporaryDirectory(prefix="coldstart-") as tmp:
@@ -492,7 +501,7 @@ def measure(stage: Stage, functions: dict[str, dict[str, Any]], samples: int, wo
                 importtime_report(stage, functions[name], vary(name, events[name], samples), workdir, args.top)
     for name in args.profile or ():
         if name in functions:
-            cprofile_report(functions[name], vary(name, events[name], samples + 1), workdir, args.top)
+            cprofile_report(functions[name], vary(name, events[name], samples + 1), workdir, args.top, args.profile_dir)
     return 0
 
 
