@@ -1,18 +1,24 @@
-"""Regenerate the layer's trimmed SageMaker and S3 service models from the installed botocore.
+"""Regenerate the layer's trimmed copies of botocore's data from the installed botocore.
 
 botocore parses a service's whole model when a client is created. SageMaker's is the largest AWS
 has (about 400 KB gzipped, some 380 operations): parsing it is about 80 ms of every cold start that
 creates a SageMaker client, for the ~20 operations Shepherd calls; S3's costs about 30 ms for 5.
 The layer therefore ships ``shepherd/aws/models/<service>/<api-version>/service-2.json`` with those
-operations and the shapes they reach, and :mod:`shepherd.aws.clients` puts that folder first on
+operations and the shapes they reach, and :mod:`shepherd.aws.data_loader` puts that folder first on
 botocore's data path (botocore's own mechanism for extra models; paginators, endpoint rules and
 waiters still come from botocore).
 
-The model is copied, not edited: the same botocore version, the same shapes, minus the
-documentation strings (only docstrings read them). A unit test checks
-that the file matches what this tool writes from the installed botocore (so a botocore upgrade
-regenerates it) and that every SageMaker operation the layer and the functions call is in it.
-Run after upgrading the pinned boto3/botocore, or when Shepherd calls a new SageMaker operation:
+Likewise ``shepherd/aws/models/endpoints.json``: botocore parses its 1.2 MB endpoints.json (every
+service in every partition) when the first client is created, about 15 ms. The copy keeps every
+partition whole (regions, defaults, variants) and, in each, the entries of the services Shepherd
+creates clients for plus those botocore's credential providers call (ENDPOINT_SERVICES).
+
+The data is copied, not edited: the same botocore version, the same shapes and endpoint entries,
+minus the documentation strings (only docstrings read them). A unit test checks
+that the files match what this tool writes from the installed botocore (so a botocore upgrade
+regenerates them), that every operation the layer and the functions call is in them, and that
+every service they create a client for has its endpoints.
+Run after upgrading the pinned boto3/botocore, or when Shepherd calls a new operation or service:
 
     .venv/bin/python tools/trim_service_models.py
 """
@@ -27,7 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "layers/shepherd/shepherd/aws/models"
 
-# Every SageMaker and S3 operation the layer and the Lambda functions call, paginated ones included
+# Every operation of these services the layer and the Lambda functions call, paginated ones included
 # (tests/unit/test_service_models.py checks the sources against these lists).
 OPERATIONS = {
     "sagemaker": sorted(
@@ -58,7 +64,17 @@ OPERATIONS = {
         }
     ),
     "s3": sorted({"CopyObject", "DeleteObject", "GetObject", "ListObjectVersions", "ListObjectsV2", "PutObject"}),
+    "dynamodb": sorted({"DeleteItem", "GetItem", "PutItem", "Query", "Scan", "UpdateItem"}),
+    "cloudwatch": sorted({"GetMetricData"}),
+    "events": sorted({"PutEvents"}),
+    "sns": sorted({"Publish"}),
 }
+# The services the layer and the functions create clients for (the test checks the sources), and those
+# botocore's credential providers create clients for (assume role, web identity, SSO, console login).
+CLIENT_SERVICES = sorted(
+    {"application-autoscaling", "cloudwatch", "dynamodb", "events", "s3", "sagemaker", "sns", "stepfunctions"}
+)
+CREDENTIAL_SERVICES = sorted({"signin", "sso", "sso-oidc", "sts"})
 
 
 def _shapes_reached(shapes: dict[str, Any], roots: list[str]) -> set[str]:
@@ -117,11 +133,30 @@ def render(model: dict[str, Any]) -> str:
     return json.dumps(model, sort_keys=True, separators=(",", ":")) + "\n"
 
 
+def trimmed_endpoints(services: list[str]) -> dict[str, Any]:
+    """botocore's endpoints.json with, in every partition, only the entries of these services.
+
+    Its entries are keyed by endpoint prefix (cloudwatch's is "monitoring"), which the services'
+    models name."""
+    import botocore.loaders
+
+    loader = botocore.loaders.create_loader()
+    prefixes = {loader.load_service_model(s, "service-2")["metadata"]["endpointPrefix"] for s in services}
+    endpoints = loader.load_data("endpoints")
+    partitions = [
+        partition | {"services": {k: v for k, v in partition["services"].items() if k in prefixes}}
+        for partition in endpoints["partitions"]
+    ]
+    return endpoints | {"partitions": partitions}
+
+
 def outputs() -> dict[Path, str]:
     files = {}
     for service, operations in OPERATIONS.items():
         version, model = trimmed(service, operations)
         files[TARGET / service / version / "service-2.json"] = render(model)
+    endpoints = trimmed_endpoints(CLIENT_SERVICES + CREDENTIAL_SERVICES)
+    files[TARGET / "endpoints.json"] = json.dumps(endpoints, sort_keys=True, separators=(",", ":")) + "\n"
     return files
 
 
