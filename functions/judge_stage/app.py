@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+# numpy's OpenBLAS starts a thread per CPU as it loads: about a third of numpy's import (bench/coldstart.py),
+# for a judge whose arrays hold a few hundred numbers. Set before anything below imports numpy.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
