@@ -10,7 +10,7 @@ from shepherd.aws import idempotency
 from shepherd.aws.clients import region
 from shepherd.aws.powertools import powertools
 from shepherd.aws.sagemaker import create_model_package, ensure_package_group
-from shepherd.config import ModelConfig
+from shepherd.config.models import ModelConfig  # not shepherd.config: no PyYAML, nothing to parse here
 from shepherd.registry import package_request
 
 logger, tracer, metrics = powertools()
