@@ -13,7 +13,6 @@ from shepherd.aws.clients import region
 from shepherd.aws.powertools import powertools
 from shepherd.config import ConfigError, load_config
 from shepherd.errors import InvalidInput
-from shepherd.events.s3 import MARKER
 from shepherd.images import UnknownImage, image_uri
 from shepherd.registry import lineage_document
 from shepherd.training import (
@@ -71,6 +70,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             raise InvalidInput(f"s3://{bucket}/{code_prefix}{script} does not exist (named by {config_key})")
     data = [o for o in s3.latest_objects(bucket, request.prefix) if o.key != request.marker and o.size > 0]
     if not data:
+        from shepherd.events.s3 import MARKER  # only for this message: the module builds six event models
+
         raise InvalidInput(f"s3://{bucket}/{request.prefix} holds no data besides its {MARKER} marker")
     try:
         image = image_uri(config.framework, config.framework_version or "", region(), py_version=config.py_version)
