@@ -84,4 +84,4 @@ def test_every_lambda_invoke_retries_lambda_s_transient_errors(path):
         if ":::lambda:invoke" not in state["Resource"]:
             continue
         retried = {error for retrier in state.get("Retry", []) for error in retrier["ErrorEquals"]}
-        assert LAMBDA_TRANSIENT <= retried, f"{name} does not retry {sorted(LAMBDA_TRANSIENT - retried)}"
+        assert retried >= LAMBDA_TRANSIENT, f"{name} does not retry {sorted(LAMBDA_TRANSIENT - retried)}"
