@@ -506,7 +506,8 @@ def grouped_sprt(
     last bin: alpha_spent / beta_spent are then its exact error rates for this grouping.
 
     Work: one step per look, each O(live width x bad events in the bin); the live width is the gap between the
-    boundaries in candidate events (a few for a doubling)."""
+    boundaries in candidate events (a few for a doubling), and at most min_samples + 1 while PROMOTE is not
+    allowed (one variant has fewer samples than that, so its bad events, which set the spread, are fewer)."""
     looks, (n_list, k_list, c_list, b_list, total_list), share_list, promote_list = _looks(
         candidate_bad, champion_bad, candidate_n, champion_n, min_samples=min_samples, paired=paired
     )
