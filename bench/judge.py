@@ -33,7 +33,7 @@ from shepherd.judge.sprt import (
     calibrated_boundaries,
     exit_probabilities,
     first_crossing,
-    paired_llr_increments,
+    grouped_sprt,
     split_llr_increments,
     stage_shares,
     wald_boundaries,
@@ -168,22 +168,29 @@ Strategy = Callable[[Traffic, Scenario], Decision]
 
 
 def shepherd(traffic: Traffic, scenario: Scenario) -> Decision:
+    """The judge's own test (shepherd.judge.sprt.grouped_sprt, as the engine calls it), one stage at a time."""
     settings = MetricSettings()  # the judge's defaults: alpha 0.05, beta 0.2, delta 1.0, 100 samples
-    ratio = 1.0 + settings.delta
     if scenario.shadow:
-        increments = paired_llr_increments(traffic.candidate_only, traffic.champion_only, ratio)
-        shares = np.full(increments.shape, 0.5)
+        rows = zip(traffic.candidate_only, traffic.champion_only, traffic.requests, traffic.requests, strict=True)
     else:
-        increments = split_llr_increments(
-            traffic.candidate_bad, traffic.champion_bad, traffic.candidate_n, traffic.champion_n, ratio
+        rows = zip(traffic.candidate_bad, traffic.champion_bad, traffic.candidate_n, traffic.champion_n, strict=True)
+    side = np.zeros(traffic.requests.shape[0], dtype=np.int8)
+    index = np.full(traffic.requests.shape[0], scenario.max_minutes - 1, dtype=np.intp)
+    for row, (candidate_bad, champion_bad, candidate_n, champion_n) in enumerate(rows):
+        path = grouped_sprt(
+            candidate_bad,
+            champion_bad,
+            candidate_n,
+            champion_n,
+            alpha=settings.alpha,
+            beta=settings.beta,
+            ratio=1.0 + settings.delta,
+            min_samples=settings.min_samples,
+            paired=scenario.shadow,
         )
-        shares = stage_shares(traffic.candidate_n, traffic.champion_n)
-    upper, lower = boundaries_for_shares(settings.alpha, settings.beta, ratio, shares)  # as the engine does
-    may_promote = (np.cumsum(traffic.candidate_n, axis=1) >= settings.min_samples) & (
-        np.cumsum(traffic.champion_n, axis=1) >= settings.min_samples
-    )
-    index, side = first_crossing(np.cumsum(increments, axis=1), upper, lower, may_promote)
-    return side, np.where(side != 0, index, scenario.max_minutes - 1)
+        if path.side:
+            side[row], index[row] = path.side, path.index
+    return side, index
 
 
 def _threshold(scenario: Scenario) -> float:
@@ -424,16 +431,134 @@ def unbatched_sprt(rng: np.random.Generator, share: float = 0.1, replications: i
 # Boundaries fitted by hand to this simulator's 60-s bins at 200 rpm (realised error rates ~0.048 / ~0.20 there):
 # shown in judge.md only, to price what fitting the boundaries to one traffic shape would buy and break.
 FITTED_TO_BINS = (2.40, -1.40)
+SIDE_SCENARIOS = ("h0", "err_1_to_2", "low_traffic", "low_traffic_h0")
 
 
-def fitted_in_bins(traffic: Traffic) -> Decision:
-    """The judge's test with FITTED_TO_BINS instead of its calibrated boundaries (not a strategy)."""
+def fixed_boundaries_in_bins(traffic: Traffic, kind: str) -> Decision:
+    """The judge's statistic checked at the end of each bin against fixed boundaries (not a strategy): the
+    previous judge's, calibrated for checks after every error ("calibrated"), or FITTED_TO_BINS ("fitted")."""
     increments = split_llr_increments(
         traffic.candidate_bad, traffic.champion_bad, traffic.candidate_n, traffic.champion_n, DESIGN_RATIO
     )
+    if kind == "fitted":
+        upper, lower = FITTED_TO_BINS
+    else:
+        shares = stage_shares(traffic.candidate_n, traffic.champion_n)
+        upper, lower = boundaries_for_shares(ALPHA, BETA, DESIGN_RATIO, shares)
     may_promote = (np.cumsum(traffic.candidate_n, axis=1) >= 100) & (np.cumsum(traffic.champion_n, axis=1) >= 100)
-    index, side = first_crossing(np.cumsum(increments, axis=1), *FITTED_TO_BINS, may_promote)
+    index, side = first_crossing(np.cumsum(increments, axis=1), upper, lower, may_promote)
     return side, np.where(side != 0, index, traffic.requests.shape[1] - 1)
+
+
+GROUPINGS = (
+    ("one bad event per look", 0.0, 3_000),
+    ("10 rpm (about 0.1 errors a bin)", 10.0, 1_440),
+    ("200 rpm (about 2.2)", 200.0, 360),
+    ("2,000 rpm (about 22)", 2_000.0, 120),
+    ("20,000 rpm (about 220)", 20_000.0, 30),
+)
+
+
+def exact_by_grouping(rng: np.random.Generator, draws: int = 20) -> list[dict[str, object]]:
+    """The judge's exact error rates given the grouping (grouped_sprt with observed=False), for groupings drawn
+    from this simulator's traffic at several rates (errors at the H0 rate for alpha, at the H1 rate for beta):
+    10 % share, a doubling, defaults. Mean and range over `draws` groupings each."""
+    rows = []
+    for label, rpm, minutes in GROUPINGS:
+        spent: dict[str, list[float]] = {"alpha": [], "beta": []}
+        for which, candidate_rate in (("alpha", 0.01), ("beta", 0.02)):
+            for _ in range(1 if rpm == 0 else draws):
+                if rpm == 0:
+                    # One bad event per bin; the share alone fixes its law.
+                    champion_bad, candidate_n = np.ones(minutes, dtype=np.int64), np.full(minutes, 1_000)
+                    champion_n = np.full(minutes, 9_000)
+                else:
+                    requests = rng.poisson(rpm * (1 + 0.5 * np.sin(np.arange(minutes) / 229)))
+                    candidate_n = rng.binomial(requests, 0.1)
+                    champion_n = requests - candidate_n
+                    champion_bad = rng.binomial(candidate_n, candidate_rate) + rng.binomial(champion_n, 0.01)
+                path = grouped_sprt(
+                    np.zeros(minutes, dtype=np.int64),
+                    champion_bad,
+                    candidate_n,
+                    champion_n,
+                    alpha=ALPHA,
+                    beta=BETA,
+                    ratio=DESIGN_RATIO,
+                    min_samples=100,
+                    observed=False,
+                )
+                spent[which].append(path.alpha_spent if which == "alpha" else path.beta_spent)
+        rows.append(
+            {
+                "grouping": label,
+                "minutes": minutes,
+                **{
+                    f"{which}_{stat}": float(getattr(np, stat)(values))
+                    for which, values in spent.items()
+                    for stat in ("mean", "min", "max")
+                },
+            }
+        )
+    return rows
+
+
+def call_time() -> dict[str, float]:
+    """Wall time of a judge call (ms): the first in this process, then warm, median of 5."""
+    import statistics
+
+    from shepherd.judge import StageObservations, StageSettings, VariantBin, judge, sprt
+
+    for cache in (sprt._spending_curve, sprt._calibrated, sprt._precomputed):
+        cache.cache_clear()  # the first call below is as in a fresh process
+    rng = np.random.default_rng(1)
+
+    def stage(minutes: int) -> StageObservations:
+        requests = rng.poisson(200, minutes)
+        candidate_n = rng.binomial(requests, 0.1)
+        bad = [rng.binomial(n, 0.013) for n in (candidate_n, requests - candidate_n, candidate_n)]
+        slow = rng.binomial(requests - candidate_n, 0.01)
+        return StageObservations(
+            minutes_elapsed=minutes,
+            champion=tuple(
+                VariantBin(m, int(requests[m] - candidate_n[m]), int(bad[1][m]), int(slow[m])) for m in range(minutes)
+            ),
+            candidate=tuple(VariantBin(m, int(candidate_n[m]), int(bad[0][m]), int(bad[2][m])) for m in range(minutes)),
+        )
+
+    settings = StageSettings.from_config({"error_rate": {}, "latency": {}})
+
+    def timed(call: Callable[[], object], repeat: int = 5) -> float:
+        times = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            call()
+            times.append((time.perf_counter() - started) * 1e3)
+        return statistics.median(times)
+
+    first = stage(30)
+    first_call = timed(lambda: judge(first, settings), repeat=1)
+    long_stage = stage(360)
+    requests = rng.poisson(200, 1_440)
+    candidate_n = rng.binomial(requests, 0.1)
+    candidate_bad, champion_bad = rng.binomial(candidate_n, 0.013), rng.binomial(requests - candidate_n, 0.01)
+    return {
+        "first_call_ms": first_call,
+        "judge_6h_ms": timed(lambda: judge(long_stage, settings)),
+        "dp_24h_ms": timed(
+            lambda: grouped_sprt(
+                candidate_bad,
+                champion_bad,
+                candidate_n,
+                requests - candidate_n,
+                alpha=ALPHA,
+                beta=BETA,
+                ratio=DESIGN_RATIO,
+                min_samples=100,
+                observed=False,
+            )
+        ),
+    }
 
 
 def run(replications: int, seed: int) -> dict[str, object]:
@@ -441,8 +566,8 @@ def run(replications: int, seed: int) -> dict[str, object]:
     scenarios: dict[str, dict[str, object]] = {}
     rng = np.random.default_rng(seed)
     chunk = 2_000
-    fitted: dict[str, list[Outcomes]] = {}
-    fitted_rows: dict[str, dict[str, float | None]] = {}
+    side_runs: dict[str, list[Outcomes]] = {}
+    side_rows: dict[str, dict[str, dict[str, float | None]]] = {"fitted": {}, "calibrated": {}}
     for scenario in SCENARIOS:
         bound = bound_requests(scenario)
         scenarios[scenario.name] = {
@@ -458,16 +583,18 @@ def run(replications: int, seed: int) -> dict[str, object]:
             traffic = simulate(scenario, min(chunk, replications - start), rng)
             for name, strategy in STRATEGIES.items():
                 parts[name].append(outcomes(scenario, traffic, strategy(traffic, scenario)))
-            if scenario.name in ("h0", "err_1_to_2", "low_traffic", "low_traffic_h0"):
-                fitted.setdefault(scenario.name, []).append(outcomes(scenario, traffic, fitted_in_bins(traffic)))
-        for name, chunks in [*parts.items(), (f"fitted:{scenario.name}", fitted.get(scenario.name, []))]:
-            if not chunks:
-                continue
+            if scenario.name in SIDE_SCENARIOS:
+                for kind in side_rows:
+                    decision = fixed_boundaries_in_bins(traffic, kind)
+                    side_runs.setdefault(f"{kind}:{scenario.name}", []).append(outcomes(scenario, traffic, decision))
+        extra = [(name, side_runs[name]) for name in side_runs if name.endswith(f":{scenario.name}")]
+        for name, chunks in [*parts.items(), *extra]:
             joined = Outcomes(
                 *(np.concatenate([getattr(item, f) for item in chunks]) for f in Outcomes.__annotations__)
             )
-            if name.startswith("fitted:"):
-                fitted_rows[scenario.name] = summarise(scenario, joined)
+            if ":" in name:
+                kind = name.split(":")[0]
+                side_rows[kind][scenario.name] = summarise(scenario, joined)
             else:
                 strategies[name][scenario.name] = summarise(scenario, joined)
     return {
@@ -477,7 +604,10 @@ def run(replications: int, seed: int) -> dict[str, object]:
         "seed": seed,
         "threshold_factor": THRESHOLD_FACTOR,
         "unbatched_sprt": unbatched_sprt(rng),
-        "fitted_to_bins": fitted_rows,
+        "fitted_to_bins": side_rows["fitted"],
+        "calibrated_in_bins": side_rows["calibrated"],
+        "exact_by_grouping": exact_by_grouping(rng),
+        "call_time": call_time(),
         "fixed_horizon_size": fixed_horizon_size(SCENARIOS[1]),
         "scenarios": scenarios,
         "strategies": strategies,
@@ -574,8 +704,23 @@ def why_fixed_horizon(report: dict[str, object]) -> list[str]:
 
     ratio_bad = fixed["err_1_to_2"]["mean_requests"] / ours["err_1_to_2"]["mean_requests"]
     ratio_good = fixed["h0"]["mean_requests"] / ours["h0"]["mean_requests"]
+    reached = ratio_bad >= 1.5 and ratio_good >= 1.5
+    calibrated = report["calibrated_in_bins"]
+    grouping = report["exact_by_grouping"]
+    timing = report["call_time"]
+    assert isinstance(timing, dict)
+    assert isinstance(calibrated, dict)
+    assert isinstance(grouping, list)
+
+    def versus_z(row_bad: dict[str, float], row_good: dict[str, float]) -> str:
+        return (
+            f"{row_bad['mean_requests']:,.0f} / {row_good['mean_requests']:,.0f} requests = "
+            f"{fixed['err_1_to_2']['mean_requests'] / row_bad['mean_requests']:.2f}x / "
+            f"{fixed['h0']['mean_requests'] / row_good['mean_requests']:.2f}x fewer than the z-test"
+        )
+
     lines = [
-        "## Why 1.5x over a fixed-horizon test is (not) reached",
+        f"## Why 1.5x over a fixed-horizon test is {'reached' if reached else 'not reached'}",
         "",
         f"- **The baseline is sized correctly.** One-sided two-proportion z-test, alpha {ALPHA}, power {1 - BETA} "
         f"for 1 % -> 2 % at a 10 % share, unequal-allocation formula (Fleiss): {size:,.0f} requests. It decides at "
@@ -585,37 +730,71 @@ def why_fixed_horizon(report: dict[str, object]) -> list[str]:
         "judge does not need it.)",
         f"- **Theory.** For a normal mean, Wald's approximations give E[N] / n_fixed = {normal_h1:.3f} under H1 "
         f"({1 / normal_h1:.2f}x) and {normal_h0:.3f} under H0 ({1 / normal_h0:.2f}x) at alpha {ALPHA}, beta {BETA}: "
-        "the headroom over a fixed test is 1.62x under H1 at best, before overshoot and monitoring granularity.",
+        f"the headroom over a fixed test is {1 / normal_h1:.2f}x under H1 at best, before overshoot and monitoring "
+        "granularity.",
         "- **This problem, checked after every single error** (the finest monitoring there is; exact error rates from "
         "`shepherd.judge.sprt.exit_probabilities`, requests by simulation): Wald's "
         + per_error("wald")
-        + "; the judge's calibrated "
+        + "; calibrated "
         + per_error("calibrated")
         + f". The calibrated SPRT is the Wald-Wolfowitz optimum at these error rates, within "
         f"{unbatched['calibrated_err_1_to_2_mean_requests'] / scenarios['err_1_to_2']['bound_requests']:.2f}x of "
         "the Wald-Hoeffding bound: 1.5x is reachable only with at most "
         f"{size / 1.5 - unbatched['calibrated_err_1_to_2_mean_requests']:,.0f} requests to spare.",
-        f"- **60-s bins spend them.** CloudWatch delivers a bin a minute, about 2.2 errors each here: the judge "
-        f"decides at the end of the bin in which it crosses, and the larger steps overshoot, leaving its error rates "
-        f"below target ({ours['h0']['false_rollback']:.3f} / {ours['err_1_to_2']['miss']:.3f}). Measured: "
-        f"{ours['err_1_to_2']['mean_requests']:,.0f} requests on `err_1_to_2` = {ratio_bad:.2f}x fewer than the "
-        f"z-test, {ours['h0']['mean_requests']:,.0f} on `h0` = {ratio_good:.2f}x.",
+        "- **Fixed boundaries in 60-s bins waste them** (the previous judge). CloudWatch delivers a bin a minute, "
+        "about 2.2 errors each here; the calibrated boundaries checked at the end of each bin overshoot, leaving "
+        f"the error rates below target (false rollback {calibrated['h0']['false_rollback']:.3f}, miss "
+        f"{calibrated['err_1_to_2']['miss']:.3f}): "
+        + versus_z(calibrated["err_1_to_2"], calibrated["h0"])
+        + " — short of 1.5x on `err_1_to_2`.",
+        "- **Error spending over the grouping that occurred recovers them** (the judge now, "
+        "`shepherd.judge.sprt.grouped_sprt`). Given the realised per-bin counts the candidate's running error count "
+        "has a known law under both hypotheses, so a dynamic programme gives the exact P0(ROLLBACK so far) and "
+        "P1(PROMOTE so far); each look takes the most permissive boundaries whose extra error fits what the "
+        "per-error calibrated SPRT has spent by the same number of errors (a function of the information only). "
+        f"Measured: false rollback {ours['h0']['false_rollback']:.3f}, miss {ours['err_1_to_2']['miss']:.3f}, "
+        + versus_z(ours["err_1_to_2"], ours["h0"])
+        + f". What is left between it and the per-error SPRT "
+        f"({ours['err_1_to_2']['mean_requests'] - unbatched['calibrated_err_1_to_2_mean_requests']:,.0f} requests on "
+        "`err_1_to_2`, about a bin) is the price of 60-s looks: it decides at the end of the bin in which the SPRT "
+        "would have, on integer boundaries.",
+        f"- **Cost of a call** (wall time in this run, on a 2-core machine shared with other work). The judge "
+        "recomputes the programme from the stage's start on every call: "
+        f"{timing['dp_24h_ms']:.1f} ms for 1,440 bins at 200 rpm that never decide (one metric, the programme alone), "
+        f"{timing['judge_6h_ms']:.1f} ms for `judge()` on 360 bins with errors and latency (building the series "
+        f"included), {timing['first_call_ms']:.1f} ms for the first call of a process on 30 bins "
+        "(boundaries.json read, spending curves computed and cached).",
+        "- **Its error rates are exact for any grouping**, not tuned to this one: the programme's own figure, given "
+        "the grouping, for groupings drawn from this simulator's traffic (mean, and range over 20 draws; a 10 % "
+        "share, a doubling):",
+        "",
+        "  | grouping | stage | P(ROLLBACK \\| H0) | P(PROMOTE \\| H1) |",
+        "  | --- | --- | --- | --- |",
+    ]
+    for row in grouping:
+        lines.append(
+            f"  | {row['grouping']} | {row['minutes']} bins | {row['alpha_mean']:.4f} ({row['alpha_min']:.4f}-"
+            f"{row['alpha_max']:.4f}) | {row['beta_mean']:.4f} ({row['beta_min']:.4f}-{row['beta_max']:.4f}) |"
+        )
+    lines += [
+        "",
+        "  One error per look it is the calibrated SPRT itself. At 10 rpm the 24-h stage ends before the SPRT has "
+        "spent everything (the rest are INCONCLUSIVE runs); at thousands of requests a minute the first look that may "
+        "promote already holds more errors than the SPRT needs, the two boundaries meet and a single cut spends "
+        "less than its allowance: those stages decide in a minute or two, with lower error rates than promised.",
     ]
     if "err_1_to_2" in fitted and "low_traffic" in fitted:
         fitted_bad, fitted_good = fitted["err_1_to_2"], fitted["h0"]
         lines.append(
-            f"- **Fitting the boundaries to the bins would reach it, and break the guarantee.** Boundaries "
-            f"{FITTED_TO_BINS} spend alpha and beta on this simulator's 200-rpm bins (false rollback "
+            f"- **Fitting fixed boundaries to the bins would reach the ratio too, and break the guarantee.** "
+            f"Boundaries {FITTED_TO_BINS} spend alpha and beta on this simulator's 200-rpm bins (false rollback "
             f"{fitted_good['false_rollback']:.3f}, miss {fitted_bad['miss']:.3f}, "
-            f"{fitted_bad['mean_requests']:,.0f} / {fitted_good['mean_requests']:,.0f} requests = "
-            f"{fixed['err_1_to_2']['mean_requests'] / fitted_bad['mean_requests']:.2f}x / "
-            f"{fixed['h0']['mean_requests'] / fitted_good['mean_requests']:.2f}x fewer than the z-test), but "
-            "the overshoot they lean on depends on the traffic per bin: checked after every error their exact "
-            f"error rates are {unbatched['fitted_exact_alpha']:.4f} / {unbatched['fitted_exact_beta']:.4f}, and at "
-            f"10 rpm (`low_traffic_h0`, `low_traffic`) they measure {fitted['low_traffic_h0']['false_rollback']:.3f}"
-            f" / {fitted['low_traffic']['miss']:.3f}. The judge keeps boundaries that hold at every granularity, "
-            "so against a fixed-horizon test sized with the true baseline it stays at the ratio above on "
-            "`err_1_to_2`."
+            + versus_z(fitted_bad, fitted_good)
+            + "), but the overshoot they lean on depends on the traffic per bin: checked after every error their "
+            f"exact error rates are {unbatched['fitted_exact_alpha']:.4f} / {unbatched['fitted_exact_beta']:.4f}, "
+            f"and at 10 rpm (`low_traffic_h0`, `low_traffic`) they measure "
+            f"{fitted['low_traffic_h0']['false_rollback']:.3f} / {fitted['low_traffic']['miss']:.3f}. Error "
+            "spending gets the same requests while holding alpha and beta at every granularity."
         )
     return [*lines, ""]
 
@@ -693,12 +872,17 @@ def targets(report: dict[str, object]) -> list[str]:
         "tuned for that effect.",
         f"- **`shadow_h0`: the fixed-horizon z-test is cheaper** "
         f"({strategies['fixed_horizon_z']['shadow_h0']['mean_requests']:,.0f} pairs vs shepherd's "
-        f"{ours['shadow_h0']['mean_requests']:,.0f}). The paired SPRT is designed for discordant odds 2, what a "
-        "doubling gives when the variants fail independently; with half the errors shared a doubling gives "
-        "odds 3, and the unpaired z-test, which ignores that correlation, is conservative here (false "
-        f"rollback {strategies['fixed_horizon_z']['shadow_h0']['false_rollback']:.3f}). Setting delta for the "
-        "discordant odds a stage expects would make the paired test cheaper; the default stays safe when "
-        "errors are independent.",
+        f"{ours['shadow_h0']['mean_requests']:,.0f}), and no test with shepherd's promise can match it: the paired "
+        "test promises beta against discordant odds 2 (what a doubling gives when the variants fail "
+        "independently, the least favourable case), and for that promise the Wald-Hoeffding bound is "
+        f"{scenarios['shadow_h0']['bound_requests']:,.0f} pairs on average, above the z-test's fixed size. The "
+        "z-test gets there by promising less: sized for independent variants, it is conservative when half the "
+        f"errors are shared (false rollback {strategies['fixed_horizon_z']['shadow_h0']['false_rollback']:.3f}, "
+        f"miss on `shadow` {strategies['fixed_horizon_z']['shadow']['miss']:.3f}) and has no guarantee when they "
+        "are not shared and the rates drift. Shepherd is "
+        f"{ours['shadow_h0']['mean_requests'] / scenarios['shadow_h0']['bound_requests']:.2f}x its bound there. "
+        "Setting delta for the discordant odds a stage expects would make the paired test cheaper; the default "
+        "stays safe when errors are independent.",
         "",
     ]
     return lines
@@ -775,7 +959,8 @@ SOURCES = (
     ),
     (
         "`shepherd`",
-        "`shepherd.judge` defaults: conditional SPRT on bad events (paired SPRT on discordant pairs in shadow), "
+        "`shepherd.judge` defaults: error-spending test on bad events conditioned on each bin's counts (discordant "
+        "pairs in shadow), spending what the per-error calibrated SPRT spends by the same number of bad events; "
         "alpha 0.05, beta 0.2, delta 1.0, 100 samples per variant before a PROMOTE",
         "`layers/shepherd/shepherd/judge/README.md`",
     ),

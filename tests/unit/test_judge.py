@@ -22,8 +22,8 @@ from shepherd.judge.sprt import (
     calibrated_boundaries,
     exit_probabilities,
     first_crossing,
+    grouped_sprt,
     split_llr_increments,
-    stage_shares,
     wald_boundaries,
     wald_hoeffding_bound,
 )
@@ -160,8 +160,9 @@ def test_promotion_needs_every_metric() -> None:
 def test_alpha_is_split_between_metrics() -> None:
     result = judge(ab_stage(1), ERRORS_AND_LATENCY)
     assert [item.alpha_spent for item in result.metrics] == [0.025, 0.025]
-    # ab_stage's share is 20 / 200 = 0.1: the boundaries are calibrated for alpha 0.025 at that share
-    assert result.metrics[0].rollback_boundary == pytest.approx(calibrated_boundaries(0.025, 0.2, 2.0, 0.1)[0])
+    # ab_stage's bin (2 champion errors, 0 candidate ones, 20 of 200 requests) tested at alpha 0.025
+    alone = grouped_sprt([0], [2], [20], [180], alpha=0.025, beta=0.2, ratio=2.0, min_samples=100)
+    assert result.metrics[0].rollback_boundary == pytest.approx(alone.upper[0])
 
 
 def test_every_metric_promoting_promotes() -> None:
@@ -265,8 +266,8 @@ def test_the_increment_ignores_bins_where_one_variant_had_no_request() -> None:
     assert increments.tolist() == [0.0, 0.0, 0.0]
 
 
-def test_the_engine_and_the_vectorised_kernel_agree() -> None:
-    # Given random traffic, the judge's verdict equals the kernel's first crossing (the benchmark's path)
+def test_the_engine_and_the_benchmarks_kernel_agree() -> None:
+    # Given random traffic, the judge's verdict is grouped_sprt's first crossing (the benchmark's path)
     rng = np.random.default_rng(7)
     for _ in range(20):
         n = rng.poisson(200, 120)
@@ -278,13 +279,13 @@ def test_the_engine_and_the_vectorised_kernel_agree() -> None:
             candidate=tuple(VariantBin(m, int(c[m]), int(kc[m])) for m in range(120)),
         )
         result = judge(stage, ERRORS_ONLY).metrics[0]
-        upper, lower = boundaries_for_shares(0.05, 0.2, 2.0, stage_shares(c, n - c))
-        path = np.cumsum(split_llr_increments(kc, kb, c, n - c, 2.0))
-        may_promote = (np.cumsum(c) >= 100) & (np.cumsum(n - c) >= 100)
-        index, side = first_crossing(path, upper, lower, may_promote)
-        expected = {1: Verdict.ROLLBACK, -1: Verdict.PROMOTE, 0: Verdict.CONTINUE}[int(side)]
+        path = grouped_sprt(kc, kb, c, n - c, alpha=0.05, beta=0.2, ratio=2.0, min_samples=100)
+        expected = {1: Verdict.ROLLBACK, -1: Verdict.PROMOTE, 0: Verdict.CONTINUE}[path.side]
         assert result.verdict is expected
-        assert result.decided_minute == (int(index) if side else None)
+        assert result.decided_minute == (path.index if path.side else None)
+        last = path.index if path.side else -1
+        assert result.statistic == path.statistic[last]
+        assert (result.rollback_boundary, result.promote_boundary) == (path.upper[last], path.lower[last])
 
 
 def test_exit_probabilities_match_a_simulation_of_the_error_stream() -> None:

@@ -22,11 +22,12 @@ from shepherd.judge.models import (
     Verdict,
 )
 from shepherd.judge.sprt import (
-    boundaries_for_shares,
+    calibrated_boundaries,
     first_crossing,
+    grouped_sprt,
     paired_llr_increments,
     split_llr_increments,
-    stage_shares,
+    wald_boundaries,
 )
 
 _WHAT = {
@@ -201,38 +202,19 @@ def judge_metric(
     if metric in observations.baseline:
         return judge_against_baseline(observations, metric, settings, alpha_spent)
     series = _series(observations, metric, settings.max_minutes)
-    ratio = 1.0 + settings.delta
-    if metric in PAIRED_METRICS:
-        increments = paired_llr_increments(series.candidate_bad, series.champion_bad, ratio)
-        shares = np.full(len(increments), 0.5)  # a discordant pair is candidate-only w.p. 1/2 under H0
+    if settings.strict:
+        statistic, upper, lower, last, crossed, side = _ville(series, metric, settings, alpha_spent)
     else:
-        increments = split_llr_increments(
-            series.candidate_bad, series.champion_bad, series.candidate_n, series.champion_n, ratio
-        )
-        shares = stage_shares(series.candidate_n, series.champion_n)
-    uppers, lowers = boundaries_for_shares(alpha_spent, settings.beta, ratio, shares, strict=settings.strict)
-    path = np.cumsum(increments)
+        statistic, upper, lower, last, crossed, side = _spending(series, metric, settings, alpha_spent)
     candidate_n, champion_n = np.cumsum(series.candidate_n), np.cumsum(series.champion_n)
-    may_promote = (candidate_n >= settings.min_samples) & (champion_n >= settings.min_samples)
-    index, side = first_crossing(path, uppers, lowers, may_promote) if len(path) else (np.intp(-1), np.int8(0))
-    crossed = int(side) != 0
-    last = int(index) if crossed else len(path) - 1
-    if last >= 0:
-        upper, lower = float(uppers[last]), float(lowers[last])
-    else:
-        no_data_upper, no_data_lower = boundaries_for_shares(
-            alpha_spent, settings.beta, ratio, [0.5], strict=settings.strict
-        )
-        upper, lower = float(no_data_upper[0]), float(no_data_lower[0])
     counts = {
         "candidate_samples": int(candidate_n[last]) if last >= 0 else 0,
         "champion_samples": int(champion_n[last]) if last >= 0 else 0,
         "candidate_bad": int(series.candidate_bad[: last + 1].sum()),
         "champion_bad": int(series.champion_bad[: last + 1].sum()),
     }
-    statistic = float(path[last]) if last >= 0 else 0.0
     if crossed:
-        verdict = Verdict.ROLLBACK if int(side) > 0 else Verdict.PROMOTE
+        verdict = Verdict.ROLLBACK if side > 0 else Verdict.PROMOTE
     elif observations.minutes_elapsed >= settings.max_minutes:
         verdict = settings.at_max
     else:
@@ -258,6 +240,60 @@ def judge_metric(
         ),
         **counts,
     )
+
+
+_Path = tuple[float, float, float, int, bool, int]  # statistic, upper, lower, last bin used, crossed, side
+
+
+def _spending(series: _Series, metric: Metric, settings: MetricSettings, alpha_spent: float) -> _Path:
+    """The default test: error spending over the grouping that occurred (sprt.grouped_sprt)."""
+    ratio = 1.0 + settings.delta
+    if not len(series.minutes):
+        # No bin yet: the ungrouped SPRT's boundaries, for a statistic of 0 strictly between them.
+        upper, lower = calibrated_boundaries(alpha_spent, settings.beta, ratio, 0.5)
+        return 0.0, upper, lower, -1, False, 0
+    path = grouped_sprt(
+        series.candidate_bad,
+        series.champion_bad,
+        series.candidate_n,
+        series.champion_n,
+        alpha=alpha_spent,
+        beta=settings.beta,
+        ratio=ratio,
+        min_samples=settings.min_samples,
+        paired=metric in PAIRED_METRICS,
+    )
+    last = path.index if path.side else len(series.minutes) - 1
+    return (
+        float(path.statistic[last]),
+        float(path.upper[last]),
+        float(path.lower[last]),
+        last,
+        path.side != 0,
+        path.side,
+    )
+
+
+def _ville(series: _Series, metric: Metric, settings: MetricSettings, alpha_spent: float) -> _Path:
+    """strict: fixed boundaries ln(1/alpha) and ln(beta) on the log-likelihood ratio (Ville's inequality)."""
+    ratio = 1.0 + settings.delta
+    upper, lower = wald_boundaries(alpha_spent, settings.beta, strict=True)
+    if not len(series.minutes):
+        return 0.0, upper, lower, -1, False, 0
+    if metric in PAIRED_METRICS:
+        increments = paired_llr_increments(series.candidate_bad, series.champion_bad, ratio)
+    else:
+        increments = split_llr_increments(
+            series.candidate_bad, series.champion_bad, series.candidate_n, series.champion_n, ratio
+        )
+    path = np.cumsum(increments)
+    may_promote = (np.cumsum(series.candidate_n) >= settings.min_samples) & (
+        np.cumsum(series.champion_n) >= settings.min_samples
+    )
+    index, side = first_crossing(path, upper, lower, may_promote)
+    crossed = int(side) != 0
+    last = int(index) if crossed else len(path) - 1
+    return float(path[last]), upper, lower, last, crossed, int(side)
 
 
 def _explain(

@@ -126,8 +126,8 @@ class MetricSettings:
     whose rate is at least (1 + delta) x the champion's), the samples each variant needs before a
     PROMOTE, and the verdict when max_minutes pass undecided. strict puts the boundaries at
     ln(1/alpha) and ln(beta), where Ville's inequality bounds both error rates exactly (at the cost
-    of more samples); the default boundaries are calibrated to spend alpha and beta exactly when
-    checked after every bad event (sprt.calibrated_boundaries)."""
+    of more samples); by default each look's boundaries spend alpha and beta exactly for the grouping
+    of bad events into bins that occurred (sprt.grouped_sprt)."""
 
     alpha: float = 0.05
     beta: float = 0.2

@@ -1,13 +1,16 @@
-"""Sequential probability ratio tests on streams of bad events, vectorised over numpy arrays.
+"""Sequential probability ratio tests on streams of bad events.
 
-Every function accepts arrays of any shape whose last axis is time (60-s bins), so the judge
-(one stage, one row) and the benchmark (thousands of replications) run the same code.
+The judge's test is grouped_sprt (error spending over the grouping that occurred, at the end of this module),
+one stage per call; the benchmark calls it per replication, so both run the same code. The vectorised kernels
+above it (arrays whose last axis is time) serve the strict (Ville) mode, the calibration of the ungrouped SPRT
+whose spending grouped_sprt follows, and the benchmark's comparisons.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache, partial
 
 import numpy as np
@@ -273,3 +276,281 @@ def wald_hoeffding_bound(p_true: float, p0: float, p1: float, alpha: float, beta
     if bad:
         return bernoulli_kl(1.0 - beta, alpha) / bernoulli_kl(p_true, p0)
     return bernoulli_kl(1.0 - alpha, beta) / bernoulli_kl(p_true, p1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Error spending over the grouping that occurred (the judge's default test).
+#
+# Conditioned on the bad events of a bin (n of them, c and b requests to candidate and champion), the candidate's
+# count K is hypergeometric under H0 (identical variants: which requests fail does not depend on where the router
+# sent them, so the c candidate requests are a random subset of the c + b) and Fisher's noncentral hypergeometric
+# with odds ratio r under H1 (each request fails with p_c = r p_b at most: the true odds ratio is >= r). In shadow,
+# a discordant pair is candidate-only with probability 1/2 (H0) or r/(1+r) (H1): binomial. Given the realised
+# sequence of per-bin counts, the running candidate count is a Markov chain whose law under both hypotheses is
+# known exactly, so a dynamic programme gives, at each look, P0(ROLLBACK so far) and P1(PROMOTE so far) for any
+# boundaries. Each look's boundaries are the most permissive ones that keep those probabilities within what the
+# ungrouped calibrated SPRT (checked after every bad event, at the stage's candidate share so far) has spent by
+# the same number of bad events: a function of the information only, fixed before the look's outcome is seen.
+# ---------------------------------------------------------------------------------------------------------------
+
+SPENDING_CAP = 1 << 16  # bad events: the spending curves are exact up to here; beyond it the rest is spent slowly
+_CONVERGED = 1e-13  # live mass of the ungrouped SPRT below which its spending curve is taken as complete
+
+
+def sprt_steps(ratio: float, share: float) -> tuple[float, float, float, float]:
+    """(up, down, p0, p1) of the ungrouped SPRT at candidate share `share`: a candidate bad event moves the LLR
+    by +up, a champion one by -down; a bad event is the candidate's with probability p0 (H0) or p1 (H1)."""
+    p1 = share * ratio / (share * ratio + 1.0 - share)
+    return math.log(ratio / (share * ratio + 1.0 - share)), math.log(share * ratio + 1.0 - share), share, p1
+
+
+@lru_cache(maxsize=256)
+def _spending_curve(
+    alpha: float, beta: float, ratio: float, share: float, n_max: int
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(F, G): F[n] = P0(the ungrouped SPRT has rolled back by its n-th bad event), G[n] = P1(promoted by then),
+    n = 0 .. len - 1 (shorter than n_max + 1 once the SPRT has all but surely decided: constant after that).
+
+    A per-event dynamic programme over the candidate's count; pure Python because its band is a few states wide
+    (numpy's per-call overhead would dominate)."""
+    upper, lower = calibrated_boundaries(alpha, beta, ratio, share)
+    up, down, p0, p1 = sprt_steps(ratio, share)
+    q0, q1 = 1.0 - p0, 1.0 - p1
+    live0, live1, low = [1.0], [1.0], 0  # masses of the candidate counts low, low + 1, ... still inside
+    spent0, spent1 = [0.0], [0.0]
+    rolled, promoted = 0.0, 0.0
+    for n in range(1, n_max + 1):
+        width = len(live0)
+        next0, next1 = [0.0] * (width + 1), [0.0] * (width + 1)
+        for i in range(width):
+            x, y = live0[i], live1[i]
+            next0[i] += q0 * x
+            next0[i + 1] += p0 * x
+            next1[i] += q1 * y
+            next1[i + 1] += p1 * y
+        top = width + 1
+        while top > 0 and (low + top - 1) * up - (n - low - top + 1) * down >= upper:
+            top -= 1
+            rolled += next0[top]
+        start = 0
+        while start < top and (low + start) * up - (n - low - start) * down <= lower:
+            promoted += next1[start]
+            start += 1
+        live0, live1, low = next0[start:top], next1[start:top], low + start
+        spent0.append(rolled)
+        spent1.append(promoted)
+        if not live0 or (sum(live0) < _CONVERGED and sum(live1) < _CONVERGED):
+            break
+    return tuple(spent0), tuple(spent1)
+
+
+def spending(alpha: float, beta: float, ratio: float, share: float, bad_events: int) -> tuple[float, float]:
+    """(alpha, beta) the grouped test may have spent by `bad_events` bad events: what the ungrouped calibrated SPRT
+    at `share` (rounded to 1/SHARE_GRID) spends by then. Depends on the information only, never on the outcomes.
+
+    Once that SPRT is decided but for a mass below 1e-13, all of alpha and beta is allowed. Beyond SPENDING_CAP
+    bad events (an SPRT that slow: a tiny delta), the remainder is spent as 1 - SPENDING_CAP / n."""
+    grid = min(max(round(share * SHARE_GRID), 1), SHARE_GRID - 1) / SHARE_GRID
+    n = max(int(bad_events), 0)
+    size = 64
+    while size < min(n, SPENDING_CAP):
+        size *= 2
+    f, g = _spending_curve(alpha, beta, ratio, grid, size)
+    if n < len(f):
+        return f[n], g[n]
+    if len(f) <= size:  # converged: the SPRT has all but surely decided; what its calibration left is free too
+        return alpha, beta
+    rest = 1.0 - SPENDING_CAP / n
+    return f[-1] + (alpha - f[-1]) * rest, g[-1] + (beta - g[-1]) * rest
+
+
+def _log_weights(c: int, b: int, n: int) -> tuple[int, list[float]]:
+    """(k_min, ln C(c, k) + ln C(b, n - k) for k = k_min .. k_max): the hypergeometric's unnormalised log-pmf."""
+    k_min, k_max = max(0, n - b), min(n, c)
+    first = math.lgamma(c + 1) - math.lgamma(k_min + 1) - math.lgamma(c - k_min + 1)
+    first += math.lgamma(b + 1) - math.lgamma(n - k_min + 1) - math.lgamma(b - n + k_min + 1)
+    weights = [first]
+    for k in range(k_min, k_max):
+        weights.append(weights[-1] + math.log((c - k) * (n - k) / ((k + 1) * (b - n + k + 1))))
+    return k_min, weights
+
+
+def _normalised(log_weights: list[float]) -> tuple[list[float], float]:
+    top = max(log_weights)
+    values = [math.exp(item - top) for item in log_weights]
+    total = sum(values)
+    return [item / total for item in values], top + math.log(total)
+
+
+def bin_laws(n: int, c: int, b: int, ratio: float, *, paired: bool) -> tuple[int, list[float], list[float], float]:
+    """The law of a bin's candidate count given its n bad events: (k_min, pmf under H0, pmf under H1, offset),
+    pmfs over k = k_min, k_min + 1, ...; the bin's log-likelihood ratio is k ln(ratio) - offset.
+
+    A/B (c, b: the bin's requests): hypergeometric (H0) and Fisher's noncentral hypergeometric with odds ratio
+    `ratio` (H1). Shadow (paired): binomial with 1/2 (H0) and ratio / (1 + ratio) (H1)."""
+    log_r = math.log(ratio)
+    if paired:
+        k_min = 0
+        log_weights = [math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) for k in range(n + 1)]
+    else:
+        k_min, log_weights = _log_weights(c, b, n)
+    h0, norm0 = _normalised(log_weights)
+    h1, norm1 = _normalised([item + (k_min + i) * log_r for i, item in enumerate(log_weights)])
+    return k_min, h0, h1, norm1 - norm0
+
+
+@dataclass(frozen=True)
+class GroupedPath:
+    """The grouped error-spending test over a stage's bins (index = bin position).
+
+    statistic[t] is the log-likelihood ratio after bin t; the test rolls back at the first bin where
+    statistic >= upper[t] and promotes where statistic <= lower[t] (below every reachable value while PROMOTE is
+    not allowed). index / side: the deciding bin and +1 (ROLLBACK) or -1 (PROMOTE), the arrays then ending there;
+    -1 / 0 while undecided. alpha_spent / beta_spent: P0(ROLLBACK) and P1(PROMOTE) up to the last bin covered,
+    exact given the grouping."""
+
+    statistic: FloatArray
+    upper: FloatArray
+    lower: FloatArray
+    index: int
+    side: int
+    alpha_spent: float
+    beta_spent: float
+
+
+def _convolve(mass: list[float], pmf: list[float]) -> list[float]:
+    if len(mass) * len(pmf) > 4096:
+        return [float(item) for item in np.convolve(mass, pmf)]
+    out = [0.0] * (len(mass) + len(pmf) - 1)
+    for i, x in enumerate(mass):
+        if x:
+            for j, y in enumerate(pmf):
+                out[i + j] += x * y
+    return out
+
+
+def _cut(
+    mass0: list[float], mass1: list[float], room_a: float, room_b: float, may_promote: bool
+) -> tuple[int, int, float, float]:
+    """A look's boundaries over the live candidate counts (positions 0 .. len - 1): the lowest `top` whose H0 mass
+    at or above it fits in room_a (ROLLBACK there), then the highest `start` below top whose H1 mass below it
+    fits in room_b (PROMOTE below it; none unless may_promote). Returns (top, start, their H0 and H1 masses)."""
+    top, tail = len(mass0), 0.0
+    while top > 0 and tail + mass0[top - 1] <= room_a:
+        top -= 1
+        tail += mass0[top]
+    start, head = 0, 0.0
+    if may_promote:
+        while start < top and head + mass1[start] <= room_b:
+            head += mass1[start]
+            start += 1
+    return top, start, tail, head
+
+
+def _looks(
+    candidate_bad: ArrayLike,
+    champion_bad: ArrayLike,
+    candidate_n: ArrayLike,
+    champion_n: ArrayLike,
+    *,
+    min_samples: int,
+    paired: bool,
+) -> tuple[NDArray[np.intp], tuple[list[int], ...], list[float], list[bool]]:
+    """The bins grouped_sprt looks at, and at each: (bad events, the candidate's, requests per variant, bad events
+    so far), the candidate's share of the requests so far (1/2 for pairs), whether PROMOTE is allowed."""
+    kc = np.asarray(candidate_bad, dtype=np.int64)
+    kb = np.asarray(champion_bad, dtype=np.int64)
+    nc = np.asarray(candidate_n, dtype=np.int64)
+    nb = np.asarray(champion_n, dtype=np.int64)
+    informative = (nc > 0) & (nb > 0)
+    bad = np.where(informative, kc + kb, 0)
+    may_promote = (np.cumsum(nc) >= min_samples) & (np.cumsum(nb) >= min_samples)
+    is_look = bad > 0
+    if may_promote.any():
+        is_look[int(may_promote.argmax())] = True
+    looks = np.flatnonzero(is_look)
+    if paired:
+        shares = np.full(len(kc), 0.5)
+    else:
+        shared = np.cumsum(np.where(informative, nc + nb, 0))
+        shares = np.where(shared > 0, np.cumsum(np.where(informative, nc, 0)) / np.maximum(shared, 1), 0.5)
+    counts = (bad, np.where(informative, kc, 0), nc, nb, np.cumsum(bad))
+    return (
+        looks,
+        tuple(item[looks].tolist() for item in counts),
+        shares[looks].tolist(),
+        may_promote[looks].tolist(),
+    )
+
+
+def grouped_sprt(
+    candidate_bad: ArrayLike,
+    champion_bad: ArrayLike,
+    candidate_n: ArrayLike,
+    champion_n: ArrayLike,
+    *,
+    alpha: float,
+    beta: float,
+    ratio: float,
+    min_samples: int,
+    paired: bool = False,
+    observed: bool = True,
+) -> GroupedPath:
+    """Run the error-spending test over one stage's bins (1-D, in time order).
+
+    A/B: candidate_n / champion_n are the bin's requests (or labelled samples), *_bad its bad events. Shadow
+    (paired=True): candidate_bad / champion_bad are candidate-only / champion-only discordant pairs and
+    candidate_n = champion_n the pairs. PROMOTE needs min_samples per variant. A look is a bin with bad events
+    (bins where a variant had no request carry no information and are skipped), and the bin where PROMOTE becomes
+    allowed; between looks nothing moves. With observed=False the outcomes are ignored and the test runs to the
+    last bin: alpha_spent / beta_spent are then its exact error rates for this grouping.
+
+    Work: one step per look, each O(live width x bad events in the bin); the live width is the gap between the
+    boundaries in candidate events (a few for a doubling), and at most min_samples + 1 while PROMOTE is not
+    allowed (one variant has fewer samples than that, so its bad events, which set the spread, are fewer)."""
+    looks, (n_list, k_list, c_list, b_list, total_list), share_list, promote_list = _looks(
+        candidate_bad, champion_bad, candidate_n, champion_n, min_samples=min_samples, paired=paired
+    )
+    look_list, bins = looks.tolist(), len(np.asarray(candidate_bad))
+
+    log_r = math.log(ratio)
+    mass0, mass1, low = [1.0], [1.0], 0  # live law of the candidate count (low, low + 1, ...) under H0, H1
+    spent_a = spent_b = 0.0
+    count, offset = 0, 0.0  # candidate bad events and the LLR's offset so far
+    rollback_at, promote_at = 1, -1  # candidate counts: ROLLBACK at >= rollback_at, PROMOTE at <= promote_at
+    at_look = np.empty((len(look_list), 4))  # count, offset, rollback_at, promote_at after each look
+    side, decided = 0, len(look_list)
+    for i, n in enumerate(n_list):
+        if n > 0 and mass0:
+            k_min, pmf0, pmf1, bin_offset = bin_laws(n, c_list[i], b_list[i], ratio, paired=paired)
+            mass0, mass1 = _convolve(mass0, pmf0), _convolve(mass1, pmf1)
+            low += k_min
+            offset += bin_offset
+            count += k_list[i]
+        if mass0:
+            allow_a, allow_b = spending(alpha, beta, ratio, share_list[i], total_list[i])
+            # Rounding slack: at most 1e-12 alpha (beta) per look.
+            top, start, tail, head = _cut(
+                mass0, mass1, allow_a - spent_a + 1e-12 * alpha, allow_b - spent_b + 1e-12 * beta, promote_list[i]
+            )
+            spent_a, spent_b = spent_a + tail, spent_b + head
+            rollback_at, promote_at = low + top, low + start - 1  # start is 0 while PROMOTE is not allowed
+            mass0, mass1, low = mass0[start:top], mass1[start:top], low + start
+        at_look[i] = count, offset, rollback_at, promote_at
+        if observed and (count >= rollback_at or count <= promote_at):
+            side, decided = (1 if count >= rollback_at else -1), i + 1
+            break
+    end = look_list[decided - 1] + 1 if side else bins
+    # Each bin carries the state of the last look at or before it (the start before the first look).
+    which = np.searchsorted(looks[:decided], np.arange(end), side="right") - 1
+    state = np.vstack([[0.0, 0.0, 1.0, -1.0], at_look[:decided]])[which + 1]
+    statistic = state[:, 0] * log_r - state[:, 1]
+    return GroupedPath(
+        statistic=statistic,
+        upper=state[:, 2] * log_r - state[:, 1],
+        lower=state[:, 3] * log_r - state[:, 1],
+        index=end - 1 if side else -1,
+        side=side,
+        alpha_spent=spent_a,
+        beta_spent=spent_b,
+    )
