@@ -43,6 +43,7 @@ NAIVE = "_naive_baseline"
 MODEL = "churn"
 DATASET = "coldstart"
 BATCH_KEY = f"batch/{MODEL}/input/coldstart.csv"
+JUDGED_MINUTES = 10  # how far into its stage JudgeStage's sample call is
 
 # The sample events name a deployment with these placeholders; the run substitutes the deployed values.
 PLACEHOLDERS = {
@@ -164,6 +165,10 @@ def vary(name: str, event: dict[str, Any], sample: int) -> dict[str, Any]:
         event["run"] = f"{event['run']}-s{sample}"  # a new run: not answered from the idempotency table
     elif name == "finish_batch":
         event["key"] = finish_batch_key(event["key"], sample)  # each sample moves its own input file
+    elif name == "judge_stage":
+        # A call ten minutes into the stage, as the Rollout makes them (never past max_minutes): from the file's
+        # fixed epoch the stage would be older every day, and the judge's per-minute series longer with it.
+        event["stage_started"] = time.time() - JUDGED_MINUTES * 60
     return event
 
 
@@ -324,6 +329,31 @@ def run_child(  # noqa: PLR0917
     return result
 
 
+# Runs with JudgeStage's environment: its run takes the endpoint's lock, as the rollout's Prepare does.
+TAKE_LOCK = r"""
+import json, sys, time
+from shepherd.aws import rollouts
+event = json.loads(sys.argv[1])
+rollouts.acquire(event["endpoint"], event["run"], event["package_arn"], time.time())
+print(rollouts.holder_of(event["endpoint"]))
+"""
+
+
+def take_rollout_lock(function: dict[str, Any], event: dict[str, Any], workdir: Path) -> str:
+    """JudgeStage renews its run's lock on the endpoint at every call (LockLost without it): the run takes
+    it before each sample, so that the sample judges rather than stopping at the lock."""
+    proc = subprocess.run(
+        [sys.executable, "-c", TAKE_LOCK, json.dumps(event)],
+        env=function["env"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    return proc.stdout.strip() or f"failed: {proc.stderr.strip()[-300:]}"
+
+
 def p90(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
@@ -438,6 +468,9 @@ def measure(stage: Stage, functions: dict[str, dict[str, Any]], samples: int, wo
         else:
             status = stage.training_job(events["start_job"]["request"])
             print(f"StartJob's training job, created before the samples: {status}")
+    if "judge_stage" in functions:
+        taken = take_rollout_lock(functions["judge_stage"], events["judge_stage"], workdir)
+        print(f"JudgeStage's rollout lock, taken before each of its samples: {taken}")
 
     # Round-robin, the baseline included, so that every function sees the same noise.
     measured = [name for name in functions if not args.only or name in args.only]
@@ -449,6 +482,8 @@ def measure(stage: Stage, functions: dict[str, dict[str, Any]], samples: int, wo
                 result = run_child("naive", naive_env, workdir, {}, workdir)
             else:
                 fn = functions[name]
+                if name == "judge_stage":  # ReconcileRollouts frees a lock whose execution does not run
+                    take_rollout_lock(fn, events[name], workdir)
                 result = run_child("app", fn["env"], fn["cwd"], vary(name, events[name], sample), workdir)
             runs[name].append(result)
         print(f"  sample {sample + 1}/{samples} done", flush=True)
@@ -498,9 +533,13 @@ def measure(stage: Stage, functions: dict[str, dict[str, Any]], samples: int, wo
     if profile is not None:
         for name in profile or over:
             if name in functions:
+                if name == "judge_stage":
+                    take_rollout_lock(functions[name], events[name], workdir)
                 importtime_report(stage, functions[name], vary(name, events[name], samples), workdir, args.top)
     for name in args.profile or ():
         if name in functions:
+            if name == "judge_stage":
+                take_rollout_lock(functions[name], events[name], workdir)
             cprofile_report(functions[name], vary(name, events[name], samples + 1), workdir, args.top, args.profile_dir)
     return 0
 
