@@ -79,7 +79,7 @@ class Context:
 
 context = Context()
 outcome, detail = "ok", ""
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 t1 = None
 try:
     if mode == "naive":
@@ -102,10 +102,11 @@ try:
 except BaseException as exc:
     outcome, detail = type(exc).__name__, str(exc)[:300]
     result = None
-t2 = time.perf_counter()
+t2, c2 = time.perf_counter(), time.process_time()
 with open(out_path, "w") as f:
     json.dump({
         "total_ms": (t2 - t0) * 1000,
+        "cpu_ms": (c2 - c0) * 1000,
         "import_ms": ((t1 or t2) - t0) * 1000,
         "outcome": outcome,
         "detail": detail,
@@ -183,11 +184,11 @@ def finish_batch_key(key: str, sample: int) -> str:
 class Stage:
     """The local cloud with template.yaml deployed and the data the sample events refer to."""
 
-    def __init__(self, state_dir: Path, samples: int) -> None:
+    def __init__(self, state_dir: Path, batch_files: int) -> None:
         from localcloud.server import LocalCloud
 
         self.cloud = LocalCloud(port=0, time_scale=60, state_dir=state_dir)
-        self.samples = samples
+        self.batch_files = batch_files  # FinishBatch moves one input file per run
 
     def start(self) -> None:
         self.cloud.start()
@@ -238,8 +239,8 @@ class Stage:
         rows = generate(120, 11).drop(columns=["target"]).to_csv(index=False, header=False).encode()
         put(BATCH_KEY, rows)
         self.batch_size = len(rows)
-        for sample in range(self.samples + 2):  # + the --importtime and --profile children
-            put(finish_batch_key(BATCH_KEY, sample), rows)
+        for index in range(self.batch_files):
+            put(finish_batch_key(BATCH_KEY, index), rows)
 
     def function_config(self, logical_id: str) -> dict[str, Any]:
         lam = self.cloud.client("lambda")
@@ -354,6 +355,21 @@ def take_rollout_lock(function: dict[str, Any], event: dict[str, Any], workdir: 
     return proc.stdout.strip() or f"failed: {proc.stderr.strip()[-300:]}"
 
 
+def compare_versions(
+    functions: dict[str, dict[str, Any]], measured: list[str], root: Path | None
+) -> dict[str, dict[str, Any]]:
+    """Each measured function again, with its code and the layer from another copy of the repository."""
+    if root is None:
+        return {}
+    layer = root / "layers" / "shepherd"
+    versions = {}
+    for name in measured:
+        code_dir = root / functions[name]["code_uri"]
+        env = functions[name]["env"] | {"PYTHONPATH": f"{code_dir}{os.pathsep}{layer}"}
+        versions[name] = {"cwd": code_dir, "env": env, "runs": []}
+    return versions
+
+
 def p90(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
@@ -420,6 +436,12 @@ def main() -> int:
         default=ROOT,
         help="take functions/ and layers/ from this copy of the repository (to try a fix)",
     )
+    parser.add_argument(
+        "--compare-root",
+        type=Path,
+        default=None,
+        help="also time each function from this copy of functions/ and layers/ (e.g. main's), in the same rounds",
+    )
     parser.add_argument("--verbose", action="store_true", help="print each function's first result")
     parser.add_argument("--no-write", action="store_true", help=f"do not write {RESULTS.relative_to(ROOT)}")
     args = parser.parse_args()
@@ -430,7 +452,8 @@ def main() -> int:
     functions = template_functions(ROOT / "template.yaml")  # all set up; --only limits what is timed
     with tempfile.TemporaryDirectory(prefix="coldstart-") as tmp:
         workdir = Path(tmp)
-        stage = Stage(workdir / "state", samples)
+        # Samples, the --importtime and --profile children, and the --compare-root samples.
+        stage = Stage(workdir / "state", 2 * samples + 2 if args.compare_root else samples + 2)
         began = time.perf_counter()
         try:
             stage.start()
@@ -476,29 +499,34 @@ def measure(stage: Stage, functions: dict[str, dict[str, Any]], samples: int, wo
     measured = [name for name in functions if not args.only or name in args.only]
     order = [NAIVE, *measured]
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in order}
+    compared = compare_versions(functions, measured, args.compare_root)
     for sample in range(samples):
         for name in order:
             if name == NAIVE:
-                result = run_child("naive", naive_env, workdir, {}, workdir)
-            else:
-                fn = functions[name]
-                if name == "judge_stage":  # ReconcileRollouts frees a lock whose execution does not run
-                    take_rollout_lock(fn, events[name], workdir)
-                result = run_child("app", fn["env"], fn["cwd"], vary(name, events[name], sample), workdir)
-            runs[name].append(result)
+                runs[name].append(run_child("naive", naive_env, workdir, {}, workdir))
+                continue
+            versions = [(functions[name], sample, runs[name])]
+            if name in compared:  # its own object versions, runs and input files: the same work, not a short cut
+                versions.append((compared[name], samples + 2 + sample, compared[name]["runs"]))
+            for fn, index, into in versions:
+                if name in ("judge_stage", "reconcile_rollouts"):  # each judges under the lock, or frees it
+                    take_rollout_lock(functions["judge_stage"], events["judge_stage"], workdir)
+                into.append(run_child("app", fn["env"], fn["cwd"], vary(name, events[name], index), workdir))
         print(f"  sample {sample + 1}/{samples} done", flush=True)
 
     naive = statistics.median(r["total_ms"] for r in runs[NAIVE])
     figures: dict[str, float] = {}
     over = []
     print()
-    header = f"{'function':<18} {'median ms':>10} {'p90 ms':>8} {'import ms':>10} {'x naive':>8}  verdict  outcome"
+    columns = f"{'median ms':>10} {'p90 ms':>8} {'import ms':>10} {'cpu ms':>7} {'x naive':>8}"
+    header = f"{'function':<18} {columns}  verdict  outcome"
     print(header)
     print("-" * len(header))
     for name in order:
         totals = [r["total_ms"] for r in runs[name]]
         median = statistics.median(totals)
         imports = statistics.median(r.get("import_ms", float("nan")) for r in runs[name])
+        cpu = statistics.median(r.get("cpu_ms", float("nan")) for r in runs[name])
         ratio = median / naive
         outcomes = sorted({r["outcome"] for r in runs[name]})
         outcome = ", ".join(
@@ -509,7 +537,8 @@ def measure(stage: Stage, functions: dict[str, dict[str, Any]], samples: int, wo
             figures[name] = round(median, 1)
             if ratio > TARGET_RATIO:
                 over.append(name)
-        print(f"{name:<18} {median:>10.1f} {p90(totals):>8.1f} {imports:>10.1f} {ratio:>8.2f}  {verdict:<7}  {outcome}")
+        values = f"{median:>10.1f} {p90(totals):>8.1f} {imports:>10.1f} {cpu:>7.1f} {ratio:>8.2f}"
+        print(f"{name:<18} {values}  {verdict:<7}  {outcome}")
     figures[NAIVE] = round(naive, 1)
     print()
     for name in order:
@@ -519,12 +548,24 @@ def measure(stage: Stage, functions: dict[str, dict[str, Any]], samples: int, wo
     if args.verbose:
         for name in measured:
             print(f"  {name} -> {json.dumps(runs[name][0].get('result'), default=str)[:300]}")
+    if compared:
+        print(f"\nthe same rounds from {args.compare_root}:")
+        for name, fn in compared.items():
+            median = statistics.median(r["total_ms"] for r in fn["runs"])
+            cpu = statistics.median(r.get("cpu_ms", float("nan")) for r in fn["runs"])
+            own_cpu = statistics.median(r.get("cpu_ms", float("nan")) for r in runs[name])
+            outcomes = ", ".join(sorted({r["outcome"] for r in fn["runs"]}))
+            ratio, own = median / naive, figures[name] / naive
+            print(
+                f"{name:<18} {median:>10.1f} {ratio:>8.2f}x  cpu {cpu:>6.1f} ms"
+                f"  (this tree {own:.2f}x, cpu {own_cpu:.1f} ms)  {outcomes}"
+            )
     worst = max((figures[n] / naive for n in measured), default=0.0)
     print(
         f"naive baseline median {naive:.1f} ms; worst function {worst:.2f}x (target <= {TARGET_RATIO}x); "
         f"{len(measured) - len(over)}/{len(measured)} within target" + (f"; over: {', '.join(over)}" if over else "")
     )
-    if not args.no_write and not args.only and args.code_root == ROOT:
+    if not args.no_write and not args.only and args.code_root == ROOT and not args.compare_root:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(figures, indent=2) + "\n")
         print(f"wrote {RESULTS.relative_to(ROOT)}")
