@@ -1,4 +1,4 @@
-"""A shadow variant's worker processes run at a lower CPU priority than production's."""
+"""A shadow variant's worker processes run at a lower CPU priority than production's: nice, SCHED_IDLE, autogroup."""
 
 from __future__ import annotations
 
@@ -44,6 +44,11 @@ def _nice(pid: int) -> int:
     return int(fields[16])  # field 19 of /proc/<pid>/stat (fields[0] here is field 3, the state)
 
 
+def _autogroup_nice(pid: int) -> int:
+    with open(f"/proc/{pid}/autogroup") as autogroup:  # "/autogroup-17 nice 19"
+        return int(autogroup.read().split()[-1])
+
+
 def test_shadow_workers_run_at_a_higher_nice_value_than_production(cloud, model_url):
     sagemaker = cloud.client("sagemaker")
     suffix = uuid.uuid4().hex[:8]
@@ -71,6 +76,12 @@ def test_shadow_workers_run_at_a_higher_nice_value_than_production(cloud, model_
     assert shadow_nice == {os.getpriority(os.PRIO_PROCESS, pid) for pid in shadow}
     assert min(shadow_nice) > max(production_nice)
     assert min(shadow_nice) - max(production_nice) == min(serving.SHADOW_NICE, 19 - max(production_nice))
+    # Each worker is its own session, so its own autogroup: a nice value alone would not lower its share.
+    assert {os.sched_getscheduler(pid) for pid in shadow} == {os.SCHED_IDLE}
+    assert os.SCHED_IDLE not in {os.sched_getscheduler(pid) for pid in production}
+    if os.path.exists(f"/proc/{shadow[0]}/autogroup"):
+        assert {_autogroup_nice(pid) for pid in shadow} == {19}
+        assert all(_autogroup_nice(pid) < 19 for pid in production)
 
     # Both still serve: production answers, the shadow gets the mirrored copy.
     runtime = cloud.client("sagemaker-runtime")
