@@ -737,7 +737,10 @@ class _Worker:
         self._stderr = os.fdopen(stderr_read, "rb")
         self._requests = os.fdopen(request_write, "wb")
         self._responses = os.fdopen(response_read, "rb")
-        self._response_fd = response_read
+        # One epoll set for the worker's life: a new one per request cost more than the rest of the dispatch.
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(response_read, selectors.EVENT_READ)
+        self._exited = threading.Event()  # its stderr closed: the process is gone
         self._log_line = log_line
         self.tail: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL)
         self.ready = threading.Event()
@@ -766,6 +769,11 @@ class _Worker:
             self.tail.append(line)
             with contextlib.suppress(Exception):
                 self._log_line(line)
+        self._exited.set()
+
+    def known_dead(self) -> bool:
+        """Whether the worker is known to have exited, without a system call (its stderr reached EOF)."""
+        return self._exited.is_set()
 
     def _handshake(self) -> None:
         """The worker's first frame says whether the model loaded."""
@@ -796,12 +804,10 @@ class _Worker:
             write_frame(self._requests, {"content_type": content_type, "accept": accept}, payload)
         except (BrokenPipeError, OSError, ValueError) as exc:
             raise ModelError(self._exit_text("before the request was sent"), "WorkerExited") from exc
-        selector = selectors.DefaultSelector()
-        selector.register(self._response_fd, selectors.EVENT_READ)
         try:
-            ready = selector.select(timeout=timeout)
-        finally:
-            selector.close()
+            ready = self._selector.select(timeout=timeout)
+        except (OSError, ValueError) as exc:  # closed by kill() meanwhile
+            raise ModelError(self._exit_text("while serving a request"), "WorkerExited") from exc
         if not ready:
             self.kill()
             raise ModelError(
@@ -834,6 +840,8 @@ class _Worker:
         for stream in (self._requests, self._responses):
             with contextlib.suppress(OSError, ValueError):
                 stream.close()
+        with contextlib.suppress(OSError, ValueError):
+            self._selector.close()
 
 
 def worker_thread_limits(size: int) -> dict[str, str]:
@@ -930,15 +938,19 @@ class ModelWorkerPool:
         if self._closed:
             raise InferenceError("the model worker pool is closed", "PoolClosed")
         worker = self._idle.get()
+        answered = False
         try:
             if self._closed:
                 raise InferenceError("the model worker pool is closed", "PoolClosed")
-            if not worker.alive() and worker.ready.is_set() and worker.load_error is None:
+            if worker.known_dead() and worker.ready.is_set() and worker.load_error is None:
                 worker = self._replace(worker)
             self._await(worker, time.monotonic() + self.startup_timeout)
-            return worker.invoke(payload, content_type, accept, self.invocation_timeout)
+            response = worker.invoke(payload, content_type, accept, self.invocation_timeout)
+            answered = True
+            return response
         finally:
-            if not worker.alive() and worker.load_error is None and not self._closed:
+            # A worker that answered is alive; one that did not may have died with the request.
+            if not answered and not worker.alive() and worker.load_error is None and not self._closed:
                 with contextlib.suppress(InferenceError):
                     worker = self._replace(worker)
             self._idle.put(worker)
