@@ -26,6 +26,7 @@ import atexit
 import collections
 import contextlib
 import csv
+import fcntl
 import importlib.util
 import io
 import json
@@ -577,7 +578,7 @@ def prepare_model(
 _HEADER = struct.Struct("!II")  # meta length, body length
 
 
-def write_frame(stream: IO[bytes], meta: Mapping[str, Any], body: bytes = b"") -> None:
+def write_frame(stream: IO[bytes], meta: Mapping[str, Any], body: bytes | memoryview = b"") -> None:
     """One message on the private pipe: header, JSON meta, raw body (no base64 for MB payloads)."""
     encoded = json.dumps(meta).encode()
     stream.write(_HEADER.pack(len(encoded), len(body)) + encoded)
@@ -698,11 +699,22 @@ class _Worker:
     """One model worker process and its pipes; used by one request at a time."""
 
     def __init__(
-        self, name: str, env: dict[str, str], cwd: Path, log_line: Callable[[str], None], nice: int = 0
+        self,
+        name: str,
+        env: dict[str, str],
+        cwd: Path,
+        log_line: Callable[[str], None],
+        *,
+        nice: int = 0,
+        pipe_bytes: int = 0,
     ) -> None:
         self.name = name
         request_read, request_write = os.pipe()
         response_read, response_write = os.pipe()
+        if pipe_bytes:  # MB payloads cross a 64 KB pipe in ~100 writer/reader switches; a larger pipe, fewer
+            for fd in (request_write, response_write):
+                with contextlib.suppress(OSError, AttributeError):
+                    fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, pipe_bytes)
         self.process: subprocess.Popen[bytes] | None = None
         self._pid = 0
         stderr_read, stderr_write = os.pipe()
@@ -799,7 +811,9 @@ class _Worker:
         tail = "\n".join(list(self.tail)[-10:])
         return f"the model worker {self.name} exited {when} ({status})" + (f":\n{tail}" if tail else "")
 
-    def invoke(self, payload: bytes, content_type: str, accept: str | None, timeout: float) -> tuple[bytes, str]:
+    def invoke(
+        self, payload: bytes | memoryview, content_type: str, accept: str | None, timeout: float
+    ) -> tuple[bytes, str]:
         try:
             write_frame(self._requests, {"content_type": content_type, "accept": accept}, payload)
         except (BrokenPipeError, OSError, ValueError) as exc:
@@ -870,8 +884,10 @@ class ModelWorkerPool:
         invocation_timeout: float = 600.0,
         name: str = "model",
         nice: int = 0,
+        pipe_bytes: int = 0,
     ) -> None:
         self.model = model
+        self.pipe_bytes = pipe_bytes  # pipe buffer size for MB payloads (batch transform); 0: the system's
         # Process priority: workers add this to their nice value (os.nice) before loading the model,
         # e.g. a shadow variant's, so their CPU time never competes with production's.
         self.nice = max(0, nice)
@@ -908,7 +924,14 @@ class ModelWorkerPool:
             if self._closed:
                 raise InferenceError("the model worker pool is closed", "PoolClosed")
             self._spawned += 1
-            worker = _Worker(f"{self.name}-{self._spawned}", self._env, self._cwd, self._log_line, self.nice)
+            worker = _Worker(
+                f"{self.name}-{self._spawned}",
+                self._env,
+                self._cwd,
+                self._log_line,
+                nice=self.nice,
+                pipe_bytes=self.pipe_bytes,
+            )
             self._all.append(worker)
         return worker
 
@@ -934,7 +957,7 @@ class ModelWorkerPool:
         if worker.load_error is not None:
             raise worker.load_error
 
-    def invoke(self, payload: bytes, content_type: str, accept: str | None = None) -> tuple[bytes, str]:
+    def invoke(self, payload: bytes | memoryview, content_type: str, accept: str | None = None) -> tuple[bytes, str]:
         if self._closed:
             raise InferenceError("the model worker pool is closed", "PoolClosed")
         worker = self._idle.get()
