@@ -107,3 +107,18 @@ def test_closing_the_server_closes_idle_connections(server):
     assert conn.sock is not None
     conn.sock.settimeout(5)
     assert conn.sock.recv(1) == b""  # the server hung up: a stopped cloud answers nothing on a pooled connection
+
+
+def test_expect_100_continue_gets_one_interim_answer_and_the_connection_serves_on(server):
+    with socket.create_connection(("127.0.0.1", server.server_port), timeout=5) as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+        assert sock.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"body")
+        first = sock.recv(65536)
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nnext")
+        second = sock.recv(65536)
+    assert first.startswith(b"HTTP/1.1 200")
+    assert first.endswith(b"echo:body:True")
+    assert second.startswith(b"HTTP/1.1 200")
+    assert second.endswith(b"echo:next:True")
+    assert len(server.accepted) == 1
