@@ -183,6 +183,9 @@ class _Response:
         self.headers: list[tuple[str, str]] = []
         self.sent = False
         self.chunked = False
+        self.bodiless = False
+        self.declared: int | None = None  # the Content-Length the application gave
+        self.written = 0
 
     def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
         if exc_info and self.sent:
@@ -202,8 +205,12 @@ class _Response:
             for name, value in self.headers:
                 handler.send_header(name, value)
                 names.add(name.lower())
+                if name.lower() == "content-length" and value.strip().isdigit():
+                    self.declared = int(value)
             method = self.environ["REQUEST_METHOD"]
-            bodiless = method == "HEAD" or 100 <= code < 200 or code in _NO_BODY
+            self.bodiless = bodiless = method == "HEAD" or 100 <= code < 200 or code in _NO_BODY
+            if bodiless:
+                data = b""  # whatever an application yields here would be read as the next answer
             if "content-length" not in names and not bodiless:
                 if handler.request_version >= "HTTP/1.1":
                     self.chunked = True
@@ -212,10 +219,22 @@ class _Response:
                     handler.close_connection = True  # the body ends where the connection does
             if handler.close_connection:
                 handler.send_header("Connection", "close")
+            self.written += len(data)
             handler.end_headers_with(self._frame(data))
             return
-        if data:
+        if data and not self.bodiless:
+            self.written += len(data)
             handler.wfile.write(self._frame(data))
+
+    def _miscounted(self, length: int) -> bool:
+        """Whether a body of ``length`` bytes contradicts the Content-Length given (HEAD, 204, 304 aside)."""
+        if self.status is None:
+            return False
+        code = self.status.partition(" ")[0]
+        if self.environ["REQUEST_METHOD"] == "HEAD" or code[:1] == "1" or code in {"204", "304"}:
+            return False
+        declared = [v.strip() for k, v in self.headers if k.lower() == "content-length"]
+        return bool(declared) and declared[0] != str(length)
 
     def _frame(self, data: bytes) -> bytes:
         if not self.chunked or not data:
@@ -224,6 +243,8 @@ class _Response:
 
     def run(self, app: Any) -> None:
         result: Iterable[bytes] = app(self.environ, self.start_response)
+        if isinstance(result, list | tuple) and self._miscounted(sum(len(chunk) for chunk in result)):
+            self.handler.close_connection = True  # known before the headers go: say so in them
         try:
             for data in result:
                 self.write(data)
@@ -231,6 +252,10 @@ class _Response:
                 self.write(b"")
             if self.chunked:
                 self.handler.wfile.write(b"0\r\n\r\n")
+            elif self.declared is not None and self.written != self.declared and not self.bodiless:
+                # A body that is not as long as its Content-Length leaves the client and this server
+                # disagreeing on where the next answer starts: as werkzeug did, end the connection.
+                self.handler.close_connection = True
         finally:
             close = getattr(result, "close", None)
             if close is not None:

@@ -24,6 +24,9 @@ def app(environ: dict[str, Any], start_response: Any) -> Any:
         return iter([b"one ", b"two"])
     if path == "/fail":
         raise RuntimeError("boom")
+    if path == "/miscounted":  # a Content-Length that is not the body's length (a str's, say)
+        start_response("200 OK", [("Content-Length", "3")])
+        return ["héllo".encode()]
     body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
     answer = b"echo:" + body + b":" + str(RECEIVED_AT in environ).encode()
     start_response("200 OK", [("Content-Length", str(len(answer)))])
@@ -121,4 +124,20 @@ def test_expect_100_continue_gets_one_interim_answer_and_the_connection_serves_o
     assert first.endswith(b"echo:body:True")
     assert second.startswith(b"HTTP/1.1 200")
     assert second.endswith(b"echo:next:True")
+    assert len(server.accepted) == 1
+
+
+def test_a_body_longer_than_its_content_length_ends_the_connection(server):
+    conn = http.client.HTTPConnection("127.0.0.1", server.server_port)
+    assert _post(conn, "/miscounted").read() == "hé".encode()
+    assert _post(conn, "/echo", b"fresh").read() == b"echo:fresh:True"  # on a new connection, not the rest
+    assert len(server.accepted) == 2
+
+
+def test_a_head_answer_carries_no_body(server):
+    conn = http.client.HTTPConnection("127.0.0.1", server.server_port)
+    conn.request("HEAD", "/echo")
+    head = conn.getresponse()
+    assert head.read() == b""
+    assert _post(conn, "/echo", b"then").read() == b"echo:then:True"
     assert len(server.accepted) == 1
