@@ -1,4 +1,4 @@
-"""A shadow variant's worker processes run at a lower CPU priority than production's: nice, SCHED_IDLE, autogroup."""
+"""A shadow variant's worker processes run at a lower CPU priority than production's: nice, and autogroup nice."""
 
 from __future__ import annotations
 
@@ -77,11 +77,9 @@ def test_shadow_workers_run_at_a_higher_nice_value_than_production(cloud, model_
     assert min(shadow_nice) > max(production_nice)
     assert min(shadow_nice) - max(production_nice) == min(serving.SHADOW_NICE, 19 - max(production_nice))
     # Each worker is its own session, so its own autogroup: a nice value alone would not lower its share.
-    assert {os.sched_getscheduler(pid) for pid in shadow} == {os.SCHED_IDLE}
-    assert os.SCHED_IDLE not in {os.sched_getscheduler(pid) for pid in production}
     if os.path.exists(f"/proc/{shadow[0]}/autogroup"):
-        assert {_autogroup_nice(pid) for pid in shadow} == {19}
-        assert all(_autogroup_nice(pid) < 19 for pid in production)
+        assert {_autogroup_nice(pid) for pid in shadow} == shadow_nice
+        assert {_autogroup_nice(pid) for pid in production} == production_nice
 
     # Both still serve: production answers, the shadow gets the mirrored copy.
     runtime = cloud.client("sagemaker-runtime")
