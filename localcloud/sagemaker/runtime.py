@@ -99,6 +99,9 @@ class RuntimeApi:
         self._shadow_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="shadow")
         self._shadow_backlog = threading.BoundedSemaphore(MAX_SHADOW_BACKLOG)
         self.shadow_dropped = 0
+        self.shadow_mirrored = 0
+        self._mirrors_pending = 0
+        self._mirrors_done = threading.Condition()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         match = _PATH.match(environ.get("PATH_INFO", ""))
@@ -220,9 +223,28 @@ class RuntimeApi:
         if not self._shadow_backlog.acquire(blocking=False):
             self.shadow_dropped += 1
             return
+        with self._mirrors_done:
+            self._mirrors_pending += 1
+            self.shadow_mirrored += 1
         self._shadow_pool.submit(self._mirror, name, shadow, request, capture)
 
+    def wait_for_mirrors(self, timeout: float) -> bool:
+        """Until every shadow copy submitted so far has been answered (or failed); False on timeout."""
+        with self._mirrors_done:
+            return self._mirrors_done.wait_for(lambda: self._mirrors_pending == 0, timeout)
+
     def _mirror(self, name: str, shadow: Variant, request: InvocationRequest, capture: CaptureWriter | None) -> None:
+        try:
+            self._mirror_once(name, shadow, request, capture)
+        finally:
+            with self._mirrors_done:
+                self._mirrors_pending -= 1
+                if not self._mirrors_pending:
+                    self._mirrors_done.notify_all()
+
+    def _mirror_once(
+        self, name: str, shadow: Variant, request: InvocationRequest, capture: CaptureWriter | None
+    ) -> None:
         # SageMaker publishes a shadow variant's metrics under its own VariantName, as for production.
         started = time.perf_counter()
         try:
