@@ -740,7 +740,7 @@ class _Worker:
                     stdout=subprocess.DEVNULL,
                     stderr=stderr_write,
                     pass_fds=(request_read, response_write),
-                    start_new_session=True,
+                    process_group=0,  # its own group, the caller's session (see model_worker)
                 )
                 self._pid = self.process.pid
         finally:
