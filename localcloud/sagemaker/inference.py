@@ -651,9 +651,10 @@ class _Zygote:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def spawn(self, env: Mapping[str, str], cwd: Path, fds: list[int], nice: int = 0) -> int:
+    def spawn(self, env: Mapping[str, str], cwd: Path, fds: list[int], nice: int = 0, own_session: bool = False) -> int:
         """Fork a worker with these pipe ends (request read, response write, stderr write); its pid."""
-        message = json.dumps({"env": dict(env), "cwd": str(cwd), "nice": nice}).encode()
+        spec = {"env": dict(env), "cwd": str(cwd), "nice": nice, "own_session": own_session}
+        message = json.dumps(spec).encode()
         with self._lock:
             socket.send_fds(self._socket, [message], fds)
             reply = self._socket.recv(4096)
@@ -707,6 +708,7 @@ class _Worker:
         *,
         nice: int = 0,
         pipe_bytes: int = 0,
+        own_session: bool = False,
     ) -> None:
         self.name = name
         request_read, request_write = os.pipe()
@@ -722,7 +724,7 @@ class _Worker:
         try:
             if zygote is not None:
                 with contextlib.suppress(OSError, ValueError):
-                    self._pid = zygote.spawn(env, cwd, [request_read, response_write, stderr_write], nice)
+                    self._pid = zygote.spawn(env, cwd, [request_read, response_write, stderr_write], nice, own_session)
             if not self._pid:
                 self.process = subprocess.Popen(
                     [
@@ -740,7 +742,8 @@ class _Worker:
                     stdout=subprocess.DEVNULL,
                     stderr=stderr_write,
                     pass_fds=(request_read, response_write),
-                    process_group=0,  # its own group, the caller's session (see model_worker)
+                    start_new_session=own_session,
+                    process_group=None if own_session else 0,  # its own group (see model_worker)
                 )
                 self._pid = self.process.pid
         finally:
@@ -885,9 +888,13 @@ class ModelWorkerPool:
         name: str = "model",
         nice: int = 0,
         pipe_bytes: int = 0,
+        own_session: bool = False,
     ) -> None:
         self.model = model
         self.pipe_bytes = pipe_bytes  # pipe buffer size for MB payloads (batch transform); 0: the system's
+        # A session per worker (batch transform, as before); endpoint workers share one, so that a
+        # shadow's nice value weighs against production's (see model_worker._lower_priority).
+        self.own_session = own_session
         # Process priority: workers add this to their nice value (os.nice) before loading the model,
         # e.g. a shadow variant's, so their CPU time never competes with production's.
         self.nice = max(0, nice)
@@ -931,6 +938,7 @@ class ModelWorkerPool:
                 self._log_line,
                 nice=self.nice,
                 pipe_bytes=self.pipe_bytes,
+                own_session=self.own_session,
             )
             self._all.append(worker)
         return worker

@@ -97,10 +97,13 @@ def zygote_main(sock_fd: int) -> None:
             code = 0
             try:
                 sock.close()
-                # Its own process group (killpg ends it and its children), but the zygote's session:
-                # with autogroup scheduling a session is a CPU group, and nice values weigh only
-                # within one, so production and shadow workers must share it.
-                os.setpgid(0, 0)
+                # Its own process group (killpg ends it and its children). An endpoint's worker keeps
+                # the zygote's session: with autogroup scheduling a session is a CPU group, and nice
+                # values weigh only within one, so production and shadow workers must share it.
+                if spec.get("own_session"):
+                    os.setsid()
+                else:
+                    os.setpgid(0, 0)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 os.dup2(fds[2], 2)
                 os.close(fds[2])

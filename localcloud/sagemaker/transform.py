@@ -549,6 +549,7 @@ class TransformRun:
             invocation_timeout=float(timeout),
             name=self.job.name,
             pipe_bytes=PIPE_BYTES,
+            own_session=True,
         ).start()
         s3, inputs = listing.result()
         mb = self.job.request.get("MaxPayloadInMB", 6)
