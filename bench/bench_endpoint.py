@@ -16,6 +16,9 @@ A report, not a test: prints a table and a SUMMARY line and exits 0.
   flushed; "overhead (client)" is client latency minus the direct handler latency.
 - Shadow: a second endpoint, same production variant plus a shadow variant of the same model
   mirrored 100 % of requests; its production p50 vs. the plain endpoint's (rounds alternate).
+  The shadow's copies run at a lower priority, so some are still queued when its phase ends:
+  the bench waits for them (untimed) before the next phase, so that they slow neither the
+  following phases nor, unseen, the plain endpoint's figure.
 - Concurrency: a 2-instance endpoint, --threads client threads (default 4), each with its own
   client. Baseline: 2 x the direct rate (two perfectly parallel processes; this machine's
   client, server and workers share its cores, so the ratio is informational).
@@ -272,6 +275,9 @@ class Bench:
         latencies, took = timed_calls(call, calls)
         self.samples.setdefault(label, []).extend(latencies)
         self.rates.setdefault(label, []).append(calls / took)
+        if label == "shadow":  # the shadow's low-priority copies finish before the next phase is timed
+            assert self.cloud.sagemaker_runtime is not None
+            self.cloud.sagemaker_runtime.wait_for_mirrors(120)
 
     def single_client(self, single: str, shadowed: str) -> None:
         """Rounds alternating direct / endpoint / shadowed endpoint / worker pool / fleet."""
@@ -418,6 +424,9 @@ def main() -> None:
     cost = bench.p50("direct")
     print(f"model: {label}; per-call cost (direct handler, one CSV row): p50 {cost:.3f} ms")
     print(f"payload: {len(payload)} bytes of CSV, Accept text/csv; shadow workers at nice {serving.SHADOW_NICE}")
+    if cloud.sagemaker_runtime is not None and not args.skip_shadow:
+        mirrored, dropped = cloud.sagemaker_runtime.shadow_mirrored, cloud.sagemaker_runtime.shadow_dropped
+        print(f"shadow copies: {mirrored} mirrored, {dropped} dropped (backlog full)")
     print(f"{args.rounds} rounds x {args.calls} calls per phase; 2 shared cores for client, server and workers\n")
     table = bench.table(overhead)
     table.print()

@@ -5,11 +5,18 @@ A report, not a test: prints its figures and exits 0.
 - Data: a CSV of --rows rows x 8 float features (default 1,000,000 rows, ~76 MB), generated here.
 - Model: a small real scikit-learn model (--model; default GradientBoostingRegressor, 100 trees of
   depth 3), trained here on 20,000 rows; its per-row predict cost is measured and printed.
+  --model churn is the example project's model as issue 3 names it: examples/churn's
+  RandomForestClassifier(100 trees, depth 5, as train.py fits it) on generate_data.py's features
+  (~40 MB for 1,000,000 rows), served by examples/churn/inference.py (its input_fn, predict_fn
+  = predict_proba's positive class, output_fn = "%.6g" per line).
 - Single-process limit: read the same file (pandas' C parser, float32 as the container feeds the
-  model), model.predict on it whole, write the predictions (one repr per line), one process.
+  model), model.predict on it whole, write the predictions (one repr per line), one process. For
+  churn the same steps as its inference.py: read (float64), predict_proba on a frame with the
+  feature names, write "%.6g" per line.
 - Transform: an in-process LocalCloud(port=0); CreateTransformJob (SplitType Line, MultiRecord,
   --payload-mb MaxPayloadInMB, MaxConcurrentTransforms=--workers) with the sagemaker-scikit-learn
-  image and code/inference.py (model_fn only, the container's default handlers); the figure is
+  image and code/inference.py (model_fn only, the container's default handlers; churn: the
+  example's inference.py); the figure is
   CreateTransformJob -> DescribeTransformJob says Completed, as a client sees it (worker start,
   model download and load, S3 in and out included). TransformStartTime -> TransformEndTime is
   printed too. The output is checked line for line against the baseline's predictions. One
@@ -26,6 +33,7 @@ noise.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import io
 import os
 import statistics
@@ -60,9 +68,32 @@ def model_fn(model_dir):
 """
 
 
+CHURN = Path(__file__).resolve().parents[1] / "examples" / "churn"
+
+
+def _churn_data() -> Any:
+    spec = importlib.util.spec_from_file_location("churn_generate_data", CHURN / "generate_data.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def make_model(kind: str) -> tuple[Any, str]:
-    from sklearn.ensemble import GradientBoostingRegressor, HistGradientBoostingRegressor, RandomForestRegressor
+    from sklearn.ensemble import (
+        GradientBoostingRegressor,
+        HistGradientBoostingRegressor,
+        RandomForestClassifier,
+        RandomForestRegressor,
+    )
     from sklearn.linear_model import LinearRegression
+
+    if kind == "churn":  # as examples/churn/train.py fits it
+        frame = _churn_data().generate(6000, 7)
+        model = RandomForestClassifier(n_estimators=100, max_depth=5, random_state=0, n_jobs=1)
+        model.fit(frame.drop(columns=["target"]), frame["target"])
+        return model, "examples/churn RandomForestClassifier(100 trees, depth 5) with its inference.py"
 
     rng = np.random.default_rng(1)
     x = rng.normal(size=(20_000, FEATURES))
@@ -86,7 +117,10 @@ def make_model(kind: str) -> tuple[Any, str]:
     return model.fit(x, y), label
 
 
-def write_csv(path: Path, rows: int) -> None:
+def write_csv(path: Path, rows: int, kind: str = "gbr") -> None:
+    if kind == "churn":  # the example's features, no header, no target: what a batch file holds
+        _churn_data().generate(rows, 11).drop(columns=["target"]).to_csv(path, header=False, index=False)
+        return
     rng = np.random.default_rng(2)
     with path.open("w") as out:
         for start in range(0, rows, 100_000):
@@ -94,22 +128,29 @@ def write_csv(path: Path, rows: int) -> None:
             np.savetxt(out, block, delimiter=",", fmt="%.6f")
 
 
-def single_process(model: Any, source: Path, target: Path) -> tuple[float, list[str]]:
+def single_process(model: Any, source: Path, target: Path, kind: str = "gbr") -> tuple[float, list[str]]:
     """The limit one process reaches: read all, predict all, write all."""
     started = time.perf_counter()
-    features = pd.read_csv(source, header=None, dtype=np.float64).to_numpy().astype(np.float32)
-    predictions = model.predict(features)
-    text = "\n".join(map(repr, predictions.tolist())) + "\n"
+    if kind == "churn":  # examples/churn/inference.py's steps, on the whole file at once
+        values = pd.read_csv(source, header=None, dtype=np.float64).to_numpy()
+        frame = pd.DataFrame(values, columns=[str(n) for n in model.feature_names_in_])
+        probabilities = model.predict_proba(frame)[:, 1]
+        text = "\n".join(f"{v:.6g}" for v in probabilities.tolist()) + "\n"
+    else:
+        features = pd.read_csv(source, header=None, dtype=np.float64).to_numpy().astype(np.float32)
+        predictions = model.predict(features)
+        text = "\n".join(map(repr, predictions.tolist())) + "\n"
     target.write_text(text)
     return time.perf_counter() - started, text[:2000].splitlines()[:10]
 
 
-def model_archive(model: Any) -> bytes:
+def model_archive(model: Any, kind: str = "gbr") -> bytes:
     buffer = io.BytesIO()
     blob = io.BytesIO()
     joblib.dump(model, blob)
+    script = (CHURN / "inference.py").read_bytes() if kind == "churn" else SCRIPT.encode()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in (("model.joblib", blob.getvalue()), ("code/inference.py", SCRIPT.encode())):
+        for name, data in (("model.joblib", blob.getvalue()), ("code/inference.py", script)):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
@@ -165,7 +206,7 @@ def measure(args: argparse.Namespace, work: Path, source: Path, model: Any) -> F
         bucket = "bench-transform"
         s3.create_bucket(Bucket=bucket)
         s3.upload_file(str(source), bucket, "in/data.csv")
-        s3.put_object(Bucket=bucket, Key="model/model.tar.gz", Body=model_archive(model))
+        s3.put_object(Bucket=bucket, Key="model/model.tar.gz", Body=model_archive(model, args.model))
         cloud.client("sagemaker").create_model(
             ModelName="bench-model",
             ExecutionRoleArn="arn:aws:iam::123456789012:role/bench",
@@ -175,7 +216,7 @@ def measure(args: argparse.Namespace, work: Path, source: Path, model: Any) -> F
         figures.cold, _, _ = transform(cloud, "bench-model", bucket, args.workers, args.payload_mb)
         for run in range(args.runs):
             with threadpool_limits(1):
-                seconds, expected = single_process(model, source, work / "predictions.txt")
+                seconds, expected = single_process(model, source, work / "predictions.txt", args.model)
             figures.baseline.append(seconds)
             elapsed, job_seconds, name = transform(cloud, "bench-model", bucket, args.workers, args.payload_mb)
             figures.client_side.append(elapsed)
@@ -193,7 +234,7 @@ def measure(args: argparse.Namespace, work: Path, source: Path, model: Any) -> F
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--model", choices=["gbr", "hgb", "forest", "linear"], default="gbr")
+    parser.add_argument("--model", choices=["gbr", "hgb", "forest", "linear", "churn"], default="gbr")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--payload-mb", type=int, default=6)
     parser.add_argument("--runs", type=int, default=3)
@@ -206,13 +247,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-transform-") as tmp:
         work = Path(tmp)
         source = work / "data.csv"
-        write_csv(source, args.rows)
+        write_csv(source, args.rows, args.model)
         size_mb = source.stat().st_size / 1e6
         model, label = make_model(args.model)
-        probe = np.random.default_rng(3).normal(size=(100_000, FEATURES)).astype(np.float32)
+        probe: Any = np.random.default_rng(3).normal(size=(100_000, FEATURES)).astype(np.float32)
+        predict = model.predict
+        if args.model == "churn":
+            probe = _churn_data().generate(100_000, 5).drop(columns=["target"]).astype(np.float64)
+            predict = model.predict_proba
         with threadpool_limits(1):
             t0 = time.perf_counter()
-            model.predict(probe)
+            predict(probe)
             per_row_us = (time.perf_counter() - t0) / len(probe) * 1e6
         figures = measure(args, work, source, model)
 
@@ -221,7 +266,8 @@ def main() -> None:
     inside = statistics.median(figures.in_job)
     rows = args.rows
     print(f"data:   {rows:,} rows x {FEATURES} features, {size_mb:.1f} MB CSV")
-    print(f"model:  {label}, predict {per_row_us:.2f} us/row (float32, 1 thread)")
+    how = "predict_proba, float64" if args.model == "churn" else "float32"
+    print(f"model:  {label}, predict {per_row_us:.2f} us/row ({how}, 1 thread)")
     print(f"setup:  MaxConcurrentTransforms={args.workers}, MaxPayloadInMB={args.payload_mb}, MultiRecord, Line")
     print(f"runs:   {args.runs} (median); OMP/OPENBLAS/MKL_NUM_THREADS=1; {os.cpu_count()} cores")
     print()

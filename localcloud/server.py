@@ -18,7 +18,7 @@ from urllib.parse import unquote
 
 import boto3
 from botocore.config import Config
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer
 
 from localcloud import cloudwatch, moto_patches
 from localcloud.clock import VirtualClock
@@ -204,14 +204,16 @@ class LocalCloud:
         )
 
     def start(self) -> LocalCloud:
-        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+        from localcloud.keepalive import KeepAliveWSGIServer
 
         moto_app = DomainDispatcherApplication(create_backend_app)
         metrics = EndpointMetrics(self.clock, lambda: self.client("cloudwatch"))
         self.sagemaker_runtime = RuntimeApi(LambdaInvokeMiddleware(moto_app, self.lambdas), self.sagemaker, metrics)
         services = AutoscalingApi(SageMakerApi(self.sagemaker_runtime, self.sagemaker), self.autoscaler)
         guard = Guard(ShepherdApi(services, self), self.port, self.admin_api)
-        server = make_server("127.0.0.1", self.port, guard, threaded=True, request_handler=MotoRequestHandler)
+        server = KeepAliveWSGIServer("127.0.0.1", self.port, guard)
         # The Step Functions engine reaches services at localhost:$MOTO_PORT, so bind before patching.
         self.port = server.server_port
         guard.allow_port(self.port)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+RECEIVED_AT = "shepherd.received_at"  # environ key: time.perf_counter() when the request line was read
 
 
 def json_response(

@@ -26,6 +26,7 @@ import atexit
 import collections
 import contextlib
 import csv
+import fcntl
 import importlib.util
 import io
 import json
@@ -577,7 +578,7 @@ def prepare_model(
 _HEADER = struct.Struct("!II")  # meta length, body length
 
 
-def write_frame(stream: IO[bytes], meta: Mapping[str, Any], body: bytes = b"") -> None:
+def write_frame(stream: IO[bytes], meta: Mapping[str, Any], body: bytes | memoryview = b"") -> None:
     """One message on the private pipe: header, JSON meta, raw body (no base64 for MB payloads)."""
     encoded = json.dumps(meta).encode()
     stream.write(_HEADER.pack(len(encoded), len(body)) + encoded)
@@ -650,9 +651,10 @@ class _Zygote:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def spawn(self, env: Mapping[str, str], cwd: Path, fds: list[int], nice: int = 0) -> int:
+    def spawn(self, env: Mapping[str, str], cwd: Path, fds: list[int], nice: int = 0, own_session: bool = False) -> int:
         """Fork a worker with these pipe ends (request read, response write, stderr write); its pid."""
-        message = json.dumps({"env": dict(env), "cwd": str(cwd), "nice": nice}).encode()
+        spec = {"env": dict(env), "cwd": str(cwd), "nice": nice, "own_session": own_session}
+        message = json.dumps(spec).encode()
         with self._lock:
             socket.send_fds(self._socket, [message], fds)
             reply = self._socket.recv(4096)
@@ -698,11 +700,23 @@ class _Worker:
     """One model worker process and its pipes; used by one request at a time."""
 
     def __init__(
-        self, name: str, env: dict[str, str], cwd: Path, log_line: Callable[[str], None], nice: int = 0
+        self,
+        name: str,
+        env: dict[str, str],
+        cwd: Path,
+        log_line: Callable[[str], None],
+        *,
+        nice: int = 0,
+        pipe_bytes: int = 0,
+        own_session: bool = False,
     ) -> None:
         self.name = name
         request_read, request_write = os.pipe()
         response_read, response_write = os.pipe()
+        if pipe_bytes:  # MB payloads cross a 64 KB pipe in ~100 writer/reader switches; a larger pipe, fewer
+            for fd in (request_write, response_write):
+                with contextlib.suppress(OSError, AttributeError):
+                    fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, pipe_bytes)
         self.process: subprocess.Popen[bytes] | None = None
         self._pid = 0
         stderr_read, stderr_write = os.pipe()
@@ -710,7 +724,7 @@ class _Worker:
         try:
             if zygote is not None:
                 with contextlib.suppress(OSError, ValueError):
-                    self._pid = zygote.spawn(env, cwd, [request_read, response_write, stderr_write], nice)
+                    self._pid = zygote.spawn(env, cwd, [request_read, response_write, stderr_write], nice, own_session)
             if not self._pid:
                 self.process = subprocess.Popen(
                     [
@@ -728,7 +742,8 @@ class _Worker:
                     stdout=subprocess.DEVNULL,
                     stderr=stderr_write,
                     pass_fds=(request_read, response_write),
-                    start_new_session=True,
+                    start_new_session=own_session,
+                    process_group=None if own_session else 0,  # its own group (see model_worker)
                 )
                 self._pid = self.process.pid
         finally:
@@ -737,7 +752,10 @@ class _Worker:
         self._stderr = os.fdopen(stderr_read, "rb")
         self._requests = os.fdopen(request_write, "wb")
         self._responses = os.fdopen(response_read, "rb")
-        self._response_fd = response_read
+        # One epoll set for the worker's life: a new one per request cost more than the rest of the dispatch.
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(response_read, selectors.EVENT_READ)
+        self._exited = threading.Event()  # its stderr closed: the process is gone
         self._log_line = log_line
         self.tail: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL)
         self.ready = threading.Event()
@@ -766,6 +784,11 @@ class _Worker:
             self.tail.append(line)
             with contextlib.suppress(Exception):
                 self._log_line(line)
+        self._exited.set()
+
+    def known_dead(self) -> bool:
+        """Whether the worker is known to have exited, without a system call (its stderr reached EOF)."""
+        return self._exited.is_set()
 
     def _handshake(self) -> None:
         """The worker's first frame says whether the model loaded."""
@@ -791,17 +814,17 @@ class _Worker:
         tail = "\n".join(list(self.tail)[-10:])
         return f"the model worker {self.name} exited {when} ({status})" + (f":\n{tail}" if tail else "")
 
-    def invoke(self, payload: bytes, content_type: str, accept: str | None, timeout: float) -> tuple[bytes, str]:
+    def invoke(
+        self, payload: bytes | memoryview, content_type: str, accept: str | None, timeout: float
+    ) -> tuple[bytes, str]:
         try:
             write_frame(self._requests, {"content_type": content_type, "accept": accept}, payload)
         except (BrokenPipeError, OSError, ValueError) as exc:
             raise ModelError(self._exit_text("before the request was sent"), "WorkerExited") from exc
-        selector = selectors.DefaultSelector()
-        selector.register(self._response_fd, selectors.EVENT_READ)
         try:
-            ready = selector.select(timeout=timeout)
-        finally:
-            selector.close()
+            ready = self._selector.select(timeout=timeout)
+        except (OSError, ValueError) as exc:  # closed by kill() meanwhile
+            raise ModelError(self._exit_text("while serving a request"), "WorkerExited") from exc
         if not ready:
             self.kill()
             raise ModelError(
@@ -834,6 +857,8 @@ class _Worker:
         for stream in (self._requests, self._responses):
             with contextlib.suppress(OSError, ValueError):
                 stream.close()
+        with contextlib.suppress(OSError, ValueError):
+            self._selector.close()
 
 
 def worker_thread_limits(size: int) -> dict[str, str]:
@@ -862,8 +887,14 @@ class ModelWorkerPool:
         invocation_timeout: float = 600.0,
         name: str = "model",
         nice: int = 0,
+        pipe_bytes: int = 0,
+        own_session: bool = False,
     ) -> None:
         self.model = model
+        self.pipe_bytes = pipe_bytes  # pipe buffer size for MB payloads (batch transform); 0: the system's
+        # A session per worker (batch transform, as before); endpoint workers share one, so that a
+        # shadow's nice value weighs against production's (see model_worker._lower_priority).
+        self.own_session = own_session
         # Process priority: workers add this to their nice value (os.nice) before loading the model,
         # e.g. a shadow variant's, so their CPU time never competes with production's.
         self.nice = max(0, nice)
@@ -900,7 +931,15 @@ class ModelWorkerPool:
             if self._closed:
                 raise InferenceError("the model worker pool is closed", "PoolClosed")
             self._spawned += 1
-            worker = _Worker(f"{self.name}-{self._spawned}", self._env, self._cwd, self._log_line, self.nice)
+            worker = _Worker(
+                f"{self.name}-{self._spawned}",
+                self._env,
+                self._cwd,
+                self._log_line,
+                nice=self.nice,
+                pipe_bytes=self.pipe_bytes,
+                own_session=self.own_session,
+            )
             self._all.append(worker)
         return worker
 
@@ -926,19 +965,23 @@ class ModelWorkerPool:
         if worker.load_error is not None:
             raise worker.load_error
 
-    def invoke(self, payload: bytes, content_type: str, accept: str | None = None) -> tuple[bytes, str]:
+    def invoke(self, payload: bytes | memoryview, content_type: str, accept: str | None = None) -> tuple[bytes, str]:
         if self._closed:
             raise InferenceError("the model worker pool is closed", "PoolClosed")
         worker = self._idle.get()
+        answered = False
         try:
             if self._closed:
                 raise InferenceError("the model worker pool is closed", "PoolClosed")
-            if not worker.alive() and worker.ready.is_set() and worker.load_error is None:
+            if worker.known_dead() and worker.ready.is_set() and worker.load_error is None:
                 worker = self._replace(worker)
             self._await(worker, time.monotonic() + self.startup_timeout)
-            return worker.invoke(payload, content_type, accept, self.invocation_timeout)
+            response = worker.invoke(payload, content_type, accept, self.invocation_timeout)
+            answered = True
+            return response
         finally:
-            if not worker.alive() and worker.load_error is None and not self._closed:
+            # A worker that answered is alive; one that did not may have died with the request.
+            if not answered and not worker.alive() and worker.load_error is None and not self._closed:
                 with contextlib.suppress(InferenceError):
                     worker = self._replace(worker)
             self._idle.put(worker)

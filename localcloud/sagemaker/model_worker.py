@@ -28,7 +28,7 @@ from localcloud.sagemaker.inference import InferenceError, ModelHandler, ModelLo
 
 
 def _exit_with_parent(parent: int) -> None:
-    """Workers run in their own session; one whose local cloud died must not linger."""
+    """Workers run in their own process group; one whose local cloud died must not linger."""
     while os.getppid() == parent:
         time.sleep(1)
     os._exit(0)
@@ -97,7 +97,13 @@ def zygote_main(sock_fd: int) -> None:
             code = 0
             try:
                 sock.close()
-                os.setsid()
+                # Its own process group (killpg ends it and its children). An endpoint's worker keeps
+                # the zygote's session: with autogroup scheduling a session is a CPU group, and nice
+                # values weigh only within one, so production and shadow workers must share it.
+                if spec.get("own_session"):
+                    os.setsid()
+                else:
+                    os.setpgid(0, 0)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 os.dup2(fds[2], 2)
                 os.close(fds[2])
@@ -122,7 +128,16 @@ def zygote_main(sock_fd: int) -> None:
 
 
 def _lower_priority(increment: int) -> None:
-    """Run at a lower CPU priority (a higher nice value), e.g. a shadow variant's worker; before any thread starts."""
+    """Run at a lower CPU priority (a higher nice value), e.g. a shadow variant's worker; before any thread starts.
+
+    The nice value weighs against production's workers because every worker stays in the
+    zygote's session: with Linux's autogroup scheduling (the default) each session is a CPU
+    group with an equal share whatever its tasks' nice values, and when each worker had its own
+    session the nice-10 shadow competed with production as an equal (production p50 1.25x).
+    Neither SCHED_IDLE nor a lower autogroup priority: on a busy machine those starved the
+    shadow of CPU (half its copies unanswered when a rollout judged it), where sharing the
+    workers' group only yields to production.
+    """
     if increment > 0:
         with contextlib.suppress(OSError):
             os.nice(increment)

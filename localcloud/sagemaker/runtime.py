@@ -15,7 +15,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -30,7 +30,7 @@ from localcloud.sagemaker.endpoints import (
     Variant,
 )
 from localcloud.sagemaker.metrics import EndpointMetrics
-from localcloud.wsgi import json_response
+from localcloud.wsgi import RECEIVED_AT, json_response
 
 if TYPE_CHECKING:
     from localcloud.sagemaker.backend import SageMakerBackend
@@ -40,6 +40,20 @@ MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 MAX_SHADOW_BACKLOG = 256  # mirrored requests waiting for a shadow, beyond which copies are dropped
 _PATH = re.compile(r"^/endpoints/([^/]+)/invocations$")
 _SERVING = {"InService", "Updating", "SystemUpdating", "RollingBack"}
+
+
+class ThenRun:
+    """A one-chunk WSGI response whose ``close`` (called once the server has sent it) runs ``then``."""
+
+    def __init__(self, body: bytes, then: Callable[[], None]) -> None:
+        self.body = body
+        self.then = then
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self.body
+
+    def close(self) -> None:
+        self.then()
 
 
 class InvokeError(Exception):
@@ -85,6 +99,9 @@ class RuntimeApi:
         self._shadow_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="shadow")
         self._shadow_backlog = threading.BoundedSemaphore(MAX_SHADOW_BACKLOG)
         self.shadow_dropped = 0
+        self.shadow_mirrored = 0
+        self._mirrors_pending = 0
+        self._mirrors_done = threading.Condition()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         match = _PATH.match(environ.get("PATH_INFO", ""))
@@ -108,7 +125,8 @@ class RuntimeApi:
             raise InvokeError(
                 "400 Bad Request", "ValidationError", f"Endpoint {name} of account 123456789012 not found."
             )
-        received = time.perf_counter()
+        # From when the front door parsed the request line, so OverheadLatency includes the HTTP work too.
+        received = environ.get(RECEIVED_AT) or time.perf_counter()
         length = int(environ.get("CONTENT_LENGTH") or 0)
         if length > MAX_PAYLOAD_BYTES:
             raise InvokeError(
@@ -156,13 +174,16 @@ class RuntimeApi:
                     f":log-stream:{variant.name}/i-local",
                 },
             ) from exc
-        self._measure(
-            name, variant, status=200, started=started, received=received, model_seconds=time.perf_counter() - started
-        )
-        if capture is not None and capture.sampled():
-            capture.record(variant.name, request, answer, content_type)
-        for shadow in mirrored:  # after production has answered, so the copy never competes with it
-            self._submit_mirror(name, shadow, request, capture)
+        model_seconds = time.perf_counter() - started
+
+        def after_response() -> None:
+            """Once the answer is on its way: metrics (so OverheadLatency covers sending it), capture, mirrors."""
+            self._measure(name, variant, status=200, started=started, received=received, model_seconds=model_seconds)
+            if capture is not None and capture.sampled():
+                capture.record(variant.name, request, answer, content_type)
+            for shadow in mirrored:  # after production has answered, so the copy never competes with it
+                self._submit_mirror(name, shadow, request, capture)
+
         headers = [
             ("Content-Type", content_type),
             ("Content-Length", str(len(answer))),
@@ -171,7 +192,7 @@ class RuntimeApi:
         if request.custom_attributes is not None:
             headers.append(("X-Amzn-SageMaker-Custom-Attributes", request.custom_attributes))
         start_response("200 OK", headers)
-        return [answer]
+        return ThenRun(answer, after_response)
 
     def _measure(
         self,
@@ -202,9 +223,28 @@ class RuntimeApi:
         if not self._shadow_backlog.acquire(blocking=False):
             self.shadow_dropped += 1
             return
+        with self._mirrors_done:
+            self._mirrors_pending += 1
+            self.shadow_mirrored += 1
         self._shadow_pool.submit(self._mirror, name, shadow, request, capture)
 
+    def wait_for_mirrors(self, timeout: float) -> bool:
+        """Until every shadow copy submitted so far has been answered (or failed); False on timeout."""
+        with self._mirrors_done:
+            return self._mirrors_done.wait_for(lambda: self._mirrors_pending == 0, timeout)
+
     def _mirror(self, name: str, shadow: Variant, request: InvocationRequest, capture: CaptureWriter | None) -> None:
+        try:
+            self._mirror_once(name, shadow, request, capture)
+        finally:
+            with self._mirrors_done:
+                self._mirrors_pending -= 1
+                if not self._mirrors_pending:
+                    self._mirrors_done.notify_all()
+
+    def _mirror_once(
+        self, name: str, shadow: Variant, request: InvocationRequest, capture: CaptureWriter | None
+    ) -> None:
         # SageMaker publishes a shadow variant's metrics under its own VariantName, as for production.
         started = time.perf_counter()
         try:

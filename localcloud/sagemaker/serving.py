@@ -11,8 +11,9 @@
   ModelDataUrl prefix, loaded on first use (ModelLoadingWaitTime, ModelCacheHit) and
   evicted least-recently-used beyond a memory budget.
 
-A shadow variant's worker processes run at a lower CPU priority (nice ``SHADOW_NICE``), so the
-mirrored copies of requests never take CPU time that production's answers need.
+A shadow variant's worker processes run at a lower CPU priority (nice ``SHADOW_NICE``, in the
+same session, hence the same autogroup, as production's: see model_worker._lower_priority), so
+the mirrored copies of requests never take CPU time that production's answers need.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ import shutil
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -58,8 +58,9 @@ log = logging.getLogger("shepherd.local.sagemaker")
 LOG_GROUP = "/aws/sagemaker/TransformJobs"
 MB = 1024 * 1024
 READ_CHUNK = 1 * MB
-MIN_SHARED_PAYLOAD = 1 * MB  # below this, splitting an object across workers costs more than it saves
+MIN_SHARED_PAYLOAD = 1 * MB  # an object this small is one request; requests of at least this, if it can
 SHARES_PER_WORKER = 2  # requests per worker an object below MaxPayloadInMB x workers is cut into
+PIPE_BYTES = 1 * MB  # the workers' request and response pipes (Linux's default limit for a user)
 PART_SIZE = 8 * MB  # S3 multipart parts (>= 5 MB but the last)
 DEFAULT_INVOCATION_TIMEOUT = 600.0
 JSON_TYPES = {JSON, "application/jsonlines", "application/json-lines", "application/x-jsonlines"}
@@ -355,7 +356,7 @@ class ModelS3:
 
 @dataclass
 class _Batch:
-    body: bytes
+    body: bytes | memoryview  # a view of the object's bytes when packed whole lines
     records: list[bytes] | None  # the raw input records, when DataProcessing needs them back
 
 
@@ -547,6 +548,8 @@ class TransformRun:
             extra_env=extra_env,
             invocation_timeout=float(timeout),
             name=self.job.name,
+            pipe_bytes=PIPE_BYTES,
+            own_session=True,
         ).start()
         s3, inputs = listing.result()
         mb = self.job.request.get("MaxPayloadInMB", 6)
@@ -668,14 +671,19 @@ class TransformRun:
         yield from self._packed_batches(chunks, source)
 
     def _packed_batches(self, chunks: Iterator[bytes], source: InputObject) -> Iterator[_Batch]:
-        """MultiRecord without DataProcessing: whole lines up to the size limit, cut with rfind.
+        """MultiRecord without DataProcessing: whole lines up to the size limit, cut with find / rfind.
 
-        An object smaller than SHARES_PER_WORKER full requests per worker is cut into that many
-        equal smaller ones (never above MaxPayloadInMB), so that MaxConcurrentTransforms workers
-        share it evenly and finish together. Chunks gather until they exceed the limit, are
-        joined once and cut; an object read whole is cut without being copied first.
+        When the object's size is known, it is cut into a multiple of MaxConcurrentTransforms
+        requests of equal size (SHARES_PER_WORKER per worker where requests stay above
+        MIN_SHARED_PAYLOAD, more if MaxPayloadInMB needs), so that the workers get as many
+        requests each and finish together:
+        76 MB at 6 MB a request was 12 full requests and a short one, one worker busy while the
+        other idled; it is now 14 of 5.4 MB. Each cut is at the first line end past the share
+        (never past the limit). Chunks gather until they exceed the share, are joined once and
+        cut; the requests are views of the joined bytes, not copies.
         """
-        limit = self.max_payload or 64 * MB
+        hard = self.max_payload or 64 * MB
+        share = hard
         parts: list[bytes] = []
         size = 0
         first = True
@@ -683,30 +691,47 @@ class TransformRun:
             if first:  # the size is known once the GET answered
                 first = False
                 if self._object_size and self.compression == "None":
-                    pieces = SHARES_PER_WORKER * self.concurrency
-                    share = -(-self._object_size // pieces)
-                    share += share // 64  # slack for the line cut short at each cut: no sliver of a last request
-                    limit = min(limit, max(MIN_SHARED_PAYLOAD, share))
+                    share = self._share(self._object_size, hard)
             if not chunk:
                 continue
             parts.append(chunk)
             size += len(chunk)
-            if size <= limit:
+            if size <= min(hard, share + READ_CHUNK):  # a little past the share, to find the line end there
                 continue
             data = parts[0] if len(parts) == 1 else b"".join(parts)
-            start = 0
-            while len(data) - start > limit:
-                cut = data.rfind(b"\n", start, start + limit + 1)
-                if cut < 0:
-                    raise self._too_large(source)
-                if cut > start:
-                    yield _Batch(data[start:cut], None)
-                start = cut + 1
-            rest = data[start:]
+            rest = yield from self._cut(data, share, hard, source)
             parts, size = ([rest], len(rest)) if rest else ([], 0)
-        tail = b"".join(parts).rstrip(b"\r\n")
-        if tail:
-            yield _Batch(tail, None)
+        tail = b"".join(parts)
+        rest = yield from self._cut(tail, share, hard, source)
+        rest = rest.rstrip(b"\r\n")
+        if rest:
+            yield _Batch(rest, None)
+
+    def _cut(self, data: bytes, share: int, hard: int, source: InputObject) -> Generator[_Batch, None, bytes]:
+        """Requests of about ``share`` bytes of whole lines, as views of ``data``; returns the rest."""
+        view = memoryview(data)
+        start = 0
+        while len(data) - start > share:
+            cut = data.find(b"\n", start + share, start + hard + 1) if share < hard else -1
+            if cut < 0:
+                cut = data.rfind(b"\n", start, start + min(share, hard) + 1)
+            if cut < 0:
+                raise self._too_large(source)
+            if cut > start:
+                yield _Batch(view[start:cut], None)
+            start = cut + 1
+        return data[start:]
+
+    def _share(self, object_size: int, hard: int) -> int:
+        """Bytes per request: the object in a multiple of the concurrency of equal requests within the limit."""
+        if object_size <= MIN_SHARED_PAYLOAD:
+            return hard  # one request: splitting it would cost more than it saves
+        pieces = max(
+            -(-object_size // hard),
+            min(SHARES_PER_WORKER * self.concurrency, object_size // MIN_SHARED_PAYLOAD),
+        )
+        pieces = -(-pieces // self.concurrency) * self.concurrency
+        return min(hard, -(-object_size // pieces))
 
     def _record_batches(self, chunks: Iterator[bytes], source: InputObject) -> Iterator[_Batch]:
         """Record by record: SingleRecord, or MultiRecord when filters and joins need each record."""

@@ -1,4 +1,4 @@
-"""A shadow variant's worker processes run at a lower CPU priority than production's."""
+"""A shadow variant's worker processes run at a lower CPU priority than production's, in the same CPU group."""
 
 from __future__ import annotations
 
@@ -44,6 +44,11 @@ def _nice(pid: int) -> int:
     return int(fields[16])  # field 19 of /proc/<pid>/stat (fields[0] here is field 3, the state)
 
 
+def _autogroup(pid: int) -> str:
+    with open(f"/proc/{pid}/autogroup") as autogroup:  # "/autogroup-17 nice 0"
+        return autogroup.read().split()[0]
+
+
 def test_shadow_workers_run_at_a_higher_nice_value_than_production(cloud, model_url):
     sagemaker = cloud.client("sagemaker")
     suffix = uuid.uuid4().hex[:8]
@@ -71,6 +76,11 @@ def test_shadow_workers_run_at_a_higher_nice_value_than_production(cloud, model_
     assert shadow_nice == {os.getpriority(os.PRIO_PROCESS, pid) for pid in shadow}
     assert min(shadow_nice) > max(production_nice)
     assert min(shadow_nice) - max(production_nice) == min(serving.SHADOW_NICE, 19 - max(production_nice))
+    # One session, so one autogroup for all: nice values weigh only within a group.
+    assert len({os.getsid(pid) for pid in production + shadow}) == 1
+    assert len({os.getpgid(pid) for pid in production + shadow}) == 4  # each its own process group
+    if os.path.exists(f"/proc/{shadow[0]}/autogroup"):
+        assert len({_autogroup(pid) for pid in production + shadow}) == 1
 
     # Both still serve: production answers, the shadow gets the mirrored copy.
     runtime = cloud.client("sagemaker-runtime")

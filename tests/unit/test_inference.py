@@ -10,6 +10,7 @@ import shutil
 import tarfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import joblib
@@ -29,7 +30,7 @@ from localcloud.sagemaker.inference import (
     prepare_model,
     serving_framework,
 )
-from localcloud.sagemaker.transform import apply_jsonpath, compile_jsonpath, split_response
+from localcloud.sagemaker.transform import InputObject, TransformRun, apply_jsonpath, compile_jsonpath, split_response
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "sagemaker"
 SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
@@ -382,3 +383,29 @@ def test_split_response_by_json_array_or_lines():
     assert split_response(b"[1.5, 2.5]", 2, "application/json") == ["1.5", "2.5"]
     assert split_response(b"1.5\n2.5\n", 2, "text/csv") == ["1.5", "2.5"]
     assert split_response(b"[1.5]", 1, "application/json") == ["[1.5]"]
+
+
+# ---------------------------------------------------------------------------------------------- transform batches
+
+
+def _packed(data: bytes, workers: int, payload_mb: int) -> list[bytes]:
+    request = {
+        "MaxConcurrentTransforms": workers,
+        "MaxPayloadInMB": payload_mb,
+        "TransformInput": {"SplitType": "Line", "ContentType": "text/csv"},
+        "TransformOutput": {"S3OutputPath": "s3://bucket/out"},
+    }
+    run = TransformRun(SimpleNamespace(name="batches", request=request), SimpleNamespace())  # type: ignore[arg-type]
+    run._object_size = len(data)
+    return [bytes(b.body) for b in run._packed_batches(iter([data]), InputObject("bucket", "in.csv", "in.csv"))]
+
+
+@pytest.mark.parametrize(("rows", "workers", "payload_mb"), [(1_000_000, 2, 6), (300_000, 3, 2), (50_000, 2, 6)])
+def test_multirecord_requests_are_whole_lines_shared_evenly_by_the_workers(rows, workers, payload_mb):
+    line = b"0.123456,-1.234567,2.345678,0.000001\n"
+    data = line * rows
+    batches = _packed(data, workers, payload_mb)
+    assert b"\n".join(batches) + b"\n" == data  # every line once, in order, none cut
+    assert all(len(b) <= payload_mb * 1024 * 1024 for b in batches)
+    assert len(batches) % workers == 0  # each worker gets as many requests
+    assert max(map(len, batches)) - min(map(len, batches)) <= len(batches) * len(line)  # of equal size
