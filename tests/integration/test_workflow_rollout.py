@@ -74,6 +74,8 @@ def _rollout(app, model: str, version: int, timeout: float = 240.0) -> dict:
     finished = finished_execution(app.cloud, execution["executionArn"], timeout=timeout)
     if finished["status"] != "SUCCEEDED":  # shown with a failing test's output
         print(f"{execution['name']}: {finished['status']} {finished.get('error')}: {finished.get('cause')}")
+        for record in _records(app, model)[-4:]:
+            print(json.dumps(record, default=str)[:1500])
     return finished
 
 
