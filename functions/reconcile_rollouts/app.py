@@ -22,8 +22,15 @@ from shepherd.aws.clients import client
 from shepherd.aws.errors import mapped
 from shepherd.aws.powertools import powertools
 from shepherd.aws.sagemaker import describe_endpoint
+from shepherd.errors import ShepherdError
 
 logger, tracer, metrics = powertools()
+
+
+class ReconcileFailed(ShepherdError):
+    """Some locks could not be settled (each is logged); the others were."""
+
+
 CHANGING = ("Creating", "Updating", "SystemUpdating", "RollingBack")
 
 
@@ -66,8 +73,8 @@ def _settle(lock: dict[str, str]) -> str:
         return "waiting"  # an update is in flight: settle once it has (the lock stays taken meanwhile)
     restore = False
     scaling = False
-    on_champion = bool(champion and live and live["EndpointConfigName"] == champion["config"])
-    if champion and live and live.get("EndpointStatus") == "InService" and not on_champion:
+    on_champion = bool(champion and live and live.get("EndpointConfigName") == champion.get("config"))
+    if champion and champion.get("config") and live and live.get("EndpointStatus") == "InService" and not on_champion:
         restore = True
         # SageMaker refuses to remove a variant that still has a scaling target (a candidate stopped
         # during its post-promotion watch has one): those go first.
@@ -92,7 +99,7 @@ def _settle(lock: dict[str, str]) -> str:
         "event": "reconciled",
         "execution_status": status,
         "action": action,
-        "config": champion["config"] if champion else None,
+        "config": champion.get("config") if champion else None,
         "scaling_registered": scaling,
     }
     rollouts.record(endpoint, entry, clock.now().isoformat())
@@ -113,9 +120,17 @@ def _settle(lock: dict[str, str]) -> str:
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     results: dict[str, int] = {}
+    failed: list[str] = []
     for lock in rollouts.locks():
-        outcome = _settle(lock)
+        try:
+            outcome = _settle(lock)
+        except Exception:  # one endpoint's trouble must not keep the sweep from the others
+            logger.exception("could not settle a rollout lock", extra={"lock": lock})
+            failed.append(lock["endpoint"])
+            continue
         results[outcome] = results.get(outcome, 0) + 1
         if outcome != "running":
             logger.warning("stranded rollout cleaned up", extra={"lock": lock, "action": outcome})
+    if failed:
+        raise ReconcileFailed(f"could not settle the rollout locks of {', '.join(failed)} (settled: {results})")
     return results

@@ -64,6 +64,8 @@ VALUES = {
     "DATA_BUCKET": BUCKET,
     "BATCH_STATE_MACHINE_ARN": f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{BATCH_STATE_MACHINE}",
     "LIFECYCLE_STATE_MACHINE_ARN": f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{LIFECYCLE_STATE_MACHINE}",
+    "ROLLOUT_STATE_MACHINE_ARN": f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:shepherd-{STAGE}-rollout",
+    "NOTIFICATION_TOPIC_ARN": f"arn:aws:sns:{REGION}:{ACCOUNT}:{TOPIC}",
 }
 TEST_ONLY = {
     "POWERTOOLS_TRACE_DISABLED": "true",
