@@ -71,11 +71,22 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
-test: lint build test-py313 $(AWSCLI_VENV)/.installed $(CHROMIUM)
-	$(BIN)/python -m pytest
+# make test's set-up runs side by side (the four venvs, Chromium, lint, build, the 3.13 tests; each step waits only
+# for what it needs, and its output is printed whole when it ends), then the suite runs on PYTEST_WORKERS
+# pytest-xdist workers: each has its own local cloud (session fixtures are per worker), training jobs take /opt/ml
+# in turn across them (a flock), and the rollout tests keep to one worker, in sequence (tests/conftest.py). The
+# suite mostly waits on clocks and subprocesses (about half a core in one process), so 2 workers suit 2 cores.
+TEST_SETUP := lint build test-py313 $(AWSCLI_VENV)/.installed $(CHROMIUM)
+SETUP_JOBS ?= 4
+PYTEST_WORKERS ?= 2
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup
+
+test:
+	$(MAKE) --no-print-directory --jobs=$(SETUP_JOBS) --output-sync=target $(TEST_SETUP)
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL)
 
 test-fast: install $(AWSCLI_VENV)/.installed
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not slow"
 
 demo: install
 	$(BIN)/shepherd demo
