@@ -20,8 +20,8 @@ parallel test workers), both held for the job's run. A job that waits for either
 SecondaryStatus ``Pending`` (SageMaker's "waiting for compute capacity"). Training jobs on one
 machine therefore run one at a time, which a laptop would do anyway. The kernel drops a flock
 when its holder dies, so a crashed local cloud never leaves /opt/ml taken, and the link it left
-is stale and replaced. If ``/opt/ml`` is a real directory, or cannot be created (no
-permission), the job runs without the link (and without the locks), and its log says so:
+is stale and replaced. If ``/opt/ml`` is a real directory, the job runs without the link or
+the locks; if the link cannot be made (no permission), without the link. Its log says so:
 toolkit-style scripts work, hard-coded paths do not.
 
 Lifecycle, as DescribeTrainingJob shows it: InProgress/Starting -> (Pending) -> Downloading ->
