@@ -36,7 +36,13 @@ SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-l
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 BUCKET = "shepherd-training-tests"
 OPT_ML_USABLE = training.opt_ml_usable()
-needs_opt_ml = pytest.mark.skipif(not OPT_ML_USABLE, reason="/opt/ml is a real directory or cannot be created here")
+
+
+def needs_opt_ml(test: Any) -> Any:
+    """A test about /opt/ml itself: skipped where it cannot be linked, given the real one (not a worker's own)."""
+    usable = pytest.mark.skipif(not OPT_ML_USABLE, reason="/opt/ml is a real directory or cannot be created here")
+    return usable(pytest.mark.usefixtures("real_opt_ml")(test))
+
 
 PROBE = """
 import json, os, sys
