@@ -75,14 +75,16 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
 # make test's set-up runs side by side (the four venvs, Chromium, lint, build, the 3.13 tests; each step waits only
-# for what it needs, and its output is printed whole when it ends), then the suite runs on PYTEST_WORKERS
-# pytest-xdist workers: each has its own local cloud (session fixtures are per worker), training jobs take /opt/ml
-# in turn across them (a flock), and the rollout tests keep to one worker, in sequence (tests/conftest.py). The
-# suite mostly waits on clocks and subprocesses (about half a core in one process), so 2 workers suit 2 cores.
+# for what it needs, and its output is printed whole when it ends), then the suite.
+# PYTEST_WORKERS=2 runs the suite on pytest-xdist workers, each with its own local cloud (session fixtures are per
+# worker) and its own /opt/ml directory, the tests that need the CPU to keep time (rollouts with traffic, the demo,
+# request-rate autoscaling) on one worker in sequence (tests/conftest.py): pytest 832 s -> 579-697 s here. It is not
+# the default yet: on this 2-core machine shared with three other agents' runs, one of three such runs was green
+# (the demo's good candidate once went unpromoted); check it on a quiet machine before making it the default.
 TEST_SETUP := lint build test-py313 $(AWSCLI_VENV)/.installed $(CHROMIUM)
 SETUP_JOBS ?= 4
-PYTEST_WORKERS ?= 2
-PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup
+PYTEST_WORKERS ?= 1
+PYTEST_PARALLEL := $(if $(filter-out 0 1,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadgroup)
 
 test:
 	$(MAKE) --no-print-directory --jobs=$(SETUP_JOBS) --output-sync=target $(TEST_SETUP)
