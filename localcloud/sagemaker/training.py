@@ -14,13 +14,15 @@ model/, output/, code/, checkpoints/). The ``SM_*`` variables and the config fil
 that real directory, so scripts that follow the toolkit's conventions run anywhere. Scripts that
 hard-code ``/opt/ml/...`` (as many published examples do) need the path itself: while a job's
 script runs, ``/opt/ml`` is a symbolic link to that job's tree. There is one ``/opt/ml`` per
-machine, so a process-wide lock lets one job at a time hold it; a job that waits for it shows
-SecondaryStatus ``Pending`` (SageMaker's "waiting for compute capacity"). Training jobs of one
-local cloud therefore run one at a time, which a laptop would do anyway. If ``/opt/ml`` is a
-real directory, or cannot be created (no permission), the job runs without the link, and its
-log says so: toolkit-style scripts work, hard-coded paths do not. A stale link left by a
-crashed run is replaced. Two local clouds on one machine would contend for the link; the lock
-does not span processes.
+machine, so one job at a time on the machine holds it: a thread lock among the jobs of this
+process, then an exclusive ``flock`` on ``/opt/.ml.lock`` among processes (two local clouds,
+parallel test workers), both held for the job's run. A job that waits for either shows
+SecondaryStatus ``Pending`` (SageMaker's "waiting for compute capacity"). Training jobs on one
+machine therefore run one at a time, which a laptop would do anyway. The kernel drops a flock
+when its holder dies, so a crashed local cloud never leaves /opt/ml taken, and the link it left
+is stale and replaced. If ``/opt/ml`` is a real directory, the job runs without the link or
+the locks; if the link cannot be made (no permission), without the link. Its log says so:
+toolkit-style scripts work, hard-coded paths do not.
 
 Lifecycle, as DescribeTrainingJob shows it: InProgress/Starting -> (Pending) -> Downloading ->
 Training -> Uploading -> Completed; Failed with SageMaker's "AlgorithmError: ..." (the script's
@@ -43,6 +45,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -71,6 +74,7 @@ log = logging.getLogger("shepherd.local.sagemaker")
 
 CONTAINER_OPT_ML = PurePosixPath("/opt/ml")  # the path inside a SageMaker container
 OPT_ML = Path("/opt/ml")  # the host path pointed at the running job's tree
+OPT_ML_LOCK_POLL_SECONDS = 0.05  # how often a Pending job retries another process's flock
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 METRIC_NAMESPACE = "/aws/sagemaker/TrainingJobs"
 HOST = "algo-1"
@@ -730,6 +734,75 @@ def _pump(stream: IO[bytes], on_line: Callable[[str], None]) -> None:
 # ---------------------------------------------------------------------------- the runner
 
 
+def opt_ml_lock_file() -> Path:
+    """The file whose flock says which process's job holds /opt/ml: /opt/.ml.lock, beside the link."""
+    return OPT_ML.parent / f".{OPT_ML.name}.lock"
+
+
+def _open_lock_file(path: Path) -> int:
+    """A descriptor to flock (not inherited by the script); raises OSError if there can be none."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except PermissionError:
+        return os.open(path, os.O_RDONLY)  # another user's lock file still locks
+
+
+@contextlib.contextmanager
+def hold_opt_ml(
+    lock_file: Path,
+    on_wait: Callable[[], None],
+    check: Callable[[], None],
+    note: Callable[[str], None] = log.info,
+) -> Iterator[None]:
+    """Hold /opt/ml for one job: this process's lock, then an exclusive flock on lock_file.
+
+    on_wait runs once if either is taken; check runs while waiting and may raise to give up.
+    A lock file that cannot be opened leaves the thread lock alone to guard (and says so);
+    /opt/ml cannot be linked then either.
+    """
+    waited = False
+
+    def wait_once() -> None:
+        nonlocal waited
+        if not waited:
+            waited = True
+            on_wait()
+
+    if not _OPT_ML_LOCK.acquire(blocking=False):
+        wait_once()
+        while not _OPT_ML_LOCK.acquire(timeout=0.1):
+            check()
+    try:
+        try:
+            fd: int | None = _open_lock_file(lock_file)
+        except OSError as exc:
+            note(f"cannot open {lock_file} ({exc}): /opt/ml is guarded in this process only")
+            fd = None
+        try:
+            if fd is not None:
+                _flock(fd, wait_once, check)
+            yield
+        finally:
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    fcntl.flock(fd, fcntl.LOCK_UN)  # explicit: a forked child may share the descriptor
+                os.close(fd)
+    finally:
+        _OPT_ML_LOCK.release()
+
+
+def _flock(fd: int, on_wait: Callable[[], None], check: Callable[[], None]) -> None:
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            on_wait()
+            check()
+            time.sleep(OPT_ML_LOCK_POLL_SECONDS)
+
+
 def opt_ml_usable() -> bool:
     """Whether /opt/ml can be pointed at a job: absent or a link, and its parent writable."""
     if OPT_ML.exists() and not OPT_ML.is_symlink():
@@ -886,18 +959,18 @@ class TrainingRun:
             self.note(f"{OPT_ML} is a real directory here: running without it; use the SM_* paths")
             yield
             return
-        if not _OPT_ML_LOCK.acquire(blocking=False):
+
+        def pending() -> None:
             self.job.set_status(None, "Pending", "Waiting for /opt/ml: another local training job is running")
-            while not _OPT_ML_LOCK.acquire(timeout=0.1):
-                self._check_limits()
-        linked = self._link_opt_ml()
-        try:
-            yield
-        finally:
-            with contextlib.suppress(OSError):
-                if linked and OPT_ML.is_symlink() and Path(os.readlink(OPT_ML)) == self.layout.base:
-                    OPT_ML.unlink()
-            _OPT_ML_LOCK.release()
+
+        with hold_opt_ml(opt_ml_lock_file(), pending, self._check_limits, self.note):
+            linked = self._link_opt_ml()
+            try:
+                yield
+            finally:
+                with contextlib.suppress(OSError):
+                    if linked and OPT_ML.is_symlink() and Path(os.readlink(OPT_ML)) == self.layout.base:
+                        OPT_ML.unlink()
 
     def _link_opt_ml(self) -> bool:
         """Atomically (re)point the /opt/ml link at this job's tree; False, said in the log, if it cannot be."""

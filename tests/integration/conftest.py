@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -9,19 +10,36 @@ from typing import Any
 
 import pytest
 
+from localcloud.sagemaker import training
 from localcloud.server import LocalCloud
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 TIME_SCALE = 60.0
+REAL_OPT_ML = training.OPT_ML
 
 
 @pytest.fixture(scope="session")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
-    local = LocalCloud(port=0, time_scale=TIME_SCALE, state_dir=tmp_path_factory.mktemp("state"))
-    local.start()
-    local.deploy(FIXTURES / "app" / "template.yaml", {"Greeting": "hello from the template"}, "fixture")
-    yield local
-    local.stop()
+    with pytest.MonkeyPatch.context() as patch:
+        if os.environ.get("PYTEST_XDIST_WORKER"):
+            # Parallel workers' training jobs would queue for the machine's one /opt/ml (a flock), and a job's time
+            # in the queue counts against its workflow's virtual-clock wait: a worker's jobs use their SM_* paths
+            # with a directory of its own there, and the tests about /opt/ml itself take the real one back.
+            own = tmp_path_factory.mktemp("opt") / "ml"
+            own.mkdir()
+            patch.setattr(training, "OPT_ML", own)
+        local = LocalCloud(port=0, time_scale=TIME_SCALE, state_dir=tmp_path_factory.mktemp("state"))
+        local.start()
+        local.deploy(FIXTURES / "app" / "template.yaml", {"Greeting": "hello from the template"}, "fixture")
+        yield local
+        local.stop()
+
+
+@pytest.fixture
+def real_opt_ml(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The machine's /opt/ml for a test about it, whatever the session's cloud uses otherwise."""
+    monkeypatch.setattr(training, "OPT_ML", REAL_OPT_ML)
+    return REAL_OPT_ML
 
 
 @pytest.fixture(scope="session")

@@ -93,9 +93,8 @@ def test_upload_through_boto3_runs_our_handler_and_sigterm_leaves_no_worker(tmp_
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
-    # And no worker outlives the server
-    time.sleep(0.5)
-    assert not [pid for pid in workers if _alive(pid)]
+    # And no worker outlives the server (by more than half a second)
+    wait_for(lambda: not [pid for pid in workers if _alive(pid)], timeout=0.5, interval=0.02)
 
 
 def test_unsupported_resource_type_fails_the_deploy_naming_it(tmp_path):

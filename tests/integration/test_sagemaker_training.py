@@ -10,6 +10,8 @@ import importlib.util
 import io
 import json
 import os
+import subprocess
+import sys
 import tarfile
 import textwrap
 import time
@@ -34,7 +36,13 @@ SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-l
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 BUCKET = "shepherd-training-tests"
 OPT_ML_USABLE = training.opt_ml_usable()
-needs_opt_ml = pytest.mark.skipif(not OPT_ML_USABLE, reason="/opt/ml is a real directory or cannot be created here")
+
+
+def needs_opt_ml(test: Any) -> Any:
+    """A test about /opt/ml itself: skipped where it cannot be linked, given the real one (not a worker's own)."""
+    usable = pytest.mark.skipif(not OPT_ML_USABLE, reason="/opt/ml is a real directory or cannot be created here")
+    return usable(pytest.mark.usefixtures("real_opt_ml")(test))
+
 
 PROBE = """
 import json, os, sys
@@ -138,6 +146,11 @@ def finished(sm: Any, name: str, timeout: float = 60.0) -> dict[str, Any]:
 
 def secondary(described: dict[str, Any]) -> list[str]:
     return [t["Status"] for t in described["SecondaryStatusTransitions"]]
+
+
+def secondary_once_running(described: dict[str, Any]) -> list[str]:
+    """The secondary statuses but Pending, which a job shows while a job elsewhere on the machine holds /opt/ml."""
+    return [status for status in secondary(described) if status != "Pending"]
 
 
 def model_files(s3: Any, described: dict[str, Any]) -> dict[str, bytes]:
@@ -268,7 +281,7 @@ def test_secondary_statuses_logs_and_events_of_a_completed_job(cloud, s3, sm):
 
     # Then the secondary statuses went SageMaker's way, in order, with its messages
     assert described["TrainingJobStatus"] == "Completed", described.get("FailureReason")
-    assert secondary(described) == ["Starting", "Downloading", "Training", "Uploading", "Completed"]
+    assert secondary_once_running(described) == ["Starting", "Downloading", "Training", "Uploading", "Completed"]
     messages = {t["Status"]: t["StatusMessage"] for t in described["SecondaryStatusTransitions"]}
     assert messages["Downloading"] == "Downloading input data"
     assert messages["Training"] == "Training image download completed. Training in progress."
@@ -591,7 +604,7 @@ def test_spot_interruption_resumes_from_the_checkpoint(cloud, s3, sm):
 
     # Then it went Interrupted -> Starting -> Downloading -> Training and the restart saw the checkpoint
     assert described["TrainingJobStatus"] == "Completed", described.get("FailureReason")
-    assert secondary(described) == [
+    assert secondary_once_running(described) == [
         "Starting", "Downloading", "Training", "Interrupted", "Starting", "Downloading", "Training", "Uploading",
         "Completed",
     ]  # fmt: skip
@@ -634,6 +647,43 @@ def test_a_second_job_waits_pending_while_another_holds_opt_ml(cloud, s3, sm):
     sm.stop_training_job(TrainingJobName=holder)
     assert finished(sm, holder, timeout=20)["TrainingJobStatus"] == "Stopped"
     described = finished(sm, waiter, timeout=30)
+    assert described["TrainingJobStatus"] == "Completed", described.get("FailureReason")
+    assert secondary(described) == ["Starting", "Pending", "Downloading", "Training", "Uploading", "Completed"]
+
+
+# Another local cloud's job, as far as /opt/ml goes: a process that holds the lock file's flock.
+OTHER_PROCESS_HOLDS_OPT_ML = """
+import fcntl, sys
+with open(sys.argv[1], "a") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+@needs_opt_ml
+def test_a_job_waits_pending_while_another_process_holds_opt_ml(cloud, s3, sm):
+    # Given another process that holds /opt/ml
+    other = subprocess.Popen(
+        [sys.executable, "-c", OTHER_PROCESS_HOLDS_OPT_ML, str(training.opt_ml_lock_file())],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert other.stdout is not None
+        assert other.stdout.readline().strip() == "held"
+
+        # When a job starts here, it waits as Pending
+        name = unique("crossproc")
+        create_job(sm, name, sdk_hyperparameters("hello.py", upload_source(s3, {"hello.py": "print('hi')"})))
+        wait_for(lambda: sm.describe_training_job(TrainingJobName=name)["SecondaryStatus"] == "Pending", timeout=10)
+        assert sm.describe_training_job(TrainingJobName=name)["TrainingJobStatus"] == "InProgress"
+    finally:
+        # Then it runs once the other process dies (the kernel drops its lock)
+        other.kill()
+        other.wait()
+    described = finished(sm, name, timeout=30)
     assert described["TrainingJobStatus"] == "Completed", described.get("FailureReason")
     assert secondary(described) == ["Starting", "Pending", "Downloading", "Training", "Uploading", "Completed"]
 
