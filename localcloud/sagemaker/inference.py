@@ -957,11 +957,16 @@ class ModelWorkerPool:
             self._await(worker, deadline)
 
     def _await(self, worker: _Worker, deadline: float) -> None:
-        if not worker.ready.wait(max(0.0, deadline - time.monotonic())):
-            worker.kill()
-            raise ModelLoadError(
-                f"the model did not load within {self.startup_timeout:.0f} seconds", "ModelLoadTimeout"
-            )
+        # In slices: a pool closed meanwhile (a stopped transform job) must not leave a request waiting out the
+        # whole startup timeout for a worker that was killed while it loaded the model.
+        while not worker.ready.wait(max(0.0, min(0.1, deadline - time.monotonic()))):
+            if self._closed:
+                raise InferenceError("the model worker pool is closed", "PoolClosed")
+            if time.monotonic() >= deadline:
+                worker.kill()
+                raise ModelLoadError(
+                    f"the model did not load within {self.startup_timeout:.0f} seconds", "ModelLoadTimeout"
+                )
         if worker.load_error is not None:
             raise worker.load_error
 
