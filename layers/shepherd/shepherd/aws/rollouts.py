@@ -3,8 +3,9 @@
 Items (pk, sk):
   endpoint#<name>, lock                  owner (the rollout's run), package, lease_until (epoch), version,
                                          execution (the execution running it now), successor (the one it
-                                         continues in, while it hands over)
-  endpoint#<name>, champion              package, model, variant, config
+                                         continues in, while it hands over), restoring (the config the
+                                         reconciler is restoring)
+  endpoint#<name>, champion              package, model, variant, config, scaling (JSON, when autoscaled)
   endpoint#<name>, record#<iso time>#<n> run, package, stage, event, verdict, statistics, explanation
 """
 
@@ -17,7 +18,7 @@ from typing import Any
 
 from shepherd.aws.clients import client
 from shepherd.aws.errors import mapped
-from shepherd.errors import ShepherdError
+from shepherd.errors import Conflict, ShepherdError
 
 # Renewed at every judge call and endpoint change; a stage's endpoint change may wait an hour for InService,
 # then a judge interval (at most an hour) passes: the lease outlasts both. The reconciler, not the lease,
@@ -72,8 +73,6 @@ def acquire(endpoint: str, owner: str, package: str, now_epoch: float) -> None:
 
 def _update_held(endpoint: str, owner: str, expression: str, values: dict[str, Any], doing: str) -> int:
     """Update the lock only while ``owner`` holds it (the check every endpoint change makes); its new version."""
-    from botocore.exceptions import ClientError
-
     try:
         with mapped(f"{doing} of {endpoint}"):
             answer = client("dynamodb").update_item(
@@ -85,14 +84,11 @@ def _update_held(endpoint: str, owner: str, expression: str, values: dict[str, A
                 ExpressionAttributeValues={":owner": {"S": owner}, ":one": {"N": "1"}} | values,
                 ReturnValues="UPDATED_NEW",
             )
-    except ShepherdError as exc:
-        cause = exc.__cause__
-        if isinstance(cause, ClientError) and cause.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            raise LockLost(
-                f"rollout {owner} no longer holds endpoint {endpoint} (now {holder_of(endpoint) or 'nobody'}): "
-                "it leaves the endpoint alone"
-            ) from None
-        raise
+    except Conflict:  # the condition failed: the lock is gone or another rollout's
+        raise LockLost(
+            f"rollout {owner} no longer holds endpoint {endpoint} (now {holder_of(endpoint) or 'nobody'}): "
+            "it leaves the endpoint alone"
+        ) from None
     return int(answer["Attributes"]["version"]["N"])
 
 
@@ -133,20 +129,21 @@ def note_restoring(endpoint: str, owner: str, config: str) -> int:
     return _update_held(endpoint, owner, "SET restoring = :c", {":c": {"S": config}}, "noting the restore")
 
 
+def _lock_fields(item: dict[str, Any]) -> dict[str, str]:
+    """A lock item's attributes as plain strings (numbers too), without its key."""
+    return {k: v.get("S", v.get("N", "")) for k, v in item.items() if k not in ("pk", "sk")}
+
+
 def lock_of(endpoint: str) -> dict[str, str] | None:
     """The endpoint's lock as it is now (consistent read), or None."""
     with mapped(f"reading the lock of {endpoint}"):
         item = client("dynamodb").get_item(TableName=_table(), Key=_key(endpoint, "lock"), ConsistentRead=True)
     found = item.get("Item")
-    if not found:
-        return None
-    return {k: v.get("S", v.get("N", "")) for k, v in found.items() if k not in ("pk", "sk")}
+    return _lock_fields(found) if found else None
 
 
 def holder_of(endpoint: str) -> str | None:
-    with mapped(f"reading the lock of {endpoint}"):
-        item = client("dynamodb").get_item(TableName=_table(), Key=_key(endpoint, "lock"), ConsistentRead=True)
-    return item.get("Item", {}).get("owner", {}).get("S")
+    return (lock_of(endpoint) or {}).get("owner")
 
 
 def release(endpoint: str, owner: str) -> bool:
@@ -262,8 +259,5 @@ def locks() -> list[dict[str, str]]:
         )
         for page in pages:
             for item in page.get("Items", []):
-                found.append(
-                    {"endpoint": item["pk"]["S"].removeprefix("endpoint#")}
-                    | {k: v.get("S", v.get("N", "")) for k, v in item.items() if k not in ("pk", "sk")}
-                )
+                found.append({"endpoint": item["pk"]["S"].removeprefix("endpoint#")} | _lock_fields(item))
     return found
