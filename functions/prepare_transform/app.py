@@ -30,6 +30,7 @@ from shepherd.batch import (
 )
 from shepherd.config import ConfigError, load_config
 from shepherd.errors import InvalidInput, NotFound
+from shepherd.rollout import MULTI_MODEL_PACKAGE
 
 logger, tracer, metrics = powertools()
 # Provisioning and model download come on top of the configured runtime.
@@ -55,7 +56,13 @@ def _champion(endpoint_name: str, group: str, model: str, run: str) -> tuple[str
             weights = {v["VariantName"]: v.get("CurrentWeight", 0.0) for v in variants}
             serving = max(config["ProductionVariants"], key=lambda v: weights.get(v["VariantName"], 0.0))
             container = describe_model(serving["ModelName"]).get("PrimaryContainer") or {}
-            return serving["ModelName"], container.get("ModelPackageName")
+            if container.get("Mode") != "MultiModel":
+                return serving["ModelName"], container.get("ModelPackageName")
+            # A multi-model container takes its artifact per request (TargetModel), which a transform job
+            # does not send: batch scores with the champion's package as a single-model model instead.
+            arn = (container.get("Environment") or {}).get(MULTI_MODEL_PACKAGE)
+            if arn:
+                return _batch_model(arn, group, model), arn
     package = latest_approved_package(group)
     if package is None:
         raise InvalidInput(
@@ -63,7 +70,12 @@ def _champion(endpoint_name: str, group: str, model: str, run: str) -> tuple[str
             f"has no Approved package (train {model} and approve a package first)"
         )
     arn = package["ModelPackageArn"]
-    name = f"{group[:40]}-v{package.get('ModelPackageVersion', arn.rsplit('/', 1)[-1])}-batch"
+    return _batch_model(arn, group, model), arn
+
+
+def _batch_model(arn: str, group: str, model: str) -> str:
+    """A model for batch runs from a package, named per package version (one per version, re-used)."""
+    name = f"{group[:40]}-v{arn.rsplit('/', 1)[-1]}-batch"
     create_model(
         {
             "ModelName": name,
@@ -73,7 +85,7 @@ def _champion(endpoint_name: str, group: str, model: str, run: str) -> tuple[str
             "Tags": [{"Key": "shepherd:model", "Value": model}, {"Key": "shepherd:package", "Value": arn[:256]}],
         }
     )
-    return name, arn
+    return name
 
 
 @logger.inject_lambda_context

@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shepherd import clock
 from shepherd.aws import endpoints, rollouts, s3
 from shepherd.aws.powertools import powertools
-from shepherd.aws.sagemaker import create_model, describe_endpoint
+from shepherd.aws.sagemaker import create_model, describe_endpoint, describe_model, is_multi_model
 from shepherd.aws.stepfunctions import StepFunctionsResumer
 from shepherd.aws.tokens import DynamoTokenStore
 from shepherd.callbacks import Waiter, waiter_key
@@ -102,6 +102,30 @@ def _judge_settings(config: ModelConfig, *, bucket: str, model: str, endpoint: s
     return judge
 
 
+def _create_model(config: ModelConfig, package: dict[str, Any], candidate: VariantSpec, model: str) -> str | None:
+    """The candidate's SageMaker model; for a multi-model endpoint, also the TargetModel clients name."""
+    arn = package["ModelPackageArn"]
+    container: dict[str, Any] = {"ModelPackageName": arn}
+    target_model = None
+    if config.endpoint.kind == "multi_model":
+        try:
+            container, target_model = plan.multi_model_container(
+                (package.get("InferenceSpecification") or {}).get("Containers", [{}])[0], arn
+            )
+        except (ValueError, KeyError, IndexError) as exc:
+            raise InvalidInput(str(exc)) from None
+    create_model(
+        {
+            "ModelName": candidate.model_name,
+            "PrimaryContainer": container,
+            "ExecutionRoleArn": os.environ["SAGEMAKER_ROLE_ARN"],
+            "EnableNetworkIsolation": config.endpoint.kind != "serverless",
+            "Tags": [{"Key": "shepherd:model", "Value": model}, {"Key": "shepherd:package", "Value": arn}],
+        }
+    )
+    return target_model
+
+
 def prepare(event: dict[str, Any]) -> dict[str, Any]:
     arn, run = event["ModelPackageArn"], event["run"]
     package = endpoints.describe_package(arn)
@@ -117,7 +141,6 @@ def prepare(event: dict[str, Any]) -> dict[str, Any]:
     except ConfigError as exc:
         raise InvalidInput(str(exc)) from None
     endpoint = config.endpoint.name or model
-    version = plan.version_of(arn)
     paused = rollouts.flag(endpoint, rollouts.PAUSED)
     if paused is not None and not event.get("Manual"):
         raise InvalidInput(
@@ -125,17 +148,23 @@ def prepare(event: dict[str, Any]) -> dict[str, Any]:
             f"`shepherd rollout resume {endpoint}` lifts it, `shepherd rollout start {arn}` rolls out by hand"
         )
     rollouts.acquire(endpoint, run, arn, clock.now().timestamp())
+    try:
+        return _planned(package, config, run=run, model=model, endpoint=endpoint)
+    except Exception:
+        # Nothing has touched the endpoint yet: free it for the next approval rather than leave the lock
+        # to the reconciler or its lease (the state machine's failure path has no state to release it with).
+        rollouts.release(endpoint, run)
+        raise
+
+
+def _planned(package: dict[str, Any], config: ModelConfig, *, run: str, model: str, endpoint: str) -> dict[str, Any]:
+    """The rollout's state and plan, for a rollout that holds the endpoint's lock."""
+    arn = package["ModelPackageArn"]
+    version = plan.version_of(arn)
+    bucket = os.environ["DATA_BUCKET"]
     rollouts.clear_flag(endpoint, rollouts.ABORT)  # an abort meant for an earlier rollout must not end this one
     candidate = plan.candidate_spec(config, endpoint=endpoint, version=version)
-    create_model(
-        {
-            "ModelName": candidate.model_name,
-            "PrimaryContainer": {"ModelPackageName": arn},
-            "ExecutionRoleArn": os.environ["SAGEMAKER_ROLE_ARN"],
-            "EnableNetworkIsolation": config.endpoint.kind != "serverless",
-            "Tags": [{"Key": "shepherd:model", "Value": model}, {"Key": "shepherd:package", "Value": arn}],
-        }
-    )
+    target_model = _create_model(config, package, candidate, model)
     state: dict[str, Any] = {
         "run": run,
         "model": model,
@@ -151,10 +180,12 @@ def prepare(event: dict[str, Any]) -> dict[str, Any]:
         # full and the watch judge the candidate against the champion's counts since this moment
         "started_at": clock.now().timestamp(),
     }
+    if target_model is not None:
+        state["target_model"] = target_model  # what clients name in InvokeEndpoint's TargetModel
     live = describe_endpoint(endpoint)
     if live is None:
         state |= {"first": True, "noop": False, "champion": None, "last_good": None, "stages": [], "stage_count": 0}
-        _record(state, "started", strategy="first-deployment")
+        _record(state, "started", strategy=f"first-deployment ({config.endpoint.kind})", **_target(state))
         return state
     if live["EndpointStatus"] not in ("InService",):
         raise InvalidInput(f"endpoint {endpoint} is {live['EndpointStatus']}: a rollout starts only from InService")
@@ -169,9 +200,10 @@ def prepare(event: dict[str, Any]) -> dict[str, Any]:
         instance_count=counts.get(serving["VariantName"]) or serving.get("InitialInstanceCount"),
         serverless=serving.get("ServerlessConfig"),
     )
+    kind = config.endpoint.kind
+    _same_kind(endpoint, kind, champion)
     recorded = rollouts.champion(endpoint)
     last_good = recorded["config"] if recorded else live["EndpointConfigName"]
-    kind = config.endpoint.kind
     stages = [s.model_dump() for s in plan.stages(config, kind)]
     state |= {
         "first": False,
@@ -192,8 +224,28 @@ def prepare(event: dict[str, Any]) -> dict[str, Any]:
         )
     elif not stages:
         strategy = "direct switch (shadow and A/B disabled)"
-    _record(state, "started", strategy=strategy, champion=champion.model_name, last_good=last_good)
+    elif kind == "multi_model" and config.rollout.shadow.enabled:
+        strategy = f"multi-model: {strategy} (no shadow: SageMaker allows no shadow variant on a multi-model endpoint)"
+    _record(state, "started", strategy=strategy, champion=champion.model_name, last_good=last_good, **_target(state))
     return state
+
+
+def _target(state: dict[str, Any]) -> dict[str, Any]:
+    return {"target_model": state["target_model"]} if state.get("target_model") else {}
+
+
+def _same_kind(endpoint: str, kind: str, champion: VariantSpec) -> None:
+    """A rollout keeps an endpoint's kind: a variant of another kind beside the champion would fail the
+    clients (a multi-model endpoint needs TargetModel, a single-model one refuses it). Changing between
+    multi-model and single-model is a new endpoint: a new endpoint.name, or `shepherd teardown` first."""
+    multi = is_multi_model(describe_model(champion.model_name))
+    if multi != (kind == "multi_model"):
+        serving = "multi-model" if multi else "single-model"
+        raise InvalidInput(
+            f"endpoint {endpoint} is a {serving} endpoint but the config asks for endpoint.kind {kind}: a rollout "
+            "does not change an endpoint's kind. Give the model a new endpoint.name, or remove this one with "
+            "`shepherd teardown` first"
+        )
 
 
 def deploy_first(state: dict[str, Any], token: str) -> dict[str, Any]:

@@ -180,6 +180,9 @@ def check_endpoint_config(p: dict[str, Any], models: dict[str, dict[str, Any]]) 
                 )
             if not 1 <= concurrency <= 200:
                 problems.append(f"Variant {variant['VariantName']}: ServerlessConfig.MaxConcurrency must be 1-200.")
+    if shadows and any(_multi_model(models.get(v["ModelName"], {})) for v in [*production, *shadows]):
+        # AWS's shadow-test exclusions list multi-model endpoints: such a config is a validation error.
+        problems.append("Shadow variants are not supported for multi-model endpoints.")
     if any("ServerlessConfig" in v for v in [*production, *shadows]):
         if len(production) > 1 or shadows:
             problems.append("Serverless endpoints support a single production variant and no shadow variants.")
@@ -188,11 +191,14 @@ def check_endpoint_config(p: dict[str, Any], models: dict[str, dict[str, Any]]) 
         if p.get("EnableNetworkIsolation"):
             problems.append("Network isolation is not supported for serverless endpoints.")
         for variant in production:
-            model = models.get(variant["ModelName"], {})
-            containers = model.get("Containers") or [model.get("PrimaryContainer", {})]
-            if any(c.get("Mode") == "MultiModel" for c in containers):
+            if _multi_model(models.get(variant["ModelName"], {})):
                 problems.append("Multi-model endpoints are not supported for serverless endpoints.")
     return problems
+
+
+def _multi_model(model: dict[str, Any]) -> bool:
+    containers = model.get("Containers") or [model.get("PrimaryContainer", {})]
+    return any(c.get("Mode") == "MultiModel" for c in containers)
 
 
 def describe(endpoint: Endpoint, models: dict[str, dict[str, Any]]) -> dict[str, Any]:

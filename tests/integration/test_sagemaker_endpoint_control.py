@@ -250,6 +250,19 @@ def test_serverless_refuses_data_capture_and_second_variant(sagemaker):
         _config(sagemaker, [serverless, {**serverless, "VariantName": "Second"}])
 
 
+def test_a_multi_model_endpoint_takes_no_shadow_variant_but_takes_a_second_production_variant(sagemaker):
+    """AWS's shadow-test exclusions list multi-model endpoints; weighted production variants stay allowed."""
+    name = f"m-{uuid.uuid4().hex[:8]}"
+    container = {"Image": IMAGE, "ModelDataUrl": "s3://b/models/", "Mode": "MultiModel"}
+    sagemaker.create_model(ModelName=name, ExecutionRoleArn=ROLE, PrimaryContainer=container)
+    single = _model(sagemaker)
+    with pytest.raises(sagemaker.exceptions.ClientError, match="Shadow variants are not supported for multi-model"):
+        _config(sagemaker, [_variant(name)], [_variant(single, "Shadow")])
+    with pytest.raises(sagemaker.exceptions.ClientError, match="Shadow variants are not supported for multi-model"):
+        _config(sagemaker, [_variant(single)], [_variant(name, "Shadow")])
+    assert _config(sagemaker, [_variant(name, "A"), _variant(name, "B")])
+
+
 def test_update_of_an_endpoint_that_is_not_in_service_is_refused(sagemaker):
     config = _config(sagemaker, [_variant(_model(sagemaker, broken=True))])
     name = f"e-{uuid.uuid4().hex[:8]}"

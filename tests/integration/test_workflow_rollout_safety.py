@@ -12,7 +12,7 @@ from localcloud.deployer import Deployer
 
 from .conftest import finished_execution, wait_for
 from .test_workflow_rollout import _config, _records, _rollout
-from .workflow import EXAMPLE, ROOT, App, Traffic, task_attempts, unique
+from .workflow import EXAMPLE, ROOT, App, Traffic, generate, task_attempts, unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -575,3 +575,89 @@ def test_a_rollout_stopped_during_its_watch_is_restored_by_the_reconciler(app, c
         wait_for(lambda: app.cloud.client("dynamodb").get_item(TableName=table, Key=lock_key).get("Item") is None)
     assert app.sagemaker.describe_endpoint(EndpointName=model)["EndpointConfigName"] == champion["EndpointConfigName"]
     assert traffic.unexpected == []
+
+
+def test_a_multi_model_endpoint_rolls_out_through_ab_without_shadow_and_batch_scores_with_its_champion(app, cloud):
+    from .test_workflow_rollout import FAULTY
+
+    model = unique("mme")
+    config = _config(model)  # asks for shadow, A/B 50 % and full
+    config["endpoint"]["kind"] = "multi_model"
+    app.upload_project(model, config)
+    app.upload_dataset(model, "d1")
+    assert app.run_of(model, "d1")["status"] == "SUCCEEDED"
+    assert _rollout(app, model, 1)["status"] == "SUCCEEDED"
+    v1 = app.sagemaker.describe_model_package(ModelPackageName=app.packages(model)[0]["ModelPackageArn"])
+
+    def container(endpoint_config: str) -> dict:
+        (variant,) = app.sagemaker.describe_endpoint_config(EndpointConfigName=endpoint_config)["ProductionVariants"]
+        return app.sagemaker.describe_model(ModelName=variant["ModelName"])["PrimaryContainer"]
+
+    first = container(app.sagemaker.describe_endpoint(EndpointName=model)["EndpointConfigName"])
+    artifact = v1["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+    assert first["Mode"] == "MultiModel"
+    assert first["ModelDataUrl"] + "model.tar.gz" == artifact  # served from where training left it, uncopied
+
+    with Traffic(cloud, model, target_model="model.tar.gz") as traffic:
+        wait_for(lambda: traffic.sent > 100, timeout=30)
+        _copy_package(app, model, v1)  # v2: a good candidate (the same model)
+        good = _rollout(app, model, 2)
+        assert good["status"] == "SUCCEEDED", good
+        promoted = app.sagemaker.describe_endpoint(EndpointName=model)
+        assert [v["VariantName"] for v in promoted["ProductionVariants"]] == ["v2"]
+        assert container(promoted["EndpointConfigName"])["Mode"] == "MultiModel"
+        code = {"train.py": (EXAMPLE / "train.py").read_bytes(), "inference.py": FAULTY.encode()}
+        app.upload_project(model, config, code=code)
+        app.upload_dataset(model, "d3", seed=9)
+        assert app.run_of(model, "d3")["status"] == "SUCCEEDED"
+        faulty = _rollout(app, model, 3)
+
+    assert faulty["status"] == "FAILED"
+    restored = app.sagemaker.describe_endpoint(EndpointName=model)
+    assert restored["EndpointConfigName"] == promoted["EndpointConfigName"]
+    assert [(v["VariantName"], v["CurrentWeight"]) for v in restored["ProductionVariants"]] == [("v2", 1.0)]
+    records = _records(app, model)
+    started = {r["package"].rsplit("/", 1)[1]: r for r in records if r["event"] == "started"}
+    assert "no shadow: SageMaker allows no shadow variant on a multi-model endpoint" in started["2"]["strategy"]
+    assert started["2"]["target_model"] == "model.tar.gz"
+    entered = [
+        (r["stage"], r["weight"]) for r in records if r["event"] == "stage-entered" and r["package"].endswith("/2")
+    ]
+    assert entered == [("ab", 50), ("full", 100)]  # no shadow stage
+    events = [(r["package"].rsplit("/", 1)[1], r["event"], r.get("stage"), r.get("verdict")) for r in records]
+    assert ("3", "verdict", "ab", "ROLLBACK") in events
+    assert ("3", "rolled-back", None, None) in events
+    assert {"v1", "v2", "v3"} <= set(traffic.variants)  # every version answered TargetModel requests
+    # clients see the faulty candidate's errors in A/B (there is no shadow); nothing else failed
+    assert all("ModelError" in failure or "injected fault" in failure for failure in traffic.unexpected)
+
+    # a transform job sends no TargetModel: batch scores with the champion's package as a single-model model
+    key = f"batch/{model}/input/customers.csv"
+    rows = generate(50, seed=11).drop(columns=["target"])
+    app.s3.put_object(Bucket=app.bucket, Key=key, Body=rows.to_csv(index=False, header=False).encode())
+    (execution,) = wait_for(
+        lambda: [
+            e
+            for e in app.sfn.list_executions(stateMachineArn=app.outputs["BatchTransformStateMachineArn"])["executions"]
+            if json.loads(app.sfn.describe_execution(executionArn=e["executionArn"])["input"])["key"] == key
+        ],
+        timeout=30,
+    )
+    assert finished_execution(cloud, execution["executionArn"], timeout=90)["status"] == "SUCCEEDED"
+    jobs = app.sagemaker.list_transform_jobs()["TransformJobSummaries"]
+    described = [app.sagemaker.describe_transform_job(TransformJobName=j["TransformJobName"]) for j in jobs]
+    assert any(d["ModelName"] == f"{model}-v2-batch" for d in described)
+
+    # a rollout does not change an endpoint's kind: refused before it touches the endpoint, the lock freed
+    config["endpoint"]["kind"] = "realtime"
+    app.upload_project(model, config)
+    _copy_package(app, model, v1)  # v4
+    refused = _rollout(app, model, 4)
+    assert refused["status"] == "FAILED"
+    notification = app.notifications(
+        "RolloutFailed", model, match=lambda n: str(n.get("package", "")).endswith(f"/{model}/4")
+    )
+    assert "does not change an endpoint's kind" in json.dumps(notification)
+    assert app.sagemaker.describe_endpoint(EndpointName=model)["EndpointConfigName"] == promoted["EndpointConfigName"]
+    lock = {"pk": {"S": f"endpoint#{model}"}, "sk": {"S": "lock"}}
+    assert "Item" not in cloud.client("dynamodb").get_item(TableName=app.outputs["RolloutsTableName"], Key=lock)

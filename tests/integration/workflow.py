@@ -132,13 +132,16 @@ def wait_seconds(seconds: float) -> None:
 class Traffic:
     """A steady stream of real InvokeEndpoint calls, every outcome counted (a share deliberately malformed)."""
 
-    def __init__(self, cloud: Any, endpoint: str, *, rate: float = 80.0, malformed: float = 0.05) -> None:
+    def __init__(
+        self, cloud: Any, endpoint: str, *, rate: float = 80.0, malformed: float = 0.05, target_model: str = ""
+    ) -> None:
         import threading
 
         import numpy as np
 
         self.runtime = cloud.client("sagemaker-runtime")
         self.endpoint, self.rate, self.malformed = endpoint, rate, malformed
+        self.target = {"TargetModel": target_model} if target_model else {}  # a multi-model endpoint's artifact
         rows = generate(400, seed=21).drop(columns=["target"])
         self.rows = [",".join(str(v) for v in row) for row in rows.itertuples(index=False)]
         self.random = np.random.default_rng(5)
@@ -164,7 +167,9 @@ class Traffic:
             self.sent += 1
             self.malformed_sent += bad
             try:
-                answer = self.runtime.invoke_endpoint(EndpointName=self.endpoint, ContentType="text/csv", Body=body)
+                answer = self.runtime.invoke_endpoint(
+                    EndpointName=self.endpoint, ContentType="text/csv", Body=body, **self.target
+                )
             except self.runtime.exceptions.ModelError:
                 if bad:
                     self.malformed_failed += 1

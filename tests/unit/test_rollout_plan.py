@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from shepherd.config import load_config
 from shepherd.rollout import plan
 
@@ -23,6 +24,39 @@ def test_stages_follow_the_config_and_serverless_has_the_watch_alone():
     assert [(s.kind, s.weight) for s in plan.stages(config, "serverless")] == [("watch", 100)]
     unwatched = _config("rollout:\n  post_promotion_watch:\n    enabled: false\n")
     assert plan.stages(unwatched, "serverless") == []
+
+
+def test_a_multi_model_endpoint_skips_shadow_and_keeps_ab_full_and_the_watch():
+    config = _config("rollout:\n  ab:\n    steps: [10, 50]\n")
+    assert [(s.kind, s.weight) for s in plan.stages(config, "multi_model")] == [
+        ("ab", 10),
+        ("ab", 50),
+        ("full", 100),
+        ("watch", 100),
+    ]
+    shadow_only = _config("rollout:\n  ab:\n    enabled: false\n")
+    assert plan.stages(shadow_only, "multi_model") == []  # nothing left to judge: a direct switch
+
+
+def test_a_multi_model_container_serves_the_package_artifact_from_its_folder():
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:model-package/churn/3"
+    package = {
+        "Image": "img",
+        "ModelDataUrl": "s3://bucket/artifacts/churn/run/job/output/model.tar.gz",
+        "Environment": {"SAGEMAKER_PROGRAM": "inference.py"},
+    }
+    container, target = plan.multi_model_container(package, arn)
+    assert target == "model.tar.gz"
+    assert container == {
+        "Image": "img",
+        "ModelDataUrl": "s3://bucket/artifacts/churn/run/job/output/",
+        "Mode": "MultiModel",
+        "Environment": {"SAGEMAKER_PROGRAM": "inference.py", "SHEPHERD_MODEL_PACKAGE": arn},
+    }
+    assert package["Environment"] == {"SAGEMAKER_PROGRAM": "inference.py"}  # the package's own is untouched
+    for url in ("", "s3://bucket/model.tar.gz", "s3://bucket/artifacts/model.bin", "https://x/y/model.tar.gz"):
+        with pytest.raises(ValueError, match="cannot be served by a multi-model endpoint"):
+            plan.multi_model_container({"Image": "img", "ModelDataUrl": url}, arn)
 
 
 def test_full_and_the_watch_follow_their_config_and_a_direct_switch_has_neither():

@@ -116,6 +116,12 @@ def describe_model(name: str) -> dict[str, Any]:
         return dict(client("sagemaker").describe_model(ModelName=name))
 
 
+def is_multi_model(description: dict[str, Any]) -> bool:
+    """Whether a DescribeModel answer is a multi-model container (Mode MultiModel)."""
+    containers = description.get("Containers") or [description.get("PrimaryContainer") or {}]
+    return any(c.get("Mode") == "MultiModel" for c in containers)
+
+
 def model_exists(name: str) -> bool:
     try:
         with mapped(f"describing model {name}"):

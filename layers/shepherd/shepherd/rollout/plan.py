@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from shepherd.rollout import MULTI_MODEL_PACKAGE
+
 if TYPE_CHECKING:  # the judge imports Stage; it must not pay for the config schema's import
     from shepherd.config import ModelConfig
 
@@ -91,7 +93,8 @@ def stages(config: ModelConfig, kind: str = "realtime") -> list[Stage]:
     with neither shadow nor A/B switches directly. Serverless endpoints allow one production variant
     and no data capture, so no shadow, A/B or full: their closest safe strategy is the switch (SageMaker
     brings the new serverless fleet up before it moves traffic) followed by the watch, judged against
-    the champion's counts from before the switch.
+    the champion's counts from before the switch. Multi-model endpoints allow no shadow variant
+    (SageMaker's shadow-test exclusions): their path starts at A/B.
     """
     rollout = config.rollout
     path: list[Stage] = []
@@ -99,7 +102,7 @@ def stages(config: ModelConfig, kind: str = "realtime") -> list[Stage]:
         if rollout.post_promotion_watch.enabled:
             path.append(_watch(config))
         return path
-    if rollout.shadow.enabled:
+    if rollout.shadow.enabled and kind != "multi_model":  # SageMaker allows no shadow on a multi-model endpoint
         path.append(
             Stage(
                 kind="shadow",
@@ -160,6 +163,29 @@ def candidate_spec(config: ModelConfig, *, endpoint: str, version: int) -> Varia
         instance_type=realtime.instance_type,
         instance_count=realtime.instance_count,
     )
+
+
+def multi_model_container(container: dict[str, Any], package_arn: str) -> tuple[dict[str, Any], str]:
+    """A package's container as a multi-model one, and the TargetModel that names its artifact.
+
+    The container loads models from the artifact's S3 folder (a training job's output/), so the
+    artifact is served where it lies, uncopied; clients name it in TargetModel (model.tar.gz for the
+    models Shepherd trains). Each version is its own model with its own folder, and A/B routes
+    between versions by variant weight, not by TargetModel."""
+    url = str(container.get("ModelDataUrl") or "")
+    folder, _, artifact = url.rpartition("/")
+    if not url.startswith("s3://") or not artifact.endswith(".tar.gz") or folder.count("/") < 3:
+        raise ValueError(
+            f"{package_arn} cannot be served by a multi-model endpoint: its ModelDataUrl {url!r} is not an "
+            "s3://bucket/.../<name>.tar.gz archive"
+        )
+    environment = dict(container.get("Environment") or {}) | {MULTI_MODEL_PACKAGE: package_arn}
+    return {
+        "Image": container["Image"],
+        "ModelDataUrl": f"{folder}/",
+        "Mode": "MultiModel",
+        "Environment": environment,
+    }, artifact
 
 
 def _variant(spec: VariantSpec, weight: float) -> dict[str, Any]:
