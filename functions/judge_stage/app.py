@@ -99,8 +99,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if aborted is not None:
         # StopExecution would skip the Catch that restores the endpoint: an abort is a signal read here.
         rollouts.clear_flag(request.endpoint, rollouts.ABORT)
+        ended = "INCONCLUSIVE" if aborted.get("verdict") == "INCONCLUSIVE" else "ROLLBACK"  # superseded: not bad
         return _decided(
-            request, now, "ROLLBACK", f"Aborted by {aborted['by']}: {aborted['reason']}", [], minutes=None, key=key
+            request, now, ended, f"Aborted by {aborted['by']}: {aborted['reason']}", [], minutes=None, key=key
         )
     latency = request.judge.get("latency") or None
     threshold = float(latency["threshold_ms"]) if latency else None

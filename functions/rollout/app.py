@@ -147,7 +147,12 @@ def prepare(event: dict[str, Any]) -> dict[str, Any]:
             f"rollouts to {endpoint} are paused by {paused['by']} ({paused['reason']}): the champion stays; "
             f"`shepherd rollout resume {endpoint}` lifts it, `shepherd rollout start {arn}` rolls out by hand"
         )
-    rollouts.acquire(endpoint, run, arn, clock.now().timestamp())
+    try:
+        rollouts.acquire(endpoint, run, arn, clock.now().timestamp())
+    except rollouts.LockHeld:
+        if config.rollout.on_new_approval == "supersede":
+            _supersede(endpoint, arn)
+        raise  # the state machine retries: this rollout starts once the running one has ended
     try:
         return _planned(package, config, run=run, model=model, endpoint=endpoint)
     except Exception:
@@ -155,6 +160,23 @@ def prepare(event: dict[str, Any]) -> dict[str, Any]:
         # to the reconciler or its lease (the state machine's failure path has no state to release it with).
         rollouts.release(endpoint, run)
         raise
+
+
+def _supersede(endpoint: str, arn: str) -> None:
+    """Ask the rollout holding the endpoint to end at its next judge call (rollout.on_new_approval: supersede).
+
+    It ends INCONCLUSIVE: the champion gets all traffic back and the superseded package stays Approved (it
+    was replaced, not found bad). A duplicate of the running package's own approval supersedes nothing."""
+    holder = rollouts.lock_of(endpoint)
+    if holder is None or holder.get("package") == arn:
+        return
+    rollouts.set_flag(
+        endpoint,
+        rollouts.ABORT,
+        by=f"superseded by {arn}",
+        reason=f"package {arn} was approved while {holder.get('package')} was rolling out",
+        verdict="INCONCLUSIVE",
+    )
 
 
 def _planned(package: dict[str, Any], config: ModelConfig, *, run: str, model: str, endpoint: str) -> dict[str, Any]:

@@ -661,3 +661,37 @@ def test_a_multi_model_endpoint_rolls_out_through_ab_without_shadow_and_batch_sc
     assert app.sagemaker.describe_endpoint(EndpointName=model)["EndpointConfigName"] == promoted["EndpointConfigName"]
     lock = {"pk": {"S": f"endpoint#{model}"}, "sk": {"S": "lock"}}
     assert "Item" not in cloud.client("dynamodb").get_item(TableName=app.outputs["RolloutsTableName"], Key=lock)
+
+
+def test_with_supersede_a_new_approval_ends_the_running_rollout_without_rejecting_it_then_rolls_out(app, cloud):
+    model = unique("sup")
+    config = _config(model)
+    config["rollout"]["on_new_approval"] = "supersede"
+    app.upload_project(model, config)
+    app.upload_dataset(model, "d1")
+    assert app.run_of(model, "d1")["status"] == "SUCCEEDED"
+    assert _rollout(app, model, 1)["status"] == "SUCCEEDED"
+    champion = app.sagemaker.describe_endpoint(EndpointName=model)["EndpointConfigName"]
+    v1 = app.sagemaker.describe_model_package(ModelPackageName=app.packages(model)[0]["ModelPackageArn"])
+
+    v2 = _copy_package(app, model, v1)  # no traffic: its shadow stage judges CONTINUE until superseded
+    (running,) = wait_for(lambda: _executions(app, f"{model}-v2-"), timeout=30)
+    wait_for(lambda: app.sagemaker.describe_endpoint(EndpointName=model).get("ShadowProductionVariants"), timeout=60)
+    _copy_package(app, model, v1)  # v3, approved while v2 rolls out
+    superseded = finished_execution(cloud, running["executionArn"], timeout=120)
+    assert superseded["status"] == "FAILED"
+    assert app.sagemaker.describe_model_package(ModelPackageName=v2)["ModelApprovalStatus"] == "Approved"
+    with Traffic(cloud, model) as traffic:
+        assert _rollout(app, model, 3)["status"] == "SUCCEEDED"
+    records = _records(app, model)
+    events = [(r["package"].rsplit("/", 1)[1], r["event"]) for r in records]
+    assert events.index(("2", "inconclusive")) < events.index(("3", "started")), events
+    (verdict,) = [
+        r for r in records if r["package"].endswith("/2") and r["event"] == "verdict" and r["verdict"] != "CONTINUE"
+    ]
+    assert verdict["verdict"] == "INCONCLUSIVE"
+    assert verdict["explanation"].startswith(f"Aborted by superseded by {v2[:-1]}3")
+    promoted = app.sagemaker.describe_endpoint(EndpointName=model)
+    assert [v["VariantName"] for v in promoted["ProductionVariants"]] == ["v3"]
+    assert promoted["EndpointConfigName"] != champion
+    assert traffic.unexpected == []

@@ -222,13 +222,15 @@ def records(endpoint: str) -> list[dict[str, Any]]:
 ABORT, PAUSED = "abort", "paused"
 
 
-def set_flag(endpoint: str, flag: str, by: str, reason: str = "") -> None:
-    """abort: the running rollout rolls back at its next judge call; paused: no automatic rollout starts."""
+def set_flag(endpoint: str, flag: str, by: str, reason: str = "", verdict: str = "") -> None:
+    """abort: the running rollout rolls back at its next judge call, with ``verdict`` (ROLLBACK unless given:
+    a superseded rollout ends INCONCLUSIVE, which restores the champion without rejecting its package);
+    paused: no automatic rollout starts."""
+    item = _key(endpoint, f"flag#{flag}") | {"by": {"S": by}, "reason": {"S": reason or flag}}
+    if verdict:
+        item["verdict"] = {"S": verdict}
     with mapped(f"setting {flag} on {endpoint}"):
-        client("dynamodb").put_item(
-            TableName=_table(),
-            Item=_key(endpoint, f"flag#{flag}") | {"by": {"S": by}, "reason": {"S": reason or flag}},
-        )
+        client("dynamodb").put_item(TableName=_table(), Item=item)
 
 
 def clear_flag(endpoint: str, flag: str) -> None:

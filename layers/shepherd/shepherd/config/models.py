@@ -435,6 +435,12 @@ class Rollout(Section):
     full: FullStage = Field(default_factory=FullStage)
     post_promotion_watch: WatchStage = Field(default_factory=WatchStage)
     judge: JudgeSettings = Field(default_factory=JudgeSettings)
+    on_new_approval: Literal["queue", "supersede"] = Field(
+        default="queue",
+        description="A package approved while a rollout runs on the endpoint: queue (it starts when the running "
+        "one ends) or supersede (the running one ends at its next judge call, the champion restored and the "
+        "superseded package left Approved, then the new one starts). Never two at once.",
+    )
     judge_calls_per_execution: int = Field(
         default=1000,
         ge=1,
