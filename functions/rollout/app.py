@@ -325,25 +325,27 @@ def enter_stage(state: dict[str, Any], token: str) -> dict[str, Any]:
         name = _final_config(state, token, champion, candidate)
     elif stage.kind == "shadow":
         # RetainAllVariantProperties keeps the champion's current weight (and capacity): a shadow of the same
-        # weight receives a copy of every request.
-        weight = next(
-            (
-                v.get("CurrentWeight")
-                for v in live.get("ProductionVariants", [])
-                if v["VariantName"] == champion.variant
-            ),
-            1.0,
-        )
-        name = _endpoint_config(
-            state, "shadow", [(champion, 1.0)], shadow=candidate, shadow_weight=float(weight or 1.0)
-        )
+        # weight receives a copy of every request, so it gets as many instances as the champion serves them
+        # with (kept by name when it becomes the A/B challenger).
+        serving = _live_variant(live, champion.variant)
+        weight = serving.get("CurrentWeight") or 1.0
+        if candidate.instance_count is not None and serving.get("CurrentInstanceCount"):
+            raised = max(candidate.instance_count, int(serving["CurrentInstanceCount"]))
+            candidate = candidate.model_copy(update={"instance_count": raised})
+        name = _endpoint_config(state, "shadow", [(champion, 1.0)], shadow=candidate, shadow_weight=float(weight))
         _wait_for(state, token, name)
         endpoints.update_endpoint(state["endpoint"], name, exclude_weights=False)
     elif both_serving:
         name = live["EndpointConfigName"]
+        count = _raised_count(state, live, index, champion, candidate)
         _wait_for(state, token, name)
-        endpoints.update_weights(state["endpoint"], plan.weights(champion.variant, candidate.variant, stage.weight))
+        endpoints.update_weights(
+            state["endpoint"], plan.weights(champion.variant, candidate.variant, stage.weight, count)
+        )
     else:
+        count = _raised_count(state, live, index, champion, candidate)
+        if count is not None:
+            candidate = candidate.model_copy(update={"instance_count": count})
         name = _endpoint_config(
             state, f"{stage.kind}{stage.weight:g}", [(champion, 100 - stage.weight), (candidate, stage.weight)]
         )
@@ -351,6 +353,29 @@ def enter_stage(state: dict[str, Any], token: str) -> dict[str, Any]:
         endpoints.update_endpoint(state["endpoint"], name, exclude_weights=True)
     _record(state, "stage-entered", stage=stage.kind, stage_index=index, weight=stage.weight, config=name)
     return {"config": name}
+
+
+def _raised_count(
+    state: dict[str, Any], live: dict[str, Any], index: int, champion: VariantSpec, candidate: VariantSpec
+) -> int | None:
+    """The challenger's raised instance count for this stage, None when it keeps its own (see
+    plan.challenger_count); instance-based variants only."""
+    if candidate.serverless or candidate.instance_count is None:
+        return None
+    wanted = plan.challenger_count(
+        [Stage.model_validate(s) for s in state["stages"]],
+        index,
+        candidate.instance_count,
+        _live_variant(live, champion.variant).get("CurrentInstanceCount") or champion.instance_count or 0,
+    )
+    if wanted is None or (_live_variant(live, candidate.variant).get("CurrentInstanceCount") or 0) >= wanted:
+        return None
+    return wanted
+
+
+def _live_variant(live: dict[str, Any], variant: str) -> dict[str, Any]:
+    """A production variant of a DescribeEndpoint answer, {} when it has none of that name."""
+    return next((v for v in live.get("ProductionVariants", []) if v["VariantName"] == variant), {})
 
 
 def finalize(state: dict[str, Any], token: str) -> dict[str, Any]:

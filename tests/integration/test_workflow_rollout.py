@@ -158,3 +158,74 @@ def test_an_approved_package_deploys_then_a_better_one_is_promoted_and_a_faulty_
     assert traffic.ok + traffic.malformed_failed == traffic.sent
     assert traffic.variants.get("v2", 0) > 0
     assert "v3" not in traffic.variants
+
+
+class _Snapshots:
+    """DescribeEndpoint every 50 ms while a rollout runs: each distinct InService shape seen, in order."""
+
+    def __init__(self, app, endpoint: str) -> None:
+        import threading
+
+        self.app, self.endpoint, self.seen = app, endpoint, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            live = self.app.sagemaker.describe_endpoint(EndpointName=self.endpoint)
+            if live["EndpointStatus"] != "InService":
+                continue
+            shape = (
+                tuple(
+                    (v["VariantName"], v["CurrentWeight"], v["CurrentInstanceCount"])
+                    for v in live["ProductionVariants"]
+                ),
+                tuple((v["VariantName"], v["CurrentInstanceCount"]) for v in live.get("ShadowProductionVariants", [])),
+            )
+            if not self.seen or self.seen[-1] != shape:
+                self.seen.append(shape)
+
+
+def test_every_stage_has_its_variants_weights_and_instance_counts_and_the_champion_keeps_its_capacity(app):
+    model = unique("cap")
+    config = _config(model, watch=True)
+    config["rollout"]["ab"]["steps"] = [10, 50]
+    app.upload_project(model, config)
+    app.upload_dataset(model, "d1")
+    assert app.run_of(model, "d1")["status"] == "SUCCEEDED"
+    assert _rollout(app, model, 1)["status"] == "SUCCEEDED"
+    # an operator (or the autoscaler) has grown the champion beyond the configured 2 instances
+    app.sagemaker.update_endpoint_weights_and_capacities(
+        EndpointName=model, DesiredWeightsAndCapacities=[{"VariantName": "v1", "DesiredInstanceCount": 3}]
+    )
+    wait_for(
+        lambda: (
+            (live := app.sagemaker.describe_endpoint(EndpointName=model))["EndpointStatus"] == "InService"
+            and live["ProductionVariants"][0]["CurrentInstanceCount"] == 3
+        ),
+        timeout=30,
+    )
+
+    with Traffic(app.cloud, model) as traffic, _Snapshots(app, model) as snapshots:
+        app.upload_dataset(model, "d2", seed=8)
+        assert app.run_of(model, "d2")["status"] == "SUCCEEDED"
+        assert _rollout(app, model, 2)["status"] == "SUCCEEDED"
+
+    expected = [
+        ((("v1", 1.0, 3),), ()),  # the champion
+        ((("v1", 1.0, 3),), (("v2", 3),)),  # shadow: a copy of every request, the champion's capacity
+        ((("v1", 90.0, 3), ("v2", 10.0, 3)), ()),  # A/B 10 %: the champion keeps its 3 instances
+        ((("v1", 50.0, 3), ("v2", 50.0, 3)), ()),  # A/B 50 %
+        ((("v1", 0.0, 3), ("v2", 100.0, 3)), ()),  # full: the champion's variant kept for a fast rollback
+        ((("v2", 1.0, 3),), ()),  # the watch, then done: the challenger alone, at the capacity it reached
+    ]
+    assert snapshots.seen == expected, snapshots.seen
+    assert traffic.unexpected == []

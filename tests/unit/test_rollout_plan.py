@@ -117,3 +117,23 @@ def test_continuation_names_are_readable_stable_and_fit_80_characters():
     assert max(len(first), len(second)) <= 80
     assert first.endswith("-c1")
     assert plan.continuation_name(long[:80], 1) != plan.continuation_name(long[:79] + "x", 1)
+
+
+def test_the_challenger_gets_the_champion_s_capacity_before_it_carries_half_the_traffic():
+    config = _config("rollout:\n  ab:\n    steps: [10, 25, 50]\n")
+    path = plan.stages(config)  # shadow, ab 10, ab 25, ab 50, full, watch
+    raised = [plan.challenger_count(path, i, configured=2, champion_count=5) for i in range(len(path))]
+    # shadow is sized on its own; at 10 % nothing yet; at 25 % (before 50 %) and after: the champion's 5
+    assert raised == [None, None, 5, 5, 5, None]
+    assert plan.challenger_count(path, 2, configured=6, champion_count=5) == 6  # never below its own count
+    single = plan.stages(_config("rollout:\n  shadow:\n    enabled: false\n  ab:\n    steps: [10]\n"))
+    assert [plan.challenger_count(single, i, configured=2, champion_count=4) for i in range(len(single))] == [
+        4,  # A/B 10 % is followed by full: raised on entering it
+        4,
+        None,
+    ]
+    assert plan.weights("v1", "v2", 25, 5) == [
+        {"VariantName": "v1", "DesiredWeight": 75.0},
+        {"VariantName": "v2", "DesiredWeight": 25.0, "DesiredInstanceCount": 5},
+    ]
+    assert "DesiredInstanceCount" not in plan.weights("v1", "v2", 10)[1]

@@ -252,12 +252,29 @@ def endpoint_config(
     return request
 
 
-def weights(champion: str, challenger: str, challenger_percent: float) -> list[dict[str, Any]]:
-    """DesiredWeightsAndCapacities for an A/B step (weights are relative: percentages are fine)."""
-    return [
-        {"VariantName": champion, "DesiredWeight": float(100 - challenger_percent)},
-        {"VariantName": challenger, "DesiredWeight": float(challenger_percent)},
-    ]
+def weights(
+    champion: str, challenger: str, challenger_percent: float, challenger_count: int | None = None
+) -> list[dict[str, Any]]:
+    """DesiredWeightsAndCapacities for an A/B step (weights are relative: percentages are fine), with the
+    challenger's new instance count when it is to be raised."""
+    wanted: dict[str, Any] = {"VariantName": challenger, "DesiredWeight": float(challenger_percent)}
+    if challenger_count is not None:
+        wanted["DesiredInstanceCount"] = challenger_count
+    return [{"VariantName": champion, "DesiredWeight": float(100 - challenger_percent)}, wanted]
+
+
+def challenger_count(stages: list[Stage], index: int, configured: int, champion_count: int) -> int | None:
+    """The challenger's instance count on entering stage ``index`` of a realtime path, or None to leave it.
+
+    Before the challenger carries half the traffic or more — at the stage before it does (every A/B path
+    ends in full, at 100 %) and at any stage where it does — it gets at least as many instances as the
+    champion serves with now (an autoscaled champion may have grown beyond the configured count)."""
+    here = stages[index]
+    following = stages[index + 1] if index + 1 < len(stages) else None
+    heavy = here.kind in ("ab", "full") and (
+        here.weight >= 50 or (following is not None and following.kind in ("ab", "full") and following.weight >= 50)
+    )
+    return max(configured, champion_count) if heavy else None
 
 
 KEEP_VERSIONS = 5
