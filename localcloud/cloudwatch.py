@@ -1241,7 +1241,9 @@ class AlarmEvaluator:
         epoch = _epoch(now)
         live: set[int] = set()
         for backend in _backends():
-            for alarm in list(backend.alarms.values()):
+            # getattr: moto's in-process mocks (handler tests in the same pytest session) reset the backends
+            # this thread reads, leaving one half-built for a moment
+            for alarm in list(getattr(backend, "alarms", {}).values()):
                 if getattr(alarm, "rule", None):
                     continue  # composite alarms are not evaluated locally
                 live.add(id(alarm))
