@@ -196,7 +196,7 @@ class _Snapshots:
 
 def test_every_stage_has_its_variants_weights_and_instance_counts_and_the_champion_keeps_its_capacity(app):
     model = unique("cap")
-    config = _config(model, watch=True)
+    config = _config(model)
     config["rollout"]["ab"]["steps"] = [10, 50]
     app.upload_project(model, config)
     app.upload_dataset(model, "d1")
@@ -225,7 +225,7 @@ def test_every_stage_has_its_variants_weights_and_instance_counts_and_the_champi
         ((("v1", 90.0, 3), ("v2", 10.0, 3)), ()),  # A/B 10 %: the champion keeps its 3 instances
         ((("v1", 50.0, 3), ("v2", 50.0, 3)), ()),  # A/B 50 %
         ((("v1", 0.0, 3), ("v2", 100.0, 3)), ()),  # full: the champion's variant kept for a fast rollback
-        ((("v2", 1.0, 3),), ()),  # the watch, then done: the challenger alone, at the capacity it reached
+        ((("v2", 1.0, 3),), ()),  # done: the challenger alone, at the capacity it reached
     ]
     assert snapshots.seen == expected, snapshots.seen
     assert traffic.unexpected == []
