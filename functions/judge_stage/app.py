@@ -17,7 +17,8 @@ from shepherd import clock
 from shepherd.aws import endpoints, idempotency, rollouts, s3
 from shepherd.aws.powertools import powertools
 from shepherd.edge import field
-from shepherd.judge import StageObservations, judge
+from shepherd.errors import ShepherdError, TransientError
+from shepherd.judge import Baseline, Metric, StageObservations, judge
 from shepherd.rollout import quality
 from shepherd.rollout.observe import BASELINE_KINDS, baseline, complete_until, observations, queries, settings
 
@@ -25,8 +26,9 @@ from shepherd.rollout.observe import BASELINE_KINDS, baseline, complete_until, o
 BASELINE_LOOKBACK_SECONDS = 3600
 
 logger, tracer, metrics = powertools()
-# Quality judging re-reads the stage's capture and ground truth each call; beyond this many objects
-# a call is logged as slow (Timeout is 120 s): lower the capture sampling or the stage's duration.
+# Quality judging reads only the capture and ground truth objects the stage's earlier calls did not; a call
+# that reads more than this many (the first of a stage after a long rollout, or after its state was lost) is
+# logged as slow (Timeout is 120 s).
 LARGE_READ = 2000
 REMEMBER_SECONDS = 86400  # a retried judge call comes within minutes
 
@@ -126,8 +128,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # The stage's clock runs from its start, data or not: max_minutes is a duration, not a sample count.
     elapsed = max(observed.minutes_elapsed, int((now.timestamp() - request.stage_started) // 60))
     observed = replace(observed, minutes_elapsed=elapsed)
-    if request.judge.get("quality") and not against_baseline:  # settings() judges no quality in full or the watch
-        observed = _with_quality(observed, request, now.timestamp())
+    if request.judge.get("quality"):
+        observed = _with_quality(observed, request, now.timestamp(), baseline_since=since)
     verdict = judge(
         observed,
         settings(
@@ -156,47 +158,128 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return _decided(request, now, decided, explanation, statistics, minutes=elapsed, key=key)
 
 
-def _lines(bucket: str, prefix: str, until: float, *, start: float) -> list[str]:
-    """Every line of the objects under prefix/yyyy/mm/dd/hh/ for the hours from start to until."""
-    lines: list[str] = []
-    keys = [key for hour in quality.hour_prefixes(prefix, start, until) for key in s3.keys(bucket, hour)]
-    if len(keys) > LARGE_READ:
-        logger.warning("quality judging reads many objects", extra={"prefix": prefix, "objects": len(keys)})
-    for key in keys:
-        lines.extend(s3.read_bytes(bucket, key).decode("utf-8", errors="replace").splitlines())
-    return lines
-
-
-def _with_quality(observed: StageObservations, request: Request, now: float) -> StageObservations:
-    """The stage's captured predictions joined with their ground truth: labelled pairs in shadow
-    (both variants answered the same request), per-variant labelled predictions in A/B."""
+def _with_quality(
+    observed: StageObservations, request: Request, now: float, *, baseline_since: float
+) -> StageObservations:
+    """The stage's captured predictions joined with their ground truth: labelled pairs in shadow (both
+    variants answered the same request), per-variant labelled predictions in A/B, and in full and the
+    watch the candidate's against the champion's labelled predictions from baseline_since until the
+    stage began (its baseline; labels for them keep arriving during the stage)."""
     settings_ = request.judge["quality"]
     sources = field(settings_, "sources", dict, where="judge.quality.")
     bucket = field(sources, "bucket", str, where="judge.quality.sources.")
-    capture = field(sources, "capture", str, where="judge.quality.sources.")
-    feedback = field(sources, "feedback", str, where="judge.quality.sources.")
     rule = quality.Rule(
         decision_threshold=float(settings_.get("decision_threshold", 0.5)),
         tolerance=None if settings_.get("tolerance") is None else float(settings_["tolerance"]),
     )
-    start = request.stage_started
-    labels = quality.ground_truth(_lines(bucket, feedback, now, start=start))
-    champion, candidate = (
-        list(quality.predictions(_lines(bucket, f"{capture}{variant}/", now, start=start)))
-        for variant in (request.champion_variant, request.candidate_variant)
+    stage = quality.plan(
+        request.stage.kind,
+        run=request.run,
+        stage_index=request.stage_index,
+        stage_started=request.stage_started,
+        baseline_since=baseline_since,
+        capture=field(sources, "capture", str, where="judge.quality.sources."),
+        feedback=field(sources, "feedback", str, where="judge.quality.sources."),
+        champion=request.champion_variant,
+        candidate=request.candidate_variant,
+        rule=rule,
     )
-    logger.info(
-        "quality data",
-        extra={"labels": len(labels), "champion_predictions": len(champion), "candidate_predictions": len(candidate)},
+    state = read_quality(
+        bucket, quality.state_key(request.endpoint, request.run, request.stage_index), stage, rule, now
     )
-    if request.stage.kind == "shadow":
-        pairs = quality.paired_bins(champion, candidate, labels, started_epoch=start, rule=rule)
-        return replace(observed, shadow_quality=pairs)
-    return replace(
-        observed,
-        champion_feedback=quality.feedback_bins(champion, labels, started_epoch=start, rule=rule),
-        candidate_feedback=quality.feedback_bins(candidate, labels, started_epoch=start, rule=rule),
-    )
+    if stage.paired:
+        return replace(observed, shadow_quality=quality.pairs_of(state))
+    candidate = quality.feedback_of(state, "candidate")
+    if request.stage.kind in BASELINE_KINDS:
+        labelled, wrong = quality.totals(state, "champion")
+        baseline_counts = {**observed.baseline, Metric.QUALITY: Baseline(samples=labelled, bad=wrong)}
+        return replace(observed, candidate_feedback=candidate, baseline=baseline_counts)
+    return replace(observed, champion_feedback=quality.feedback_of(state, "champion"), candidate_feedback=candidate)
+
+
+def read_quality(bucket: str, key: str, stage: quality.Plan, rule: quality.Rule, now: float) -> quality.State:
+    """The stage's quality state once this call has read the objects no earlier call of the stage read.
+
+    The state (s3://bucket/key) says which objects of each open hour were read; every open hour is
+    listed again, so an object written late into an hour already listed is still read. The state is
+    written back only after all the new objects were read, joined and counted: a call that crashes
+    before that leaves the previous state, which its retry reads the same objects onto again, and a
+    call that crashes after it leaves a state that counts them once, which its retry reads nothing
+    new onto. Either way the retry's bins are those of one uninterrupted call. S3 rather than
+    DynamoDB: the predictions waiting for their label (hours, at any traffic) outgrow an item's 400 KB."""
+    state, changed = _load_state(bucket, key, stage)
+    read = 0
+    for source in stage.sources:
+        for hour_epoch, hour in quality.to_list(state, source, now):
+            prefix = f"{source.prefix}{hour}/"
+            names = [listed.removeprefix(prefix) for listed in s3.keys(bucket, prefix)]
+            for name in quality.unread(state, source.name, hour, names):
+                lines = s3.read_bytes(bucket, prefix + name).decode("utf-8", errors="replace").splitlines()
+                if source.name == quality.FEEDBACK:
+                    quality.add_labels(state, quality.ground_truth(lines), hour_epoch)
+                else:
+                    found = quality.predictions(lines)
+                    quality.add_predictions(state, source.name, found, stage.windows[source.name])
+                quality.mark_read(state, source.name, hour, name)
+                read += 1
+    joined = quality.join(state, stage, rule)
+    changed = quality.close(state, stage, now) or changed or read > 0
+    size = None
+    if changed:
+        data = quality.encode(state)
+        size = len(data)
+        _save_state(bucket, key, data)
+    extra = {
+        "objects_read": read,
+        "joined": joined,
+        "waiting_labels": len(state.labels),
+        "waiting_predictions": {role: len(state.pending[role]) for role in quality.ROLES},
+        "state_bytes": size,
+    }
+    if read > LARGE_READ:
+        logger.warning("quality judging read many objects in one call", extra=extra)
+    else:
+        logger.info("quality data", extra=extra)
+    return state
+
+
+def _load_state(bucket: str, key: str, stage: quality.Plan) -> tuple[quality.State, bool]:
+    """The stage's state, and whether it is new (nothing read yet: everything since the stage's start
+    will be). Unreadable or corrupt: an error logged and a new state, so the call reads everything again
+    and judges on what it read, never on a state it cannot trust. A transient error is raised (the Judge
+    state retries it) rather than turned into a full re-read of a long stage."""
+    # Listed, not read blind: without s3:ListBucket on the key, S3 answers a missing key with 403, not 404.
+    if key not in s3.keys(bucket, key):
+        return quality.State.fresh(stage), True
+    try:
+        state = quality.decode(s3.read_bytes(bucket, key))
+    except TransientError:
+        raise
+    except (ShepherdError, ValueError) as exc:
+        logger.error(
+            "the stage's quality judging state is unreadable: reading its capture and labels again from the start",
+            extra={"state": f"s3://{bucket}/{key}", "error": str(exc)},
+        )
+        return quality.State.fresh(stage), True
+    if state.identity != dict(stage.identity):
+        logger.error(
+            "the quality judging state under this stage's key is another stage's: reading this one's from the start",
+            extra={"state": f"s3://{bucket}/{key}", "found": state.identity, "expected": dict(stage.identity)},
+        )
+        return quality.State.fresh(stage), True
+    return state, False
+
+
+def _save_state(bucket: str, key: str, data: bytes) -> None:
+    """Write the state; a failure is logged, not raised: this call's verdict stands on what it read, and
+    the next call reads again from the previous state (slower, not wrong)."""
+    try:
+        s3.write_bytes(bucket, key, data, content_type="application/gzip")
+    except ShepherdError as exc:
+        logger.error(
+            "the stage's quality judging state could not be saved: the next call reads again what this one read",
+            extra={"state": f"s3://{bucket}/{key}", "error": str(exc)},
+        )
 
 
 def _decided(

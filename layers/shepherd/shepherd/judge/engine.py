@@ -118,6 +118,21 @@ def _series(observations: StageObservations, metric: Metric, max_minutes: int) -
     return _paired_series(bins, metric.value, max_minutes)
 
 
+def _baseline_bins(observations: StageObservations, metric: Metric) -> list[tuple[int, int, int]]:
+    """The candidate's (minute, samples, bad events) of one metric, minutes ascending: its requests for
+    errors and latency (a bin without latency counts is skipped), its labelled predictions for quality."""
+    if metric is Metric.QUALITY:
+        feedback = sorted(observations.candidate_feedback, key=lambda item: item.minute)
+        return [(item.minute, item.labelled, item.misclassified) for item in feedback]
+    out = []
+    for item in sorted(observations.candidate, key=lambda item: item.minute):
+        if metric is Metric.ERROR_RATE:
+            out.append((item.minute, item.sample_count, item.error_sum))
+        elif item.latency_exceedances is not None:
+            out.append((item.minute, item.sample_count, item.latency_exceedances))
+    return out
+
+
 def judge_against_baseline(
     observations: StageObservations, metric: Metric, settings: MetricSettings, alpha_spent: float
 ) -> MetricJudgement:
@@ -128,36 +143,36 @@ def judge_against_baseline(
     p0 is the baseline's rate with one bad event and one good added (Laplace's rule): a champion that
     made no errors in its baseline still leaves the candidate a testable, small allowance rather than
     a rollback on its first error. Wald's boundaries ln((1 - beta) / alpha) and ln(beta / (1 - alpha))
-    keep both error rates within alpha / (1 - beta) and beta / (1 - alpha)."""
+    keep both error rates within alpha / (1 - beta) and beta / (1 - alpha).
+
+    A PROMOTE needs min_samples on both sides, as in A/B: the candidate's and the baseline's (a rate
+    measured on a handful of labelled predictions is no yardstick). A baseline without a single sample
+    (no labelled champion prediction before the stage) tests nothing: the metric waits, CONTINUE, and
+    ends the stage with at_max; it never promotes on evidence that does not exist."""
     baseline = observations.baseline[metric]
     p0 = (baseline.bad + 1) / (baseline.samples + 2)
     p1 = min(0.999, (1.0 + settings.delta) * p0)
     bad_weight, good_weight = math.log(p1 / p0), math.log((1.0 - p1) / (1.0 - p0))
     upper, lower = math.log((1.0 - settings.beta) / alpha_spent), math.log(settings.beta / (1.0 - alpha_spent))
-    candidate = sorted(observations.candidate, key=lambda item: item.minute)
+    may_promote = baseline.samples >= settings.min_samples
     statistic, samples, bad, decided, verdict = 0.0, 0, 0, None, Verdict.CONTINUE
-    for item in candidate:
-        if item.minute >= settings.max_minutes:
+    for minute, count, events in _baseline_bins(observations, metric) if baseline.samples else []:
+        if minute >= settings.max_minutes:
             break
-        if metric is Metric.ERROR_RATE:
-            events = item.error_sum
-        elif item.latency_exceedances is None:
-            continue
-        else:
-            events = item.latency_exceedances
-        samples, bad = samples + item.sample_count, bad + events
-        statistic += events * bad_weight + (item.sample_count - events) * good_weight
+        samples, bad = samples + count, bad + events
+        statistic += events * bad_weight + (count - events) * good_weight
         if statistic >= upper:
-            verdict, decided = Verdict.ROLLBACK, item.minute
+            verdict, decided = Verdict.ROLLBACK, minute
             break
-        if statistic <= lower and samples >= settings.min_samples:
-            verdict, decided = Verdict.PROMOTE, item.minute
+        if statistic <= lower and samples >= settings.min_samples and may_promote:
+            verdict, decided = Verdict.PROMOTE, minute
             break
     if verdict is Verdict.CONTINUE and observations.minutes_elapsed >= settings.max_minutes:
         verdict = settings.at_max
     what = _WHAT[metric]
+    unit = "labelled predictions" if metric is Metric.QUALITY else "requests"
     seen = (
-        f"{bad} bad of {samples:,} requests, against the champion's {baseline.bad} of {baseline.samples:,} "
+        f"{bad} bad of {samples:,} {unit}, against the champion's {baseline.bad} of {baseline.samples:,} "
         f"before the stage"
     )
     worse = f"{1 + settings.delta:g}x"
@@ -170,6 +185,11 @@ def judge_against_baseline(
         explanation = (
             f"The new champion's {what} is not {worse} the old champion's ({seen}; evidence {statistic:.2f} "
             f"<= {lower:.2f})."
+        )
+    elif verdict is Verdict.CONTINUE and not may_promote:
+        explanation = (
+            f"Not enough of a baseline for the {what} yet ({seen}; a promotion needs {settings.min_samples:,} "
+            f"from the champion; evidence {statistic:.2f}, rollback at {upper:.2f})."
         )
     elif verdict is Verdict.CONTINUE:
         explanation = (

@@ -119,13 +119,12 @@ def baseline(
 def settings(judge: dict[str, Any], *, max_minutes: int, at_max: str, kind: str = "ab") -> StageSettings:
     """The judge settings of a model's config (rollout.judge) for one stage of ``kind``.
 
-    Quality is judged on labelled pairs in shadow (both variants answered the same requests) and
-    per variant in A/B."""
+    Quality is judged in every stage: on labelled pairs in shadow (both variants answered the same
+    requests), per variant in A/B, and in full and the watch (no concurrent champion answers) against
+    the champion's labelled predictions earlier in the rollout, as errors and latency are."""
     metrics: dict[Metric, MetricSettings] = {}
     quality = Metric.SHADOW_QUALITY if kind == "shadow" else Metric.QUALITY
     for name, metric in (("error_rate", Metric.ERROR_RATE), ("latency", Metric.LATENCY), ("quality", quality)):
-        if name == "quality" and kind in BASELINE_KINDS:
-            continue  # no concurrent champion answers to compare with: full and the watch judge requests
         values = judge.get(name)
         if not values:
             continue

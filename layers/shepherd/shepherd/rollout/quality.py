@@ -10,8 +10,14 @@ Monitor merges with capture::
 
 Joined on that id, each labelled prediction is right or wrong (:func:`wrong`), which gives the
 judge its QUALITY bins (per variant, in A/B) and SHADOW_QUALITY pairs (both variants answered the
-same labelled request, in shadow). Predictions without an InferenceId, or never labelled, are
-not judged; a prediction or label that cannot be read is skipped, never counted as right.
+same labelled request, in shadow) and, in full and the post-promotion watch, the champion's
+labelled predictions earlier in the rollout as the baseline. Predictions without an InferenceId,
+or never labelled, are not judged; a prediction or label that cannot be read is skipped, never
+counted as right.
+
+A stage may last days, judged every minute or so, so a judge call reads only the objects the
+stage's earlier calls did not (:class:`State`, kept in S3 between calls by JudgeStage): which
+objects of each hour were read, the bins so far, and the predictions and labels not joined yet.
 """
 
 from __future__ import annotations
@@ -19,14 +25,17 @@ from __future__ import annotations
 import base64
 import json
 import math
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shepherd.judge import FeedbackBin, PairedBin
+from shepherd.rollout.observe import BASELINE_KINDS
 
 PERIOD = 60
+HOUR = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,3 +224,338 @@ def hour_prefixes(prefix: str, start_epoch: float, end_epoch: float) -> list[str
         out.append(f"{prefix}{hour:%Y/%m/%d/%H}/")
         hour += timedelta(hours=1)
     return out
+
+
+# ------------------------------------------------------------------ incremental reading across judge calls
+
+# An hour's prefix is listed until LATE_SECONDS after the hour ended, then closed: its object names are
+# forgotten and it is never listed again. SageMaker writes capture within minutes of the request, and ground
+# truth goes under the hour of its upload, so an hour is plenty; an object written later is not judged.
+LATE_SECONDS = 3600
+# Under capture/ so that the bucket's ExpireCapturedData rule expires these objects (and the versions each
+# judge call's rewrite leaves) with the captured data they are made of; "_" starts no endpoint name.
+STATE_ROOT = "capture/_judge-state/"
+STATE_FORMAT = 1
+ROLES = ("champion", "candidate")
+FEEDBACK = "feedback"
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One prefix read hour by hour (``<prefix>yyyy/mm/dd/hh/<object>``): a variant's capture, or the
+    model's ground truth (``name`` "feedback"), for the hours from start to end (None: up to now)."""
+
+    name: str
+    prefix: str
+    start: float
+    end: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The inference times, start inclusive, end exclusive, of a variant's predictions that are judged."""
+
+    start: float
+    end: float = math.inf
+
+    def __contains__(self, epoch: object) -> bool:
+        return isinstance(epoch, (int, float)) and self.start <= epoch < self.end
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a stage reads and how it joins; ``identity`` names the stage, so that a state written for
+    another stage (or with another rule) is never taken for this one's."""
+
+    identity: Mapping[str, Any]
+    sources: tuple[Source, ...]
+    windows: Mapping[str, Window]
+    paired: bool
+    first: float  # the stage's first whole minute: minute 0 of its bins
+
+
+def plan(
+    kind: str,
+    *,
+    run: str,
+    stage_index: int,
+    stage_started: float,
+    baseline_since: float,
+    capture: str,
+    feedback: str,
+    champion: str,
+    candidate: str,
+    rule: Rule,
+) -> Plan:
+    """The stage's sources and windows.
+
+    shadow, ab: both variants' predictions and the labels from the stage's start. full, watch (no
+    concurrent champion answers): the candidate's from the stage's start, and the champion's from
+    ``baseline_since`` until the stage began, its baseline; labels from ``baseline_since``, since
+    ground truth for the champion's earlier answers keeps arriving during the stage."""
+    first = math.ceil(stage_started / PERIOD) * PERIOD
+    against_baseline = kind in BASELINE_KINDS
+    since = baseline_since if against_baseline else stage_started
+    sources = (
+        Source("champion", f"{capture}{champion}/", since, stage_started if against_baseline else None),
+        Source("candidate", f"{capture}{candidate}/", stage_started),
+        Source(FEEDBACK, feedback, since),
+    )
+    windows = {
+        "champion": Window(baseline_since, stage_started) if against_baseline else Window(first),
+        "candidate": Window(first),
+    }
+    identity = {
+        "run": run,
+        "stage_index": stage_index,
+        "kind": kind,
+        "stage_started": stage_started,
+        "since": since,
+        "capture": capture,
+        "feedback": feedback,
+        "champion": champion,
+        "candidate": candidate,
+        "decision_threshold": rule.decision_threshold,
+        "tolerance": rule.tolerance,
+    }
+    return Plan(identity, sources, windows, paired=kind == "shadow", first=first)
+
+
+def state_key(endpoint: str, run: str, stage_index: int) -> str:
+    """Where JudgeStage keeps a stage's :class:`State` in the data bucket."""
+    return f"{STATE_ROOT}{endpoint}/{run}/{stage_index}.json.gz"
+
+
+@dataclass
+class State:
+    """What a stage's judge calls have read and not yet joined; its size is bounded by the open hours'
+    object names, the unjoined labels of the last hours and the predictions still waiting for a label.
+
+    - closed: per source, every hour that began before this epoch was read for good;
+    - read: per source and open hour ("yyyy/mm/dd/hh"), the names of the objects already read;
+    - pending: per variant, InferenceId -> [inference epoch, output] of predictions without a label yet
+      (the first capture of an id is kept; a later duplicate is ignored);
+    - labels: InferenceId -> [label, epoch of the hour it was uploaded in], not joined yet (a later
+      label for the same id replaces it; one arriving after the join is not counted again);
+    - bins: "champion" and "candidate" minute -> [labelled, wrong]; "pairs" (shadow) minute ->
+      [pairs, candidate only wrong, champion only wrong]. Minutes count from the stage's first whole
+      minute: the champion's baseline predictions (full, watch) have negative ones.
+    """
+
+    identity: dict[str, Any]
+    closed: dict[str, float]
+    read: dict[str, dict[str, list[str]]]
+    pending: dict[str, dict[str, list[Any]]]
+    labels: dict[str, list[Any]]
+    bins: dict[str, dict[int, list[int]]]
+
+    @classmethod
+    def fresh(cls, stage: Plan) -> State:
+        return cls(
+            identity=dict(stage.identity),
+            closed={source.name: 0.0 for source in stage.sources},
+            read={source.name: {} for source in stage.sources},
+            pending={role: {} for role in ROLES},
+            labels={},
+            bins={"champion": {}, "candidate": {}, "pairs": {}},
+        )
+
+
+def hours(start_epoch: float, end_epoch: float) -> list[tuple[float, str]]:
+    """(epoch, "yyyy/mm/dd/hh") of every hour from start to end."""
+    hour = datetime.fromtimestamp(start_epoch, UTC).replace(minute=0, second=0, microsecond=0)
+    end = datetime.fromtimestamp(end_epoch, UTC)
+    out = []
+    while hour <= end:
+        out.append((hour.timestamp(), f"{hour:%Y/%m/%d/%H}"))
+        hour += timedelta(hours=1)
+    return out
+
+
+def to_list(state: State, source: Source, now: float) -> list[tuple[float, str]]:
+    """The hours of ``source`` a call at ``now`` lists: from its start, or its first open hour, to now."""
+    start = max(source.start, state.closed.get(source.name, 0.0))
+    end = now if source.end is None else min(source.end, now)
+    return hours(start, end) if start <= end else []
+
+
+def unread(state: State, source: str, hour: str, names: Iterable[str]) -> list[str]:
+    """The names listed in an hour that no call has read yet, in the listing's order."""
+    done = set(state.read.get(source, {}).get(hour, ()))
+    return [name for name in names if name not in done]
+
+
+def mark_read(state: State, source: str, hour: str, name: str) -> None:
+    state.read.setdefault(source, {}).setdefault(hour, []).append(name)
+
+
+def add_predictions(state: State, role: str, captured: Iterable[Prediction], window: Window) -> None:
+    """Keep a variant's predictions that fall in its window until their label arrives."""
+    pending = state.pending[role]
+    for prediction in captured:
+        if prediction.epoch in window:
+            pending.setdefault(prediction.inference_id, [prediction.epoch, prediction.output])
+
+
+def add_labels(state: State, labels: Mapping[str, str], hour_epoch: float) -> None:
+    """Keep the labels uploaded in an hour until they join a prediction or their hour closes."""
+    for inference_id, label in labels.items():
+        state.labels[inference_id] = [label, hour_epoch]
+
+
+def _count(bins: dict[int, list[int]], minute: int, values: tuple[int, ...]) -> None:
+    cell = bins.setdefault(minute, [0] * len(values))
+    for index, value in enumerate(values):
+        cell[index] += value
+
+
+def join(state: State, stage: Plan, rule: Rule) -> int:
+    """Join the labels with the predictions waiting for them, into the bins; returns how many joined.
+
+    Shadow: a label joins once both variants' predictions of its id are in, counted at the minute of
+    the champion's answer. Otherwise: each labelled prediction counts for its variant. Whatever joined
+    leaves the state, so that no later call counts it again."""
+    champion, candidate = state.pending["champion"], state.pending["candidate"]
+    joined = 0
+    for inference_id, (label, _hour) in list(state.labels.items()):
+        if stage.paired:
+            ours, theirs = candidate.get(inference_id), champion.get(inference_id)
+            if ours is None or theirs is None:
+                continue
+            ours_wrong, theirs_wrong = wrong(ours[1], label, rule), wrong(theirs[1], label, rule)
+            minute = int((theirs[0] - stage.first) // PERIOD)
+            _count(state.bins["pairs"], minute, (1, ours_wrong and not theirs_wrong, theirs_wrong and not ours_wrong))
+            del candidate[inference_id], champion[inference_id]
+        else:
+            found = [
+                (role, state.pending[role].pop(inference_id)) for role in ROLES if inference_id in state.pending[role]
+            ]
+            if not found:
+                continue
+            for role, (epoch, output) in found:
+                _count(state.bins[role], int((epoch - stage.first) // PERIOD), (1, int(wrong(output, label, rule))))
+        del state.labels[inference_id]
+        joined += 1
+    return joined
+
+
+def close(state: State, stage: Plan, now: float) -> bool:
+    """After a call listed every open hour at ``now``: close the hours that ended LATE_SECONDS ago
+    (forget their object names), and drop the labels uploaded in them that joined nothing (with, in
+    shadow, the one variant's prediction of their id: without the other's it can never pair).
+    Returns whether anything closed (hours close only when the horizon moves)."""
+    horizon = math.floor((now - LATE_SECONDS) / HOUR) * HOUR  # every hour that began before it is closed
+    changed = False
+    for source in stage.sources:
+        if state.closed.get(source.name, 0.0) < horizon:
+            state.closed[source.name], changed = horizon, True
+        read = state.read.setdefault(source.name, {})
+        for hour in [h for h in read if _hour_epoch(h) < horizon]:
+            del read[hour]
+    for inference_id, (_label, hour_epoch) in list(state.labels.items()):
+        if hour_epoch < horizon:
+            del state.labels[inference_id]
+            for role in ROLES:
+                state.pending[role].pop(inference_id, None)
+    return changed
+
+
+def _hour_epoch(hour: str) -> float:
+    return datetime.strptime(hour, "%Y/%m/%d/%H").replace(tzinfo=UTC).timestamp()
+
+
+def feedback_of(state: State, role: str) -> tuple[FeedbackBin, ...]:
+    """A variant's labelled predictions per stage minute."""
+    return tuple(
+        FeedbackBin(minute=m, labelled=n, misclassified=bad) for m, (n, bad) in sorted(state.bins[role].items())
+    )
+
+
+def pairs_of(state: State) -> tuple[PairedBin, ...]:
+    return tuple(
+        PairedBin(minute=m, pairs=n, candidate_only=c, champion_only=h)
+        for m, (n, c, h) in sorted(state.bins["pairs"].items())
+    )
+
+
+def totals(state: State, role: str) -> tuple[int, int]:
+    """A variant's labelled predictions and wrong ones, all minutes together (the baseline)."""
+    cells = state.bins[role].values()
+    return sum(n for n, _ in cells), sum(bad for _, bad in cells)
+
+
+def encode(state: State) -> bytes:
+    """The state as gzip'd JSON (a day's pending predictions compress about fourfold)."""
+    document = {
+        "format": STATE_FORMAT,
+        "identity": state.identity,
+        "closed": state.closed,
+        "read": state.read,
+        "pending": state.pending,
+        "labels": state.labels,
+        "bins": {name: {str(m): cell for m, cell in cells.items()} for name, cells in state.bins.items()},
+    }
+    return zlib.compress(json.dumps(document, separators=(",", ":")).encode(), 1, wbits=31)
+
+
+def decode(data: bytes) -> State:
+    """A state from :func:`encode`'s bytes; ValueError naming the first thing wrong with them."""
+    try:
+        document = json.loads(zlib.decompress(data, wbits=31))
+    except (zlib.error, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ValueError(f"not gzip'd JSON: {exc}") from None
+    if not isinstance(document, dict) or document.get("format") != STATE_FORMAT:
+        raise ValueError(f"not a format-{STATE_FORMAT} judge state")
+    identity = _mapping(document, "identity", lambda v: True)
+    closed = _mapping(document, "closed", _is_number)
+    read = _mapping(document, "read", lambda v: isinstance(v, dict) and all(_is_names(n) for n in v.values()))
+    pending = _mapping(
+        document, "pending", lambda v: isinstance(v, dict) and all(_is_prediction(p) for p in v.values())
+    )
+    labels = _mapping(document, "labels", _is_label)
+    bins = _mapping(document, "bins", lambda v: isinstance(v, dict))
+    if set(pending) != set(ROLES) or set(bins) != {"champion", "candidate", "pairs"}:
+        raise ValueError("pending or bins name the wrong variants")
+    counted: dict[str, dict[int, list[int]]] = {}
+    for name, cells in bins.items():
+        width = 3 if name == "pairs" else 2
+        counted[name] = {}
+        for minute, cell in cells.items():
+            if not (
+                isinstance(cell, list)
+                and len(cell) == width
+                and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in cell)
+                and sum(cell[1:]) <= cell[0]
+            ):
+                raise ValueError(f"bins.{name}.{minute}: {cell!r} is not a count")
+            try:
+                counted[name][int(minute)] = cell
+            except ValueError:
+                raise ValueError(f"bins.{name}: {minute!r} is not a minute") from None
+    return State(identity=identity, closed=closed, read=read, pending=pending, labels=labels, bins=counted)
+
+
+def _mapping(document: dict[str, Any], name: str, valid: Any) -> dict[str, Any]:
+    value = document.get(name)
+    if not isinstance(value, dict):
+        raise ValueError(f"{name} is not an object")
+    for key, item in value.items():
+        if not valid(item):
+            raise ValueError(f"{name}.{key}: {item!r} is not valid")
+    return value
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_names(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(n, str) for n in value)
+
+
+def _is_prediction(value: object) -> bool:
+    return isinstance(value, list) and len(value) == 2 and _is_number(value[0]) and isinstance(value[1], str)
+
+
+def _is_label(value: object) -> bool:
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and _is_number(value[1])
