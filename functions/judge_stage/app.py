@@ -208,22 +208,15 @@ def read_quality(bucket: str, key: str, stage: quality.Plan, rule: quality.Rule,
     new onto. Either way the retry's bins are those of one uninterrupted call. S3 rather than
     DynamoDB: the predictions waiting for their label (hours, at any traffic) outgrow an item's 400 KB."""
     state, changed = _load_state(bucket, key, stage)
-    read = 0
-    for source in stage.sources:
-        for hour_epoch, hour in quality.to_list(state, source, now):
-            prefix = f"{source.prefix}{hour}/"
-            names = [listed.removeprefix(prefix) for listed in s3.keys(bucket, prefix)]
-            for name in quality.unread(state, source.name, hour, names):
-                lines = s3.read_bytes(bucket, prefix + name).decode("utf-8", errors="replace").splitlines()
-                if source.name == quality.FEEDBACK:
-                    quality.add_labels(state, quality.ground_truth(lines), hour_epoch)
-                else:
-                    found = quality.predictions(lines)
-                    quality.add_predictions(state, source.name, found, stage.windows[source.name])
-                quality.mark_read(state, source.name, hour, name)
-                read += 1
+    read = quality.read_new(
+        state,
+        stage,
+        now,
+        list_keys=lambda prefix: s3.keys(bucket, prefix),
+        read_lines=lambda key: s3.read_bytes(bucket, key).decode("utf-8", errors="replace").splitlines(),
+    )
     joined = quality.join(state, stage, rule)
-    changed = quality.close(state, stage, now) or changed or read > 0
+    changed = quality.close(state, stage, now) or changed or read > 0 or joined > 0
     size = None
     if changed:
         data = quality.encode(state)

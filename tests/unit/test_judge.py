@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 from shepherd.judge import (
+    Baseline,
     FeedbackBin,
     Metric,
     MetricSettings,
@@ -27,6 +28,7 @@ from shepherd.judge.sprt import (
     wald_boundaries,
     wald_hoeffding_bound,
 )
+from shepherd.rollout.observe import settings
 
 ERRORS_ONLY = StageSettings({Metric.ERROR_RATE: MetricSettings()})
 ERRORS_AND_LATENCY = StageSettings({Metric.ERROR_RATE: MetricSettings(), Metric.LATENCY: MetricSettings()})
@@ -193,6 +195,72 @@ def test_feedback_quality_rolls_back_a_worse_classifier() -> None:
     result = judge(stage, settings)
     assert result.verdict is Verdict.ROLLBACK
     assert "misclassification" in result.explanation
+
+
+# Full and the post-promotion watch: the candidate's labelled predictions against the champion's earlier ones.
+QUALITY_ONLY = StageSettings({Metric.QUALITY: MetricSettings(min_samples=100, max_minutes=120)})
+
+
+def _quality_after_promotion(
+    wrong_rate: float, *, minutes: int = 60, per_minute: int = 20, baseline: Baseline | None = None, seed: int = 3
+) -> StageObservations:
+    """A full or watch stage's quality observations: the candidate's labelled predictions per minute,
+    the champion's from before the stage (15 % wrong by default) as the baseline."""
+    rng = np.random.default_rng(seed)
+    feedback = tuple(FeedbackBin(m, per_minute, int(rng.binomial(per_minute, wrong_rate))) for m in range(minutes))
+    return StageObservations(
+        minutes_elapsed=minutes,
+        candidate_feedback=feedback,
+        baseline={Metric.QUALITY: Baseline(samples=2000, bad=300) if baseline is None else baseline},
+    )
+
+
+def test_after_promotion_a_candidate_that_predicts_worse_is_rolled_back_on_quality() -> None:
+    result = judge(_quality_after_promotion(0.45), QUALITY_ONLY)
+    assert result.verdict is Verdict.ROLLBACK
+    (quality,) = result.metrics
+    assert (quality.metric, quality.champion_samples, quality.champion_bad) == (Metric.QUALITY, 2000, 300)
+    assert "The new champion's misclassification rate is higher than the old champion's" in result.explanation
+    assert "labelled predictions" in result.explanation
+
+
+def test_after_promotion_a_candidate_that_predicts_as_well_is_promoted_on_quality() -> None:
+    result = judge(_quality_after_promotion(0.15), QUALITY_ONLY)
+    assert result.verdict is Verdict.PROMOTE
+    assert result.metrics[0].candidate_samples >= 100
+
+
+def test_after_promotion_no_labels_is_never_a_promotion_on_quality() -> None:
+    empty = StageObservations(minutes_elapsed=30, baseline={Metric.QUALITY: Baseline(2000, 300)})
+    assert judge(empty, QUALITY_ONLY).verdict is Verdict.CONTINUE
+    late = StageObservations(minutes_elapsed=120, baseline={Metric.QUALITY: Baseline(2000, 300)})
+    assert judge(late, QUALITY_ONLY).verdict is Verdict.INCONCLUSIVE
+
+
+@pytest.mark.parametrize("baseline", [Baseline(0, 0), Baseline(40, 6)])
+def test_after_promotion_a_champion_without_enough_labelled_predictions_is_no_yardstick_to_promote_on(
+    baseline: Baseline,
+) -> None:
+    # however good the candidate's labelled predictions, the champion had too few before the stage
+    result = judge(_quality_after_promotion(0.15, minutes=119, baseline=baseline), QUALITY_ONLY)
+    assert result.verdict is Verdict.CONTINUE
+    assert "a promotion needs 100 from the champion" in result.explanation
+
+
+def test_after_promotion_a_small_baseline_still_rolls_back_a_candidate_that_is_mostly_wrong() -> None:
+    assert judge(_quality_after_promotion(0.8, baseline=Baseline(40, 6)), QUALITY_ONLY).verdict is Verdict.ROLLBACK
+
+
+@pytest.mark.parametrize("kind", ["full", "watch"])
+def test_quality_is_judged_in_full_and_the_watch_as_in_the_other_stages(kind: str) -> None:
+    config = {"error_rate": {"alpha": 0.05}, "quality": {"min_samples": 30, "delta": 2.0}}
+    metrics = settings(config, max_minutes=30, at_max="INCONCLUSIVE", kind=kind).metrics
+    assert set(metrics) == {Metric.ERROR_RATE, Metric.QUALITY}
+    assert (metrics[Metric.QUALITY].min_samples, metrics[Metric.QUALITY].delta) == (30, 2.0)
+    assert set(settings(config, max_minutes=30, at_max="INCONCLUSIVE", kind="shadow").metrics) == {
+        Metric.ERROR_RATE,
+        Metric.SHADOW_QUALITY,
+    }
 
 
 @pytest.mark.parametrize(

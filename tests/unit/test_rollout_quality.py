@@ -3,19 +3,36 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
+import random
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from shepherd.judge import FeedbackBin, PairedBin
 from shepherd.rollout.quality import (
+    LATE_SECONDS,
+    STATE_ROOT,
+    Plan,
     Prediction,
     Rule,
+    State,
+    close,
+    decode,
+    encode,
     feedback_bins,
+    feedback_of,
     ground_truth,
     hour_prefixes,
+    join,
     paired_bins,
+    pairs_of,
+    plan,
     predictions,
+    read_new,
+    state_key,
+    totals,
     wrong,
 )
 
@@ -115,3 +132,315 @@ def test_hour_prefixes_cover_every_hour_of_the_window() -> None:
         "feedback/churn/2026/11/25/23/",
         "feedback/churn/2026/11/26/00/",
     ]
+
+
+# ------------------------------------------------------------------ incremental reading across judge calls
+
+CAPTURE = "capture/churn/churn/"
+FEEDBACK = "feedback/churn/"
+HOUR = 3600
+RULE = Rule()
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _hour(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y/%m/%d/%H")
+
+
+class Bucket:
+    """Objects by key, each listed and readable from the moment it was written; reads are counted."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, tuple[float, list[str]]] = {}
+        self.reads: list[str] = []
+
+    def capture(self, variant: str, answers: list[tuple[str, float, str]], *, written: float, hour: float) -> str:
+        """Predictions (id, inference epoch, output) in one capture object under the hour of ``hour``."""
+        key = f"{CAPTURE}{variant}/{_hour(hour)}/{len(self.objects):05d}.jsonl"
+        self.objects[key] = (written, [capture_line(i, _iso(at), out) for i, at, out in answers])
+        return key
+
+    def labels(self, labels: dict[str, str], *, written: float) -> str:
+        """Ground truth uploaded at ``written``, under that hour (as the docs ask)."""
+        key = f"{FEEDBACK}{_hour(written)}/{len(self.objects):05d}.jsonl"
+        self.objects[key] = (written, [truth_line(i, label) for i, label in labels.items()])
+        return key
+
+    def call(self, state: State, stage: Plan, now: float, rule: Rule = RULE) -> int:
+        """One judge call's quality read at ``now``: read what is new, join, close; returns objects read."""
+        read = read_new(
+            state,
+            stage,
+            now,
+            list_keys=lambda prefix: sorted(
+                k for k, (t, _) in self.objects.items() if k.startswith(prefix) and t <= now
+            ),
+            read_lines=self._read,
+        )
+        join(state, stage, rule)
+        close(state, stage, now)
+        return read
+
+    def _read(self, key: str) -> list[str]:
+        self.reads.append(key)
+        return self.objects[key][1]
+
+
+def _plan(kind: str = "ab", *, started: float = START, since: float | None = None, rule: Rule = RULE) -> Plan:
+    return plan(
+        kind,
+        run="churn-v2-run",
+        stage_index=1,
+        stage_started=started,
+        baseline_since=started - 2 * HOUR if since is None else since,
+        capture=CAPTURE,
+        feedback=FEEDBACK,
+        champion="v1",
+        candidate="v2",
+        rule=rule,
+    )
+
+
+def _persisted(state: State) -> State:
+    """The state as the next call finds it: through its encoding."""
+    return decode(encode(state))
+
+
+def test_each_call_reads_only_the_objects_no_earlier_call_read() -> None:
+    bucket, stage = Bucket(), _plan()
+    state = State.fresh(stage)
+    for minute in range(3):
+        bucket.capture("v2", [(f"a{minute}", _at(minute), "0.9")], written=_at(minute, 50), hour=_at(minute))
+    assert bucket.call(state, stage, _at(3)) == 3
+    state = _persisted(state)
+    bucket.capture("v2", [("a3", _at(3), "0.9")], written=_at(3, 50), hour=_at(3))
+    bucket.labels({f"a{m}": "1" for m in range(4)}, written=_at(4))
+    bucket.reads.clear()
+    # the second call reads the two new objects only, and joins the labels with all four predictions
+    assert bucket.call(state, stage, _at(5)) == 2
+    assert len(bucket.reads) == 2
+    assert feedback_of(state, "candidate") == tuple(FeedbackBin(m, 1, 0) for m in range(4))
+    assert (state.pending["candidate"], state.labels) == ({}, {})
+
+
+def test_an_object_written_late_into_an_hour_already_listed_is_read() -> None:
+    bucket, stage = Bucket(), _plan()
+    state = State.fresh(stage)
+    bucket.capture("v1", [("a", _at(10), "0.9")], written=_at(10, 50), hour=_at(10))
+    bucket.call(state, stage, _at(20))  # the hour 10:00-11:00 is listed
+    # SageMaker writes a capture file for 10:30 at 11:40, into the 10:00 hour, after that hour was listed
+    late = bucket.capture("v1", [("b", _at(29), "0.1")], written=START + HOUR + 40 * 60, hour=_at(29))
+    bucket.labels({"a": "1", "b": "1"}, written=START + HOUR + 45 * 60)
+    state = _persisted(state)
+    bucket.call(state, stage, START + HOUR + 50 * 60)
+    assert late in bucket.reads
+    assert feedback_of(state, "champion") == (FeedbackBin(10, 1, 0), FeedbackBin(29, 1, 1))
+
+
+def test_an_hour_is_listed_until_an_hour_after_it_ended_then_forgotten() -> None:
+    bucket, stage = Bucket(), _plan()
+    state = State.fresh(stage)
+    bucket.capture("v2", [("a", _at(10), "0.9")], written=_at(10, 50), hour=_at(10))
+    ten_o_clock = datetime(2026, 11, 25, 10, tzinfo=UTC).timestamp()
+    bucket.call(state, stage, ten_o_clock + HOUR + LATE_SECONDS - 1)
+    assert "2026/11/25/10" in state.read["candidate"]
+    bucket.call(state, stage, ten_o_clock + HOUR + LATE_SECONDS)
+    # closed: its names are forgotten and it is never listed again, even for an object written later still
+    assert "2026/11/25/10" not in state.read["candidate"]
+    assert state.closed["candidate"] == ten_o_clock + HOUR
+    too_late = bucket.capture("v2", [("z", _at(20), "0.9")], written=ten_o_clock + 3 * HOUR, hour=_at(20))
+    bucket.call(state, stage, ten_o_clock + 3 * HOUR + 60)
+    assert too_late not in bucket.reads
+
+
+def test_a_label_that_arrives_hours_after_its_prediction_joins_it_at_the_prediction_s_minute() -> None:
+    bucket, stage = Bucket(), _plan()
+    state = State.fresh(stage)
+    bucket.capture("v2", [("a", _at(2), "0.9"), ("b", _at(2), "0.2")], written=_at(3), hour=_at(2))
+    bucket.call(state, stage, _at(5))
+    assert set(_persisted(state).pending["candidate"]) == {"a", "b"}  # waiting, across calls
+    for hours in range(1, 6):  # calls every hour, nothing new
+        state = _persisted(state)
+        bucket.call(state, stage, _at(5) + hours * HOUR)
+    bucket.labels({"a": "0", "b": "0"}, written=_at(5) + 6 * HOUR)
+    bucket.call(state, stage, _at(6) + 6 * HOUR)
+    assert feedback_of(state, "candidate") == (FeedbackBin(2, 2, 1),)
+    assert state.pending["candidate"] == {}
+
+
+def test_a_label_that_arrives_before_its_prediction_waits_for_it() -> None:
+    bucket, stage = Bucket(), _plan()
+    state = State.fresh(stage)
+    bucket.labels({"a": "1"}, written=_at(3))
+    bucket.call(state, stage, _at(4))
+    assert set(state.labels) == {"a"}
+    bucket.capture("v1", [("a", _at(2), "0.1")], written=_at(6), hour=_at(2))  # capture written late
+    bucket.call(state, stage, _at(7))
+    assert feedback_of(state, "champion") == (FeedbackBin(2, 1, 1),)
+    assert state.labels == {}
+
+
+def test_labels_that_join_nothing_leave_the_state_when_their_hour_closes() -> None:
+    bucket, stage = Bucket(), _plan("shadow")
+    state = State.fresh(stage)
+    # a label for a request before the stage, and one whose shadow copy was never captured
+    bucket.capture("v1", [("only-champion", _at(1), "0.9")], written=_at(2), hour=_at(1))
+    bucket.labels({"before-the-stage": "1", "only-champion": "1"}, written=_at(3))
+    bucket.call(state, stage, _at(4))
+    assert set(state.labels) == {"before-the-stage", "only-champion"}
+    bucket.call(state, stage, START + 2 * HOUR + LATE_SECONDS)
+    assert state.labels == {}
+    assert state.pending["champion"] == {}  # it can never pair: gone with its label
+    assert pairs_of(state) == ()
+
+
+def test_shadow_pairs_join_once_both_answers_and_the_label_are_in() -> None:
+    bucket, stage = Bucket(), _plan("shadow")
+    state = State.fresh(stage)
+    bucket.capture("v1", [("a", _at(1), "0.9"), ("b", _at(1), "0.9")], written=_at(1, 50), hour=_at(1))
+    bucket.labels({"a": "1", "b": "1"}, written=_at(2))
+    bucket.call(state, stage, _at(3))
+    assert pairs_of(state) == ()  # the shadow's answers are not in yet
+    bucket.capture("v2", [("a", _at(1, 12), "0.1"), ("b", _at(1, 12), "0.8")], written=_at(4), hour=_at(1))
+    bucket.call(state, stage, _at(5))
+    assert pairs_of(state) == (PairedBin(minute=1, pairs=2, candidate_only=1, champion_only=0),)
+    assert (state.pending, state.labels) == ({"champion": {}, "candidate": {}}, {})
+
+
+def test_a_retried_call_on_the_same_state_counts_each_object_once() -> None:
+    bucket, stage = Bucket(), _plan()
+    bucket.capture("v2", [("a", _at(1), "0.9"), ("b", _at(1), "0.1")], written=_at(2), hour=_at(1))
+    bucket.labels({"a": "1", "b": "1"}, written=_at(2))
+    saved = encode(State.fresh(stage))
+    # a call that crashed before it saved: its retry starts from the same state and reads the same objects
+    crashed, retried = decode(saved), decode(saved)
+    bucket.call(crashed, stage, _at(3))
+    bucket.call(retried, stage, _at(3))
+    assert encode(crashed) == encode(retried)
+    # a call that crashed after it saved: its retry reads nothing new onto the saved state
+    again = decode(encode(retried))
+    assert bucket.call(again, stage, _at(3)) == 0
+    assert feedback_of(again, "candidate") == feedback_of(retried, "candidate") == (FeedbackBin(1, 2, 1),)
+
+
+def test_full_and_the_watch_take_the_champion_s_labelled_predictions_before_the_stage_as_the_baseline() -> None:
+    bucket, stage = Bucket(), _plan("full", since=START - 2 * HOUR)
+    state = State.fresh(stage)
+    bucket.capture("v1", [("old", START - 3 * HOUR, "0.9")], written=START - 3 * HOUR, hour=START - 3 * HOUR)
+    bucket.capture(
+        "v1", [("c1", START - HOUR, "0.9"), ("c2", START - 60, "0.9")], written=START - 50, hour=START - HOUR
+    )
+    bucket.capture("v1", [("c3", START - 60, "0.9")], written=START - 50, hour=START - 60)
+    bucket.capture("v2", [("n1", _at(1), "0.9"), ("ab", START - 30, "0.9")], written=_at(2), hour=_at(1))
+    bucket.labels({"old": "1", "c1": "1", "c2": "0"}, written=START - 30 * 60)
+    bucket.labels({"c3": "1", "n1": "0", "ab": "1"}, written=_at(3))  # labels for the baseline keep coming
+    bucket.call(state, stage, _at(4))
+    assert totals(state, "champion") == (3, 1)  # c1, c2 (wrong), c3; not the request from before `since`
+    assert feedback_of(state, "candidate") == (FeedbackBin(1, 1, 1),)  # not its answer before the stage
+
+
+@pytest.mark.parametrize("kind", ["ab", "shadow"])
+@pytest.mark.parametrize("seed", range(4))
+def test_calls_every_minute_give_the_bins_of_one_read_of_everything(kind: str, seed: int) -> None:
+    # Three hours of traffic, capture written within minutes, labels for most requests within hours,
+    # judged every minute: the incremental bins equal those of reading everything at the end.
+    rng, bucket, stage = random.Random(seed), Bucket(), _plan(kind)
+    champion: list[Prediction] = []
+    candidate: list[Prediction] = []
+    truth: dict[str, str] = {}
+    for minute in range(180):
+        answers = {"v1": [], "v2": []}
+        for n in range(rng.randrange(6)):
+            inference_id, at = f"r{minute}-{n}", _at(minute, rng.randrange(60))
+            variants = ("v1", "v2") if kind == "shadow" else (rng.choice(("v1", "v2")),)
+            for variant in variants:
+                output = f"{rng.random():.3f}"
+                answers[variant].append((inference_id, at, output))
+                (champion if variant == "v1" else candidate).append(Prediction(inference_id, at, output))
+            if rng.random() < 0.8:
+                truth[inference_id] = str(rng.randrange(2))
+                written = at + rng.choice((30, 600, 2 * HOUR, 4 * HOUR))
+                bucket.labels({inference_id: truth[inference_id]}, written=written)
+        for variant, found in answers.items():
+            if found:
+                bucket.capture(variant, found, written=_at(minute, 59) + rng.randrange(300), hour=found[0][1])
+    state = State.fresh(stage)
+    for minute in range(1, 180 + 5 * 60):
+        state = _persisted(state) if minute % 7 == 0 else state
+        bucket.call(state, stage, _at(minute))
+    if kind == "shadow":
+        assert pairs_of(state) == paired_bins(champion, candidate, truth, started_epoch=START, rule=RULE)
+    else:
+        assert feedback_of(state, "champion") == feedback_bins(champion, truth, started_epoch=START, rule=RULE)
+        assert feedback_of(state, "candidate") == feedback_bins(candidate, truth, started_epoch=START, rule=RULE)
+    assert len(bucket.reads) == len(bucket.objects)  # each object read once
+    assert state.labels == {}
+    unlabelled = {p.inference_id for p in champion + candidate} - set(truth)
+    assert set(state.pending["champion"]) | set(state.pending["candidate"]) <= unlabelled
+
+
+def test_the_state_survives_its_encoding() -> None:
+    bucket, stage = Bucket(), _plan("shadow")
+    state = State.fresh(stage)
+    bucket.capture("v1", [("a", _at(1), "0.9"), ("b", _at(1), "0.9")], written=_at(2), hour=_at(1))
+    bucket.capture("v2", [("a", _at(1), "0.1")], written=_at(2), hour=_at(1))
+    bucket.labels({"a": "1", "x": "0"}, written=_at(2))
+    bucket.call(state, stage, _at(3))
+    assert decode(encode(state)) == state
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"not gzip", "not gzip'd JSON"),
+        (gzip.compress(b"{not json"), "not gzip'd JSON"),
+        (gzip.compress(b'{"format": 99}'), "not a format-1 judge state"),
+        (gzip.compress(b"[]"), "not a format-1 judge state"),
+    ],
+)
+def test_a_state_that_is_not_one_is_refused(data: bytes, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        decode(data)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["bins"]["candidate"].update({"3": [2, 3]}), r"bins.candidate.3: \[2, 3\] is not a count"),
+        (lambda d: d["bins"]["pairs"].update({"3": [2, 2, 1]}), "bins.pairs.3"),
+        (lambda d: d["bins"]["champion"].update({"3": [-1, 0]}), "bins.champion.3"),
+        (lambda d: d["bins"]["champion"].update({"three": [1, 0]}), "'three' is not a minute"),
+        (lambda d: d["pending"]["candidate"].update({"a": ["soon", "0.9"]}), "pending.candidate"),
+        (lambda d: d["labels"].update({"a": [1, 0.0]}), "labels.a"),
+        (lambda d: d["pending"].pop("champion"), "wrong variants"),
+        (lambda d: d.update(read=[]), "read is not an object"),
+    ],
+)
+def test_a_state_with_impossible_contents_is_refused(change: Any, message: str) -> None:
+    document = json.loads(gzip.decompress(encode(State.fresh(_plan()))))
+    change(document)
+    with pytest.raises(ValueError, match=message):
+        decode(gzip.compress(json.dumps(document).encode()))
+
+
+def test_the_state_lives_under_the_capture_prefix_that_expires_with_the_captured_data() -> None:
+    key = state_key("churn", "churn-v2-run", 3)
+    assert key == "capture/_judge-state/churn/churn-v2-run/3.json.gz"
+    assert key.startswith(STATE_ROOT)
+    assert STATE_ROOT.startswith("capture/")
+
+
+def test_a_prediction_captured_twice_counts_once_before_and_after_its_label() -> None:
+    bucket, stage = Bucket(), _plan()
+    state = State.fresh(stage)
+    bucket.capture("v2", [("a", _at(1), "0.9")], written=_at(2), hour=_at(1))
+    bucket.capture("v2", [("a", _at(4), "0.1")], written=_at(5), hour=_at(4))  # the same id again: ignored
+    bucket.call(state, stage, _at(6))
+    bucket.labels({"a": "1"}, written=_at(7))
+    bucket.call(state, stage, _at(8))
+    bucket.capture("v2", [("a", _at(9), "0.1")], written=_at(10), hour=_at(9))  # and once more after the join
+    bucket.call(state, stage, _at(11))
+    assert feedback_of(state, "candidate") == (FeedbackBin(1, 1, 0),)

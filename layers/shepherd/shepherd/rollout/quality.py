@@ -26,7 +26,7 @@ import base64
 import json
 import math
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -387,6 +387,33 @@ def unread(state: State, source: str, hour: str, names: Iterable[str]) -> list[s
 
 def mark_read(state: State, source: str, hour: str, name: str) -> None:
     state.read.setdefault(source, {}).setdefault(hour, []).append(name)
+
+
+def read_new(
+    state: State,
+    stage: Plan,
+    now: float,
+    *,
+    list_keys: Callable[[str], Iterable[str]],
+    read_lines: Callable[[str], list[str]],
+) -> int:
+    """Read into ``state`` every object of the stage's open hours that no earlier call read: each open
+    hour is listed again (``list_keys(prefix)``: the keys under it), so an object written late into an
+    hour already listed is read too. Returns how many objects were read."""
+    read = 0
+    for source in stage.sources:
+        for hour_epoch, hour in to_list(state, source, now):
+            prefix = f"{source.prefix}{hour}/"
+            names = [key.removeprefix(prefix) for key in list_keys(prefix)]
+            for name in unread(state, source.name, hour, names):
+                lines = read_lines(prefix + name)
+                if source.name == FEEDBACK:
+                    add_labels(state, ground_truth(lines), hour_epoch)
+                else:
+                    add_predictions(state, source.name, predictions(lines), stage.windows[source.name])
+                mark_read(state, source.name, hour, name)
+                read += 1
+    return read
 
 
 def add_predictions(state: State, role: str, captured: Iterable[Prediction], window: Window) -> None:
