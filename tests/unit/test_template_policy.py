@@ -37,3 +37,27 @@ def test_no_policy_grants_a_wildcard_action(name):
         for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
             assert not [a for a in actions if "*" in a], f"{name}: {actions}"
+
+
+def test_the_judge_writes_nothing_in_the_data_bucket_but_its_quality_state_which_expires_with_the_capture():
+    from shepherd.rollout.quality import STATE_ROOT, state_key
+
+    statements = [s for p in FUNCTIONS["JudgeStageFunction"]["Properties"]["Policies"] for s in p["Statement"]]
+    s3 = [s for s in statements if any(a.startswith("s3:") for a in _actions(s))]
+    reads = {"s3:GetObject", "s3:ListBucket"}
+    writes = [s for s in s3 if set(_actions(s)) - reads]
+    assert writes == [
+        {"Effect": "Allow", "Action": "s3:PutObject", "Resource": {"Fn::Sub": f"${{DataBucket.Arn}}/{STATE_ROOT}*"}}
+    ]
+    assert state_key("churn", "churn-v2-run", 0).startswith(STATE_ROOT)
+    # the state is read back with GetObject and found with ListBucket, which capture/ already allows
+    gets = next(s for s in s3 if _actions(s) == ["s3:GetObject"])
+    assert {"Fn::Sub": "${DataBucket.Arn}/capture/*"} in gets["Resource"]
+    rules = RESOURCES["DataBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    [rule] = [r for r in rules if r["Status"] == "Enabled" and STATE_ROOT.startswith(r.get("Prefix", ""))]
+    assert "ExpirationInDays" in rule
+    assert rule["NoncurrentVersionExpiration"]["NoncurrentDays"] == 1  # each call's rewrite leaves a version
+
+
+def _actions(statement):
+    return statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]

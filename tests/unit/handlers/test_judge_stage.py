@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import random
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
 
 import pytest
 from shepherd.errors import InvalidInput
 
-from .conftest import ROLLOUTS_TABLE, Cloud, LambdaContext, sample_event
+from .conftest import BUCKET, ROLLOUTS_TABLE, Cloud, LambdaContext, sample_event
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 
@@ -120,3 +123,220 @@ def test_a_rollout_that_lost_its_lock_is_told_so_and_records_no_verdict(
     # Then it judged nothing, and the other rollout's lock is untouched
     assert _verdicts(aws) == []
     assert judge_stage.rollouts.lock_of(held["endpoint"])["owner"] == "churn-v3-other"
+
+
+# ------------------------------------------------------------------ prediction quality
+
+CAPTURE = "capture/churn/churn/"  # the sample event's endpoint, as the Rollout names its capture prefix
+FEEDBACK = "feedback/churn/"
+STARTED = 1795000000.0  # the sample event's stage_started
+STATE = "capture/_judge-state/churn/churn-v2-7138434a4612e93b/{index}.json.gz"
+PER_MINUTE = 10
+UNDECIDED = 10**6  # min_samples no stage here reaches: the quality test's counts run to its last bin
+
+
+def _hour(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y/%m/%d/%H")
+
+
+def _minute(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%M-%S")
+
+
+def _serve(aws: Cloud, variant: str, minutes: range, *, wrong: float, seed: int, labelled: bool = True) -> None:
+    """PER_MINUTE answers of ``variant`` in each minute from the stage's start, a ``wrong`` share of them
+    wrong: one capture object per minute, and their ground truth uploaded ten minutes later."""
+    rng = random.Random(seed)
+    for minute in minutes:
+        at = STARTED + 60 * minute + 30
+        stamp = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        captured, truth = [], []
+        for n in range(PER_MINUTE):
+            inference_id = f"{variant}-{minute}-{n}"
+            output = {"observedContentType": "text/csv", "mode": "OUTPUT", "data": "0.9\n", "encoding": "CSV"}
+            metadata = {"eventId": f"e-{inference_id}", "inferenceId": inference_id, "inferenceTime": stamp}
+            captured.append(json.dumps({"captureData": {"endpointOutput": output}, "eventMetadata": metadata}))
+            label = "0" if rng.random() < wrong else "1"  # the answer, 0.9, is right for a label 1
+            truth.append(
+                json.dumps(
+                    {"groundTruthData": {"data": label, "encoding": "CSV"}, "eventMetadata": {"eventId": inference_id}}
+                )
+            )
+        aws.put(f"{CAPTURE}{variant}/{_hour(at)}/{_minute(at)}-{variant}.jsonl", "\n".join(captured) + "\n")
+        if labelled:
+            uploaded = at + 600
+            aws.put(
+                f"{FEEDBACK}{_hour(uploaded)}/{_minute(uploaded)}-{variant}-{minute}.jsonl", "\n".join(truth) + "\n"
+            )
+
+
+def _quality_event(kind: str, attempt: str = "call", min_samples: int = 100) -> dict[str, Any]:
+    """The sample event for a stage of ``kind`` judged on quality too, in a rollout begun two hours before
+    (a huge min_samples keeps the quality test undecided, so that its counts run to the last bin)."""
+    event = sample_event("judge_stage")
+    event["stage"] = {"kind": kind, "weight": 50.0 if kind == "ab" else 100.0, "max_minutes": 600}
+    event["stage_index"] = {"shadow": 0, "ab": 1, "full": 2, "watch": 3}[kind]
+    event["rollout_started"] = STARTED - 7200
+    event["attempt"] = attempt
+    sources = {"bucket": BUCKET, "capture": CAPTURE, "feedback": FEEDBACK}
+    event["judge"]["quality"] = {"min_samples": min_samples, "delta": 1.0, "sources": sources}
+    return event
+
+
+def _at(monkeypatch: pytest.MonkeyPatch, epoch: float) -> None:
+    """The judge's clock stands at ``epoch`` (the local cloud's virtual clock, at scale 0)."""
+    monkeypatch.setenv("SHEPHERD_LOCAL_CLOCK", f"{epoch},{time.time()},0")
+
+
+def _quality(answer: dict[str, Any]) -> dict[str, Any]:
+    (found,) = [m for m in answer["statistics"] if m["metric"] == "quality"]
+    return dict(found)
+
+
+class GetObjects:
+    """The keys the judge reads, per call."""
+
+    def __init__(self, judge_stage: ModuleType) -> None:
+        self.keys: list[str] = []
+        client = judge_stage.s3.client("s3")
+        client.meta.events.register(
+            "before-parameter-build.s3.GetObject", lambda params, **_: self.keys.append(params["Key"])
+        )
+
+    def take(self) -> list[str]:
+        keys, self.keys = self.keys, []
+        return keys
+
+
+@pytest.mark.parametrize("kind", ["full", "watch"])
+def test_after_promotion_a_candidate_that_predicts_worse_than_the_champion_did_is_rolled_back_on_quality(
+    aws: Cloud, judge_stage: ModuleType, held: dict[str, Any], monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    # Given the champion's answers before the stage, 15 % wrong, and the candidate's since, 50 % wrong
+    _serve(aws, "v1", range(-120, 0), wrong=0.15, seed=1)
+    _serve(aws, "v2", range(50), wrong=0.5, seed=2)
+    _at(monkeypatch, STARTED + 3600)
+    # When the stage is judged
+    answer = judge_stage.handler(_quality_event(kind), LambdaContext())
+    # Then it rolls back on quality, against the champion's labelled predictions before the stage
+    assert answer["verdict"] == "ROLLBACK"
+    quality = _quality(answer)
+    assert quality["verdict"] == "ROLLBACK"
+    assert quality["champion_samples"] == 120 * PER_MINUTE
+    assert 0.1 < quality["champion_bad"] / quality["champion_samples"] < 0.2
+    assert "misclassification rate is higher than the old champion's" in answer["explanation"]
+
+
+def test_after_promotion_a_candidate_that_predicts_as_well_is_not_rolled_back_on_quality(
+    aws: Cloud, judge_stage: ModuleType, held: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _serve(aws, "v1", range(-120, 0), wrong=0.15, seed=1)
+    _serve(aws, "v2", range(50), wrong=0.15, seed=3)
+    _at(monkeypatch, STARTED + 3600)
+    answer = judge_stage.handler(_quality_event("full"), LambdaContext())
+    assert _quality(answer)["verdict"] == "PROMOTE"
+    assert answer["verdict"] == "CONTINUE"  # the error rate, without CloudWatch data here, still waits
+
+
+def test_after_promotion_no_labels_is_no_promotion_on_quality(
+    aws: Cloud, judge_stage: ModuleType, held: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _serve(aws, "v1", range(-120, 0), wrong=0.15, seed=1)
+    _serve(aws, "v2", range(50), wrong=0.0, seed=3, labelled=False)
+    _at(monkeypatch, STARTED + 3600)
+    quality = _quality(judge_stage.handler(_quality_event("full"), LambdaContext()))
+    assert (quality["verdict"], quality["candidate_samples"]) == ("CONTINUE", 0)
+
+
+def test_each_call_reads_only_the_objects_written_since_the_last_one_late_ones_included(
+    aws: Cloud, judge_stage: ModuleType, held: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = GetObjects(judge_stage)
+    _serve(aws, "v1", range(30), wrong=0.15, seed=1)
+    _serve(aws, "v2", range(30), wrong=0.15, seed=2)
+    _at(monkeypatch, STARTED + 45 * 60)
+    first = _quality(judge_stage.handler(_quality_event("ab", "call-1", UNDECIDED), LambdaContext()))
+    assert len(reads.take()) == 2 * 30 + 2 * 30  # no state yet: everything
+    # a capture object written late into an hour already listed, with its labels
+    _serve(aws, "v2", range(30, 31), wrong=0.0, seed=4)
+    _at(monkeypatch, STARTED + 46 * 60)
+    second = _quality(judge_stage.handler(_quality_event("ab", "call-2", UNDECIDED), LambdaContext()))
+    state = STATE.format(index=1)
+    late_capture = f"{CAPTURE}v2/{_hour(STARTED + 1830)}/{_minute(STARTED + 1830)}-v2.jsonl"
+    late_labels = f"{FEEDBACK}{_hour(STARTED + 2430)}/{_minute(STARTED + 2430)}-v2-30.jsonl"
+    assert sorted(reads.take()) == sorted([state, late_capture, late_labels])
+    assert second["candidate_samples"] == first["candidate_samples"] + PER_MINUTE
+    assert second["champion_samples"] == first["champion_samples"]
+
+
+def _fresh_answer(aws: Cloud, judge_stage: ModuleType, event: dict[str, Any]) -> dict[str, Any]:
+    """What one uninterrupted call answers, having read everything (no state, its own attempt)."""
+    aws.s3.delete_object(Bucket=BUCKET, Key=STATE.format(index=event["stage_index"]))
+    answer = judge_stage.handler(event | {"attempt": "uninterrupted"}, LambdaContext())
+    return {name: answer[name] for name in ("verdict", "explanation", "statistics")}
+
+
+@pytest.mark.parametrize("crash", ["reading", "judging"])
+def test_a_judge_call_retried_after_a_crash_answers_as_an_uninterrupted_one(
+    aws: Cloud, judge_stage: ModuleType, held: dict[str, Any], monkeypatch: pytest.MonkeyPatch, crash: str
+) -> None:
+    # Given a stage already judged once (its state saved), and new answers since
+    _serve(aws, "v1", range(20), wrong=0.2, seed=1)
+    _serve(aws, "v2", range(20), wrong=0.2, seed=2)
+    _at(monkeypatch, STARTED + 35 * 60)
+    judge_stage.handler(_quality_event("ab", "call-1", UNDECIDED), LambdaContext())
+    _serve(aws, "v1", range(20, 30), wrong=0.2, seed=3)
+    _serve(aws, "v2", range(20, 30), wrong=0.2, seed=4)
+    _at(monkeypatch, STARTED + 45 * 60)
+    event = _quality_event("ab", "call-2", UNDECIDED)
+    # When the next call dies part-way through reading the new objects (nothing saved), or once it has
+    # saved its state but before it judged (nothing remembered)
+    with pytest.MonkeyPatch.context() as patch:
+        if crash == "reading":
+            real = judge_stage.s3.read_bytes
+            seen: list[str] = []
+
+            def dies_on_the_fifth(bucket: str, key: str, version_id: str | None = None) -> bytes:
+                seen.append(key)
+                if len(seen) == 5:
+                    raise RuntimeError("the runtime died")
+                return bytes(real(bucket, key, version_id))
+
+            patch.setattr(judge_stage.s3, "read_bytes", dies_on_the_fifth)
+        else:
+            patch.setattr(judge_stage, "judge", lambda *args: (_ for _ in ()).throw(RuntimeError("the runtime died")))
+        with pytest.raises(RuntimeError):
+            judge_stage.handler(event, LambdaContext())
+    # Then Step Functions' retry answers what one uninterrupted call answers: each object counted once
+    retried = judge_stage.handler(event, LambdaContext(aws_request_id="retry"))
+    assert {name: retried[name] for name in ("verdict", "explanation", "statistics")} == _fresh_answer(
+        aws, judge_stage, event
+    )
+    assert _quality(retried)["candidate_samples"] == 30 * PER_MINUTE
+
+
+def test_a_corrupt_state_is_logged_and_everything_read_again(
+    aws: Cloud, judge_stage: ModuleType, held: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _serve(aws, "v1", range(20), wrong=0.2, seed=1)
+    _serve(aws, "v2", range(20), wrong=0.2, seed=2)
+    _at(monkeypatch, STARTED + 35 * 60)
+    event = _quality_event("ab", "call-1", UNDECIDED)
+    judge_stage.handler(event, LambdaContext())
+    # Given the stage's state overwritten with something that is not one (truncated here)
+    key = STATE.format(index=1)
+    aws.put(key, aws.read(key)[:40])
+    errors: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(judge_stage.logger, "error", lambda message, **kwargs: errors.append((message, kwargs)))
+    # When the stage is judged again
+    answer = judge_stage.handler(event | {"attempt": "call-2"}, LambdaContext())
+    # Then the error is logged with the object and the reason, and the verdict is the one of a full read
+    [(message, details)] = errors
+    assert "unreadable" in message
+    assert details["extra"]["state"] == f"s3://{BUCKET}/{key}"
+    assert "not gzip'd JSON" in details["extra"]["error"]
+    assert {name: answer[name] for name in ("verdict", "explanation", "statistics")} == _fresh_answer(
+        aws, judge_stage, event
+    )
+    assert _quality(answer)["candidate_samples"] == 20 * PER_MINUTE
+    judge_stage.quality.decode(aws.read(key))  # and a readable state is back in its place
