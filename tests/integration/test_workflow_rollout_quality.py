@@ -73,9 +73,12 @@ def test_quality_is_judged_in_full_and_the_watch_and_a_candidate_that_turns_wron
     flag = tmp_path / "turn-wrong"
     config = _config(model, watch=True)
     config["rollout"]["shadow"]["enabled"] = False  # A/B 50 % -> full -> watch
-    config["rollout"]["ab"]["max_duration_minutes"] = 180  # decided in 10-20 here; room for a loaded machine
-    # alpha 0.001: a false rollback of the good candidate is rarer still; the wrong one is caught in a minute or two
-    config["rollout"]["judge"]["quality"] = {"min_samples": 50, "alpha": 0.001}
+    config["rollout"]["ab"]["max_duration_minutes"] = 180  # decided in 5-15 here; room for a loaded machine
+    # Twin candidates: the tests that rule out a 4x (errors) or 3x (wrong answers) worse candidate decide in a
+    # few minutes, a doubling would take 10-80. alpha 0.001 on quality: a false rollback rarer still; the wrong
+    # candidate (about 75 % of its answers wrong, against the champion's 20 %) is caught in a minute or two.
+    config["rollout"]["judge"]["error_rate"] |= {"delta": 3.0}
+    config["rollout"]["judge"]["quality"] = {"min_samples": 50, "alpha": 0.001, "delta": 2.0}
     code = {"train.py": (EXAMPLE / "train.py").read_bytes(), "inference.py": _turns_wrong(flag).encode()}
     app.upload_project(model, config, code=code)
     app.upload_dataset(model, "d1")

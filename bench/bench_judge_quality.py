@@ -1,0 +1,308 @@
+"""A judge call's quality read on a long stage: the full re-read every call made before, against the incremental read.
+
+JudgeStage judges prediction quality from data capture joined with ground truth on InferenceId. Until
+this bench's change each call listed every hour since the stage began and read every capture and
+feedback object again; now it keeps a per-stage state in S3 (shepherd.rollout.quality.State: the objects
+of the open hours already read, the bins so far, the predictions and labels not joined yet) and reads only
+what is new. This bench times one judge call's quality read at the end of a long A/B stage both ways.
+
+Setup: a LocalCloud's S3 (moto behind HTTP, as the functions reach it locally) and a bucket holding
+``--minutes`` (default 1,440: a day) of an A/B stage: per minute one capture object per variant with
+``--per-object`` predictions (default 10), and one ground-truth object with the labels of 80 % of the
+predictions of ten minutes before (labels arrive late). The stage is judged at its last minute:
+
+- **full re-read** (the baseline): JudgeStage's code before the change (copied below from main at 173bb50,
+  its A/B branch): list every hour since the stage began, read every object, parse, join, bin;
+- **incremental**: ``functions/judge_stage/app.py``'s ``_with_quality`` on the stage's state as the
+  previous call (one minute earlier) left it; the call reads the state, lists the open hours, reads the
+  last minute's three new objects, joins, and writes the state back. The state is put back (untimed)
+  before each sample, so every sample does the same work.
+
+Samples alternate between the two, so both see the same noise; the figures are medians. Both reads must
+give the same bins (checked). Also printed: the S3 requests of one call each way, the state's size, and the
+first incremental call of the stage (no state yet: it reads everything, then writes the state).
+
+    .venv/bin/python bench/bench_judge_quality.py                 # a day; 3 + 9 samples (~2-3 min)
+    .venv/bin/python bench/bench_judge_quality.py --minutes 360   # six hours
+    .venv/bin/python bench/bench_judge_quality.py --no-write      # print only
+
+Writes bench/results/judge_quality.json. A report, not a test: always exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "layers" / "shepherd"))
+
+from localcloud.server import LocalCloud  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "judge_quality.json"
+BUCKET = "bench-judge-quality"
+ENDPOINT = "churn"
+CAPTURE = f"capture/{ENDPOINT}/{ENDPOINT}/"
+FEEDBACK = "feedback/churn/"
+VARIANTS = ("v1", "v2")
+STARTED = datetime(2026, 11, 25, 0, 0, 30, tzinfo=UTC).timestamp()
+LABEL_DELAY_MINUTES = 10
+LABELLED = 0.8
+
+
+def _load_handler() -> Any:
+    os.environ.update(
+        {
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_LOG_LEVEL": "ERROR",  # the per-call "quality data" lines would swamp the report
+            "POWERTOOLS_SERVICE_NAME": "shepherd",
+            "POWERTOOLS_METRICS_NAMESPACE": "Shepherd",
+        }
+    )
+    spec = importlib.util.spec_from_file_location("judge_stage_app", ROOT / "functions" / "judge_stage" / "app.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _stamp(epoch: float, pattern: str) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime(pattern)
+
+
+def _objects(minutes: int, per_object: int) -> dict[int, list[tuple[str, bytes]]]:
+    """minute -> the objects written in it: one capture object per variant, one ground-truth object."""
+    rng = random.Random(7)
+    out: dict[int, list[tuple[str, bytes]]] = {}
+    outputs: dict[str, tuple[str, str]] = {}
+    for minute in range(minutes):
+        at = STARTED + 60 * minute + 30
+        written: list[tuple[str, bytes]] = []
+        for variant in VARIANTS:
+            lines = []
+            for n in range(per_object):
+                inference_id = f"{variant}-{minute}-{n}"
+                score = f"{rng.random():.4f}"
+                outputs[inference_id] = (score, "1" if rng.random() < 0.8 else "0")
+                output = {"observedContentType": "text/csv", "mode": "OUTPUT", "data": score, "encoding": "CSV"}
+                metadata = {
+                    "eventId": inference_id,
+                    "inferenceId": inference_id,
+                    "inferenceTime": _stamp(at, "%Y-%m-%dT%H:%M:%SZ"),
+                }
+                lines.append(json.dumps({"captureData": {"endpointOutput": output}, "eventMetadata": metadata}))
+            key = f"{CAPTURE}{variant}/{_stamp(at, '%Y/%m/%d/%H')}/{_stamp(at, '%M-%S')}-{variant}.jsonl"
+            written.append((key, ("\n".join(lines) + "\n").encode()))
+        labelled_minute = minute - LABEL_DELAY_MINUTES
+        if labelled_minute >= 0:
+            truth = []
+            for variant in VARIANTS:
+                for n in range(per_object):
+                    inference_id = f"{variant}-{labelled_minute}-{n}"
+                    if rng.random() < LABELLED:
+                        record = {"groundTruthData": {"data": outputs[inference_id][1], "encoding": "CSV"}}
+                        truth.append(json.dumps(record | {"eventMetadata": {"eventId": inference_id}}))
+            key = f"{FEEDBACK}{_stamp(at, '%Y/%m/%d/%H')}/{_stamp(at, '%M-%S')}.jsonl"
+            written.append((key, ("\n".join(truth) + "\n").encode()))
+        out[minute] = written
+    return out
+
+
+def old_full_reread(app: Any, request: Any, now: float) -> tuple[Any, Any]:
+    """JudgeStage's quality read before the change (main at 173bb50, its A/B branch), with the same S3 calls."""
+    quality, s3 = app.quality, app.s3
+    sources = request.judge["quality"]["sources"]
+    bucket, capture, feedback = sources["bucket"], sources["capture"], sources["feedback"]
+    rule = quality.Rule()
+    start = request.stage_started
+
+    def lines(prefix: str) -> list[str]:
+        out: list[str] = []
+        keys = [key for hour in quality.hour_prefixes(prefix, start, now) for key in s3.keys(bucket, hour)]
+        for key in keys:
+            out.extend(s3.read_bytes(bucket, key).decode("utf-8", errors="replace").splitlines())
+        return out
+
+    labels = quality.ground_truth(lines(feedback))
+    champion, candidate = (
+        list(quality.predictions(lines(f"{capture}{variant}/")))
+        for variant in (request.champion_variant, request.candidate_variant)
+    )
+    return (
+        quality.feedback_bins(champion, labels, started_epoch=start, rule=rule),
+        quality.feedback_bins(candidate, labels, started_epoch=start, rule=rule),
+    )
+
+
+def incremental(app: Any, request: Any, now: float) -> tuple[Any, Any]:
+    observed = app._with_quality(app.StageObservations(minutes_elapsed=0), request, now, baseline_since=0.0)
+    return observed.champion_feedback, observed.candidate_feedback
+
+
+class Requests:
+    """The S3 requests the layer's client makes, by operation."""
+
+    def __init__(self, app: Any) -> None:
+        self.counts: Counter[str] = Counter()
+        app.s3.client("s3").meta.events.register("before-call.s3", self._count)
+
+    def _count(self, model: Any, **_: Any) -> None:
+        self.counts[model.name] += 1
+
+    def take(self) -> dict[str, int]:
+        counts, self.counts = dict(self.counts), Counter()
+        return counts
+
+
+def _row(name: str, samples: list[float]) -> str:
+    ordered = sorted(samples)
+    p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
+    return f"| {name} | {statistics.median(samples) * 1000:,.1f} | {p90 * 1000:,.1f} | {len(samples)} |"
+
+
+def _request(app: Any, minutes: int) -> Any:
+    return app.Request.parse(
+        {
+            "run": "churn-v2-bench",
+            "endpoint": ENDPOINT,
+            "package_arn": "arn:aws:sagemaker:us-east-1:123456789012:model-package/churn/2",
+            "champion_variant": VARIANTS[0],
+            "candidate_variant": VARIANTS[1],
+            "stage": {"kind": "ab", "weight": 50.0, "max_minutes": 2 * minutes},
+            "stage_index": 1,
+            "stage_started": STARTED,
+            "judge": {"quality": {"sources": {"bucket": BUCKET, "capture": CAPTURE, "feedback": FEEDBACK}}},
+        }
+    )
+
+
+def _measure(
+    app: Any, s3: Any, objects: dict[int, list[tuple[str, bytes]]], args: argparse.Namespace
+) -> dict[str, Any]:
+    """The stage's first call (untimed: no state yet, it reads everything and writes the state) one minute
+    before the end, the last minute's objects written, then the samples, alternating."""
+    request = _request(app, args.minutes)
+    requests = Requests(app)
+    state_key = app.quality.state_key(ENDPOINT, request.run, request.stage_index)
+    last = args.minutes - 1
+    started = time.perf_counter()
+    incremental(app, request, STARTED + 60 * last)
+    out: dict[str, Any] = {"first_call": time.perf_counter() - started, "first_requests": requests.take()}
+    saved = s3.get_object(Bucket=BUCKET, Key=state_key)["Body"].read()
+    for key, body in objects[last]:  # the last minute: three new objects
+        s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+    now = STARTED + 60 * last + 59
+    samples: dict[str, list[float]] = {"old": [], "new": []}
+    rounds = max(args.old_runs, args.new_runs)
+    for index in range(rounds):
+        if index < args.new_runs:
+            s3.put_object(Bucket=BUCKET, Key=state_key, Body=saved)  # as the previous call left it
+            requests.take()
+            started = time.perf_counter()
+            out["new"] = incremental(app, request, now)
+            samples["new"].append(time.perf_counter() - started)
+            out["new_requests"] = requests.take()
+        if index < args.old_runs:
+            requests.take()
+            started = time.perf_counter()
+            out["old"] = old_full_reread(app, request, now)
+            samples["old"].append(time.perf_counter() - started)
+            out["old_requests"] = requests.take()
+        print(f"  round {index + 1}/{rounds} done", flush=True)
+    return out | {"samples": samples, "state_bytes": len(saved)}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    began = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        cloud = LocalCloud(port=0, state_dir=Path(tmp))
+        cloud.start()
+        try:
+            os.environ.update(cloud.exports())
+            app = _load_handler()
+            s3 = cloud.client("s3")
+            s3.create_bucket(Bucket=BUCKET)
+            s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+            objects = _objects(args.minutes, args.per_object)
+            upload = [item for minute in range(args.minutes - 1) for item in objects[minute]]
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(lambda item: s3.put_object(Bucket=BUCKET, Key=item[0], Body=item[1]), upload))
+            print(f"uploaded {len(upload):,} objects in {time.perf_counter() - began:.0f} s", flush=True)
+            measured = _measure(app, s3, objects, args)
+        finally:
+            cloud.stop()
+
+    old, new = measured["samples"]["old"], measured["samples"]["new"]
+    old_median, new_median = statistics.median(old), statistics.median(new)
+    same = measured["old"] == measured["new"]
+    labelled = sum(b.labelled for bins in measured["new"] for b in bins)
+    total = sum(len(v) for v in objects.values())
+    print()
+    print(
+        f"A/B stage of {args.minutes:,} minutes, {args.per_object} predictions per capture object: "
+        f"{total:,} objects, {labelled:,} labelled predictions joined"
+    )
+    print("| one judge call's quality read | median ms | p90 ms | samples |")
+    print("| --- | ---: | ---: | ---: |")
+    print(_row("full re-read (before)", old))
+    print(_row("incremental (state + new objects)", new))
+    print(f"\nratio full re-read / incremental: {old_median / new_median:,.0f}x (medians)")
+    print(f"S3 requests per call: full re-read {measured['old_requests']}; incremental {measured['new_requests']}")
+    print(f"state: {measured['state_bytes']:,} bytes gzip'd")
+    print(
+        f"the stage's first incremental call (no state): {measured['first_call']:.2f} s, {measured['first_requests']}"
+    )
+    print(f"same bins both ways: {'yes' if same else 'NO'}")
+    print(f"\n({time.perf_counter() - began:.0f} s; 2 shared cores here: quote the medians and the ratio)")
+    return {
+        "minutes": args.minutes,
+        "per_object": args.per_object,
+        "objects": total,
+        "labelled_joined": labelled,
+        "full_reread_median_ms": round(old_median * 1000, 1),
+        "incremental_median_ms": round(new_median * 1000, 1),
+        "ratio": round(old_median / new_median, 1),
+        "samples": {"full_reread": len(old), "incremental": len(new)},
+        "s3_requests": {"full_reread": measured["old_requests"], "incremental": measured["new_requests"]},
+        "state_bytes": measured["state_bytes"],
+        "first_incremental_call_s": round(measured["first_call"], 2),
+        "same_bins": same,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=int, default=1440, help="the stage's length so far (default a day)")
+    parser.add_argument("--per-object", type=int, default=10, help="predictions per capture object")
+    parser.add_argument("--old-runs", type=int, default=3)
+    parser.add_argument("--new-runs", type=int, default=9)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    try:
+        figures = run(args)
+    except Exception:  # a report, not a test
+        traceback.print_exc()
+        return
+    if not args.no_write:
+        RESULTS.write_text(json.dumps(figures, indent=2) + "\n")
+        print(f"wrote {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
