@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 # numpy's OpenBLAS starts a thread per CPU as it loads: about a third of numpy's import (bench/coldstart.py),
 # for a judge whose arrays hold a few hundred numbers. Set before anything below imports numpy.
@@ -26,10 +27,11 @@ from shepherd.rollout.observe import BASELINE_KINDS, baseline, complete_until, o
 BASELINE_LOOKBACK_SECONDS = 3600
 
 logger, tracer, metrics = powertools()
-# Quality judging reads only the capture and ground truth objects the stage's earlier calls did not; a call
-# that reads more than this many (the first of a stage after a long rollout, or after its state was lost) is
-# logged as slow (Timeout is 120 s).
-LARGE_READ = 2000
+# Quality judging reads only the capture and ground truth objects the stage's earlier calls did not. The first
+# call of full or the watch after a long rollout (its baseline), or one whose state was lost, may have days of
+# them: a call reads for at most READ_SECONDS (Timeout is 120 s), saves its progress, and quality waits for
+# the next calls to read the rest.
+READ_SECONDS = 60.0
 REMEMBER_SECONDS = 86400  # a retried judge call comes within minutes
 
 
@@ -184,9 +186,11 @@ def _with_quality(
         candidate=request.candidate_variant,
         rule=rule,
     )
-    state = read_quality(
-        bucket, quality.state_key(request.endpoint, request.run, request.stage_index), stage, rule, now
-    )
+    key = quality.state_key(request.endpoint, request.run, request.stage_index)
+    state, complete = read_quality(bucket, key, stage, rule, now)
+    if not complete:
+        # Judged on part of the stage's objects, quality could go either way: it waits, CONTINUE, until all are read.
+        state = quality.State.fresh(stage)
     if stage.paired:
         return replace(observed, shadow_quality=quality.pairs_of(state))
     candidate = quality.feedback_of(state, "candidate")
@@ -197,8 +201,11 @@ def _with_quality(
     return replace(observed, champion_feedback=quality.feedback_of(state, "champion"), candidate_feedback=candidate)
 
 
-def read_quality(bucket: str, key: str, stage: quality.Plan, rule: quality.Rule, now: float) -> quality.State:
-    """The stage's quality state once this call has read the objects no earlier call of the stage read.
+def read_quality(
+    bucket: str, key: str, stage: quality.Plan, rule: quality.Rule, now: float
+) -> tuple[quality.State, bool]:
+    """The stage's quality state once this call has read the objects no earlier call of the stage read,
+    and whether it read them all (not when they take more than READ_SECONDS: the next call reads on).
 
     The state (s3://bucket/key) says which objects of each open hour were read; every open hour is
     listed again, so an object written late into an hour already listed is still read. The state is
@@ -208,15 +215,18 @@ def read_quality(bucket: str, key: str, stage: quality.Plan, rule: quality.Rule,
     new onto. Either way the retry's bins are those of one uninterrupted call. S3 rather than
     DynamoDB: the predictions waiting for their label (hours, at any traffic) outgrow an item's 400 KB."""
     state, changed = _load_state(bucket, key, stage)
-    read = quality.read_new(
+    deadline = time.monotonic() + READ_SECONDS
+    read, complete = quality.read_new(
         state,
         stage,
         now,
         list_keys=lambda prefix: s3.keys(bucket, prefix),
         read_lines=lambda key: s3.read_bytes(bucket, key).decode("utf-8", errors="replace").splitlines(),
+        out_of_time=lambda: time.monotonic() > deadline,
     )
     joined = quality.join(state, stage, rule)
-    changed = quality.close(state, stage, now) or changed or read > 0 or joined > 0
+    closed = complete and quality.close(state, stage, now)  # only hours listed and read to the end close
+    changed = closed or changed or read > 0 or joined > 0
     size = None
     if changed:
         data = quality.encode(state)
@@ -229,11 +239,15 @@ def read_quality(bucket: str, key: str, stage: quality.Plan, rule: quality.Rule,
         "waiting_predictions": {role: len(state.pending[role]) for role in quality.ROLES},
         "state_bytes": size,
     }
-    if read > LARGE_READ:
-        logger.warning("quality judging read many objects in one call", extra=extra)
+    if not complete:
+        logger.warning(
+            "quality judging has more objects to read than one call can: it reads on at the next call, and "
+            "quality waits (CONTINUE) until then",
+            extra=extra,
+        )
     else:
         logger.info("quality data", extra=extra)
-    return state
+    return state, complete
 
 
 def _load_state(bucket: str, key: str, stage: quality.Plan) -> tuple[quality.State, bool]:

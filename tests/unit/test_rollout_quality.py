@@ -171,7 +171,7 @@ class Bucket:
 
     def call(self, state: State, stage: Plan, now: float, rule: Rule = RULE) -> int:
         """One judge call's quality read at ``now``: read what is new, join, close; returns objects read."""
-        read = read_new(
+        read, complete = read_new(
             state,
             stage,
             now,
@@ -180,6 +180,7 @@ class Bucket:
             ),
             read_lines=self._read,
         )
+        assert complete
         join(state, stage, rule)
         close(state, stage, now)
         return read
@@ -444,3 +445,31 @@ def test_a_prediction_captured_twice_counts_once_before_and_after_its_label() ->
     bucket.capture("v2", [("a", _at(9), "0.1")], written=_at(10), hour=_at(9))  # and once more after the join
     bucket.call(state, stage, _at(11))
     assert feedback_of(state, "candidate") == (FeedbackBin(1, 1, 0),)
+
+
+def test_a_call_out_of_time_stops_between_objects_and_the_next_reads_on() -> None:
+    bucket, stage = Bucket(), _plan()
+    for minute in range(6):
+        bucket.capture("v1", [(f"a{minute}", _at(minute), "0.9")], written=_at(minute, 50), hour=_at(minute))
+    bucket.labels({f"a{m}": "1" for m in range(6)}, written=_at(6))
+    state, calls = State.fresh(stage), []
+
+    def one_call() -> tuple[int, bool]:
+        # a call that is out of time after two objects (at least one object a call, so it always progresses)
+        budget = iter([False, True])
+        return read_new(
+            state,
+            stage,
+            _at(7),
+            list_keys=lambda prefix: sorted(k for k in bucket.objects if k.startswith(prefix)),
+            read_lines=bucket._read,
+            out_of_time=lambda: next(budget, True),
+        )
+
+    while not calls or not calls[-1][1]:
+        calls.append(one_call())
+        state = _persisted(state)
+    assert calls == [(2, False), (2, False), (2, False), (1, True)]
+    assert sorted(bucket.reads) == sorted(bucket.objects)  # each object read once
+    join(state, stage, RULE)
+    assert feedback_of(state, "champion") == tuple(FeedbackBin(m, 1, 0) for m in range(6))

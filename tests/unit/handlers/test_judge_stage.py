@@ -340,3 +340,24 @@ def test_a_corrupt_state_is_logged_and_everything_read_again(
     )
     assert _quality(answer)["candidate_samples"] == 20 * PER_MINUTE
     judge_stage.quality.decode(aws.read(key))  # and a readable state is back in its place
+
+
+def test_a_stage_with_more_to_read_than_one_call_can_reads_on_at_the_next_calls_and_judges_quality_once_done(
+    aws: Cloud, judge_stage: ModuleType, held: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a full stage after a long rollout: the champion's baseline to read, and the candidate's answers
+    _serve(aws, "v1", range(-8, 0), wrong=0.15, seed=1)
+    _serve(aws, "v2", range(8), wrong=0.5, seed=2)
+    _at(monkeypatch, STARTED + 30 * 60)
+    event = _quality_event("full")
+    expected = _fresh_answer(aws, judge_stage, event)
+    assert _quality(expected)["verdict"] == "ROLLBACK"
+    aws.s3.delete_object(Bucket=BUCKET, Key=STATE.format(index=2))
+    # When each call may read for no time at all (one object, then out of time)
+    monkeypatch.setattr(judge_stage, "READ_SECONDS", -1.0)
+    answers = [judge_stage.handler(event | {"attempt": f"call-{n}"}, LambdaContext()) for n in range(32)]
+    # Then quality waits (CONTINUE, nothing judged on part of the objects) while the calls read on, one object
+    # each, then judges what one call reading everything judges
+    waiting = [_quality(a) for a in answers[:31]]
+    assert {(q["verdict"], q["candidate_samples"], q["champion_samples"]) for q in waiting} == {("CONTINUE", 0, 0)}
+    assert {name: answers[31][name] for name in ("verdict", "explanation", "statistics")} == expected

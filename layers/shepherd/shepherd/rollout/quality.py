@@ -396,16 +396,21 @@ def read_new(
     *,
     list_keys: Callable[[str], Iterable[str]],
     read_lines: Callable[[str], list[str]],
-) -> int:
+    out_of_time: Callable[[], bool] = lambda: False,
+) -> tuple[int, bool]:
     """Read into ``state`` every object of the stage's open hours that no earlier call read: each open
     hour is listed again (``list_keys(prefix)``: the keys under it), so an object written late into an
-    hour already listed is read too. Returns how many objects were read."""
+    hour already listed is read too. Returns how many objects were read, and whether that was all of
+    them: once ``out_of_time()`` (asked after each object) says so, the rest is left to the next call,
+    and the state stays consistent (each object read is counted whole and marked read)."""
     read = 0
     for source in stage.sources:
         for hour_epoch, hour in to_list(state, source, now):
             prefix = f"{source.prefix}{hour}/"
             names = [key.removeprefix(prefix) for key in list_keys(prefix)]
             for name in unread(state, source.name, hour, names):
+                if read and out_of_time():
+                    return read, False
                 lines = read_lines(prefix + name)
                 if source.name == FEEDBACK:
                     add_labels(state, ground_truth(lines), hour_epoch)
@@ -413,7 +418,7 @@ def read_new(
                     add_predictions(state, source.name, predictions(lines), stage.windows[source.name])
                 mark_read(state, source.name, hour, name)
                 read += 1
-    return read
+    return read, True
 
 
 def add_predictions(state: State, role: str, captured: Iterable[Prediction], window: Window) -> None:
@@ -467,7 +472,7 @@ def join(state: State, stage: Plan, rule: Rule) -> int:
 
 
 def close(state: State, stage: Plan, now: float) -> bool:
-    """After a call listed every open hour at ``now``: close the hours that ended LATE_SECONDS ago
+    """After a call listed and read every open hour at ``now``: close the hours that ended LATE_SECONDS ago
     (forget their object names), and drop the labels uploaded in them that joined nothing (with, in
     shadow, the one variant's prediction of their id: without the other's it can never pair).
     Returns whether anything closed (hours close only when the horizon moves)."""
