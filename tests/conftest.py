@@ -11,6 +11,7 @@ SERIAL_MODULES = (
     "tests/e2e/test_demo.py",
     "tests/integration/test_seed_cli_workflows.py",
     "tests/integration/test_workflow_rollout.py",
+    "tests/integration/test_workflow_rollout_quality.py",
     "tests/integration/test_workflow_rollout_safety.py",
 )
 

@@ -51,8 +51,10 @@ def _config(model: str, *, autoscaling: bool = False, ab: bool = True, watch: bo
         config["endpoint"].pop("autoscaling")
     config["rollout"] = {
         "judge_interval_minutes": 1,
-        "shadow": {"enabled": True, "max_duration_minutes": 60},
-        "ab": {"enabled": ab, "steps": [50], "max_duration_minutes": 60},
+        # 3 virtual hours a stage: on a loaded machine the traffic thins, and two equal models take longer to decide
+        "shadow": {"enabled": True, "max_duration_minutes": 180},
+        "ab": {"enabled": ab, "steps": [50], "max_duration_minutes": 180},
+        "full": {"max_duration_minutes": 120},
         "post_promotion_watch": {"enabled": watch, "max_duration_minutes": 60},
         # alpha 0.01: a test that expects its good candidate promoted may roll it back by chance at most 1 % a stage
         "judge": {"error_rate": {"min_samples": 50, "alpha": 0.01}},
@@ -197,7 +199,8 @@ class _Snapshots:
 def test_every_stage_has_its_variants_weights_and_instance_counts_and_the_champion_keeps_its_capacity(app):
     model = unique("cap")
     config = _config(model)
-    config["rollout"]["ab"]["steps"] = [10, 50]
+    # 25 % then 50 %: the challenger is raised entering 25 %, before it carries half the traffic
+    config["rollout"]["ab"]["steps"] = [25, 50]
     app.upload_project(model, config)
     app.upload_dataset(model, "d1")
     assert app.run_of(model, "d1")["status"] == "SUCCEEDED"
@@ -222,7 +225,7 @@ def test_every_stage_has_its_variants_weights_and_instance_counts_and_the_champi
     expected = [
         ((("v1", 1.0, 3),), ()),  # the champion
         ((("v1", 1.0, 3),), (("v2", 3),)),  # shadow: a copy of every request, the champion's capacity
-        ((("v1", 90.0, 3), ("v2", 10.0, 3)), ()),  # A/B 10 %: the champion keeps its 3 instances
+        ((("v1", 75.0, 3), ("v2", 25.0, 3)), ()),  # A/B 25 %: the champion keeps its 3 instances
         ((("v1", 50.0, 3), ("v2", 50.0, 3)), ()),  # A/B 50 %
         ((("v1", 0.0, 3), ("v2", 100.0, 3)), ()),  # full: the champion's variant kept for a fast rollback
         ((("v2", 1.0, 3),), ()),  # done: the challenger alone, at the capacity it reached

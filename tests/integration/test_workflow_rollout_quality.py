@@ -24,7 +24,7 @@ from .workflow import EXAMPLE, ROOT, App, generate, unique
 
 # Like the other rollouts with live traffic (tests/conftest.py's SERIAL_MODULES): under pytest-xdist it runs
 # on the one worker that runs those in sequence, so that two of them never share the CPU.
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("keeps-time")]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # serial under xdist: tests/conftest.py SERIAL_MODULES
 
 
 @pytest.fixture(scope="module")
