@@ -44,9 +44,12 @@ def _scaled(seconds: float | None) -> float | None:
     return cloud.clock.wall_seconds(float(seconds)) if cloud is not None else float(seconds)
 
 
+_real_time = threading.local()  # set while a request-response Task waits for its call (see _patch_time)
+
+
 class _ScaledEvent(threading.Event):
     def wait(self, timeout: float | None = None) -> bool:
-        return super().wait(_scaled(timeout))
+        return super().wait(timeout if getattr(_real_time, "on", False) else _scaled(timeout))
 
 
 class _ScaledThread(threading.Thread):
@@ -155,6 +158,27 @@ def _patch_time() -> None:
     wait_function.WaitFunction._wait_interval = wait_interval
     timestamp.Timestamp._get_wait_seconds = timestamp_wait_seconds
     execute_state.threading = types.SimpleNamespace(Event=_ScaledEvent)
+    original_evaluate = execute_state.ExecutionState._evaluate_with_timeout
+
+    @functools.wraps(original_evaluate)
+    def evaluate_with_timeout(self: Any, env: Any) -> None:
+        # A request-response Task (a Lambda invoke) times out on real compute, which the virtual clock does not
+        # compress: its TimeoutSeconds stay wall seconds. Scaled, a 120-s timeout was 2 s at time scale 60, and a
+        # Lambda slowed by a loaded machine timed out (a rollout's Prepare failed so in CI). Tasks that wait for a
+        # token or a job wait on virtual time and stay scaled.
+        resource = getattr(self, "resource", None)
+        request_response = (
+            resource is not None
+            and getattr(resource, "condition", None) is None
+            and "activity" not in type(resource).__name__.lower()
+        )
+        _real_time.on = request_response
+        try:
+            original_evaluate(self, env)
+        finally:
+            _real_time.on = False
+
+    execute_state.ExecutionState._evaluate_with_timeout = evaluate_with_timeout
     callback.Event = _ScaledEvent
     retrier_decl.time = types.SimpleNamespace(sleep=lambda s: time.sleep(_scaled(s) or 0.0))
     program.threading = types.SimpleNamespace(Thread=_ScaledThread)

@@ -72,3 +72,28 @@ def test_lambda_task_with_bare_arn_resource_returns_the_payload(cloud):
     }
     execution = _run(cloud, definition, {"detail": {"object": {"key": "bare/arn.csv"}}})
     assert json.loads(execution["output"])["key"] == "bare/arn.csv"
+
+
+def test_a_lambda_task_times_out_in_real_seconds_while_waits_run_on_the_virtual_clock(cloud):
+    # TimeoutSeconds 30 at time scale 60 would be half a wall second: less than SlowFunction's own 1-s timeout.
+    # A Lambda's run is real compute, which the virtual clock does not compress: the Task's timeout is not scaled,
+    # and the function's own timeout ends the call.
+    definition = {
+        "StartAt": "Slow",
+        "States": {
+            "Slow": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {
+                    "FunctionName": "arn:aws:lambda:us-east-1:123456789012:function:fixture-SlowFunction",
+                    "Payload": {},
+                },
+                "TimeoutSeconds": 30,
+                "End": True,
+            }
+        },
+    }
+    execution = _run(cloud, definition, {})
+    assert execution["status"] == "FAILED"
+    assert execution["error"] != "States.Timeout", execution
+    assert "timed out after 1.00 seconds" in execution["cause"]

@@ -81,6 +81,16 @@ def _rollout(app, model: str, version: int, timeout: float = 240.0) -> dict:
     return finished
 
 
+def faulty_rollout(app, model: str, config: dict, version: int = 3) -> dict:
+    """Train a candidate whose serving fails a third of its requests (FAULTY) and wait for its rollout."""
+    app.upload_project(
+        model, config, code={"train.py": (EXAMPLE / "train.py").read_bytes(), "inference.py": FAULTY.encode()}
+    )
+    app.upload_dataset(model, "d3", seed=9)
+    assert app.run_of(model, "d3")["status"] == "SUCCEEDED"
+    return _rollout(app, model, version)
+
+
 def _records(app, endpoint: str) -> list[dict]:
     items = app.cloud.client("dynamodb").query(
         TableName=app.outputs["RolloutsTableName"],
@@ -122,14 +132,7 @@ def test_an_approved_package_deploys_then_a_better_one_is_promoted_and_a_faulty_
         assert resources == {f"endpoint/{model}/variant/v2"}
 
         # a faulty third model is caught in shadow: rolled back, rejected, the champion untouched
-        app.upload_project(
-            model,
-            _config(model, autoscaling=True),
-            code={"train.py": (EXAMPLE / "train.py").read_bytes(), "inference.py": FAULTY.encode()},
-        )
-        app.upload_dataset(model, "d3", seed=9)
-        assert app.run_of(model, "d3")["status"] == "SUCCEEDED"
-        third = _rollout(app, model, 3)
+        third = faulty_rollout(app, model, _config(model, autoscaling=True))
 
     assert third["status"] == "FAILED"
     restored = app.sagemaker.describe_endpoint(EndpointName=model)

@@ -11,7 +11,7 @@ import pytest
 from localcloud.deployer import Deployer
 
 from .conftest import finished_execution, wait_for
-from .test_workflow_rollout import _config, _records, _rollout
+from .test_workflow_rollout import _config, _records, _rollout, faulty_rollout
 from .workflow import EXAMPLE, ROOT, App, Traffic, generate, task_attempts, unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -497,8 +497,6 @@ def test_a_candidate_that_turns_bad_after_promotion_is_caught_by_the_watch_and_t
 
 
 def test_a_serverless_endpoint_switches_and_the_watch_promotes_a_good_candidate_and_rolls_back_a_faulty_one(app, cloud):
-    from .test_workflow_rollout import FAULTY
-
     model = unique("sls")
     config = _config(model)
     config["endpoint"] = {"name": model, "kind": "serverless", "serverless": {"memory_mb": 2048, "max_concurrency": 20}}
@@ -516,11 +514,7 @@ def test_a_serverless_endpoint_switches_and_the_watch_promotes_a_good_candidate_
         assert good["status"] == "SUCCEEDED", good
         promoted = app.sagemaker.describe_endpoint(EndpointName=model)
         assert [v["VariantName"] for v in promoted["ProductionVariants"]] == ["v2"]
-        code = {"train.py": (EXAMPLE / "train.py").read_bytes(), "inference.py": FAULTY.encode()}
-        app.upload_project(model, config, code=code)
-        app.upload_dataset(model, "d3", seed=9)
-        assert app.run_of(model, "d3")["status"] == "SUCCEEDED"
-        faulty = _rollout(app, model, 3)
+        faulty = faulty_rollout(app, model, config)
 
     assert faulty["status"] == "FAILED"
     restored = app.sagemaker.describe_endpoint(EndpointName=model)
@@ -579,8 +573,6 @@ def test_a_rollout_stopped_during_its_watch_is_restored_by_the_reconciler(app, c
 
 
 def test_a_multi_model_endpoint_rolls_out_through_ab_without_shadow_and_batch_scores_with_its_champion(app, cloud):
-    from .test_workflow_rollout import FAULTY
-
     model = unique("mme")
     config = _config(model)  # asks for shadow, A/B 50 % and full
     config["endpoint"]["kind"] = "multi_model"
@@ -607,11 +599,7 @@ def test_a_multi_model_endpoint_rolls_out_through_ab_without_shadow_and_batch_sc
         promoted = app.sagemaker.describe_endpoint(EndpointName=model)
         assert [v["VariantName"] for v in promoted["ProductionVariants"]] == ["v2"]
         assert container(promoted["EndpointConfigName"])["Mode"] == "MultiModel"
-        code = {"train.py": (EXAMPLE / "train.py").read_bytes(), "inference.py": FAULTY.encode()}
-        app.upload_project(model, config, code=code)
-        app.upload_dataset(model, "d3", seed=9)
-        assert app.run_of(model, "d3")["status"] == "SUCCEEDED"
-        faulty = _rollout(app, model, 3)
+        faulty = faulty_rollout(app, model, config)
 
     assert faulty["status"] == "FAILED"
     restored = app.sagemaker.describe_endpoint(EndpointName=model)
