@@ -3,7 +3,7 @@
 moto stores scalable targets and policies but never scales. Here a thread on the virtual
 clock evaluates every target-tracking policy of namespace ``sagemaker`` once a minute
 (virtual): the metric (SageMakerVariantInvocationsPerInstance, or a customized one) is
-read back from CloudWatch, the new capacity is current x metric / target (rounded up,
+read back from CloudWatch for the latest complete minute, the new capacity is current x metric / target (rounded up,
 clamped to the target's min and max), scale-in waits for a 10 % margin below the target,
 and each direction honours its cooldown. Every change is a scaling activity, served by
 DescribeScalingActivities, and goes through the endpoint as UpdateEndpointWeightsAndCapacities would.
@@ -77,6 +77,9 @@ class EndpointAutoscaler:
             self._evaluate_all()
 
     def _evaluate_all(self) -> None:
+        runtime = getattr(self.cloud, "sagemaker_runtime", None)
+        if runtime is not None:
+            runtime.metrics.flush()  # the periods that closed since the metrics thread last published
         backend = _backend()
         for policy in list(backend.policies.values()):
             config = policy.target_tracking_scaling_policy_configuration
@@ -145,6 +148,10 @@ class EndpointAutoscaler:
             Period=60,
             Statistics=[statistic],
         )["Datapoints"]
+        # Only complete periods, as CloudWatch alarms judge them: the current minute's partial sum
+        # would understate the load, and each period is acted on once (see _evaluate)
+        closed = now - timedelta(seconds=60)
+        points = [p for p in points if p["Timestamp"] <= closed]
         if not points:
             return None
         latest = max(points, key=lambda p: p["Timestamp"])

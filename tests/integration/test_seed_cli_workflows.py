@@ -159,7 +159,7 @@ def test_target_tracking_registered_by_the_cli_scales_the_variant_out_under_load
     name = _deploy(cloud, archive, count=2)
     resource = f"endpoint/{name}/variant/AllTraffic"
 
-    # When the seed's two Application Auto Scaling commands run, exactly as written
+    # When the seed's two Application Auto Scaling commands run, as written but for the target (below)
     aws(
         "application-autoscaling",
         "register-scalable-target",
@@ -189,7 +189,7 @@ def test_target_tracking_registered_by_the_cli_scales_the_variant_out_under_load
         "TargetTrackingScaling",
         "--target-tracking-scaling-policy-configuration",
         """{
-        "TargetValue": 70.0,
+        "TargetValue": 20.0,
         "PredefinedMetricSpecification": {
             "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
         },
@@ -220,12 +220,14 @@ def test_target_tracking_registered_by_the_cli_scales_the_variant_out_under_load
     )["ScalingPolicies"]
     assert [(p["PolicyName"], p["PolicyType"]) for p in policies] == [("target-tracking", "TargetTrackingScaling")]
     config = policies[0]["TargetTrackingScalingPolicyConfiguration"]
-    assert config["TargetValue"] == 70.0
+    assert config["TargetValue"] == 20.0
     assert config["PredefinedMetricSpecification"]["PredefinedMetricType"] == "SageMakerVariantInvocationsPerInstance"
     assert (config["ScaleInCooldown"], config["ScaleOutCooldown"]) == (300, 60)
 
-    # When load above 70 invocations per instance per (virtual) minute arrives: at time scale 60 a
-    # minute is a wall second, so more than 140 requests a second on the two instances
+    # When load above 20 invocations per instance per (virtual) minute arrives: at time scale 60 a
+    # minute is a wall second, so more than 40 requests a second on the two instances. (The seed's
+    # target is 70; 20 keeps a wide margin below what eight clients reach on a loaded 2-core CI
+    # machine, about 290 requests a second unloaded.)
     runtime = cloud.client("sagemaker-runtime")
     sagemaker = cloud.client("sagemaker")
     stop = threading.Event()
