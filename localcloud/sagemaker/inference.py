@@ -696,6 +696,9 @@ def prestart_model_workers() -> None:
     model_worker_zygote()
 
 
+_KILL_POLL_SECONDS = 0.5  # how soon a request waiting on a worker notices that the worker was killed
+
+
 class _Worker:
     """One model worker process and its pipes; used by one request at a time."""
 
@@ -756,6 +759,7 @@ class _Worker:
         self._selector = selectors.DefaultSelector()
         self._selector.register(response_read, selectors.EVENT_READ)
         self._exited = threading.Event()  # its stderr closed: the process is gone
+        self._killed = False
         self._log_line = log_line
         self.tail: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL)
         self.ready = threading.Event()
@@ -821,10 +825,21 @@ class _Worker:
             write_frame(self._requests, {"content_type": content_type, "accept": accept}, payload)
         except (BrokenPipeError, OSError, ValueError) as exc:
             raise ModelError(self._exit_text("before the request was sent"), "WorkerExited") from exc
-        try:
-            ready = self._selector.select(timeout=timeout)
-        except (OSError, ValueError) as exc:  # closed by kill() meanwhile
-            raise ModelError(self._exit_text("while serving a request"), "WorkerExited") from exc
+        # In slices: kill() from another thread (a stopped job's pool closing) closes the pipe this waits on,
+        # which removes it from the epoll set; if that happens before this thread collects the EOF the kill
+        # caused, one long select would sleep out the whole invocation timeout.
+        deadline = time.monotonic() + timeout
+        ready: list[Any] = []
+        while not ready:
+            if self._killed:
+                raise ModelError(self._exit_text("while serving a request"), "WorkerExited")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                ready = self._selector.select(timeout=min(remaining, _KILL_POLL_SECONDS))
+            except (OSError, ValueError) as exc:  # closed by kill() meanwhile
+                raise ModelError(self._exit_text("while serving a request"), "WorkerExited") from exc
         if not ready:
             self.kill()
             raise ModelError(
@@ -844,6 +859,7 @@ class _Worker:
         return body, str(meta.get("content_type") or accept or DEFAULT_ACCEPT)
 
     def kill(self) -> None:
+        self._killed = True
         if self.alive():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self._pid, 9)

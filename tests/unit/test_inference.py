@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
 import shutil
 import tarfile
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -349,6 +351,46 @@ def test_worker_pool_replaces_a_worker_that_died(tmp_path, model):
         assert len(body.decode().splitlines()) == 3
         assert pool.pids
         assert pool.pids[0] != pid
+
+
+def test_a_request_in_flight_ends_promptly_when_its_pool_closes_even_if_the_eof_is_missed(tmp_path, model):
+    # A stopped transform job closes its pool while requests wait on their workers. If kill() closes a
+    # worker's pipe before the waiting thread collected the EOF of the kill (a loaded machine), the pipe
+    # has left the epoll set, and a single select slept out the whole invocation timeout (a stop took
+    # minutes). Here the pipe is closed while the worker is still busy, the worst case of that race.
+    pool = ModelWorkerPool(
+        prepared(tmp_path, model, "sklearn_custom"),
+        1,
+        extra_env={"SHEPHERD_TEST_PREDICT_DELAY": "30"},
+        invocation_timeout=60,
+    ).start()
+    pool.wait_ready(60)
+    (worker,) = pool._all
+    pid = worker.pid
+    outcome: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            pool.invoke(CSV_BODY, "text/csv")
+        except ModelError as exc:
+            outcome.append(exc)
+
+    request = threading.Thread(target=send)
+    try:
+        request.start()
+        time.sleep(0.5)  # the request is in the worker's predict_fn
+        worker.alive = lambda: False  # kill() skips the signal and closes the pipes at once
+        started = time.monotonic()
+        pool.close()
+        request.join(10)
+        assert not request.is_alive(), "the request still waits on the closed worker"
+        assert time.monotonic() - started < 5
+        assert len(outcome) == 1, "the request should fail as its worker is gone"
+        assert "exited while serving a request" in str(outcome[0])
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, 9)
+        request.join(60)
 
 
 # ---------------------------------------------------------------------------------------------- JSONPath subset
