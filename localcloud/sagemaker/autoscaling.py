@@ -3,9 +3,9 @@
 moto stores scalable targets and policies but never scales. Here a thread on the virtual
 clock evaluates every target-tracking policy of namespace ``sagemaker`` once a minute
 (virtual): the metric (SageMakerVariantInvocationsPerInstance, or a customized one) is
-read back from CloudWatch for the latest complete minute, the new capacity is current x metric / target (rounded up,
-clamped to the target's min and max), scale-in waits for a 10 % margin below the target,
-and each direction honours its cooldown. Every change is a scaling activity, served by
+read back from CloudWatch for the latest complete minute, the new capacity is current x
+metric / target (rounded up, clamped to the target's min and max), scale-in waits for a
+10 % margin below the target, and each direction honours its cooldown. Every change is a scaling activity, served by
 DescribeScalingActivities, and goes through the endpoint as UpdateEndpointWeightsAndCapacities would.
 """
 
@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from localcloud.sagemaker.metrics import PERIOD_SECONDS
 from localcloud.wsgi import json_response
 
 if TYPE_CHECKING:
@@ -77,9 +78,8 @@ class EndpointAutoscaler:
             self._evaluate_all()
 
     def _evaluate_all(self) -> None:
-        runtime = getattr(self.cloud, "sagemaker_runtime", None)
-        if runtime is not None:
-            runtime.metrics.flush()  # the periods that closed since the metrics thread last published
+        if self.cloud.sagemaker_runtime is not None:  # the periods that closed since the metrics thread published
+            self.cloud.sagemaker_runtime.metrics.flush()
         backend = _backend()
         for policy in list(backend.policies.values()):
             config = policy.target_tracking_scaling_policy_configuration
@@ -145,12 +145,12 @@ class EndpointAutoscaler:
             Dimensions=dimensions,
             StartTime=now - timedelta(minutes=3),
             EndTime=now,
-            Period=60,
+            Period=PERIOD_SECONDS,
             Statistics=[statistic],
         )["Datapoints"]
         # Only complete periods, as CloudWatch alarms judge them: the current minute's partial sum
         # would understate the load, and each period is acted on once (see _evaluate)
-        closed = now - timedelta(seconds=60)
+        closed = now - timedelta(seconds=PERIOD_SECONDS)
         points = [p for p in points if p["Timestamp"] <= closed]
         if not points:
             return None

@@ -468,10 +468,12 @@ def test_target_tracking_scales_the_variant_out_and_back_in(cloud, sagemaker):
     )
     runtime = cloud.client("sagemaker-runtime")
 
-    def load(requests: int) -> None:
+    def minute_start() -> None:
         # A metrics period is one wall second at this time scale: start early in one, so the
-        # requests land in a single period (the policy acts on the latest complete period's datapoint).
+        # requests that follow land in a single period (the policy acts on the latest complete one).
         wait_for(lambda: cloud.clock.now().second < 5, timeout=5, interval=0.005)
+
+    def send(requests: int) -> None:
         for _ in range(requests):
             runtime.invoke_endpoint(EndpointName=name, Body=b"1", ContentType="text/csv")
 
@@ -482,13 +484,11 @@ def test_target_tracking_scales_the_variant_out_and_back_in(cloud, sagemaker):
     # 12 invocations on 1 instance against a target of 5 per instance: ceil(12 / 5) = 3 instances,
     # once their minute is complete. Half of them published and evaluated mid-minute do not count
     # as that minute's value (they would scale to 2 and the whole minute would never be judged).
-    wait_for(lambda: cloud.clock.now().second < 5, timeout=5, interval=0.005)
-    for _ in range(6):
-        runtime.invoke_endpoint(EndpointName=name, Body=b"1", ContentType="text/csv")
+    minute_start()
+    send(6)
     cloud.sagemaker_runtime.metrics.flush(everything=True)
     cloud.autoscaler.evaluate()
-    for _ in range(6):
-        runtime.invoke_endpoint(EndpointName=name, Body=b"1", ContentType="text/csv")
+    send(6)
     described = _status(sagemaker, name, "InService")
     wait_for(lambda: count_once_judged(3))
     activities = scaling.describe_scaling_activities(ServiceNamespace="sagemaker", ResourceId=resource)
@@ -497,7 +497,8 @@ def test_target_tracking_scales_the_variant_out_and_back_in(cloud, sagemaker):
     assert "metric 12 above target 5" in activities["ScalingActivities"][0]["Cause"], "judged on the whole minute"
     # A later period with 3 invocations on 3 instances (1 per instance, well under 5): back to 1
     cloud.clock.sleep(61)  # into the next metrics period
-    load(3)
+    minute_start()
+    send(3)
     wait_for(lambda: count_once_judged(1))
     assert described["EndpointStatus"] == "InService"
 
