@@ -248,10 +248,15 @@ def test_churn_example_trains_a_real_model_with_metrics(cloud, s3, sm):
     assert described["BillableTimeInSeconds"] == described["TrainingTimeInSeconds"]
     assert described["TrainingStartTime"] <= described["TrainingEndTime"]
 
-    # And the metrics are in CloudWatch under SageMaker's namespace and Host dimension
+    # And the metrics reach CloudWatch under SageMaker's namespace and Host dimension (published as the job
+    # ends, so shortly after its status, as CloudWatch's own metrics arrive after the fact)
     cloudwatch = cloud.client("cloudwatch")
-    listed = cloudwatch.list_metrics(Namespace=training.METRIC_NAMESPACE, MetricName="validation:auc")["Metrics"]
-    assert {"Name": "Host", "Value": f"{name}/algo-1"} in [d for m in listed for d in m["Dimensions"]]
+
+    def hosts() -> list[dict]:
+        listed = cloudwatch.list_metrics(Namespace=training.METRIC_NAMESPACE, MetricName="validation:auc")["Metrics"]
+        return [d for m in listed for d in m["Dimensions"]]
+
+    wait_for(lambda: {"Name": "Host", "Value": f"{name}/algo-1"} in hosts(), timeout=20)
 
 
 # ---------------------------------------------------------------------------- statuses, logs, events
