@@ -143,10 +143,15 @@ def demo(
     problems = []
     if traffic["failed"]:
         problems.append(f"{traffic['failed']} requests failed because of a rollout: {traffic['failures'][:3]}")
-    if not promotions:
-        problems.append("the better candidate was not promoted")
-    if not rollbacks:
-        problems.append("the faulty candidate was not rolled back")
+    ended = {r["version"]: r for r in summary["rollouts"]}
+    for version, expected, what in ((2, "promoted", "the better candidate"), (3, "rolled_back", "the faulty one")):
+        rollout = ended.get(version)
+        if rollout is None:
+            problems.append(f"{what} (v{version}) never started a rollout")
+        elif rollout["outcome"] != expected:
+            stage = (rollout.get("stages") or ["its first stage"])[-1]
+            outcome = rollout["outcome"].replace("_", " ")
+            problems.append(f"{what} (v{version}) ended {outcome} in {stage}: {rollout.get('reason')}")
     if problems:
         _fail("; ".join(problems) + f" (see {out / 'report.html'})")
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -401,3 +403,26 @@ def test_precomputed_boundaries_equal_a_fresh_calibration(share: float, metrics:
     alpha = 0.05 / metrics
     rows = sprt._precomputed()[sprt.table_key(alpha, 0.2, 2.0)]
     assert rows[round(share * sprt.SHARE_GRID) - 1] == pytest.approx(sprt._calibrate(alpha, 0.2, 2.0, share), abs=1e-9)
+
+
+def test_anytime_boundaries_still_promote_after_an_unlucky_start_that_spent_the_default_tests_beta() -> None:
+    # Given an A/B stage whose candidate was wrong more often than the champion in its first minutes, by chance,
+    # though its model is better (a path bench/demo_odds.py found: the demo's v2 against v1)
+    recorded = json.loads((Path(__file__).parents[1] / "fixtures" / "judge_stuck_quality.json").read_text())
+    stage = StageObservations(
+        minutes_elapsed=240,
+        candidate_feedback=tuple(FeedbackBin(*item) for item in recorded["candidate"]),
+        champion_feedback=tuple(FeedbackBin(*item) for item in recorded["champion"]),
+    )
+    config = {"quality": {"alpha": 0.0001, "delta": 2.0, "min_samples": 50}}
+    # When judged by the default error-spending test, it cannot promote any more (its beta is spent), far below
+    # the boundary it once had
+    spending = judge(stage, settings(config, max_minutes=240, at_max="INCONCLUSIVE", kind="ab"))
+    assert spending.verdict is Verdict.INCONCLUSIVE
+    assert spending.metrics[0].statistic < -5
+    # and with anytime boundaries (Ville's), the same evidence promotes
+    anytime = settings({"quality": config["quality"] | {"anytime": True}}, max_minutes=240, at_max="INCONCLUSIVE")
+    assert anytime.metrics[Metric.QUALITY].strict
+    decided = judge(stage, anytime)
+    assert decided.verdict is Verdict.PROMOTE
+    assert decided.metrics[0].promote_boundary == pytest.approx(math.log(0.2))

@@ -340,6 +340,11 @@ class MetricJudge(Section):
         default=1.0, gt=0, description="The relative worsening to catch: 1.0 = twice the champion's bad-event rate."
     )
     min_samples: int = Field(default=100, ge=1, description="Requests (pairs in shadow) per variant before a PROMOTE.")
+    anytime: bool = Field(
+        default=False,
+        description="Fixed boundaries ln(1/alpha) and ln(beta) (Ville's inequality): valid however often it looks "
+        "and never left unable to promote, at the cost of more requests to roll back. Two-variant stages only.",
+    )
 
     @model_validator(mode="after")
     def _error_rates_leave_room(self) -> MetricJudge:

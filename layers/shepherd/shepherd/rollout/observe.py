@@ -133,6 +133,7 @@ def settings(judge: dict[str, Any], *, max_minutes: int, at_max: str, kind: str 
             beta=float(values.get("beta", 0.2)),
             delta=float(values.get("delta", 1.0)),
             min_samples=int(values.get("min_samples", 100)),
+            strict=bool(values.get("anytime", False)),
             max_minutes=max_minutes,
             at_max=Verdict(at_max),
         )

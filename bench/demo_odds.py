@@ -1,0 +1,282 @@
+"""The demo's odds: how often `shepherd demo` fails to promote its good candidate or to roll back its faulty one.
+
+Every judged test of the demo's two rollouts is run with the product's judge (``shepherd.judge.judge`` on the
+settings ``shepherd.rollout.observe.settings`` derives from the demo's config) on simulated per-minute bins at the
+demo's traffic: the good candidate walks shadow -> A/B steps -> full -> watch against v1, the faulty one meets v2
+in shadow. The models' rates are the demo's own, measured on 200,000 fresh rows (measure_models).
+
+A failure is any other ending: a ROLLBACK or an INCONCLUSIVE stage of the good candidate (the watch's
+INCONCLUSIVE keeps the promotion, as in production), a faulty candidate that is not rolled back in shadow.
+The report also gives Bonferroni's bound, the sum of the alphas the good candidate's tests spend (each
+two-variant test's P(ROLLBACK | equal rates) is exact given the grouping, sprt.grouped_sprt), which the
+simulation cannot show at these rates; the baseline tests of full and the watch treat the champion's
+estimated rate as exact, so only the simulation covers them.
+
+    .venv/bin/python bench/demo_odds.py                       # 10,000 rollouts per mode and rate (~3 min)
+    .venv/bin/python bench/demo_odds.py --quick --out /tmp    # 1,000
+
+Writes bench/results/demo_odds.json. A report, not a test: always exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.stats import chi2
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "layers" / "shepherd"))
+
+from shepherd.judge import judge  # noqa: E402
+from shepherd.judge.models import (  # noqa: E402
+    Baseline,
+    FeedbackBin,
+    Metric,
+    PairedBin,
+    StageObservations,
+    VariantBin,
+    Verdict,
+)
+from shepherd.rollout.observe import LAG_SECONDS, settings  # noqa: E402
+
+from localcloud.demo import FAULT_SHARE, Settings, rollout_config  # noqa: E402
+
+LAG_MINUTES = math.ceil(LAG_SECONDS / 60)
+# Before the rollout the champion serves alone; full and the watch judge against its counts from then on. The
+# demo trains its candidate for 10-20 virtual minutes first: 10 is the pessimistic end.
+MINUTES_BEFORE_ROLLOUT = 10
+
+
+def _stage(
+    rng: np.random.Generator,
+    kind: str,
+    weight: float,
+    rate: float,
+    config: dict[str, Any],
+    *,
+    faulty: bool = False,
+    baseline: dict[Metric, Baseline] | None = None,
+) -> tuple[str, int, dict[str, list[int]]]:
+    """One stage of bins up to its limit, judged once: (verdict, deciding minute, champion's counts)."""
+    limit = config["limits"][kind]
+    minutes = limit - LAG_MINUTES  # at the limit, the last LAG minutes' bins are not complete yet
+    m, fault = config["malformed"], FAULT_SHARE if faulty else 0.0
+    share = config["feedback_share"]
+    wrong_champion, wrong_candidate = (
+        (config["models"]["v2_wrong"], config["models"]["v2_wrong"])
+        if faulty
+        else (
+            config["models"]["v1_wrong"],
+            config["models"]["v2_wrong"],
+        )
+    )
+    champion, candidate, champion_fb, candidate_fb, pairs = [], [], [], [], []
+    kept = {"n": [0], "bad": [0], "labelled": [0], "wrong": [0]}
+    for minute in range(minutes):
+        requests = int(rng.poisson(rate))
+        malformed = int(rng.binomial(requests, m))
+        valid = requests - malformed
+        if kind == "shadow":
+            # The shadow variant answers a copy of every request: the malformed ones fail on both.
+            failed = malformed + int(rng.binomial(valid, fault))
+            champion.append(VariantBin(minute, requests, malformed))
+            candidate.append(VariantBin(minute, requests, failed))
+            both = int(rng.binomial(valid - (failed - malformed), share))
+            if faulty:  # v3 is v2's model: they disagree on nothing
+                only = (0, 0)
+            else:
+                p = [config["models"]["v1_only_wrong"], config["models"]["v2_only_wrong"]]
+                drawn = rng.multinomial(both, [*p, 1 - sum(p)])
+                only = (int(drawn[1]), int(drawn[0]))
+            pairs.append(PairedBin(minute, both, only[0], only[1]))
+            kept["n"][0] += requests
+            kept["bad"][0] += malformed
+            labelled = int(rng.binomial(valid, share))
+            kept["labelled"][0] += labelled
+            kept["wrong"][0] += int(rng.binomial(labelled, wrong_champion))
+            continue
+        to_candidate = int(rng.binomial(requests, weight / 100))
+        counts = []
+        for n, wrong in ((requests - to_candidate, wrong_champion), (to_candidate, wrong_candidate)):
+            bad = int(rng.binomial(n, m))
+            labelled = int(rng.binomial(n - bad, share))
+            counts.append((n, bad, labelled, int(rng.binomial(labelled, wrong))))
+        for (n, bad, labelled, wrong), bins, feedback in (
+            (counts[0], champion, champion_fb),
+            (counts[1], candidate, candidate_fb),
+        ):
+            if n:
+                bins.append(VariantBin(minute, n, bad))
+            if labelled:
+                feedback.append(FeedbackBin(minute, labelled, wrong))
+        for key, value in zip(("n", "bad", "labelled", "wrong"), counts[0], strict=True):
+            kept[key][0] += value
+    observed = StageObservations(
+        minutes_elapsed=limit,
+        champion=tuple(champion),
+        candidate=tuple(candidate),
+        champion_feedback=tuple(champion_fb),
+        candidate_feedback=tuple(candidate_fb),
+        shadow_errors=(),
+        shadow_quality=tuple(pairs),
+        baseline=baseline or {},
+    )
+    judged = judge(observed, settings(config["judge"], max_minutes=limit, at_max="INCONCLUSIVE", kind=kind))
+    rolled = [item.decided_minute for item in judged.metrics if item.verdict is Verdict.ROLLBACK]
+    promoted = [item.decided_minute for item in judged.metrics if item.verdict is Verdict.PROMOTE]
+    if rolled and (len(promoted) < len(judged.metrics) or min(r or 0 for r in rolled) <= max(p or 0 for p in promoted)):
+        first = min(r or 0 for r in rolled)
+        return "ROLLBACK", first, kept
+    if len(promoted) == len(judged.metrics):
+        return "PROMOTE", max(p or 0 for p in promoted), kept
+    return "INCONCLUSIVE", limit, kept
+
+
+def _good_rollout(rng: np.random.Generator, config: dict[str, Any], rate: float) -> tuple[str, str, int]:
+    """The good candidate's whole rollout: (outcome, the stage that ended it, virtual minutes)."""
+    before = int(rng.poisson(rate * MINUTES_BEFORE_ROLLOUT))
+    malformed = int(rng.binomial(before, config["malformed"]))
+    labelled = int(rng.binomial(before - malformed, config["feedback_share"]))
+    history = {"n": before, "bad": malformed, "labelled": labelled}
+    history["wrong"] = int(rng.binomial(labelled, config["models"]["v1_wrong"]))
+    elapsed = 0
+    stages = [("shadow", 100.0)] + [("ab", float(w)) for w in config["ab_steps"]] + [("full", 100.0), ("watch", 100.0)]
+    baseline: dict[Metric, Baseline] | None = None
+    for kind, weight in stages:
+        if kind in ("full", "watch") and baseline is None:
+            baseline = {
+                Metric.ERROR_RATE: Baseline(history["n"], history["bad"]),
+                Metric.QUALITY: Baseline(history["labelled"], history["wrong"]),
+            }
+        verdict, minute, kept = _stage(rng, kind, weight, rate, config, baseline=baseline)
+        elapsed += minute + LAG_MINUTES
+        if kind == "watch" and verdict == "INCONCLUSIVE":
+            verdict = "PROMOTE"  # the watch found no harm in its time: the promotion stands
+        if verdict != "PROMOTE":
+            return verdict.lower(), kind, elapsed
+        for key in history:
+            history[key] += kept[key][0]
+    return "promoted", "watch", elapsed
+
+
+def _faulty_rollout(rng: np.random.Generator, config: dict[str, Any], rate: float) -> tuple[str, str, int]:
+    verdict, minute, _ = _stage(rng, "shadow", 100.0, rate, config, faulty=True)
+    return ("rolled_back" if verdict == "ROLLBACK" else verdict.lower()), "shadow", minute + LAG_MINUTES
+
+
+def _alphas(config: dict[str, Any]) -> dict[str, Any]:
+    tests = []
+    for kind in ["shadow", *(f"ab {w}%" for w in config["ab_steps"]), "full", "watch"]:
+        stage = settings(config["judge"], max_minutes=60, at_max="INCONCLUSIVE", kind=kind.split()[0])
+        for metric, metric_settings in stage.metrics.items():
+            tests.append({"stage": kind, "metric": str(metric), "alpha": metric_settings.alpha / len(stage.metrics)})
+    return {"tests": tests, "sum": sum(t["alpha"] for t in tests)}
+
+
+def measure_models(demo: Settings) -> dict[str, float]:
+    """v1's and v2's misclassification rates on fresh rows, trained as the demo trains them (train.py's model)."""
+    sys.path.insert(0, str(ROOT / "examples" / "churn"))
+    from generate_data import generate
+    from sklearn.ensemble import RandomForestClassifier
+
+    pool = generate(200_000, seed=12345)
+    features, truth = pool.drop(columns=["target"]), pool["target"].to_numpy() == 1
+    wrong = {}
+    for name, seed, depth in (("v1", 7, demo.first_max_depth), ("v2", 8, demo.max_depth)):
+        frame = generate(demo.rows, seed=seed)
+        model = RandomForestClassifier(n_estimators=100, max_depth=depth, random_state=0, n_jobs=1)
+        model.fit(frame.drop(columns=["target"]), frame["target"])
+        wrong[name] = (model.predict_proba(features)[:, 1] >= 0.5) != truth
+    return {
+        "v1_wrong": float(wrong["v1"].mean()),
+        "v2_wrong": float(wrong["v2"].mean()),
+        "v1_only_wrong": float((wrong["v1"] & ~wrong["v2"]).mean()),
+        "v2_only_wrong": float((wrong["v2"] & ~wrong["v1"]).mean()),
+    }
+
+
+def run(mode: str, rate: float, replications: int, seed: int, models: dict[str, float]) -> dict[str, Any]:
+    demo = Settings.for_mode(mode == "quick")
+    rollout = rollout_config(demo)
+    config = {
+        "judge": rollout["judge"],
+        "ab_steps": demo.ab_steps,
+        "feedback_share": demo.feedback_share,
+        "malformed": demo.malformed,
+        "models": models,
+        "limits": {
+            "shadow": demo.stage_max_minutes,
+            "ab": demo.stage_max_minutes,
+            "full": demo.stage_max_minutes,
+            "watch": demo.watch_minutes,
+        },
+    }
+    rng = np.random.default_rng(seed)
+    started = time.perf_counter()
+    good, ended, minutes = Counter(), Counter(), []
+    for _ in range(replications):
+        outcome, stage, elapsed = _good_rollout(rng, config, rate)
+        good[outcome] += 1
+        if outcome != "promoted":
+            ended[f"{outcome} in {stage}"] += 1
+        else:
+            minutes.append(elapsed)
+    faulty = Counter(_faulty_rollout(rng, config, rate)[0] for _ in range(replications))
+    failures = replications - good["promoted"] + replications - faulty["rolled_back"]
+    # The exact one-sided 95 % upper bound of a Poisson count (3/n with none: the rule of three).
+    upper = float(chi2.ppf(0.95, 2 * failures + 2)) / 2 / replications
+    return {
+        "mode": mode,
+        "settings": asdict(demo),
+        "requests_per_virtual_minute": rate,
+        "replications": replications,
+        "good": dict(good),
+        "good_failed_how": dict(ended),
+        "faulty": dict(faulty),
+        "failure_rate": failures / replications,
+        "failure_rate_95_upper": upper,
+        "good_virtual_minutes_p50_p99": [float(np.percentile(minutes, q)) for q in (50, 99)] if minutes else None,
+        "bonferroni": _alphas(config),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1,000 rollouts per case instead of 10,000")
+    parser.add_argument("--replications", type=int)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+    replications = args.replications or (1000 if args.quick else 10_000)
+    models = measure_models(Settings())
+    print(f"models on 200,000 fresh rows: {models}", flush=True)
+    results = []
+    for mode in ("quick", "full"):
+        nominal = Settings.for_mode(mode == "quick").measured_requests_per_virtual_minute
+        # The nominal rate as measured, and a third of it: a loaded machine slows the clients, not the clock.
+        for rate in (nominal, nominal / 3):
+            result = run(mode, rate, replications, seed=len(results), models=models)
+            results.append(result)
+            print(
+                f"{mode:5s} {rate:5.1f} req/min: good {result['good']}, faulty {result['faulty']}, failure "
+                f"{result['failure_rate']:.2%} (95% upper {result['failure_rate_95_upper']:.3%}), Bonferroni "
+                f"{result['bonferroni']['sum']:.2%}, minutes p50/p99 {result['good_virtual_minutes_p50_p99']} "
+                f"({result['seconds']} s)",
+                flush=True,
+            )
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "demo_odds.json").write_text(json.dumps({"models": models, "runs": results}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
