@@ -21,7 +21,8 @@ from shepherd.aws.stepfunctions import StepFunctionsResumer
 from shepherd.aws.tokens import DynamoTokenStore
 from shepherd.callbacks import Waiter, waiter_key
 from shepherd.config import ConfigError, ModelConfig, load_config
-from shepherd.errors import InvalidInput, ShepherdError
+from shepherd.config.models import FIRST_EXECUTION_JUDGE_CALLS
+from shepherd.errors import InvalidInput, NotFound, ShepherdError
 from shepherd.rollout import plan
 from shepherd.rollout.plan import Stage, VariantSpec
 
@@ -138,6 +139,8 @@ def prepare(event: dict[str, Any]) -> dict[str, Any]:
     try:
         text = s3.read_bytes(bucket, key).decode("utf-8", errors="replace")
         config = load_config(text, f"s3://{bucket}/{key}", model=model, overrides=event.get("Overrides") or None)
+    except NotFound:
+        raise InvalidInput(f"s3://{bucket}/{key} does not exist: no config for {model}") from None
     except ConfigError as exc:
         raise InvalidInput(str(exc)) from None
     endpoint = config.endpoint.name or model
@@ -197,7 +200,8 @@ def _planned(package: dict[str, Any], config: ModelConfig, *, run: str, model: s
         "candidate": candidate.model_dump(),
         "judge": _judge_settings(config, bucket=bucket, model=model, endpoint=endpoint),
         "interval_seconds": config.rollout.judge_interval_minutes * 60,
-        "judge_calls_per_execution": config.rollout.judge_calls_per_execution,
+        # Continuations inherit it: a few more executions, never a history past its cap.
+        "judge_calls_per_execution": min(config.rollout.judge_calls_per_execution, FIRST_EXECUTION_JUDGE_CALLS),
         "stage_index": 0,
         # full and the watch judge the candidate against the champion's counts since this moment
         "started_at": clock.now().timestamp(),

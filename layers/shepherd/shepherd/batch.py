@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from shepherd.errors import InvalidInput
+from shepherd.instances import has_instance_storage
 
 if TYPE_CHECKING:  # the config package loads PyYAML and every config model: start_batch needs none of it
     from shepherd.config import Batch
@@ -52,8 +53,6 @@ _SHORTENED = "..."
 # ASCII only: Arabic-Indic and other Unicode digits are not numbers to the models' parsers.
 _NUMBER = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$", re.ASCII)
 _JOB_UNSAFE = re.compile(r"[^a-zA-Z0-9-]+")
-# Instances with local NVMe storage, which SageMaker encrypts itself and refuses a VolumeKmsKeyId for.
-_INSTANCE_STORAGE = re.compile(r"^ml\.([a-z]+\d+[a-z]*d[a-z]*|g5|g6|g6e|trn\d|p5[a-z]*)\.")
 _JSON_LINES = ("application/jsonlines", "application/x-jsonlines", "application/json-lines")
 
 
@@ -403,7 +402,7 @@ def build_transform_request(
     resources: dict[str, Any] = {"InstanceType": batch.instance_type, "InstanceCount": batch.instance_count}
     if kms_key_arn:
         output["KmsKeyId"] = kms_key_arn
-        if not _INSTANCE_STORAGE.match(batch.instance_type):
+        if not has_instance_storage(batch.instance_type):
             resources["VolumeKmsKeyId"] = kms_key_arn
     return {
         "TransformJobName": job_name,

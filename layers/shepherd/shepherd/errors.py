@@ -27,3 +27,7 @@ class TransientError(ShepherdError):
 
 class Conflict(ShepherdError):
     """The resource is in a state that forbids the operation now (e.g. an endpoint that is Updating)."""
+
+
+class EndpointBusy(ShepherdError):
+    """The endpoint is being updated (Application Auto Scaling, another change): retry once it is InService again."""

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from shepherd.config import ModelConfig
 from shepherd.errors import InvalidInput
 from shepherd.images import image_uri
+from shepherd.instances import has_instance_storage
 from shepherd.objects import DataObject
 
 JOB_NAME_MAX = 63
@@ -153,8 +154,9 @@ def build_training_request(
     }
     output: dict[str, Any] = {"S3OutputPath": f"s3://{bucket}/{artifacts_prefix(model, 'training')}"}
     if kms_key_arn:
-        resources["VolumeKmsKeyId"] = kms_key_arn
         output["KmsKeyId"] = kms_key_arn
+        if not has_instance_storage(training.instance_type):
+            resources["VolumeKmsKeyId"] = kms_key_arn
     request: dict[str, Any] = {
         "TrainingJobName": name,
         "RoleArn": role_arn,

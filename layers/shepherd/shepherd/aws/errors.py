@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from shepherd.errors import Conflict, InvalidInput, NotFound, ShepherdError, TransientError
+from shepherd.errors import Conflict, EndpointBusy, InvalidInput, NotFound, ShepherdError, TransientError
 
 TRANSIENT_CODES = frozenset(
     {
@@ -30,6 +30,8 @@ NOT_FOUND_CODES = frozenset(
     {"NoSuchKey", "NoSuchBucket", "404", "ResourceNotFound", "ResourceNotFoundException", "NotFound"}
 )
 
+IN_PROGRESS = "in-progress endpoint"
+
 
 def code_of(exc: BaseException) -> str:
     return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
@@ -53,6 +55,10 @@ def mapped(what: str) -> Iterator[None]:
             raise TransientError(f"{what}: {code}: {message}") from exc
         if code in NOT_FOUND_CODES or "does not exist" in message or "Could not find" in message:
             raise NotFound(f"{what}: {message}") from exc
+        if code == "ValidationException" and IN_PROGRESS in message:
+            # SageMaker refuses an update of an endpoint that is still updating ('Cannot update in-progress
+            # endpoint "arn:..."'): not the caller's mistake; the state machines retry it with a long backoff.
+            raise EndpointBusy(f"{what}: {message}") from exc
         if code in ("ValidationException", "InvalidParameterValue", "InvalidRequest"):
             raise InvalidInput(f"{what}: {message}") from exc
         if code in ("ConflictException", "ResourceInUse", "ConditionalCheckFailedException"):

@@ -5,16 +5,40 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from shepherd.aws.clients import client
-from shepherd.aws.errors import mapped
+from shepherd.aws.errors import code_of, mapped
+from shepherd.errors import NotFound
 
 if TYPE_CHECKING:  # pydantic, imported where it is used: the judge reads S3 without it
     from shepherd.objects import DataObject
 
 
 def read_bytes(bucket: str, key: str, version_id: str | None = None) -> bytes:
+    """An object's bytes; NotFound when it does not exist, also where S3 answers that with AccessDenied.
+
+    Without s3:ListBucket on the bucket S3 answers a missing key with 403, and a ListBucket allowed only for
+    some s3:prefix does not count (GetObject's request has no prefix): the listing of the key itself, which
+    such a grant allows, tells a missing object from a denied one."""
+    from botocore.exceptions import ClientError
+
     extra = {"VersionId": version_id} if version_id else {}
     with mapped(f"reading s3://{bucket}/{key}"):
-        return bytes(client("s3").get_object(Bucket=bucket, Key=key, **extra)["Body"].read())
+        try:
+            return bytes(client("s3").get_object(Bucket=bucket, Key=key, **extra)["Body"].read())
+        except ClientError as exc:
+            if code_of(exc) == "AccessDenied" and not version_id and _listed(bucket, key) is False:
+                raise NotFound(f"reading s3://{bucket}/{key}: no such object") from exc
+            raise
+
+
+def _listed(bucket: str, key: str) -> bool | None:
+    """Whether the key is listed; None when listing is not allowed either."""
+    from botocore.exceptions import ClientError
+
+    try:
+        listed = client("s3").list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
+    except ClientError:
+        return None
+    return any(item["Key"] == key for item in listed.get("Contents", []))
 
 
 def write_bytes(bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream") -> str | None:

@@ -39,6 +39,14 @@ RESERVED_HYPERPARAMETER_PREFIX = "sagemaker_"
 # execution holds 25,000 events. 1,000 judge calls (9,000 events) leave room for the fixed part and retries
 # before a rollout continues in a fresh execution; 2,000 is the most that stays clear of the cap.
 MAX_JUDGE_CALLS_PER_EXECUTION = 2000
+# The first execution may also have queued for the endpoint's lock: the Rollout's Prepare retries LockHeld up to
+# LOCK_TRIES times (statemachines/rollout.asl.json), 3 events a try. Its judge calls are capped so that both fit:
+# (25,000 - 2,500 x 3 - 1,500 for the fixed part and retries) / 9 events a call.
+HISTORY_EVENTS_MAX = 25_000
+LOCK_TRIES = 2_500
+EVENTS_PER_LOCK_TRY = 3
+EVENTS_PER_JUDGE_CALL = 9
+FIRST_EXECUTION_JUDGE_CALLS = (HISTORY_EVENTS_MAX - LOCK_TRIES * EVENTS_PER_LOCK_TRY - 1_500) // EVENTS_PER_JUDGE_CALL
 
 Problem = tuple[str, Any, str]
 """A broken rule: the key (relative to the section, dotted), the value found, and what is allowed."""

@@ -28,6 +28,13 @@ def complete_until(now_epoch: float) -> float:
     return math.floor((now_epoch - LAG_SECONDS) / PERIOD) * PERIOD
 
 
+def _decimal(value: float) -> str:
+    """A bound as CloudWatch's statistic grammar writes it: plain decimals, at most 10 places, no exponent.
+
+    https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/Statistics-definitions.html"""
+    return f"{value:.10f}".rstrip("0").rstrip(".")
+
+
 def queries(endpoint: str, variants: dict[str, str], latency_threshold_ms: float | None) -> list[dict[str, Any]]:
     """GetMetricData queries: per role (champion, candidate), requests, 5XX errors and latency exceedances."""
     out: list[dict[str, Any]] = []
@@ -50,7 +57,7 @@ def queries(endpoint: str, variants: dict[str, str], latency_threshold_ms: float
         out.append(stat(f"{role}_errors", variant, "Invocation5XXErrors", "Sum"))
         if latency_threshold_ms is not None:
             out.append(stat(f"{role}_timed", variant, "ModelLatency", "SampleCount"))
-            out.append(stat(f"{role}_fast", variant, "ModelLatency", f"TC(:{latency_threshold_ms * 1000:g})"))
+            out.append(stat(f"{role}_fast", variant, "ModelLatency", f"TC(:{_decimal(latency_threshold_ms * 1000)})"))
     return out
 
 

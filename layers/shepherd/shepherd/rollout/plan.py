@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from shepherd.instances import has_instance_storage
 from shepherd.rollout import MULTI_MODEL_PACKAGE
 
 if TYPE_CHECKING:  # the judge imports Stage; it must not pay for the config schema's import
@@ -247,7 +248,8 @@ def endpoint_config(
     capture = _capture(config, bucket, endpoint, kms_key_arn)
     if capture is not None:
         request["DataCaptureConfig"] = capture
-    if kms_key_arn and not any(spec.serverless for spec, _ in production):
+    variants = [spec for spec, _ in production] + ([shadow] if shadow is not None else [])
+    if kms_key_arn and not any(spec.serverless or has_instance_storage(spec.instance_type) for spec in variants):
         request["KmsKeyId"] = kms_key_arn
     return request
 
