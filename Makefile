@@ -50,6 +50,7 @@ lint: install $(SAM_VENV)/.installed
 	$(BIN)/mypy
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/cfn-lint template.yaml -a cfn_lint_serverless.rules
+	$(BIN)/python tools/check_iam.py template.yaml
 	$(SAM_VENV)/bin/sam validate --lint --template template.yaml
 	$(BIN)/python tools/lint_statemachines.py template.yaml tests/fixtures/app/template.yaml bench/fixtures/template.yaml
 

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import argparse
 import copy
+import io
 import json
 import os
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import traceback
@@ -173,6 +175,16 @@ def vary(name: str, event: dict[str, Any], sample: int) -> dict[str, Any]:
     return event
 
 
+def tar_gz(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
 def finish_batch_key(key: str, sample: int) -> str:
     stem, dot, ext = key.rpartition(".")
     return f"{stem}-finish-{sample}{dot}{ext}"
@@ -241,6 +253,12 @@ class Stage:
         self.batch_size = len(rows)
         for index in range(self.batch_files):
             put(finish_batch_key(BATCH_KEY, index), rows)
+        # RegisterModel repacks the sample run's trained model with its code: both archives must exist.
+        register = load_event("register_model", self.values)
+        key_of = lambda uri: uri.removeprefix(f"s3://{self.bucket}/")  # noqa: E731
+        put(key_of(register["job"]["model_data_url"]), tar_gz({"model.joblib": b"a fitted model"}))
+        code = {name: (EXAMPLE / name).read_bytes() for name in ("train.py", "inference.py")}
+        put(key_of(register["source_uri"]), tar_gz(code))
 
     def function_config(self, logical_id: str) -> dict[str, Any]:
         lam = self.cloud.client("lambda")

@@ -7,10 +7,18 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from shepherd import clock
 from shepherd.aws.powertools import powertools
-from shepherd.aws.sagemaker import SageMakerJobs
+from shepherd.aws.sagemaker import SageMakerWaits
 from shepherd.aws.stepfunctions import StepFunctionsResumer
 from shepherd.aws.tokens import DynamoTokenStore
-from shepherd.callbacks import ENDPOINT_TERMINAL, NAME_KEY, STATUS_KEY, TERMINAL, kind_of_event, settle
+from shepherd.callbacks import (
+    ENDPOINT_TERMINAL,
+    NAME_KEY,
+    STATUS_KEY,
+    TERMINAL,
+    described_status,
+    kind_of_event,
+    settle,
+)
 from shepherd.edge import field
 from shepherd.errors import InvalidInput
 
@@ -26,14 +34,16 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if kind is None or NAME_KEY[kind] not in detail:
         raise InvalidInput(f"not a SageMaker job or endpoint state change: {detail_type}")
     name, status = detail[NAME_KEY[kind]], detail.get(STATUS_KEY[kind])
-    if status not in (ENDPOINT_TERMINAL if kind == "endpoint" else TERMINAL):
+    # Endpoint events spell statuses IN_SERVICE; the Describe spelling is accepted too, as the event only wakes
+    # this function up: what it settles on is the DescribeEndpoint below.
+    if described_status(status) not in (ENDPOINT_TERMINAL if kind == "endpoint" else TERMINAL):
         return {"job_name": name, "result": f"ignored-{status}"}
     # Describe rather than trust the event: events may arrive late, twice or out of order.
     result = settle(
         kind,
         name,
         store=DynamoTokenStore(),
-        jobs=SageMakerJobs(),
+        jobs=SageMakerWaits(),
         resumer=StepFunctionsResumer(),
         now_epoch=clock.now().timestamp(),
     )

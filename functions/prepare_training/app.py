@@ -21,6 +21,7 @@ from shepherd.training import (
     build_training_request,
     channel_manifest,
     channels_of,
+    check_isolated_source,
     data_digest,
     job_name,
     source_archive,
@@ -68,6 +69,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     for script in {config.entry_point, config.inference_entry_point}:
         if script not in code:
             raise InvalidInput(f"s3://{bucket}/{code_prefix}{script} does not exist (named by {config_key})")
+    check_isolated_source(config, code)
     data = [o for o in s3.latest_objects(bucket, request.prefix) if o.key != request.marker and o.size > 0]
     if not data:
         from shepherd.events.s3 import MARKER  # only for this message: the module builds six event models

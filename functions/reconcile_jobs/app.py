@@ -8,7 +8,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from shepherd import clock
 from shepherd.aws.powertools import powertools
-from shepherd.aws.sagemaker import SageMakerJobs
+from shepherd.aws.sagemaker import SageMakerWaits
 from shepherd.aws.stepfunctions import StepFunctionsResumer
 from shepherd.aws.tokens import DynamoTokenStore
 from shepherd.callbacks import reconcile
@@ -20,7 +20,7 @@ logger, tracer, metrics = powertools()
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    counts = reconcile(store=DynamoTokenStore(), jobs=SageMakerJobs(), resumer=StepFunctionsResumer(), now=clock.now())
+    counts = reconcile(store=DynamoTokenStore(), jobs=SageMakerWaits(), resumer=StepFunctionsResumer(), now=clock.now())
     if counts.get("settled"):
         # Each one is a lost event: worth an alarm if it keeps happening.
         metrics.add_metric(name="TokensSettledByReconciler", unit=MetricUnit.Count, value=counts["settled"])

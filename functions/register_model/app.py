@@ -1,16 +1,24 @@
-"""Registers a model that passed its gates as a ModelPackage, with its metrics and lineage."""
+"""Repacks a model that passed its gates with its inference code, and registers it as a ModelPackage.
+
+The repack runs here rather than in a SageMaker job: a scikit-learn model.tar.gz is small, so
+streaming it through this function takes seconds, where a processing job would spend minutes
+starting (docs/ARCHITECTURE.md says more; shepherd.model_archive caps the size).
+"""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 from shepherd.aws import idempotency
 from shepherd.aws.clients import region
+from shepherd.aws.model_archives import repack_in_s3
 from shepherd.aws.powertools import powertools
 from shepherd.aws.sagemaker import create_model_package, ensure_package_group
 from shepherd.config.models import ModelConfig  # not shepherd.config: no PyYAML, nothing to parse here
+from shepherd.model_archive import hosting_archive_uri
 from shepherd.registry import package_request
 
 logger, tracer, metrics = powertools()
@@ -47,6 +55,13 @@ def register(event: dict[str, Any]) -> dict[str, Any]:
         logger.info("already registered", extra={"package": remembered["model_package_arn"], "run": request.run})
         return remembered
     config = ModelConfig.model_validate(request.config, context={"model": request.model})
+    program = config.inference_entry_point or config.entry_point
+    model_data_url = hosting_archive_uri(request.source_uri)
+    repacked = repack_in_s3(request.job.model_data_url, request.source_uri, model_data_url, program=program)
+    logger.info(
+        "repacked with its inference code",
+        extra={"model_data_url": model_data_url, "trained": request.job.model_data_url, **asdict(repacked)},
+    )
     tags = {"shepherd:model": request.model}
     ensure_package_group(request.group, f"Shepherd: models trained from {request.model}'s datasets", tags)
     lineage = request.lineage | {"training_job_arn": request.job.job_arn or request.job.job_name}
@@ -54,8 +69,7 @@ def register(event: dict[str, Any]) -> dict[str, Any]:
         config,
         group=request.group,
         image=request.image,
-        model_data_url=request.job.model_data_url,
-        source_uri=request.source_uri,
+        model_data_url=model_data_url,
         region=region(),
         metrics=request.job.metrics,
         lineage=lineage,

@@ -28,6 +28,13 @@ from localcloud.sagemaker.endpoints import (
     check_endpoint_config,
     describe,
 )
+from localcloud.sagemaker.events import (
+    deployment_state_change,
+    endpoint_state_change,
+    job_state_change,
+    model_package_state_change,
+    updated_package_fields,
+)
 from localcloud.sagemaker.jobs import TERMINAL, Job, RunnerContext, utcnow
 
 if TYPE_CHECKING:
@@ -132,7 +139,8 @@ class SageMakerBackend:
                 log.exception("could not put %s for %s", entry["DetailType"], entry["Resources"][0])
 
     def _job_changed(self, job: Job) -> None:
-        self.emit(f"SageMaker {re.sub(r'(?<!^)(?=[A-Z])', ' ', job.kind)} State Change", job.arn, job.snapshot())
+        detail = job_state_change(job.kind, job.snapshot(), self.tags.get(job.arn, []))
+        self.emit(f"SageMaker {re.sub(r'(?<!^)(?=[A-Z])', ' ', job.kind)} State Change", job.arn, detail)
 
     # ------------------------------------------------------------------ jobs
 
@@ -549,7 +557,7 @@ class SageMakerBackend:
                 if key in p:
                     package[key] = p[key]
             package["LastModifiedTime"] = utcnow()
-        self._package_changed(package)
+        self._package_changed(package, updated_package_fields(p))
         return {"ModelPackageArn": package["ModelPackageArn"]}
 
     def list_model_packages(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -580,8 +588,9 @@ class SageMakerBackend:
             self.packages.pop(package["ModelPackageArn"], None)
         return {}
 
-    def _package_changed(self, package: dict[str, Any]) -> None:
-        self.emit("SageMaker Model Package State Change", package["ModelPackageArn"], dict(package))
+    def _package_changed(self, package: dict[str, Any], updated: list[str] | None = None) -> None:
+        detail = model_package_state_change(package, updated)
+        self.emit("SageMaker Model Package State Change", package["ModelPackageArn"], detail)
 
     # ------------------------------------------------------------------ endpoint configs
 
@@ -633,8 +642,8 @@ class SageMakerBackend:
         return endpoint
 
     def _endpoint_changed(self, endpoint: Endpoint) -> None:
-        detail = describe(endpoint, self.models)
-        detail["Tags"] = {t["Key"]: t["Value"] for t in self.tags.get(endpoint.arn, [])}
+        config = self.endpoint_configs.get(endpoint.config_name)
+        detail = endpoint_state_change(endpoint, config, self.tags.get(endpoint.arn, []))
         self.emit("SageMaker Endpoint State Change", endpoint.arn, detail)
 
     def _set_endpoint_status(self, endpoint: Endpoint, status: str, failure: str | None = None) -> None:
@@ -828,8 +837,6 @@ class SageMakerBackend:
             if old_capture is not None:
                 old_capture.close()
             self._set_endpoint_status(endpoint, "InService")
-            if blue_green:
-                self._deployment_event(endpoint, "Completed", 100.0)
 
         deployment = p.get("DeploymentConfig")
         self._in_background(f"endpoint-update-{endpoint.name}", update)
@@ -837,17 +844,15 @@ class SageMakerBackend:
 
     # ------------------------------------------------------------------ blue/green deployments
 
-    def _deployment_event(self, endpoint: Endpoint, stage: str, shifted: float, reason: str | None = None) -> None:
-        detail: dict[str, Any] = {
-            "EndpointName": endpoint.name,
-            "EndpointArn": endpoint.arn,
-            "EndpointConfigName": endpoint.pending_config or endpoint.config_name,
-            "Stage": stage,
-            "TrafficShiftedPercent": shifted,
-            "DeploymentConfig": endpoint.last_deployment_config,
-        }
-        if reason:
-            detail["Reason"] = reason
+    def _baking_event(self, endpoint: Endpoint, green: dict[str, Variant], share: float, bake: float) -> None:
+        """AWS documents deployment events for steps in progress only: completion and rollback are endpoint events."""
+        instances = max(1, round(share * sum(v.current_count for v in green.values() if not v.shadow)))
+        capacity = "full" if share >= 1.0 else "canary"
+        message = (
+            f"Baking for {bake:g} seconds (WaitIntervalInSeconds) with traffic enabled on {capacity} capacity "
+            f"of {instances} instance(s)."
+        )
+        detail = deployment_state_change(endpoint, green, message, utcnow(), self.tags.get(endpoint.arn, []))
         self.emit("SageMaker Endpoint Deployment State Change", endpoint.arn, detail)
 
     def _alarm_in_alarm(self, names: list[str]) -> str | None:
@@ -874,7 +879,7 @@ class SageMakerBackend:
         for share in steps:
             with endpoint.lock:
                 endpoint.green, endpoint.green_share = green, share
-            self._deployment_event(endpoint, "Baking", round(share * 100, 2))
+            self._baking_event(endpoint, green, share, bake)
             bake_until = clock.now() + timedelta(seconds=bake)
             while True:
                 tripped = self._alarm_in_alarm(alarms)
@@ -893,12 +898,10 @@ class SageMakerBackend:
 
     def _roll_back(self, endpoint: Endpoint, reason: str) -> None:
         self._set_endpoint_status(endpoint, "RollingBack", f"Deployment rolled back: {reason}")
-        self._deployment_event(endpoint, "RollingBack", 0.0, reason)
         with endpoint.lock:
             endpoint.green, endpoint.green_share = None, 0.0
             endpoint.pending_config = None
         self._set_endpoint_status(endpoint, "InService", f"Deployment rolled back: {reason}")
-        self._deployment_event(endpoint, "RolledBack", 0.0, reason)
 
     def update_endpoint_weights_and_capacities(self, p: dict[str, Any]) -> dict[str, Any]:
         endpoint = self._endpoint(p["EndpointName"])

@@ -2,8 +2,10 @@
 
 What it runs. SageMaker framework images in script mode (scikit-learn, and XGBoost when the
 job names an entry point) are a Python interpreter plus the sagemaker-training toolkit, so the
-local interpreter (``sys.executable``) stands in for the image: the runner downloads the
-``sagemaker_submit_directory``, lays out the job's ``/opt/ml`` tree, sets the toolkit's
+local interpreter (``sys.executable``) stands in for the image: the runner fetches the
+``sagemaker_submit_directory`` (an S3 tar.gz or prefix, or a path inside one of the job's
+channels, as the SDK's ``code`` channel under network isolation gives
+``/opt/ml/input/data/code/sourcedir.tar.gz``), lays out the job's ``/opt/ml`` tree, sets the toolkit's
 ``SM_*`` environment and ``--key value`` arguments exactly as sagemaker-training builds them
 (``environment.Environment.to_env_vars`` / ``mapping.to_cmd_args``) and runs the entry point.
 Bring-your-own images and built-in algorithms need their container: such a job fails with a
@@ -58,6 +60,7 @@ import signal
 import subprocess
 import sys
 import sysconfig
+import tarfile
 import threading
 import time
 import uuid
@@ -265,11 +268,14 @@ def plan_training(request: dict[str, Any]) -> TrainingPlan:
             f"ClientError: {what} cannot run locally: Shepherd runs framework images in script mode only; set the "
             f"hyperparameter sagemaker_program (the SDK's entry_point) and sagemaker_submit_directory."
         )
+    default_mode = spec.get("TrainingInputMode", "File")
+    channels = [_channel(c, default_mode) for c in request.get("InputDataConfig", [])]
     submit = sagemaker_settings.get("sagemaker_submit_directory")
-    if not isinstance(submit, str) or not submit.startswith("s3://"):
+    if not isinstance(submit, str) or not (submit.startswith("s3://") or _channel_path(submit, channels)):
         raise JobFailure(
-            f"ClientError: sagemaker_submit_directory must be the S3 URI of the source (a tar.gz or a prefix); "
-            f"got {submit!r}. Locally there is no code baked into an image."
+            f"ClientError: sagemaker_submit_directory must be the S3 URI of the source (a tar.gz or a prefix) or a "
+            f"path inside one of the job's channels (/opt/ml/input/data/<channel>/..., as the SDK's code channel "
+            f"under network isolation); got {submit!r}. Locally there is no code baked into an image."
         )
     resources = request.get("ResourceConfig", {})
     if int(resources.get("InstanceCount", 1)) != 1:
@@ -277,8 +283,6 @@ def plan_training(request: dict[str, Any]) -> TrainingPlan:
             f"ClientError: InstanceCount {resources['InstanceCount']}: the local SageMaker runs one training "
             f"host (algo-1); distributed training needs AWS."
         )
-    default_mode = spec.get("TrainingInputMode", "File")
-    channels = [_channel(c, default_mode) for c in request.get("InputDataConfig", [])]
     metrics = []
     for definition in spec.get("MetricDefinitions", []):
         try:
@@ -322,6 +326,21 @@ def plan_training(request: dict[str, Any]) -> TrainingPlan:
         checkpoint_path=local_path.relative_to(CONTAINER_OPT_ML),
         environment=dict(request.get("Environment") or {}),
     )
+
+
+def _channel_path(submit: str, channels: list[Channel]) -> PurePosixPath | None:
+    """submit relative to /opt/ml when it names a path inside one of the job's channels, else None.
+
+    The toolkit installs a local sagemaker_submit_directory as it finds it (files.download_and_extract:
+    a directory is copied, a tar file extracted); locally only the channels' downloads exist to point at.
+    """
+    path = PurePosixPath(submit)
+    data = CONTAINER_OPT_ML / "input" / "data"
+    if not path.is_relative_to(data) or ".." in path.parts or path == data:
+        return None
+    if path.relative_to(data).parts[0] not in {c.name for c in channels}:
+        return None
+    return path.relative_to(CONTAINER_OPT_ML)
 
 
 def _channel(channel: dict[str, Any], default_mode: str) -> Channel:
@@ -418,6 +437,8 @@ def toolkit_environment(plan: TrainingPlan, layout: Layout) -> dict[str, str]:
     resources = resource_config(plan)
     input_data_config = {c.name: c.config for c in plan.channels}
     channel_dirs = {c.name: str(layout.data / c.name) for c in plan.channels}
+    local_code = _channel_path(plan.submit_directory, plan.channels)
+    module_dir = str(layout.base / local_code) if local_code is not None else plan.submit_directory
     log_level = plan.sagemaker_settings.get("sagemaker_container_log_level", logging.INFO)
     user_args = to_cmd_args(plan.hyperparameters)
     properties: dict[str, Any] = {
@@ -444,7 +465,7 @@ def toolkit_environment(plan: TrainingPlan, layout: Layout) -> dict[str, str]:
         "log_level": log_level,
         "master_hostname": HOST,
         "model_dir": str(layout.model),
-        "module_dir": plan.submit_directory,
+        "module_dir": module_dir,
         "module_name": module_name(plan.program),
         "network_interface_name": "eth0",
         "num_cpus": os.cpu_count() or 1,
@@ -482,7 +503,7 @@ def toolkit_environment(plan: TrainingPlan, layout: Layout) -> dict[str, str]:
         "num_cpus": os.cpu_count() or 1,
         "num_gpus": 0,
         "model_dir": str(layout.model),
-        "module_dir": plan.submit_directory,
+        "module_dir": module_dir,
         "training_env": properties,
         "user_args": user_args,
         "output_intermediate_dir": str(layout.intermediate),
@@ -1014,7 +1035,10 @@ class TrainingRun:
 
     def _download_code(self, plan: TrainingPlan) -> None:
         uri = plan.submit_directory
-        if uri.endswith((".tar.gz", ".tgz", ".tar")):
+        local = _channel_path(uri, plan.channels)
+        if local is not None:
+            self._install_local_code(self.layout.base / local, uri)
+        elif uri.endswith((".tar.gz", ".tgz", ".tar")):
             bucket, key = split_s3_uri(uri)
             archive = self.staging / "sourcedir.tar.gz"
             self.s3.get(bucket, key, archive)
@@ -1028,6 +1052,23 @@ class TrainingRun:
             raise JobFailure(
                 f"AlgorithmError: the entry point {plan.program} is not in sagemaker_submit_directory {uri}"
             )
+
+    def _install_local_code(self, path: Path, uri: str) -> None:
+        """What files.download_and_extract does with a local path: copy a directory, extract a tar, copy a file."""
+        if path.is_dir():
+            shutil.copytree(path, self.layout.code, dirs_exist_ok=True)
+        elif path.is_file() and tarfile.is_tarfile(path):
+            with path.open("rb") as archive:
+                if archive.read(2) != b"\x1f\x8b":  # the toolkit opens it with mode "r:gz"
+                    raise JobFailure(f"AlgorithmError: sagemaker_submit_directory {uri} is a tar file but not gzip'd")
+            try:
+                extract_tar_safely(path, self.layout.code)
+            except (UnsafeArchiveError, OSError, EOFError, tarfile.TarError) as exc:
+                raise JobFailure(f"AlgorithmError: cannot extract sagemaker_submit_directory {uri}: {exc}") from exc
+        elif path.is_file():
+            shutil.copy2(path, self.layout.code)
+        else:
+            raise JobFailure(f"AlgorithmError: sagemaker_submit_directory {uri} does not exist in the container")
 
     def _python(self, plan: TrainingPlan) -> str:
         requirements = self.layout.code / "requirements.txt"

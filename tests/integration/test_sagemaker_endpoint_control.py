@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import pytest
 
 from localcloud.sagemaker.endpoints import InvocationFailed, InvocationRequest, ModelLoadFailed
+from tests.event_contract import assert_documented
 
 from .conftest import wait_for
 
@@ -105,6 +106,30 @@ def test_endpoint_goes_creating_then_in_service_with_its_variants(sagemaker):
     assert variants["B"]["CurrentWeight"] == 30
     assert variants["A"]["CurrentInstanceCount"] == 2
     assert variants["B"]["DesiredInstanceCount"] == 1
+
+
+def test_endpoint_events_reach_a_rule_written_in_aws_s_spelling_in_aws_s_shape(cloud, sagemaker):
+    # Given a rule on endpoint events as AWS spells them (IN_SERVICE, FAILED), with an SQS queue as its target
+    name = f"e-{uuid.uuid4().hex[:8]}"
+    sqs, events = cloud.client("sqs"), cloud.client("events")
+    queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    pattern = {
+        "source": ["aws.sagemaker"],
+        "detail-type": ["SageMaker Endpoint State Change"],
+        "detail": {"EndpointName": [name], "EndpointStatus": ["IN_SERVICE", "FAILED"]},
+    }
+    events.put_rule(Name=name, EventPattern=json.dumps(pattern))
+    events.put_targets(Rule=name, Targets=[{"Id": "queue", "Arn": queue_arn}])
+    # When an endpoint is created (its Creating event does not match)
+    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=_config(sagemaker, [_variant(_model(sagemaker))]))
+    # Then the rule receives its InService event, in the documented shape, DescribeEndpoint still saying InService
+    message = wait_for(lambda: sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1).get("Messages"))[0]
+    event = json.loads(message["Body"])
+    assert_documented(event)
+    assert event["detail"]["EndpointStatus"] == "IN_SERVICE"
+    assert event["detail"]["ProductionVariants"] == [{"DesiredWeight": 1.0, "DesiredInstanceCount": 2}]
+    assert sagemaker.describe_endpoint(EndpointName=name)["EndpointStatus"] == "InService"
 
 
 def test_a_model_that_fails_to_load_fails_the_endpoint_with_its_reason(sagemaker):

@@ -7,6 +7,8 @@ import uuid
 
 import pytest
 
+from tests.event_contract import assert_documented
+
 from .conftest import wait_for
 
 pytestmark = pytest.mark.integration
@@ -79,6 +81,8 @@ def test_approval_updates_the_package_and_emits_a_state_change_event(cloud, grou
     assert event["resources"] == [arn]
     assert event["detail"]["ModelPackageArn"] == arn
     assert isinstance(event["detail"]["CreationTime"], int)
+    assert event["detail"]["UpdatedModelPackageFields"] == ["ModelApprovalStatus", "ApprovalDescription"]
+    assert_documented(event)
 
 
 def test_unknown_group_and_package_errors(cloud):

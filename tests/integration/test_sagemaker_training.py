@@ -25,6 +25,7 @@ import pytest
 
 from localcloud.sagemaker import training
 from localcloud.server import LocalCloud
+from tests.event_contract import assert_documented
 
 from .conftest import wait_for
 
@@ -314,6 +315,8 @@ def test_secondary_statuses_logs_and_events_of_a_completed_job(cloud, s3, sm):
         seen.extend(received())
     assert {e["detail-type"] for e in seen} == {"SageMaker Training Job State Change"}
     assert seen[-1]["detail"]["TrainingJobStatus"] == "Completed"
+    for event in seen:
+        assert_documented(event)
     assert seen[-1]["resources"] == [described["TrainingJobArn"]]
 
 
@@ -413,6 +416,51 @@ def test_a_manifest_file_channel_downloads_the_listed_objects(cloud, s3, sm):
     described = finished(sm, name)
     assert described["TrainingJobStatus"] == "Completed", described.get("FailureReason")
     assert json.loads(model_files(s3, described)["probe.json"])["files"] == ["deep/two.csv", "one.csv"]
+
+
+CODE_CHANNEL_SOURCE = "/opt/ml/input/data/code/sourcedir.tar.gz"
+
+
+def test_an_isolated_job_runs_its_code_from_the_sdks_code_channel(cloud, s3, sm):
+    # Given what the SDK sends under network isolation: the source as a channel named code (an S3Prefix naming
+    # the tar.gz), and sagemaker_submit_directory pointing at where that object lands in the container
+    name = unique("isolated")
+    put_text(s3, f"data/{name}/train/a.csv", "1,2\n")
+    source = upload_source(s3, {"probe.py": PROBE})
+    channels = [channel("train", f"s3://{BUCKET}/data/{name}/train"), channel("code", source)]
+    create_job(sm, name, sdk_hyperparameters("probe.py", CODE_CHANNEL_SOURCE), channels, EnableNetworkIsolation=True)
+
+    # When it runs
+    described = finished(sm, name)
+
+    # Then the toolkit extracted the channel's tar.gz into code/ and ran the script from there
+    assert described["TrainingJobStatus"] == "Completed", described.get("FailureReason")
+    report = json.loads(model_files(s3, described)["probe.json"])
+    base = Path(report["env"]["SAGEMAKER_BASE_DIR"])
+    assert report["cwd"] == str(base / "code")
+    assert report["files"] == ["a.csv"]
+    assert json.loads(report["env"]["SM_CHANNELS"]) == ["code", "train"]
+    assert report["env"]["SM_MODULE_DIR"] == str(base / "input" / "data" / "code" / "sourcedir.tar.gz")
+
+
+@pytest.mark.parametrize(
+    ("submit", "channels", "reason"),
+    [
+        pytest.param("/opt/ml/code", ["code"], "ClientError: sagemaker_submit_directory must be", id="no-channel"),
+        pytest.param(CODE_CHANNEL_SOURCE, [], "ClientError: sagemaker_submit_directory must be", id="channel-absent"),
+        pytest.param(
+            "/opt/ml/input/data/code/other.tar.gz", ["code"], "AlgorithmError: sagemaker_submit_directory", id="missing"
+        ),
+    ],
+)
+def test_a_local_submit_directory_outside_the_jobs_channels_fails_clearly(cloud, s3, sm, submit, channels, reason):
+    # Locally only the channels' downloads exist in the "container": there is no code baked into an image
+    name = unique("nocode")
+    source = upload_source(s3, {"train.py": "print(1)"})
+    create_job(sm, name, sdk_hyperparameters("train.py", submit), [channel(c, source) for c in channels])
+    described = finished(sm, name)
+    assert described["TrainingJobStatus"] == "Failed"
+    assert described["FailureReason"].startswith(reason)
 
 
 # ---------------------------------------------------------------------------- failures

@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 from sklearn.ensemble import RandomForestRegressor
 
+from tests.event_contract import assert_documented
+
 from .conftest import wait_for
 
 pytestmark = pytest.mark.integration
@@ -376,3 +378,5 @@ def test_state_change_events_reach_an_eventbridge_rule_with_an_sqs_target(cloud,
     assert completed["detail-type"] == "SageMaker Transform Job State Change"
     assert completed["resources"] == [f"arn:aws:sagemaker:us-east-1:123456789012:transform-job/{job}"]
     assert isinstance(completed["detail"]["TransformEndTime"], int)  # epoch millis, as SageMaker sends them
+    for event in seen.values():
+        assert_documented(event)

@@ -39,9 +39,11 @@ def test_a_marked_dataset_becomes_a_registered_package_with_metrics_and_lineage(
     assert float(metadata["metric:validation:auc"]) > 0.75
     assert metadata["shepherd:execution"] == execution["name"]
     assert metadata["shepherd:marker_version"] == marker_version
+    # the package serves the model repacked with its inference code, as an isolated container needs it
     container = package["InferenceSpecification"]["Containers"][0]
-    assert container["ModelDataUrl"].endswith("model.tar.gz")
+    assert container["ModelDataUrl"] == f"s3://{app.bucket}/artifacts/{model}/{execution['name']}/model.tar.gz"
     assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    assert container["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"] == "/opt/ml/model/code"
     # the full lineage: every data object's version id, the code's, the config's
     lineage_key = metadata["shepherd:lineage"].removeprefix(f"s3://{app.bucket}/")
     lineage = json.loads(app.s3.get_object(Bucket=app.bucket, Key=lineage_key)["Body"].read())
@@ -55,6 +57,10 @@ def test_a_marked_dataset_becomes_a_registered_package_with_metrics_and_lineage(
     # the job carried Shepherd's secure settings
     job = app.sagemaker.describe_training_job(TrainingJobName=notification["training_job"])
     assert job["EnableNetworkIsolation"] is True
+    assert job["InputDataConfig"][-1]["ChannelName"] == "code"  # its code came in as the SDK's code channel
+    assert (
+        json.loads(job["HyperParameters"]["sagemaker_submit_directory"]) == "/opt/ml/input/data/code/sourcedir.tar.gz"
+    )
     assert job["OutputDataConfig"]["KmsKeyId"] == app.outputs["DataKeyArn"]
     assert job["ResourceConfig"]["VolumeKmsKeyId"] == app.outputs["DataKeyArn"]
     assert job["EnableManagedSpotTraining"] is True

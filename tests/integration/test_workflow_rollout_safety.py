@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 from localcloud.deployer import Deployer
+from tests.event_contract import sample
 
 from .conftest import finished_execution, wait_for
 from .test_workflow_rollout import _config, _records, _rollout, faulty_rollout
@@ -71,15 +72,8 @@ def test_rollouts_stay_safe_when_things_go_wrong(app, cloud):
     first_config = app.sagemaker.describe_endpoint(EndpointName=model)["EndpointConfigName"]
 
     # SageMaker re-sends "Approved": the same package starts nothing new
-    event = {
-        "source": "aws.sagemaker",
-        "detail-type": "SageMaker Model Package State Change",
-        "detail": {
-            "ModelPackageArn": v1["ModelPackageArn"],
-            "ModelPackageGroupName": model,
-            "ModelApprovalStatus": "Approved",
-        },
-    }
+    event = sample("start_rollout")
+    event["detail"] |= {"ModelPackageArn": v1["ModelPackageArn"], "ModelPackageGroupName": model}
     response = cloud.client("lambda").invoke(
         FunctionName=app.function("StartRolloutFunction"), Payload=json.dumps(event).encode()
     )
@@ -592,7 +586,7 @@ def test_a_multi_model_endpoint_rolls_out_through_ab_without_shadow_and_batch_sc
     first = container(app.sagemaker.describe_endpoint(EndpointName=model)["EndpointConfigName"])
     artifact = v1["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
     assert first["Mode"] == "MultiModel"
-    assert first["ModelDataUrl"] + "model.tar.gz" == artifact  # served from where training left it, uncopied
+    assert first["ModelDataUrl"] + "model.tar.gz" == artifact  # served from where RegisterModel left it, uncopied
 
     with Traffic(cloud, model, target_model="model.tar.gz") as traffic:
         wait_for(lambda: traffic.sent > 100, timeout=30)

@@ -11,6 +11,8 @@ from shepherd.callbacks import (
     ORPHAN_AFTER_SECONDS,
     Kind,
     Waiter,
+    described_status,
+    endpoint_outcome,
     failure,
     kind_of_event,
     outcome,
@@ -324,3 +326,30 @@ def test_outcome_of_a_job_without_metrics_or_artifacts() -> None:
 def test_failure_prefers_the_failure_reason_over_the_secondary_status() -> None:
     description = training_job(status="Failed", FailureReason="boom", SecondaryStatus="Failed")
     assert failure("training", description) == ("TrainingJobFailed", f"Training job {JOB} failed: boom")
+
+
+@pytest.mark.parametrize(
+    ("status", "described"),
+    [
+        ("IN_SERVICE", "InService"),
+        ("FAILED", "Failed"),
+        ("UPDATE_ROLLBACK_FAILED", "UpdateRollbackFailed"),
+        ("OUT_OF_SERVICE", "OutOfService"),
+        ("InService", "InService"),
+        ("Completed", "Completed"),
+        (None, ""),
+    ],
+)
+def test_described_status_reads_the_event_spelling_of_endpoint_statuses(status: str | None, described: str) -> None:
+    assert described_status(status) == described
+
+
+@pytest.mark.parametrize(
+    ("status", "cause"),
+    [("Failed", "endpoint churn failed: boom"), ("UpdateRollbackFailed", "endpoint churn could not roll back")],
+)
+def test_an_endpoint_that_failed_or_could_not_roll_back_ends_the_wait_as_failed(status: str, cause: str) -> None:
+    description = {"EndpointName": "churn", "EndpointStatus": status, "FailureReason": "boom"}
+    decision, output = endpoint_outcome(description, "churn-final-v2", NOW.timestamp())
+    assert (decision, output["Error"]) == ("fail", "EndpointFailed")
+    assert output["Cause"].startswith(cause)

@@ -18,6 +18,7 @@ from typing import Any
 import joblib
 import numpy as np
 import pytest
+from shepherd.model_archive import SUBMIT_DIRECTORY, repack
 from sklearn.linear_model import LinearRegression
 
 from localcloud.sagemaker import inference
@@ -265,6 +266,31 @@ def test_prepare_model_downloads_the_archive_and_an_s3_source_dir(tmp_path, mode
     assert any("requirements.txt" in line and "does not install" in line for line in lines)
     handler = ModelHandler()
     handler.load(prepared.model_dir, prepared.environment)
+    assert handler.invoke(b"1,2,3", "text/csv", "text/csv")[0]
+
+
+def test_prepare_model_serves_a_package_repacked_by_register_model(tmp_path, model):
+    # Given the archive Shepherd registers: the trained model plus the run's source dir under code/, served
+    # from /opt/ml/model/code as an isolated container must be (shepherd.model_archive, like the SDK's repack)
+    script = (FIXTURES / "sklearn_custom" / "inference.py").read_bytes()
+    repacked = io.BytesIO()
+    repack(
+        io.BytesIO(tar_gz({"model.joblib": joblib_bytes(model)})),
+        io.BytesIO(tar_gz({"serve.py": script, "train.py": b"print('train')\n"})),
+        repacked,
+        program="serve.py",
+    )
+    container = {
+        "Image": SKLEARN_IMAGE,
+        "ModelDataUrl": "s3://b/artifacts/m/run/model.tar.gz",
+        "Environment": {"SAGEMAKER_PROGRAM": "serve.py", "SAGEMAKER_SUBMIT_DIRECTORY": SUBMIT_DIRECTORY},
+    }
+    # When the local SageMaker prepares and loads it
+    prepared = prepare_model(container, FakeS3({"b/artifacts/m/run/model.tar.gz": repacked.getvalue()}), tmp_path)
+    handler = ModelHandler()
+    handler.load(prepared.model_dir, prepared.environment)
+    # Then the script comes from inside the model, and it answers
+    assert handler.script == prepared.model_dir / "code" / "serve.py"
     assert handler.invoke(b"1,2,3", "text/csv", "text/csv")[0]
 
 

@@ -42,8 +42,7 @@ def request_of(config: ModelConfig, **overrides: Any) -> dict[str, Any]:
     arguments: dict[str, Any] = {
         "group": "churn",
         "image": IMAGE,
-        "model_data_url": f"s3://{BUCKET}/artifacts/churn/training/churn-train-0123456789ab/output/model.tar.gz",
-        "source_uri": f"s3://{BUCKET}/artifacts/churn/run-1/sourcedir.tar.gz",
+        "model_data_url": f"s3://{BUCKET}/artifacts/churn/run-1/model.tar.gz",
         "region": "us-east-1",
         "metrics": {"validation:auc": 0.82, "validation:accuracy": 0.81},
         "lineage": LINEAGE,
@@ -85,11 +84,13 @@ def test_approval_is_manual_by_default() -> None:
     assert request_of(config_of())["ModelApprovalStatus"] == "PendingManualApproval"
 
 
-def test_container_serves_the_inference_script_from_the_run_source() -> None:
+def test_container_serves_the_inference_script_from_inside_the_repacked_model() -> None:
+    # An isolated container has no network: its code is under code/ in model.tar.gz, as the SDK repacks it
     container = request_of(load_config(EXAMPLE.read_text(), SOURCE))["InferenceSpecification"]["Containers"][0]
     assert container["Image"] == IMAGE
+    assert container["ModelDataUrl"] == f"s3://{BUCKET}/artifacts/churn/run-1/model.tar.gz"
     assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
-    assert container["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"].endswith("/artifacts/churn/run-1/sourcedir.tar.gz")
+    assert container["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"] == "/opt/ml/model/code"
 
 
 def test_container_falls_back_to_the_entry_point() -> None:

@@ -27,6 +27,7 @@ from shepherd.training import (
     build_training_request,
     channel_manifest,
     channels_of,
+    check_isolated_source,
     data_digest,
     job_name,
     source_archive,
@@ -195,6 +196,33 @@ def test_a_folder_that_cannot_name_a_channel_is_refused(folder: str) -> None:
         channels_of(PREFIX, [data(f"{PREFIX}{folder}/a.csv")])
 
 
+def test_a_dataset_folder_named_code_is_refused_as_it_would_clash_with_the_code_channel() -> None:
+    with pytest.raises(InvalidInput, match=r"the folder code/ is reserved"):
+        channels_of(PREFIX, [data(f"{PREFIX}train/a.csv"), data(f"{PREFIX}code/b.csv")])
+
+
+# ---------------------------------------------------------------- check_isolated_source
+
+
+def test_an_isolated_source_dir_with_requirements_is_refused_saying_what_to_do() -> None:
+    with pytest.raises(InvalidInput) as raised:
+        check_isolated_source(config_of(), ["train.py", "requirements.txt"])
+    assert "network_isolation is on" in str(raised.value)
+    assert "vendor the packages into the code directory" in str(raised.value)
+    assert "network_isolation: false" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("isolated", "names"),
+    [
+        pytest.param(False, ["train.py", "requirements.txt"], id="not-isolated"),
+        pytest.param(True, ["train.py", "lib/vendored/requirements.txt"], id="vendored-package-file"),
+    ],
+)
+def test_requirements_pass_where_the_container_installs_none_or_has_a_network(isolated: bool, names: list[str]) -> None:
+    check_isolated_source(config_of(training={"network_isolation": isolated}), names)
+
+
 def test_channel_manifest_names_exactly_the_channels_files() -> None:
     objects = [data(f"{PREFIX}validation/b.csv"), data(f"{PREFIX}validation/deep/c.csv")]
     manifest = channel_manifest(BUCKET, PREFIX, "validation", objects)
@@ -344,7 +372,7 @@ def test_hyperparameters_are_json_encoded_with_the_script_mode_settings() -> Non
         "bootstrap": "true",
         "lr": "0.1",
         "sagemaker_program": '"train.py"',
-        "sagemaker_submit_directory": json.dumps(SOURCE_URI),
+        "sagemaker_submit_directory": '"/opt/ml/input/data/code/sourcedir.tar.gz"',
         "sagemaker_container_log_level": "20",
         "sagemaker_region": '"us-east-1"',
     }
@@ -352,13 +380,39 @@ def test_hyperparameters_are_json_encoded_with_the_script_mode_settings() -> Non
 
 
 def test_channels_are_manifest_files_in_name_order() -> None:
-    channels = request_of(config_of())["InputDataConfig"]
+    channels = request_of(config_of(training={"network_isolation": False}))["InputDataConfig"]
     assert [c["ChannelName"] for c in channels] == ["train", "validation"]
     assert channels[0]["DataSource"]["S3DataSource"] == {
         "S3DataType": "ManifestFile",
         "S3Uri": f"s3://{BUCKET}/{MANIFESTS['train']}",
         "S3DataDistributionType": "FullyReplicated",
     }
+
+
+def test_an_isolated_job_gets_its_code_as_the_sdks_code_channel() -> None:
+    # Given an isolated job (the default), whose container cannot reach S3 for its code
+    request = request_of(config_of())
+    # Then the snapshot comes in as a last channel named code, an S3Prefix naming the tar.gz itself (as the SDK
+    # sends it), and the toolkit is pointed at where SageMaker puts that object in the container
+    assert [c["ChannelName"] for c in request["InputDataConfig"]] == ["train", "validation", "code"]
+    assert request["InputDataConfig"][-1] == {
+        "ChannelName": "code",
+        "DataSource": {
+            "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": SOURCE_URI, "S3DataDistributionType": "FullyReplicated"}
+        },
+        "InputMode": "File",
+    }
+    assert request["HyperParameters"]["sagemaker_submit_directory"] == json.dumps(
+        "/opt/ml/input/data/code/sourcedir.tar.gz"
+    )
+
+
+def test_a_job_with_network_access_downloads_its_code_from_s3() -> None:
+    # Given network isolation turned off
+    request = request_of(config_of(training={"network_isolation": False}))
+    # Then the toolkit downloads the snapshot itself, and no code channel is sent
+    assert request["HyperParameters"]["sagemaker_submit_directory"] == json.dumps(SOURCE_URI)
+    assert "code" not in [c["ChannelName"] for c in request["InputDataConfig"]]
 
 
 def test_metric_definitions_and_image_come_from_the_config() -> None:

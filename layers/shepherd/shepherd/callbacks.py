@@ -22,7 +22,9 @@ from typing import Any, Literal, Protocol
 
 Kind = Literal["training", "transform", "endpoint"]
 TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
-ENDPOINT_TERMINAL = frozenset({"InService", "Failed"})
+# An endpoint whose update failed and rolled back is InService again (with a FailureReason); one whose
+# rollback failed too is UpdateRollbackFailed, which no wait outlasts.
+ENDPOINT_TERMINAL = frozenset({"InService", "Failed", "UpdateRollbackFailed"})
 STATUS_KEY: dict[str, str] = {
     "training": "TrainingJobStatus",
     "transform": "TransformJobStatus",
@@ -78,6 +80,12 @@ def status_of(kind: Kind, description: dict[str, Any]) -> str:
     return str(description.get(STATUS_KEY[kind], ""))
 
 
+def described_status(status: object) -> str:
+    """A status in Describe*'s spelling: endpoint events write IN_SERVICE where DescribeEndpoint says InService."""
+    text = str(status or "")
+    return "".join(word.capitalize() for word in text.split("_")) if text.isupper() else text
+
+
 def metrics_of(description: dict[str, Any]) -> dict[str, float]:
     """The final value of each metric a finished training job reported (DescribeTrainingJob's FinalMetricDataList)."""
     return {m["MetricName"]: float(m["Value"]) for m in description.get("FinalMetricDataList") or []}
@@ -121,11 +129,10 @@ def endpoint_outcome(description: dict[str, Any], expect: str, now_epoch: float)
     """("wait" | "succeed" | "fail", output): has an endpoint reached the state a change leads to?"""
     status = str(description.get("EndpointStatus", ""))
     name = description.get("EndpointName", "")
-    if status == "Failed":
-        return "fail", {
-            "Error": "EndpointFailed",
-            "Cause": f"endpoint {name} failed: {description.get('FailureReason')}",
-        }
+    if status in ("Failed", "UpdateRollbackFailed"):
+        what = "failed" if status == "Failed" else "could not roll back a failed update"
+        cause = f"endpoint {name} {what}: {description.get('FailureReason')}"
+        return "fail", {"Error": "EndpointFailed", "Cause": cause}
     if status != "InService":
         return "wait", {}
     config = description.get("EndpointConfigName")

@@ -1,5 +1,9 @@
 """Model Registry requests: a ModelPackage with its inference container, metrics and lineage.
 
+The container serves model_data_url, the repacked archive that holds the inference code under
+code/ (shepherd.model_archive): endpoints and batch transforms run with network isolation, so the
+code cannot come from S3 at start-up.
+
 SageMaker limits CustomerMetadataProperties to 50 entries of at most 256 characters per
 value, so the package carries digests, pointers and the gate metrics, and the full lineage
 (every data object's S3 version id, the code, the hyperparameters) lives in a JSON document
@@ -12,6 +16,7 @@ import json
 from typing import Any
 
 from shepherd.config import ModelConfig
+from shepherd.model_archive import SUBMIT_DIRECTORY
 
 METRIC_PREFIX = "metric:"
 CONTENT_TYPES = ["text/csv", "application/json", "application/x-npy"]
@@ -35,7 +40,6 @@ def package_request(
     group: str,
     image: str,
     model_data_url: str,
-    source_uri: str,
     region: str,
     metrics: dict[str, float],
     lineage: dict[str, str],
@@ -62,7 +66,7 @@ def package_request(
                     "ModelDataUrl": model_data_url,
                     "Environment": {
                         "SAGEMAKER_PROGRAM": config.inference_entry_point or config.entry_point,
-                        "SAGEMAKER_SUBMIT_DIRECTORY": source_uri,
+                        "SAGEMAKER_SUBMIT_DIRECTORY": SUBMIT_DIRECTORY,
                         "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
                         "SAGEMAKER_REGION": region,
                     },

@@ -4,6 +4,10 @@ Pure functions of a validated ModelConfig and the facts the handlers looked up (
 request carries Shepherd's secure defaults: KMS keys for the volume and the output, network
 isolation unless the config turns it off, a maximum runtime, spot with checkpoints when asked,
 VPC settings when the stack has them, and inter-container encryption for multi-instance jobs.
+
+An isolated container cannot download its code from S3, so the request then ships the
+sourcedir.tar.gz as an input channel named ``code``, as the SageMaker Python SDK v2 does
+(sagemaker/estimator.py: ``CONTAINER_CODE_CHANNEL_SOURCEDIR_PATH``, ``code_channel_name``).
 """
 
 from __future__ import annotations
@@ -72,6 +76,10 @@ def source_archive(files: Iterable[tuple[str, bytes]]) -> bytes:
 
 CHANNEL_PATTERN = re.compile(r"^[A-Za-z0-9.\-_]{1,64}$")
 DEFAULT_CHANNEL = "train"
+CODE_CHANNEL = "code"
+# Where SageMaker puts the code channel's one object; the toolkit extracts a local tar.gz it is pointed at.
+CONTAINER_SOURCE_PATH = f"/opt/ml/input/data/{CODE_CHANNEL}/sourcedir.tar.gz"
+REQUIREMENTS = "requirements.txt"
 
 
 def channels_of(prefix: str, objects: list[DataObject]) -> dict[str, list[DataObject]]:
@@ -86,6 +94,11 @@ def channels_of(prefix: str, objects: list[DataObject]) -> dict[str, list[DataOb
                 f"s3://…/{found.key}: the folder {channel!r} cannot name a SageMaker channel "
                 f"(letters, digits, '.', '-', '_'; at most 64)"
             )
+        if channel == CODE_CHANNEL:
+            raise InvalidInput(
+                f"s3://…/{found.key}: the folder {CODE_CHANNEL}/ is reserved: the training code reaches an "
+                f"isolated job as the {CODE_CHANNEL!r} channel; rename the folder"
+            )
         channels.setdefault(channel, []).append(found)
     return dict(sorted(channels.items()))
 
@@ -96,6 +109,17 @@ def channel_manifest(bucket: str, prefix: str, channel: str, objects: list[DataO
     if not all(o.key.startswith(base) for o in objects):
         base = prefix  # train files directly in the dataset folder (maybe beside a train/ folder)
     return [{"prefix": f"s3://{bucket}/{base}"}, *(o.key.removeprefix(base) for o in objects)]
+
+
+def check_isolated_source(config: ModelConfig, names: Iterable[str]) -> None:
+    """Refuse a source dir whose requirements.txt the container would have to pip-install without a network."""
+    if config.training.network_isolation and REQUIREMENTS in names:
+        raise InvalidInput(
+            f"models/<model>/code/{REQUIREMENTS}: training.network_isolation is on, so the container cannot "
+            f"pip-install it; vendor the packages into the code directory (pip install --target code/lib "
+            f"-r {REQUIREMENTS}, then add lib to sys.path) and remove {REQUIREMENTS}, or set "
+            f"training.network_isolation: false (see docs/CONFIG.md)"
+        )
 
 
 def data_digest(objects: list[DataObject]) -> str:
@@ -134,9 +158,10 @@ def build_training_request(
     training = config.training
     assert config.framework_version is not None  # filled by the config's validation
     hyperparameters = {k: _hyperparameter(v) for k, v in config.hyperparameters.items()}
+    isolated = training.network_isolation
     hyperparameters |= {
         "sagemaker_program": _hyperparameter(config.entry_point),
-        "sagemaker_submit_directory": _hyperparameter(source_uri),
+        "sagemaker_submit_directory": _hyperparameter(CONTAINER_SOURCE_PATH if isolated else source_uri),
         "sagemaker_container_log_level": _hyperparameter(20),
         "sagemaker_region": _hyperparameter(region),
     }
@@ -182,6 +207,21 @@ def build_training_request(
         "EnableNetworkIsolation": training.network_isolation,
         "Tags": [{"Key": k, "Value": v} for k, v in sorted((tags or {}).items())],
     }
+    if isolated:
+        # The SDK's code channel: S3Prefix naming the tar.gz itself, so the one object lands by its name.
+        request["InputDataConfig"].append(
+            {
+                "ChannelName": CODE_CHANNEL,
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": source_uri,
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+                "InputMode": "File",
+            }
+        )
     if training.instance_count > 1:
         request["EnableInterContainerTrafficEncryption"] = True
     if training.spot.enabled:

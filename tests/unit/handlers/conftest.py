@@ -44,6 +44,7 @@ ROLLOUTS_TABLE = f"shepherd-{STAGE}-rollouts"
 TOPIC = f"shepherd-{STAGE}-notifications"
 BATCH_STATE_MACHINE = f"shepherd-{STAGE}-batch-transform"
 LIFECYCLE_STATE_MACHINE = f"shepherd-{STAGE}-model-lifecycle"
+ROLLOUT_STATE_MACHINE = f"shepherd-{STAGE}-rollout"
 
 # The value each environment variable of template.yaml takes in these tests. A variable the template gives
 # a tested function without a value here fails its tests by name, so they cannot drift from the stack.
@@ -64,7 +65,7 @@ VALUES = {
     "DATA_BUCKET": BUCKET,
     "BATCH_STATE_MACHINE_ARN": f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{BATCH_STATE_MACHINE}",
     "LIFECYCLE_STATE_MACHINE_ARN": f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{LIFECYCLE_STATE_MACHINE}",
-    "ROLLOUT_STATE_MACHINE_ARN": f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:shepherd-{STAGE}-rollout",
+    "ROLLOUT_STATE_MACHINE_ARN": f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{ROLLOUT_STATE_MACHINE}",
     "NOTIFICATION_TOPIC_ARN": f"arn:aws:sns:{REGION}:{ACCOUNT}:{TOPIC}",
 }
 TEST_ONLY = {
@@ -210,13 +211,27 @@ def aws(environment: dict[str, str]) -> Iterator[Cloud]:
         )
 
 
-@pytest.fixture
-def batch_state_machine(aws: Cloud) -> str:
-    """A stand-in BatchTransform state machine under the template's name (StartBatch only starts it)."""
+def _stand_in(aws: Cloud, name: str) -> str:
+    """A state machine that succeeds at once, under the template's name (the Start* functions only start it)."""
     machine = aws.stepfunctions.create_state_machine(
-        name=BATCH_STATE_MACHINE, definition=DONE, roleArn=f"arn:aws:iam::{ACCOUNT}:role/shepherd-{STAGE}-states"
+        name=name, definition=DONE, roleArn=f"arn:aws:iam::{ACCOUNT}:role/shepherd-{STAGE}-states"
     )
     return str(machine["stateMachineArn"])
+
+
+@pytest.fixture
+def batch_state_machine(aws: Cloud) -> str:
+    return _stand_in(aws, BATCH_STATE_MACHINE)
+
+
+@pytest.fixture
+def lifecycle_state_machine(aws: Cloud) -> str:
+    return _stand_in(aws, LIFECYCLE_STATE_MACHINE)
+
+
+@pytest.fixture
+def rollout_state_machine(aws: Cloud) -> str:
+    return _stand_in(aws, ROLLOUT_STATE_MACHINE)
 
 
 _LOADED: dict[str, types.ModuleType] = {}

@@ -15,9 +15,10 @@ from shepherd.aws.tokens import DynamoTokenStore
 from shepherd.callbacks import ORPHAN_AFTER_SECONDS, Waiter
 from shepherd.errors import InvalidInput
 
-from .conftest import TOKENS_TABLE, Cloud, LambdaContext, SentTasks, sample_event
+from .conftest import ROLE_ARN, TOKENS_TABLE, Cloud, LambdaContext, SentTasks, sample_event
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
+IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
 
 
 @pytest.fixture
@@ -117,7 +118,8 @@ def test_an_event_for_a_job_shepherd_did_not_start_finds_no_waiter(
 
 
 def test_an_event_that_is_not_a_job_state_change_is_invalid_input(aws: Cloud, job_callback: ModuleType) -> None:
-    event = sample_event("job_callback") | {"detail-type": "SageMaker Processing Job State Change"}
+    # Shepherd runs no processing jobs: their events are not JobCallback's
+    event = sample_event("sagemaker_processing_job_state_change")
     with pytest.raises(InvalidInput, match="SageMaker Processing Job State Change"):
         job_callback.handler(event, aws.context)
 
@@ -127,6 +129,57 @@ def test_a_job_event_without_the_job_name_is_invalid_input(aws: Cloud, job_callb
     del event["detail"]["TrainingJobName"]
     with pytest.raises(InvalidInput):
         job_callback.handler(event, aws.context)
+
+
+# ---------------------------------------------------------------- endpoints
+
+
+@pytest.fixture
+def endpoint_waits(aws: Cloud) -> Waiter:
+    """A rollout waiting for endpoint churn to be InService on its first config (moto's endpoint is at once)."""
+    config = sample_event("sagemaker_endpoint_state_change")["detail"]["EndpointConfigName"]
+    aws.sagemaker.create_model(ModelName="churn-v1", ExecutionRoleArn=ROLE_ARN, PrimaryContainer={"Image": IMAGE})
+    variant = {"VariantName": "v1", "ModelName": "churn-v1", "InstanceType": "ml.m5.large", "InitialInstanceCount": 2}
+    aws.sagemaker.create_endpoint_config(EndpointConfigName=config, ProductionVariants=[variant])
+    aws.sagemaker.create_endpoint(EndpointName="churn", EndpointConfigName=config)
+    waiter = Waiter("endpoint/churn", "endpoint", "endpoint-token", "churn-v1-rollout", datetime.now(UTC), config)
+    DynamoTokenStore(TOKENS_TABLE).put(waiter, expires_after_seconds=3600)
+    return waiter
+
+
+def endpoint_event(status: str) -> dict[str, Any]:
+    event = sample_event("sagemaker_endpoint_state_change")
+    event["detail"]["EndpointStatus"] = status
+    return event
+
+
+@pytest.mark.parametrize("status", ["IN_SERVICE", "FAILED", "UPDATE_ROLLBACK_FAILED", "InService"])
+def test_an_endpoint_event_that_may_end_a_wait_settles_it_on_describe_endpoint(
+    aws: Cloud, job_callback: ModuleType, endpoint_waits: Waiter, waiting_tasks: SentTasks, status: str
+) -> None:
+    # Given a rollout waiting for its endpoint, which DescribeEndpoint shows InService on the expected config
+    # When an event arrives in AWS's spelling (IN_SERVICE), or DescribeEndpoint's (accepted: it only wakes us up)
+    result = job_callback.handler(endpoint_event(status), aws.context)
+    # Then the wait ends as DescribeEndpoint says, whatever the event said
+    assert result == {"job_name": "churn", "result": "settled"}
+    [(operation, body)] = waiting_tasks.calls
+    assert (operation, body["taskToken"]) == ("SendTaskSuccess", endpoint_waits.token)
+    output = json.loads(body["output"])
+    assert (output["status"], output["config"]) == ("InService", endpoint_waits.expect)
+
+
+@pytest.mark.parametrize("status", ["CREATING", "UPDATING", "ROLLING_BACK", "SYSTEM_UPDATING"])
+def test_an_endpoint_still_changing_is_ignored(
+    aws: Cloud, job_callback: ModuleType, endpoint_waits: Waiter, waiting_tasks: SentTasks, status: str
+) -> None:
+    assert job_callback.handler(endpoint_event(status), aws.context) == {
+        "job_name": "churn",
+        "result": f"ignored-{status}",
+    }
+    assert waiting_tasks.calls == []
+    stored = aws.token_item("endpoint/churn")
+    assert stored is not None
+    assert stored["status"] == "WAITING"
 
 
 # ---------------------------------------------------------------- ReconcileJobs

@@ -55,7 +55,8 @@ def test_a_good_upload_builds_a_request_with_manifest_channels(aws: Cloud, prepa
     event = upload_dataset(aws)
     # When PrepareTraining runs
     prepared = prepare_training.handler(event, aws.context)
-    # Then the request trains on one manifest per channel, written under the run's artifacts
+    # Then the request trains on one manifest per channel, written under the run's artifacts, and (isolated, as
+    # the example is) gets the code snapshot as the SDK's code channel
     request = prepared["training_request"]
     run_prefix = f"artifacts/churn/{event['run']}/"
     assert [
@@ -64,7 +65,11 @@ def test_a_good_upload_builds_a_request_with_manifest_channels(aws: Cloud, prepa
     ] == [
         ("train", "ManifestFile", f"s3://{BUCKET}/{run_prefix}manifests/train.json"),
         ("validation", "ManifestFile", f"s3://{BUCKET}/{run_prefix}manifests/validation.json"),
+        ("code", "S3Prefix", f"s3://{BUCKET}/{run_prefix}sourcedir.tar.gz"),
     ]
+    assert json.loads(request["HyperParameters"]["sagemaker_submit_directory"]) == (
+        "/opt/ml/input/data/code/sourcedir.tar.gz"
+    )
     assert request["RoleArn"] == ROLE_ARN
     assert request["ResourceConfig"]["VolumeKmsKeyId"] == KEY_ARN
     assert prepared["source_uri"] == f"s3://{BUCKET}/{run_prefix}sourcedir.tar.gz"
@@ -157,3 +162,30 @@ def test_refused_inputs_write_nothing(aws: Cloud, prepare_training: ModuleType) 
     with pytest.raises(InvalidInput):
         prepare_training.handler(event, aws.context)
     assert aws.keys("artifacts/") == set()
+
+
+def test_requirements_in_an_isolated_source_dir_are_refused_saying_what_to_do(
+    aws: Cloud, prepare_training: ModuleType
+) -> None:
+    # Given the churn example (network isolation on) with a requirements.txt beside its scripts
+    upload_model(aws, code=CODE | {"requirements.txt": "lightgbm==4.6.0\n"})
+    event = upload_dataset(aws)
+    # When PrepareTraining runs, then it refuses before anything is written, naming both ways out
+    with pytest.raises(InvalidInput, match=r"requirements\.txt: training\.network_isolation is on") as refused:
+        prepare_training.handler(event, aws.context)
+    assert "vendor the packages into the code directory" in str(refused.value)
+    assert "network_isolation: false" in str(refused.value)
+    assert aws.keys("artifacts/") == set()
+
+
+def test_requirements_train_from_s3_when_isolation_is_off(aws: Cloud, prepare_training: ModuleType) -> None:
+    # Given isolation turned off: the container may pip-install, and downloads its code itself
+    config = yaml.safe_load(CONFIG)
+    config["training"]["network_isolation"] = False
+    upload_model(aws, config=yaml.safe_dump(config), code=CODE | {"requirements.txt": "lightgbm==4.6.0\n"})
+    event = upload_dataset(aws)
+    request = prepare_training.handler(event, aws.context)["training_request"]
+    assert [c["ChannelName"] for c in request["InputDataConfig"]] == ["train", "validation"]
+    assert json.loads(request["HyperParameters"]["sagemaker_submit_directory"]) == (
+        f"s3://{BUCKET}/artifacts/churn/{event['run']}/sourcedir.tar.gz"
+    )

@@ -2,15 +2,47 @@
 
 from __future__ import annotations
 
+import io
+import tarfile
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
 import pytest
+from shepherd.errors import InvalidInput
 
-from .conftest import IDEMPOTENCY_TABLE, Cloud, LambdaContext, sample_event
+from .conftest import BUCKET, IDEMPOTENCY_TABLE, Cloud, LambdaContext, sample_event
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
+MODEL_FILES = {"model.joblib": b"a fitted forest"}
+CODE_FILES = {"train.py": b"print('train')\n", "inference.py": b"def model_fn(model_dir):\n    return None\n"}
+
+
+def tar_gz(files: dict[str, bytes], symlinks: dict[str, str] | None = None) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for name, target in (symlinks or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+    return buffer.getvalue()
+
+
+def key_of(uri: str) -> str:
+    return uri.removeprefix(f"s3://{BUCKET}/")
+
+
+@pytest.fixture(autouse=True)
+def trained_run(aws: Cloud) -> dict[str, Any]:
+    """The sample run's artifacts: the training job's model.tar.gz and PrepareTraining's sourcedir.tar.gz."""
+    event = sample_event("register_model")
+    aws.put(key_of(event["job"]["model_data_url"]), tar_gz(MODEL_FILES))
+    aws.put(key_of(event["source_uri"]), tar_gz(CODE_FILES))
+    return event
 
 
 @pytest.fixture
@@ -107,3 +139,34 @@ def test_a_candidate_worse_than_the_approved_champion_is_rejected(
     assert result["passed"] is False
     assert result["champion_arn"] == champion["model_package_arn"]
     assert "validation:auc = 0.8, must be at least" in result["summary"]
+
+
+def test_the_package_serves_the_model_repacked_with_its_code_beside_the_runs_source(
+    aws: Cloud, register_model: ModuleType, trained_run: dict[str, Any]
+) -> None:
+    # Given a run whose training job left model.tar.gz and whose PrepareTraining left sourcedir.tar.gz
+    # When Register runs
+    result = register_model.handler(trained_run, aws.context)
+    # Then the package serves a new model.tar.gz under the run's artifacts: the model, and the code under code/
+    container = aws.sagemaker.describe_model_package(ModelPackageName=result["model_package_arn"])[
+        "InferenceSpecification"
+    ]["Containers"][0]
+    repacked = trained_run["source_uri"].removesuffix("sourcedir.tar.gz") + "model.tar.gz"
+    assert container["ModelDataUrl"] == repacked
+    assert container["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"] == "/opt/ml/model/code"
+    assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    with tarfile.open(fileobj=io.BytesIO(aws.read(key_of(repacked))), mode="r:gz") as tar:
+        files = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
+    assert files == MODEL_FILES | {f"code/{name}": data for name, data in CODE_FILES.items()}
+    assert aws.s3.head_object(Bucket=BUCKET, Key=key_of(repacked))["ContentType"] == "application/gzip"
+
+
+def test_a_model_archive_with_a_link_registers_nothing(
+    aws: Cloud, register_model: ModuleType, trained_run: dict[str, Any]
+) -> None:
+    # Given a training job whose model directory held a symbolic link out of it
+    aws.put(key_of(trained_run["job"]["model_data_url"]), tar_gz(MODEL_FILES, symlinks={"leak": "/etc/passwd"}))
+    # When Register runs, then it fails as invalid input naming the member, and no package exists
+    with pytest.raises(InvalidInput, match=r"member 'leak' is a link"):
+        register_model.handler(trained_run, aws.context)
+    assert aws.sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"] == []

@@ -22,11 +22,11 @@ def already_exists(exc: Conflict | Exception) -> bool:
 
 
 class SageMakerJobs:
-    """Jobs by kind; implements shepherd.callbacks.Jobs."""
+    """Jobs by kind (training, transform); implements shepherd.callbacks.Jobs for StartJob and StopJob."""
 
     def describe(self, kind: Kind, name: str) -> dict[str, Any] | None:
-        if kind == "endpoint":
-            return describe_endpoint(name)
+        if kind not in _DESCRIBE:
+            raise ValueError(f"{kind} is not a job kind: SageMakerWaits describes endpoints")
         try:
             with mapped(f"describing {kind} job {name}"):
                 return dict(getattr(client("sagemaker"), _DESCRIBE[kind])(**{_NAME[kind]: name}))
@@ -59,6 +59,16 @@ class SageMakerJobs:
                     raise
             return "Stopping"
         return status
+
+
+class SageMakerWaits(SageMakerJobs):
+    """Jobs and endpoints, what a task token waits for (JobCallback, ReconcileJobs): only their roles may
+    DescribeEndpoint."""
+
+    def describe(self, kind: Kind, name: str) -> dict[str, Any] | None:
+        if kind == "endpoint":
+            return describe_endpoint(name)
+        return super().describe(kind, name)
 
 
 def latest_approved_package(group: str) -> dict[str, Any] | None:

@@ -169,10 +169,11 @@ def candidate_spec(config: ModelConfig, *, endpoint: str, version: int) -> Varia
 def multi_model_container(container: dict[str, Any], package_arn: str) -> tuple[dict[str, Any], str]:
     """A package's container as a multi-model one, and the TargetModel that names its artifact.
 
-    The container loads models from the artifact's S3 folder (a training job's output/), so the
-    artifact is served where it lies, uncopied; clients name it in TargetModel (model.tar.gz for the
-    models Shepherd trains). Each version is its own model with its own folder, and A/B routes
-    between versions by variant weight, not by TargetModel."""
+    The container loads models from the artifact's S3 folder (the run's artifacts/<model>/<run>/,
+    where RegisterModel wrote the repacked archive), so the artifact is served where it lies,
+    uncopied; clients name it in TargetModel (model.tar.gz for the models Shepherd trains). Each
+    version is its own model with its own folder, and A/B routes between versions by variant
+    weight, not by TargetModel."""
     url = str(container.get("ModelDataUrl") or "")
     folder, _, artifact = url.rpartition("/")
     if not url.startswith("s3://") or not artifact.endswith(".tar.gz") or folder.count("/") < 3:
