@@ -8,7 +8,6 @@ import io
 import json
 import os
 import shutil
-import tarfile
 import threading
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ from localcloud.sagemaker.inference import (
     serving_framework,
 )
 from localcloud.sagemaker.transform import InputObject, TransformRun, apply_jsonpath, compile_jsonpath, split_response
+from tests.tarballs import tar_gz
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "sagemaker"
 SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
@@ -223,21 +223,6 @@ class FakeS3:
                 return [{"Contents": [{"Key": key} for key in keys]}]
 
         return Paginator()
-
-
-def tar_gz(members: dict[str, bytes], symlinks: dict[str, str] | None = None) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-        for name, target in (symlinks or {}).items():
-            info = tarfile.TarInfo(name)
-            info.type = tarfile.SYMTYPE
-            info.linkname = target
-            tar.addfile(info)
-    return buffer.getvalue()
 
 
 def joblib_bytes(model: Any) -> bytes:

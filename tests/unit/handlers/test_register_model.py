@@ -11,25 +11,13 @@ from typing import Any
 import pytest
 from shepherd.errors import InvalidInput
 
+from tests.tarballs import tar_gz
+
 from .conftest import BUCKET, IDEMPOTENCY_TABLE, Cloud, LambdaContext, sample_event
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 MODEL_FILES = {"model.joblib": b"a fitted forest"}
 CODE_FILES = {"train.py": b"print('train')\n", "inference.py": b"def model_fn(model_dir):\n    return None\n"}
-
-
-def tar_gz(files: dict[str, bytes], symlinks: dict[str, str] | None = None) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-        for name, target in (symlinks or {}).items():
-            info = tarfile.TarInfo(name)
-            info.type, info.linkname = tarfile.SYMTYPE, target
-            tar.addfile(info)
-    return buffer.getvalue()
 
 
 def key_of(uri: str) -> str:
