@@ -715,11 +715,17 @@ def odds(settings: dict[str, Any]) -> str:
         return text
     mode = "quick" if settings["quick"] else "full"
     runs = [r for r in json.loads(results.read_text())["runs"] if r["mode"] == mode and r["settings"] == settings]
+    text += (
+        f" Each stage may last {settings['stage_max_minutes']} virtual minutes (the watch "
+        f"{settings['watch_minutes']}) before it ends INCONCLUSIVE."
+    )
     for run in runs:
+        minutes = run.get("good_virtual_minutes_p50_p99") or [0, 0]
         text += (
             f" Simulated with the product's judge (bench/demo_odds.py) at {run['requests_per_virtual_minute']:.0f} "
             f"requests a virtual minute: {run['failure_rate']:.2%} of {run['replications']:,} demos failed "
-            f"(95 % upper bound {run['failure_rate_95_upper']:.2%})."
+            f"(95 % upper bound {run['failure_rate_95_upper']:.2%}); v2's rollout took {minutes[0]:.0f} virtual "
+            f"minutes (p99 {minutes[1]:.0f})."
         )
     return text
 

@@ -68,3 +68,15 @@ def test_the_demos_rollout_settings_are_a_valid_config(quick: bool) -> None:
     )
     assert config.rollout.judge.error_rate.anytime
     assert config.rollout.full.max_duration_minutes == Settings.for_mode(quick).stage_max_minutes
+
+
+def test_the_report_quotes_the_simulated_odds_of_exactly_these_settings() -> None:
+    from dataclasses import asdict
+
+    from localcloud.demo import odds
+
+    quick = asdict(Settings.for_mode(True))
+    assert "demos failed" in odds(quick)  # bench/results/demo_odds.json simulated these very settings
+    assert "8 judged tests" in odds(quick)
+    changed = quick | {"alpha": 0.05}
+    assert "demos failed" not in odds(changed)  # results of other settings are not quoted
