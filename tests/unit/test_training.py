@@ -209,18 +209,26 @@ def test_an_isolated_source_dir_with_requirements_is_refused_saying_what_to_do()
         check_isolated_source(config_of(), ["train.py", "requirements.txt"])
     assert "network_isolation is on" in str(raised.value)
     assert "vendor the packages into the code directory" in str(raised.value)
-    assert "network_isolation: false" in str(raised.value)
+
+
+def test_requirements_are_refused_for_isolated_serving_even_when_training_has_a_network() -> None:
+    # Endpoints (but serverless) and batch transform run isolated: the repacked code/requirements.txt would fail
+    # the serving container at start-up, after a paid training job.
+    with pytest.raises(InvalidInput, match="serve without a network"):
+        check_isolated_source(config_of(training={"network_isolation": False}), ["train.py", "requirements.txt"])
 
 
 @pytest.mark.parametrize(
-    ("isolated", "names"),
+    ("isolated", "kind", "names"),
     [
-        pytest.param(False, ["train.py", "requirements.txt"], id="not-isolated"),
-        pytest.param(True, ["train.py", "lib/vendored/requirements.txt"], id="vendored-package-file"),
+        pytest.param(False, "serverless", ["train.py", "requirements.txt"], id="serverless-not-isolated"),
+        pytest.param(True, "realtime", ["train.py", "lib/vendored/requirements.txt"], id="vendored-package-file"),
     ],
 )
-def test_requirements_pass_where_the_container_installs_none_or_has_a_network(isolated: bool, names: list[str]) -> None:
-    check_isolated_source(config_of(training={"network_isolation": isolated}), names)
+def test_requirements_pass_where_every_container_has_a_network_or_installs_none(
+    isolated: bool, kind: str, names: list[str]
+) -> None:
+    check_isolated_source(config_of(training={"network_isolation": isolated}, endpoint={"kind": kind}), names)
 
 
 def test_channel_manifest_names_exactly_the_channels_files() -> None:

@@ -112,14 +112,27 @@ def channel_manifest(bucket: str, prefix: str, channel: str, objects: list[DataO
 
 
 def check_isolated_source(config: ModelConfig, names: Iterable[str]) -> None:
-    """Refuse a source dir whose requirements.txt the container would have to pip-install without a network."""
-    if config.training.network_isolation and REQUIREMENTS in names:
-        raise InvalidInput(
-            f"models/<model>/code/{REQUIREMENTS}: training.network_isolation is on, so the container cannot "
-            f"pip-install it; vendor the packages into the code directory (pip install --target code/lib "
-            f"-r {REQUIREMENTS}, then add lib to sys.path) and remove {REQUIREMENTS}, or set "
-            f"training.network_isolation: false (see docs/CONFIG.md)"
+    """Refuse a source dir whose requirements.txt a container would have to pip-install without a network.
+
+    The training container is isolated unless the config says otherwise; the serving ones (real-time and
+    multi-model endpoints, batch transform) always are, and the registered model.tar.gz carries the code dir,
+    so only a serverless model trained without isolation may install its packages at start-up."""
+    if REQUIREMENTS not in names:
+        return
+    if config.training.network_isolation:
+        where = "training.network_isolation is on, so the training container cannot pip-install it"
+    elif config.endpoint.kind != "serverless":
+        where = (
+            f"the {config.endpoint.kind} endpoint and batch transform serve without a network, so the serving "
+            f"container cannot pip-install it"
         )
+    else:
+        return
+    raise InvalidInput(
+        f"models/<model>/code/{REQUIREMENTS}: {where}; vendor the packages into the code directory "
+        f"(pip install --target code/lib -r {REQUIREMENTS}, then add lib to sys.path) and remove "
+        f"{REQUIREMENTS} (see docs/CONFIG.md, network isolation and dependencies)"
+    )
 
 
 def data_digest(objects: list[DataObject]) -> str:
