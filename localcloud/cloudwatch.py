@@ -125,7 +125,8 @@ class Statistic:
 _PERCENTILE = re.compile(r"^p(\d{1,3}(?:\.\d{1,10})?)$")
 _SHORTHAND = re.compile(r"^(tm|tc|ts|wm)(\d{1,3}(?:\.\d{1,10})?)$")
 _RANGE = re.compile(r"^(TM|TC|TS|WM|PR)\(\s*([^:()]*?)\s*:\s*([^:()]*?)\s*\)$")
-_NUMBER = re.compile(r"^-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?$")
+# Bounds are plain decimals "with up to 10 decimal places", no exponent (Statistics-definitions).
+_NUMBER = re.compile(r"^-?\d+(?:\.\d{1,10})?$")
 
 
 def _bound(text: str, kind: str, source: str) -> Bound | None:

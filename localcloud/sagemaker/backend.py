@@ -27,6 +27,7 @@ from localcloud.sagemaker.endpoints import (
     Variant,
     check_endpoint_config,
     describe,
+    kms_refused,
 )
 from localcloud.sagemaker.events import (
     deployment_state_change,
@@ -180,6 +181,11 @@ class SageMakerBackend:
     def create_training_job(self, p: dict[str, Any]) -> dict[str, Any]:
         name = p["TrainingJobName"]
         job_arn = arn(f"training-job/{name.lower()}")
+        resources = p.get("ResourceConfig") or {}
+        if resources.get("VolumeKmsKeyId") and (
+            refused := kms_refused(resources.get("InstanceType"), "VolumeKmsKeyId")
+        ):
+            raise SageMakerError(refused)
         stopping = p.get("StoppingCondition") or {}
         if p.get("EnableManagedSpotTraining"):
             max_wait, max_run = stopping.get("MaxWaitTimeInSeconds"), stopping.get("MaxRuntimeInSeconds", 86400)
@@ -252,6 +258,11 @@ class SageMakerBackend:
     def create_transform_job(self, p: dict[str, Any]) -> dict[str, Any]:
         name = p["TransformJobName"]
         job_arn = arn(f"transform-job/{name.lower()}")
+        resources = p.get("TransformResources") or {}
+        if resources.get("VolumeKmsKeyId") and (
+            refused := kms_refused(resources.get("InstanceType"), "VolumeKmsKeyId")
+        ):
+            raise SageMakerError(refused)
         with self.lock:
             if name in self.transform_jobs:
                 raise ResourceInUse(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -143,11 +144,31 @@ class Endpoint:
         return [v for v in self.variants.values() if v.shadow]
 
 
+# Instance types with local NVMe storage, which SageMaker encrypts itself: CreateEndpointConfig's KmsKeyId,
+# ResourceConfig's and TransformResources' VolumeKmsKeyId "can't be requested" with them (SageMaker API
+# reference; the list: the SageMaker guide's "Instance Store Volumes"). The emulator keeps its own table.
+INSTANCE_STORAGE = re.compile(r"^ml\.([a-z]+\d+[a-z]*d[a-z]*|g5|g6|g6e|trn\d|p5[a-z]*)\.")
+
+
+def kms_refused(instance_type: object, field_name: str) -> str | None:
+    """AWS's refusal of a volume key for an instance type with local storage, or None."""
+    if isinstance(instance_type, str) and INSTANCE_STORAGE.match(instance_type):
+        return (
+            f"{field_name} is not supported for instance type {instance_type}: its local instance storage is "
+            f"encrypted by the instance; do not specify {field_name}."
+        )
+    return None
+
+
 def check_endpoint_config(p: dict[str, Any], models: dict[str, dict[str, Any]]) -> list[str]:
     """What SageMaker refuses in CreateEndpointConfig; returns the problems (empty when valid)."""
     production = p.get("ProductionVariants") or []
     shadows = p.get("ShadowProductionVariants") or []
     problems: list[str] = []
+    if p.get("KmsKeyId"):
+        problems.extend(
+            refused for v in [*production, *shadows] if (refused := kms_refused(v.get("InstanceType"), "KmsKeyId"))
+        )
     if not production:
         problems.append("At least one production variant is required.")
     if len(production) > MAX_PRODUCTION_VARIANTS:

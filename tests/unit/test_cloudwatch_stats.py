@@ -134,7 +134,11 @@ def test_empty_periods_have_no_value():
 
 @pytest.mark.parametrize(
     "text",
-    ["Avg", "p101", "P99", "TM(:)", "TM(10%:500)", "PR(10%:90%)", "TM(90%:10%)", "TC(a:b)", "tm", "p-1"],
+    [
+        *("Avg", "p101", "P99", "TM(:)", "TM(10%:500)", "PR(10%:90%)", "TM(90%:10%)", "TC(a:b)", "tm", "p-1"),
+        # Statistics-definitions: bounds are numbers with at most 10 decimal places, never an exponent.
+        *("TC(:1e+06)", "TC(:1E6)", "PR(:0.12345678901)"),
+    ],
 )
 def test_invalid_statistics_are_refused(text):
     with pytest.raises(ValueError):
