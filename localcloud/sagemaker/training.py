@@ -277,6 +277,14 @@ def plan_training(request: dict[str, Any]) -> TrainingPlan:
             f"path inside one of the job's channels (/opt/ml/input/data/<channel>/..., as the SDK's code channel "
             f"under network isolation); got {submit!r}. Locally there is no code baked into an image."
         )
+    if request.get("EnableNetworkIsolation") and submit.startswith("s3://"):
+        # On AWS the toolkit inside the isolated container tries to download it and cannot reach S3: the job
+        # fails as the algorithm's error. The SDK ships the code as the "code" channel for exactly this.
+        raise JobFailure(
+            f"AlgorithmError: could not download sagemaker_submit_directory {submit}: the container runs with "
+            f"EnableNetworkIsolation and has no network. Pass the source as an input channel (the SageMaker "
+            f"Python SDK's 'code' channel, /opt/ml/input/data/code/sourcedir.tar.gz) or turn isolation off."
+        )
     resources = request.get("ResourceConfig", {})
     if int(resources.get("InstanceCount", 1)) != 1:
         raise JobFailure(

@@ -421,6 +421,21 @@ def test_a_manifest_file_channel_downloads_the_listed_objects(cloud, s3, sm):
 CODE_CHANNEL_SOURCE = "/opt/ml/input/data/code/sourcedir.tar.gz"
 
 
+def test_an_isolated_job_that_points_its_code_at_s3_fails_as_on_aws(cloud, s3, sm):
+    # Given an isolated job whose sagemaker_submit_directory is an S3 URI: on AWS the toolkit inside the container
+    # tries to download it with no network
+    name = unique("isolated-s3")
+    put_text(s3, f"data/{name}/train/a.csv", "1,2\n")
+    source = upload_source(s3, {"probe.py": PROBE})
+    channels = [channel("train", f"s3://{BUCKET}/data/{name}/train")]
+    create_job(sm, name, sdk_hyperparameters("probe.py", source), channels, EnableNetworkIsolation=True)
+    # When it runs, then it fails as the algorithm's error, saying why and what works instead
+    described = finished(sm, name)
+    assert described["TrainingJobStatus"] == "Failed"
+    assert described["FailureReason"].startswith("AlgorithmError: could not download sagemaker_submit_directory")
+    assert "'code' channel" in described["FailureReason"]
+
+
 def test_an_isolated_job_runs_its_code_from_the_sdks_code_channel(cloud, s3, sm):
     # Given what the SDK sends under network isolation: the source as a channel named code (an S3Prefix naming
     # the tar.gz), and sagemaker_submit_directory pointing at where that object lands in the container
