@@ -83,20 +83,26 @@ def test_unknown_function_is_not_found(cloud):
         client.invoke(FunctionName="no-such-function", Payload=b"{}")
 
 
-def test_concurrent_invocations_run_in_more_than_one_warm_worker(cloud):
+def test_concurrent_invocations_run_in_more_than_one_warm_worker(cloud, tmp_path):
     client = cloud.client("lambda")
     client.invoke(FunctionName="fixture-EchoFunction", Payload=b"{}")
     pool = cloud.lambdas.resolve("fixture-EchoFunction")
-    with ThreadPoolExecutor(max_workers=4) as executor:
-        results = list(
+    # Two calls that each wait until both have started: they can only finish met if they ran side by side,
+    # however fast or loaded the machine is.
+    payload = json.dumps({"mode": "meet", "folder": str(tmp_path), "expected": 2}).encode()
+    with ThreadPoolExecutor(max_workers=2) as executor:
+        answers = list(
             executor.map(
-                lambda _: cloud.client("lambda").invoke(FunctionName="fixture-EchoFunction", Payload=b"{}")[
-                    "StatusCode"
-                ],
-                range(8),
+                lambda _: json.loads(
+                    cloud.client("lambda")
+                    .invoke(FunctionName="fixture-EchoFunction", Payload=payload)["Payload"]
+                    .read()
+                ),
+                range(2),
             )
         )
-    assert results == [200] * 8
+    assert [answer["met"] for answer in answers] == [True, True]
+    assert answers[0]["pid"] != answers[1]["pid"]
     assert len(pool.worker_pids) >= 2
 
 
