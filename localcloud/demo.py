@@ -555,7 +555,7 @@ def _rollout_outcome(package: str, version: int, entries: list[dict[str, Any]]) 
             "stages": entered if "full" in entered else [*entered, "full"],
         }
     verdicts = [e for e in entries if e["event"] == "verdict" and e.get("verdict") != "CONTINUE"]
-    ended = next(e for e in reversed(entries) if e["event"] == (ending or e["event"]))
+    ended = next((e for e in reversed(entries) if e["event"] == ending), entries[-1])
     reason = verdicts[-1].get("explanation") if verdicts else ended.get("reason") or ended.get("error")
     return {"model_package": package, "version": version, "outcome": outcome, "stages": entered, "reason": reason}
 

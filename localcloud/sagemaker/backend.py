@@ -46,6 +46,12 @@ ACCOUNT = "123456789012"
 REGION = "us-east-1"
 
 
+def _refuse_volume_key(resources: dict[str, Any]) -> None:
+    """SageMaker's refusal of a VolumeKmsKeyId on an instance type with local NVMe storage."""
+    if resources.get("VolumeKmsKeyId") and (refused := kms_refused(resources.get("InstanceType"), "VolumeKmsKeyId")):
+        raise SageMakerError(refused)
+
+
 class SageMakerError(Exception):
     code = "ValidationException"
     status = 400
@@ -181,11 +187,7 @@ class SageMakerBackend:
     def create_training_job(self, p: dict[str, Any]) -> dict[str, Any]:
         name = p["TrainingJobName"]
         job_arn = arn(f"training-job/{name.lower()}")
-        resources = p.get("ResourceConfig") or {}
-        if resources.get("VolumeKmsKeyId") and (
-            refused := kms_refused(resources.get("InstanceType"), "VolumeKmsKeyId")
-        ):
-            raise SageMakerError(refused)
+        _refuse_volume_key(p.get("ResourceConfig") or {})
         stopping = p.get("StoppingCondition") or {}
         if p.get("EnableManagedSpotTraining"):
             max_wait, max_run = stopping.get("MaxWaitTimeInSeconds"), stopping.get("MaxRuntimeInSeconds", 86400)
@@ -258,11 +260,7 @@ class SageMakerBackend:
     def create_transform_job(self, p: dict[str, Any]) -> dict[str, Any]:
         name = p["TransformJobName"]
         job_arn = arn(f"transform-job/{name.lower()}")
-        resources = p.get("TransformResources") or {}
-        if resources.get("VolumeKmsKeyId") and (
-            refused := kms_refused(resources.get("InstanceType"), "VolumeKmsKeyId")
-        ):
-            raise SageMakerError(refused)
+        _refuse_volume_key(p.get("TransformResources") or {})
         with self.lock:
             if name in self.transform_jobs:
                 raise ResourceInUse(
