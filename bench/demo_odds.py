@@ -66,8 +66,11 @@ def _stage(
     *,
     faulty: bool = False,
     baseline: dict[Metric, Baseline] | None = None,
-) -> tuple[str, int, dict[str, list[int]]]:
-    """One stage of bins up to its limit, judged once: (verdict, deciding minute, champion's counts)."""
+) -> tuple[str, int, dict[str, int]]:
+    """One stage of bins up to its limit, judged once: (verdict, deciding minute, champion's counts).
+
+    The champion's counts (requests, errors, labelled, wrong) are those the stage adds to full's baseline:
+    its minutes until the judge call that ended the stage, the deciding bin's minute plus CloudWatch's lag."""
     limit = config["limits"][kind]
     minutes = limit - LAG_MINUTES  # at the limit, the last LAG minutes' bins are not complete yet
     m, fault = config["malformed"], FAULT_SHARE if faulty else 0.0
@@ -81,7 +84,7 @@ def _stage(
         )
     )
     champion, candidate, champion_fb, candidate_fb, pairs = [], [], [], [], []
-    kept = {"n": [0], "bad": [0], "labelled": [0], "wrong": [0]}
+    kept: list[tuple[int, int, int, int]] = []  # the champion's (requests, errors, labelled, wrong) per minute
     for minute in range(minutes):
         requests = int(rng.poisson(rate))
         malformed = int(rng.binomial(requests, m))
@@ -99,11 +102,8 @@ def _stage(
                 drawn = rng.multinomial(both, [*p, 1 - sum(p)])
                 only = (int(drawn[1]), int(drawn[0]))
             pairs.append(PairedBin(minute, both, only[0], only[1]))
-            kept["n"][0] += requests
-            kept["bad"][0] += malformed
             labelled = int(rng.binomial(valid, share))
-            kept["labelled"][0] += labelled
-            kept["wrong"][0] += int(rng.binomial(labelled, wrong_champion))
+            kept.append((requests, malformed, labelled, int(rng.binomial(labelled, wrong_champion))))
             continue
         to_candidate = int(rng.binomial(requests, weight / 100))
         counts = []
@@ -119,8 +119,7 @@ def _stage(
                 bins.append(VariantBin(minute, n, bad))
             if labelled:
                 feedback.append(FeedbackBin(minute, labelled, wrong))
-        for key, value in zip(("n", "bad", "labelled", "wrong"), counts[0], strict=True):
-            kept[key][0] += value
+        kept.append(counts[0])
     observed = StageObservations(
         minutes_elapsed=limit,
         champion=tuple(champion),
@@ -135,11 +134,12 @@ def _stage(
     rolled = [item.decided_minute for item in judged.metrics if item.verdict is Verdict.ROLLBACK]
     promoted = [item.decided_minute for item in judged.metrics if item.verdict is Verdict.PROMOTE]
     if rolled and (len(promoted) < len(judged.metrics) or min(r or 0 for r in rolled) <= max(p or 0 for p in promoted)):
-        first = min(r or 0 for r in rolled)
-        return "ROLLBACK", first, kept
+        return "ROLLBACK", min(r or 0 for r in rolled), {}
     if len(promoted) == len(judged.metrics):
-        return "PROMOTE", max(p or 0 for p in promoted), kept
-    return "INCONCLUSIVE", limit, kept
+        decided = max(p or 0 for p in promoted)
+        totals = np.sum(kept[: decided + 1 + LAG_MINUTES], axis=0, dtype=np.int64)
+        return "PROMOTE", decided, dict(zip(("n", "bad", "labelled", "wrong"), map(int, totals), strict=True))
+    return "INCONCLUSIVE", limit, {}
 
 
 def _good_rollout(rng: np.random.Generator, config: dict[str, Any], rate: float) -> tuple[str, str, int]:
@@ -164,8 +164,8 @@ def _good_rollout(rng: np.random.Generator, config: dict[str, Any], rate: float)
             verdict = "PROMOTE"  # the watch found no harm in its time: the promotion stands
         if verdict != "PROMOTE":
             return verdict.lower(), kind, elapsed
-        for key in history:
-            history[key] += kept[key][0]
+        for key, value in kept.items():  # empty after the watch: nothing follows it
+            history[key] += value
     return "promoted", "watch", elapsed
 
 

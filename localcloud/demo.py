@@ -80,9 +80,11 @@ class Settings:
     # candidate as good as its champion is rolled back by chance in at most 0.05 % of rollouts (Bonferroni).
     alpha: float = 0.0001
     beta: float = 0.2
-    # A 3x worse error rate or misclassification rate must be caught (the faulty candidate fails half of its
-    # requests: about 5.5x the champion's error rate).
-    delta: float = 2.0
+    # Errors: a 4x worse rate must be caught (the faulty candidate fails half its requests, 5.5x the champion's
+    # rate). Full and the watch test against the champion's estimated rate before the stage, as if it were
+    # exact: the larger delta keeps an underestimate from rolling a good candidate back (bench/demo_odds.py:
+    # 6 of 10,000 quick demos failed so at delta 2). Quality: a 3x worse misclassification rate.
+    delta: float = 3.0
     quality_delta: float = 2.0
     min_samples: int = 50
 
