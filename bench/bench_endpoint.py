@@ -63,7 +63,7 @@ from localcloud.sagemaker.inference import ModelHandler  # noqa: E402
 from localcloud.server import LocalCloud  # noqa: E402
 
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
-ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+ROLE = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
 CHURN = ROOT / "examples" / "churn"
 CSV = "text/csv"
 

@@ -51,15 +51,24 @@ def local_up(
     stack_name: Annotated[str, typer.Option(help="Stack name used for physical resource names.")] = "shepherd",
     admin_api: Annotated[bool, typer.Option(help="Open moto's /moto-api reset/admin API (closed by default).")] = False,
     quiet: Annotated[bool, typer.Option(help="Do not echo Lambda logs to the console.")] = False,
+    iam: Annotated[
+        str,
+        typer.Option(
+            help="on: the cloud's own principals (functions, state machines, SageMaker roles) are held to their "
+            "IAM policies; off: every decision is logged but none refused (for debugging)."
+        ),
+    ] = "on",
 ) -> None:
     """Start the local cloud on 127.0.0.1, deploy the template, and serve until Ctrl-C."""
-    from localcloud.server import LocalCloud
+    from localcloud.server import DEFAULT_SAGEMAKER_ROLE, LocalCloud
     from localcloud.template import TemplateError
 
     if time_scale <= 0:
         _fail(f"--time-scale must be > 0, got {time_scale}")
+    if iam not in ("on", "off"):
+        _fail(f"--iam is on or off, got {iam!r}")
     params = _parse_params(param or [])
-    cloud = LocalCloud(port=port, time_scale=time_scale, admin_api=admin_api, echo_logs=not quiet)
+    cloud = LocalCloud(port=port, time_scale=time_scale, admin_api=admin_api, echo_logs=not quiet, iam=iam == "on")
     try:
         cloud.start()
     except OSError as exc:
@@ -77,7 +86,11 @@ def local_up(
         cloud.stop()
         _fail(str(exc))
     Console().print(f"[bold green]Shepherd local cloud[/] ready at {cloud.endpoint} (time scale {time_scale:g}x)")
-    lines = ["Use it from another shell with:"]
+    lines = [
+        f"IAM is {iam} for the cloud's own principals; decisions are logged to {cloud.authorizer.log_path}.",
+        f"SageMaker execution role for the SDK: {DEFAULT_SAGEMAKER_ROLE}",
+        "Use it from another shell with:",
+    ]
     lines += [f"  export {key}={value}" for key, value in cloud.exports().items()]
     lines += ["Outputs:"] + [f"  {key} = {value}" for key, value in outputs.items()]
     lines += [f"Outputs written to {cloud.state_dir / 'outputs.json'}. Ctrl-C stops everything."]
@@ -141,6 +154,13 @@ def demo(
         f"wall time: {time.monotonic() - started:.0f} s"
     )
     problems = []
+    refusals = summary.get("iam", {}).get("refusals") or []
+    if refusals:
+        first = refusals[0]
+        problems.append(
+            f"IAM refused {len(refusals)} request(s) of the stack's roles, first {first['action']} on "
+            f"{first['resource']} by {first['principal']} (log: {summary['iam']['log']})"
+        )
     if traffic["failed"]:
         problems.append(f"{traffic['failed']} requests failed because of a rollout: {traffic['failures'][:3]}")
     ended = {r["version"]: r for r in summary["rollouts"]}

@@ -525,6 +525,11 @@ class Demo:
             "batch": batch_summary,
             "traffic": self.traffic.summary() if self.traffic else {"sent": 0, "failed": 0, "model_errors": {}},
             "decisions": [{"t": round(t, 1), "label": label} for t, label in self.decisions],
+            # What IAM refused the stack's own roles (docs/LOCAL_IAM.md): a working stack has none.
+            "iam": {
+                "log": str(self.cloud.authorizer.log_path) if self.cloud is not None else None,
+                "refusals": list(self.cloud.authorizer.refusals) if self.cloud is not None else [],
+            },
             "records": records,
             "events": self.events,
         }

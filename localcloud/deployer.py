@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from localcloud.asl import AslError, check_definition
+from localcloud.iam import LOG_DELIVERY_ACTIONS, Check
+from localcloud.iam.principals import RoleNotAssumable
 from localcloud.lambdas import FunctionSpec
 from localcloud.template import ACCOUNT_ID, PARTITION, Evaluator, TemplateError, deployment_order, load_template
 
@@ -24,15 +26,11 @@ if TYPE_CHECKING:
 
 Handler = Callable[["Deployer", str, dict[str, Any]], tuple[str, dict[str, Any]]]
 _HANDLERS: dict[str, Handler] = {}
-# Accepted and recorded: permissions and policies are not enforced locally.
+# Accepted and recorded, not applied: EventBridge and S3 invoke functions in-process, so Lambda permissions are not
+# consulted (docs/LOCAL_IAM.md).
 _RECORDED_ONLY = {
     "AWS::Lambda::Permission",
-    "AWS::IAM::Policy",
-    "AWS::IAM::ManagedPolicy",
-    "AWS::S3::BucketPolicy",
-    "AWS::SNS::TopicPolicy",
     "AWS::SQS::QueuePolicy",
-    "AWS::KMS::Alias",
     "AWS::Lambda::EventInvokeConfig",
     "AWS::CloudWatch::Dashboard",
 }
@@ -279,8 +277,51 @@ def _role(d: Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[st
         # IAM reads a document without Version as the 2008 language; moto refuses it, so name it.
         document = {"Version": "2012-10-17", **policy["PolicyDocument"]}
         iam.put_role_policy(RoleName=name, PolicyName=policy["PolicyName"], PolicyDocument=json.dumps(document))
+    for policy_arn in p.get("ManagedPolicyArns") or []:
+        # IAM refuses a policy it does not have ("Policy ... does not exist or is not attachable"), as moto does.
+        iam.attach_role_policy(RoleName=name, PolicyArn=str(policy_arn))
     d.recorded[logical_id] = {"Type": "AWS::IAM::Role", "ManagedPolicyArns": p.get("ManagedPolicyArns") or []}
     return name, {"Arn": role["Arn"], "RoleId": role["RoleId"]}
+
+
+@handles("AWS::S3::BucketPolicy")
+def _bucket_policy(d: Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    d.client("s3").put_bucket_policy(Bucket=str(p["Bucket"]), Policy=json.dumps(p["PolicyDocument"]))
+    return f"{p['Bucket']}-policy", {}
+
+
+@handles("AWS::IAM::Policy")
+def _policy(d: Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    document = json.dumps({"Version": "2012-10-17", **p["PolicyDocument"]})
+    for role_name in p.get("Roles") or []:
+        d.client("iam").put_role_policy(RoleName=str(role_name), PolicyName=p["PolicyName"], PolicyDocument=document)
+    return str(p["PolicyName"]), {}
+
+
+@handles("AWS::IAM::ManagedPolicy")
+def _managed_policy(d: Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    iam = d.client("iam")
+    name = p.get("ManagedPolicyName") or d.physical_name(logical_id, 128)
+    document = json.dumps({"Version": "2012-10-17", **p["PolicyDocument"]})
+    arn = iam.create_policy(PolicyName=name, Path=p.get("Path", "/"), PolicyDocument=document)["Policy"]["Arn"]
+    for role_name in p.get("Roles") or []:
+        iam.attach_role_policy(RoleName=str(role_name), PolicyArn=arn)
+    return arn, {"PolicyArn": arn}
+
+
+@handles("AWS::SNS::TopicPolicy")
+def _topic_policy(d: Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    for topic in p.get("Topics") or []:
+        d.client("sns").set_topic_attributes(
+            TopicArn=str(topic), AttributeName="Policy", AttributeValue=json.dumps(p["PolicyDocument"])
+        )
+    return d.physical_name(logical_id), {}
+
+
+@handles("AWS::KMS::Alias")
+def _kms_alias(d: Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    d.client("kms").create_alias(AliasName=str(p["AliasName"]), TargetKeyId=str(p["TargetKeyId"]))
+    return str(p["AliasName"]), {}
 
 
 @handles("AWS::Logs::LogGroup")
@@ -326,6 +367,7 @@ def _function(d: Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dic
         timeout_seconds=int(p.get("Timeout", 3)),
         memory_mb=int(p.get("MemorySize", 128)),
         log_group=(p.get("LoggingConfig") or {}).get("LogGroup", ""),
+        role_arn=str(p["Role"]),
     )
     # Also known to moto, so GetFunction and ListFunctions answer; Invoke is ours.
     stub = io.BytesIO()
@@ -342,7 +384,14 @@ def _function(d: Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dic
         Environment={"Variables": spec.environment},
         Architectures=p.get("Architectures") or ["x86_64"],
     )
-    d.cloud.lambdas.register(spec)
+    try:
+        d.cloud.lambdas.register(spec)
+    except RoleNotAssumable as exc:
+        # CreateFunction's InvalidParameterValueException (Lambda API reference, CreateFunction: Role).
+        raise TemplateError(
+            f"{logical_id} (AWS::Lambda::Function): The role defined for the function cannot be assumed by Lambda. "
+            f"({exc})"
+        ) from exc
     return name, {"Arn": arn}
 
 
@@ -361,6 +410,29 @@ def _definition(d: Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, P
     raise TemplateError(f"{logical_id} (AWS::StepFunctions::StateMachine): no definition")
 
 
+def _check_states_role(d: Deployer, logical_id: str, p: dict[str, Any]) -> None:
+    """What CreateStateMachine checks of its role: that Step Functions may assume it, and with logging on, that it
+    may deliver logs ("Logging using CloudWatch Logs", step-functions/latest/dg/cw-logs.html)."""
+    try:
+        credentials = d.cloud.role_credentials(str(p["RoleArn"]), "states.amazonaws.com", "shepherd-states")
+    except RoleNotAssumable as exc:
+        raise TemplateError(
+            f"{logical_id} (AWS::StepFunctions::StateMachine): Neither the global service principal "
+            f"states.amazonaws.com, nor the regional one is authorized to assume the provided role. ({exc})"
+        ) from exc
+    if ((p.get("LoggingConfiguration") or {}).get("Level") or "OFF") == "OFF":
+        return
+    checks = [Check(action, "*") for action in LOG_DELIVERY_ACTIONS]
+    refusal = d.cloud.authorizer.authorize(
+        credentials.principal, checks, d.region, service="stepfunctions", operation="CreateStateMachine"
+    )
+    if refusal is not None:
+        raise TemplateError(
+            f"{logical_id} (AWS::StepFunctions::StateMachine): The state machine IAM Role is not authorized to "
+            f"access the Log Destination ({refusal.message})"
+        )
+
+
 @handles("AWS::StepFunctions::StateMachine")
 def _state_machine(d: Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     text, path = _definition(d, logical_id, p)
@@ -371,6 +443,7 @@ def _state_machine(d: Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str
         check_definition(text)
     except AslError as exc:
         raise TemplateError(f"{where}: not valid ASL: {exc}") from exc
+    _check_states_role(d, logical_id, p)
     name = p.get("StateMachineName") or d.physical_name(logical_id, 80)
     args: dict[str, Any] = {
         "name": name,

@@ -61,6 +61,7 @@ class FunctionSpec:
     timeout_seconds: int
     memory_mb: int
     log_group: str = ""
+    role_arn: str = ""
 
     @property
     def log_group_name(self) -> str:
@@ -92,7 +93,11 @@ class Worker:
     """One warm process of a function; handles one invocation at a time."""
 
     def __init__(
-        self, spec: FunctionSpec, base_env: dict[str, str], log_sink: Callable[[FunctionSpec, str, str], None]
+        self,
+        spec: FunctionSpec,
+        base_env: dict[str, str],
+        log_sink: Callable[[FunctionSpec, str, str], None],
+        credentials: dict[str, str],
     ):
         self.spec = spec
         self.stream = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}"
@@ -101,6 +106,7 @@ class Worker:
         env = {k: os.environ[k] for k in _PASSED_THROUGH_ENV if k in os.environ}
         env.update(base_env)
         env.update(spec.environment)
+        env.update(credentials)  # the execution role's session: reserved variables, after the function's own
         env.update(
             {
                 "AWS_LAMBDA_FUNCTION_NAME": spec.name,
@@ -224,10 +230,15 @@ class FunctionPool:
     """Warm workers of one function; a new one starts when all are busy (up to a bound)."""
 
     def __init__(
-        self, spec: FunctionSpec, base_env: dict[str, str], log_sink: Callable[[FunctionSpec, str, str], None]
+        self,
+        spec: FunctionSpec,
+        base_env: dict[str, str],
+        log_sink: Callable[[FunctionSpec, str, str], None],
+        credentials: dict[str, str] | None = None,
     ):
         self.spec = spec
         self._base_env = base_env
+        self._credentials = credentials or {}
         self._log_sink = log_sink
         self._idle: list[Worker] = []
         self._all: list[Worker] = []
@@ -246,7 +257,7 @@ class FunctionPool:
                         return worker
                     self._all.remove(worker)
                 if len(self._all) < MAX_WORKERS_PER_FUNCTION:
-                    worker = Worker(self.spec, self._base_env, self._log_sink)
+                    worker = Worker(self.spec, self._base_env, self._log_sink, self._credentials)
                     self._all.append(worker)
                     return worker
                 self._cond.wait()
@@ -297,16 +308,20 @@ class LambdaRuntime:
         base_env: dict[str, str],
         log_sink: Callable[[FunctionSpec, str, str], None],
         sleep: Callable[[float], object] = time.sleep,
+        credentials: Callable[[FunctionSpec], dict[str, str]] | None = None,
     ):
         self.base_env = base_env  # shared with every pool; filled in once the endpoint's port is known
+        # The environment that makes a function act as its execution role; raises when Lambda cannot assume it.
+        self._credentials = credentials
         self._log_sink = log_sink
         self._sleep = sleep
         self._pools: dict[str, FunctionPool] = {}
         self._async = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lambda-async")
 
     def register(self, spec: FunctionSpec) -> None:
+        credentials = self._credentials(spec) if self._credentials is not None else {}
         old = self._pools.get(spec.name)
-        self._pools[spec.name] = FunctionPool(spec, self.base_env, self._log_sink)
+        self._pools[spec.name] = FunctionPool(spec, self.base_env, self._log_sink, credentials)
         if old is not None:
             old.close()
 

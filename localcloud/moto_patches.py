@@ -72,11 +72,25 @@ def install(cloud: LocalCloud) -> None:
     _patch_service_integrations()
     _patch_events()
     _patch_s3_events()
+    _patch_bucket_policy_check()
 
 
 def uninstall() -> None:
     """Detach the stopped cloud; the patches stay (moto's backends are process-global anyway)."""
     _state["cloud"] = None
+
+
+def _patch_bucket_policy_check() -> None:
+    """moto refuses object requests a bucket policy's Deny names, ignoring its Principal and Condition: the template's
+    Deny on aws:SecureTransport "false" would refuse every request. The local cloud's IAM middleware evaluates bucket
+    policies for its own principals (localcloud/iam/authorizer.py); other callers keep full access."""
+    from moto.iam.access_control import PermissionResult
+    from moto.s3.models import FakeBucket
+
+    def get_permission(self: Any, action: str, resource: str) -> Any:
+        return PermissionResult.NEUTRAL
+
+    FakeBucket.get_permission = get_permission
 
 
 def _preload_batch_utils() -> None:

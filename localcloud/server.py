@@ -23,7 +23,11 @@ from werkzeug.serving import BaseWSGIServer
 from localcloud import cloudwatch, moto_patches
 from localcloud.clock import VirtualClock
 from localcloud.guard import Guard
-from localcloud.lambdas import FunctionNotFound, LambdaRuntime, encode_log_tail
+from localcloud.iam import engine as states_engine
+from localcloud.iam.authorizer import Authorizer
+from localcloud.iam.middleware import IamMiddleware
+from localcloud.iam.principals import Credentials, Principals, RoleNotAssumable, load_aws_managed_policies
+from localcloud.lambdas import FunctionNotFound, FunctionSpec, LambdaRuntime, encode_log_tail
 from localcloud.logs import LogShipper
 from localcloud.sagemaker.api import SageMakerApi
 from localcloud.sagemaker.autoscaling import AutoscalingApi, EndpointAutoscaler
@@ -37,6 +41,8 @@ log = logging.getLogger("shepherd.local")
 REGION = "us-east-1"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "shepherd-local", "AWS_SECRET_ACCESS_KEY": "shepherd-local"}
 _INVOKE_PREFIX = "/2015-03-31/functions/"
+# Created by start(), for users of the SageMaker SDK: get_execution_role() has no local equivalent.
+DEFAULT_SAGEMAKER_ROLE = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
 
 
 class LambdaInvokeMiddleware:
@@ -131,6 +137,8 @@ class LocalCloud:
         admin_api: bool = False,
         echo_logs: bool = False,
         state_dir: Path | None = None,
+        *,
+        iam: bool = True,
     ) -> None:
         self.port = port
         self.clock = VirtualClock(time_scale)
@@ -142,7 +150,11 @@ class LocalCloud:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.log_shipper = LogShipper(lambda: self.client("logs"), echo=echo_logs)
-        self.lambdas = LambdaRuntime(self.worker_environment(), self.log_shipper, sleep=self.clock.sleep)
+        self.principals = Principals()
+        self.authorizer = Authorizer(self.principals, self.state_dir / "authz.jsonl", enabled=iam)
+        self.lambdas = LambdaRuntime(
+            self.worker_environment(), self.log_shipper, sleep=self.clock.sleep, credentials=self._function_credentials
+        )
         self.sagemaker = SageMakerBackend(self)
         self.sagemaker_runtime: RuntimeApi | None = None
         self.autoscaler = EndpointAutoscaler(self)
@@ -203,16 +215,72 @@ class LocalCloud:
             config=Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=5, read_timeout=900),
         )
 
+    def _function_credentials(self, spec: FunctionSpec) -> dict[str, str]:
+        """Lambda runs each function with a session of its execution role, named after the function."""
+        return self.principals.issue(spec.role_arn, "lambda.amazonaws.com", spec.name).environment()
+
+    def _states_can_assume(self, role_arn: str) -> bool:
+        try:
+            self.principals.issue(role_arn, "states.amazonaws.com", "shepherd-states")
+        except RoleNotAssumable:
+            return False
+        return True
+
+    def role_credentials(self, role_arn: str, service: str, session_name: str) -> Credentials:
+        """A session of ``role_arn`` as ``service`` assumes it (raises RoleNotAssumable as AWS refuses)."""
+        return self.principals.issue(role_arn, service, session_name)
+
+    def role_client(self, service: str, credentials: Credentials) -> Any:
+        """A client that acts as a role session: what the cloud's principals use, authorized by IAM."""
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id=credentials.access_key_id,
+            aws_secret_access_key=credentials.secret_access_key,
+            aws_session_token=credentials.session_token,
+            config=Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=5, read_timeout=900),
+        )
+
+    def _create_default_roles(self) -> None:
+        """The SageMaker execution role users of the SDK can pass (docs/LOCAL_IAM.md), as the SageMaker console
+        creates one: AmazonSageMakerFullAccess, and S3 access to any bucket."""
+        iam = self.client("iam")
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}
+            ],
+        }
+        name = DEFAULT_SAGEMAKER_ROLE.rsplit("/", 1)[-1]
+        try:
+            iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
+        except iam.exceptions.EntityAlreadyExistsException:
+            return
+        iam.attach_role_policy(RoleName=name, PolicyArn="arn:aws:iam::aws:policy/AmazonSageMakerFullAccess")
+        any_bucket = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"],
+                    "Resource": ["arn:aws:s3:::*"],
+                }
+            ],
+        }
+        iam.put_role_policy(RoleName=name, PolicyName="AnyS3Bucket", PolicyDocument=json.dumps(any_bucket))
+
     def start(self) -> LocalCloud:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
         from localcloud.keepalive import KeepAliveWSGIServer
 
+        load_aws_managed_policies()
         moto_app = DomainDispatcherApplication(create_backend_app)
         metrics = EndpointMetrics(self.clock, lambda: self.client("cloudwatch"))
         self.sagemaker_runtime = RuntimeApi(LambdaInvokeMiddleware(moto_app, self.lambdas), self.sagemaker, metrics)
         services = AutoscalingApi(SageMakerApi(self.sagemaker_runtime, self.sagemaker), self.autoscaler)
-        guard = Guard(ShepherdApi(services, self), self.port, self.admin_api)
+        guard = Guard(IamMiddleware(ShepherdApi(services, self), self.authorizer), self.port, self.admin_api)
         server = KeepAliveWSGIServer("127.0.0.1", self.port, guard)
         # The Step Functions engine reaches services at localhost:$MOTO_PORT, so bind before patching.
         self.port = server.server_port
@@ -223,6 +291,8 @@ class LocalCloud:
             os.environ.setdefault(key, value)
         moto_patches.install(self)
         cloudwatch.install(self)
+        states_engine.install(self.principals.issue)
+        states_engine.guard_creation(self._states_can_assume)
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         # The engine logs every failed state as an error; executions record them in their history.
         logging.getLogger("moto").setLevel(logging.CRITICAL)
@@ -235,6 +305,7 @@ class LocalCloud:
         self.scheduler.start()
         self.autoscaler.start()
         self._write_sdk_config()
+        self._create_default_roles()
         return self
 
     def deploy(
@@ -261,6 +332,7 @@ class LocalCloud:
             self._server.shutdown()
             self._server.server_close()
         self.log_shipper.close()
+        self.authorizer.close()
         cloudwatch.stop()
         moto_patches.uninstall()
 

@@ -27,6 +27,7 @@ from botocore import xform_name
 from moto.iam.aws_managed_policies import aws_managed_policies_data
 from policy_sentry.querying.actions import get_action_data
 
+from localcloud.iam import LOG_DELIVERY_ACTIONS
 from localcloud.template import CloudFormationTemplate, Evaluator, TemplateError, deployment_order, load_template
 
 REGION, ACCOUNT, STACK = "us-east-1", "123456789012", "shepherd"
@@ -91,18 +92,6 @@ SAGEMAKER_ACTIONS = {
 # (API reference, OutputDataConfig); Encrypt, Decrypt and GenerateDataKey for output and CreateGrant for
 # ResourceConfig.VolumeKmsKeyId: "Encrypt Output Data and Storage Volume with AWS KMS" (sms-security-kms-permissions).
 SAGEMAKER_KEY_ACTIONS = ("kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:CreateGrant")
-# A state machine with a LoggingConfiguration: Step Functions checks these at creation, on "*" ("Logging using
-# CloudWatch Logs", step-functions/latest/dg/cw-logs.html); SAM's translator does not add them.
-LOG_DELIVERY_ACTIONS = (
-    "logs:CreateLogDelivery",
-    "logs:GetLogDelivery",
-    "logs:UpdateLogDelivery",
-    "logs:DeleteLogDelivery",
-    "logs:ListLogDeliveries",
-    "logs:PutResourcePolicy",
-    "logs:DescribeResourcePolicies",
-    "logs:DescribeLogGroups",
-)
 # Tracing sends segments with the role; SAM attaches AWSXrayWriteOnlyAccess for it itself
 # (samtranslator/model/stepfunctions/generators.py), and the check reads that policy.
 XRAY_ACTIONS = ("xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets")

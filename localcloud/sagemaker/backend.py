@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from localcloud.iam.principals import Credentials, RoleNotAssumable
 from localcloud.sagemaker.capture import CaptureWriter
 from localcloud.sagemaker.endpoints import (
     Endpoint,
@@ -93,6 +94,24 @@ def epoch_millis(value: Any) -> Any:
 Runner = Callable[[Job, RunnerContext], None]
 
 
+class RoleContext:
+    """The backend lent to a runner that acts as an execution role: its clients are the role's."""
+
+    def __init__(self, backend: SageMakerBackend, credentials: Credentials) -> None:
+        self.backend = backend
+        self.credentials = credentials
+
+    def client(self, service: str) -> Any:
+        return self.backend.cloud.role_client(service, self.credentials)
+
+    def allows_s3(self, action: str, bucket: str, key: str) -> bool:
+        """Whether the role may read or write the object, for work that reaches S3 without the API."""
+        return self.backend.cloud.authorizer.allows_s3(self.credentials.principal, action, bucket, key)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.backend, name)
+
+
 class SageMakerBackend:
     def __init__(self, cloud: LocalCloud) -> None:
         self.cloud = cloud
@@ -116,6 +135,18 @@ class SageMakerBackend:
 
     def client(self, service: str) -> Any:
         return self.cloud.client(service)
+
+    def assume(self, role_arn: str) -> Credentials:
+        """SageMaker's session of an execution role; a role it cannot assume is the request's error."""
+        try:
+            return self.cloud.role_credentials(role_arn, "sagemaker.amazonaws.com", "SageMaker")
+        except RoleNotAssumable as exc:
+            raise SageMakerError(str(exc)) from exc
+
+    def model_client(self, model: dict[str, Any], service: str) -> Any:
+        """A client acting as the model's execution role (what reads its model data on AWS)."""
+        role = model.get("ExecutionRoleArn")
+        return self.cloud.role_client(service, self.assume(role)) if role else self.client(service)
 
     def log(self, group: str, stream: str, line: str) -> None:
         self.cloud.log_shipper.put(group, stream, line)
@@ -151,11 +182,13 @@ class SageMakerBackend:
 
     # ------------------------------------------------------------------ jobs
 
-    def _start_job(self, job: Job, runner_name: str) -> None:
+    def _start_job(self, job: Job, runner_name: str, credentials: Credentials | None) -> None:
+        context: RunnerContext = self if credentials is None else RoleContext(self, credentials)
+
         def run() -> None:
             try:
                 runner = self._runner(runner_name)
-                runner(job, self)
+                runner(job, context)
             except Exception as exc:
                 log.exception("%s %s: runner crashed", job.kind, job.name)
                 job.set_status(
@@ -188,6 +221,7 @@ class SageMakerBackend:
         name = p["TrainingJobName"]
         job_arn = arn(f"training-job/{name.lower()}")
         _refuse_volume_key(p.get("ResourceConfig") or {})
+        credentials = self.assume(p["RoleArn"])
         stopping = p.get("StoppingCondition") or {}
         if p.get("EnableManagedSpotTraining"):
             max_wait, max_run = stopping.get("MaxWaitTimeInSeconds"), stopping.get("MaxRuntimeInSeconds", 86400)
@@ -233,7 +267,7 @@ class SageMakerBackend:
             self.training_jobs[name] = job
             self.tags[job_arn] = list(p.get("Tags", []))
         self._job_changed(job)
-        self._start_job(job, "training")
+        self._start_job(job, "training", credentials)
         return {"TrainingJobArn": job_arn}
 
     def _training_job(self, name: str) -> Job:
@@ -298,7 +332,8 @@ class SageMakerBackend:
             self.transform_jobs[name] = job
             self.tags[job_arn] = list(p.get("Tags", []))
         self._job_changed(job)
-        self._start_job(job, "transform")
+        role = self.models[p["ModelName"]].get("ExecutionRoleArn")
+        self._start_job(job, "transform", self.assume(role) if role else None)
         return {"TransformJobArn": job_arn}
 
     def _transform_job(self, name: str) -> Job:
@@ -371,6 +406,8 @@ class SageMakerBackend:
             containers = p.get("Containers") or ([p["PrimaryContainer"]] if "PrimaryContainer" in p else [])
             if not containers:
                 raise SageMakerError("Either PrimaryContainer or Containers must be provided.")
+            if p.get("ExecutionRoleArn"):
+                self.assume(p["ExecutionRoleArn"])
             model = {
                 "ModelName": name,
                 "ModelArn": arn(f"model/{name.lower()}"),

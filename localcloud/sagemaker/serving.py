@@ -112,7 +112,9 @@ class VariantFleet(_InstanceFleet):
 
     def start(self) -> None:
         try:
-            self._prepared = prepare_model(_container(self.model), self.backend.client("s3"), self.work_dir, self._log)
+            self._prepared = prepare_model(
+                _container(self.model), self.backend.model_client(self.model, "s3"), self.work_dir, self._log
+            )
         except UnsupportedImage as exc:
             raise ModelLoadFailed(str(exc)) from exc
         except InferenceError as exc:
@@ -361,7 +363,7 @@ class MultiModelFleet(_InstanceFleet):
             container = {**_container(self.model), "ModelDataUrl": self.prefix + target}
             target_dir = self.work_dir / uuid.uuid4().hex[:8]
             try:
-                prepared = prepare_model(container, self.backend.client("s3"), target_dir, self._log)
+                prepared = prepare_model(container, self.backend.model_client(self.model, "s3"), target_dir, self._log)
             except InferenceError as exc:
                 shutil.rmtree(target_dir, ignore_errors=True)
                 raise TargetModelNotFound(

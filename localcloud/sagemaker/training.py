@@ -743,6 +743,22 @@ class ScriptResult:
     command: list[str]
 
 
+ISOLATION_DIR = Path(__file__).with_name("isolation")
+# Credentials and endpoints of the process that serves the local cloud.
+_CLOUD_VARIABLES = frozenset(
+    {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    }
+)
+
+
 def _kill_group(process: subprocess.Popen[bytes], grace: float) -> None:
     """SIGTERM the script's process group, SIGKILL it after the grace period: nothing is left behind."""
     with contextlib.suppress(ProcessLookupError):
@@ -1091,10 +1107,29 @@ class TrainingRun:
         (self.layout.code / plan.program).chmod(0o755)
         return ["/bin/sh", "-c", f"./{plan.program} {shlex.join(args)}"]
 
+    def _aws_environment(self) -> dict[str, str]:
+        """What the container has of AWS: the job role's session and the endpoint, or, isolated, nothing.
+
+        On AWS a training container reaches AWS as its RoleArn; with EnableNetworkIsolation it has no credentials and
+        no network ("Run Training and Inference Containers in Internet-Free Mode"), which isolation/sitecustomize.py
+        enforces for the script's Python.
+        """
+        if self.job.request.get("EnableNetworkIsolation"):
+            return {"PYTHONPATH": str(ISOLATION_DIR), "SHEPHERD_NETWORK_ISOLATION": "1"}
+        credentials = getattr(self.ctx, "credentials", None)
+        cloud = getattr(self.ctx, "cloud", None)
+        if credentials is None or cloud is None:
+            return {}
+        return {**credentials.environment(), "AWS_ENDPOINT_URL": cloud.endpoint}
+
     def _run_script(self, plan: TrainingPlan, python: str, interrupt: bool) -> ScriptResult:
-        env = {**os.environ, **plan.environment, **toolkit_environment(plan, self.layout)}
+        # The local cloud's own keys (full access) never reach a user's script.
+        inherited = {k: v for k, v in os.environ.items() if k not in _CLOUD_VARIABLES}
+        aws = self._aws_environment()
+        env = {**inherited, **plan.environment, **toolkit_environment(plan, self.layout), **aws}
         code = str(self.layout.code)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (code, os.environ.get("PYTHONPATH")) if p)
+        paths = (aws.get("PYTHONPATH"), code, os.environ.get("PYTHONPATH"))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
         command = self._command(plan, python)
         self.note(f"Invoking script with the following command:\n\n{shlex.join(command)}\n")
         tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)

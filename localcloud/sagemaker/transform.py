@@ -226,6 +226,10 @@ class InProcessS3:
     tests/unit/test_moto_contract_s3.py holds the moto internals used here to their shape.
     """
 
+    def __init__(self, allow: Callable[[str, str, str], bool] | None = None) -> None:
+        # With IAM on, whether the job's role may (action, bucket, key); a refusal goes to the API, which answers it.
+        self.allow = allow
+
     @staticmethod
     def backend(bucket: str) -> Any | None:
         try:
@@ -238,7 +242,7 @@ class InProcessS3:
 
     def read(self, bucket: str, key: str) -> bytes | None:
         backend = self.backend(bucket)
-        if backend is None:
+        if backend is None or (self.allow is not None and not self.allow("s3:GetObject", bucket, key)):
             return None
         try:
             found = backend.get_object(bucket, key)
@@ -248,10 +252,10 @@ class InProcessS3:
             return None  # the API's error (NoSuchKey, InvalidObjectState) is the one to report
         return bytes(found.value)
 
-    def writable(self, bucket: str) -> Any | None:
+    def writable(self, bucket: str, key: str) -> Any | None:
         """The backend to write to, if writing through it gives what PutObject would."""
         backend = self.backend(bucket)
-        if backend is None:
+        if backend is None or (self.allow is not None and not self.allow("s3:PutObject", bucket, key)):
             return None
         try:
             target = backend.get_bucket(bucket)
@@ -421,7 +425,7 @@ class TransformRun:
         self._failure_lock = threading.Lock()
         self.pool: ModelWorkerPool | None = None
         self._object_size = 0
-        self.direct = InProcessS3() if _serves_s3_in_process(ctx) else None
+        self.direct = InProcessS3(getattr(ctx, "allows_s3", None)) if _serves_s3_in_process(ctx) else None
 
     # ------------------------------------------------------------------ logs and outcome
 
@@ -817,7 +821,7 @@ class TransformRun:
             try:
                 if isinstance(item, _Begin):
                     key = f"{out_prefix}/{item.source.relative}.out" if out_prefix else f"{item.source.relative}.out"
-                    backend = self.direct.writable(out_bucket) if self.direct is not None else None
+                    backend = self.direct.writable(out_bucket, key) if self.direct is not None else None
                     writer = S3Writer(s3, out_bucket, key, backend)
                 elif isinstance(item, _Done):
                     assert writer is not None

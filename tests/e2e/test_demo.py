@@ -35,6 +35,8 @@ def test_the_quick_demo_promotes_one_candidate_rolls_back_one_and_scores_a_batch
     assert summary["batch"]["status"] == "Completed"
     assert summary["batch"]["records"] > 0
     assert summary["batch"]["output"].startswith("s3://")
+    # The whole story ran under IAM enforcement, and the stack's roles were refused nothing (docs/LOCAL_IAM.md)
+    assert summary["iam"]["refusals"] == [], summary["iam"]["refusals"][:3]
     # and no request failed because of a rollout; the only model errors are the deliberately malformed requests,
     # and no client ever met the faulty candidate
     traffic = summary["traffic"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -59,6 +60,19 @@ def wait_for(check: Callable[[], Any], timeout: float = 20.0, interval: float = 
     raise AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
 
 
+def role(cloud: LocalCloud, name: str, service: str, actions: list[str], resource: str = "*") -> str:
+    """A role ``service`` may assume, allowed ``actions`` on ``resource``: what a test's own resources act as."""
+    iam = cloud.client("iam")
+    trust = {"Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]}
+    try:
+        arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    except iam.exceptions.EntityAlreadyExistsException:
+        return str(iam.get_role(RoleName=name)["Role"]["Arn"])
+    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": resource}]}
+    iam.put_role_policy(RoleName=name, PolicyName="test", PolicyDocument=json.dumps(policy))
+    return str(arn)
+
+
 def finished_execution(cloud: LocalCloud, execution_arn: str, timeout: float = 20.0) -> dict[str, Any]:
     sfn = cloud.client("stepfunctions")
 
@@ -67,3 +81,33 @@ def finished_execution(cloud: LocalCloud, execution_arn: str, timeout: float = 2
         return None if described["status"] == "RUNNING" else described
 
     return wait_for(done, timeout)
+
+
+class Denials:
+    """IAM refusals of the cloud's principals during one test; a test names the ones it provokes."""
+
+    def __init__(self, cloud: LocalCloud) -> None:
+        self.refusals = cloud.authorizer.refusals
+        self.start = len(self.refusals)
+        self.expected: list[tuple[str, str]] = []
+
+    def expect(self, action: str, resource_part: str = "") -> None:
+        self.expected.append((action, resource_part))
+
+    def seen(self) -> list[dict[str, Any]]:
+        return self.refusals[self.start :]
+
+    def unexpected(self) -> list[dict[str, Any]]:
+        return [r for r in self.seen() if not any(r["action"] == a and p in r["resource"] for a, p in self.expected)]
+
+
+@pytest.fixture(autouse=True)
+def denials(request: pytest.FixtureRequest) -> Iterator[Denials | None]:
+    """Fails a test during which the local cloud refused a request the test did not expect (docs/LOCAL_IAM.md)."""
+    if "cloud" not in request.fixturenames:
+        yield None
+        return
+    watch = Denials(request.getfixturevalue("cloud"))
+    yield watch
+    unexpected = watch.unexpected()
+    assert not unexpected, f"IAM refused {len(unexpected)} request(s) the test did not expect: {unexpected[:5]}"

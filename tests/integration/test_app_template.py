@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 
 from localcloud.deployer import Deployer
 
@@ -86,3 +87,40 @@ def test_a_key_that_is_not_a_marker_is_refused_clearly(cloud, app):
     assert response["FunctionError"] == "Unhandled"
     assert error["errorType"] == "MalformedEvent"
     assert "training/<model>/<dataset>/_READY" in error["errorMessage"]
+
+
+def _stack_roles(cloud, stack: str, prefix: str) -> list[tuple[str, str, str]]:
+    """(role ARN, service principal, session name) of every function and state machine of the stack."""
+    functions = [f for f in cloud.lambdas.functions if f.name.startswith(f"{stack}-")]
+    roles = [(f.role_arn, "lambda.amazonaws.com", f.name) for f in functions]
+    sfn = cloud.client("stepfunctions")
+    for machine in sfn.list_state_machines()["stateMachines"]:
+        if machine["name"].startswith(prefix):
+            role_arn = sfn.describe_state_machine(stateMachineArn=machine["stateMachineArn"])["roleArn"]
+            roles.append((role_arn, "states.amazonaws.com", "shepherd-states"))
+    return roles
+
+
+def test_every_role_of_the_stack_is_refused_an_out_of_role_call_in_aws_s_shape(cloud, app, denials):
+    # Given each function's and state machine's role (their own calls pass in the workflow tests)
+    roles = _stack_roles(cloud, "app", "shepherd-apptest-")
+    assert len(roles) >= 12, roles
+    denials.expect("s3:DeleteBucket")
+    denials.expect("sagemaker:DeleteModelPackageGroup")
+    for role_arn, service, session in roles:
+        credentials = cloud.role_credentials(role_arn, service, session)
+        # When it deletes the data bucket or the registry (no role of the stack may)
+        for client, call in (
+            (cloud.role_client("s3", credentials), lambda c: c.delete_bucket(Bucket=app["DataBucketName"])),
+            (
+                cloud.role_client("sagemaker", credentials),
+                lambda c: c.delete_model_package_group(ModelPackageGroupName="churn"),
+            ),
+        ):
+            # Then IAM refuses it, in the protocol's shape, naming the session
+            with pytest.raises(ClientError) as caught:
+                call(client)
+            error = caught.value.response["Error"]
+            assert error["Code"] in ("AccessDenied", "AccessDeniedException"), (role_arn, error)
+            assert error["Message"].startswith(f"User: {credentials.principal.arn} is not authorized"), error
+    assert cloud.client("s3").head_bucket(Bucket=app["DataBucketName"])  # nothing was deleted

@@ -23,7 +23,7 @@ from .workflow import ROOT
 
 pytestmark = [pytest.mark.integration]
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
-ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+ROLE = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
 
 
 class _Fleet:

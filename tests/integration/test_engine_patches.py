@@ -7,16 +7,22 @@ import uuid
 
 import pytest
 
-from .conftest import finished_execution
+from .conftest import finished_execution, role
 
 pytestmark = pytest.mark.integration
-ROLE = "arn:aws:iam::123456789012:role/engine-test"
 
 
 def _run(cloud, definition: dict, payload: dict) -> dict:
     sfn = cloud.client("stepfunctions")
+    # What the definitions below call: functions of the fixture app, and child executions.
+    states_role = role(
+        cloud,
+        "engine-test",
+        "states.amazonaws.com",
+        ["lambda:InvokeFunction", "states:StartExecution", "states:DescribeExecution", "states:StopExecution"],
+    )
     arn = sfn.create_state_machine(
-        name=f"engine-{uuid.uuid4().hex[:8]}", definition=json.dumps(definition), roleArn=ROLE
+        name=f"engine-{uuid.uuid4().hex[:8]}", definition=json.dumps(definition), roleArn=states_role
     )["stateMachineArn"]
     execution = sfn.start_execution(stateMachineArn=arn, input=json.dumps(payload))["executionArn"]
     return finished_execution(cloud, execution)

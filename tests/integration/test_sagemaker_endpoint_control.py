@@ -22,7 +22,7 @@ from .conftest import wait_for
 
 pytestmark = pytest.mark.integration
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
-ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+ROLE = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
 
 
 class FakeFleet:

@@ -15,7 +15,7 @@ import pytest
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "churn"
-ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"  # get_execution_role() only works inside SageMaker
+ROLE = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"  # get_execution_role() only works inside SageMaker
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 CHURN = ROOT / "examples" / "churn"
 SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
-ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+ROLE = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
 BUCKET = "shepherd-training-tests"
 OPT_ML_USABLE = training.opt_ml_usable()
 
@@ -456,6 +456,50 @@ def test_an_isolated_job_runs_its_code_from_the_sdks_code_channel(cloud, s3, sm)
     assert report["files"] == ["a.csv"]
     assert json.loads(report["env"]["SM_CHANNELS"]) == ["code", "train"]
     assert report["env"]["SM_MODULE_DIR"] == str(base / "input" / "data" / "code" / "sourcedir.tar.gz")
+
+
+NETWORK_PROBE = """
+import json, os, socket
+
+report = {"key": os.environ.get("AWS_ACCESS_KEY_ID"), "endpoint": os.environ.get("AWS_ENDPOINT_URL")}
+host, port = os.environ["PROBE_ENDPOINT"].rsplit("/", 1)[-1].split(":")
+try:
+    socket.create_connection((host, int(port)), timeout=5).close()
+    report["connect"] = "connected"
+except OSError as exc:
+    report["connect"] = str(exc)
+if report["endpoint"]:
+    import boto3
+
+    report["identity"] = boto3.client("sts", region_name="us-east-1").get_caller_identity()["Arn"]
+with open(os.path.join(os.environ["SM_MODEL_DIR"], "net.json"), "w") as out:
+    json.dump(report, out)
+"""
+
+
+@pytest.mark.parametrize("isolated", [False, True], ids=["networked", "isolated"])
+def test_a_script_reaches_aws_as_the_job_role_and_an_isolated_one_reaches_nothing(cloud, s3, sm, isolated):
+    name = unique("network")
+    put_text(s3, f"data/{name}/train/a.csv", "1,2\n")
+    channels = [channel("train", f"s3://{BUCKET}/data/{name}/train")]
+    if isolated:
+        channels.append(channel("code", upload_source(s3, {"probe.py": NETWORK_PROBE})))
+        hyperparameters = sdk_hyperparameters("probe.py", CODE_CHANNEL_SOURCE)
+    else:
+        hyperparameters = sdk_hyperparameters("probe.py", upload_source(s3, {"probe.py": NETWORK_PROBE}))
+    environment = {"PROBE_ENDPOINT": cloud.endpoint}
+    create_job(sm, name, hyperparameters, channels, EnableNetworkIsolation=isolated, Environment=environment)
+    described = finished(sm, name)
+    assert described["TrainingJobStatus"] == "Completed", described.get("FailureReason")
+    report = json.loads(model_files(s3, described)["net.json"])
+    if isolated:
+        # No credentials, no endpoint, no network ("Run Training and Inference Containers in Internet-Free Mode")
+        assert (report["key"], report["endpoint"]) == (None, None)
+        assert "Network is unreachable" in report["connect"]
+    else:  # the job's RoleArn, as SageMaker's session of it; never the local cloud's own full-access keys
+        assert report["connect"] == "connected"
+        assert report["identity"] == f"arn:aws:sts::123456789012:assumed-role/{ROLE.rsplit('/', 1)[-1]}/SageMaker"
+        assert report["key"] != "shepherd-local"
 
 
 @pytest.mark.parametrize(

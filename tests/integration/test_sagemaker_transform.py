@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "sagemaker"
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
-ROLE = "arn:aws:iam::123456789012:role/transform-tests"
+ROLE = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
 FEATURES = 4
 
 

@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 AWS_CLI = Path(os.environ.get("SHEPHERD_AWS_CLI") or ROOT / ".venv-awscli" / "bin" / "aws")
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
-ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+ROLE = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
 SEED_ROW = [5.1, 3.5, 1.4, 0.2]
 
 Aws = Callable[..., dict[str, Any]]

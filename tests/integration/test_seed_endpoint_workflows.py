@@ -36,7 +36,7 @@ from .conftest import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "churn"
-ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"  # get_execution_role() only works inside SageMaker
+ROLE = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"  # get_execution_role() only works inside SageMaker
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 SEED_ROW = [5.1, 3.5, 1.4, 0.2]  # the seed's test_data: an Iris setosa
 VIRGINICA_ROW = [6.7, 3.0, 5.2, 2.3]

@@ -78,7 +78,7 @@ def _head(s3: Any, key: str) -> dict[str, Any]:
 @pytest.mark.parametrize("size", [1000, PART_SIZE + 1000], ids=["put", "multipart"])
 def test_objects_written_through_the_backend_look_like_the_apis(s3, size):
     body = (b"0.125\n" * (size // 6 + 1))[:size]
-    backend = InProcessS3().writable("contract-s3")
+    backend = InProcessS3().writable("contract-s3", "events.out")
     assert backend is not None
     for key, target in (("api.out", None), ("direct.out", backend)):
         writer = S3Writer(s3, "contract-s3", key, target)
@@ -100,7 +100,7 @@ def test_reads_come_whole_and_archived_or_missing_objects_fall_back(s3):
 
 def test_object_lock_buckets_are_written_through_the_api(s3):
     s3.create_bucket(Bucket="contract-locked", ObjectLockEnabledForBucket=True)
-    assert InProcessS3().writable("contract-locked") is None
+    assert InProcessS3().writable("contract-locked", "x") is None
 
 
 def test_a_backend_put_sends_the_object_created_notification(s3):
@@ -115,7 +115,7 @@ def test_a_backend_put_sends_the_object_created_notification(s3):
 
     notifications.send_event = record
     try:
-        writer = S3Writer(s3, "contract-s3", "events.out", InProcessS3().writable("contract-s3"))
+        writer = S3Writer(s3, "contract-s3", "events.out", InProcessS3().writable("contract-s3", "events.out"))
         writer.write(b"1\n")
         writer.close()
     finally:

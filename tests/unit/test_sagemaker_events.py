@@ -126,11 +126,12 @@ def sagemaker(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[SageMakerBacken
     cloud = SimpleNamespace(
         clock=VirtualClock(),
         autoscaler=SimpleNamespace(registered_variants=lambda endpoint: set()),
+        role_credentials=lambda role_arn, service, session: None,  # every role can be assumed
     )
     backend = SageMakerBackend(cloud)  # type: ignore[arg-type]
     emitted = Emitted()
     backend.emit = emitted  # type: ignore[method-assign]
-    backend._start_job = lambda job, runner: None  # type: ignore[method-assign]
+    backend._start_job = lambda job, runner, credentials: None  # type: ignore[method-assign]
     backend.fleet_factory = FakeFleet
     yield backend, emitted
     backend.stop()

@@ -6,7 +6,7 @@ import pytest
 
 from localcloud.sagemaker.validation import RequestInvalid, validate
 
-ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+ROLE = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
 
 
 def test_a_complete_request_passes():
