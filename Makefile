@@ -14,7 +14,7 @@ PIP_FLAGS := --quiet --disable-pip-version-check --no-compile
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: install test test-fast test-py313 lint lint-serverless build demo bench clean
+.PHONY: install test test-fast test-py313 lint lint-serverless build demo bench clean iam-report
 
 install: $(VENV)/.installed
 
@@ -90,6 +90,10 @@ PYTEST_PARALLEL := $(if $(filter-out 0 1,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS)
 test:
 	$(MAKE) --no-print-directory --jobs=$(SETUP_JOBS) --output-sync=target $(TEST_SETUP)
 	$(BIN)/python -m pytest $(PYTEST_PARALLEL)
+
+# The least-privilege report per role from the last test run's authorization logs (docs/LOCAL_IAM.md).
+iam-report:
+	$(BIN)/python tools/iam_report.py .shepherd/authz --markdown .shepherd/authz/report.md
 
 test-fast: install $(AWSCLI_VENV)/.installed
 	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not slow"

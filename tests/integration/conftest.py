@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,6 +35,20 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
         local.deploy(FIXTURES / "app" / "template.yaml", {"Greeting": "hello from the template"}, "fixture")
         yield local
         local.stop()
+        _keep_authorization_log(local)
+
+
+AUTHZ_DIR = FIXTURES.parents[1] / ".shepherd" / "authz"
+
+
+def _keep_authorization_log(cloud: LocalCloud) -> None:
+    """The run's authorization log, kept per worker for `make iam-report` (tools/iam_report.py)."""
+    target = AUTHZ_DIR / os.environ.get("PYTEST_XDIST_WORKER", "main")
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("authz.jsonl", "authz-roles.json"):
+        source = cloud.state_dir / name
+        if source.exists():
+            shutil.copyfile(source, target / name)
 
 
 @pytest.fixture
