@@ -19,6 +19,7 @@ import html
 import io
 import json
 import random
+import shutil
 import tempfile
 import threading
 import time
@@ -417,6 +418,10 @@ class Demo:
                 self.cloud.stop()
         summary["wall_seconds"] = round(time.monotonic() - started, 1)
         self.out.mkdir(parents=True, exist_ok=True)
+        for name in ("authz.jsonl", "authz-roles.json"):  # tools/iam_report.py demo-output/: what each role used
+            if (state / name).exists():
+                shutil.copyfile(state / name, self.out / name)
+        summary["iam"]["log"] = str(self.out / "authz.jsonl")
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
         import matplotlib.pyplot as plt
 

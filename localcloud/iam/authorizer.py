@@ -98,7 +98,7 @@ class Authorizer:
         self.log_path = log_path
         self.refusals: list[dict[str, Any]] = []
         self._lookups = MotoLookups()
-        self._roles: set[str] = set()
+        self._roles: dict[str, list[str]] = {}  # every role in the log, with its policies when first seen
 
     def authorize(
         self,
@@ -171,7 +171,8 @@ class Authorizer:
             log.warning("denied: %s %s on %s %s", principal.arn, check.action, check.resource, decision.reason)
         line = json.dumps(entry) + "\n"
         with self._lock:
-            self._roles.add(principal.role_arn)
+            if principal.role_arn not in self._roles:
+                self._roles[principal.role_arn] = identity_policies(principal.role_arn)
             if not allowed:
                 self.refusals.append(entry)
             if self.log_path is None:
@@ -187,7 +188,8 @@ class Authorizer:
             if self._log is not None:
                 self._log.close()
                 self._log = None
-            roles = sorted(self._roles)
-        if self.log_path is not None and roles:
-            snapshot = {role: identity_policies(role) for role in roles}
+            seen = dict(self._roles)
+        if self.log_path is not None and seen:
+            # A stack torn down before the cloud stops has deleted its roles: keep what they had when first seen.
+            snapshot = {role: identity_policies(role) or first for role, first in sorted(seen.items())}
             (self.log_path.parent / "authz-roles.json").write_text(json.dumps(snapshot, indent=1) + "\n")

@@ -39,6 +39,21 @@ def _error(call) -> tuple[int, str, str]:
     return response["ResponseMetadata"]["HTTPStatusCode"], response["Error"]["Code"], response["Error"]["Message"]
 
 
+def _function_template(folder, logical_id: str, properties: str):
+    """A SAM template of one python3.13 function; ``properties`` adds to its Properties (YAML at their indent)."""
+    template = folder / "template.yaml"
+    head = f"""
+            Transform: AWS::Serverless-2016-10-31
+            Resources:
+              {logical_id}:
+                Type: AWS::Serverless::Function
+                Properties:
+                  Runtime: python3.13
+                  Handler: app.handler"""
+    template.write_text(textwrap.dedent(head + properties) + "\n")
+    return template
+
+
 @pytest.fixture
 def bucket(cloud) -> str:
     name = f"iam-{uuid.uuid4().hex[:10]}"
@@ -71,28 +86,16 @@ def test_a_function_acts_as_its_execution_role(cloud, bucket, tmp_path, denials)
             """
         )
     )
-    template = tmp_path / "template.yaml"
-    template.write_text(
-        textwrap.dedent(
-            f"""
-            Transform: AWS::Serverless-2016-10-31
-            Resources:
-              WhoAmI:
-                Type: AWS::Serverless::Function
-                Properties:
+    properties = f"""
                   FunctionName: iam-whoami
-                  Runtime: python3.13
-                  Handler: app.handler
                   CodeUri: {code}
                   Environment:
                     Variables:
                       BUCKET: {bucket}
                   Policies:
                     - S3ReadPolicy:
-                        BucketName: {bucket}
-            """
-        )
-    )
+                        BucketName: {bucket}"""
+    template = _function_template(tmp_path, "WhoAmI", properties)
     Deployer(cloud, "iamfn").deploy(template, {})
     denials.expect("dynamodb:ListTables")
     result = json.loads(cloud.client("lambda").invoke(FunctionName="iam-whoami")["Payload"].read())
@@ -269,22 +272,10 @@ def test_roles_a_service_cannot_assume_are_refused(cloud, tmp_path):
     )
     assert code == "AccessDeniedException"
     assert "Neither the global service principal states.amazonaws.com" in message
-    template = tmp_path / "template.yaml"
-    template.write_text(
-        textwrap.dedent(
-            f"""
-            Transform: AWS::Serverless-2016-10-31
-            Resources:
-              Orphan:
-                Type: AWS::Serverless::Function
-                Properties:
-                  Runtime: python3.13
-                  Handler: app.handler
+    properties = f"""
                   CodeUri: {tmp_path}
-                  Role: {missing}
-            """
-        )
-    )
+                  Role: {missing}"""
+    template = _function_template(tmp_path, "Orphan", properties)
     with pytest.raises(TemplateError, match="cannot be assumed by Lambda"):
         Deployer(cloud, "orphan").deploy(template, {})
 
