@@ -607,10 +607,12 @@ class S3Transfer:
         except Exception as exc:
             raise JobFailure(f"ClientError: Data download failed: s3://{bucket}/{key}: {exc}") from exc
 
-    def put(self, path: Path, uri: str) -> None:
+    def put(self, path: Path, uri: str, kms_key: str | None = None) -> None:
+        """Upload; with ``kms_key`` as SSE-KMS, which the job's role must be allowed to use (through S3)."""
         bucket, key = split_s3_uri(uri)
+        extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key} if kms_key else None
         try:
-            self.client.upload_file(str(path), bucket, key)
+            self.client.upload_file(str(path), bucket, key, ExtraArgs=extra)
         except Exception as exc:
             raise JobFailure(f"ClientError: could not upload {path.name} to {uri}: {exc}") from exc
 
@@ -1238,11 +1240,14 @@ class TrainingRun:
         try:
             model = make_tar_gz(self.layout.model, self.staging / "model.tar.gz")
             uri = self._artifact_uri(plan, "model.tar.gz")
-            self.s3.put(model, uri)
+            # OutputDataConfig.KmsKeyId encrypts the artifacts, and "the IAM role must have permission to call
+            # kms:Encrypt" on it (SageMaker API reference, OutputDataConfig).
+            kms_key = (self.job.request.get("OutputDataConfig") or {}).get("KmsKeyId")
+            self.s3.put(model, uri, kms_key)
             self.model_artifacts = uri
             if self.layout.output_data.is_dir() and any(self.layout.output_data.iterdir()):
                 output = make_tar_gz(self.layout.output_data, self.staging / "output.tar.gz")
-                self.s3.put(output, self._artifact_uri(plan, "output.tar.gz"))
+                self.s3.put(output, self._artifact_uri(plan, "output.tar.gz"), kms_key)
         except UnsafeArchiveError as exc:
             raise JobFailure(f"ClientError: cannot archive the model artifacts: {exc}") from exc
 

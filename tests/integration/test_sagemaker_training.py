@@ -27,7 +27,7 @@ from localcloud.sagemaker import training
 from localcloud.server import LocalCloud
 from tests.event_contract import assert_documented
 
-from .conftest import wait_for
+from .conftest import role, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -128,9 +128,9 @@ def create_job(
     sm.create_training_job(
         TrainingJobName=name,
         AlgorithmSpecification=algorithm,
-        RoleArn=ROLE,
+        RoleArn=extra.pop("RoleArn", ROLE),
         HyperParameters=hyperparameters,
-        OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/output"},
+        OutputDataConfig=extra.pop("OutputDataConfig", {"S3OutputPath": f"s3://{BUCKET}/output"}),
         ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
         StoppingCondition={"MaxRuntimeInSeconds": max_runtime, **extra.pop("StoppingExtra", {})},
         **extra,
@@ -500,6 +500,30 @@ def test_a_script_reaches_aws_as_the_job_role_and_an_isolated_one_reaches_nothin
         assert report["connect"] == "connected"
         assert report["identity"] == f"arn:aws:sts::123456789012:assumed-role/{ROLE.rsplit('/', 1)[-1]}/SageMaker"
         assert report["key"] != "shepherd-local"
+
+
+def test_a_job_writes_its_artifacts_with_its_output_key_as_its_role(cloud, s3, sm, denials):
+    # Given a KMS key whose policy lets IAM policies grant it, and a role that may use S3 but not the key
+    key = cloud.client("kms").create_key()["KeyMetadata"]["Arn"]
+    role_arn = role(cloud, f"no-key-{uuid.uuid4().hex[:6]}", "sagemaker.amazonaws.com", ["s3:*"])
+    name = unique("output-key")
+    put_text(s3, f"data/{name}/train/a.csv", "1,2\n")
+    source = upload_source(s3, {"probe.py": PROBE})
+    output = {"S3OutputPath": f"s3://{BUCKET}/output", "KmsKeyId": key}
+    denials.expect("kms:GenerateDataKey", key)
+    # When it trains with OutputDataConfig.KmsKeyId
+    create_job(
+        sm,
+        name,
+        sdk_hyperparameters("probe.py", source),
+        [channel("train", f"s3://{BUCKET}/data/{name}/train")],
+        RoleArn=role_arn,
+        OutputDataConfig=output,
+    )
+    # Then its upload is refused as AWS refuses it: the role must be allowed to use the key
+    described = finished(sm, name)
+    assert described["TrainingJobStatus"] == "Failed"
+    assert "kms:GenerateDataKey" in described["FailureReason"], described["FailureReason"]
 
 
 @pytest.mark.parametrize(
