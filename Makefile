@@ -48,6 +48,7 @@ lint: install $(SAM_VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/cfn-lint template.yaml -a cfn_lint_serverless.rules
 	$(BIN)/python tools/check_iam.py template.yaml
