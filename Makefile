@@ -20,7 +20,7 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install $(PIP_FLAGS) -e '.[dev]'
+	$(BIN)/pip install $(PIP_FLAGS) -e '.[local,dev]'
 	touch $@
 
 # aws-sam-cli pins boto3 and click exactly, so it lives in a virtual environment of its own.

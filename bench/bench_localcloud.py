@@ -231,9 +231,9 @@ def breakdown_child(profile: bool) -> None:
     entered = time.time()
     marks: dict[str, float] = {}
     t = time.perf_counter()
-    import localcloud.cli  # noqa: F401  # what `shepherd` imports before the command runs (typer, rich)
+    import shepherd_cli.main  # noqa: F401  # what `shepherd` imports before the command runs (typer, rich)
 
-    marks["import localcloud.cli (typer, rich)"] = time.perf_counter() - t
+    marks["import shepherd_cli.main (typer, rich)"] = time.perf_counter() - t
     t = time.perf_counter()
     from localcloud import deployer, moto_patches, template
     from localcloud.server import LocalCloud

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from localcloud.cli import app
-from localcloud.commands import manual_execution_name, parse_overrides
 from localcloud.deployer import Deployer
+from shepherd_cli.commands import manual_execution_name, parse_overrides
+from shepherd_cli.main import app
 
 from .conftest import wait_for
 from .workflow import ROOT

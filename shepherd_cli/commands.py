@@ -880,7 +880,7 @@ def _delete(target: Target, found: dict[str, list[str]]) -> list[str]:
 
 
 def register(app: typer.Typer) -> None:
-    """Add the commands to the `shepherd` app (localcloud/cli.py)."""
+    """Add the commands to the `shepherd` app (shepherd_cli/main.py)."""
     app.command("status")(status)
     app.add_typer(rollout_app, name="rollout")
     app.command("approve")(approve)

@@ -11,8 +11,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from localcloud.commands import register as register_commands
+from shepherd_cli.commands import register as register_commands
 
 app = typer.Typer(
     help="Shepherd: SageMaker model lifecycle — train, register, shadow → A/B → full rollout.",
@@ -22,14 +23,22 @@ app = typer.Typer(
 local_app = typer.Typer(
     help="The Docker-free local cloud that runs template.yaml on this machine.", no_args_is_help=True
 )
-register_commands(app)  # status, rollout, approve, teardown: localcloud/commands.py
+register_commands(app)  # status, rollout, approve, teardown: shepherd_cli/commands.py
 app.add_typer(local_app, name="local")
 console = Console(stderr=True, soft_wrap=True, highlight=False)
 
 
 def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(1)
+
+
+def _need_local_cloud() -> None:
+    """The local cloud is the `local` extra: say how to get it, not a traceback."""
+    import importlib.util
+
+    if importlib.util.find_spec("moto") is None:
+        _fail("the local cloud is not installed: pip install 'shepherd-mlops[local]'")
 
 
 def _parse_params(values: list[str]) -> dict[str, str]:
@@ -60,6 +69,7 @@ def local_up(
     ] = "on",
 ) -> None:
     """Start the local cloud on 127.0.0.1, deploy the template, and serve until Ctrl-C."""
+    _need_local_cloud()
     from localcloud.server import DEFAULT_SAGEMAKER_ROLE, LocalCloud
     from localcloud.template import TemplateError
 
@@ -135,6 +145,7 @@ def demo(
     """The whole story on the local cloud: train, deploy, shadow -> A/B -> full, a faulty model rolled back, batch."""
     import time
 
+    _need_local_cloud()
     from localcloud.demo import run_demo
 
     started = time.monotonic()
