@@ -84,10 +84,15 @@ def _patch_bucket_policy_check() -> None:
     """moto refuses object requests a bucket policy's Deny names, ignoring its Principal and Condition: the template's
     Deny on aws:SecureTransport "false" would refuse every request. The local cloud's IAM middleware evaluates bucket
     policies for its own principals (localcloud/iam/authorizer.py); other callers keep full access."""
+    from moto.core.models import botocore_stubber
     from moto.iam.access_control import PermissionResult
     from moto.s3.models import FakeBucket
 
+    original = FakeBucket.get_permission
+
     def get_permission(self: Any, action: str, resource: str) -> Any:
+        if botocore_stubber.enabled:  # in-process moto (mock_aws in a unit test): moto's own behaviour
+            return original(self, action, resource)
         return PermissionResult.NEUTRAL
 
     FakeBucket.get_permission = get_permission

@@ -6,6 +6,7 @@ See docs/LOCAL_IAM.md for what is enforced as AWS enforces it and what is not.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -23,6 +24,31 @@ LOG_DELIVERY_ACTIONS = (
     "logs:DescribeResourcePolicies",
     "logs:DescribeLogGroups",
 )
+
+# The local cloud's own keys and endpoints, and the developer's AWS configuration: what a container (a training
+# script, a model) must never reach. On AWS it has its role's session, or nothing.
+_CLOUD_VARIABLES = frozenset(
+    {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_ENDPOINT_URL",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_ROLE_ARN",
+    }
+)
+
+
+def container_environment(environment: Mapping[str, str]) -> dict[str, str]:
+    """``environment`` without the cloud's credentials and endpoints, and with no AWS config or credentials file."""
+    kept = {k: v for k, v in environment.items() if k not in _CLOUD_VARIABLES and not k.startswith("AWS_ENDPOINT_URL_")}
+    return {**kept, "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+
 
 ContextValue = str | tuple[str, ...]
 Context = Mapping[str, ContextValue]

@@ -17,8 +17,8 @@ from typing import IO, Any
 
 from localcloud.iam import Check, ContextValue, Decision, Principal
 from localcloud.iam.lookups import MotoLookups
-from localcloud.iam.policy import evaluate, message
-from localcloud.iam.principals import Principals, identity_policies
+from localcloud.iam.policy import PolicyError, evaluate, message
+from localcloud.iam.principals import Principals, identity_policies, role_named
 
 log = logging.getLogger("shepherd.local.iam")
 
@@ -37,13 +37,15 @@ def global_context(principal: Principal, region: str) -> dict[str, ContextValue]
     keys", reference_policies_condition-keys.html). The local cloud listens on loopback only, which counts as secure
     transport: a bucket policy denying aws:SecureTransport "false" does not refuse it (docs/LOCAL_IAM.md)."""
     session = principal.arn.rsplit("/", 1)[-1]
+    role = role_named(principal.role_arn)
     return {
         "aws:SecureTransport": "true",
         "aws:RequestedRegion": region,
         "aws:PrincipalArn": principal.role_arn,
         "aws:PrincipalAccount": principal.account,
         "aws:PrincipalType": "AssumedRole",
-        "aws:userid": f"{principal.role_arn.rsplit('/', 1)[-1]}:{session}",
+        # "role-id:caller-specified-role-name", the role's unique AROA... id, as AWS sets it
+        "aws:userid": f"{role.id if role is not None else principal.role_arn.rsplit('/', 1)[-1]}:{session}",
         "aws:SourceIp": "127.0.0.1",
         "aws:CurrentTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "aws:EpochTime": str(int(time.time())),
@@ -109,21 +111,23 @@ class Authorizer:
         service: str = "",
         operation: str = "",
         modelled: bool = True,
+        record: bool = True,
     ) -> Refusal | None:
-        """None when every check is allowed; else the first refusal. Every decision is logged."""
+        """None when every check is allowed; else the first refusal. Every decision is logged but, with ``record``
+        False, a refusal: the caller then makes the request through the API, which decides and logs it."""
         context: Mapping[str, ContextValue] = global_context(principal, region)
         policies = identity_policies(principal.role_arn)
         for check in checks:
             document, required = resource_policy(check.resource)
-            decision = evaluate(
-                principal,
-                check,
-                policies,
-                document,
-                resource_policy_required=required,
-                context=context,
-            )
+            try:
+                decision = evaluate(
+                    principal, check, policies, document, resource_policy_required=required, context=context
+                )
+            except PolicyError as exc:  # moto stores documents IAM would refuse; such a policy grants nothing
+                decision = Decision(False, "implicit-deny", f"because a policy cannot be evaluated ({exc})")
             allowed = decision.allowed or not self.enabled
+            if not allowed and not record:
+                return Refusal(check, decision, "")  # the request goes to the API, which decides and logs it
             self._record(principal, check, decision, allowed, service=service, operation=operation, modelled=modelled)
             if not allowed:
                 return Refusal(check, decision, message(principal, check, decision))
@@ -131,7 +135,7 @@ class Authorizer:
 
     def allows_s3(self, principal: Principal, action: str, bucket: str, key: str, region: str = "us-east-1") -> bool:
         """The checks of s3:GetObject or s3:PutObject on one object, with its SSE-KMS key's ("Using server-side
-        encryption with AWS KMS keys": kms:Decrypt to read, kms:GenerateDataKey to write), decided and logged."""
+        encryption with AWS KMS keys": kms:Decrypt to read, kms:GenerateDataKey to write); a refusal is not logged."""
         checks = [Check(action, f"arn:aws:s3:::{bucket}/{key}")]
         kms_key = (
             self._lookups.object_kms_key(bucket, key)
@@ -141,7 +145,7 @@ class Authorizer:
         if kms_key:
             kms_action = "kms:Decrypt" if action == "s3:GetObject" else "kms:GenerateDataKey"
             checks.append(Check(kms_action, kms_key, {"kms:ViaService": f"s3.{region}.amazonaws.com"}))
-        return self.authorize(principal, checks, region, service="s3", operation=action.split(":", 1)[1]) is None
+        return self.authorize(principal, checks, region, service="s3", operation=action, record=False) is None
 
     def _record(
         self,

@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import unquote
 
+from localcloud.iam import Check
 from localcloud.iam.authorizer import Authorizer, Refusal
 from localcloud.iam.lookups import MotoLookups
 from localcloud.iam.requests import Described, access_key_of, describe
 from localcloud.wsgi import WSGIApp
 
-ACCOUNT = "123456789012"
-# S3 PutObject and UploadPart bodies are not read: the checks need only the path and headers.
-_BODYLESS_S3 = ("PUT",)
 _QUERY_COMPATIBLE = frozenset({"cloudwatch", "sqs"})
 
 
@@ -115,27 +114,20 @@ class IamMiddleware:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         headers = _headers(environ)
         query = environ.get("QUERY_STRING", "")
+        method = environ.get("REQUEST_METHOD", "GET")
         key = access_key_of(headers, query)
+        if key is None and method == "POST" and headers.get("content-type", "").startswith("multipart/form-data"):
+            return self._form_upload(environ, start_response, headers)
         principal = self.authorizer.principals.principal_of(key) if key else None
         if principal is None:
             return self.app(environ, start_response)
-        method = environ.get("REQUEST_METHOD", "GET")
-        body = b""
-        is_s3_upload = method in _BODYLESS_S3 and "/s3/aws4_request" in headers.get("authorization", "")
-        if not is_s3_upload:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-            body = environ["wsgi.input"].read(length) if length else b""
-            environ["wsgi.input"] = io.BytesIO(body)
+        # S3 PUT bodies (objects, parts) are not read: the checks need only the path and headers.
+        upload = method == "PUT" and "/s3/aws4_request" in headers.get("authorization", "")
+        body = b"" if upload else _read_body(environ)
         region = _region_of(headers, query)
+        path = environ.get("PATH_INFO", "")
         described = describe(
-            method,
-            environ.get("PATH_INFO", ""),
-            query,
-            headers,
-            body,
-            region=region,
-            account=principal.account,
-            lookups=self.lookups,
+            method, path, query, headers, body, region=region, account=principal.account, lookups=self.lookups
         )
         if described is None:
             return self.app(environ, start_response)
@@ -149,8 +141,68 @@ class IamMiddleware:
         )
         if refusal is None:
             return self.app(environ, start_response)
-        status, response_headers, payload = refusal_response(described, refusal)
-        if method == "HEAD":
-            payload = b""
-        start_response(status, [*response_headers, ("Content-Length", str(len(payload)))])
-        return [payload]
+        return _refuse(start_response, described, refusal, method)
+
+    def _form_upload(
+        self, environ: dict[str, Any], start_response: Callable[..., Any], headers: dict[str, str]
+    ) -> Iterable[bytes]:
+        """An S3 POST upload (a presigned form) carries its signature in the form: the object's PutObject check.
+
+        "Authenticating Requests in Browser-Based Uploads Using POST" (AmazonS3/latest/API/sigv4-UsingHTTPPOST.html).
+        """
+        body = _read_body(environ)
+        fields = _form_fields(body)
+        credential = fields.get("x-amz-credential", "").split("/", 1)[0] or fields.get("awsaccesskeyid", "")
+        principal = self.authorizer.principals.principal_of(credential) if credential else None
+        if principal is None:
+            return self.app(environ, start_response)
+        bucket = (environ.get("PATH_INFO", "").strip("/").split("/", 1)[0]) or headers.get("host", "").split(".", 1)[0]
+        object_key = fields.get("key", "")
+        checks = [Check("s3:PutObject", f"arn:aws:s3:::{bucket}/{object_key}")]
+        kms_key = self.lookups.bucket_kms_key(bucket)
+        if kms_key:
+            checks.append(Check("kms:GenerateDataKey", kms_key, {"kms:ViaService": "s3.us-east-1.amazonaws.com"}))
+        refusal = self.authorizer.authorize(principal, checks, "us-east-1", service="s3", operation="PostObject")
+        if refusal is None:
+            return self.app(environ, start_response)
+        described = Described("s3", "PostObject", "rest-xml", tuple(checks))
+        return _refuse(start_response, described, refusal, "POST")
+
+
+def _read_body(environ: dict[str, Any]) -> bytes:
+    """The whole body, put back for the service to read; a chunked one (no Content-Length) is read to its end."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    stream = environ["wsgi.input"]
+    if length:
+        body = stream.read(length)
+    elif environ.get("wsgi.input_terminated") or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+        body = stream.read()
+    else:
+        body = b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    if body and not length:
+        environ["CONTENT_LENGTH"] = str(len(body))
+    return body
+
+
+_FORM_FIELD = re.compile(rb'name="([^"]+)"\r\n(?:[^\r\n]+\r\n)*\r\n(.*?)\r\n--', re.DOTALL)
+
+
+def _form_fields(body: bytes) -> dict[str, str]:
+    """The text fields of a multipart form, by lower-case name (the file's content is not decoded)."""
+    return {
+        name.decode(errors="replace").lower(): value.decode(errors="replace")
+        for name, value in _FORM_FIELD.findall(body)
+        if name.lower() != b"file"
+    }
+
+
+def _refuse(start_response: Callable[..., Any], described: Described, refusal: Refusal, method: str) -> Iterable[bytes]:
+    status, response_headers, payload = refusal_response(described, refusal)
+    if method == "HEAD":
+        payload = b""
+    start_response(status, [*response_headers, ("Content-Length", str(len(payload)))])
+    return [payload]

@@ -70,6 +70,7 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
+from localcloud.iam import container_environment
 from localcloud.sagemaker.archive import UnsafeArchiveError, extract_tar_safely, make_tar_gz
 from localcloud.sagemaker.jobs import TERMINAL, Job, RunnerContext, utcnow
 
@@ -746,19 +747,6 @@ class ScriptResult:
 
 
 ISOLATION_DIR = Path(__file__).with_name("isolation")
-# Credentials and endpoints of the process that serves the local cloud.
-_CLOUD_VARIABLES = frozenset(
-    {
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "AWS_SECURITY_TOKEN",
-        "AWS_PROFILE",
-        "AWS_ENDPOINT_URL",
-        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    }
-)
 
 
 def _kill_group(process: subprocess.Popen[bytes], grace: float) -> None:
@@ -1125,8 +1113,8 @@ class TrainingRun:
         return {**credentials.environment(), "AWS_ENDPOINT_URL": cloud.endpoint}
 
     def _run_script(self, plan: TrainingPlan, python: str, interrupt: bool) -> ScriptResult:
-        # The local cloud's own keys (full access) never reach a user's script.
-        inherited = {k: v for k, v in os.environ.items() if k not in _CLOUD_VARIABLES}
+        # The local cloud's own keys (full access) and the developer's AWS configuration never reach a user's script.
+        inherited = container_environment(os.environ)
         aws = self._aws_environment()
         env = {**inherited, **plan.environment, **toolkit_environment(plan, self.layout), **aws}
         code = str(self.layout.code)

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from localcloud.iam import container_environment
 from localcloud.sagemaker.inference import (
     CSV,
     JSON,
@@ -531,7 +532,12 @@ class TransformRun:
             listing.result()
             raise
         cloud = getattr(self.ctx, "cloud", None)
-        base_env = cloud.worker_environment() if cloud is not None and hasattr(cloud, "worker_environment") else {}
+        # The model's container gets the cloud's clock, never its keys (docs/LOCAL_IAM.md).
+        base_env = (
+            container_environment(cloud.worker_environment())
+            if cloud is not None and hasattr(cloud, "worker_environment")
+            else {}
+        )
         extra_env = {str(k): str(v) for k, v in (self.job.request.get("Environment") or {}).items()}
         extra_env.update(
             {

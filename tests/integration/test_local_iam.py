@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 import uuid
 
 import pytest
+import requests
 from botocore.exceptions import ClientError
 
 from localcloud.deployer import Deployer
-from localcloud.iam import Check
+from localcloud.iam import Check, container_environment
 from localcloud.iam.authorizer import Authorizer
 from localcloud.iam.principals import Principals
 from localcloud.template import TemplateError
@@ -311,3 +313,70 @@ def test_iam_off_logs_every_decision_and_refuses_none(tmp_path, cloud):
     assert entry["enforced"] is False
     assert entry["principal"] == credentials.principal.arn
     assert authorizer.refusals == []
+
+
+def test_a_presigned_post_upload_is_authorized_as_its_signer(cloud, bucket, denials):
+    # "Authenticating Requests in Browser-Based Uploads Using POST": the signature is in the form, not a header
+    credentials = _session(
+        cloud,
+        f"poster-{uuid.uuid4().hex[:6]}",
+        [{"Effect": "Allow", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{bucket}/uploads/*"}],
+    )
+    s3 = cloud.role_client("s3", credentials)
+    denials.expect("s3:PutObject", f"{bucket}/models/")
+    answers = {}
+    for key in ("uploads/ok.csv", "models/forged.tar.gz"):
+        form = s3.generate_presigned_post(bucket, key)
+        answers[key] = requests.post(form["url"], data=form["fields"], files={"file": ("f", b"data")}, timeout=30)
+    assert answers["uploads/ok.csv"].status_code == 204
+    assert answers["models/forged.tar.gz"].status_code == 403
+    assert "<Code>AccessDenied</Code>" in answers["models/forged.tar.gz"].text
+    listed = cloud.client("s3").list_objects_v2(Bucket=bucket, Prefix="models/forged")
+    assert "Contents" not in listed
+
+
+def test_a_policy_iam_would_refuse_grants_nothing_and_breaks_no_request(cloud, bucket, denials):
+    credentials = _session(
+        cloud,
+        f"badpolicy-{uuid.uuid4().hex[:6]}",
+        [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}],
+    )
+    malformed = {  # moto stores it; IAM's evaluation has no such operator
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::{bucket}/*",
+                "Condition": {"StringEqualz": {"aws:SourceIp": "127.0.0.1"}},
+            }
+        ],
+    }
+    cloud.client("s3").put_bucket_policy(Bucket=bucket, Policy=json.dumps(malformed))
+    denials.expect("s3:GetObject", bucket)
+    status, code, message = _error(
+        lambda: cloud.role_client("s3", credentials).get_object(Bucket=bucket, Key="models/a/model.tar.gz")
+    )
+    assert (status, code) == (403, "AccessDenied")
+    assert "cannot be evaluated" in message
+
+
+def test_a_container_inherits_neither_the_cloud_s_keys_nor_the_developer_s_aws_files():
+    environment = container_environment(
+        {
+            "PATH": "/usr/bin",
+            "AWS_ACCESS_KEY_ID": "shepherd-local",
+            "AWS_SECRET_ACCESS_KEY": "shepherd-local",
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:4566",
+            "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:4566",
+            "AWS_PROFILE": "prod",
+            "AWS_REGION": "us-east-1",
+        }
+    )
+    assert environment == {
+        "PATH": "/usr/bin",
+        "AWS_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    }
