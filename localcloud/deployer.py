@@ -26,10 +26,8 @@ if TYPE_CHECKING:
 
 Handler = Callable[["Deployer", str, dict[str, Any]], tuple[str, dict[str, Any]]]
 _HANDLERS: dict[str, Handler] = {}
-# Accepted and recorded, not applied: EventBridge and S3 invoke functions in-process, so Lambda permissions are not
-# consulted (docs/LOCAL_IAM.md).
+# Accepted and recorded, not applied (docs/LOCAL_IAM.md).
 _RECORDED_ONLY = {
-    "AWS::Lambda::Permission",
     "AWS::SQS::QueuePolicy",
     "AWS::Lambda::EventInvokeConfig",
     "AWS::CloudWatch::Dashboard",
@@ -316,6 +314,20 @@ def _topic_policy(d: Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str,
             TopicArn=str(topic), AttributeName="Policy", AttributeValue=json.dumps(p["PolicyDocument"])
         )
     return d.physical_name(logical_id), {}
+
+
+@handles("AWS::Lambda::Permission")
+def _permission(d: Deployer, logical_id: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A statement of the function's resource policy: what EventBridge needs to invoke it (docs/LOCAL_IAM.md)."""
+    args = {k: str(p[k]) for k in ("SourceArn", "SourceAccount", "PrincipalOrgID") if p.get(k)}
+    d.client("lambda").add_permission(
+        FunctionName=str(p["FunctionName"]),
+        StatementId=logical_id,
+        Action=str(p["Action"]),
+        Principal=str(p["Principal"]),
+        **args,
+    )
+    return logical_id, {}
 
 
 @handles("AWS::KMS::Alias")

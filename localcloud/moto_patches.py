@@ -398,9 +398,46 @@ def target_input(target: dict[str, Any], event: dict[str, Any]) -> Any:
     return event
 
 
-def deliver(target_arn: str, payload: Any, target: dict[str, Any] | None = None) -> None:
-    """Start a state machine, invoke a Lambda function asynchronously or send to a queue, as EventBridge does."""
+def _delivery_allowed(cloud: LocalCloud, target_arn: str, target: dict[str, Any], source_arn: str) -> bool:
+    """What EventBridge needs to deliver ("Using resource-based policies for Amazon EventBridge", "Using IAM roles
+    for Amazon EventBridge targets"): a Lambda function's resource policy allowing events.amazonaws.com from the
+    rule, or, for a state machine, a target RoleArn that EventBridge may assume and that may start it. A refused
+    delivery is dropped, as AWS counts it in FailedInvocations, and logged as a refusal."""
+    from localcloud.iam import Check
+    from localcloud.iam.principals import RoleNotAssumable
+
+    service, account = target_arn.split(":")[2], target_arn.split(":")[4]
+    if service == "lambda":
+        name = target_arn.split(":")[6]
+        check = Check("lambda:InvokeFunction", f"arn:aws:lambda:{target_arn.split(':')[3]}:{account}:function:{name}")
+        refusal = cloud.authorizer.authorize_service("events.amazonaws.com", check, source_arn, account)
+    elif service == "states":
+        role = target.get("RoleArn")
+        if not role:
+            log.warning("%s: target %s has no RoleArn; EventBridge cannot start it", source_arn, target_arn)
+            return False
+        try:
+            credentials = cloud.role_credentials(str(role), "events.amazonaws.com", "events")
+        except RoleNotAssumable as exc:
+            log.warning("%s: %s", source_arn, exc)
+            return False
+        checks = [Check("states:StartExecution", target_arn)]
+        refusal = cloud.authorizer.authorize(credentials.principal, checks, "us-east-1", service="events")
+    else:
+        return True
+    if refusal is not None:
+        log.warning("%s: delivery to %s refused: %s", source_arn, target_arn, refusal.message)
+    return refusal is None
+
+
+def deliver(target_arn: str, payload: Any, target: dict[str, Any] | None = None, source_arn: str | None = None) -> None:
+    """Start a state machine, invoke a Lambda function asynchronously or send to a queue, as EventBridge does.
+
+    With ``source_arn`` (the rule), EventBridge's own permissions are checked first (``_delivery_allowed``).
+    """
     cloud = _cloud()
+    if source_arn is not None and not _delivery_allowed(cloud, target_arn, target or {}, source_arn):
+        return
     body = json.dumps(payload, default=str)
     service = target_arn.split(":")[2]
     if service == "sqs":
@@ -442,7 +479,7 @@ def _patch_events() -> None:
             service = target["Arn"].split(":")[2]
             if service in ("states", "lambda", "sqs"):
                 try:
-                    deliver(target["Arn"], target_input(target, event), target)
+                    deliver(target["Arn"], target_input(target, event), target, self.arn)
                 except Exception:  # one failing target must not stop delivery to the others
                     log.exception("delivery of %s to %s failed", event.get("detail-type"), target["Arn"])
                 continue
@@ -701,7 +738,7 @@ class Scheduler:
         }
         for target in item.targets:
             try:
-                deliver(target["Arn"], target_input(target, event))
+                deliver(target["Arn"], target_input(target, event), target, item.arn)
             except Exception:
                 log.exception("schedule %s: delivery to %s failed", item.name, target["Arn"])
         return len(item.targets)

@@ -79,6 +79,13 @@ def resource_policy(resource: str) -> tuple[str | None, bool]:
 
             key = kms_backends[account][region].keys.get(rest[len("key/") :])
             return _decoded(getattr(key, "policy", None)), True
+        if service == "lambda" and rest.startswith("function:"):
+            # The local cloud's moto runs Lambda without Docker: the "simple" backend holds the functions.
+            from moto.awslambda_simple.models import lambda_simple_backends
+
+            name = rest.split(":")[1]
+            wire = json.loads(lambda_simple_backends[account][region].get_policy(name))  # GetPolicy's answer
+            return _decoded(wire.get("Policy")), False
         if service == "sns":
             from moto.sns.models import sns_backends
 
@@ -133,6 +140,20 @@ class Authorizer:
                 return Refusal(check, decision, message(principal, check, decision))
         return None
 
+    def authorize_service(self, service: str, check: Check, source_arn: str, account: str) -> Refusal | None:
+        """A service principal's call on a resource that only its resource policy can allow (a Lambda function's
+        permissions for events.amazonaws.com), with the aws:SourceArn and aws:SourceAccount AWS sets."""
+        principal = Principal(arn=service, role_arn="", account="", service=service)
+        document, _ = resource_policy(check.resource)
+        context: dict[str, ContextValue] = {"aws:SourceArn": source_arn, "aws:SourceAccount": account}
+        try:
+            decision = evaluate(principal, check, [], document, context=context)
+        except PolicyError as exc:
+            decision = Decision(False, "implicit-deny", f"because a policy cannot be evaluated ({exc})")
+        allowed = decision.allowed or not self.enabled
+        self._record(principal, check, decision, allowed, service=service, operation=check.action, modelled=True)
+        return None if allowed else Refusal(check, decision, message(principal, check, decision))
+
     def allows_s3(self, principal: Principal, action: str, bucket: str, key: str, region: str = "us-east-1") -> bool:
         """The checks of s3:GetObject or s3:PutObject on one object, with its SSE-KMS key's ("Using server-side
         encryption with AWS KMS keys": kms:Decrypt to read, kms:GenerateDataKey to write); a refusal is not logged."""
@@ -175,7 +196,7 @@ class Authorizer:
             log.warning("denied: %s %s on %s %s", principal.arn, check.action, check.resource, decision.reason)
         line = json.dumps(entry) + "\n"
         with self._lock:
-            if principal.role_arn not in self._roles:
+            if principal.role_arn and principal.role_arn not in self._roles:
                 self._roles[principal.role_arn] = identity_policies(principal.role_arn)
             if not allowed:
                 self.refusals.append(entry)

@@ -498,8 +498,10 @@ class Statement:
                 named.add("session")
             elif kind == "AWS" and value == principal.role_arn:
                 named.add("role")
-            elif kind == "AWS" and principal.account in (value, _root_account(value)):
+            elif kind == "AWS" and principal.account and principal.account in (value, _root_account(value)):
                 named.add("account")
+            elif kind == "Service" and not principal.role_arn and value == principal.service:
+                named.add("session")  # a service acting on its own (EventBridge invoking a function), not a role
         if self.not_principal:
             # "AWS JSON policy elements: NotPrincipal" (reference_policies_elements_notprincipal.html): for an
             # assumed-role session AWS may evaluate the account, then the role, then the session, so a Deny spares
@@ -745,7 +747,8 @@ def evaluate(
     # "AWS account principals"): it adds nothing to what the identity-based policy allows.
     if identity_allows or grant is _Grant.DIRECT:
         return _ALLOW
-    return _implicit(check, "identity")
+    # A service acting on its own has no identity-based policy: only the resource's could have allowed it.
+    return _implicit(check, "identity" if principal.role_arn else "resource")
 
 
 # Amazon S3 quotes the resource: "User user-arn is not authorized to perform action on "resource-arn" because

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from .conftest import finished_execution, wait_for
+from .conftest import finished_execution, role, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -69,7 +69,10 @@ def test_put_events_reaches_a_state_machine_target_with_input_path(cloud, output
     events = cloud.client("events")
     rule = f"custom-{uuid.uuid4().hex[:8]}"
     events.put_rule(Name=rule, EventPattern=json.dumps({"source": ["shepherd.test"]}))
-    events.put_targets(Rule=rule, Targets=[{"Id": "pipeline", "Arn": outputs["PipelineArn"], "InputPath": "$.detail"}])
+    # EventBridge starts a state machine as the target's RoleArn ("Using IAM roles for Amazon EventBridge targets")
+    starter = role(cloud, "events-starts-pipeline", "events.amazonaws.com", ["states:StartExecution"])
+    target = {"Id": "pipeline", "Arn": outputs["PipelineArn"], "InputPath": "$.detail", "RoleArn": starter}
+    events.put_targets(Rule=rule, Targets=[target])
     sfn = cloud.client("stepfunctions")
     before = {e["executionArn"] for e in sfn.list_executions(stateMachineArn=outputs["PipelineArn"])["executions"]}
     key = f"manual/{uuid.uuid4().hex}.csv"
@@ -125,3 +128,24 @@ def test_eventbridge_scheduler_schedule_fires_with_its_input(cloud, outputs):
         pass
     s3 = cloud.client("s3")
     assert wait_for(lambda: s3.list_objects_v2(Bucket=outputs["BucketName"], Prefix="ticks/scheduler-").get("KeyCount"))
+
+
+def test_eventbridge_needs_a_function_s_permission_and_a_target_role_to_deliver(cloud, outputs, denials):
+    # "Using resource-based policies for Amazon EventBridge": a function must allow events.amazonaws.com from the
+    # rule; a state machine target needs a RoleArn. Without them AWS drops the event (FailedInvocations).
+    events = cloud.client("events")
+    rule = f"unpermitted-{uuid.uuid4().hex[:8]}"
+    rule_arn = events.put_rule(Name=rule, EventPattern=json.dumps({"source": ["shepherd.unpermitted"]}))["RuleArn"]
+    echo = "arn:aws:lambda:us-east-1:123456789012:function:fixture-EchoFunction"  # its only permission is the Tick's
+    events.put_targets(Rule=rule, Targets=[{"Id": "echo", "Arn": echo}, {"Id": "sm", "Arn": outputs["PipelineArn"]}])
+    sfn = cloud.client("stepfunctions")
+    before = {e["executionArn"] for e in sfn.list_executions(stateMachineArn=outputs["PipelineArn"])["executions"]}
+    denials.expect("lambda:InvokeFunction", "fixture-EchoFunction")
+    events.put_events(Entries=[{"Source": "shepherd.unpermitted", "DetailType": "T", "Detail": "{}"}])
+    [refusal] = wait_for(lambda: [r for r in denials.seen() if r["action"] == "lambda:InvokeFunction"])
+    assert refusal["principal"] == "events.amazonaws.com"
+    assert refusal["reason"] == "because no resource-based policy allows the lambda:InvokeFunction action"
+    time.sleep(1)  # and the state machine target, with no role to start it as, did not start either
+    after = {e["executionArn"] for e in sfn.list_executions(stateMachineArn=outputs["PipelineArn"])["executions"]}
+    assert after == before
+    assert rule_arn.endswith(rule)

@@ -828,3 +828,30 @@ def test_the_data_key_policy_hands_the_decision_to_iam():
         role, Check("kms:ScheduleKeyDeletion", KEY_ARN), [identity], key_policy, resource_policy_required=True
     )
     assert denied.reason == "because no identity-based policy allows the kms:ScheduleKeyDeletion action"
+
+
+def test_a_service_principal_is_allowed_only_by_a_resource_policy_naming_it_from_its_source():
+    # A Lambda permission as SAM writes it for a schedule rule: events.amazonaws.com, conditioned on the rule's ARN
+    events = Principal(arn="events.amazonaws.com", role_arn="", account="", service="events.amazonaws.com")
+    function = "arn:aws:lambda:us-east-1:123456789012:function:tick"
+    permission = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "events.amazonaws.com"},
+                "Action": "lambda:InvokeFunction",
+                "Resource": function,
+                "Condition": {"ArnLike": {"AWS:SourceArn": "arn:aws:events:us-east-1:123456789012:rule/tick"}},
+            }
+        ],
+    }
+    check = Check("lambda:InvokeFunction", function)
+    rule = {"aws:SourceArn": "arn:aws:events:us-east-1:123456789012:rule/tick"}
+    other = {"aws:SourceArn": "arn:aws:events:us-east-1:123456789012:rule/other"}
+    assert evaluate(events, check, [], permission, context=rule).allowed
+    refused = evaluate(events, check, [], permission, context=other)
+    assert not refused.allowed
+    assert refused.reason == "because no resource-based policy allows the lambda:InvokeFunction action"
+    sns = Principal(arn="sns.amazonaws.com", role_arn="", account="", service="sns.amazonaws.com")
+    assert not evaluate(sns, check, [], permission, context=rule).allowed
