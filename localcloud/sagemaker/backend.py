@@ -749,10 +749,15 @@ class SageMakerBackend:
 
         return make_fleet(model, variant, count, self, endpoint, shadow=shadow)
 
-    def _capture_writer(self, endpoint: str, config: dict[str, Any] | None) -> CaptureWriter | None:
+    def _capture_writer(self, endpoint: str, endpoint_config: dict[str, Any]) -> CaptureWriter | None:
+        """Data capture, written as the execution role of the config's first model (which must be allowed to put
+        the objects, and to use the capture KMS key, as on AWS)."""
+        config = endpoint_config.get("DataCaptureConfig")
         if not config or not config.get("EnableCapture", True):
             return None
-        return CaptureWriter(endpoint, config, lambda: self.client("s3"), now=self.cloud.clock.now)
+        variants = endpoint_config.get("ProductionVariants") or [{}]
+        model = self.models.get(variants[0].get("ModelName", ""), {})
+        return CaptureWriter(endpoint, config, lambda: self.model_client(model, "s3"), now=self.cloud.clock.now)
 
     def _in_background(self, name: str, work: Callable[[], None]) -> None:
         thread = threading.Thread(target=work, name=name, daemon=True)
@@ -788,7 +793,7 @@ class SageMakerBackend:
                 return
             with endpoint.lock:
                 endpoint.variants = variants
-                endpoint.capture = self._capture_writer(name, endpoint.data_capture)
+                endpoint.capture = self._capture_writer(name, config)
             self._set_endpoint_status(endpoint, "InService")
 
         self._in_background(f"endpoint-{name}", deploy)
@@ -876,7 +881,7 @@ class SageMakerBackend:
                 endpoint.pending_config = None
                 old_capture, endpoint.capture = (
                     endpoint.capture,
-                    self._capture_writer(endpoint.name, endpoint.data_capture),
+                    self._capture_writer(endpoint.name, config),
                 )
             for variant in current.values():
                 variant.fleet.stop()

@@ -18,7 +18,7 @@ import pytest
 from localcloud.sagemaker.endpoints import InvocationFailed, InvocationRequest, ModelLoadFailed
 from tests.event_contract import assert_documented
 
-from .conftest import wait_for
+from .conftest import role, wait_for
 
 pytestmark = pytest.mark.integration
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
@@ -61,12 +61,12 @@ def sagemaker(cloud):
     cloud.sagemaker.fleet_factory = original
 
 
-def _model(sagemaker, broken: bool = False) -> str:
+def _model(sagemaker, broken: bool = False, role_arn: str = ROLE) -> str:
     name = f"m-{uuid.uuid4().hex[:8]}"
     env = {"BROKEN": "1"} if broken else {}
     sagemaker.create_model(
         ModelName=name,
-        ExecutionRoleArn=ROLE,
+        ExecutionRoleArn=role_arn,
         PrimaryContainer={"Image": IMAGE, "ModelDataUrl": "s3://b/m.tar.gz", "Environment": env},
     )
     return name
@@ -373,6 +373,30 @@ def test_unknown_endpoint_and_oversized_payload_are_validation_errors(cloud, sag
     name = _endpoint(sagemaker, [_variant(_model(sagemaker))])
     with pytest.raises(runtime.exceptions.ValidationError, match="exceeds the 6 MB limit"):
         runtime.invoke_endpoint(EndpointName=name, Body=b"x" * (6 * 1024 * 1024 + 1), ContentType="text/csv")
+
+
+def test_data_capture_is_written_as_the_model_s_role(cloud, sagemaker, denials):
+    # Given a model whose execution role may read but not write the capture destination
+    s3 = cloud.client("s3")
+    bucket = f"capture-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    reader = role(cloud, f"reader-{uuid.uuid4().hex[:6]}", "sagemaker.amazonaws.com", ["s3:GetObject", "s3:ListBucket"])
+    capture = {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": 100,
+        "DestinationS3Uri": f"s3://{bucket}/capture",
+        "CaptureOptions": [{"CaptureMode": "Input"}],
+    }
+    config = _config(sagemaker, [_variant(_model(sagemaker, role_arn=reader), "Prod", 1)], DataCaptureConfig=capture)
+    name = f"e-{uuid.uuid4().hex[:8]}"
+    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=config)
+    _status(sagemaker, name, "InService")
+    denials.expect("s3:PutObject", f"{bucket}/capture/")
+    # When it serves, then its capture is refused as AWS refuses the role's PutObject, and nothing is written
+    cloud.client("sagemaker-runtime").invoke_endpoint(EndpointName=name, Body=b"5.1,3.5", ContentType="text/csv")
+    [refusal] = wait_for(lambda: [r for r in denials.seen() if r["action"] == "s3:PutObject"], timeout=30)
+    assert refusal["role"] == reader
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="capture/")
 
 
 def test_data_capture_writes_sagemakers_layout_with_inference_ids_for_production_and_shadow(cloud, sagemaker):
