@@ -34,6 +34,7 @@ from localcloud.sagemaker.autoscaling import AutoscalingApi, EndpointAutoscaler
 from localcloud.sagemaker.backend import SageMakerBackend
 from localcloud.sagemaker.metrics import EndpointMetrics
 from localcloud.sagemaker.runtime import RuntimeApi
+from localcloud.scheduler import Scheduler
 from localcloud.wsgi import json_response
 
 log = logging.getLogger("shepherd.local")
@@ -158,7 +159,7 @@ class LocalCloud:
         self.sagemaker = SageMakerBackend(self)
         self.sagemaker_runtime: RuntimeApi | None = None
         self.autoscaler = EndpointAutoscaler(self)
-        self.scheduler: moto_patches.Scheduler | None = None
+        self.scheduler: Scheduler | None = None
 
     @property
     def endpoint(self) -> str:
@@ -301,7 +302,7 @@ class LocalCloud:
             target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="local-cloud", daemon=True
         )
         self._thread.start()
-        self.scheduler = moto_patches.Scheduler(self)
+        self.scheduler = Scheduler(self)
         self.scheduler.start()
         self.autoscaler.start()
         self._write_sdk_config()

@@ -1,4 +1,4 @@
-"""Tests for ScheduleExpression (localcloud/moto_patches.py) and VirtualClock (localcloud/clock.py)."""
+"""Tests for ScheduleExpression (localcloud/scheduler.py) and VirtualClock (localcloud/clock.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from localcloud import clock as clock_module
 from localcloud.clock import VirtualClock
-from localcloud.moto_patches import ScheduleExpression
+from localcloud.scheduler import ScheduleExpression
 
 # 2024-03-08 is a Friday.
 FRIDAY_MORNING = datetime(2024, 3, 8, 9, 30, 0, tzinfo=UTC)
