@@ -49,6 +49,7 @@ from types import ModuleType
 from typing import IO, Any
 
 import numpy as np
+from shepherd.objects import split_s3_uri
 
 log = logging.getLogger("shepherd.local.sagemaker")
 
@@ -482,13 +483,6 @@ class PreparedModel:
     def code_dir(self) -> Path | None:
         script = find_script(self.model_dir, self.environment)
         return script.parent if script else resolve_code_dir(self.model_dir, self.environment)
-
-
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://"):
-        raise ValueError(f"not an S3 URI: {uri}")
-    bucket, _, key = uri[len("s3://") :].partition("/")
-    return bucket, key
 
 
 def _extract(archive: Path, dest: Path, what: str) -> None:

@@ -70,6 +70,8 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
+from shepherd import objects
+
 from localcloud.iam import container_environment
 from localcloud.sagemaker.archive import UnsafeArchiveError, extract_tar_safely, make_tar_gz
 from localcloud.sagemaker.jobs import TERMINAL, Job, RunnerContext, utcnow
@@ -539,10 +541,11 @@ def toolkit_environment(plan: TrainingPlan, layout: Layout) -> dict[str, str]:
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://"):
-        raise JobFailure(f"ClientError: {uri!r} is not an S3 URI")
-    bucket, _, key = uri[len("s3://") :].partition("/")
-    return bucket, key
+    """shepherd.objects.split_s3_uri, failing the job as SageMaker words it."""
+    try:
+        return objects.split_s3_uri(uri)
+    except ValueError as exc:
+        raise JobFailure(f"ClientError: {uri!r} is not an S3 URI") from exc
 
 
 def _relative(path: str) -> PurePosixPath | None:

@@ -1,4 +1,4 @@
-"""An S3 object as Shepherd records it in lineage: key, version id, size, ETag."""
+"""S3 objects: one as Shepherd records it in lineage (key, version id, size, ETag), and the s3:// URI's parts."""
 
 from __future__ import annotations
 
@@ -15,4 +15,12 @@ class DataObject(BaseModel):
     last_modified: str | None = None
 
 
-__all__ = ["DataObject"]
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """(bucket, key) of ``s3://bucket/key``; ValueError for anything else. The one parser of S3 URIs."""
+    if not uri.startswith("s3://"):
+        raise ValueError(f"not an S3 URI: {uri}")
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    return bucket, key
+
+
+__all__ = ["DataObject", "split_s3_uri"]

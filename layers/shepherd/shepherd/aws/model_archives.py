@@ -10,11 +10,7 @@ from shepherd.aws.clients import client
 from shepherd.aws.errors import mapped
 from shepherd.errors import TransientError
 from shepherd.model_archive import RepackedModel, repack
-
-
-def _split(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    return bucket, key
+from shepherd.objects import split_s3_uri
 
 
 def repack_in_s3(model_uri: str, source_uri: str, target_uri: str, *, program: str) -> RepackedModel:
@@ -28,7 +24,7 @@ def repack_in_s3(model_uri: str, source_uri: str, target_uri: str, *, program: s
     s3 = client("s3")
 
     def body(uri: str) -> Any:
-        bucket, key = _split(uri)
+        bucket, key = split_s3_uri(uri)
         with mapped(f"reading {uri}"):
             return s3.get_object(Bucket=bucket, Key=key)["Body"]
 
@@ -39,7 +35,7 @@ def repack_in_s3(model_uri: str, source_uri: str, target_uri: str, *, program: s
             except (ConnectionError, IncompleteReadError, ReadTimeoutError, ResponseStreamingError) as exc:
                 raise TransientError(f"reading {model_uri} and {source_uri}: {exc}") from exc
         out.seek(0)
-        bucket, key = _split(target_uri)
+        bucket, key = split_s3_uri(target_uri)
         with mapped(f"writing {target_uri}"):
             s3.put_object(Bucket=bucket, Key=key, Body=out, ContentType="application/gzip")
     return repacked
