@@ -16,15 +16,27 @@ import contextlib
 import importlib
 import json
 import os
+import runpy
 import signal
 import socket
 import sys
 import threading
 import time
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from localcloud.sagemaker.inference import InferenceError, ModelHandler, ModelLoadError, read_frame, write_frame
+
+# A model created with EnableNetworkIsolation: its worker runs the training scripts' network guard at start.
+ISOLATED = "SHEPHERD_NETWORK_ISOLATION"
+NETWORK_GUARD = Path(__file__).with_name("isolation") / "sitecustomize.py"
+
+
+def isolation_environment(model: Mapping[str, Any]) -> dict[str, str]:
+    """The variable that tells a model's workers to refuse every connection (no network, as on AWS)."""
+    return {ISOLATED: "1"} if model.get("EnableNetworkIsolation") else {}
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -110,6 +122,8 @@ def zygote_main(sock_fd: int) -> None:
                 os.chdir(spec["cwd"])
                 os.environ.clear()
                 os.environ.update(spec["env"])
+                if spec["env"].get(ISOLATED) == "1":
+                    runpy.run_path(str(NETWORK_GUARD))  # no connection leaves an isolated model's process
                 for entry in reversed(spec["env"].get("PYTHONPATH", "").split(os.pathsep)):
                     if entry:
                         sys.path.insert(0, entry)

@@ -43,6 +43,7 @@ from localcloud.sagemaker.inference import (
     UnsupportedImage,
     prepare_model,
 )
+from localcloud.sagemaker.model_worker import isolation_environment
 
 if TYPE_CHECKING:
     from localcloud.sagemaker.backend import SageMakerBackend
@@ -101,7 +102,12 @@ class VariantFleet(_InstanceFleet):
     def _new_instance(self) -> ModelWorkerPool:
         assert self._prepared is not None
         pool = ModelWorkerPool(
-            self._prepared, 1, log_line=self._log, name=self.variant["VariantName"], nice=self.nice
+            self._prepared,
+            1,
+            log_line=self._log,
+            name=self.variant["VariantName"],
+            nice=self.nice,
+            extra_env=isolation_environment(self.model),
         ).start()
         try:
             pool.wait_ready()
@@ -373,7 +379,12 @@ class MultiModelFleet(_InstanceFleet):
                     "the model."
                 ) from exc
             pool = ModelWorkerPool(
-                prepared, max(1, self.count), log_line=self._log, name=target, nice=self.nice
+                prepared,
+                max(1, self.count),
+                log_line=self._log,
+                name=target,
+                nice=self.nice,
+                extra_env=isolation_environment(self.model),
             ).start()
             try:
                 pool.wait_ready()

@@ -53,6 +53,7 @@ from localcloud.sagemaker.inference import (
     split_s3_uri,
 )
 from localcloud.sagemaker.jobs import Job, RunnerContext, utcnow
+from localcloud.sagemaker.model_worker import isolation_environment
 
 log = logging.getLogger("shepherd.local.sagemaker")
 
@@ -545,6 +546,7 @@ class TransformRun:
                 "SAGEMAKER_MAX_PAYLOAD_IN_MB": str(self.job.request.get("MaxPayloadInMB", 6)),
                 "SAGEMAKER_BATCH_STRATEGY": "SINGLE_RECORD" if self.strategy == "SingleRecord" else "MULTI_RECORD",
                 "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS": str(self.concurrency),
+                **isolation_environment(getattr(self.ctx, "models", {}).get(self.job.request["ModelName"], {})),
             }
         )
         timeout = (self.job.request.get("ModelClientConfig") or {}).get(

@@ -380,3 +380,28 @@ def test_state_change_events_reach_an_eventbridge_rule_with_an_sqs_target(cloud,
     assert isinstance(completed["detail"]["TransformEndTime"], int)  # epoch millis, as SageMaker sends them
     for event in seen.values():
         assert_documented(event)
+
+
+@pytest.mark.parametrize("isolated", [False, True], ids=["networked", "isolated"])
+def test_a_model_container_gets_no_cloud_keys_and_an_isolated_one_no_network(cloud, bucket, forest, isolated):
+    # "Run Training and Inference Containers in Internet-Free Mode": an isolated model has no network; and no
+    # model container inherits the local cloud's own full-access keys (docs/LOCAL_IAM.md)
+    s3 = cloud.client("s3")
+    name = f"m-{uuid.uuid4().hex[:10]}"
+    s3.put_object(Bucket=bucket, Key=f"{name}/model.tar.gz", Body=model_archive(forest, "network_probe"))
+    cloud.client("sagemaker").create_model(
+        ModelName=name,
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={"Image": IMAGE, "ModelDataUrl": f"s3://{bucket}/{name}/model.tar.gz"},
+        EnableNetworkIsolation=isolated,
+    )
+    s3.put_object(Bucket=bucket, Key=f"in-{name}/rows.csv", Body=b"1,2,3,4\n")
+    port = cloud.endpoint.rsplit(":", 1)[1]
+    job = start_job(
+        cloud, name, f"s3://{bucket}/in-{name}/", f"s3://{bucket}/out-{name}", Environment={"PROBE_PORT": port}
+    )
+    described = finished(cloud, job)
+    assert described["TransformJobStatus"] == "Completed", described.get("FailureReason")
+    assert read(cloud, bucket, f"out-{name}/rows.csv.out").split() == [
+        "none;unreachable" if isolated else "none;connected"
+    ]
