@@ -66,6 +66,7 @@ def install(cloud: LocalCloud) -> None:
     _patch_time()
     _patch_heartbeat()
     _patch_send_task_failure()
+    _patch_callbacks()
     _patch_jsonata()
     _patch_service_integrations()
     _patch_events()
@@ -231,6 +232,34 @@ def _patch_send_task_failure() -> None:
         return EmptyResult()
 
     StepFunctionResponse.send_task_failure = send_task_failure
+
+
+def _patch_callbacks() -> None:
+    """moto's SendTask* look a token up in every RUNNING execution's callbacks and fail with a 500 when one's worker
+    has no environment (an execution whose engine thread ended abnormally); such an execution holds no callbacks."""
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    looking_up = threading.local()
+    original = StepFunctionsParserBackend._get_executions
+
+    def _get_executions(self: Any, execution_status: Any = None) -> list[Any]:
+        found = original(self, execution_status)
+        if not getattr(looking_up, "active", False):
+            return found
+        return [e for e in found if getattr(getattr(e, "exec_worker", None), "env", None) is not None]
+
+    StepFunctionsParserBackend._get_executions = _get_executions
+    for name in ("send_task_success", "send_task_failure", "send_task_heartbeat"):
+        method = getattr(StepFunctionsParserBackend, name)
+
+        def callback(self: Any, *args: Any, _method: Any = method, **kwargs: Any) -> Any:
+            looking_up.active = True
+            try:
+                return _method(self, *args, **kwargs)
+            finally:
+                looking_up.active = False
+
+        setattr(StepFunctionsParserBackend, name, functools.wraps(method)(callback))
 
 
 def _patch_jsonata() -> None:

@@ -19,10 +19,6 @@ from localcloud.iam.principals import Credentials, RoleNotAssumable
 _ORIGINAL = "_shepherd_original_boto_client_for"
 
 
-class StatesRoleError(Exception):
-    """Step Functions could not assume the state machine's role."""
-
-
 def _in_process_moto() -> bool:
     """Whether moto serves the calls of this process's boto3 (mock_aws, as unit tests use): not the local cloud's
     business, since its patches are process-global but its IAM is for requests it serves."""
@@ -57,7 +53,12 @@ def install(issue: Callable[[str, str, str], Credentials]) -> None:
         try:
             credentials = issue(str(role_arn), "states.amazonaws.com", "shepherd-states")
         except RoleNotAssumable as exc:
-            raise StatesRoleError(str(exc)) from exc
+            # The task fails as a refused call does (the engine turns a ClientError into the state's error); any
+            # other exception would kill the execution's worker and leave it RUNNING with no callbacks.
+            from botocore.exceptions import ClientError
+
+            error = {"Error": {"Code": "AccessDeniedException", "Message": str(exc)}}
+            raise ClientError(error, "AssumeRole") from exc
         import boto3
 
         return boto3.client(
