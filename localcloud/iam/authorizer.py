@@ -96,6 +96,15 @@ def resource_policy(resource: str) -> tuple[str | None, bool]:
     return None, False
 
 
+def _decide(principal: Principal, check: Check, policies: list[str], context: Mapping[str, ContextValue]) -> Decision:
+    """One check against the principal's policies and the resource's; a policy IAM would refuse grants nothing."""
+    document, required = resource_policy(check.resource)
+    try:
+        return evaluate(principal, check, policies, document, resource_policy_required=required, context=context)
+    except PolicyError as exc:  # moto stores documents IAM would refuse
+        return Decision(False, "implicit-deny", f"because a policy cannot be evaluated ({exc})")
+
+
 class Authorizer:
     """Authorizes the checks of one request; ``enabled`` False allows everything (``shepherd local up --iam off``)."""
 
@@ -125,13 +134,7 @@ class Authorizer:
         context: Mapping[str, ContextValue] = global_context(principal, region)
         policies = identity_policies(principal.role_arn)
         for check in checks:
-            document, required = resource_policy(check.resource)
-            try:
-                decision = evaluate(
-                    principal, check, policies, document, resource_policy_required=required, context=context
-                )
-            except PolicyError as exc:  # moto stores documents IAM would refuse; such a policy grants nothing
-                decision = Decision(False, "implicit-deny", f"because a policy cannot be evaluated ({exc})")
+            decision = _decide(principal, check, policies, context)
             allowed = decision.allowed or not self.enabled
             if not allowed and not record:
                 return Refusal(check, decision, "")  # the request goes to the API, which decides and logs it
@@ -144,29 +147,27 @@ class Authorizer:
         """A service principal's call on a resource that only its resource policy can allow (a Lambda function's
         permissions for events.amazonaws.com), with the aws:SourceArn and aws:SourceAccount AWS sets."""
         principal = Principal(arn=service, role_arn="", account="", service=service)
-        document, _ = resource_policy(check.resource)
-        context: dict[str, ContextValue] = {"aws:SourceArn": source_arn, "aws:SourceAccount": account}
-        try:
-            decision = evaluate(principal, check, [], document, context=context)
-        except PolicyError as exc:
-            decision = Decision(False, "implicit-deny", f"because a policy cannot be evaluated ({exc})")
+        decision = _decide(principal, check, [], {"aws:SourceArn": source_arn, "aws:SourceAccount": account})
         allowed = decision.allowed or not self.enabled
         self._record(principal, check, decision, allowed, service=service, operation=check.action, modelled=True)
         return None if allowed else Refusal(check, decision, message(principal, check, decision))
 
     def allows_s3(self, principal: Principal, action: str, bucket: str, key: str, region: str = "us-east-1") -> bool:
-        """The checks of s3:GetObject or s3:PutObject on one object, with its SSE-KMS key's ("Using server-side
-        encryption with AWS KMS keys": kms:Decrypt to read, kms:GenerateDataKey to write); a refusal is not logged."""
-        checks = [Check(action, f"arn:aws:s3:::{bucket}/{key}")]
-        kms_key = (
-            self._lookups.object_kms_key(bucket, key)
-            if action == "s3:GetObject"
-            else self._lookups.bucket_kms_key(bucket)
-        )
-        if kms_key:
-            kms_action = "kms:Decrypt" if action == "s3:GetObject" else "kms:GenerateDataKey"
-            checks.append(Check(kms_action, kms_key, {"kms:ViaService": f"s3.{region}.amazonaws.com"}))
+        """Whether the role may read or write one object (``s3_object_checks``); a refusal is not logged."""
+        checks = self.s3_object_checks(action, bucket, key, region)
         return self.authorize(principal, checks, region, service="s3", operation=action, record=False) is None
+
+    def s3_object_checks(self, action: str, bucket: str, key: str, region: str = "us-east-1") -> list[Check]:
+        """s3:GetObject or s3:PutObject on one object, and its SSE-KMS key's action: kms:Decrypt to read the
+        object's key, kms:GenerateDataKey to write with the bucket's ("Using server-side encryption with AWS KMS
+        keys")."""
+        checks = [Check(action, f"arn:aws:s3:::{bucket}/{key}")]
+        reading = action == "s3:GetObject"
+        kms_key = self._lookups.object_kms_key(bucket, key) if reading else self._lookups.bucket_kms_key(bucket)
+        if kms_key:
+            kms_action = "kms:Decrypt" if reading else "kms:GenerateDataKey"
+            checks.append(Check(kms_action, kms_key, {"kms:ViaService": f"s3.{region}.amazonaws.com"}))
+        return checks
 
     def _record(
         self,

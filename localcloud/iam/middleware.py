@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import unquote
 
-from localcloud.iam import Check
 from localcloud.iam.authorizer import Authorizer, Refusal
 from localcloud.iam.lookups import MotoLookups
 from localcloud.iam.requests import Described, access_key_of, describe
@@ -158,10 +157,7 @@ class IamMiddleware:
             return self.app(environ, start_response)
         bucket = (environ.get("PATH_INFO", "").strip("/").split("/", 1)[0]) or headers.get("host", "").split(".", 1)[0]
         object_key = fields.get("key", "")
-        checks = [Check("s3:PutObject", f"arn:aws:s3:::{bucket}/{object_key}")]
-        kms_key = self.lookups.bucket_kms_key(bucket)
-        if kms_key:
-            checks.append(Check("kms:GenerateDataKey", kms_key, {"kms:ViaService": "s3.us-east-1.amazonaws.com"}))
+        checks = self.authorizer.s3_object_checks("s3:PutObject", bucket, object_key)
         refusal = self.authorizer.authorize(principal, checks, "us-east-1", service="s3", operation="PostObject")
         if refusal is None:
             return self.app(environ, start_response)
