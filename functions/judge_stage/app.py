@@ -15,18 +15,21 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from shepherd import clock
-from shepherd.aws import endpoints, idempotency, rollouts, s3
+from shepherd.aws import endpoints, idempotency, s3
 from shepherd.aws.powertools import powertools
+from shepherd.aws.rollouts import RolloutTable
 from shepherd.edge import field
 from shepherd.errors import ShepherdError, TransientError
 from shepherd.judge import Baseline, Metric, StageObservations, judge
 from shepherd.rollout import quality
 from shepherd.rollout.observe import BASELINE_KINDS, baseline, complete_until, observations, queries, settings
+from shepherd.rollout.ports import ABORT
 
 # Full and the watch: the champion's counts from an hour before the rollout (all a serverless watch has).
 BASELINE_LOOKBACK_SECONDS = 3600
 
 logger, tracer, metrics = powertools()
+rollouts = RolloutTable()
 # Quality judging reads only the capture and ground truth objects the stage's earlier calls did not. The first
 # call of full or the watch after a long rollout (its baseline), or one whose state was lost, may have days of
 # them: a call reads for at most READ_SECONDS (Timeout is 120 s), saves its progress, and quality waits for
@@ -99,10 +102,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return dict(remembered["answer"])
     now = clock.now()
     rollouts.renew(request.endpoint, request.run, now.timestamp())  # LockLost: another rollout has the endpoint
-    aborted = rollouts.flag(request.endpoint, rollouts.ABORT)
+    aborted = rollouts.flag(request.endpoint, ABORT)
     if aborted is not None:
         # StopExecution would skip the Catch that restores the endpoint: an abort is a signal read here.
-        rollouts.clear_flag(request.endpoint, rollouts.ABORT)
+        rollouts.clear_flag(request.endpoint, ABORT)
         ended = "INCONCLUSIVE" if aborted.get("verdict") == "INCONCLUSIVE" else "ROLLBACK"  # superseded: not bad
         return _decided(
             request, now, ended, f"Aborted by {aborted['by']}: {aborted['reason']}", [], minutes=None, key=key

@@ -17,14 +17,16 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from shepherd import clock
-from shepherd.aws import endpoints, rollouts
+from shepherd.aws import endpoints
 from shepherd.aws.clients import client
 from shepherd.aws.errors import mapped
 from shepherd.aws.powertools import powertools
+from shepherd.aws.rollouts import RolloutTable
 from shepherd.aws.sagemaker import describe_endpoint
 from shepherd.errors import ShepherdError
 
 logger, tracer, metrics = powertools()
+rollouts = RolloutTable()
 
 
 class ReconcileFailed(ShepherdError):

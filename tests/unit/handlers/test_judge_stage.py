@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from shepherd.errors import InvalidInput
+from shepherd.rollout.ports import LockLost
 
 from .conftest import BUCKET, ROLLOUTS_TABLE, Cloud, LambdaContext, sample_event
 
@@ -118,7 +119,7 @@ def test_a_rollout_that_lost_its_lock_is_told_so_and_records_no_verdict(
     judge_stage.rollouts.release(held["endpoint"], held["run"])
     judge_stage.rollouts.acquire(held["endpoint"], "churn-v3-other", held["package_arn"], 1795000000.0)
     # When this rollout's judge runs
-    with pytest.raises(judge_stage.rollouts.LockLost, match="churn-v3-other"):
+    with pytest.raises(LockLost, match="churn-v3-other"):
         judge_stage.handler(held, LambdaContext())
     # Then it judged nothing, and the other rollout's lock is untouched
     assert _verdicts(aws) == []

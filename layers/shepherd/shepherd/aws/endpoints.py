@@ -1,4 +1,7 @@
-"""SageMaker endpoints, Application Auto Scaling and CloudWatch metrics for the rollout."""
+"""SageMaker endpoints, Application Auto Scaling and CloudWatch metrics for the rollout.
+
+This module implements shepherd.rollout.ports.Endpoints and Packages (a module is a protocol's
+implementation as well as a class is)."""
 
 from __future__ import annotations
 
@@ -7,7 +10,28 @@ from typing import Any
 
 from shepherd.aws.clients import client
 from shepherd.aws.errors import mapped
-from shepherd.aws.sagemaker import already_exists
+from shepherd.aws.sagemaker import already_exists, create_model, describe_endpoint, describe_model, is_multi_model
+
+__all__ = [  # shepherd.rollout.ports.Endpoints and Packages
+    "create_endpoint",
+    "create_endpoint_config",
+    "create_model",
+    "delete_endpoint_config",
+    "delete_model",
+    "deregister_scaling",
+    "describe_config",
+    "describe_endpoint",
+    "describe_package",
+    "endpoint_configs_named",
+    "metric_data",
+    "models_named",
+    "register_scaling",
+    "reject_package",
+    "scaling_target",
+    "serves_multi_model",
+    "update_endpoint",
+    "update_weights",
+]
 
 
 def create_endpoint_config(request: dict[str, Any]) -> None:
@@ -18,6 +42,10 @@ def create_endpoint_config(request: dict[str, Any]) -> None:
     except Exception as exc:
         if not already_exists(exc):
             raise
+
+
+def serves_multi_model(model_name: str) -> bool:
+    return is_multi_model(describe_model(model_name))
 
 
 def describe_config(name: str) -> dict[str, Any]:

@@ -18,7 +18,8 @@ from typing import Any
 
 from shepherd.aws.clients import client
 from shepherd.aws.errors import mapped
-from shepherd.errors import Conflict, ShepherdError
+from shepherd.errors import Conflict
+from shepherd.rollout.ports import LockHeld, LockLost
 
 # Renewed at every judge call and endpoint change; a stage's endpoint change may wait an hour for InService,
 # then a judge interval (at most an hour) passes: the lease outlasts both. The reconciler, not the lease,
@@ -27,106 +28,8 @@ LEASE_SECONDS = 3 * 3600
 RECORD_TTL_SECONDS = 400 * 86400
 
 
-class LockHeld(ShepherdError):
-    """Another rollout holds the endpoint: this one waits its turn (the state machine retries with backoff)."""
-
-
-class LockLost(ShepherdError):
-    """This rollout no longer holds its endpoint (another has it, or the reconciler cleaned up after it):
-    it must not touch the endpoint again."""
-
-
-def _table() -> str:
-    return os.environ["ROLLOUTS_TABLE"]
-
-
 def _key(endpoint: str, sort: str) -> dict[str, Any]:
     return {"pk": {"S": f"endpoint#{endpoint}"}, "sk": {"S": sort}}
-
-
-def acquire(endpoint: str, owner: str, package: str, now_epoch: float) -> None:
-    """Take the endpoint's lock for the rollout ``owner`` (its first execution's name); LockHeld if another
-    live rollout has it. Re-entrant for its owner (a retried Prepare)."""
-    from botocore.exceptions import ClientError
-
-    try:
-        client("dynamodb").put_item(
-            TableName=_table(),
-            Item=_key(endpoint, "lock")
-            | {
-                "owner": {"S": owner},
-                "execution": {"S": owner},
-                "package": {"S": package},
-                "lease_until": {"N": str(int(now_epoch + LEASE_SECONDS))},
-                "version": {"N": "1"},
-            },
-            ConditionExpression="attribute_not_exists(pk) OR #o = :owner OR lease_until < :now",
-            ExpressionAttributeNames={"#o": "owner"},
-            ExpressionAttributeValues={":owner": {"S": owner}, ":now": {"N": str(int(now_epoch))}},
-        )
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            holder = holder_of(endpoint)
-            raise LockHeld(f"endpoint {endpoint} is being rolled out by {holder}: this rollout waits") from None
-        raise
-
-
-def _update_held(endpoint: str, owner: str, expression: str, values: dict[str, Any], doing: str) -> int:
-    """Update the lock only while ``owner`` holds it (the check every endpoint change makes); its new version."""
-    try:
-        with mapped(f"{doing} of {endpoint}"):
-            answer = client("dynamodb").update_item(
-                TableName=_table(),
-                Key=_key(endpoint, "lock"),
-                UpdateExpression=f"{expression} ADD version :one",
-                ConditionExpression="#o = :owner",
-                ExpressionAttributeNames={"#o": "owner"},
-                ExpressionAttributeValues={":owner": {"S": owner}, ":one": {"N": "1"}} | values,
-                ReturnValues="UPDATED_NEW",
-            )
-    except Conflict:  # the condition failed: the lock is gone or another rollout's
-        raise LockLost(
-            f"rollout {owner} no longer holds endpoint {endpoint} (now {holder_of(endpoint) or 'nobody'}): "
-            "it leaves the endpoint alone"
-        ) from None
-    return int(answer["Attributes"]["version"]["N"])
-
-
-def renew(endpoint: str, owner: str, now_epoch: float) -> int:
-    """Extend the lease; LockLost if ``owner`` no longer holds the lock. Called before every endpoint change
-    and at every judge call, so a rollout that lost its lock never changes the endpoint again."""
-    return _update_held(
-        endpoint, owner, "SET lease_until = :until", {":until": {"N": str(int(now_epoch + LEASE_SECONDS))}}, "renewing"
-    )
-
-
-def hand_over(endpoint: str, owner: str, successor: str, now_epoch: float) -> int:
-    """Before the rollout continues in a fresh execution: name it on the lock, so that the reconciler sees
-    the rollout alive while either execution runs."""
-    return _update_held(
-        endpoint,
-        owner,
-        "SET successor = :s, lease_until = :until",
-        {":s": {"S": successor}, ":until": {"N": str(int(now_epoch + LEASE_SECONDS))}},
-        "handing over the lock",
-    )
-
-
-def take_over(endpoint: str, owner: str, execution: str, now_epoch: float) -> int:
-    """The fresh execution takes the lock its predecessor handed over."""
-    return _update_held(
-        endpoint,
-        owner,
-        "SET execution = :e, lease_until = :until REMOVE successor",
-        {":e": {"S": execution}, ":until": {"N": str(int(now_epoch + LEASE_SECONDS))}},
-        "taking over the lock",
-    )
-
-
-def note_restoring(endpoint: str, owner: str, config: str) -> int:
-    """The reconciler restored ``config`` for a rollout that ended without its cleanup; it frees the lock
-    once the endpoint has settled on it."""
-    return _update_held(endpoint, owner, "SET restoring = :c", {":c": {"S": config}}, "noting the restore")
 
 
 def _lock_fields(item: dict[str, Any]) -> dict[str, str]:
@@ -134,132 +37,210 @@ def _lock_fields(item: dict[str, Any]) -> dict[str, str]:
     return {k: v.get("S", v.get("N", "")) for k, v in item.items() if k not in ("pk", "sk")}
 
 
-def lock_of(endpoint: str) -> dict[str, str] | None:
-    """The endpoint's lock as it is now (consistent read), or None."""
-    with mapped(f"reading the lock of {endpoint}"):
-        item = client("dynamodb").get_item(TableName=_table(), Key=_key(endpoint, "lock"), ConsistentRead=True)
-    found = item.get("Item")
-    return _lock_fields(found) if found else None
+class RolloutTable:
+    """Implements shepherd.rollout.ports.RolloutStore on DynamoDB."""
 
+    def __init__(self, table: str | None = None) -> None:
+        self.table = table or os.environ["ROLLOUTS_TABLE"]
 
-def holder_of(endpoint: str) -> str | None:
-    return (lock_of(endpoint) or {}).get("owner")
+    def acquire(self, endpoint: str, owner: str, package: str, now_epoch: float) -> None:
+        """Take the endpoint's lock for the rollout ``owner`` (its first execution's name); LockHeld if another
+        live rollout has it. Re-entrant for its owner (a retried Prepare)."""
+        from botocore.exceptions import ClientError
 
-
-def release(endpoint: str, owner: str) -> bool:
-    """Release the lock if this rollout holds it; False if it did not."""
-    from botocore.exceptions import ClientError
-
-    try:
-        client("dynamodb").delete_item(
-            TableName=_table(),
-            Key=_key(endpoint, "lock"),
-            ConditionExpression="#o = :owner",
-            ExpressionAttributeNames={"#o": "owner"},
-            ExpressionAttributeValues={":owner": {"S": owner}},
-        )
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
-
-
-def set_champion(endpoint: str, champion: dict[str, str]) -> None:
-    with mapped(f"recording the champion of {endpoint}"):
-        client("dynamodb").put_item(
-            TableName=_table(), Item=_key(endpoint, "champion") | {k: {"S": v} for k, v in champion.items()}
-        )
-
-
-def champion(endpoint: str) -> dict[str, str] | None:
-    with mapped(f"reading the champion of {endpoint}"):
-        item = client("dynamodb").get_item(TableName=_table(), Key=_key(endpoint, "champion"), ConsistentRead=True)
-    found = item.get("Item")
-    return {k: v["S"] for k, v in found.items() if k not in ("pk", "sk")} if found else None
-
-
-def record(endpoint: str, entry: dict[str, Any], at_iso: str, *, unique: str | None = None) -> None:
-    """Append one stage change or verdict to the endpoint's rollout record, and put it on the event bus.
-
-    With ``unique`` the entry's key is (at_iso, unique): writing it again (a retried step) overwrites
-    it instead of appending a twin; the event goes out again (EventBridge delivers at least once)."""
-    sort = f"record#{at_iso}#{unique if unique is not None else f'{time.time_ns() % 10**9:09d}'}"
-    item = _key(endpoint, sort) | {
-        "entry": {"S": json.dumps(entry, default=str)},
-        "expires_at": {"N": str(int(time.time()) + RECORD_TTL_SECONDS)},
-    }
-    with mapped(f"recording a rollout event of {endpoint}"):
-        client("dynamodb").put_item(TableName=_table(), Item=item)
-    with mapped("putting Shepherd Rollout Stage Changed"):
-        client("events").put_events(
-            Entries=[
-                {
-                    "Source": "shepherd.rollout",
-                    "DetailType": "Shepherd Rollout Stage Changed",
-                    "Detail": json.dumps({"endpoint": endpoint, **entry}, default=str),
-                }
-            ]
-        )
-
-
-def records(endpoint: str) -> list[dict[str, Any]]:
-    with mapped(f"reading the rollout record of {endpoint}"):
-        pages = (
-            client("dynamodb")
-            .get_paginator("query")
-            .paginate(
-                TableName=_table(),
-                KeyConditionExpression="pk = :pk AND begins_with(sk, :record)",
-                ExpressionAttributeValues={":pk": {"S": f"endpoint#{endpoint}"}, ":record": {"S": "record#"}},
+        try:
+            client("dynamodb").put_item(
+                TableName=self.table,
+                Item=_key(endpoint, "lock")
+                | {
+                    "owner": {"S": owner},
+                    "execution": {"S": owner},
+                    "package": {"S": package},
+                    "lease_until": {"N": str(int(now_epoch + LEASE_SECONDS))},
+                    "version": {"N": "1"},
+                },
+                ConditionExpression="attribute_not_exists(pk) OR #o = :owner OR lease_until < :now",
+                ExpressionAttributeNames={"#o": "owner"},
+                ExpressionAttributeValues={":owner": {"S": owner}, ":now": {"N": str(int(now_epoch))}},
             )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                holder = self.holder_of(endpoint)
+                raise LockHeld(f"endpoint {endpoint} is being rolled out by {holder}: this rollout waits") from None
+            raise
+
+    def _update_held(self, endpoint: str, owner: str, expression: str, values: dict[str, Any], doing: str) -> int:
+        """Update the lock only while ``owner`` holds it (the check every endpoint change makes); its new version."""
+        try:
+            with mapped(f"{doing} of {endpoint}"):
+                answer = client("dynamodb").update_item(
+                    TableName=self.table,
+                    Key=_key(endpoint, "lock"),
+                    UpdateExpression=f"{expression} ADD version :one",
+                    ConditionExpression="#o = :owner",
+                    ExpressionAttributeNames={"#o": "owner"},
+                    ExpressionAttributeValues={":owner": {"S": owner}, ":one": {"N": "1"}} | values,
+                    ReturnValues="UPDATED_NEW",
+                )
+        except Conflict:  # the condition failed: the lock is gone or another rollout's
+            raise LockLost(
+                f"rollout {owner} no longer holds endpoint {endpoint} (now {self.holder_of(endpoint) or 'nobody'}): "
+                "it leaves the endpoint alone"
+            ) from None
+        return int(answer["Attributes"]["version"]["N"])
+
+    def renew(self, endpoint: str, owner: str, now_epoch: float) -> int:
+        """Extend the lease; LockLost if ``owner`` no longer holds the lock. Called before every endpoint change
+        and at every judge call, so a rollout that lost its lock never changes the endpoint again."""
+        return self._update_held(
+            endpoint,
+            owner,
+            "SET lease_until = :until",
+            {":until": {"N": str(int(now_epoch + LEASE_SECONDS))}},
+            "renewing",
         )
-        return [json.loads(item["entry"]["S"]) for page in pages for item in page.get("Items", [])]
 
+    def hand_over(self, endpoint: str, owner: str, successor: str, now_epoch: float) -> int:
+        """Before the rollout continues in a fresh execution: name it on the lock, so that the reconciler sees
+        the rollout alive while either execution runs."""
+        return self._update_held(
+            endpoint,
+            owner,
+            "SET successor = :s, lease_until = :until",
+            {":s": {"S": successor}, ":until": {"N": str(int(now_epoch + LEASE_SECONDS))}},
+            "handing over the lock",
+        )
 
-# ---------------------------------------------------------------- signals a human sends (shepherd rollout ...)
+    def take_over(self, endpoint: str, owner: str, execution: str, now_epoch: float) -> int:
+        """The fresh execution takes the lock its predecessor handed over."""
+        return self._update_held(
+            endpoint,
+            owner,
+            "SET execution = :e, lease_until = :until REMOVE successor",
+            {":e": {"S": execution}, ":until": {"N": str(int(now_epoch + LEASE_SECONDS))}},
+            "taking over the lock",
+        )
 
-ABORT, PAUSED = "abort", "paused"
+    def note_restoring(self, endpoint: str, owner: str, config: str) -> int:
+        """The reconciler restored ``config`` for a rollout that ended without its cleanup; it frees the lock
+        once the endpoint has settled on it."""
+        return self._update_held(endpoint, owner, "SET restoring = :c", {":c": {"S": config}}, "noting the restore")
 
+    def lock_of(self, endpoint: str) -> dict[str, str] | None:
+        """The endpoint's lock as it is now (consistent read), or None."""
+        with mapped(f"reading the lock of {endpoint}"):
+            item = client("dynamodb").get_item(TableName=self.table, Key=_key(endpoint, "lock"), ConsistentRead=True)
+        found = item.get("Item")
+        return _lock_fields(found) if found else None
 
-def set_flag(endpoint: str, flag: str, by: str, reason: str = "", verdict: str = "") -> None:
-    """abort: the running rollout rolls back at its next judge call, with ``verdict`` (ROLLBACK unless given:
-    a superseded rollout ends INCONCLUSIVE, which restores the champion without rejecting its package);
-    paused: no automatic rollout starts."""
-    item = _key(endpoint, f"flag#{flag}") | {"by": {"S": by}, "reason": {"S": reason or flag}}
-    if verdict:
-        item["verdict"] = {"S": verdict}
-    with mapped(f"setting {flag} on {endpoint}"):
-        client("dynamodb").put_item(TableName=_table(), Item=item)
+    def holder_of(self, endpoint: str) -> str | None:
+        return (self.lock_of(endpoint) or {}).get("owner")
 
+    def release(self, endpoint: str, owner: str) -> bool:
+        """Release the lock if this rollout holds it; False if it did not."""
+        from botocore.exceptions import ClientError
 
-def clear_flag(endpoint: str, flag: str) -> None:
-    with mapped(f"clearing {flag} on {endpoint}"):
-        client("dynamodb").delete_item(TableName=_table(), Key=_key(endpoint, f"flag#{flag}"))
-
-
-def flag(endpoint: str, flag: str) -> dict[str, str] | None:
-    with mapped(f"reading {flag} of {endpoint}"):
-        item = client("dynamodb").get_item(TableName=_table(), Key=_key(endpoint, f"flag#{flag}"), ConsistentRead=True)
-    found = item.get("Item")
-    return {k: v["S"] for k, v in found.items() if k not in ("pk", "sk")} if found else None
-
-
-def locks() -> list[dict[str, str]]:
-    """Every endpoint's lock: endpoint, owner (the run), execution, successor, package, lease_until, version."""
-    found = []
-    with mapped("scanning rollout locks"):
-        pages = (
-            client("dynamodb")
-            .get_paginator("scan")
-            .paginate(
-                TableName=_table(),
-                FilterExpression="sk = :lock",
-                ExpressionAttributeValues={":lock": {"S": "lock"}},
-                ConsistentRead=True,
+        try:
+            client("dynamodb").delete_item(
+                TableName=self.table,
+                Key=_key(endpoint, "lock"),
+                ConditionExpression="#o = :owner",
+                ExpressionAttributeNames={"#o": "owner"},
+                ExpressionAttributeValues={":owner": {"S": owner}},
             )
-        )
-        for page in pages:
-            for item in page.get("Items", []):
-                found.append({"endpoint": item["pk"]["S"].removeprefix("endpoint#")} | _lock_fields(item))
-    return found
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def set_champion(self, endpoint: str, champion: dict[str, str]) -> None:
+        with mapped(f"recording the champion of {endpoint}"):
+            client("dynamodb").put_item(
+                TableName=self.table, Item=_key(endpoint, "champion") | {k: {"S": v} for k, v in champion.items()}
+            )
+
+    def champion(self, endpoint: str) -> dict[str, str] | None:
+        with mapped(f"reading the champion of {endpoint}"):
+            item = client("dynamodb").get_item(
+                TableName=self.table, Key=_key(endpoint, "champion"), ConsistentRead=True
+            )
+        found = item.get("Item")
+        return {k: v["S"] for k, v in found.items() if k not in ("pk", "sk")} if found else None
+
+    def record(self, endpoint: str, entry: dict[str, Any], at_iso: str, *, unique: str | None = None) -> None:
+        """Append one stage change or verdict to the endpoint's rollout record, and put it on the event bus.
+
+        With ``unique`` the entry's key is (at_iso, unique): writing it again (a retried step) overwrites
+        it instead of appending a twin; the event goes out again (EventBridge delivers at least once)."""
+        sort = f"record#{at_iso}#{unique if unique is not None else f'{time.time_ns() % 10**9:09d}'}"
+        item = _key(endpoint, sort) | {
+            "entry": {"S": json.dumps(entry, default=str)},
+            "expires_at": {"N": str(int(time.time()) + RECORD_TTL_SECONDS)},
+        }
+        with mapped(f"recording a rollout event of {endpoint}"):
+            client("dynamodb").put_item(TableName=self.table, Item=item)
+        with mapped("putting Shepherd Rollout Stage Changed"):
+            client("events").put_events(
+                Entries=[
+                    {
+                        "Source": "shepherd.rollout",
+                        "DetailType": "Shepherd Rollout Stage Changed",
+                        "Detail": json.dumps({"endpoint": endpoint, **entry}, default=str),
+                    }
+                ]
+            )
+
+    def records(self, endpoint: str) -> list[dict[str, Any]]:
+        with mapped(f"reading the rollout record of {endpoint}"):
+            pages = (
+                client("dynamodb")
+                .get_paginator("query")
+                .paginate(
+                    TableName=self.table,
+                    KeyConditionExpression="pk = :pk AND begins_with(sk, :record)",
+                    ExpressionAttributeValues={":pk": {"S": f"endpoint#{endpoint}"}, ":record": {"S": "record#"}},
+                )
+            )
+            return [json.loads(item["entry"]["S"]) for page in pages for item in page.get("Items", [])]
+
+    def set_flag(self, endpoint: str, flag: str, by: str, reason: str = "", verdict: str = "") -> None:
+        """abort: the running rollout rolls back at its next judge call, with ``verdict`` (ROLLBACK unless given:
+        a superseded rollout ends INCONCLUSIVE, which restores the champion without rejecting its package);
+        paused: no automatic rollout starts."""
+        item = _key(endpoint, f"flag#{flag}") | {"by": {"S": by}, "reason": {"S": reason or flag}}
+        if verdict:
+            item["verdict"] = {"S": verdict}
+        with mapped(f"setting {flag} on {endpoint}"):
+            client("dynamodb").put_item(TableName=self.table, Item=item)
+
+    def clear_flag(self, endpoint: str, flag: str) -> None:
+        with mapped(f"clearing {flag} on {endpoint}"):
+            client("dynamodb").delete_item(TableName=self.table, Key=_key(endpoint, f"flag#{flag}"))
+
+    def flag(self, endpoint: str, flag: str) -> dict[str, str] | None:
+        with mapped(f"reading {flag} of {endpoint}"):
+            item = client("dynamodb").get_item(
+                TableName=self.table, Key=_key(endpoint, f"flag#{flag}"), ConsistentRead=True
+            )
+        found = item.get("Item")
+        return {k: v["S"] for k, v in found.items() if k not in ("pk", "sk")} if found else None
+
+    def locks(self) -> list[dict[str, str]]:
+        """Every endpoint's lock: endpoint, owner (the run), execution, successor, package, lease_until, version."""
+        found = []
+        with mapped("scanning rollout locks"):
+            pages = (
+                client("dynamodb")
+                .get_paginator("scan")
+                .paginate(
+                    TableName=self.table,
+                    FilterExpression="sk = :lock",
+                    ExpressionAttributeValues={":lock": {"S": "lock"}},
+                    ConsistentRead=True,
+                )
+            )
+            for page in pages:
+                for item in page.get("Items", []):
+                    found.append({"endpoint": item["pk"]["S"].removeprefix("endpoint#")} | _lock_fields(item))
+        return found

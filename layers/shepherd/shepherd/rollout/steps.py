@@ -1,0 +1,526 @@
+"""The Rollout state machine's steps: prepare, deploy, enter a stage, promote, roll back and verify.
+
+Each step is idempotent under retries: configs are named per run and stage, a waiter is stored before
+the endpoint change it waits for, and the lock is re-entrant for its owner. docs/ARCHITECTURE.md
+("Rollouts") describes the path; plan.py holds the SageMaker requests.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from shepherd.callbacks import Waiter, waiter_key
+from shepherd.config import ConfigError, ModelConfig, load_config
+from shepherd.config.models import FIRST_EXECUTION_JUDGE_CALLS
+from shepherd.errors import InvalidInput, NotFound, ShepherdError
+from shepherd.rollout import plan
+from shepherd.rollout.plan import Stage, VariantSpec
+from shepherd.rollout.ports import ABORT, PAUSED, Deps, LockHeld, RollbackFailed
+from shepherd.rollout.state import RolloutState
+
+logger = logging.getLogger(__name__)
+WAIT_SECONDS = 3600
+
+
+# ---------------------------------------------------------------- shared moves
+
+
+def _record(deps: Deps, state: RolloutState, event: str, **fields: Any) -> None:
+    entry = {"run": state.run, "package": state.package_arn, "event": event} | fields
+    deps.store.record(state.endpoint, entry, deps.now().isoformat())
+
+
+def _wait_for(deps: Deps, state: RolloutState, token: str, expect: str) -> None:
+    """Store the waiter before the endpoint change: its InService event may come before the step returns.
+
+    Every endpoint change waits, so this is also where a rollout checks that it still holds the lock
+    (renewing its lease): LockLost, and it changes nothing."""
+    deps.store.renew(state.endpoint, state.run, deps.now().timestamp())
+    waiter = Waiter(waiter_key("endpoint", state.endpoint), "endpoint", token, state.run, deps.wall(), expect)
+    deps.tokens.put(waiter, expires_after_seconds=WAIT_SECONDS + 86400)
+
+
+def _done_now(deps: Deps, token: str, output: dict[str, Any]) -> dict[str, Any]:
+    """Nothing to wait for: resume the waiting state at once."""
+    deps.resumer.succeed(token, output | {"at": deps.now().timestamp()})
+    return output
+
+
+def _tags(state: RolloutState) -> dict[str, str]:
+    return {"shepherd:model": state.model, "shepherd:rollout": state.run[:256]}
+
+
+def _endpoint_config(
+    deps: Deps,
+    state: RolloutState,
+    stage: str,
+    production: list[tuple[VariantSpec, float]],
+    *,
+    shadow: VariantSpec | None = None,
+    shadow_weight: float = 1.0,
+) -> str:
+    name = plan.config_name(state.endpoint, stage, state.version, state.run)
+    request = plan.endpoint_config(
+        state.parsed_config(),
+        name=name,
+        production=production,
+        shadow=shadow,
+        shadow_weight=shadow_weight,
+        bucket=deps.settings.bucket,
+        endpoint=state.endpoint,
+        kms_key_arn=deps.settings.kms_key_arn,
+        tags=_tags(state),
+    )
+    deps.endpoints.create_endpoint_config(request)
+    return name
+
+
+def scaling(config: ModelConfig) -> dict[str, Any] | None:
+    """endpoint.autoscaling as Endpoints.register_scaling takes it (kept on the champion record too, so
+    ReconcileRollouts can give a restored champion its scaling target back)."""
+    wanted = config.endpoint.autoscaling
+    if wanted is None:
+        return None
+    return {
+        "minimum": wanted.min_capacity,
+        "maximum": wanted.max_capacity,
+        "target": wanted.target_invocations_per_instance,
+        "scale_in": wanted.scale_in_cooldown_seconds,
+        "scale_out": wanted.scale_out_cooldown_seconds,
+    }
+
+
+def _register_scaling(deps: Deps, state: RolloutState, variant: str) -> None:
+    wanted = scaling(state.parsed_config())
+    if wanted is not None:
+        deps.endpoints.register_scaling(state.endpoint, variant, **wanted)
+
+
+def _live_variant(live: dict[str, Any], variant: str) -> dict[str, Any]:
+    """A production variant of a DescribeEndpoint answer, {} when it has none of that name."""
+    return next((v for v in live.get("ProductionVariants", []) if v["VariantName"] == variant), {})
+
+
+# ---------------------------------------------------------------- prepare
+
+
+def prepare(deps: Deps, *, package_arn: str, run: str, overrides: dict[str, Any] | None, manual: bool) -> RolloutState:
+    """Take the endpoint's lock and plan the rollout of an Approved package."""
+    package = deps.packages.describe_package(package_arn)
+    if package.get("ModelApprovalStatus") != "Approved":
+        raise InvalidInput(f"{package_arn} is {package.get('ModelApprovalStatus')}, not Approved: nothing to roll out")
+    model = (package.get("CustomerMetadataProperties") or {}).get("shepherd:model") or package["ModelPackageGroupName"]
+    config = _load_config(deps, model, overrides)
+    endpoint = config.endpoint.name or model
+    paused = deps.store.flag(endpoint, PAUSED)
+    if paused is not None and not manual:
+        raise InvalidInput(
+            f"rollouts to {endpoint} are paused by {paused['by']} ({paused['reason']}): the champion stays; "
+            f"`shepherd rollout resume {endpoint}` lifts it, `shepherd rollout start {package_arn}` rolls out by hand"
+        )
+    try:
+        deps.store.acquire(endpoint, run, package_arn, deps.now().timestamp())
+    except LockHeld:
+        if config.rollout.on_new_approval == "supersede":
+            _supersede(deps, endpoint, package_arn)
+        raise  # the state machine retries: this rollout starts once the running one has ended
+    try:
+        return _planned(deps, package, config, run=run, model=model, endpoint=endpoint)
+    except Exception:
+        # Nothing has touched the endpoint yet: free it for the next approval rather than leave the lock to
+        # the reconciler (the state machine's failure path has no state to release it with).
+        deps.store.release(endpoint, run)
+        raise
+
+
+def _load_config(deps: Deps, model: str, overrides: dict[str, Any] | None) -> ModelConfig:
+    bucket, key = deps.settings.bucket, f"models/{model}/shepherd.yaml"
+    try:
+        text = deps.objects.read_bytes(bucket, key).decode("utf-8", errors="replace")
+        return load_config(text, f"s3://{bucket}/{key}", model=model, overrides=overrides or None)
+    except NotFound:
+        raise InvalidInput(f"s3://{bucket}/{key} does not exist: no config for {model}") from None
+    except ConfigError as exc:
+        raise InvalidInput(str(exc)) from None
+
+
+def _supersede(deps: Deps, endpoint: str, package_arn: str) -> None:
+    """Ask the rollout holding the endpoint to end at its next judge call (on_new_approval: supersede).
+
+    It ends INCONCLUSIVE: the champion gets all traffic back and the superseded package stays Approved.
+    A duplicate of the running package's own approval supersedes nothing."""
+    holder = deps.store.lock_of(endpoint)
+    if holder is None or holder.get("package") == package_arn:
+        return
+    deps.store.set_flag(
+        endpoint,
+        ABORT,
+        by=f"superseded by {package_arn}",
+        reason=f"package {package_arn} was approved while {holder.get('package')} was rolling out",
+        verdict="INCONCLUSIVE",
+    )
+
+
+def _create_model(
+    deps: Deps, config: ModelConfig, package: dict[str, Any], candidate: VariantSpec, model: str
+) -> str | None:
+    """The candidate's SageMaker model; for a multi-model endpoint, also the TargetModel clients name."""
+    arn = package["ModelPackageArn"]
+    container: dict[str, Any] = {"ModelPackageName": arn}
+    target_model = None
+    if config.endpoint.kind == "multi_model":
+        try:
+            container, target_model = plan.multi_model_container(
+                (package.get("InferenceSpecification") or {}).get("Containers", [{}])[0], arn
+            )
+        except (ValueError, KeyError, IndexError) as exc:
+            raise InvalidInput(str(exc)) from None
+    deps.endpoints.create_model(
+        {
+            "ModelName": candidate.model_name,
+            "PrimaryContainer": container,
+            "ExecutionRoleArn": deps.settings.sagemaker_role_arn,
+            "EnableNetworkIsolation": config.endpoint.kind != "serverless",
+            "Tags": [{"Key": "shepherd:model", "Value": model}, {"Key": "shepherd:package", "Value": arn}],
+        }
+    )
+    return target_model
+
+
+def _judge_settings(config: ModelConfig, *, bucket: str, model: str, endpoint: str) -> dict[str, Any]:
+    """rollout.judge, plus where quality judging finds captured predictions and ground truth."""
+    judge = config.rollout.judge.model_dump(mode="json", exclude_none=True)
+    if "quality" in judge:
+        judge["quality"]["sources"] = {
+            "bucket": bucket,
+            "capture": plan.capture_prefix(endpoint),  # + <variant>/yyyy/mm/dd/hh/
+            "feedback": f"feedback/{model}/",
+        }
+    return judge
+
+
+def _planned(
+    deps: Deps, package: dict[str, Any], config: ModelConfig, *, run: str, model: str, endpoint: str
+) -> RolloutState:
+    """The rollout's state and plan, for a rollout that holds the endpoint's lock."""
+    arn = package["ModelPackageArn"]
+    version = plan.version_of(arn)
+    deps.store.clear_flag(endpoint, ABORT)  # an abort meant for an earlier rollout must not end this one
+    candidate = plan.candidate_spec(config, endpoint=endpoint, version=version)
+    target_model = _create_model(deps, config, package, candidate, model)
+    common: dict[str, Any] = {
+        "run": run,
+        "model": model,
+        "endpoint": endpoint,
+        "package_arn": arn,
+        "version": version,
+        "config": config.model_dump(mode="json"),
+        "candidate": candidate,
+        "judge": _judge_settings(config, bucket=deps.settings.bucket, model=model, endpoint=endpoint),
+        "interval_seconds": config.rollout.judge_interval_minutes * 60,
+        # Continuations inherit it: a few more executions, never a history past its cap.
+        "judge_calls_per_execution": min(config.rollout.judge_calls_per_execution, FIRST_EXECUTION_JUDGE_CALLS),
+        "stage_index": 0,
+        # full and the watch judge the candidate against the champion's counts since this moment
+        "started_at": deps.now().timestamp(),
+    }
+    if target_model is not None:
+        common["target_model"] = target_model
+    target = {"target_model": target_model} if target_model else {}
+    live = deps.endpoints.describe_endpoint(endpoint)
+    if live is None:
+        state = RolloutState(**common, first=True, noop=False, champion=None, last_good=None, stages=[], stage_count=0)
+        _record(deps, state, "started", strategy=f"first-deployment ({config.endpoint.kind})", **target)
+        return state
+    if live["EndpointStatus"] != "InService":
+        raise InvalidInput(f"endpoint {endpoint} is {live['EndpointStatus']}: a rollout starts only from InService")
+    champion = _champion_of(deps, live)
+    kind = config.endpoint.kind
+    _same_kind(deps, endpoint, kind, champion)
+    recorded = deps.store.champion(endpoint)
+    last_good = recorded["config"] if recorded else live["EndpointConfigName"]
+    stages = plan.stages(config, kind)
+    state = RolloutState(
+        **common,
+        first=False,
+        noop=champion.model_name == candidate.model_name,
+        champion=champion,
+        last_good=last_good,
+        stages=stages,
+        stage_count=len(stages),
+    )
+    strategy = describe_strategy(config, stages)
+    _record(deps, state, "started", strategy=strategy, champion=champion.model_name, last_good=last_good, **target)
+    return state
+
+
+def _champion_of(deps: Deps, live: dict[str, Any]) -> VariantSpec:
+    """The variant serving most of the endpoint's traffic now, with its live instance count."""
+    current = deps.endpoints.describe_config(live["EndpointConfigName"])
+    weights = {v["VariantName"]: v.get("CurrentWeight", 0.0) for v in live.get("ProductionVariants", [])}
+    counts = {v["VariantName"]: v.get("CurrentInstanceCount") for v in live.get("ProductionVariants", [])}
+    serving = max(current["ProductionVariants"], key=lambda v: weights.get(v["VariantName"], 0.0))
+    return VariantSpec(
+        variant=serving["VariantName"],
+        model_name=serving["ModelName"],
+        instance_type=serving.get("InstanceType"),
+        instance_count=counts.get(serving["VariantName"]) or serving.get("InitialInstanceCount"),
+        serverless=serving.get("ServerlessConfig"),
+    )
+
+
+def describe_strategy(config: ModelConfig, stages: list[Stage]) -> str:
+    """The rollout's path in words, as the record and notifications show it."""
+    kind = config.endpoint.kind
+    path = " -> ".join(f"{s.kind} {s.weight:g}%" if s.kind == "ab" else s.kind for s in stages)
+    if kind == "serverless":
+        # One production variant, no data capture: no shadow, A/B or full. The closest safe strategy.
+        if not stages:
+            return "serverless: direct switch (post_promotion_watch disabled)"
+        return (
+            "serverless: switch, then a post-promotion watch against the champion's counts before it "
+            "(serverless endpoints allow one production variant and no data capture)"
+        )
+    if not stages:
+        return "direct switch (shadow and A/B disabled)"
+    if kind == "multi_model" and config.rollout.shadow.enabled:
+        return f"multi-model: {path} (no shadow: SageMaker allows no shadow variant on a multi-model endpoint)"
+    return path
+
+
+def _same_kind(deps: Deps, endpoint: str, kind: str, champion: VariantSpec) -> None:
+    """A rollout keeps an endpoint's kind: a variant of another kind beside the champion would fail the
+    clients (a multi-model endpoint needs TargetModel, a single-model one refuses it)."""
+    multi = deps.endpoints.serves_multi_model(champion.model_name)
+    if multi != (kind == "multi_model"):
+        serving = "multi-model" if multi else "single-model"
+        raise InvalidInput(
+            f"endpoint {endpoint} is a {serving} endpoint but the config asks for endpoint.kind {kind}: a rollout "
+            "does not change an endpoint's kind. Give the model a new endpoint.name, or remove this one with "
+            "`shepherd teardown` first"
+        )
+
+
+# ---------------------------------------------------------------- deploy and stages
+
+
+def deploy_first(deps: Deps, state: RolloutState, token: str) -> dict[str, Any]:
+    name = _endpoint_config(deps, state, "first", [(state.candidate, 1.0)])
+    _wait_for(deps, state, token, name)
+    if deps.endpoints.describe_endpoint(state.endpoint) is None:
+        deps.endpoints.create_endpoint(state.endpoint, name, _tags(state))
+    _record(deps, state, "deploying", stage="first", config=name)
+    return {"config": name}
+
+
+def _final_config(deps: Deps, state: RolloutState, token: str) -> str:
+    """Switch to the challenger alone. SageMaker refuses to remove a variant that still has a scaling
+    target: the champion's goes first; the challenger's is registered before the switch, while the
+    endpoint is InService, so it is never left without one."""
+    deps.endpoints.deregister_scaling(state.endpoint, state.serving_champion().variant)
+    _register_scaling(deps, state, state.candidate.variant)
+    name = _endpoint_config(deps, state, "final", [(state.candidate, 1.0)])
+    _wait_for(deps, state, token, name)
+    deps.endpoints.update_endpoint(state.endpoint, name, exclude_weights=True)
+    return name
+
+
+def enter_stage(deps: Deps, state: RolloutState, token: str) -> dict[str, Any]:
+    index = state.stage_index
+    stage = state.stages[index]
+    previous = state.stages[index - 1] if index else None
+    champion, candidate = state.serving_champion(), state.candidate
+    live = deps.endpoints.describe_endpoint(state.endpoint) or {}
+    if stage.kind == "watch":
+        name = _final_config(deps, state, token)
+    elif stage.kind == "shadow":
+        # RetainAllVariantProperties keeps the champion's current weight (and capacity): a shadow of the same
+        # weight receives a copy of every request, so it gets as many instances as the champion serves them
+        # with (kept by name when it becomes the A/B challenger).
+        serving = _live_variant(live, champion.variant)
+        weight = serving.get("CurrentWeight") or 1.0
+        if candidate.instance_count is not None and serving.get("CurrentInstanceCount"):
+            raised = max(candidate.instance_count, int(serving["CurrentInstanceCount"]))
+            candidate = candidate.model_copy(update={"instance_count": raised})
+        name = _endpoint_config(deps, state, "shadow", [(champion, 1.0)], shadow=candidate, shadow_weight=float(weight))
+        _wait_for(deps, state, token, name)
+        deps.endpoints.update_endpoint(state.endpoint, name, exclude_weights=False)
+    elif previous is not None and previous.kind in ("ab", "full"):  # both serve already: weights move
+        name = live["EndpointConfigName"]
+        count = _raised_count(state, live)
+        _wait_for(deps, state, token, name)
+        deps.endpoints.update_weights(
+            state.endpoint, plan.weights(champion.variant, candidate.variant, stage.weight, count)
+        )
+    else:
+        count = _raised_count(state, live)
+        if count is not None:
+            candidate = candidate.model_copy(update={"instance_count": count})
+        production = [(champion, 100 - stage.weight), (candidate, stage.weight)]
+        name = _endpoint_config(deps, state, f"{stage.kind}{stage.weight:g}", production)
+        _wait_for(deps, state, token, name)
+        deps.endpoints.update_endpoint(state.endpoint, name, exclude_weights=True)
+    _record(deps, state, "stage-entered", stage=stage.kind, stage_index=index, weight=stage.weight, config=name)
+    return {"config": name}
+
+
+def _raised_count(state: RolloutState, live: dict[str, Any]) -> int | None:
+    """The challenger's raised instance count for this stage, None when it keeps its own (see
+    plan.challenger_count); instance-based variants only."""
+    champion, candidate = state.serving_champion(), state.candidate
+    if candidate.serverless or candidate.instance_count is None:
+        return None
+    wanted = plan.challenger_count(
+        state.stages,
+        state.stage_index,
+        candidate.instance_count,
+        _live_variant(live, champion.variant).get("CurrentInstanceCount") or champion.instance_count or 0,
+    )
+    if wanted is None or (_live_variant(live, candidate.variant).get("CurrentInstanceCount") or 0) >= wanted:
+        return None
+    return wanted
+
+
+def finalize(deps: Deps, state: RolloutState, token: str) -> dict[str, Any]:
+    """The challenger alone: done already when the post-promotion watch ran on that config."""
+    final = plan.config_name(state.endpoint, "final", state.version, state.run)
+    live = deps.endpoints.describe_endpoint(state.endpoint) or {}
+    if live.get("EndpointConfigName") == final and live.get("EndpointStatus") == "InService":
+        return _done_now(deps, token, {"config": final})
+    name = _final_config(deps, state, token)
+    _record(deps, state, "finalizing", config=name)
+    return {"config": name}
+
+
+def promoted(deps: Deps, state: RolloutState) -> dict[str, Any]:
+    candidate = state.candidate
+    live = deps.endpoints.describe_endpoint(state.endpoint) or {}
+    _register_scaling(deps, state, candidate.variant)  # an upsert: registered already when the watch ran
+    champion = {
+        "package": state.package_arn,
+        "model": candidate.model_name,
+        "variant": candidate.variant,
+        "config": live.get("EndpointConfigName", ""),
+    }
+    wanted = scaling(state.parsed_config())
+    if wanted is not None:
+        champion["scaling"] = json.dumps(wanted)
+    deps.store.set_champion(state.endpoint, champion)
+    _record(deps, state, "promoted", champion=champion)
+    _retire_old_versions(deps, state, keep={champion["config"], champion["model"], state.last_good or ""})
+    deps.store.clear_flag(state.endpoint, ABORT)  # too late to abort: it is promoted
+    deps.store.release(state.endpoint, state.run)
+    return {"outcome": "promoted", "endpoint": state.endpoint, "champion": champion}
+
+
+def _retire_old_versions(deps: Deps, state: RolloutState, keep: set[str]) -> None:
+    """Keep the last few versions' configs and models (rollback targets, `rollout start` to an earlier
+    package); delete older ones, which SageMaker keeps forever otherwise. A failure never fails a promotion."""
+    prefix = f"{state.endpoint}-"
+    try:
+        for name in plan.retired(deps.endpoints.endpoint_configs_named(prefix), prefix=prefix, keep=keep):
+            deps.endpoints.delete_endpoint_config(name)
+        for name in plan.retired(deps.endpoints.models_named(prefix), prefix=prefix, keep=keep):
+            deps.endpoints.delete_model(name)
+    except ShepherdError as exc:
+        logger.warning("could not retire old versions: %s", exc)
+
+
+# ---------------------------------------------------------------- rollback
+
+
+def rollback_weights(deps: Deps, state: RolloutState, token: str) -> dict[str, Any]:
+    """During A/B, weights move back first: seconds, no redeploy."""
+    champion, candidate = state.serving_champion(), state.candidate
+    live = deps.endpoints.describe_endpoint(state.endpoint) or {}
+    weights = {v["VariantName"]: v.get("CurrentWeight", 0.0) for v in live.get("ProductionVariants", [])}
+    if (
+        live.get("EndpointStatus") == "InService"
+        and weights.get(candidate.variant, 0.0) > 0
+        and champion.variant in weights
+    ):
+        _wait_for(deps, state, token, live["EndpointConfigName"])
+        deps.endpoints.update_weights(state.endpoint, plan.weights(champion.variant, candidate.variant, 0))
+        _record(deps, state, "rolling-back", step="weights")
+        return {"moved": True}
+    return _done_now(deps, token, {"moved": False})
+
+
+def rollback_config(deps: Deps, state: RolloutState, token: str) -> dict[str, Any]:
+    last_good = state.last_good_config()
+    live = deps.endpoints.describe_endpoint(state.endpoint) or {}
+    if live.get("EndpointConfigName") == last_good and live.get("EndpointStatus") == "InService":
+        return _done_now(deps, token, {"restored": False})
+    # The challenger's variant goes: its scaling target first (registered when the watch began).
+    deps.endpoints.deregister_scaling(state.endpoint, state.candidate.variant)
+    _wait_for(deps, state, token, last_good)
+    deps.endpoints.update_endpoint(state.endpoint, last_good, exclude_weights=True)
+    _record(deps, state, "rolling-back", step="config", config=last_good)
+    return {"restored": True}
+
+
+def rollback_problems(live: dict[str, Any], last_good: str, champion: str) -> list[str]:
+    """Why a DescribeEndpoint answer is not the last good config serving alone ([] when it is)."""
+    variants = live.get("ProductionVariants") or []
+    problems = []
+    if live.get("EndpointStatus") != "InService":
+        problems.append(f"status {live.get('EndpointStatus')}")
+    if live.get("EndpointConfigName") != last_good:
+        problems.append(f"config {live.get('EndpointConfigName')}, not {last_good}")
+    if [v["VariantName"] for v in variants] != [champion]:
+        problems.append(f"variants {[v['VariantName'] for v in variants]}, not [{champion}]")
+    if live.get("ShadowProductionVariants"):
+        problems.append("a shadow variant remains")
+    if any(v.get("CurrentInstanceCount", 0) < 1 and not v.get("CurrentServerlessConfig") for v in variants):
+        problems.append("no instances")  # (a serverless variant has none: its capacity is its config)
+    return problems
+
+
+def verify_rollback(deps: Deps, state: RolloutState) -> dict[str, Any]:
+    """Report a rollback only once DescribeEndpoint shows the last good config serving, alone."""
+    champion, last_good = state.serving_champion(), state.last_good_config()
+    live = deps.endpoints.describe_endpoint(state.endpoint) or {}
+    problems = rollback_problems(live, last_good, champion.variant)
+    if problems:
+        _record(deps, state, "rollback-failed", problems=problems)
+        raise RollbackFailed(f"endpoint {state.endpoint} is not restored: {'; '.join(problems)}")
+    # The champion's scaling target: kept through shadow and A/B, deregistered when the watch began.
+    _register_scaling(deps, state, champion.variant)
+    verdict = state.verdict or {}
+    reason = verdict.get("explanation") or f"{verdict.get('Error', 'error')}: {verdict.get('Cause', '')}"
+    if verdict.get("verdict") == "INCONCLUSIVE":
+        # Undecided is not bad: the champion keeps the traffic and a human decides about the package.
+        _record(deps, state, "inconclusive", reason=reason, config=last_good)
+    else:
+        deps.packages.reject_package(state.package_arn, f"Rolled back by Shepherd: {reason}")
+        _record(deps, state, "rolled-back", reason=reason, config=last_good)
+    deps.store.release(state.endpoint, state.run)
+    return {"outcome": "rolled-back", "endpoint": state.endpoint, "config": last_good, "reason": reason}
+
+
+# ---------------------------------------------------------------- executions and the lock
+
+
+def hand_over(deps: Deps, state: RolloutState, execution: str) -> dict[str, Any]:
+    """A long stage outgrows one execution's history (25,000 events): the rollout continues in a fresh
+    execution, named here. The lock names it first, so the reconciler sees the rollout alive meanwhile."""
+    continuation = state.continuation + 1
+    successor = plan.continuation_name(state.run, continuation)
+    deps.store.hand_over(state.endpoint, state.run, successor, deps.now().timestamp())
+    _record(deps, state, "continued", execution=execution, successor=successor, continuation=continuation)
+    return {"name": successor, "continuation": continuation}
+
+
+def resume(deps: Deps, state: RolloutState, execution: str) -> dict[str, Any]:
+    """The fresh execution takes over the lock and carries on where its predecessor stopped judging."""
+    deps.store.take_over(state.endpoint, state.run, execution, deps.now().timestamp())
+    _record(deps, state, "resumed", execution=execution, continuation=state.continuation)
+    return {"execution": execution}
+
+
+def release(deps: Deps, state: RolloutState) -> dict[str, Any]:
+    released = deps.store.release(state.endpoint, state.run)
+    _record(deps, state, "ended", error=state.error)
+    return {"released": released}

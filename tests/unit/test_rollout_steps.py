@@ -1,0 +1,496 @@
+"""The Rollout's steps (shepherd.rollout.steps) on in-memory ports: every path the state machine takes."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from shepherd.errors import InvalidInput
+from shepherd.rollout import steps
+from shepherd.rollout.ports import ABORT, PAUSED, Deps, LockHeld, LockLost, RollbackFailed, Settings
+from shepherd.rollout.state import RolloutState
+
+from .fakes import FakeEndpoints, FakeObjects, FakeResumer, FakeRolloutStore, FakeTokens, ManualClock
+
+BUCKET = "shepherd-data"
+ROLE = "arn:aws:iam::123456789012:role/shepherd-sagemaker"
+KEY = "arn:aws:kms:us-east-1:123456789012:key/k"
+CONFIG = """\
+framework: sklearn
+entry_point: train.py
+endpoint:
+  name: churn
+  realtime: {instance_type: ml.m5.large, instance_count: 2}
+  autoscaling: {min_capacity: 2, max_capacity: 4, target_invocations_per_instance: 750}
+rollout:
+  ab: {steps: [10, 25, 50]}
+"""
+
+
+def package(version: int, status: str = "Approved", model: str = "churn") -> dict[str, Any]:
+    arn = f"arn:aws:sagemaker:us-east-1:123456789012:model-package/{model}/{version}"
+    container = {"Image": "sklearn", "ModelDataUrl": f"s3://{BUCKET}/artifacts/{model}/run{version}/model.tar.gz"}
+    return {
+        "ModelPackageArn": arn,
+        "ModelPackageGroupName": model,
+        "ModelApprovalStatus": status,
+        "CustomerMetadataProperties": {"shepherd:model": model},
+        "InferenceSpecification": {"Containers": [container]},
+    }
+
+
+@dataclass
+class World:
+    endpoints: FakeEndpoints = field(default_factory=FakeEndpoints)
+    objects: FakeObjects = field(default_factory=FakeObjects)
+    store: FakeRolloutStore = field(default_factory=FakeRolloutStore)
+    tokens: FakeTokens = field(default_factory=FakeTokens)
+    resumer: FakeResumer = field(default_factory=FakeResumer)
+    clock: ManualClock = field(default_factory=ManualClock)
+
+    @property
+    def deps(self) -> Deps:
+        return Deps(
+            endpoints=self.endpoints,
+            packages=self.endpoints,
+            objects=self.objects,
+            store=self.store,
+            tokens=self.tokens,
+            resumer=self.resumer,
+            settings=Settings(bucket=BUCKET, sagemaker_role_arn=ROLE, kms_key_arn=KEY),
+            now=self.clock.now,
+            wall=self.clock.now,
+        )
+
+    def config(self, text: str = CONFIG) -> None:
+        self.objects.objects[(BUCKET, "models/churn/shepherd.yaml")] = text.encode()
+
+    def approve(self, version: int) -> str:
+        described = package(version)
+        self.endpoints.packages[described["ModelPackageArn"]] = described
+        return str(described["ModelPackageArn"])
+
+    def prepare(self, version: int, **kwargs: Any) -> RolloutState:
+        arn = self.approve(version) if kwargs.pop("approve", True) else package(version)["ModelPackageArn"]
+        state = steps.prepare(self.deps, package_arn=arn, run=f"churn-v{version}-run", overrides=None, manual=False)
+        # what the next step receives: the state machine's JSON, validated again at the handler's edge
+        return RolloutState.model_validate(state.dump() | kwargs)
+
+    def live(self) -> dict[str, Any]:
+        return self.endpoints.live["churn"]
+
+    def weights(self) -> dict[str, float]:
+        return {v["VariantName"]: v["CurrentWeight"] for v in self.live()["ProductionVariants"]}
+
+
+def serving_v1(world: World) -> None:
+    """v1 deployed and promoted through the first-deployment path."""
+    state = world.prepare(1)
+    steps.deploy_first(world.deps, state, "token-first")
+    steps.promoted(world.deps, state)
+
+
+def enter(world: World, state: RolloutState, index: int) -> RolloutState:
+    state = state.model_copy(update={"stage_index": index})
+    steps.enter_stage(world.deps, state, f"token-{index}")
+    world.clock.advance(600)
+    return state
+
+
+def roll_back(world: World, state: RolloutState, verdict: dict[str, Any]) -> dict[str, Any]:
+    steps.rollback_weights(world.deps, state, "token-weights")
+    steps.rollback_config(world.deps, state, "token-config")
+    return steps.verify_rollback(world.deps, state.model_copy(update={"verdict": verdict}))
+
+
+@pytest.fixture
+def world() -> World:
+    made = World()
+    made.config()
+    return made
+
+
+# ---------------------------------------------------------------- prepare
+
+
+def test_a_first_deployment_creates_the_endpoint_and_promotes_it(world: World) -> None:
+    state = world.prepare(1)
+    assert (state.first, state.noop, state.champion, state.stages) == (True, False, None, [])
+    assert world.store.lock_of("churn")["owner"] == "churn-v1-run"
+    answer = steps.deploy_first(world.deps, state, "token-first")
+    # the waiter is stored for the config the endpoint is created with
+    assert world.tokens.items["endpoint/churn"].expect == answer["config"] == world.live()["EndpointConfigName"]
+    assert world.endpoints.models["churn-v1"]["ExecutionRoleArn"] == ROLE
+    assert world.endpoints.configs[answer["config"]]["KmsKeyId"] == KEY
+    promoted = steps.promoted(world.deps, state)
+    assert promoted["champion"]["variant"] == "v1"
+    assert world.store.champion("churn")["config"] == answer["config"]
+    assert ("churn", "v1") in world.endpoints.scaling
+    assert world.store.lock_of("churn") is None
+    assert world.store.events("churn") == ["started", "deploying", "promoted"]
+
+
+def test_a_retried_first_deployment_does_not_create_the_endpoint_twice(world: World) -> None:
+    state = world.prepare(1)
+    first = steps.deploy_first(world.deps, state, "token-first")
+    again = steps.deploy_first(world.deps, state, "token-first-retry")
+    assert first == again
+    assert [c for c in world.endpoints.calls if c[0] == "create_endpoint"] == [
+        ("create_endpoint", "churn", first["config"])
+    ]
+
+
+def test_a_rollout_over_a_champion_plans_every_stage_from_the_live_endpoint(world: World) -> None:
+    serving_v1(world)
+    state = world.prepare(2)
+    assert state.champion is not None
+    assert state.champion.variant == "v1"
+    assert state.champion.instance_count == 2
+    assert [(s.kind, s.weight) for s in state.stages] == [
+        ("shadow", 100),
+        ("ab", 10),
+        ("ab", 25),
+        ("ab", 50),
+        ("full", 100),
+        ("watch", 100),
+    ]
+    assert state.stage_count == 6
+    assert state.last_good == world.store.champion("churn")["config"]
+    started = world.store.records("churn")[-1]
+    assert started["strategy"] == "shadow -> ab 10% -> ab 25% -> ab 50% -> full -> watch"
+
+
+def test_a_package_that_is_not_approved_is_refused_and_takes_no_lock(world: World) -> None:
+    described = package(2, status="PendingManualApproval")
+    world.endpoints.packages[described["ModelPackageArn"]] = described
+    with pytest.raises(InvalidInput, match="PendingManualApproval, not Approved"):
+        steps.prepare(world.deps, package_arn=described["ModelPackageArn"], run="r", overrides=None, manual=False)
+    assert world.store.lock_of("churn") is None
+
+
+def test_a_missing_or_broken_config_says_which_file(world: World) -> None:
+    world.objects.objects.clear()
+    with pytest.raises(InvalidInput, match=r"s3://shepherd-data/models/churn/shepherd.yaml does not exist"):
+        world.prepare(2)
+    world.config("framework: sklearn\nentry_point: train.py\nrollout:\n  ab: {stepz: [10]}\n")
+    with pytest.raises(InvalidInput, match="stepz"):
+        world.prepare(2)
+    assert world.store.lock_of("churn") is None
+
+
+def test_paused_rollouts_start_only_by_hand(world: World) -> None:
+    world.store.set_flag("churn", PAUSED, by="alice", reason="incident")
+    arn = world.approve(2)
+    with pytest.raises(InvalidInput, match="paused by alice"):
+        steps.prepare(world.deps, package_arn=arn, run="auto", overrides=None, manual=False)
+    state = steps.prepare(world.deps, package_arn=arn, run="by-hand", overrides=None, manual=True)
+    assert state.first
+
+
+def test_a_held_endpoint_queues_and_supersede_asks_the_running_rollout_to_end(world: World) -> None:
+    world.store.acquire("churn", "churn-v2-run", package(2)["ModelPackageArn"], world.clock.now().timestamp())
+    arn = world.approve(3)
+    with pytest.raises(LockHeld):  # queue, the default: no signal to the running rollout
+        steps.prepare(world.deps, package_arn=arn, run="churn-v3-run", overrides=None, manual=False)
+    assert world.store.flag("churn", ABORT) is None
+    world.config(CONFIG + "  on_new_approval: supersede\n")
+    with pytest.raises(LockHeld):
+        steps.prepare(world.deps, package_arn=arn, run="churn-v3-run", overrides=None, manual=False)
+    aborted = world.store.flag("churn", ABORT)
+    assert aborted is not None
+    assert aborted["verdict"] == "INCONCLUSIVE"
+    assert arn in aborted["by"]
+
+
+def test_a_duplicate_approval_of_the_running_package_supersedes_nothing(world: World) -> None:
+    world.config(CONFIG + "  on_new_approval: supersede\n")
+    arn = world.approve(2)
+    world.store.acquire("churn", "churn-v2-run", arn, world.clock.now().timestamp())
+    with pytest.raises(LockHeld):
+        steps.prepare(world.deps, package_arn=arn, run="churn-v2-again", overrides=None, manual=False)
+    assert world.store.flag("churn", ABORT) is None
+
+
+def test_a_prepare_that_fails_after_taking_the_lock_frees_it(world: World) -> None:
+    serving_v1(world)
+    world.live()["EndpointStatus"] = "Updating"
+    with pytest.raises(InvalidInput, match="is Updating: a rollout starts only from InService"):
+        world.prepare(2)
+    assert world.store.lock_of("churn") is None
+
+
+def test_a_rollout_does_not_change_an_endpoint_s_kind(world: World) -> None:
+    serving_v1(world)
+    world.config(CONFIG.replace("  name: churn\n", "  name: churn\n  kind: multi_model\n"))
+    with pytest.raises(InvalidInput, match=r"single-model endpoint but the config asks for endpoint\.kind multi_model"):
+        world.prepare(2)
+    assert world.store.lock_of("churn") is None
+
+
+def test_the_serving_model_again_is_a_noop(world: World) -> None:
+    serving_v1(world)
+    state = world.prepare(1)
+    assert state.noop
+    assert steps.release(world.deps, state) == {"released": True}
+    assert world.store.events("churn")[-1] == "ended"
+
+
+def test_an_abort_left_for_an_earlier_rollout_is_cleared(world: World) -> None:
+    serving_v1(world)
+    world.store.set_flag("churn", ABORT, by="bob", reason="old")
+    world.prepare(2)
+    assert world.store.flag("churn", ABORT) is None
+
+
+# ---------------------------------------------------------------- the stages
+
+
+def test_a_good_candidate_goes_through_every_stage_and_is_promoted(world: World) -> None:
+    serving_v1(world)
+    state = world.prepare(2)
+    # shadow: the champion alone in production, the candidate mirrored with as many instances
+    enter(world, state, 0)
+    assert [v["VariantName"] for v in world.live()["ShadowProductionVariants"]] == ["v2"]
+    assert world.live()["ShadowProductionVariants"][0]["CurrentInstanceCount"] == 2
+    # A/B: a new config with both, then only weights move; the challenger is raised before it carries half
+    enter(world, state, 1)
+    assert world.weights() == {"v1": 90, "v2": 10}
+    assert "ShadowProductionVariants" not in world.live()
+    updates = len([c for c in world.endpoints.calls if c[0] == "update_endpoint"])
+    enter(world, state, 2)
+    assert world.weights() == {"v1": 75, "v2": 25}
+    world.live()["ProductionVariants"][0]["CurrentInstanceCount"] = 3  # the champion autoscaled meanwhile
+    enter(world, state, 3)
+    assert world.weights() == {"v1": 50, "v2": 50}
+    assert world.live()["ProductionVariants"][1]["CurrentInstanceCount"] == 3
+    enter(world, state, 4)
+    assert world.weights() == {"v1": 0, "v2": 100}
+    assert len([c for c in world.endpoints.calls if c[0] == "update_endpoint"]) == updates
+    # the watch: the challenger alone (the champion's scaling target goes first: SageMaker insists)
+    enter(world, state, 5)
+    assert [v["VariantName"] for v in world.live()["ProductionVariants"]] == ["v2"]
+    assert ("churn", "v1") not in world.endpoints.scaling
+    assert ("churn", "v2") in world.endpoints.scaling
+    # finalize: done already, resumed at once
+    final = steps.finalize(world.deps, state, "token-final")
+    assert world.resumer.sent[-1][:2] == ("success", "token-final")
+    assert final["config"] == world.live()["EndpointConfigName"]
+    promoted = steps.promoted(world.deps, state)
+    assert promoted["champion"]["model"] == "churn-v2"
+    assert world.store.champion("churn")["variant"] == "v2"
+    assert world.store.lock_of("churn") is None
+    entered = [r["stage"] for r in world.store.records("churn") if r["event"] == "stage-entered"]
+    assert entered == ["shadow", "ab", "ab", "ab", "full", "watch"]
+
+
+def test_every_endpoint_change_is_awaited_by_a_waiter_stored_before_it(world: World) -> None:
+    serving_v1(world)
+    state = world.prepare(2)
+    seen: list[str] = []
+    real = world.endpoints.update_endpoint
+
+    def update(name: str, config: str, *, exclude_weights: bool) -> None:
+        waiter = world.tokens.items.get("endpoint/churn")
+        seen.append(waiter.expect if waiter else "")
+        real(name, config, exclude_weights=exclude_weights)
+
+    world.endpoints.update_endpoint = update  # type: ignore[method-assign]
+    enter(world, state, 0)
+    enter(world, state, 1)
+    assert seen == [c[2] for c in world.endpoints.calls if c[0] == "update_endpoint"][-2:]
+
+
+def test_a_retried_stage_entry_reuses_its_own_config(world: World) -> None:
+    serving_v1(world)
+    state = world.prepare(2)
+    first = steps.enter_stage(world.deps, state, "token")
+    again = steps.enter_stage(world.deps, state, "token-retry")
+    assert first == again
+    assert len([c for c in world.endpoints.calls if c == ("create_endpoint_config", first["config"])]) == 2
+    assert len([n for n in world.endpoints.configs if "shadow" in n]) == 1
+
+
+def test_a_rollout_that_lost_its_lock_changes_nothing(world: World) -> None:
+    serving_v1(world)
+    state = world.prepare(2)
+    world.store.release("churn", state.run)
+    world.store.acquire("churn", "someone-else", "arn:other", world.clock.now().timestamp())
+    before = copy.deepcopy(world.live())
+    with pytest.raises(LockLost):
+        steps.enter_stage(world.deps, state, "token")
+    assert world.live() == before
+    assert world.tokens.items["endpoint/churn"].token == "token-first"  # no waiter for this change
+
+
+def test_a_direct_switch_when_shadow_and_ab_are_off(world: World) -> None:
+    serving_v1(world)
+    world.config(
+        CONFIG.replace("  ab: {steps: [10, 25, 50]}\n", "  ab: {enabled: false}\n  shadow: {enabled: false}\n")
+    )
+    state = world.prepare(2)
+    assert state.stages == []
+    assert world.store.records("churn")[-1]["strategy"] == "direct switch (shadow and A/B disabled)"
+    steps.finalize(world.deps, state, "token-final")
+    assert [v["VariantName"] for v in world.live()["ProductionVariants"]] == ["v2"]
+    assert world.store.events("churn")[-1] == "finalizing"
+
+
+def test_old_versions_beyond_the_last_few_are_retired_at_promotion(world: World) -> None:
+    serving_v1(world)
+    for version in range(2, 9):
+        state = world.prepare(version)
+        steps.finalize(world.deps, state.model_copy(update={"stages": [], "stage_count": 0}), "t")
+        steps.promoted(world.deps, state)
+    models = sorted(world.endpoints.models, key=lambda n: world.endpoints.created[n])
+    assert models == [f"churn-v{v}" for v in range(4, 9)]
+    assert world.store.champion("churn")["model"] == "churn-v8"
+
+
+# ---------------------------------------------------------------- rollback
+
+
+def test_a_rollback_in_ab_moves_weights_first_then_restores_and_rejects(world: World) -> None:
+    serving_v1(world)
+    state = world.prepare(2)
+    enter(world, state, 0)
+    state = enter(world, state, 1)
+    moved = steps.rollback_weights(world.deps, state, "token-weights")
+    assert moved == {"moved": True}
+    assert world.weights() == {"v1": 100, "v2": 0}
+    restored = steps.rollback_config(world.deps, state, "token-config")
+    assert restored == {"restored": True}
+    verdict = {"verdict": "ROLLBACK", "explanation": "errors 3x the champion's"}
+    answer = steps.verify_rollback(world.deps, state.model_copy(update={"verdict": verdict}))
+    assert answer["reason"] == "errors 3x the champion's"
+    assert world.live()["EndpointConfigName"] == state.last_good
+    assert world.endpoints.packages[state.package_arn]["ModelApprovalStatus"] == "Rejected"
+    assert ("churn", "v1") in world.endpoints.scaling
+    assert world.store.lock_of("churn") is None
+    assert world.store.events("churn")[-3:] == ["rolling-back", "rolling-back", "rolled-back"]
+
+
+def test_a_rollback_in_shadow_has_no_weights_to_move(world: World) -> None:
+    serving_v1(world)
+    state = enter(world, world.prepare(2), 0)
+    assert steps.rollback_weights(world.deps, state, "token-weights") == {"moved": False}
+    assert world.resumer.sent[-1][:2] == ("success", "token-weights")
+    roll_back(world, state, {"verdict": "ROLLBACK", "explanation": "bad"})
+    assert "ShadowProductionVariants" not in world.live()
+
+
+def test_a_rollback_during_the_watch_deregisters_the_challenger_s_scaling_first(world: World) -> None:
+    serving_v1(world)
+    state = world.prepare(2)
+    for index in range(6):
+        state = enter(world, state, index)
+    roll_back(world, state, {"verdict": "ROLLBACK", "explanation": "worse after promotion"})
+    assert [v["VariantName"] for v in world.live()["ProductionVariants"]] == ["v1"]
+    assert ("churn", "v2") not in world.endpoints.scaling
+    assert ("churn", "v1") in world.endpoints.scaling
+
+
+def test_an_inconclusive_rollout_restores_the_champion_but_does_not_reject(world: World) -> None:
+    serving_v1(world)
+    state = enter(world, world.prepare(2), 0)
+    answer = roll_back(world, state, {"verdict": "INCONCLUSIVE", "explanation": "undecided in 60 minutes"})
+    assert answer["outcome"] == "rolled-back"
+    assert world.endpoints.packages[state.package_arn]["ModelApprovalStatus"] == "Approved"
+    assert world.store.events("churn")[-1] == "inconclusive"
+
+
+def test_a_failed_step_s_error_is_the_rollback_reason(world: World) -> None:
+    serving_v1(world)
+    state = enter(world, world.prepare(2), 0)
+    answer = roll_back(world, state, {"Error": "States.Timeout", "Cause": "no InService in an hour"})
+    assert answer["reason"] == "States.Timeout: no InService in an hour"
+
+
+def test_a_rollback_already_on_the_last_good_config_resumes_at_once(world: World) -> None:
+    serving_v1(world)
+    state = world.prepare(2)  # nothing changed yet
+    assert steps.rollback_config(world.deps, state, "token-config") == {"restored": False}
+    assert world.resumer.sent[-1][:2] == ("success", "token-config")
+
+
+def test_a_rollback_is_reported_only_when_the_endpoint_is_restored(world: World) -> None:
+    serving_v1(world)
+    state = enter(world, world.prepare(2), 0)
+    steps.rollback_config(world.deps, state, "token-config")
+    world.live()["EndpointStatus"] = "Failed"
+    world.live()["ProductionVariants"][0]["CurrentInstanceCount"] = 0
+    with pytest.raises(RollbackFailed, match="status Failed; no instances"):
+        steps.verify_rollback(world.deps, state.model_copy(update={"verdict": {"verdict": "ROLLBACK"}}))
+    assert world.store.lock_of("churn") is not None  # ReconcileRollouts retries the restore
+    assert world.endpoints.packages[state.package_arn]["ModelApprovalStatus"] == "Approved"
+    assert world.store.records("churn")[-1]["problems"] == ["status Failed", "no instances"]
+
+
+def test_rollback_problems_name_each_difference() -> None:
+    live = {
+        "EndpointStatus": "InService",
+        "EndpointConfigName": "churn-ab10",
+        "ProductionVariants": [{"VariantName": "v1", "CurrentInstanceCount": 2}, {"VariantName": "v2"}],
+        "ShadowProductionVariants": [{"VariantName": "v3"}],
+    }
+    assert steps.rollback_problems(live, "churn-first", "v1") == [
+        "config churn-ab10, not churn-first",
+        "variants ['v1', 'v2'], not [v1]",
+        "a shadow variant remains",
+        "no instances",
+    ]
+
+
+# ---------------------------------------------------------------- executions
+
+
+def test_a_long_stage_hands_the_lock_over_to_its_continuation(world: World) -> None:
+    serving_v1(world)
+    state = world.prepare(2)
+    handed = steps.hand_over(world.deps, state, "churn-v2-run")
+    assert handed == {"name": "churn-v2-run-c1", "continuation": 1}
+    assert world.store.lock_of("churn")["successor"] == "churn-v2-run-c1"
+    resumed = state.model_copy(update={"continuation": 1})
+    steps.resume(world.deps, resumed, "churn-v2-run-c1")
+    lock = world.store.lock_of("churn")
+    assert lock["execution"] == "churn-v2-run-c1"
+    assert "successor" not in lock
+    assert steps.hand_over(world.deps, resumed, "churn-v2-run-c1")["name"] == "churn-v2-run-c2"
+
+
+def test_the_state_round_trips_through_the_state_machine_unchanged(world: World) -> None:
+    serving_v1(world)
+    state = steps.prepare(world.deps, package_arn=world.approve(2), run="r", overrides=None, manual=False)
+    dumped = state.dump()
+    assert RolloutState.model_validate(dumped).dump() == dumped
+    assert "verdict" not in dumped
+    assert "target_model" not in dumped
+    assert dumped["champion"]["variant"] == "v1"
+    assert dumped["stages"][0]["kind"] == "shadow"
+
+
+def test_a_serverless_endpoint_switches_then_watches(world: World) -> None:
+    world.config(
+        "framework: sklearn\nentry_point: train.py\nendpoint:\n  name: churn\n  kind: serverless\n"
+        "  serverless: {memory_mb: 2048, max_concurrency: 5}\n"
+    )
+    serving_v1(world)
+    state = world.prepare(2)
+    assert [s.kind for s in state.stages] == ["watch"]
+    assert world.store.records("churn")[-1]["strategy"].startswith("serverless: switch, then a post-promotion watch")
+    enter(world, state, 0)
+    live = world.live()["ProductionVariants"]
+    assert [v["VariantName"] for v in live] == ["v2"]
+    assert "CurrentServerlessConfig" in live[0]
+    assert not world.endpoints.models["churn-v2"]["EnableNetworkIsolation"]
+
+
+def test_a_multi_model_candidate_names_its_target_model(world: World) -> None:
+    world.config(CONFIG.replace("  name: churn\n", "  name: churn\n  kind: multi_model\n"))
+    state = world.prepare(1)
+    assert state.target_model == "model.tar.gz"
+    container = world.endpoints.models["churn-v1"]["PrimaryContainer"]
+    assert container["Mode"] == "MultiModel"
+    assert container["ModelDataUrl"].endswith("/run1/")
+    assert world.store.records("churn")[-1]["target_model"] == "model.tar.gz"
