@@ -13,10 +13,14 @@ in the data bucket that the package points to.
 from __future__ import annotations
 
 import json
-from typing import Any
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+from pydantic import BaseModel
 
 from shepherd.config import ModelConfig
-from shepherd.model_archive import SUBMIT_DIRECTORY
+from shepherd.model_archive import SUBMIT_DIRECTORY, RepackedModel, hosting_archive_uri
 
 METRIC_PREFIX = "metric:"
 CONTENT_TYPES = ["text/csv", "application/json", "application/x-npy"]
@@ -97,3 +101,91 @@ def metrics_from_package(description: dict[str, Any]) -> dict[str, float]:
 
 def lineage_document(**fields: Any) -> str:
     return json.dumps(fields, indent=2, sort_keys=True, default=str)
+
+
+# ---------------------------------------------------------------- the RegisterModel step
+
+logger = logging.getLogger(__name__)
+# A retried invocation of one run returns the package it registered instead of registering another,
+# for as long as Step Functions may redrive an execution (14 days).
+REMEMBER_SECONDS = 14 * 86400
+
+
+class Memory(Protocol):
+    """Results remembered per step and run (shepherd.aws.idempotency)."""
+
+    def recall(self, key: str) -> dict[str, Any] | None: ...
+    def remember(self, key: str, result: dict[str, Any], *, expires_after_seconds: int) -> None: ...
+    def client_token(self, key: str) -> str: ...
+
+
+class Archives(Protocol):
+    def repack_in_s3(self, model_uri: str, source_uri: str, target_uri: str, *, program: str) -> RepackedModel: ...
+
+
+class Registry(Protocol):
+    def ensure_package_group(self, group: str, description: str, tags: dict[str, str]) -> None: ...
+    def create_model_package(self, request: dict[str, Any]) -> str: ...
+
+
+@dataclass(frozen=True)
+class Deps:
+    memory: Memory
+    archives: Archives
+    registry: Registry
+    region: str
+
+
+class TrainedJob(BaseModel):
+    job_name: str
+    job_arn: str | None = None
+    model_data_url: str
+    metrics: dict[str, float]
+
+
+class RegisterRequest(BaseModel):
+    model: str
+    run: str
+    group: str
+    config: dict[str, Any]
+    job: TrainedJob
+    image: str
+    source_uri: str
+    lineage: dict[str, str]
+    lineage_uri: str
+    evaluation_summary: str = ""
+
+
+def register(deps: Deps, request: RegisterRequest) -> dict[str, Any]:
+    """Repack the trained model with its inference code and register it: once per run, however retried."""
+    key = f"register_model#{request.run}"
+    remembered = deps.memory.recall(key)
+    if remembered is not None:
+        logger.info("already registered: %s", remembered["model_package_arn"])
+        return remembered
+    config = ModelConfig.model_validate(request.config, context={"model": request.model})
+    model_data_url = hosting_archive_uri(request.source_uri)
+    repacked = deps.archives.repack_in_s3(
+        request.job.model_data_url,
+        request.source_uri,
+        model_data_url,
+        program=config.inference_entry_point or config.entry_point,
+    )
+    logger.info("repacked with its inference code: %s", asdict(repacked) | {"model_data_url": model_data_url})
+    tags = {"shepherd:model": request.model}
+    deps.registry.ensure_package_group(request.group, f"Shepherd: models trained from {request.model}'s datasets", tags)
+    package = package_request(
+        config,
+        group=request.group,
+        image=request.image,
+        model_data_url=model_data_url,
+        region=deps.region,
+        metrics=request.job.metrics,
+        lineage=request.lineage | {"training_job_arn": request.job.job_arn or request.job.job_name},
+        lineage_uri=request.lineage_uri,
+        description=f"{request.model} trained by {request.job.job_name}. {request.evaluation_summary}",
+    )
+    arn = deps.registry.create_model_package(package | {"ClientToken": deps.memory.client_token(key)})
+    result = {"model_package_arn": arn, "approval_status": package["ModelApprovalStatus"], "group": request.group}
+    deps.memory.remember(key, result, expires_after_seconds=REMEMBER_SECONDS)
+    return result

@@ -65,13 +65,13 @@ def test_a_retry_after_a_lost_record_sends_the_same_client_token(
 ) -> None:
     # Given a first attempt that created its package but crashed before recording it
     sent: list[str] = []
-    real = register_model.create_model_package
+    real = register_model.sagemaker.create_model_package
 
     def record_token(request: dict[str, Any]) -> str:
         sent.append(request["ClientToken"])
         return real(request)
 
-    monkeypatch.setattr(register_model, "create_model_package", record_token)
+    monkeypatch.setattr(register_model.sagemaker, "create_model_package", record_token)
     register_model.handler(sample_event("register_model"), aws.context)
     aws.dynamodb.delete_item(
         TableName=IDEMPOTENCY_TABLE, Key={"id": {"S": "register_model#" + sample_event("register_model")["run"]}}
