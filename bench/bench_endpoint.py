@@ -1,33 +1,7 @@
 """Real-time endpoint serving on the local cloud vs. the model's handler called directly, in the same run.
 
 A report, not a test: prints a table and a SUMMARY line and exits 0.
-
-- Model: the churn example's (examples/churn): RandomForestClassifier(n_estimators=100,
-  max_depth=5, n_jobs=1) as train.py fits it, on generate_data.py's data, served with
-  examples/churn/inference.py (input_fn / predict_fn / output_fn). --model logistic swaps in a
-  LogisticRegression (a much cheaper call, so the HTTP round trip dominates). The payload is one
-  CSV row of test features, Accept text/csv.
-- Direct baseline: ModelHandler.load + ModelHandler.invoke in this process, same payload; its
-  median latency is "the model's per-call cost".
-- Endpoint: an in-process LocalCloud(port=0) with the sagemaker-scikit-learn image; a boto3
-  sagemaker-runtime client calls InvokeEndpoint on a 1-instance endpoint. Client-side latency
-  per call, throughput = calls / wall time. OverheadLatency p50 is read back from CloudWatch
-  (AWS/SageMaker, GetMetricStatistics ExtendedStatistics p50) after the runtime's metrics are
-  flushed; "overhead (client)" is client latency minus the direct handler latency.
-- Shadow: a second endpoint, same production variant plus a shadow variant of the same model
-  mirrored 100 % of requests; its production p50 vs. the plain endpoint's (rounds alternate).
-  The shadow's copies run at a lower priority, so some are still queued when its phase ends:
-  the bench waits for them (untimed) before the next phase, so that they slow neither the
-  following phases nor, unseen, the plain endpoint's figure.
-- Concurrency: a 2-instance endpoint, --threads client threads (default 4), each with its own
-  client. Baseline: 2 x the direct rate (two perfectly parallel processes; this machine's
-  client, server and workers share its cores, so the ratio is informational).
-- Dispatch: VariantFleet.invoke vs. its single-process ModelWorkerPool.invoke, in-process (no
-  HTTP), on the 1-instance endpoint's fleet: what the fleet's idle queue adds per call.
-
-BLAS / OpenMP threads are pinned to 1 (environment for the workers, threadpoolctl here). Every
-figure is the median (and p90) over per-call samples, or over --rounds rounds for throughputs;
-rounds alternate between the compared phases so they see the same noise.
+How it is built: docs/BENCHMARKS.md, "bench_endpoint.py".
 """
 
 from __future__ import annotations

@@ -1,32 +1,7 @@
 """A judge call's quality read on a long stage: the full re-read every call made before, against the incremental read.
 
-JudgeStage judges prediction quality from data capture joined with ground truth on InferenceId. Until
-this bench's change each call listed every hour since the stage began and read every capture and
-feedback object again; now it keeps a per-stage state in S3 (shepherd.rollout.quality.State: the objects
-of the open hours already read, the bins so far, the predictions and labels not joined yet) and reads only
-what is new. This bench times one judge call's quality read at the end of a long A/B stage both ways.
-
-Setup: a LocalCloud's S3 (moto behind HTTP, as the functions reach it locally) and a bucket holding
-``--minutes`` (default 1,440: a day) of an A/B stage: per minute one capture object per variant with
-``--per-object`` predictions (default 10), and one ground-truth object with the labels of 80 % of the
-predictions of ten minutes before (labels arrive late). The stage is judged at its last minute:
-
-- **full re-read** (the baseline): JudgeStage's code before the change (copied below from main at 173bb50,
-  its A/B branch): list every hour since the stage began, read every object, parse, join, bin;
-- **incremental**: ``functions/judge_stage/app.py``'s ``_with_quality`` on the stage's state as the
-  previous call (one minute earlier) left it; the call reads the state, lists the open hours, reads the
-  last minute's three new objects, joins, and writes the state back. The state is put back (untimed)
-  before each sample, so every sample does the same work.
-
-Samples alternate between the two, so both see the same noise; the figures are medians. Both reads must
-give the same bins (checked). Also printed: the S3 requests of one call each way, the state's size, and the
-first incremental call of the stage (no state yet: it reads everything, then writes the state).
-
-    .venv/bin/python bench/bench_judge_quality.py                 # a day; 3 + 9 samples (~2-3 min)
-    .venv/bin/python bench/bench_judge_quality.py --minutes 360   # six hours
-    .venv/bin/python bench/bench_judge_quality.py --no-write      # print only
-
 Writes bench/results/judge_quality.json. A report, not a test: always exits 0.
+How it is built: docs/BENCHMARKS.md, "bench_judge_quality.py".
 """
 
 from __future__ import annotations

@@ -1,33 +1,7 @@
 """What one rollout costs in Step Functions and Lambda: transitions, history events, invocations (issue 7).
 
-On a local cloud (time scale 60) with the real template.yaml: examples/churn is uploaded (judge
-every virtual minute, shadow on, A/B steps 10/25/50 %, 120 minutes at most per stage, error-rate
-min_samples 50, no champion margin on the gates, no endpoint autoscaling), v1 is trained (dataset +
-_READY -> ModelLifecycle -> auto-approved package -> Rollout: first deployment), steady traffic
-starts (~25 requests/s, 5 % malformed so both variants have errors for the judge to compare), v2 is
-trained and rolled out (shadow -> A/B 10 -> 25 -> 50 % -> full -> watch). For each Rollout execution (and
-each ModelLifecycle execution, for reference) the paginated GetExecutionHistory gives:
-
-- state transitions: the *StateEntered events (Step Functions Standard bills per state transition);
-- history events (an execution is capped at 25,000);
-- Lambda invocations made by the state machine: TaskScheduled events with resourceType "lambda";
-- judge calls (Judge state entries), per stage with their verdicts;
-- wall seconds (describe_execution start -> stop) and virtual minutes (wall x time scale).
-
-Every Lambda invocation in the local cloud is also counted by function (a wrapper around the
-in-process Lambda runtime), so the event-driven ones outside the state machine (StartRollout on
-the approval, JobCallback resuming each endpoint-change task token, the ReconcileSchedule) show
-too, and their measured durations give a GB-second estimate at each function's MemorySize.
-
-Cost at us-east-1 list prices: Step Functions Standard $0.025 per 1,000 state transitions, Lambda
-$0.20 per 1M requests and $0.0000166667 per GB-second (x86); free tiers ignored. Then an
-extrapolation to AWS time: each judge loop is 3 transitions (StageWait, Judge, Verdict), so a
-stage of M minutes judged every I minutes costs 3 x M / I transitions on top of the measured fixed
-part, and the history grows by the measured events per loop, against the 25,000-event cap.
-
-Prints tables and writes bench/results/rollout_cost.json. A report, not a test: always exits 0.
-
-    .venv/bin/python bench/bench_rollout_cost.py          # about 3-4 minutes on two cores
+Writes bench/results/rollout_cost.json. A report, not a test: always exits 0.
+How it is built: docs/BENCHMARKS.md, "bench_rollout_cost.py".
 """
 
 from __future__ import annotations

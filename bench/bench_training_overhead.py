@@ -1,14 +1,7 @@
 """Benchmark: what the local SageMaker adds around a training script.
 
-Overhead = the job's wall time as a client sees it (CreateTrainingJob called -> DescribeTrainingJob
-says Completed, polled every 20 ms) minus the script's own run time (it records time.time() on its
-first and last line). The script is trivial, so the overhead is everything else: status changes and
-their events, downloading the source from S3, laying out /opt/ml, starting the interpreter,
-archiving and uploading model.tar.gz, and the polling granularity. Target: median < 1.5 s.
-
-A report, not a test: it prints its figures and exits 0.
-
-    .venv/bin/python bench/bench_training_overhead.py [--runs N]
+Target: median < 1.5 s. A report, not a test: it prints its figures and exits 0.
+How it is built: docs/BENCHMARKS.md, "bench_training_overhead.py".
 """
 
 from __future__ import annotations

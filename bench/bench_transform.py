@@ -1,33 +1,6 @@
 """Batch transform throughput on the local cloud vs. the single-process limit, measured in the same run.
 
-A report, not a test: prints its figures and exits 0.
-
-- Data: a CSV of --rows rows x 8 float features (default 1,000,000 rows, ~76 MB), generated here.
-- Model: a small real scikit-learn model (--model; default GradientBoostingRegressor, 100 trees of
-  depth 3), trained here on 20,000 rows; its per-row predict cost is measured and printed.
-  --model churn is the example project's model as issue 3 names it: examples/churn's
-  RandomForestClassifier(100 trees, depth 5, as train.py fits it) on generate_data.py's features
-  (~40 MB for 1,000,000 rows), served by examples/churn/inference.py (its input_fn, predict_fn
-  = predict_proba's positive class, output_fn = "%.6g" per line).
-- Single-process limit: read the same file (pandas' C parser, float32 as the container feeds the
-  model), model.predict on it whole, write the predictions (one repr per line), one process. For
-  churn the same steps as its inference.py: read (float64), predict_proba on a frame with the
-  feature names, write "%.6g" per line.
-- Transform: an in-process LocalCloud(port=0); CreateTransformJob (SplitType Line, MultiRecord,
-  --payload-mb MaxPayloadInMB, MaxConcurrentTransforms=--workers) with the sagemaker-scikit-learn
-  image and code/inference.py (model_fn only, the container's default handlers; churn: the
-  example's inference.py); the figure is
-  CreateTransformJob -> DescribeTransformJob says Completed, as a client sees it (worker start,
-  model download and load, S3 in and out included). TransformStartTime -> TransformEndTime is
-  printed too. The output is checked line for line against the baseline's predictions. One
-  unmeasured job runs first: it starts the local cloud's model worker zygote (the one-off import
-  of numpy/pandas/scikit-learn that later workers fork from); its time is the informational
-  "first job" row.
-
-OMP_NUM_THREADS / OPENBLAS_NUM_THREADS / MKL_NUM_THREADS are 1 for both: set in the environment
-the model workers inherit, and applied with threadpoolctl to the in-process baseline. Each figure
-is the median of --runs runs (default 3), baseline and transform alternating so they see the same
-noise.
+A report, not a test: prints its figures and exits 0. How it is built: docs/BENCHMARKS.md, "bench_transform.py".
 """
 
 from __future__ import annotations

@@ -1,19 +1,7 @@
 """Cold start of every Lambda function in a fresh process, against a naive baseline (issue 5).
 
-For each AWS::Serverless::Function of template.yaml: N fresh interpreters, each timing (with
-time.perf_counter, inside the child) ``import app`` with the function's code and the shared layer
-on the path, plus the first ``app.handler(event, context)`` on the sample event
-``events/<function>.json``, against a local cloud with the template deployed. In the same run,
-and interleaved with them, the naive baseline: a handler that eagerly imports boto3, creates its
-five clients, Powertools Logger + Tracer + Metrics and pydantic, then answers.
-
-Prints a table (median, p90, ratio to the naive median, outcome) and writes
-bench/results/coldstart.json as {"<function>": <median ms>, ..., "_naive_baseline": <median ms>}.
-Target: every function at most 0.6x the naive baseline. A report, not a test: always exits 0.
-
-    .venv/bin/python bench/coldstart.py                 # 7 samples each (~2 min on two cores)
-    .venv/bin/python bench/coldstart.py --quick         # 3 samples each
-    .venv/bin/python bench/coldstart.py --importtime start_job   # + one -X importtime child, top costs
+Target: every function at most 0.6x the naive baseline; writes bench/results/coldstart.json. A report, not
+a test: always exits 0. How it is built: docs/BENCHMARKS.md, "coldstart.py".
 """
 
 from __future__ import annotations

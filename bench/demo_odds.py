@@ -1,21 +1,7 @@
 """The demo's odds: how often `shepherd demo` fails to promote its good candidate or to roll back its faulty one.
 
-Every judged test of the demo's two rollouts is run with the product's judge (``shepherd.judge.judge`` on the
-settings ``shepherd.rollout.observe.settings`` derives from the demo's config) on simulated per-minute bins at the
-demo's traffic: the good candidate walks shadow -> A/B steps -> full -> watch against v1, the faulty one meets v2
-in shadow. The models' rates are the demo's own, measured on 200,000 fresh rows (measure_models).
-
-A failure is any other ending: a ROLLBACK or an INCONCLUSIVE stage of the good candidate (the watch's
-INCONCLUSIVE keeps the promotion, as in production), a faulty candidate that is not rolled back in shadow.
-The report also gives Bonferroni's bound, the sum of the alphas the good candidate's tests spend (each
-two-variant test's P(ROLLBACK | equal rates) is exact given the grouping, sprt.grouped_sprt), which the
-simulation cannot show at these rates; the baseline tests of full and the watch treat the champion's
-estimated rate as exact, so only the simulation covers them.
-
-    .venv/bin/python bench/demo_odds.py                       # 10,000 rollouts per mode and rate (~3 min)
-    .venv/bin/python bench/demo_odds.py --quick --out /tmp    # 1,000
-
-Writes bench/results/demo_odds.json. A report, not a test: always exits 0.
+Writes bench/results/demo_odds.json, which the demo's report quotes. A report, not a test: always exits 0.
+How it is built: docs/BENCHMARKS.md, "demo_odds.py".
 """
 
 from __future__ import annotations

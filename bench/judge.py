@@ -1,16 +1,6 @@
 """Rollout judges side by side on simulated CloudWatch traffic (issue 6).
 
-Two variants serve Poisson traffic with a diurnal swing and bursts; each request is "bad" (an
-error, or slower than the latency threshold t) with a rate that drifts with the time of day and
-rises in bursts, the same for both variants up to the candidate's ratio. Everything is aggregated
-into complete 60-s bins, per variant, as CloudWatch delivers SampleCount, error Sum and TC(:t).
-Each strategy sees those bins only. Shepherd's strategy runs the judge's own kernels
-(shepherd.judge.sprt) with the judge's default settings.
-
-    .venv/bin/python bench/judge.py --quick     # 2,000 replications per scenario, < 2 minutes
-    .venv/bin/python bench/judge.py             # 10,000 replications per scenario
-
-Writes bench/results/judge.json, judge.md and judge.png.
+Writes bench/results/judge.json, judge.md and judge.png. How it is built: docs/BENCHMARKS.md, "judge.py".
 """
 
 from __future__ import annotations

@@ -1,14 +1,8 @@
 """`shepherd demo`: the whole story on the local cloud, with live progress, a report and a summary.
 
-It starts the local cloud with the real template.yaml, uploads examples/churn and its data, and
-plays: training -> registration -> first deployment; steady traffic from a held-out set; new data
--> a better candidate -> shadow -> A/B -> full promotion; a deliberately faulty candidate (its
-predict_fn fails on half of its requests) caught in shadow and rolled back, champion intact; a
-batch file scored; a clean shutdown. It writes demo-output/summary.json and report.html.
-
-Statistical honesty: the judge decides from real counts with its stated error rates; decisions in
-minutes need a large effect and enough traffic, so the demo declares its settings (effect size,
-alpha, beta, traffic rate, time scale) in the report rather than hiding them.
+Decisions in minutes need a large effect and enough traffic, so the report declares the demo's settings
+(effect size, alpha, beta, traffic rate, time scale) rather than hiding them. The story and its outputs:
+docs/CLI.md, "shepherd demo".
 """
 
 from __future__ import annotations

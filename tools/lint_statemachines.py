@@ -1,30 +1,8 @@
-"""Lint the Step Functions state machines declared in SAM templates.
+"""Lint the Step Functions state machines declared in SAM templates, after DefinitionSubstitutions.
 
-Why: ``sam validate`` and cfn-lint check the template, but not the Amazon States
-Language (ASL) documents its state machines point at.  Mistakes in those -- a
-``Next`` naming a state that does not exist, a ``${Placeholder}`` with no
-``DefinitionSubstitutions`` entry, ``HeartbeatSeconds`` not below
-``TimeoutSeconds`` -- otherwise only show up when CloudFormation rejects the
-deployment and rolls back, or at run time.
-
-For every ``AWS::Serverless::StateMachine`` and ``AWS::StepFunctions::StateMachine``
-the tool:
-
-1. reads the definition: the local file named by ``DefinitionUri`` (SAM) or
-   ``DefinitionS3Location`` (as accepted by ``sam``/``aws cloudformation package``),
-   relative to the template, or the inline ``Definition``;
-2. replaces each ``${Name}`` with its ``DefinitionSubstitutions`` value, evaluating
-   ``Ref``, ``Fn::GetAtt``, ``Fn::Sub`` and ``Fn::Join`` to realistic stand-ins
-   (ARNs in us-east-1, account 123456789012, stack "shepherd"), following what
-   CloudFormation returns (``Ref`` of a Lambda function is its name, ``Fn::GetAtt``
-   ``Arn`` its ARN);
-3. checks the result with two independent validators: statelint (the ASL
-   specification: structure, state references, field types) and moto's ASL parser
-   (what emulated ``CreateStateMachine`` accepts; it also enforces service rules
-   statelint lacks, such as heartbeat < timeout, and the EXPRESS restrictions).
-
-Usage: python tools/lint_statemachines.py [TEMPLATE ...]   (default: template.yaml)
-Exit status: 0 when every state machine is clean, 1 when any problem was found.
+Why: ``sam validate`` and cfn-lint check the template, not its ASL; a ``Next`` to nowhere or an unfilled
+``${Placeholder}`` otherwise shows up only when CloudFormation rolls back, or at run time. docs/TOOLS.md.
+Usage: python tools/lint_statemachines.py [TEMPLATE ...]   (default: template.yaml; exit 1 on any problem)
 """
 
 from __future__ import annotations

@@ -1,26 +1,8 @@
 """Regenerate the layer's trimmed copies of botocore's data from the installed botocore.
 
-botocore parses a service's whole model when a client is created. SageMaker's is the largest AWS
-has (about 400 KB gzipped, some 380 operations): parsing it is about 80 ms of every cold start that
-creates a SageMaker client, for the ~20 operations Shepherd calls; S3's costs about 30 ms for 5.
-The layer therefore ships ``shepherd/aws/models/<service>/<api-version>/service-2.json`` with those
-operations and the shapes they reach, and :mod:`shepherd.aws.data_loader` puts that folder first on
-botocore's data path (botocore's own mechanism for extra models; paginators, endpoint rules and
-waiters still come from botocore).
-
-Likewise ``shepherd/aws/models/endpoints.json``: botocore parses its 1.2 MB endpoints.json (every
-service in every partition) when the first client is created, about 15 ms. The copy keeps every
-partition whole (regions, defaults, variants) and, in each, the entries of the services Shepherd
-creates clients for plus those botocore's credential providers call (ENDPOINT_SERVICES).
-
-The data is copied, not edited: the same botocore version, the same shapes and endpoint entries,
-minus the documentation strings (only docstrings read them). A unit test checks
-that the files match what this tool writes from the installed botocore (so a botocore upgrade
-regenerates them), that every operation the layer and the functions call is in them, and that
-every service they create a client for has its endpoints.
-Run after upgrading the pinned boto3/botocore, or when Shepherd calls a new operation or service:
-
-    .venv/bin/python tools/trim_service_models.py
+Parsing SageMaker's whole model is about 80 ms of a cold start for the ~20 operations Shepherd calls
+(docs/COLD_START.md). Run after upgrading the pinned boto3/botocore, or when Shepherd calls a new operation
+or service: ``.venv/bin/python tools/trim_service_models.py``
 """
 
 from __future__ import annotations

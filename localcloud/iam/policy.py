@@ -1,14 +1,8 @@
 """AWS's IAM policy evaluation for the local cloud's own principals: pure Python, no boto3 and no moto.
 
-One request, one account: the role's identity-based policies plus at most one resource-based policy (a bucket
-policy, a KMS key policy, a Lambda function policy), evaluated as the IAM User Guide's "Policy evaluation logic"
-describes. Action, NotAction, Resource, NotResource, Principal, NotPrincipal and Condition (every operator family,
-...IfExists, ForAllValues:/ForAnyValue:, Null) are enforced, and ${...} policy variables are substituted in Resource
-and in String, ARN and Bool condition values of "Version": "2012-10-17" documents.
-
-Not modelled: SCPs and RCPs, permissions boundaries, session policies, VPC endpoint policies, KMS grants, S3 ACLs,
-cross-account requests (a resource policy naming another account never matches our principals) and role unique IDs
-(AROA...) in a Principal element. Parsed documents are cached by their JSON text and glob patterns are compiled once.
+One request, one account: the role's identity-based policies plus at most one resource-based policy, as
+the IAM User Guide's "Policy evaluation logic" describes. What is enforced and what is not modelled:
+docs/LOCAL_IAM.md, "How a request is decided".
 """
 
 from __future__ import annotations

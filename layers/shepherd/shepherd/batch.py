@@ -1,19 +1,7 @@
 """Batch Transform as Shepherd runs it: which uploads it scores, where every file goes, what it checks.
 
-A file uploaded to ``batch/<model>/input/<relative path>`` starts the BatchTransform workflow for
-exactly that object. Everything the workflow writes lands elsewhere, because the trigger rule's
-pattern ``batch/*/input/*`` (``*`` also matches ``/``) would otherwise start it again:
-
-    batch/<model>/output/<run>/<file name>.out         what SageMaker writes for the file
-    batch/<model>/output/<run>/_summary.json           the run's BatchSummary
-    batch/<model>/processed/<tag>-<flat relative>      the input, after a completed job
-    batch/<model>/failed/<tag>-<flat relative>         the input, after a failure ...
-    batch/<model>/failed/<tag>-<flat relative>.reason.txt   ... and why, next to it
-    artifacts/<model>/batch/<run>/manifest.json        the ManifestFile naming the one input object
-
-``<run>`` is the execution name, ``<tag>`` a short stable hash of it, and the flat relative path
-is the relative path with ``/`` written as ``__``, so no written key holds ``/input/``.
-
+Nothing the workflow writes lands under ``batch/<model>/input/``: the trigger rule's pattern
+``batch/*/input/*`` would start it again. The key layout: docs/PIPELINES.md, "BatchTransform".
 Pure functions and pydantic models: the handlers do the I/O.
 """
 

@@ -1,17 +1,8 @@
 """Resuming state machines that wait for SageMaker jobs (the task-token pattern).
 
-A state machine starts a job through a ``.waitForTaskToken`` task: the handler stores the
-task token under the job's deterministic name *before* it creates the job (a job that fails
-at once can emit its event first), then returns. SageMaker's "… Job State Change" events
-reach JobCallback, which settles the token when the job has finished: SendTaskSuccess with
-the job's outcome, or SendTaskFailure with SageMaker's FailureReason. A scheduled reconciler
-settles tokens whose event was lost, through the same function.
-
-Settling is idempotent: SageMaker may send several events per change, and the callback and
-the reconciler may race. The token is sent first and marked settled after; a second send for
-a closed task is refused by Step Functions (TaskTimedOut / InvalidToken) and counts as done.
-This module holds the rules; the storage, SageMaker and Step Functions sides are ports that
-shepherd.aws implements.
+The token is stored before the job is created (a job that fails at once can emit its event first), and
+settling is idempotent (events repeat; the callback and the reconciler race). The storage, SageMaker and
+Step Functions sides are ports that shepherd.aws implements. docs/ROLLOUTS.md, "Waits: task tokens".
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
 """The model.tar.gz a package serves: the trained model with the run's inference code under code/.
 
-Endpoints and batch transforms run with network isolation, so the container cannot download a
-sourcedir.tar.gz from S3: the code has to be inside the model archive. This is the SageMaker
-Python SDK v2's repack (sagemaker/utils.py ``repack_model`` and ``_create_or_update_code_dir``,
-called from sagemaker/model.py ``_upload_code``), whose container reads the code from
-``SAGEMAKER_SUBMIT_DIRECTORY=/opt/ml/model/code`` (sagemaker/model.py ``_script_mode_env_vars``).
-Both archives come from S3, so members are checked while they stream through: names must stay
-inside the archive, and only regular files and directories are copied (no links, devices, FIFOs).
+Endpoints and batch transforms run isolated, so the code must be inside the archive: the SageMaker Python
+SDK v2's repack. Both archives come from S3, so members are checked as they stream: names stay inside, only
+regular files and directories. docs/PIPELINES.md, "Network isolation".
 """
 
 from __future__ import annotations

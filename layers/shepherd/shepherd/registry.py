@@ -1,13 +1,8 @@
 """Model Registry requests: a ModelPackage with its inference container, metrics and lineage.
 
-The container serves model_data_url, the repacked archive that holds the inference code under
-code/ (shepherd.model_archive): endpoints and batch transforms run with network isolation, so the
-code cannot come from S3 at start-up.
-
-SageMaker limits CustomerMetadataProperties to 50 entries of at most 256 characters per
-value, so the package carries digests, pointers and the gate metrics, and the full lineage
-(every data object's S3 version id, the code, the hyperparameters) lives in a JSON document
-in the data bucket that the package points to.
+The container serves the repacked archive with the code under code/: isolated containers cannot fetch it.
+CustomerMetadataProperties takes at most 50 entries of at most 256 characters, so the package carries
+digests and pointers; the full lineage is a JSON document in the data bucket. docs/PIPELINES.md, "Registration".
 """
 
 from __future__ import annotations

@@ -1,18 +1,8 @@
 """AWS clients, created on first use and kept for the warm process (one per service).
 
-Three cold-start savings, all measured by bench/coldstart.py:
-
-- They are botocore clients from one botocore session, which is what ``boto3.client`` returns too,
-  without importing boto3: boto3 pulls in s3transfer and its session machinery (about 100 ms) for
-  features Shepherd does not use (resources, managed transfers). botocore honours the same
-  environment (credentials, ``AWS_REGION``, ``AWS_ENDPOINT_URL``) as boto3.
-- The session reads botocore's data through :mod:`shepherd.aws.data_loader`: the layer's trimmed
-  copies first (SageMaker's service model parses in a few ms instead of about 80; endpoints.json,
-  1.2 MB, cut to Shepherd's services), and no scan of every service folder.
-- The process's first client is made with the cyclic garbage collector paused, then everything is
-  frozen (:func:`gc.freeze`): botocore's import, the session and the client allocate some hundred
-  thousand objects that live as long as the process, and the collector would otherwise walk them
-  over and over while they are made (about 7 ms of CPU on Python 3.13).
+botocore clients from one session (boto3 would import s3transfer for nothing, about 100 ms), reading the
+layer's trimmed data; the first is made with the garbage collector paused, then everything frozen. All
+cold-start savings measured by bench/coldstart.py: docs/COLD_START.md, "Clients".
 """
 
 from __future__ import annotations

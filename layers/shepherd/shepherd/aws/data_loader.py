@@ -1,18 +1,8 @@
 """botocore's data loader, reading the layer's trimmed copies of botocore's data first.
 
-``models/`` (next to this file) holds botocore's own data files cut to what Shepherd uses
-(tools/trim_service_models.py): service models with only the operations Shepherd calls, and
-``endpoints.json`` with only the services it creates clients for, in every partition and region.
-Two differences from botocore's stock loader, both cold-start savings measured by bench/coldstart.py:
-
-- The layer's copies count as botocore's builtin data. botocore hands its rule-based endpoint
-  resolver the legacy endpoint as a custom endpoint whenever endpoints.json comes from outside its
-  own package; these copies are its package's data, cut down, so the rules must resolve as they
-  would with the original (FIPS, dual-stack, S3 virtual hosting, every partition).
-- Checking that a service exists looks into that service's folders only. botocore lists every
-  service folder of every data path (some 450, twice per client: service model and endpoint rules;
-  again for paginators) just to answer "is this a known service?". An unknown service still gets
-  botocore's own UnknownServiceError, naming the known ones.
+Cold-start savings (bench/coldstart.py): the copies count as botocore's builtin data, so endpoint rules
+resolve as with the originals, and a service's existence is checked in its own folders, not by listing
+some 450. docs/COLD_START.md, "botocore's data".
 """
 
 from __future__ import annotations

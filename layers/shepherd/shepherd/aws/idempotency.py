@@ -1,17 +1,8 @@
 """Results remembered in the idempotency table, so that a retried step answers what its first run did.
 
-RegisterModel's CreateModelPackage is not idempotent by itself: each call adds a version. Two layers
-make one run register one package:
-
-- the request carries a ``ClientToken`` derived from the run (:func:`client_token`), which SageMaker
-  uses to answer a repeated call with the package it created (this covers a crash between the
-  create and the record below);
-- the result is remembered here under ``<step>#<run>`` with a TTL (the table's ``expiration``), so
-  a retry or a redriven execution days later returns the same package without calling SageMaker.
-
-This replaces Powertools' idempotency utility, whose DynamoDB layer imports boto3 (and s3transfer):
-about 140 ms of RegisterModel's cold start for a get and a put. Step Functions runs one attempt of a
-task at a time, so no in-progress lock is needed.
+CreateModelPackage adds a version per call: a ``ClientToken`` from the run plus the remembered result make
+one run register one package. Not Powertools' idempotency utility: its DynamoDB layer imports boto3 (about
+140 ms of RegisterModel's cold start). docs/PIPELINES.md, "Registration".
 """
 
 from __future__ import annotations

@@ -136,19 +136,11 @@ def _baseline_bins(observations: StageObservations, metric: Metric) -> list[tupl
 def judge_against_baseline(
     observations: StageObservations, metric: Metric, settings: MetricSettings, alpha_spent: float
 ) -> MetricJudgement:
-    """Wald's one-sample SPRT of the candidate's bad-event rate p against the champion's recorded
-    rate p0: H0 p = p0 (ROLLBACK with chance <= alpha) against H1 p = (1 + delta) p0 (PROMOTE with
-    chance <= beta), checked after every bin; its first boundary crossing is its decision.
+    """Wald's one-sample SPRT of the candidate's bad-event rate against the champion's recorded rate.
 
-    p0 is the baseline's rate with one bad event and one good added (Laplace's rule): a champion that
-    made no errors in its baseline still leaves the candidate a testable, small allowance rather than
-    a rollback on its first error. Wald's boundaries ln((1 - beta) / alpha) and ln(beta / (1 - alpha))
-    keep both error rates within alpha / (1 - beta) and beta / (1 - alpha).
-
-    A PROMOTE needs min_samples on both sides, as in A/B: the candidate's and the baseline's (a rate
-    measured on a handful of labelled predictions is no yardstick). A baseline without a single sample
-    (no labelled champion prediction before the stage) tests nothing: the metric waits, CONTINUE, and
-    ends the stage with at_max; it never promotes on evidence that does not exist."""
+    For full and the watch (no concurrent champion traffic). p0 takes Laplace's rule, so a champion without
+    errors still leaves a small allowance, not a rollback on the first error; a PROMOTE needs min_samples on
+    both sides, and an empty baseline never promotes. docs/ROLLOUTS.md, "Judging against the baseline"."""
     baseline = observations.baseline[metric]
     p0 = (baseline.bad + 1) / (baseline.samples + 2)
     p1 = min(0.999, (1.0 + settings.delta) * p0)

@@ -498,16 +498,9 @@ def grouped_sprt(
 ) -> GroupedPath:
     """Run the error-spending test over one stage's bins (1-D, in time order).
 
-    A/B: candidate_n / champion_n are the bin's requests (or labelled samples), *_bad its bad events. Shadow
-    (paired=True): candidate_bad / champion_bad are candidate-only / champion-only discordant pairs and
-    candidate_n = champion_n the pairs. PROMOTE needs min_samples per variant. A look is a bin with bad events
-    (bins where a variant had no request carry no information and are skipped), and the bin where PROMOTE becomes
-    allowed; between looks nothing moves. With observed=False the outcomes are ignored and the test runs to the
-    last bin: alpha_spent / beta_spent are then its exact error rates for this grouping.
-
-    Work: one step per look, each O(live width x bad events in the bin); the live width is the gap between the
-    boundaries in candidate events (a few for a doubling), and at most min_samples + 1 while PROMOTE is not
-    allowed (one variant has fewer samples than that, so its bad events, which set the spread, are fewer)."""
+    A/B: *_n are requests (or labelled samples), *_bad bad events. Shadow (paired=True): candidate-only /
+    champion-only discordant pairs, *_n the pairs. observed=False ignores the outcomes and runs to the last
+    bin: alpha_spent / beta_spent are then its exact error rates for this grouping. Looks and cost: README.md."""
     looks, (n_list, k_list, c_list, b_list, total_list), share_list, promote_list = _looks(
         candidate_bad, champion_bad, candidate_n, champion_n, min_samples=min_samples, paired=paired
     )

@@ -1,12 +1,8 @@
 """From CloudWatch's AWS/SageMaker metrics to the judge's observations (pure functions).
 
-(Prediction quality, from data capture and ground truth, is shepherd.rollout.quality's.)
-
-Per variant and complete 60-s bin: SampleCount = Invocations Sum, errors = Invocation5XXErrors
-Sum, and, when the stage judges latency, the requests slower than the threshold =
-SampleCount(ModelLatency) - TC(:threshold), an exceedance count (per-minute percentiles cannot
-be pooled). A bin is complete once its minute has ended and CloudWatch has had LAG_SECONDS to
-receive it; an incomplete bin is never judged.
+Latency is judged as exceedance counts, SampleCount(ModelLatency) - TC(:threshold): per-minute percentiles
+cannot be pooled. A bin is judged only once complete (its minute ended, LAG_SECONDS later). Quality is
+shepherd.rollout.quality's. docs/ROLLOUTS.md, "What the judge reads".
 """
 
 from __future__ import annotations

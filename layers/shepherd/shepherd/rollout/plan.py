@@ -1,16 +1,8 @@
 """What a rollout does to an endpoint, stage by stage, as SageMaker requests (pure functions).
 
-SageMaker's mechanics, which the plan follows:
-- an endpoint config with a ShadowProductionVariant holds exactly one production variant, so
-  entering shadow is an UpdateEndpoint to {the champion's variant, same name} + the candidate
-  as shadow, with RetainAllVariantProperties so the champion keeps its (autoscaled) capacity;
-- A/B is another UpdateEndpoint: the champion under its same name and the challenger as a
-  second production variant at the first weight; later steps only move weights
-  (UpdateEndpointWeightsAndCapacities), raising the challenger's capacity before it carries
-  most of the traffic;
-- full moves all weight to the challenger, then an UpdateEndpoint to a single-variant config
-  (the champion's scaling target deregistered first: SageMaker refuses to remove a variant
-  that still has one).
+The requests follow SageMaker's mechanics: one production variant beside a shadow, capacity retained,
+weights moved in place, a variant's scaling target deregistered before the variant is removed.
+docs/ROLLOUTS.md, "Stages on SageMaker".
 """
 
 from __future__ import annotations
@@ -87,15 +79,8 @@ def config_name(endpoint: str, stage: str, version: int, run: str) -> str:
 def stages(config: ModelConfig, kind: str = "realtime") -> list[Stage]:
     """The judged stages a model's config asks for: shadow, each A/B step, full, the post-promotion watch.
 
-    full puts all traffic on the challenger while the champion's variant stays (weight 0) for a
-    rollback in seconds; the watch follows the switch to the challenger alone (the champion's variant
-    removed; a rollback restores its config). With no concurrent champion traffic, both are judged
-    against the champion's counts from earlier in the rollout (the judge's baseline test). A config
-    with neither shadow nor A/B switches directly. Serverless endpoints allow one production variant
-    and no data capture, so no shadow, A/B or full: their closest safe strategy is the switch (SageMaker
-    brings the new serverless fleet up before it moves traffic) followed by the watch, judged against
-    the champion's counts from before the switch. Multi-model endpoints allow no shadow variant
-    (SageMaker's shadow-test exclusions): their path starts at A/B.
+    Where the endpoint kind forbids a stage (serverless: one variant, no capture; multi-model: no shadow) the
+    path is the closest safe one. docs/ROLLOUTS.md, "Stages on SageMaker" and "Endpoint kinds".
     """
     rollout = config.rollout
     path: list[Stage] = []

@@ -1,23 +1,8 @@
-"""Prediction quality from data capture joined with ground truth (pure functions).
+"""Prediction quality from data capture joined with ground truth on InferenceId (pure functions).
 
-The endpoint's data capture records every sampled prediction with the client's InferenceId
-(``eventMetadata.inferenceId``), production and shadow variants alike. Ground truth arrives
-later, uploaded under ``feedback/<model>/yyyy/mm/dd/hh/*.jsonl`` in the format SageMaker Model
-Monitor merges with capture::
-
-    {"groundTruthData": {"data": "1", "encoding": "CSV"},
-     "eventMetadata": {"eventId": "<InferenceId>"}, "eventVersion": "0"}
-
-Joined on that id, each labelled prediction is right or wrong (:func:`wrong`), which gives the
-judge its QUALITY bins (per variant, in A/B) and SHADOW_QUALITY pairs (both variants answered the
-same labelled request, in shadow) and, in full and the post-promotion watch, the champion's
-labelled predictions earlier in the rollout as the baseline. Predictions without an InferenceId,
-or never labelled, are not judged; a prediction or label that cannot be read is skipped, never
-counted as right.
-
-A stage may last days, judged every minute or so, so a judge call reads only the objects the
-stage's earlier calls did not (:class:`State`, kept in S3 between calls by JudgeStage): which
-objects of each hour were read, the bins so far, and the predictions and labels not joined yet.
+Gives the judge its QUALITY bins (A/B), SHADOW_QUALITY pairs (shadow) and, in full and the watch, the
+champion's baseline; what cannot be read is skipped, never counted as right. A stage may last days, so a
+call reads only what earlier calls did not (:class:`State`). docs/ROLLOUTS.md, "Quality judging".
 """
 
 from __future__ import annotations
@@ -328,26 +313,17 @@ def state_key(endpoint: str, run: str, stage_index: int) -> str:
 
 @dataclass
 class State:
-    """What a stage's judge calls have read and not yet joined; its size is bounded by the open hours'
-    object names, the unjoined labels of the last hours and the predictions still waiting for a label.
+    """What a stage's judge calls have read and not yet joined (docs/ROLLOUTS.md, "Quality judging").
 
-    - closed: per source, every hour that began before this epoch was read for good;
-    - read: per source and open hour ("yyyy/mm/dd/hh"), the names of the objects already read;
-    - pending: per variant, InferenceId -> [inference epoch, output] of predictions without a label yet
-      (the first capture of an id is kept; a later duplicate is ignored);
-    - labels: InferenceId -> [label, epoch of the hour it was uploaded in], not joined yet (a later
-      label for the same id replaces it; one arriving after the join is not counted again);
-    - bins: "champion" and "candidate" minute -> [labelled, wrong]; "pairs" (shadow) minute ->
-      [pairs, candidate only wrong, champion only wrong]. Minutes count from the stage's first whole
-      minute: the champion's baseline predictions (full, watch) have negative ones.
+    Its size is bounded by what is not joined yet, not by the stage's length.
     """
 
     identity: dict[str, Any]
-    closed: dict[str, float]
-    read: dict[str, dict[str, list[str]]]
-    pending: dict[str, dict[str, list[Any]]]
-    labels: dict[str, list[Any]]
-    bins: dict[str, dict[int, list[int]]]
+    closed: dict[str, float]  # per source: every hour that began before this epoch was read for good
+    read: dict[str, dict[str, list[str]]]  # per source and open hour ("yyyy/mm/dd/hh"): the names read
+    pending: dict[str, dict[str, list[Any]]]  # per variant: InferenceId -> [epoch, output], not labelled yet
+    labels: dict[str, list[Any]]  # InferenceId -> [label, epoch of its upload hour], not joined yet
+    bins: dict[str, dict[int, list[int]]]  # "champion"/"candidate"/"pairs": minute of the stage -> counts
 
     @classmethod
     def fresh(cls, stage: Plan) -> State:
