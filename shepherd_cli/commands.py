@@ -5,9 +5,8 @@ only the endpoint and the credentials differ. Stack resources (the Rollout state
 rollouts table) come from the stack's outputs: CloudFormation DescribeStacks on AWS, the
 `outputs.json` that `shepherd local up` writes on the local cloud, or `--outputs PATH`.
 
-The rollouts table is read and written with boto3 directly, mirroring the layout of
-`shepherd.aws.rollouts` (pk `endpoint#<name>`; sk `lock`, `champion`, `flag#abort`,
-`flag#paused`, `record#<iso time>#<n>`).
+The rollouts table is the application's store, `shepherd.aws.rollouts.RolloutTable`, given the
+CLI's clients; execution names follow the application's rule (`shepherd.events.names`).
 
 Every failure is one line on stderr and exit code 1, never a traceback.
 """
@@ -29,19 +28,21 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.table import Table
+from shepherd.aws.clients import region as environment_region
+from shepherd.aws.errors import code_of, message_of
+from shepherd.aws.rollouts import RolloutTable
+from shepherd.errors import ShepherdError
+from shepherd.events.names import execution_name
+from shepherd.rollout.ports import ABORT, PAUSED
 
 LOCAL_OUTPUTS = Path(".shepherd/local/outputs.json")
 LOCAL_ENDPOINT = "http://127.0.0.1:4566"
-LOCAL_REGION = "us-east-1"
 LOCAL_CREDENTIALS = ("shepherd-local", "shepherd-local")
 MODEL_TAG = "shepherd:model"
-ABORT, PAUSED = "abort", "paused"  # shepherd.aws.rollouts.ABORT / PAUSED
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
-MAX_EXECUTION_NAME = 80
 _PACKAGE_ARN = re.compile(
     r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/(?P<group>[^/]+)/(?P<version>\d+)$"
 )
-_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
 
 def _out() -> Console:
@@ -106,6 +107,7 @@ class Target:
     _session: Any = None
     _clients: dict[str, Any] = field(default_factory=dict)
     _outputs: dict[str, str] | None = None
+    _rollouts: RolloutTable | None = None
 
     @classmethod
     def resolve(
@@ -136,11 +138,7 @@ class Target:
         if self._session is None:
             import boto3
 
-            region = self.region or (
-                os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or LOCAL_REGION
-                if self.local
-                else None
-            )
+            region = self.region or (environment_region() if self.local else None)
             if self.local and not os.environ.get("AWS_ACCESS_KEY_ID"):
                 key, secret = LOCAL_CREDENTIALS
                 self._session = boto3.Session(aws_access_key_id=key, aws_secret_access_key=secret, region_name=region)
@@ -195,15 +193,18 @@ class Target:
         try:
             stacks = self.client("cloudformation").describe_stacks(StackName=self.stack_name)["Stacks"]
         except ClientError as exc:
-            if "does not exist" in _message(exc):
+            if "does not exist" in message_of(exc):
                 raise CommandError(
                     f"no stack {self.stack_name} in {self.describe()}: give --stack-name, or --outputs PATH"
                 ) from None
             raise
         return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
 
-    def rollouts_table(self) -> str:
-        return self.output("RolloutsTableName")
+    def rollouts(self) -> RolloutTable:
+        """The stack's rollouts table, read and written through this target's clients."""
+        if self._rollouts is None:
+            self._rollouts = RolloutTable(table=self.output("RolloutsTableName"), clients=self.client)
+        return self._rollouts
 
 
 def _read_outputs(path: Path) -> dict[str, str]:
@@ -231,16 +232,6 @@ def _served_outputs(endpoint_url: str) -> dict[str, str] | None:
     return {str(k): str(v) for k, v in outputs.items()} if isinstance(outputs, dict) and outputs else None
 
 
-def _message(exc: Exception) -> str:
-    response = getattr(exc, "response", None) or {}
-    error = response.get("Error", {})
-    return str(error.get("Message") or exc)
-
-
-def _code(exc: Exception) -> str:
-    return str((getattr(exc, "response", None) or {}).get("Error", {}).get("Code", ""))
-
-
 def _fail(message: str) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(1)
@@ -249,22 +240,33 @@ def _fail(message: str) -> NoReturn:
 @contextlib.contextmanager
 def _errors(target: Target | None = None) -> Iterator[None]:
     """Turn every expected failure (ours, AWS's, the network's) into one line and exit code 1."""
-    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
+    from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         yield
     except CommandError as exc:
         _fail(str(exc))
-    except ClientError as exc:
+    except ShepherdError as exc:
+        # RolloutTable names a failed call in the domain's words; say it as for the CLI's own calls.
+        cause = exc.__cause__
+        _fail(_aws_failure(cause, target) if isinstance(cause, ClientError | BotoCoreError) else str(exc))
+    except (ClientError, BotoCoreError) as exc:
+        _fail(_aws_failure(exc, target))
+
+
+def _aws_failure(exc: Exception, target: Target | None) -> str:
+    """A failed AWS call, or a failure to reach AWS, in one line."""
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+    if isinstance(exc, ClientError):
         operation = getattr(exc, "operation_name", "") or "request"
-        _fail(f"{operation} failed: {_code(exc)}: {_message(exc)}")
-    except EndpointConnectionError as exc:
+        return f"{operation} failed: {code_of(exc)}: {message_of(exc)}"
+    if isinstance(exc, EndpointConnectionError):
         hint = ": is `shepherd local up` running?" if target is not None and target.local else ""
-        _fail(f"cannot reach {getattr(exc, 'kwargs', {}).get('endpoint_url', 'the endpoint')}{hint}")
-    except NoCredentialsError:
-        _fail("no AWS credentials: give --profile, or use the local cloud with --endpoint-url")
-    except BotoCoreError as exc:
-        _fail(str(exc))
+        return f"cannot reach {getattr(exc, 'kwargs', {}).get('endpoint_url', 'the endpoint')}{hint}"
+    if isinstance(exc, NoCredentialsError):
+        return "no AWS credentials: give --profile, or use the local cloud with --endpoint-url"
+    return str(exc)
 
 
 def _caller(target: Target) -> str:
@@ -278,63 +280,11 @@ def _caller(target: Target) -> str:
         return user
 
 
-# ---------------------------------------------------------------- the rollouts table
-
-
-def _key(endpoint: str, sort: str) -> dict[str, Any]:
-    return {"pk": {"S": f"endpoint#{endpoint}"}, "sk": {"S": sort}}
-
-
-def _get(target: Target, endpoint: str, sort: str) -> dict[str, str] | None:
-    item = target.client("dynamodb").get_item(
-        TableName=target.rollouts_table(), Key=_key(endpoint, sort), ConsistentRead=True
-    )
-    found = item.get("Item")
-    if not found:
-        return None
-    return {k: str(next(iter(v.values()))) for k, v in found.items() if k not in ("pk", "sk")}
-
-
-def _records(target: Target, endpoint: str, last: int) -> list[tuple[str, dict[str, Any]]]:
-    """The endpoint's last `last` rollout records, oldest first, as (time, entry)."""
-    if last <= 0:
-        return []
-    answer = target.client("dynamodb").query(
-        TableName=target.rollouts_table(),
-        KeyConditionExpression="pk = :pk AND begins_with(sk, :record)",
-        ExpressionAttributeValues={":pk": {"S": f"endpoint#{endpoint}"}, ":record": {"S": "record#"}},
-        ScanIndexForward=False,
-        Limit=last,
-    )
-    found = []
-    for item in answer.get("Items", []):
-        at = item["sk"]["S"].split("#")[1] if item["sk"]["S"].count("#") >= 1 else ""
-        try:
-            entry = json.loads(item.get("entry", {}).get("S", "{}"))
-        except ValueError:
-            entry = {"event": "?", "explanation": item.get("entry", {}).get("S", "")}
-        found.append((at, entry if isinstance(entry, dict) else {"explanation": str(entry)}))
-    return list(reversed(found))
-
-
-def _set_flag(target: Target, endpoint: str, flag: str, by: str, reason: str) -> None:
-    item = _key(endpoint, f"flag#{flag}") | {
-        "by": {"S": by},
-        "reason": {"S": reason or flag},
-        "at": {"S": datetime.now(UTC).isoformat(timespec="seconds")},
-    }
-    target.client("dynamodb").put_item(TableName=target.rollouts_table(), Item=item)
-
-
-def _clear_flag(target: Target, endpoint: str, flag: str) -> bool:
-    """Delete the flag; True if it was set."""
-    answer = target.client("dynamodb").delete_item(
-        TableName=target.rollouts_table(), Key=_key(endpoint, f"flag#{flag}"), ReturnValues="ALL_OLD"
-    )
-    return bool(answer.get("Attributes"))
-
-
 # ---------------------------------------------------------------- formatting
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def package_parts(arn: str) -> tuple[str, str] | None:
@@ -408,7 +358,7 @@ def _describe_endpoint(target: Target, name: str) -> dict[str, Any] | None:
     try:
         return dict(target.client("sagemaker").describe_endpoint(EndpointName=name))
     except ClientError as exc:
-        if _code(exc) == "ValidationException" and "Could not find endpoint" in _message(exc):
+        if code_of(exc) == "ValidationException" and "Could not find endpoint" in message_of(exc):
             return None
         raise
 
@@ -462,11 +412,11 @@ def status(
     target = Target.resolve(endpoint_url, profile, region, stack_name, outputs)
     with _errors(target):
         live = _describe_endpoint(target, endpoint)
-        champion = _get(target, endpoint, "champion")
-        lock = _get(target, endpoint, "lock")
-        paused = _get(target, endpoint, f"flag#{PAUSED}")
-        aborting = _get(target, endpoint, f"flag#{ABORT}")
-        records = _records(target, endpoint, last)
+        champion = target.rollouts().champion(endpoint)
+        lock = target.rollouts().lock_of(endpoint)
+        paused = target.rollouts().flag(endpoint, PAUSED)
+        aborting = target.rollouts().flag(endpoint, ABORT)
+        records = target.rollouts().latest_records(endpoint, last)
         if live is None and not (champion or lock or paused or aborting or records):
             raise CommandError(f"no endpoint named {endpoint} in {target.describe()}, and no rollout recorded for it")
         specs = _variant_specs(target, live.get("EndpointConfigName")) if live else {}
@@ -571,12 +521,14 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def manual_execution_name(package_arn: str, now: datetime | None = None) -> str:
-    """`manual-<group>-v<version>-<UTC time>-<random>`: never the automatic `<group>-v<version>-<hash>` name."""
+    """`manual-<group>-v<version>-<UTC time>-<hash>`, by the rule that names the automatic executions.
+
+    A random nonce in the hash keeps it apart from the automatic `<group>-v<version>-<hash>` name and from
+    every other manual run."""
     parts = package_parts(package_arn)
-    readable = f"manual-{parts[0]}-v{parts[1]}" if parts else "manual"
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
-    tail = f"-{stamp}-{secrets.token_hex(3)}"
-    return _UNSAFE.sub("-", readable).strip("-")[: MAX_EXECUTION_NAME - len(tail)] + tail
+    readable = f"manual-{parts[0]}-v{parts[1]}-{stamp}" if parts else f"manual-{stamp}"
+    return execution_name(readable, package_arn, stamp, secrets.token_hex(8))
 
 
 @rollout_app.command("start")
@@ -633,7 +585,7 @@ def _running_first_deployment(target: Target, endpoint: str, run: str) -> bool:
     """A first deployment has no judge stage, so an abort flag would wait for the next rollout instead."""
     return any(
         entry.get("run") == run and entry.get("event") == "started" and entry.get("strategy") == "first-deployment"
-        for _, entry in _records(target, endpoint, 50)
+        for _, entry in target.rollouts().latest_records(endpoint, 50)
     )
 
 
@@ -651,7 +603,7 @@ def rollout_abort(
     """Abort the endpoint's running rollout: at its next judge call it rolls back to the last good config."""
     target = Target.resolve(endpoint_url, profile, region, stack_name, outputs)
     with _errors(target):
-        lock = _get(target, endpoint, "lock")
+        lock = target.rollouts().lock_of(endpoint)
         if lock is None:
             raise CommandError(f"no rollout is running on {endpoint} (its lock is free): nothing to abort")
         run = lock.get("owner", "")
@@ -661,7 +613,9 @@ def rollout_abort(
                 "to abort at; wait for it to end (`shepherd teardown <model>` removes the endpoint)"
             )
         by = _caller(target)
-        _set_flag(target, endpoint, ABORT, by, reason or "aborted with shepherd rollout abort")
+        target.rollouts().set_flag(
+            endpoint, ABORT, by=by, reason=reason or "aborted with shepherd rollout abort", at_iso=_now_iso()
+        )
     _note(
         f"abort requested on {endpoint} by {by}: rollout {run} ({_package_label(lock.get('package'))}) rolls back at "
         "its next judge call, restoring the endpoint to its last good config, and the package is rejected. "
@@ -684,7 +638,9 @@ def rollout_pause(
     target = Target.resolve(endpoint_url, profile, region, stack_name, outputs)
     with _errors(target):
         by = _caller(target)
-        _set_flag(target, endpoint, PAUSED, by, reason or "paused with shepherd rollout pause")
+        target.rollouts().set_flag(
+            endpoint, PAUSED, by=by, reason=reason or "paused with shepherd rollout pause", at_iso=_now_iso()
+        )
     _note(
         f"automatic rollouts to {endpoint} are paused (by {by}): an approved package is refused and the champion "
         f"stays. A rollout already running goes on (`shepherd rollout abort {endpoint}` stops it); "
@@ -706,7 +662,10 @@ def rollout_resume(
     """Resume automatic rollouts to an endpoint (packages approved while paused are not replayed)."""
     target = Target.resolve(endpoint_url, profile, region, stack_name, outputs)
     with _errors(target):
-        was_paused = _clear_flag(target, endpoint, PAUSED)
+        rollouts = target.rollouts()
+        was_paused = rollouts.flag(endpoint, PAUSED) is not None
+        if was_paused:
+            rollouts.clear_flag(endpoint, PAUSED)
     if was_paused:
         _note(
             f"automatic rollouts to {endpoint} resumed. A package approved while paused was refused: "
@@ -842,7 +801,7 @@ def _delete(target: Target, found: dict[str, list[str]]) -> list[str]:
         try:
             call(**kwargs)
         except ClientError as exc:
-            failures.append(f"{what}: {_code(exc)}: {_message(exc)}")
+            failures.append(f"{what}: {code_of(exc)}: {message_of(exc)}")
             return False
         except BotoCoreError as exc:
             failures.append(f"{what}: {exc}")
@@ -854,7 +813,7 @@ def _delete(target: Target, found: dict[str, list[str]]) -> list[str]:
         try:
             resources = _scaling_targets(target, endpoint)
         except (ClientError, BotoCoreError) as exc:
-            failures.append(f"listing the scaling targets of endpoint {endpoint}: {_message(exc)}")
+            failures.append(f"listing the scaling targets of endpoint {endpoint}: {message_of(exc)}")
             continue
         # SageMaker refuses to delete an endpoint whose variants are still scalable targets.
         deregistered = [

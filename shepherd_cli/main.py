@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from shepherd_cli.commands import LOCAL_ENDPOINT
 from shepherd_cli.commands import register as register_commands
 
 app = typer.Typer(
@@ -116,7 +117,7 @@ def local_up(
 @local_app.command("trigger")
 def local_trigger(
     rule: Annotated[str, typer.Argument(help="Name of the EventBridge schedule rule to fire once.")],
-    endpoint: Annotated[str, typer.Option(help="Local cloud endpoint.")] = "http://127.0.0.1:4566",
+    endpoint: Annotated[str, typer.Option(help="Local cloud endpoint.")] = LOCAL_ENDPOINT,
 ) -> None:
     """Fire a schedule rule once, now, as if its time had come."""
     import urllib.error

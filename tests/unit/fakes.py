@@ -255,8 +255,11 @@ class FakeRolloutStore:
         found = self.items.get((endpoint, f"flag#{flag}"))
         return dict(found) if found else None
 
-    def set_flag(self, endpoint: str, flag: str, by: str, reason: str = "", verdict: str = "") -> None:
+    def set_flag(
+        self, endpoint: str, flag: str, *, by: str, reason: str = "", verdict: str = "", at_iso: str = ""
+    ) -> None:
         item = {"by": by, "reason": reason or flag} | ({"verdict": verdict} if verdict else {})
+        item |= {"at": at_iso} if at_iso else {}
         self.items[(endpoint, f"flag#{flag}")] = item
 
     def clear_flag(self, endpoint: str, flag: str) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from shepherd.aws.clients import client
@@ -40,8 +41,17 @@ def _lock_fields(item: dict[str, Any]) -> dict[str, str]:
 class RolloutTable:
     """Implements shepherd.rollout.ports.RolloutStore on DynamoDB."""
 
-    def __init__(self, table: str | None = None) -> None:
+    def __init__(self, table: str | None = None, clients: Callable[[str], Any] | None = None) -> None:
+        """The table ``table`` (default $ROLLOUTS_TABLE), through ``clients`` (default shepherd.aws.clients.client).
+
+        ``clients`` makes a boto3 client by service name: the `shepherd` CLI passes its own, which follow its
+        --endpoint-url, --profile and --region rather than the environment."""
         self.table = table or os.environ["ROLLOUTS_TABLE"]
+        self._clients = clients
+
+    def _client(self, service: str) -> Any:
+        # The module's `client` is looked up per call, as before: tests that patch it still reach every method.
+        return (self._clients or client)(service)
 
     def acquire(self, endpoint: str, owner: str, package: str, now_epoch: float) -> None:
         """Take the endpoint's lock for the rollout ``owner`` (its first execution's name); LockHeld if another
@@ -49,7 +59,7 @@ class RolloutTable:
         from botocore.exceptions import ClientError
 
         try:
-            client("dynamodb").put_item(
+            self._client("dynamodb").put_item(
                 TableName=self.table,
                 Item=_key(endpoint, "lock")
                 | {
@@ -73,7 +83,7 @@ class RolloutTable:
         """Update the lock only while ``owner`` holds it (the check every endpoint change makes); its new version."""
         try:
             with mapped(f"{doing} of {endpoint}"):
-                answer = client("dynamodb").update_item(
+                answer = self._client("dynamodb").update_item(
                     TableName=self.table,
                     Key=_key(endpoint, "lock"),
                     UpdateExpression=f"{expression} ADD version :one",
@@ -129,7 +139,9 @@ class RolloutTable:
     def lock_of(self, endpoint: str) -> dict[str, str] | None:
         """The endpoint's lock as it is now (consistent read), or None."""
         with mapped(f"reading the lock of {endpoint}"):
-            item = client("dynamodb").get_item(TableName=self.table, Key=_key(endpoint, "lock"), ConsistentRead=True)
+            item = self._client("dynamodb").get_item(
+                TableName=self.table, Key=_key(endpoint, "lock"), ConsistentRead=True
+            )
         found = item.get("Item")
         return _lock_fields(found) if found else None
 
@@ -141,7 +153,7 @@ class RolloutTable:
         from botocore.exceptions import ClientError
 
         try:
-            client("dynamodb").delete_item(
+            self._client("dynamodb").delete_item(
                 TableName=self.table,
                 Key=_key(endpoint, "lock"),
                 ConditionExpression="#o = :owner",
@@ -156,13 +168,13 @@ class RolloutTable:
 
     def set_champion(self, endpoint: str, champion: dict[str, str]) -> None:
         with mapped(f"recording the champion of {endpoint}"):
-            client("dynamodb").put_item(
+            self._client("dynamodb").put_item(
                 TableName=self.table, Item=_key(endpoint, "champion") | {k: {"S": v} for k, v in champion.items()}
             )
 
     def champion(self, endpoint: str) -> dict[str, str] | None:
         with mapped(f"reading the champion of {endpoint}"):
-            item = client("dynamodb").get_item(
+            item = self._client("dynamodb").get_item(
                 TableName=self.table, Key=_key(endpoint, "champion"), ConsistentRead=True
             )
         found = item.get("Item")
@@ -179,9 +191,9 @@ class RolloutTable:
             "expires_at": {"N": str(int(time.time()) + RECORD_TTL_SECONDS)},
         }
         with mapped(f"recording a rollout event of {endpoint}"):
-            client("dynamodb").put_item(TableName=self.table, Item=item)
+            self._client("dynamodb").put_item(TableName=self.table, Item=item)
         with mapped("putting Shepherd Rollout Stage Changed"):
-            client("events").put_events(
+            self._client("events").put_events(
                 Entries=[
                     {
                         "Source": "shepherd.rollout",
@@ -194,7 +206,7 @@ class RolloutTable:
     def records(self, endpoint: str) -> list[dict[str, Any]]:
         with mapped(f"reading the rollout record of {endpoint}"):
             pages = (
-                client("dynamodb")
+                self._client("dynamodb")
                 .get_paginator("query")
                 .paginate(
                     TableName=self.table,
@@ -204,23 +216,50 @@ class RolloutTable:
             )
             return [json.loads(item["entry"]["S"]) for page in pages for item in page.get("Items", [])]
 
-    def set_flag(self, endpoint: str, flag: str, by: str, reason: str = "", verdict: str = "") -> None:
+    def latest_records(self, endpoint: str, last: int) -> list[tuple[str, dict[str, Any]]]:
+        """The last ``last`` records, oldest first, as (time, entry); an unreadable entry is shown, not raised."""
+        if last <= 0:
+            return []
+        with mapped(f"reading the rollout record of {endpoint}"):
+            answer = self._client("dynamodb").query(
+                TableName=self.table,
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :record)",
+                ExpressionAttributeValues={":pk": {"S": f"endpoint#{endpoint}"}, ":record": {"S": "record#"}},
+                ScanIndexForward=False,
+                Limit=last,
+            )
+        found = []
+        for item in answer.get("Items", []):
+            at = item["sk"]["S"].split("#")[1]
+            text = item.get("entry", {}).get("S", "{}")
+            try:
+                entry = json.loads(text)
+            except ValueError:
+                entry = {"event": "?", "explanation": text}
+            found.append((at, entry if isinstance(entry, dict) else {"explanation": str(entry)}))
+        return list(reversed(found))
+
+    def set_flag(
+        self, endpoint: str, flag: str, *, by: str, reason: str = "", verdict: str = "", at_iso: str = ""
+    ) -> None:
         """abort: the running rollout rolls back at its next judge call, with ``verdict`` (ROLLBACK unless given:
         a superseded rollout ends INCONCLUSIVE, which restores the champion without rejecting its package);
-        paused: no automatic rollout starts."""
+        paused: no automatic rollout starts. ``at_iso``: when it was set, which `shepherd status` shows."""
         item = _key(endpoint, f"flag#{flag}") | {"by": {"S": by}, "reason": {"S": reason or flag}}
         if verdict:
             item["verdict"] = {"S": verdict}
+        if at_iso:
+            item["at"] = {"S": at_iso}
         with mapped(f"setting {flag} on {endpoint}"):
-            client("dynamodb").put_item(TableName=self.table, Item=item)
+            self._client("dynamodb").put_item(TableName=self.table, Item=item)
 
     def clear_flag(self, endpoint: str, flag: str) -> None:
         with mapped(f"clearing {flag} on {endpoint}"):
-            client("dynamodb").delete_item(TableName=self.table, Key=_key(endpoint, f"flag#{flag}"))
+            self._client("dynamodb").delete_item(TableName=self.table, Key=_key(endpoint, f"flag#{flag}"))
 
     def flag(self, endpoint: str, flag: str) -> dict[str, str] | None:
         with mapped(f"reading {flag} of {endpoint}"):
-            item = client("dynamodb").get_item(
+            item = self._client("dynamodb").get_item(
                 TableName=self.table, Key=_key(endpoint, f"flag#{flag}"), ConsistentRead=True
             )
         found = item.get("Item")
@@ -231,7 +270,7 @@ class RolloutTable:
         found = []
         with mapped("scanning rollout locks"):
             pages = (
-                client("dynamodb")
+                self._client("dynamodb")
                 .get_paginator("scan")
                 .paginate(
                     TableName=self.table,
