@@ -15,7 +15,8 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from shepherd import clock
-from shepherd.aws import endpoints, idempotency, s3
+from shepherd.aws import idempotency, s3
+from shepherd.aws.metrics import metric_data
 from shepherd.aws.powertools import powertools
 from shepherd.aws.rollouts import RolloutTable
 from shepherd.edge import field
@@ -119,7 +120,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     since = min(request.rollout_started or request.stage_started, request.stage_started) - BASELINE_LOOKBACK_SECONDS
     results = []
     if end > request.stage_started:
-        results = endpoints.metric_data(
+        results = metric_data(
             queries(request.endpoint, variants, threshold),
             datetime.fromtimestamp((since if against_baseline else request.stage_started) - 60, UTC),
             datetime.fromtimestamp(end, UTC),

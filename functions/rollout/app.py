@@ -7,7 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from shepherd import clock
-from shepherd.aws import endpoints, s3
+from shepherd.aws import endpoints, packages, s3
 from shepherd.aws.powertools import powertools
 from shepherd.aws.rollouts import RolloutTable
 from shepherd.aws.stepfunctions import StepFunctionsResumer
@@ -32,7 +32,7 @@ def _deps() -> Deps:
     )
     return Deps(
         endpoints=endpoints,
-        packages=endpoints,
+        packages=packages,
         objects=s3,
         store=RolloutTable(),
         tokens=DynamoTokenStore(),

@@ -1,34 +1,28 @@
-"""SageMaker endpoints, Application Auto Scaling and CloudWatch metrics for the rollout.
+"""SageMaker endpoints and Application Auto Scaling: shepherd.rollout.ports.Endpoints (the module is the adapter).
 
-This module implements shepherd.rollout.ports.Endpoints and Packages (a module is a protocol's
-implementation as well as a class is)."""
+Only the functions that change endpoints import it: tools/check_iam.py counts what a module reaches
+against each function's role, so model creation and package approval live in shepherd.aws.packages."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from shepherd.aws.clients import client
 from shepherd.aws.errors import mapped
-from shepherd.aws.sagemaker import already_exists, create_model, describe_endpoint, describe_model, is_multi_model
+from shepherd.aws.sagemaker import already_exists, describe_endpoint
 
-__all__ = [  # shepherd.rollout.ports.Endpoints and Packages
+__all__ = [  # shepherd.rollout.ports.Endpoints
     "create_endpoint",
     "create_endpoint_config",
-    "create_model",
     "delete_endpoint_config",
     "delete_model",
     "deregister_scaling",
     "describe_config",
     "describe_endpoint",
-    "describe_package",
     "endpoint_configs_named",
-    "metric_data",
     "models_named",
     "register_scaling",
-    "reject_package",
     "scaling_target",
-    "serves_multi_model",
     "update_endpoint",
     "update_weights",
 ]
@@ -42,10 +36,6 @@ def create_endpoint_config(request: dict[str, Any]) -> None:
     except Exception as exc:
         if not already_exists(exc):
             raise
-
-
-def serves_multi_model(model_name: str) -> bool:
-    return is_multi_model(describe_model(model_name))
 
 
 def describe_config(name: str) -> dict[str, Any]:
@@ -74,18 +64,6 @@ def update_weights(name: str, desired: list[dict[str, Any]]) -> None:
         client("sagemaker").update_endpoint_weights_and_capacities(
             EndpointName=name, DesiredWeightsAndCapacities=desired
         )
-
-
-def reject_package(package_arn: str, reason: str) -> None:
-    with mapped(f"rejecting {package_arn}"):
-        client("sagemaker").update_model_package(
-            ModelPackageArn=package_arn, ModelApprovalStatus="Rejected", ApprovalDescription=reason[:1024]
-        )
-
-
-def describe_package(package_arn: str) -> dict[str, Any]:
-    with mapped(f"describing {package_arn}"):
-        return dict(client("sagemaker").describe_model_package(ModelPackageName=package_arn))
 
 
 def _resource(endpoint: str, variant: str) -> str:
@@ -138,19 +116,6 @@ def register_scaling(
                 "ScaleOutCooldown": scale_out,
             },
         )
-
-
-def metric_data(queries: list[dict[str, Any]], start: datetime, end: datetime) -> list[dict[str, Any]]:
-    results: list[dict[str, Any]] = []
-    with mapped("reading endpoint metrics"):
-        pages = (
-            client("cloudwatch")
-            .get_paginator("get_metric_data")
-            .paginate(MetricDataQueries=queries, StartTime=start, EndTime=end, ScanBy="TimestampAscending")
-        )
-        for page in pages:
-            results.extend(page["MetricDataResults"])
-    return results
 
 
 def endpoint_configs_named(prefix: str) -> list[tuple[str, Any]]:

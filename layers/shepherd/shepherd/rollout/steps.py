@@ -177,7 +177,7 @@ def _create_model(
             )
         except (ValueError, KeyError, IndexError) as exc:
             raise InvalidInput(str(exc)) from None
-    deps.endpoints.create_model(
+    deps.packages.create_model(
         {
             "ModelName": candidate.model_name,
             "PrimaryContainer": container,
@@ -293,7 +293,7 @@ def describe_strategy(config: ModelConfig, stages: list[Stage]) -> str:
 def _same_kind(deps: Deps, endpoint: str, kind: str, champion: VariantSpec) -> None:
     """A rollout keeps an endpoint's kind: a variant of another kind beside the champion would fail the
     clients (a multi-model endpoint needs TargetModel, a single-model one refuses it)."""
-    multi = deps.endpoints.serves_multi_model(champion.model_name)
+    multi = deps.packages.serves_multi_model(champion.model_name)
     if multi != (kind == "multi_model"):
         serving = "multi-model" if multi else "single-model"
         raise InvalidInput(
