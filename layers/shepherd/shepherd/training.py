@@ -1,9 +1,10 @@
 """Training jobs as Shepherd builds them: names, source archives, lineage and the CreateTrainingJob request.
 
-Pure functions of a validated ModelConfig and the facts the handlers looked up (no boto3). The
-request carries Shepherd's secure defaults: KMS keys for the volume and the output, network
-isolation unless the config turns it off, a maximum runtime, spot with checkpoints when asked,
-VPC settings when the stack has them, and inter-container encryption for multi-instance jobs.
+Pure functions of a validated ModelConfig, and PrepareTraining's step (`prepare`), which reads and writes
+the data bucket through a port (no boto3). The request carries Shepherd's secure defaults: KMS keys for the
+volume and the output, network isolation unless the config turns it off, a maximum runtime, spot with
+checkpoints when asked, VPC settings when the stack has them, and inter-container encryption for
+multi-instance jobs.
 
 An isolated container cannot download its code from S3, so the request then ships the
 sourcedir.tar.gz as an input channel named ``code``, as the SageMaker Python SDK v2 does
@@ -16,18 +17,23 @@ import gzip
 import hashlib
 import io
 import json
+import logging
 import re
 import tarfile
 from collections.abc import Iterable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
-from shepherd.config import ModelConfig
+from shepherd.config import ConfigError, ModelConfig, load_config
 from shepherd.errors import InvalidInput
-from shepherd.images import image_uri
+from shepherd.images import UnknownImage, image_uri
 from shepherd.instances import has_instance_storage
 from shepherd.objects import DataObject
+from shepherd.registry import lineage_document
+
+logger = logging.getLogger(__name__)
 
 JOB_NAME_MAX = 63
 _UNSAFE = re.compile(r"[^a-zA-Z0-9]+")
@@ -247,3 +253,155 @@ def build_training_request(
     if vpc is not None:
         request["VpcConfig"] = {"Subnets": vpc.subnets, "SecurityGroupIds": vpc.security_groups}
     return request
+
+
+# ---------------------------------------------------------------- PrepareTraining
+
+
+class DataBucket(Protocol):
+    """The data bucket's objects: the current version of each, reading one version, writing (shepherd.aws.s3)."""
+
+    def latest_objects(self, bucket: str, prefix: str) -> list[DataObject]: ...
+    def read_bytes(self, bucket: str, key: str, version_id: str | None = None) -> bytes: ...
+    def write_bytes(self, bucket: str, key: str, data: bytes, content_type: str) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The stack's settings a training job gets, read from the environment once, in the handler."""
+
+    role_arn: str
+    region: str
+    kms_key_arn: str | None = None
+    default_instance_type: str | None = None  # for a config that names no training.instance_type
+    vpc: Vpc | None = None
+
+
+@dataclass(frozen=True)
+class Deps:
+    """Everything PrepareTraining touches."""
+
+    objects: DataBucket
+    settings: Settings
+
+
+class DatasetRun(BaseModel):
+    """PrepareTraining's input: a marked dataset, and the run (the lifecycle execution's name) training on it."""
+
+    model: str
+    dataset: str
+    bucket: str
+    prefix: str
+    marker: str
+    marker_version: str = ""
+    run: str
+
+
+def prepare(deps: Deps, request: DatasetRun) -> dict[str, Any]:
+    """Snapshot a marked dataset with its model's config and code, and build the CreateTrainingJob request.
+
+    Every refusal comes before the first write: a refused upload leaves nothing under the run's artifacts."""
+    model, bucket, run = request.model, request.bucket, request.run
+    config_object, config, code = _model_files(deps, request)
+    data = [o for o in deps.objects.latest_objects(bucket, request.prefix) if o.key != request.marker and o.size > 0]
+    if not data:
+        from shepherd.events.s3 import MARKER  # only for this message: the module builds six event models
+
+        raise InvalidInput(f"s3://{bucket}/{request.prefix} holds no data besides its {MARKER} marker")
+    channels = channels_of(request.prefix, data)
+    settings = deps.settings
+    try:
+        image = image_uri(
+            config.framework, config.framework_version or "", settings.region, py_version=config.py_version
+        )
+    except UnknownImage as exc:
+        raise InvalidInput(str(exc)) from None
+
+    prefix = artifacts_prefix(model, run)
+    files = ((name, deps.objects.read_bytes(bucket, o.key, o.version_id)) for name, o in code.items())
+    source_key = f"{prefix}sourcedir.tar.gz"
+    deps.objects.write_bytes(bucket, source_key, source_archive(files), "application/gzip")
+    manifests = {}
+    for channel, objects in channels.items():
+        manifests[channel] = f"{prefix}manifests/{channel}.json"
+        manifest = channel_manifest(bucket, request.prefix, channel, objects)
+        deps.objects.write_bytes(bucket, manifests[channel], json.dumps(manifest).encode(), "application/json")
+    name = job_name(model, run)
+    source_uri = f"s3://{bucket}/{source_key}"
+    training_request = build_training_request(
+        config,
+        model=model,
+        name=name,
+        role_arn=settings.role_arn,
+        region=settings.region,
+        bucket=bucket,
+        manifests=manifests,
+        source_uri=source_uri,
+        kms_key_arn=settings.kms_key_arn,
+        vpc=settings.vpc,
+        tags={"shepherd:model": model, "shepherd:execution": run[:256]},
+    )
+    lineage = {
+        "model": model,
+        "execution": run,
+        "dataset": f"s3://{bucket}/{request.prefix}",
+        "data_digest": data_digest(data),
+        "data_objects": str(len(data)),
+        "channels": ",".join(manifests),
+        "marker_version": request.marker_version,
+        "config_version": config_object.version_id or "",
+        "code_digest": data_digest(list(code.values())),
+        "source_uri": source_uri,
+        "training_job": name,
+    }
+    document = lineage_document(
+        **lineage,
+        data=[o.model_dump() for o in data],
+        code=[o.model_dump() for o in code.values()],
+        config=config_object.model_dump(),
+        hyperparameters=config.hyperparameters,
+        image=image,
+    )
+    lineage_key = f"{prefix}lineage.json"
+    deps.objects.write_bytes(bucket, lineage_key, document.encode(), "application/json")
+    logger.info("training prepared", extra={"job": name, "data_objects": len(data), "code_files": len(code)})
+    return {
+        "model": model,
+        "run": run,
+        "bucket": bucket,
+        "job_name": name,
+        "training_request": training_request,
+        "wait_timeout_seconds": wait_timeout_seconds(config),
+        "config": config.model_dump(mode="json"),
+        "group": config.registry.model_package_group or model,
+        "image": image,
+        "source_uri": source_uri,
+        "lineage": lineage,
+        "lineage_uri": f"s3://{bucket}/{lineage_key}",
+    }
+
+
+def _model_files(deps: Deps, request: DatasetRun) -> tuple[DataObject, ModelConfig, dict[str, DataObject]]:
+    """The config's object, the config (with the stack's default instance type) and the code files by name.
+
+    Each at the version listed now: the run trains on exactly these, whatever is uploaded meanwhile."""
+    model, bucket = request.model, request.bucket
+    config_key, code_prefix = f"models/{model}/shepherd.yaml", f"models/{model}/code/"
+    snapshot = {o.key: o for o in deps.objects.latest_objects(bucket, f"models/{model}/")}
+    if config_key not in snapshot:
+        raise InvalidInput(f"s3://{bucket}/{config_key} does not exist: upload the model's config before its data")
+    config_object = snapshot[config_key]
+    text = deps.objects.read_bytes(bucket, config_key, config_object.version_id).decode("utf-8", errors="replace")
+    try:
+        config = load_config(text, f"s3://{bucket}/{config_key}", model=model)
+    except ConfigError as exc:
+        raise InvalidInput(str(exc)) from None
+    default = deps.settings.default_instance_type
+    if "instance_type" not in config.training.model_fields_set and default:
+        config.training.instance_type = default
+    code = {k.removeprefix(code_prefix): o for k, o in snapshot.items() if k.startswith(code_prefix)}
+    for script in {config.entry_point, config.inference_entry_point}:
+        if script not in code:
+            raise InvalidInput(f"s3://{bucket}/{code_prefix}{script} does not exist (named by {config_key})")
+    check_isolated_source(config, code)
+    return config_object, config, code

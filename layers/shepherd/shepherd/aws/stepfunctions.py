@@ -1,4 +1,4 @@
-"""Step Functions: starting executions idempotently, resuming waiting tasks."""
+"""Step Functions: starting executions idempotently, resuming waiting tasks, an execution's status."""
 
 from __future__ import annotations
 
@@ -42,3 +42,25 @@ class StepFunctionsResumer:
 
     def fail(self, token: str, error: str, cause: str) -> bool:
         return self._send("send_task_failure", taskToken=token, error=error[:256], cause=cause[:32768])
+
+
+class StepFunctionsExecutions:
+    """Implements shepherd.rollout.reconcile.Executions for one state machine's executions."""
+
+    def __init__(self, state_machine_arn: str) -> None:
+        self.state_machine_arn = state_machine_arn
+
+    def status(self, name: str) -> str:
+        """RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED, PENDING_REDRIVE; MISSING when there is none."""
+        from botocore.exceptions import ClientError
+
+        from shepherd.rollout.reconcile import MISSING
+
+        arn = self.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
+        with mapped(f"describing {arn}"):
+            try:
+                return str(client("stepfunctions").describe_execution(executionArn=arn)["status"])
+            except ClientError as exc:
+                if code_of(exc) == "ExecutionDoesNotExist":
+                    return MISSING
+                raise
