@@ -26,6 +26,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "layers" / "shepherd"))
 
+from shepherd.aws import s3  # noqa: E402
+from shepherd.aws.clients import client  # noqa: E402
+from shepherd.judge import StageObservations  # noqa: E402
+from shepherd.rollout import judging, quality  # noqa: E402
+from shepherd.rollout.judging import JudgeRequest  # noqa: E402
+
 from localcloud.server import LocalCloud  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "judge_quality.json"
@@ -46,6 +52,7 @@ def _load_handler() -> Any:
             "POWERTOOLS_LOG_LEVEL": "ERROR",  # the per-call "quality data" lines would swamp the report
             "POWERTOOLS_SERVICE_NAME": "shepherd",
             "POWERTOOLS_METRICS_NAMESPACE": "Shepherd",
+            "ROLLOUTS_TABLE": "bench-rollouts",  # the handler's deps name it; quality reading never touches it
         }
     )
     spec = importlib.util.spec_from_file_location("judge_stage_app", ROOT / "functions" / "judge_stage" / "app.py")
@@ -101,7 +108,6 @@ def _objects(minutes: int, per_object: int) -> dict[int, list[tuple[str, bytes]]
 
 def old_full_reread(app: Any, request: Any, now: float) -> tuple[Any, Any]:
     """JudgeStage's quality read before the change (main at 173bb50, its A/B branch), with the same S3 calls."""
-    quality, s3 = app.quality, app.s3
     sources = request.judge["quality"]["sources"]
     bucket, capture, feedback = sources["bucket"], sources["capture"], sources["feedback"]
     rule = quality.Rule()
@@ -126,7 +132,7 @@ def old_full_reread(app: Any, request: Any, now: float) -> tuple[Any, Any]:
 
 
 def incremental(app: Any, request: Any, now: float) -> tuple[Any, Any]:
-    observed = app._with_quality(app.StageObservations(minutes_elapsed=0), request, now, baseline_since=0.0)
+    observed = judging._with_quality(app.deps, StageObservations(minutes_elapsed=0), request, now)
     return observed.champion_feedback, observed.candidate_feedback
 
 
@@ -135,7 +141,7 @@ class Requests:
 
     def __init__(self, app: Any) -> None:
         self.counts: Counter[str] = Counter()
-        app.s3.client("s3").meta.events.register("before-call.s3", self._count)
+        client("s3").meta.events.register("before-call.s3", self._count)
 
     def _count(self, model: Any, **_: Any) -> None:
         self.counts[model.name] += 1
@@ -152,7 +158,7 @@ def _row(name: str, samples: list[float]) -> str:
 
 
 def _request(app: Any, minutes: int) -> Any:
-    return app.Request.parse(
+    return JudgeRequest.parse(
         {
             "run": "churn-v2-bench",
             "endpoint": ENDPOINT,
@@ -174,7 +180,7 @@ def _measure(
     before the end, the last minute's objects written, then the samples, alternating."""
     request = _request(app, args.minutes)
     requests = Requests(app)
-    state_key = app.quality.state_key(ENDPOINT, request.run, request.stage_index)
+    state_key = quality.state_key(ENDPOINT, request.run, request.stage_index)
     last = args.minutes - 1
     started = time.perf_counter()
     incremental(app, request, STARTED + 60 * last)

@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 from shepherd.errors import InvalidInput
+from shepherd.rollout import judging
 from shepherd.rollout.ports import LockLost
+from shepherd.rollout.quality import decode
 
 from .conftest import BUCKET, ROLLOUTS_TABLE, Cloud, LambdaContext, sample_event
 
@@ -24,9 +26,9 @@ def judge_stage(load_handler: Callable[[str], ModuleType]) -> ModuleType:
     return load_handler("judge_stage")
 
 
-def test_the_sample_event_parses_into_the_request(judge_stage: ModuleType) -> None:
-    request = judge_stage.Request.parse(sample_event("judge_stage"))
-    assert request.stage == judge_stage.Stage(kind="shadow", weight=100.0, max_minutes=60, at_max="INCONCLUSIVE")
+def test_the_sample_event_parses_into_the_request() -> None:
+    request = judging.JudgeRequest.parse(sample_event("judge_stage"))
+    assert request.stage == judging.JudgedStage(kind="shadow", weight=100.0, max_minutes=60, at_max="INCONCLUSIVE")
     assert (request.stage_index, request.stage_started) == (0, 1795000000.0)
 
 
@@ -55,7 +57,7 @@ def test_a_malformed_input_names_the_field(
 def held(aws: Cloud, judge_stage: ModuleType) -> dict[str, Any]:
     """The sample event's rollout holds its endpoint's lock, as Prepare left it."""
     event = sample_event("judge_stage")
-    judge_stage.rollouts.acquire(event["endpoint"], event["run"], event["package_arn"], 1795000000.0)
+    judge_stage.deps.store.acquire(event["endpoint"], event["run"], event["package_arn"], 1795000000.0)
     return event
 
 
@@ -69,7 +71,7 @@ def test_a_retry_after_a_crash_between_remembering_and_recording_records_the_ver
 ) -> None:
     # Given a judge call whose first attempt dies right after it remembered its verdict
     event = sample_event("judge_stage") | {"attempt": "2026-11-25T16:00:00.000Z"}
-    real_record = judge_stage.rollouts.record
+    real_record = judge_stage.deps.store.record
     calls = []
 
     def crash_once(*args: Any, **kwargs: Any) -> None:
@@ -78,7 +80,7 @@ def test_a_retry_after_a_crash_between_remembering_and_recording_records_the_ver
             raise RuntimeError("the runtime died")
         real_record(*args, **kwargs)
 
-    monkeypatch.setattr(judge_stage.rollouts, "record", crash_once)
+    monkeypatch.setattr(judge_stage.deps.store, "record", crash_once)
     with pytest.raises(RuntimeError):
         judge_stage.handler(event, LambdaContext())
     # When Step Functions retries it (same attempt), twice (the second retry after a crash past the record)
@@ -102,12 +104,12 @@ def test_each_call_renews_the_lease_and_counts_the_execution_s_judge_calls(
     aws: Cloud, judge_stage: ModuleType, held: dict[str, Any]
 ) -> None:
     # Given the lock Prepare took
-    before = judge_stage.rollouts.lock_of(held["endpoint"])
+    before = judge_stage.deps.store.lock_of(held["endpoint"])
     # When the judge is called for the fourth time in this execution
     answer = judge_stage.handler(held | {"loops": 3}, LambdaContext())
     # Then it answers the count the state machine hands on, and the lock's lease and version moved on
     assert answer["loops"] == 4
-    after = judge_stage.rollouts.lock_of(held["endpoint"])
+    after = judge_stage.deps.store.lock_of(held["endpoint"])
     assert int(after["version"]) == int(before["version"]) + 1
     assert int(after["lease_until"]) > int(before["lease_until"])
 
@@ -116,14 +118,14 @@ def test_a_rollout_that_lost_its_lock_is_told_so_and_records_no_verdict(
     aws: Cloud, judge_stage: ModuleType, held: dict[str, Any]
 ) -> None:
     # Given another rollout has taken the endpoint (this one's lock was cleaned up after it)
-    judge_stage.rollouts.release(held["endpoint"], held["run"])
-    judge_stage.rollouts.acquire(held["endpoint"], "churn-v3-other", held["package_arn"], 1795000000.0)
+    judge_stage.deps.store.release(held["endpoint"], held["run"])
+    judge_stage.deps.store.acquire(held["endpoint"], "churn-v3-other", held["package_arn"], 1795000000.0)
     # When this rollout's judge runs
     with pytest.raises(LockLost, match="churn-v3-other"):
         judge_stage.handler(held, LambdaContext())
     # Then it judged nothing, and the other rollout's lock is untouched
     assert _verdicts(aws) == []
-    assert judge_stage.rollouts.lock_of(held["endpoint"])["owner"] == "churn-v3-other"
+    assert judge_stage.deps.store.lock_of(held["endpoint"])["owner"] == "churn-v3-other"
 
 
 # ------------------------------------------------------------------ prediction quality
@@ -305,7 +307,7 @@ def test_a_judge_call_retried_after_a_crash_answers_as_an_uninterrupted_one(
 
             patch.setattr(judge_stage.s3, "read_bytes", dies_on_the_fifth)
         else:
-            patch.setattr(judge_stage, "judge", lambda *args: (_ for _ in ()).throw(RuntimeError("the runtime died")))
+            patch.setattr(judging, "judge", lambda *args: (_ for _ in ()).throw(RuntimeError("the runtime died")))
         with pytest.raises(RuntimeError):
             judge_stage.handler(event, LambdaContext())
     # Then Step Functions' retry answers what one uninterrupted call answers: each object counted once
@@ -328,7 +330,7 @@ def test_a_corrupt_state_is_logged_and_everything_read_again(
     key = STATE.format(index=1)
     aws.put(key, aws.read(key)[:40])
     errors: list[tuple[str, dict[str, Any]]] = []
-    monkeypatch.setattr(judge_stage.logger, "error", lambda message, **kwargs: errors.append((message, kwargs)))
+    monkeypatch.setattr(judging.logger, "error", lambda message, **kwargs: errors.append((message, kwargs)))
     # When the stage is judged again
     answer = judge_stage.handler(event | {"attempt": "call-2"}, LambdaContext())
     # Then the error is logged with the object and the reason, and the verdict is the one of a full read
@@ -340,7 +342,7 @@ def test_a_corrupt_state_is_logged_and_everything_read_again(
         aws, judge_stage, event
     )
     assert _quality(answer)["candidate_samples"] == 20 * PER_MINUTE
-    judge_stage.quality.decode(aws.read(key))  # and a readable state is back in its place
+    decode(aws.read(key))  # and a readable state is back in its place
 
 
 def test_a_stage_with_more_to_read_than_one_call_can_reads_on_at_the_next_calls_and_judges_quality_once_done(
@@ -355,7 +357,7 @@ def test_a_stage_with_more_to_read_than_one_call_can_reads_on_at_the_next_calls_
     assert _quality(expected)["verdict"] == "ROLLBACK"
     aws.s3.delete_object(Bucket=BUCKET, Key=STATE.format(index=2))
     # When each call may read for no time at all (one object, then out of time)
-    monkeypatch.setattr(judge_stage, "READ_SECONDS", -1.0)
+    monkeypatch.setattr(judging, "READ_SECONDS", -1.0)
     answers = [judge_stage.handler(event | {"attempt": f"call-{n}"}, LambdaContext()) for n in range(32)]
     # Then quality waits (CONTINUE, nothing judged on part of the objects) while the calls read on, one object
     # each, then judges what one call reading everything judges

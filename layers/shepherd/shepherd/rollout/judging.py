@@ -1,0 +1,363 @@
+"""A rollout stage's judge call (functions/judge_stage): metrics and quality judged, the verdict recorded once.
+
+No pydantic here or in what this imports (the request is validated with shepherd.edge): JudgeStage runs once
+per judge interval of every stage, and pydantic's import was a fifth of its cold start (bench/coldstart.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from shepherd.edge import field
+from shepherd.errors import ShepherdError, TransientError
+from shepherd.judge import Baseline, Judgement, Metric, StageObservations, judge
+from shepherd.rollout import quality
+from shepherd.rollout.observe import BASELINE_KINDS, baseline, complete_until, observations, queries, settings
+from shepherd.rollout.ports import ABORT, Objects, RolloutStore
+
+logger = logging.getLogger(__name__)
+
+# Full and the watch: the champion's counts from an hour before the rollout (all a serverless watch has).
+BASELINE_LOOKBACK_SECONDS = 3600
+# Quality judging reads only the capture and ground truth objects the stage's earlier calls did not. The first
+# call of full or the watch after a long rollout (its baseline), or one whose state was lost, may have days of
+# them: a call reads for at most READ_SECONDS (Timeout is 120 s), saves its progress, and quality waits for
+# the next calls to read the rest.
+READ_SECONDS = 60.0
+REMEMBER_SECONDS = 86400  # a retried judge call comes within minutes
+
+
+class MetricReader(Protocol):
+    """CloudWatch's GetMetricData, every page's MetricDataResults (shepherd.aws.metrics)."""
+
+    def metric_data(self, queries: list[dict[str, Any]], start: datetime, end: datetime) -> list[dict[str, Any]]: ...
+
+
+class Memory(Protocol):
+    """Results kept a day under a key: a retried call answers what its first run did (shepherd.aws.idempotency)."""
+
+    def recall(self, key: str) -> dict[str, Any] | None: ...
+    def remember(self, key: str, result: dict[str, Any], *, expires_after_seconds: int) -> None: ...
+
+
+class Bucket(Objects, Protocol):
+    """The data bucket, listed and written too: capture, ground truth and quality state (shepherd.aws.s3)."""
+
+    def keys(self, bucket: str, prefix: str) -> list[str]: ...
+    def write_bytes(
+        self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream"
+    ) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class JudgeDeps:
+    """Everything a judge call touches."""
+
+    metrics: MetricReader
+    store: RolloutStore
+    memory: Memory
+    objects: Bucket
+    now: Callable[[], datetime]  # the cloud's clock (virtual on the local cloud)
+    monotonic: Callable[[], float]  # how long quality has been reading, against READ_SECONDS
+
+
+@dataclass(frozen=True)
+class JudgedStage:
+    """The stage being judged, as the Rollout planned it."""
+
+    kind: str
+    weight: float
+    max_minutes: int
+    at_max: str
+
+
+@dataclass(frozen=True)
+class JudgeRequest:
+    """The Judge state's input, which the Rollout function built."""
+
+    run: str
+    endpoint: str
+    package_arn: str
+    champion_variant: str
+    candidate_variant: str
+    stage: JudgedStage
+    stage_index: int
+    stage_started: float
+    judge: dict[str, Any]
+    attempt: str  # the Judge state's entry time: the same for every retry of one judge call
+    rollout_started: float  # full and the watch: the champion's counts since then are the baseline
+    loops: int  # judge calls this execution made before this one; answered + 1 (the state machine counts on it)
+
+    @classmethod
+    def parse(cls, event: Any) -> JudgeRequest:
+        names = ("run", "endpoint", "package_arn", "champion_variant", "candidate_variant")
+        strings = {name: field(event, name, str) for name in names}
+        stage = field(event, "stage", dict)
+        return cls(
+            **strings,
+            stage=JudgedStage(
+                kind=field(stage, "kind", str, choices=("shadow", "ab", "full", "watch"), where="stage."),
+                weight=float(field(stage, "weight", float, minimum=0, where="stage.")),
+                max_minutes=field(stage, "max_minutes", int, where="stage."),
+                at_max=field(
+                    stage, "at_max", str, choices=("INCONCLUSIVE", "ROLLBACK"), default="INCONCLUSIVE", where="stage."
+                ),
+            ),
+            stage_index=field(event, "stage_index", int, minimum=0),
+            stage_started=float(field(event, "stage_started", float, minimum=0)),
+            judge=field(event, "judge", dict),
+            attempt=field(event, "attempt", str, default=""),
+            rollout_started=float(field(event, "rollout_started", float, minimum=0, default=0.0)),
+            loops=field(event, "loops", int, minimum=0, default=0),
+        )
+
+    @property
+    def memory_key(self) -> str | None:
+        """Where the call's verdict is remembered: None without an attempt (a call nobody retries)."""
+        return f"judge#{self.run}#{self.stage_index}#{self.attempt}" if self.attempt else None
+
+    @property
+    def baseline_since(self) -> float:
+        """The baseline's start: an hour before the rollout began (or this stage, if earlier)."""
+        return min(self.rollout_started or self.stage_started, self.stage_started) - BASELINE_LOOKBACK_SECONDS
+
+
+def judge_stage(deps: JudgeDeps, request: JudgeRequest) -> dict[str, Any]:
+    """Answer the Judge state: a retry's remembered verdict, a human's abort, or the metrics' and quality's."""
+    key = request.memory_key
+    remembered = deps.memory.recall(key) if key else None
+    if remembered is not None:
+        # A retry of a call that decided already (it crashed after recording): the same verdict, recorded once.
+        deps.store.record(request.endpoint, remembered["entry"], remembered["at"], unique=key)
+        return dict(remembered["answer"])
+    now = deps.now()
+    deps.store.renew(request.endpoint, request.run, now.timestamp())  # LockLost: another rollout has the endpoint
+    aborted = deps.store.flag(request.endpoint, ABORT)
+    if aborted is not None:
+        # StopExecution would skip the Catch that restores the endpoint: an abort is a signal read here.
+        deps.store.clear_flag(request.endpoint, ABORT)
+        ended = "INCONCLUSIVE" if aborted.get("verdict") == "INCONCLUSIVE" else "ROLLBACK"  # superseded: not bad
+        explanation = f"Aborted by {aborted['by']}: {aborted['reason']}"
+        return _decided(deps, request, now, ended, explanation, statistics=[], minutes=None)
+    observed = _observed(deps, request, now.timestamp())
+    stage = request.stage
+    verdict = judge(
+        observed, settings(request.judge, max_minutes=stage.max_minutes, at_max=stage.at_max, kind=stage.kind)
+    )
+    decided, explanation = str(verdict.verdict), verdict.explanation
+    if stage.kind == "watch" and decided == "INCONCLUSIVE":
+        # The watch's at_max_duration "inconclusive": no harm found in its time, so the promotion stands.
+        decided = "PROMOTE"
+        explanation = f"The post-promotion watch found no harm in {stage.max_minutes} minutes: {explanation}"
+    statistics = _statistics(verdict)
+    return _decided(deps, request, now, decided, explanation, statistics=statistics, minutes=observed.minutes_elapsed)
+
+
+def _observed(deps: JudgeDeps, request: JudgeRequest, now: float) -> StageObservations:
+    """The stage's complete metric bins, its baseline in full and the watch, and its quality if judged."""
+    latency = request.judge.get("latency") or None
+    threshold = float(latency["threshold_ms"]) if latency else None
+    variants = {"champion": request.champion_variant, "candidate": request.candidate_variant}
+    end = complete_until(now)
+    against_baseline = request.stage.kind in BASELINE_KINDS
+    since = request.baseline_since
+    results: list[dict[str, Any]] = []
+    if end > request.stage_started:
+        results = deps.metrics.metric_data(
+            queries(request.endpoint, variants, threshold),
+            datetime.fromtimestamp((since if against_baseline else request.stage_started) - 60, UTC),
+            datetime.fromtimestamp(end, UTC),
+        )
+    observed = observations(results, started_epoch=request.stage_started, now_epoch=now, latency=threshold is not None)
+    if against_baseline:
+        counts = baseline(results, since_epoch=since, until_epoch=request.stage_started, latency=threshold is not None)
+        observed = replace(observed, baseline=counts)
+    # The stage's clock runs from its start, data or not: max_minutes is a duration, not a sample count.
+    elapsed = max(observed.minutes_elapsed, int((now - request.stage_started) // 60))
+    observed = replace(observed, minutes_elapsed=elapsed)
+    if request.judge.get("quality"):
+        observed = _with_quality(deps, observed, request, now)
+    return observed
+
+
+def _statistics(verdict: Judgement) -> list[dict[str, Any]]:
+    return [
+        {
+            "metric": str(m.metric),
+            "verdict": str(m.verdict),
+            "statistic": round(m.statistic, 4),
+            "rollback_boundary": round(m.rollback_boundary, 4),
+            "promote_boundary": round(m.promote_boundary, 4),
+            "candidate_samples": m.candidate_samples,
+            "champion_samples": m.champion_samples,
+            "candidate_bad": m.candidate_bad,
+            "champion_bad": m.champion_bad,
+        }
+        for m in verdict.metrics
+    ]
+
+
+def _with_quality(deps: JudgeDeps, observed: StageObservations, request: JudgeRequest, now: float) -> StageObservations:
+    """What the judge observes, with the stage's captured predictions joined with their ground truth.
+
+    Shadow: labelled pairs (both variants answered the same request); A/B: each variant's labelled
+    predictions; full and the watch: the candidate's against the champion's from the baseline's start
+    until the stage began (labels for those keep arriving during the stage)."""
+    wanted = request.judge["quality"]
+    sources = field(wanted, "sources", dict, where="judge.quality.")
+    bucket = field(sources, "bucket", str, where="judge.quality.sources.")
+    rule = quality.Rule(
+        decision_threshold=float(wanted.get("decision_threshold", 0.5)),
+        tolerance=None if wanted.get("tolerance") is None else float(wanted["tolerance"]),
+    )
+    stage = quality.plan(
+        request.stage.kind,
+        run=request.run,
+        stage_index=request.stage_index,
+        stage_started=request.stage_started,
+        baseline_since=request.baseline_since,
+        capture=field(sources, "capture", str, where="judge.quality.sources."),
+        feedback=field(sources, "feedback", str, where="judge.quality.sources."),
+        champion=request.champion_variant,
+        candidate=request.candidate_variant,
+        rule=rule,
+    )
+    key = quality.state_key(request.endpoint, request.run, request.stage_index)
+    state, complete = read_quality(deps, bucket, key, stage, rule, now=now)
+    if not complete:
+        # Judged on part of the stage's objects, quality could go either way: it waits, CONTINUE, until all are read.
+        state = quality.State.fresh(stage)
+    if stage.paired:
+        return replace(observed, shadow_quality=quality.pairs_of(state))
+    candidate = quality.feedback_of(state, "candidate")
+    if request.stage.kind in BASELINE_KINDS:
+        labelled, wrong = quality.totals(state, "champion")
+        baseline_counts = {**observed.baseline, Metric.QUALITY: Baseline(samples=labelled, bad=wrong)}
+        return replace(observed, candidate_feedback=candidate, baseline=baseline_counts)
+    return replace(observed, champion_feedback=quality.feedback_of(state, "champion"), candidate_feedback=candidate)
+
+
+def read_quality(
+    deps: JudgeDeps, bucket: str, key: str, stage: quality.Plan, rule: quality.Rule, *, now: float
+) -> tuple[quality.State, bool]:
+    """The stage's quality state with the objects no earlier call read, and whether this call read them all.
+
+    A call reads for at most READ_SECONDS; the next one reads on. The state (s3://bucket/key) is written
+    back only once the new objects are read, joined and counted, so a retry after a crash bins as one
+    uninterrupted call. S3, not DynamoDB: the predictions waiting for a label outgrow an item's 400 KB."""
+    state, changed = _load_state(deps.objects, bucket, key, stage)
+    deadline = deps.monotonic() + READ_SECONDS
+    read, complete = quality.read_new(
+        state,
+        stage,
+        now,
+        list_keys=lambda prefix: deps.objects.keys(bucket, prefix),
+        read_lines=lambda key: deps.objects.read_bytes(bucket, key).decode("utf-8", errors="replace").splitlines(),
+        out_of_time=lambda: deps.monotonic() > deadline,
+    )
+    joined = quality.join(state, stage, rule)
+    closed = complete and quality.close(state, stage, now)  # only hours listed and read to the end close
+    changed = closed or changed or read > 0 or joined > 0
+    size = None
+    if changed:
+        data = quality.encode(state)
+        size = len(data)
+        _save_state(deps.objects, bucket, key, data)
+    extra = {
+        "objects_read": read,
+        "joined": joined,
+        "waiting_labels": len(state.labels),
+        "waiting_predictions": {role: len(state.pending[role]) for role in quality.ROLES},
+        "state_bytes": size,
+    }
+    if not complete:
+        logger.warning(
+            "quality judging has more objects to read than one call can: it reads on at the next call, and "
+            "quality waits (CONTINUE) until then",
+            extra=extra,
+        )
+    else:
+        logger.info("quality data", extra=extra)
+    return state, complete
+
+
+def _load_state(objects: Bucket, bucket: str, key: str, stage: quality.Plan) -> tuple[quality.State, bool]:
+    """The stage's state, and whether it is new (everything since the stage's start is still to read).
+
+    Unreadable, corrupt or another stage's: an error logged and a new state, never one it cannot trust.
+    A transient error is raised for the Judge state to retry, rather than reading a long stage again."""
+    # Listed, not read blind: without s3:ListBucket on the key, S3 answers a missing key with 403, not 404.
+    if key not in objects.keys(bucket, key):
+        return quality.State.fresh(stage), True
+    try:
+        state = quality.decode(objects.read_bytes(bucket, key))
+    except TransientError:
+        raise
+    except (ShepherdError, ValueError) as exc:
+        logger.error(
+            "the stage's quality judging state is unreadable: reading its capture and labels again from the start",
+            extra={"state": f"s3://{bucket}/{key}", "error": str(exc)},
+        )
+        return quality.State.fresh(stage), True
+    if state.identity != dict(stage.identity):
+        logger.error(
+            "the quality judging state under this stage's key is another stage's: reading this one's from the start",
+            extra={"state": f"s3://{bucket}/{key}", "found": state.identity, "expected": dict(stage.identity)},
+        )
+        return quality.State.fresh(stage), True
+    return state, False
+
+
+def _save_state(objects: Bucket, bucket: str, key: str, data: bytes) -> None:
+    """Write the state, logging a failure rather than raising it.
+
+    This call's verdict stands on what it read; the next call reads again from the previous state (slower,
+    not wrong)."""
+    try:
+        objects.write_bytes(bucket, key, data, content_type="application/gzip")
+    except ShepherdError as exc:
+        logger.error(
+            "the stage's quality judging state could not be saved: the next call reads again what this one read",
+            extra={"state": f"s3://{bucket}/{key}", "error": str(exc)},
+        )
+
+
+def _decided(
+    deps: JudgeDeps,
+    request: JudgeRequest,
+    now: datetime,
+    verdict: str,
+    explanation: str,
+    *,
+    statistics: list[dict[str, Any]],
+    minutes: int | None,
+) -> dict[str, Any]:
+    """Record the verdict (the rollout record and the event bus) and answer the state machine.
+
+    Remembered under the call's key before it is recorded, so that a retry after a crash answers it
+    again and re-writes the same record entry rather than judging twice."""
+    entry = {
+        "run": request.run,
+        "package": request.package_arn,
+        "event": "verdict",
+        "stage": request.stage.kind,
+        "stage_index": request.stage_index,
+        "weight": request.stage.weight,
+        "verdict": verdict,
+        "explanation": explanation,
+        "minutes": minutes,
+        "statistics": statistics,
+    }
+    # loops: the Rollout continues in a fresh execution after rollout.judge_calls_per_execution calls (history cap)
+    answer = {"verdict": verdict, "explanation": explanation, "statistics": statistics, "loops": request.loops + 1}
+    key = request.memory_key
+    if key is not None:
+        remembered = {"entry": entry, "at": now.isoformat(), "answer": answer}
+        deps.memory.remember(key, remembered, expires_after_seconds=REMEMBER_SECONDS)
+    deps.store.record(request.endpoint, entry, now.isoformat(), unique=key)
+    logger.info("judged", extra=entry)
+    return answer
