@@ -7,6 +7,7 @@ import re
 import pytest
 from shepherd.events.names import MAX_EXECUTION_NAME, execution_name
 from shepherd.events.s3 import MalformedEvent, dataset_marker
+from shepherd.names import EXECUTION_UNSAFE, SAGEMAKER_UNSAFE, bounded, digest
 
 
 def test_the_same_identity_gives_the_same_name_and_a_new_version_a_new_one():
@@ -31,3 +32,18 @@ def test_a_marker_names_its_model_and_dataset():
 def test_keys_that_are_not_markers_are_refused(key):
     with pytest.raises(MalformedEvent, match="is not a dataset marker"):
         dataset_marker(key)
+
+
+def test_a_bounded_name_keeps_its_tag_and_cuts_the_readable_part():
+    tag = digest("run-1", length=8)
+    name = bounded("churn model/" + "x" * 100, tag, limit=63, unsafe=SAGEMAKER_UNSAFE)
+    assert len(name) == 63
+    assert name.startswith("churn-model-x")
+    assert name.endswith(f"-{tag}")
+    assert bounded("///", tag, limit=63, unsafe=SAGEMAKER_UNSAFE) == tag  # nothing readable: the tag alone
+
+
+def test_only_execution_names_keep_a_dash_left_at_the_cut():
+    readable = "a" * 8 + "-" + "b" * 10
+    assert bounded(readable, "tag", limit=13, unsafe=EXECUTION_UNSAFE) == "aaaaaaaa-tag"
+    assert bounded(readable, "tag", limit=13, unsafe=EXECUTION_UNSAFE, trim=False) == "aaaaaaaa--tag"

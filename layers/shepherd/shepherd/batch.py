@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import hashlib
 import io
 import json
 import math
@@ -20,6 +19,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 
 from shepherd.errors import InvalidInput
 from shepherd.instances import has_instance_storage
+from shepherd.names import SAGEMAKER_UNSAFE, bounded, digest
 
 if TYPE_CHECKING:  # the config package loads PyYAML and every config model: start_batch needs none of it
     from shepherd.config import Batch
@@ -40,7 +40,6 @@ _TAG_LENGTH = 12
 _SHORTENED = "..."
 # ASCII only: Arabic-Indic and other Unicode digits are not numbers to the models' parsers.
 _NUMBER = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$", re.ASCII)
-_JOB_UNSAFE = re.compile(r"[^a-zA-Z0-9-]+")
 _JSON_LINES = ("application/jsonlines", "application/x-jsonlines", "application/json-lines")
 
 
@@ -120,7 +119,7 @@ def check_run(run: str) -> str:
 
 def run_tag(run: str) -> str:
     """A short, stable tag of a run that keeps its processed/ and failed/ files apart from other runs'."""
-    return hashlib.sha256(check_run(run).encode()).hexdigest()[:_TAG_LENGTH]
+    return digest(check_run(run), length=_TAG_LENGTH)
 
 
 def s3_uri(bucket: str, key: str) -> str:
@@ -365,9 +364,7 @@ def transform_job_name(model: str, run: str) -> str:
     plain = f"{model}-{run}"
     if len(plain) <= JOB_NAME_MAX and NAME_PATTERN.match(plain):
         return plain
-    digest = hashlib.sha256(f"{model}\x00{run}".encode()).hexdigest()[:_TAG_LENGTH]
-    readable = _JOB_UNSAFE.sub("-", plain).strip("-")[: JOB_NAME_MAX - len(digest) - 1].rstrip("-")
-    return f"{readable}-{digest}"
+    return bounded(plain, digest(model, run, length=_TAG_LENGTH), limit=JOB_NAME_MAX, unsafe=SAGEMAKER_UNSAFE)
 
 
 def build_transform_request(

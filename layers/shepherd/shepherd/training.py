@@ -30,13 +30,13 @@ from shepherd.config import ConfigError, ModelConfig, load_config
 from shepherd.errors import InvalidInput
 from shepherd.images import UnknownImage, image_uri
 from shepherd.instances import has_instance_storage
+from shepherd.names import ALPHANUMERIC_UNSAFE, bounded, digest
 from shepherd.objects import DataObject
 from shepherd.registry import lineage_document
 
 logger = logging.getLogger(__name__)
 
 JOB_NAME_MAX = 63
-_UNSAFE = re.compile(r"[^a-zA-Z0-9]+")
 # Time SageMaker spends around the training itself (provisioning, download, upload) that the
 # stopping condition does not count: the state machine's wait allows this much on top of it.
 WAIT_MARGIN_SECONDS = 900
@@ -50,9 +50,7 @@ class Vpc(BaseModel):
 
 def job_name(model: str, run: str, *, kind: str = "train") -> str:
     """``<model>-<kind>-<hash of run>``: deterministic per execution, within SageMaker's 63 characters."""
-    digest = hashlib.sha256(run.encode()).hexdigest()[:12]
-    readable = _UNSAFE.sub("-", f"{model}-{kind}").strip("-")[: JOB_NAME_MAX - len(digest) - 1].rstrip("-")
-    return f"{readable}-{digest}"
+    return bounded(f"{model}-{kind}", digest(run, length=12), limit=JOB_NAME_MAX, unsafe=ALPHANUMERIC_UNSAFE)
 
 
 def artifacts_prefix(model: str, run: str) -> str:

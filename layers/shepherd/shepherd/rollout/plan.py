@@ -7,13 +7,12 @@ docs/ROLLOUTS.md, "Stages on SageMaker".
 
 from __future__ import annotations
 
-import hashlib
-import re
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
 from shepherd.instances import has_instance_storage
+from shepherd.names import SAGEMAKER_UNSAFE, bounded, digest
 from shepherd.rollout import MULTI_MODEL_PACKAGE
 
 if TYPE_CHECKING:  # the judge imports Stage; it must not pay for the config schema's import
@@ -22,7 +21,6 @@ if TYPE_CHECKING:  # the judge imports Stage; it must not pay for the config sch
 StageKind = Literal["shadow", "ab", "full", "watch"]
 NAME_MAX = 63
 EXECUTION_NAME_MAX = 80  # Step Functions execution names
-_UNSAFE = re.compile(r"[^a-zA-Z0-9-]+")
 
 
 class Stage(BaseModel):
@@ -43,11 +41,10 @@ class VariantSpec(BaseModel):
 
 
 def _name(*parts: str, unique: str = "") -> str:
-    readable = _UNSAFE.sub("-", "-".join(p for p in parts if p)).strip("-")
+    readable = "-".join(p for p in parts if p)
     if not unique:
-        return readable[:NAME_MAX].rstrip("-")
-    digest = hashlib.sha256(unique.encode()).hexdigest()[:8]
-    return f"{readable[: NAME_MAX - len(digest) - 1].rstrip('-')}-{digest}"
+        return SAGEMAKER_UNSAFE.sub("-", readable).strip("-")[:NAME_MAX].rstrip("-")
+    return bounded(readable, digest(unique, length=8), limit=NAME_MAX, unsafe=SAGEMAKER_UNSAFE)
 
 
 def version_of(package_arn: str) -> int:
@@ -67,8 +64,8 @@ def continuation_name(run: str, continuation: int) -> str:
     suffix = f"-c{continuation}"
     if len(run) + len(suffix) <= EXECUTION_NAME_MAX:
         return run + suffix
-    digest = hashlib.sha256(run.encode()).hexdigest()[:8]
-    return f"{run[: EXECUTION_NAME_MAX - len(suffix) - len(digest) - 1]}-{digest}{suffix}"
+    tag = digest(run, length=8)
+    return f"{run[: EXECUTION_NAME_MAX - len(suffix) - len(tag) - 1]}-{tag}{suffix}"
 
 
 def config_name(endpoint: str, stage: str, version: int, run: str) -> str:
