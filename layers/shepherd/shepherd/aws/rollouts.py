@@ -49,7 +49,7 @@ class RolloutTable:
         self.table = table or os.environ["ROLLOUTS_TABLE"]
         self._clients = clients
 
-    def _client(self, service: str) -> Any:
+    def client(self, service: str) -> Any:
         # The module's `client` is looked up per call, as before: tests that patch it still reach every method.
         return (self._clients or client)(service)
 
@@ -59,7 +59,7 @@ class RolloutTable:
         from botocore.exceptions import ClientError
 
         try:
-            self._client("dynamodb").put_item(
+            self.client("dynamodb").put_item(
                 TableName=self.table,
                 Item=_key(endpoint, "lock")
                 | {
@@ -83,7 +83,7 @@ class RolloutTable:
         """Update the lock only while ``owner`` holds it (the check every endpoint change makes); its new version."""
         try:
             with mapped(f"{doing} of {endpoint}"):
-                answer = self._client("dynamodb").update_item(
+                answer = self.client("dynamodb").update_item(
                     TableName=self.table,
                     Key=_key(endpoint, "lock"),
                     UpdateExpression=f"{expression} ADD version :one",
@@ -139,7 +139,7 @@ class RolloutTable:
     def lock_of(self, endpoint: str) -> dict[str, str] | None:
         """The endpoint's lock as it is now (consistent read), or None."""
         with mapped(f"reading the lock of {endpoint}"):
-            item = self._client("dynamodb").get_item(
+            item = self.client("dynamodb").get_item(
                 TableName=self.table, Key=_key(endpoint, "lock"), ConsistentRead=True
             )
         found = item.get("Item")
@@ -153,7 +153,7 @@ class RolloutTable:
         from botocore.exceptions import ClientError
 
         try:
-            self._client("dynamodb").delete_item(
+            self.client("dynamodb").delete_item(
                 TableName=self.table,
                 Key=_key(endpoint, "lock"),
                 ConditionExpression="#o = :owner",
@@ -168,13 +168,13 @@ class RolloutTable:
 
     def set_champion(self, endpoint: str, champion: dict[str, str]) -> None:
         with mapped(f"recording the champion of {endpoint}"):
-            self._client("dynamodb").put_item(
+            self.client("dynamodb").put_item(
                 TableName=self.table, Item=_key(endpoint, "champion") | {k: {"S": v} for k, v in champion.items()}
             )
 
     def champion(self, endpoint: str) -> dict[str, str] | None:
         with mapped(f"reading the champion of {endpoint}"):
-            item = self._client("dynamodb").get_item(
+            item = self.client("dynamodb").get_item(
                 TableName=self.table, Key=_key(endpoint, "champion"), ConsistentRead=True
             )
         found = item.get("Item")
@@ -191,9 +191,9 @@ class RolloutTable:
             "expires_at": {"N": str(int(time.time()) + RECORD_TTL_SECONDS)},
         }
         with mapped(f"recording a rollout event of {endpoint}"):
-            self._client("dynamodb").put_item(TableName=self.table, Item=item)
+            self.client("dynamodb").put_item(TableName=self.table, Item=item)
         with mapped("putting Shepherd Rollout Stage Changed"):
-            self._client("events").put_events(
+            self.client("events").put_events(
                 Entries=[
                     {
                         "Source": "shepherd.rollout",
@@ -206,7 +206,7 @@ class RolloutTable:
     def records(self, endpoint: str) -> list[dict[str, Any]]:
         with mapped(f"reading the rollout record of {endpoint}"):
             pages = (
-                self._client("dynamodb")
+                self.client("dynamodb")
                 .get_paginator("query")
                 .paginate(
                     TableName=self.table,
@@ -221,7 +221,7 @@ class RolloutTable:
         if last <= 0:
             return []
         with mapped(f"reading the rollout record of {endpoint}"):
-            answer = self._client("dynamodb").query(
+            answer = self.client("dynamodb").query(
                 TableName=self.table,
                 KeyConditionExpression="pk = :pk AND begins_with(sk, :record)",
                 ExpressionAttributeValues={":pk": {"S": f"endpoint#{endpoint}"}, ":record": {"S": "record#"}},
@@ -251,15 +251,15 @@ class RolloutTable:
         if at_iso:
             item["at"] = {"S": at_iso}
         with mapped(f"setting {flag} on {endpoint}"):
-            self._client("dynamodb").put_item(TableName=self.table, Item=item)
+            self.client("dynamodb").put_item(TableName=self.table, Item=item)
 
     def clear_flag(self, endpoint: str, flag: str) -> None:
         with mapped(f"clearing {flag} on {endpoint}"):
-            self._client("dynamodb").delete_item(TableName=self.table, Key=_key(endpoint, f"flag#{flag}"))
+            self.client("dynamodb").delete_item(TableName=self.table, Key=_key(endpoint, f"flag#{flag}"))
 
     def flag(self, endpoint: str, flag: str) -> dict[str, str] | None:
         with mapped(f"reading {flag} of {endpoint}"):
-            item = self._client("dynamodb").get_item(
+            item = self.client("dynamodb").get_item(
                 TableName=self.table, Key=_key(endpoint, f"flag#{flag}"), ConsistentRead=True
             )
         found = item.get("Item")
@@ -270,7 +270,7 @@ class RolloutTable:
         found = []
         with mapped("scanning rollout locks"):
             pages = (
-                self._client("dynamodb")
+                self.client("dynamodb")
                 .get_paginator("scan")
                 .paginate(
                     TableName=self.table,
