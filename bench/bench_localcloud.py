@@ -235,12 +235,13 @@ def breakdown_child(profile: bool) -> None:
 
     marks["import shepherd_cli.main (typer, rich)"] = time.perf_counter() - t
     t = time.perf_counter()
-    from localcloud import deployer, moto_patches, template
+    from localcloud import deployer, template
+    from localcloud import moto as local_moto
     from localcloud.server import LocalCloud
 
     marks["import localcloud.server (boto3, werkzeug)"] = time.perf_counter() - t
     phases: dict[str, float] = {}
-    moto_patches.install = _timed(phases, "start: moto_patches.install (imports the SFN engine)", moto_patches.install)
+    local_moto.install = _timed(phases, "start: localcloud.moto.install (imports the SFN engine)", local_moto.install)
     template._read_yaml = _timed(phases, "deploy: parse YAML (cfn-lint decode)", template._read_yaml)
     template._sam_transform = _timed(phases, "deploy: SAM transform (samtranslator)", template._sam_transform)
     deployer.check_definition = _timed(

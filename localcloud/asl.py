@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from localcloud.moto import stepfunctions
+
 
 class AslError(Exception):
     pass
@@ -35,12 +37,9 @@ def check_definition(text: str) -> None:
         missing.insert(0, definition["StartAt"])
     if missing:
         raise AslError(f"transition to undefined state(s): {', '.join(missing)}")
-    from moto.stepfunctions.parser.asl.parse.asl_parser import ASLParserException
-    from moto.stepfunctions.parser.asl.static_analyser.static_analyser import StaticAnalyser
-
     try:
-        StaticAnalyser().analyse(text)
-    except ASLParserException as exc:
-        raise AslError("; ".join(exc.errors) or str(exc)) from exc
+        stepfunctions.analyse_definition(text)
+    except stepfunctions.InvalidDefinition as exc:
+        raise AslError(str(exc)) from exc
     except Exception as exc:  # the preprocessor raises plain errors for bad field values
         raise AslError(f"{type(exc).__name__}: {exc}") from exc

@@ -24,10 +24,10 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from moto.moto_server.werkzeug_app import MotoRequestHandler
 from werkzeug.exceptions import InternalServerError
 from werkzeug.serving import ThreadedWSGIServer
 
+from localcloud.moto.server import MotoRequestHandler
 from localcloud.wsgi import RECEIVED_AT
 
 IDLE_SECONDS = 120.0  # an idle client connection is closed after this long

@@ -1,7 +1,7 @@
 """Schedules on the virtual clock: EventBridge schedule rules and EventBridge Scheduler schedules.
 
 moto stores them but never fires them; the Scheduler fires each when its rate() or cron() comes due on the
-local cloud's virtual clock, and delivers to its targets as EventBridge does (moto_patches.deliver).
+local cloud's virtual clock, and delivers to its targets as EventBridge does (localcloud.eventbridge.deliver).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import threading
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from localcloud.moto_patches import deliver, target_input
+from localcloud.eventbridge import deliver, target_input
 
 if TYPE_CHECKING:
     from localcloud.server import LocalCloud
@@ -137,15 +137,15 @@ class Scheduler:
         self._thread.join(timeout=5)
 
     def _rules(self) -> list[Any]:
-        from moto.core import DEFAULT_ACCOUNT_ID
-        from moto.events.models import events_backends
+        from localcloud.moto.core import DEFAULT_ACCOUNT_ID
+        from localcloud.moto.events import events_backends
 
         bus = events_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].event_buses.get("default")
         return [r for r in (bus.rules.values() if bus else []) if r.scheduled_expression and r.state == "ENABLED"]
 
     def _schedules(self) -> list[Any]:
-        from moto.core import DEFAULT_ACCOUNT_ID
-        from moto.scheduler.models import scheduler_backends
+        from localcloud.moto.core import DEFAULT_ACCOUNT_ID
+        from localcloud.moto.scheduler import scheduler_backends
 
         backend = scheduler_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
         return [

@@ -20,7 +20,8 @@ import boto3
 from botocore.config import Config
 from werkzeug.serving import BaseWSGIServer
 
-from localcloud import cloudwatch, moto_patches
+from localcloud import cloudwatch, eventbridge
+from localcloud import moto as local_moto
 from localcloud.clock import VirtualClock
 from localcloud.guard import Guard
 from localcloud.iam import engine as states_engine
@@ -272,12 +273,11 @@ class LocalCloud:
         iam.put_role_policy(RoleName=name, PolicyName="AnyS3Bucket", PolicyDocument=json.dumps(any_bucket))
 
     def start(self) -> LocalCloud:
-        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-
         from localcloud.keepalive import KeepAliveWSGIServer
+        from localcloud.moto.server import wsgi_app
 
         load_aws_managed_policies()
-        moto_app = DomainDispatcherApplication(create_backend_app)
+        moto_app = wsgi_app()
         metrics = EndpointMetrics(self.clock, lambda: self.client("cloudwatch"))
         self.sagemaker_runtime = RuntimeApi(LambdaInvokeMiddleware(moto_app, self.lambdas), self.sagemaker, metrics)
         services = AutoscalingApi(SageMakerApi(self.sagemaker_runtime, self.sagemaker), self.autoscaler)
@@ -290,10 +290,17 @@ class LocalCloud:
         os.environ["MOTO_PORT"] = str(self.port)
         for key, value in self.exports().items():
             os.environ.setdefault(key, value)
-        moto_patches.install(self)
+        eventbridge.attach(self)
+        local_moto.install(
+            local_moto.Hooks(
+                clock=self.clock,
+                deliver=eventbridge.deliver_to_target,
+                cloudwatch=cloudwatch.EMULATION,
+                task_client=states_engine.task_client(self.principals.issue),
+                refuse_state_machine=states_engine.creation_refusal(self._states_can_assume),
+            )
+        )
         cloudwatch.install(self)
-        states_engine.install(self.principals.issue)
-        states_engine.guard_creation(self._states_can_assume)
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         # The engine logs every failed state as an error; executions record them in their history.
         logging.getLogger("moto").setLevel(logging.CRITICAL)
@@ -335,7 +342,8 @@ class LocalCloud:
         self.log_shipper.close()
         self.authorizer.close()
         cloudwatch.stop()
-        moto_patches.uninstall()
+        local_moto.uninstall()
+        eventbridge.detach()
 
     def __enter__(self) -> LocalCloud:
         return self.start()

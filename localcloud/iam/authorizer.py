@@ -66,7 +66,7 @@ def resource_policy(resource: str) -> tuple[str | None, bool]:
     service, region, account, rest = parts[2], parts[3], parts[4], parts[5]
     try:
         if service == "s3":
-            from moto.s3.models import s3_backends
+            from localcloud.moto.s3 import s3_backends
 
             bucket_name = rest.split("/", 1)[0]
             if bucket_name not in s3_backends.bucket_accounts:
@@ -75,19 +75,19 @@ def resource_policy(resource: str) -> tuple[str | None, bool]:
             bucket = s3_backends[owner][partition].buckets.get(bucket_name)
             return _decoded(getattr(bucket, "policy", None)), False
         if service == "kms" and rest.startswith("key/"):
-            from moto.kms.models import kms_backends
+            from localcloud.moto.kms import kms_backends
 
             key = kms_backends[account][region].keys.get(rest[len("key/") :])
             return _decoded(getattr(key, "policy", None)), True
         if service == "lambda" and rest.startswith("function:"):
             # The local cloud's moto runs Lambda without Docker: the "simple" backend holds the functions.
-            from moto.awslambda_simple.models import lambda_simple_backends
+            from localcloud.moto.awslambda import lambda_simple_backends
 
             name = rest.split(":")[1]
             wire = json.loads(lambda_simple_backends[account][region].get_policy(name))  # GetPolicy's answer
             return _decoded(wire.get("Policy")), False
         if service == "sns":
-            from moto.sns.models import sns_backends
+            from localcloud.moto.sns import sns_backends
 
             topic = sns_backends[account][region].topics.get(resource)
             return _decoded(getattr(topic, "policy", None)), False

@@ -43,7 +43,7 @@ class MotoLookups:
             if key_id.startswith("arn:"):
                 parts = key_id.split(":", 5)
                 region, account, name = parts[3], parts[4], parts[5]
-            from moto.kms.models import kms_backends
+            from localcloud.moto.kms import kms_backends
 
             for backend in _existing(kms_backends, account, region):
                 keys = dict(backend.keys)
@@ -60,7 +60,7 @@ class MotoLookups:
         return None
 
     def _bucket(self, bucket: str) -> Any:
-        from moto.s3.models import s3_backends
+        from localcloud.moto.s3 import s3_backends
 
         partition, owner = s3_backends.bucket_accounts.get(bucket, (None, None))
         if owner is None or partition is None:
@@ -102,7 +102,7 @@ class MotoLookups:
         callbacks in its environment's CallbackPoolManager, keyed by task token (SendTaskSuccess looks it up there)."""
         try:
             # The engine's backends (moto.stepfunctions.responses.get_backend with execute_state_machine on).
-            from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+            from localcloud.moto.stepfunctions import stepfunctions_parser_backends
 
             for backend in _existing(stepfunctions_parser_backends, self.account, self.region):
                 for machine in list(backend.state_machines):

@@ -40,7 +40,7 @@ class Credentials:
 
 
 def _iam_backend(account: str = ACCOUNT) -> Any:
-    from moto.iam.models import iam_backends
+    from localcloud.moto.iam import iam_backends
 
     return iam_backends[account]["aws"]
 
@@ -127,7 +127,7 @@ class Principals:
         with self._lock:
             if key in self._sessions:
                 return self._sessions[key]
-            from moto.sts.models import sts_backends
+            from localcloud.moto.sts import sts_backends
 
             account = role_arn.split(":")[4]
             session = sts_backends[account]["aws"].assume_role(

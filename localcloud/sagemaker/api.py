@@ -10,7 +10,8 @@ from typing import Any
 
 from botocore import xform_name
 
-from localcloud.sagemaker.backend import SUPPORTED_OPERATIONS, SageMakerBackend, SageMakerError
+from localcloud.sagemaker.backend import SUPPORTED_OPERATIONS, SageMakerBackend
+from localcloud.sagemaker.control_plane import SageMakerError
 from localcloud.sagemaker.validation import RequestInvalid, validate
 from localcloud.wsgi import json_response
 

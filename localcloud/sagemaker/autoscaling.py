@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from localcloud.moto import applicationautoscaling
 from localcloud.sagemaker.metrics import PERIOD_SECONDS
 from localcloud.wsgi import json_response
 
@@ -30,13 +31,6 @@ log = logging.getLogger("shepherd.local.autoscaling")
 EVALUATION_SECONDS = 60
 SCALE_IN_MARGIN = 0.9
 _TARGET = "AnyScaleFrontendService."
-
-
-def _backend() -> Any:
-    from moto.applicationautoscaling.models import applicationautoscaling_backends
-    from moto.core import DEFAULT_ACCOUNT_ID
-
-    return applicationautoscaling_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
 
 
 class EndpointAutoscaler:
@@ -69,7 +63,7 @@ class EndpointAutoscaler:
         prefix = f"endpoint/{endpoint}/variant/"
         return {
             t.resource_id[len(prefix) :]
-            for t in _backend().describe_scalable_targets("sagemaker", None, None)
+            for t in applicationautoscaling.backend().describe_scalable_targets("sagemaker", None, None)
             if t.resource_id.startswith(prefix)
         }
 
@@ -80,7 +74,7 @@ class EndpointAutoscaler:
     def _evaluate_all(self) -> None:
         if self.cloud.sagemaker_runtime is not None:  # the periods that closed since the metrics thread published
             self.cloud.sagemaker_runtime.metrics.flush()
-        backend = _backend()
+        backend = applicationautoscaling.backend()
         for policy in list(backend.policies.values()):
             config = policy.target_tracking_scaling_policy_configuration
             if policy.service_namespace != "sagemaker" or not config:

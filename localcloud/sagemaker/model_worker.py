@@ -3,8 +3,8 @@
 Workers are forked from a zygote (``zygote_main``) that imported numpy, pandas and
 scikit-learn once for the whole local cloud, or spawned fresh where forking is unavailable.
 
-Protocol with the parent (inference.ModelWorkerPool): length-prefixed frames (inference.
-write_frame / read_frame) on a private pipe pair whose fds are the two arguments. The first
+Protocol with the parent (model_worker_pool.ModelWorkerPool): length-prefixed frames (worker_frames)
+on a private pipe pair whose fds are the two arguments. The first
 frame out says whether the model loaded; then one response frame per request frame. The
 script's prints and logging go to stderr, which the parent ships to CloudWatch Logs, so
 nothing the user writes can corrupt the protocol.
@@ -27,11 +27,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from localcloud.sagemaker.inference import InferenceError, ModelHandler, ModelLoadError, read_frame, write_frame
-
-# A model created with EnableNetworkIsolation: its worker runs the training scripts' network guard at start.
-ISOLATED = "SHEPHERD_NETWORK_ISOLATION"
-NETWORK_GUARD = Path(__file__).with_name("isolation") / "sitecustomize.py"
+from localcloud.sagemaker.inference import InferenceError, ModelHandler, ModelLoadError
+from localcloud.sagemaker.network_isolation import ISOLATED, NETWORK_GUARD
+from localcloud.sagemaker.worker_frames import read_frame, write_frame
 
 
 def isolation_environment(model: Mapping[str, Any]) -> dict[str, str]:

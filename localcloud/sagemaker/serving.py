@@ -36,14 +36,10 @@ from localcloud.sagemaker.endpoints import (
     TargetModelNotFound,
     Throttled,
 )
-from localcloud.sagemaker.inference import (
-    InferenceError,
-    ModelWorkerPool,
-    PreparedModel,
-    UnsupportedImage,
-    prepare_model,
-)
+from localcloud.sagemaker.inference import InferenceError, UnsupportedImage
+from localcloud.sagemaker.model_artifacts import PreparedModel, prepare_model
 from localcloud.sagemaker.model_worker import isolation_environment
+from localcloud.sagemaker.model_worker_pool import ModelWorkerPool
 
 if TYPE_CHECKING:
     from localcloud.sagemaker.backend import SageMakerBackend

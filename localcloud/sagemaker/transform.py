@@ -19,7 +19,6 @@ A request the model fails fails the job, naming the object, as SageMaker's data 
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import csv
 import io
@@ -40,20 +39,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from localcloud.iam import container_environment
+from localcloud.moto.s3 import DirectClient
 from localcloud.sagemaker.inference import (
     CSV,
     JSON,
     InferenceError,
     ModelLoadError,
-    ModelWorkerPool,
     UnsupportedImage,
     media_type,
-    prepare_model,
     serving_framework,
-    split_s3_uri,
 )
 from localcloud.sagemaker.jobs import Job, RunnerContext, utcnow
+from localcloud.sagemaker.model_artifacts import prepare_model, split_s3_uri
 from localcloud.sagemaker.model_worker import isolation_environment
+from localcloud.sagemaker.model_worker_pool import ModelWorkerPool
 
 log = logging.getLogger("shepherd.local.sagemaker")
 
@@ -214,61 +213,32 @@ class InputObject:
         return f"{self.bucket}/{self.key}"
 
 
-ARCHIVE_STORAGE_CLASSES = ("GLACIER", "DEEP_ARCHIVE")  # GetObject refuses these until restored
-
-
 class InProcessS3:
     """moto's S3 backend itself, for a local cloud that serves S3 from this very process.
 
     Reading and writing objects through it skips HTTP, signing and chunking (and a core's worth
-    of work on the two sides of the local socket). It gives the same objects and events as the
-    API: PutObject's CRC32 checksum and bucket ACL, the ObjectCreated notifications. Anything it
-    does not reproduce exactly (archived objects, Object Lock buckets, a bucket it cannot see)
+    of work on the two sides of the local socket), through localcloud.moto.s3.DirectClient. Anything
+    it does not reproduce exactly (archived objects, Object Lock buckets, a bucket it cannot see)
     answers None, and the caller uses its boto3 client instead.
-    tests/unit/test_moto_contract_s3.py holds the moto internals used here to their shape.
     """
 
     def __init__(self, allow: Callable[[str, str, str], bool] | None = None) -> None:
         # With IAM on, whether the job's role may (action, bucket, key); a refusal goes to the API, which answers it.
         self.allow = allow
 
-    @staticmethod
-    def backend(bucket: str) -> Any | None:
-        try:
-            from moto.s3.models import s3_backends
-
-            partition, account = s3_backends.bucket_accounts[bucket]
-            return s3_backends[account][partition]
-        except Exception:
-            return None
-
     def read(self, bucket: str, key: str) -> bytes | None:
-        backend = self.backend(bucket)
+        backend = DirectClient.holding(bucket)
         if backend is None or (self.allow is not None and not self.allow("s3:GetObject", bucket, key)):
             return None
-        try:
-            found = backend.get_object(bucket, key)
-        except Exception:
-            return None
-        if found is None or found.storage_class in ARCHIVE_STORAGE_CLASSES:
-            return None  # the API's error (NoSuchKey, InvalidObjectState) is the one to report
-        return bytes(found.value)
+        # None for a missing or archived object: the API's error (NoSuchKey, InvalidObjectState) is the one to report
+        return backend.get_object(bucket, key)
 
-    def writable(self, bucket: str, key: str) -> Any | None:
+    def writable(self, bucket: str, key: str) -> DirectClient | None:
         """The backend to write to, if writing through it gives what PutObject would."""
-        backend = self.backend(bucket)
+        backend = DirectClient.holding(bucket)
         if backend is None or (self.allow is not None and not self.allow("s3:PutObject", bucket, key)):
             return None
-        try:
-            target = backend.get_bucket(bucket)
-        except Exception:
-            return None
-        return None if target.object_lock_enabled else backend
-
-
-def _crc32(data: bytes | bytearray) -> str:
-    """boto3 sends PutObject bodies with a CRC32 checksum (base64 of the big-endian value), which S3 keeps."""
-    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+        return backend if backend.object_lock_enabled(bucket) is False else None
 
 
 class S3Writer:
@@ -277,7 +247,7 @@ class S3Writer:
     With ``backend`` (InProcessS3.writable), the same calls go to moto's backend directly.
     """
 
-    def __init__(self, s3: Any, bucket: str, key: str, backend: Any | None = None) -> None:
+    def __init__(self, s3: Any, bucket: str, key: str, backend: DirectClient | None = None) -> None:
         self.s3, self.bucket, self.key = s3, bucket, key
         self.backend = backend
         self._buffer = bytearray()
@@ -292,13 +262,9 @@ class S3Writer:
     def _flush_part(self) -> None:
         number = len(self._parts) + 1
         if self.backend is not None:
-            from moto.s3.utils import CaseInsensitiveDict
-
             if self._upload_id is None:
-                self._upload_id = self.backend.create_multipart_upload(
-                    self.bucket, self.key, CaseInsensitiveDict(), "STANDARD", {}, None, None, None
-                ).id
-            etag = self.backend.upload_part(self.bucket, self._upload_id, number, bytes(self._buffer)).etag
+                self._upload_id = self.backend.create_multipart_upload(self.bucket, self.key)
+            etag = self.backend.upload_part(self.bucket, self._upload_id, number, bytes(self._buffer))
         else:
             if self._upload_id is None:
                 self._upload_id = self.s3.create_multipart_upload(Bucket=self.bucket, Key=self.key)["UploadId"]
@@ -311,12 +277,7 @@ class S3Writer:
     def close(self) -> None:
         if self._upload_id is None:
             if self.backend is not None:
-                body = bytes(self._buffer)
-                written = self.backend.put_object(
-                    self.bucket, self.key, body, storage="STANDARD", checksum_value=_crc32(body)
-                )
-                written.checksum_algorithm = "CRC32"
-                written.set_acl(self.backend.get_bucket(self.bucket).acl)
+                self.backend.put_object(self.bucket, self.key, bytes(self._buffer))
                 return
             self.s3.put_object(Bucket=self.bucket, Key=self.key, Body=bytes(self._buffer))
             return

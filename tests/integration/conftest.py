@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from localcloud.sagemaker import training
+from localcloud.sagemaker import training_opt_ml
 from localcloud.server import LocalCloud
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 TIME_SCALE = 60.0
-REAL_OPT_ML = training.OPT_ML
+REAL_OPT_ML = training_opt_ml.OPT_ML
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +29,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
             # with a directory of its own there, and the tests about /opt/ml itself take the real one back.
             own = tmp_path_factory.mktemp("opt") / "ml"
             own.mkdir()
-            patch.setattr(training, "OPT_ML", own)
+            patch.setattr(training_opt_ml, "OPT_ML", own)
         local = LocalCloud(port=0, time_scale=TIME_SCALE, state_dir=tmp_path_factory.mktemp("state"))
         local.start()
         local.deploy(FIXTURES / "app" / "template.yaml", {"Greeting": "hello from the template"}, "fixture")
@@ -54,7 +54,7 @@ def _keep_authorization_log(cloud: LocalCloud) -> None:
 @pytest.fixture
 def real_opt_ml(monkeypatch: pytest.MonkeyPatch) -> Path:
     """The machine's /opt/ml for a test about it, whatever the session's cloud uses otherwise."""
-    monkeypatch.setattr(training, "OPT_ML", REAL_OPT_ML)
+    monkeypatch.setattr(training_opt_ml, "OPT_ML", REAL_OPT_ML)
     return REAL_OPT_ML
 
 

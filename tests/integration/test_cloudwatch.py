@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module", autouse=True)
 def _cloudwatch(cloud: LocalCloud) -> None:
-    """Until LocalCloud.start() calls it, install here; install() is idempotent either way."""
+    """LocalCloud.start() installs it already: a second install() keeps the cloud's running evaluator."""
     local_cloudwatch.install(cloud)
 
 

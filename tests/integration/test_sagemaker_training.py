@@ -23,7 +23,9 @@ import joblib
 import pandas as pd
 import pytest
 
-from localcloud.sagemaker import training
+from localcloud.sagemaker import training_opt_ml
+from localcloud.sagemaker.training_metrics import METRIC_NAMESPACE
+from localcloud.sagemaker.training_runner import LOG_GROUP
 from localcloud.server import LocalCloud
 from tests.event_contract import assert_documented
 
@@ -36,7 +38,7 @@ CHURN = ROOT / "examples" / "churn"
 SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
 ROLE = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
 BUCKET = "shepherd-training-tests"
-OPT_ML_USABLE = training.opt_ml_usable()
+OPT_ML_USABLE = training_opt_ml.opt_ml_usable()
 
 
 def needs_opt_ml(test: Any) -> Any:
@@ -166,12 +168,12 @@ def job_log(cloud: LocalCloud, name: str) -> list[str]:
     """The job's lines so far, from every stream (an interrupted job has one per attempt)."""
     logs = cloud.client("logs")
     try:
-        streams = logs.describe_log_streams(logGroupName=training.LOG_GROUP, logStreamNamePrefix=f"{name}/")
+        streams = logs.describe_log_streams(logGroupName=LOG_GROUP, logStreamNamePrefix=f"{name}/")
     except logs.exceptions.ResourceNotFoundException:  # the group appears with the first line shipped
         return []
     found: list[str] = []
     for stream in streams.get("logStreams", []):
-        events = logs.get_log_events(logGroupName=training.LOG_GROUP, logStreamName=stream["logStreamName"])
+        events = logs.get_log_events(logGroupName=LOG_GROUP, logStreamName=stream["logStreamName"])
         found.extend(e["message"] for e in events["events"])
     return found
 
@@ -254,7 +256,7 @@ def test_churn_example_trains_a_real_model_with_metrics(cloud, s3, sm):
     cloudwatch = cloud.client("cloudwatch")
 
     def hosts() -> list[dict]:
-        listed = cloudwatch.list_metrics(Namespace=training.METRIC_NAMESPACE, MetricName="validation:auc")["Metrics"]
+        listed = cloudwatch.list_metrics(Namespace=METRIC_NAMESPACE, MetricName="validation:auc")["Metrics"]
         return [d for m in listed for d in m["Dimensions"]]
 
     wait_for(lambda: {"Name": "Host", "Value": f"{name}/algo-1"} in hosts(), timeout=20)
@@ -301,7 +303,7 @@ def test_secondary_statuses_logs_and_events_of_a_completed_job(cloud, s3, sm):
     lines = log_messages(cloud, name)
     assert "hello from the script" in lines
     assert "to stderr" in lines
-    streams = cloud.client("logs").describe_log_streams(logGroupName=training.LOG_GROUP, logStreamNamePrefix=name)
+    streams = cloud.client("logs").describe_log_streams(logGroupName=LOG_GROUP, logStreamNamePrefix=name)
     assert [s["logStreamName"].rsplit("-", 1)[0] for s in streams["logStreams"]] == [f"{name}/algo-1"]
 
     # And the state changes reached the rule's queue, ending with Completed
@@ -764,7 +766,7 @@ def test_the_seed_style_script_with_hard_coded_opt_ml_paths_trains(cloud, s3, sm
     described = finished(sm, name, timeout=60)
     assert described["TrainingJobStatus"] == "Completed", described.get("FailureReason")
     assert list(model_files(s3, described)) == ["model.joblib"]
-    assert not training.OPT_ML.is_symlink() or Path(os.readlink(training.OPT_ML)).name != name
+    assert not training_opt_ml.OPT_ML.is_symlink() or Path(os.readlink(training_opt_ml.OPT_ML)).name != name
 
 
 @needs_opt_ml
@@ -801,7 +803,7 @@ with open(sys.argv[1], "a") as lock:
 def test_a_job_waits_pending_while_another_process_holds_opt_ml(cloud, s3, sm):
     # Given another process that holds /opt/ml
     other = subprocess.Popen(
-        [sys.executable, "-c", OTHER_PROCESS_HOLDS_OPT_ML, str(training.opt_ml_lock_file())],
+        [sys.executable, "-c", OTHER_PROCESS_HOLDS_OPT_ML, str(training_opt_ml.opt_ml_lock_file())],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -828,7 +830,7 @@ def test_without_opt_ml_a_toolkit_style_script_still_runs(cloud, s3, sm, monkeyp
     # Given /opt/ml taken by a real directory
     taken = tmp_path / "opt" / "ml"
     taken.mkdir(parents=True)
-    monkeypatch.setattr(training, "OPT_ML", taken)
+    monkeypatch.setattr(training_opt_ml, "OPT_ML", taken)
     name = unique("fallback")
     script = "import os, pathlib; pathlib.Path(os.environ['SM_MODEL_DIR'], 'ok.txt').write_text('ok')"
     create_job(sm, name, sdk_hyperparameters("train.py", upload_source(s3, {"train.py": script})))

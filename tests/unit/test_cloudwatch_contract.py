@@ -1,4 +1,6 @@
-"""Contract tests: every moto internal that localcloud/cloudwatch.py patches or reads.
+"""Contract tests: every moto CloudWatch internal that localcloud/moto/cloudwatch.py patches or reads.
+
+localcloud/cloudwatch/ reads the alarms and queries moto builds: their attributes are held here too.
 
 Patched methods keep moto's original as ``__wrapped__``; checks unwrap first so they hold
 whether or not a local cloud was started earlier in the session. When a moto upgrade moves
@@ -9,6 +11,8 @@ from __future__ import annotations
 
 import inspect
 import re
+import types
+from datetime import UTC, datetime
 
 import botocore.session
 
@@ -126,6 +130,25 @@ def test_metric_query_models():
     assert _params(Metric.__init__) == ["self", "metric_name", "namespace", "dimensions"]
     assert _params(Dimension.__init__) == ["self", "name", "value"]
     assert _params(MetricDatum.__init__) == ["self", "namespace", "name", "value", "dimensions", "timestamp", "unit"]
+
+
+def test_the_metric_datums_we_read_and_add():
+    """localcloud.moto.cloudwatch reads provided metrics (S3 bucket sizes), adds a datum per series for ListMetrics."""
+    from moto.cloudwatch.models import MetricDatum
+
+    from localcloud.moto.cloudwatch import ProvidedDatum, list_metric, provided_metric_data
+
+    dims = [{"Name": "BucketName", "Value": "b"}]
+    moment = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    backend = types.SimpleNamespace(metric_data=[])
+    list_metric(backend, namespace="AWS/S3", name="BucketSizeBytes", dimensions=dims, timestamp=moment, unit="Bytes")
+    (datum,) = backend.metric_data
+    assert isinstance(datum, MetricDatum)
+    assert datum.timestamp == moment.replace(tzinfo=None)  # moto keeps naive UTC
+    backend.aws_metric_data = [datum]
+    assert provided_metric_data(backend) == [
+        ProvidedDatum("AWS/S3", "BucketSizeBytes", dims, moment.replace(tzinfo=None), "Bytes", 0.0)
+    ]
 
 
 def test_response_handlers():

@@ -1,4 +1,4 @@
-"""The statistics math of localcloud/cloudwatch.py, against AWS's definitions.
+"""The statistics math of localcloud/cloudwatch/, against AWS's definitions.
 
 AWS ("CloudWatch statistics definitions"): p99 is the maximum of the data once the highest
 1% are ignored (nearest rank); TM/TC/TS/WM/PR with values count v in (lower, upper]; with
@@ -11,16 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from localcloud.cloudwatch import (
-    MathError,
-    Samples,
-    _Parser,
-    _valid_for_alarms,
-    compute_statistic,
-    decide_alarm_state,
-    nearest_rank,
-    parse_statistic,
-)
+from localcloud.cloudwatch.alarms import _valid_for_alarms, decide_alarm_state
+from localcloud.cloudwatch.metric_math import MathError, _Parser
+from localcloud.cloudwatch.statistics import Samples, compute_statistic, nearest_rank, parse_statistic
 
 
 def samples(*values: float, counts: list[float] | None = None) -> Samples:

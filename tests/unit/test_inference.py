@@ -25,13 +25,12 @@ from localcloud.sagemaker.inference import (
     ModelError,
     ModelHandler,
     ModelLoadError,
-    ModelWorkerPool,
-    PreparedModel,
     UnsupportedFormatError,
     UnsupportedImage,
-    prepare_model,
     serving_framework,
 )
+from localcloud.sagemaker.model_artifacts import PreparedModel, prepare_model
+from localcloud.sagemaker.model_worker_pool import ModelWorkerPool
 from localcloud.sagemaker.transform import InputObject, TransformRun, apply_jsonpath, compile_jsonpath, split_response
 from tests.tarballs import tar_gz
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from localcloud.sagemaker import training
+from localcloud.sagemaker import training_opt_ml
+from localcloud.sagemaker.training_plan import JobStopped
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,7 +23,7 @@ HOLDER = textwrap.dedent(
     """
     import json, sys, time
     from pathlib import Path
-    from localcloud.sagemaker.training import hold_opt_ml
+    from localcloud.sagemaker.training_opt_ml import hold_opt_ml
 
     lock_file, report = Path(sys.argv[1]), Path(sys.argv[2])
     with hold_opt_ml(lock_file, lambda: print("waiting", flush=True), lambda: None):
@@ -103,20 +104,20 @@ def test_a_job_that_gives_up_while_waiting_releases_this_process_lock(tmp_path: 
         waits: list[str] = []
 
         def stop() -> None:
-            raise training.JobStopped("Stopped", "Training job stopped")
+            raise JobStopped("Stopped", "Training job stopped")
 
-        with pytest.raises(training.JobStopped), training.hold_opt_ml(lock_file, lambda: waits.append("w"), stop):
+        with pytest.raises(JobStopped), training_opt_ml.hold_opt_ml(lock_file, lambda: waits.append("w"), stop):
             pytest.fail("a stopped job must not get /opt/ml")
 
         # Then it said it was waiting once, and the next job of this process is not blocked by it
         assert waits == ["w"]
-        assert training._OPT_ML_LOCK.acquire(blocking=False)
-        training._OPT_ML_LOCK.release()
+        assert training_opt_ml._OPT_ML_LOCK.acquire(blocking=False)
+        training_opt_ml._OPT_ML_LOCK.release()
     finally:
         os.killpg(other.pid, signal.SIGKILL)
         other.wait()
 
 
 def test_the_lock_file_sits_beside_opt_ml(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(training, "OPT_ML", Path("/opt/ml"))  # a parallel test worker's cloud may use its own
-    assert training.opt_ml_lock_file() == Path("/opt/.ml.lock")
+    monkeypatch.setattr(training_opt_ml, "OPT_ML", Path("/opt/ml"))  # a parallel test worker's cloud may use its own
+    assert training_opt_ml.opt_ml_lock_file() == Path("/opt/.ml.lock")

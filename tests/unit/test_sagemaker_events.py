@@ -16,8 +16,10 @@ import pytest
 from shepherd.callbacks import described_status
 
 from localcloud.clock import VirtualClock
-from localcloud.sagemaker import backend as backend_module
+from localcloud.sagemaker import model_operations
 from localcloud.sagemaker.backend import SageMakerBackend
+from localcloud.sagemaker.control_plane import epoch_millis
+from localcloud.sagemaker.endpoints import ModelLoadFailed
 from localcloud.sagemaker.events import event_status
 from localcloud.template import _read_yaml
 from tests.event_contract import (
@@ -103,7 +105,7 @@ class Emitted:
 
     def __call__(self, detail_type: str, resource_arn: str, detail: dict[str, Any]) -> None:
         with self.lock:
-            self.events.append((detail_type, backend_module.epoch_millis(detail)))
+            self.events.append((detail_type, epoch_millis(detail)))
 
     def of(self, detail_type: str) -> list[dict[str, Any]]:
         with self.lock:
@@ -122,7 +124,7 @@ class Emitted:
 
 @pytest.fixture
 def sagemaker(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[SageMakerBackend, Emitted]]:
-    monkeypatch.setattr(backend_module, "_prestart_model_workers", lambda: None)
+    monkeypatch.setattr(model_operations, "_prestart_model_workers", lambda: None)
     cloud = SimpleNamespace(
         clock=VirtualClock(),
         autoscaler=SimpleNamespace(registered_variants=lambda endpoint: set()),
@@ -207,7 +209,7 @@ def test_a_failed_endpoint_is_failed_in_upper_snake_case(sagemaker) -> None:
 
 class BrokenFleet(FakeFleet):
     def start(self) -> None:
-        raise backend_module.ModelLoadFailed("model_fn raised ValueError: bad pickle")
+        raise ModelLoadFailed("model_fn raised ValueError: bad pickle")
 
 
 def test_training_job_events_are_describe_training_job_with_the_tags(sagemaker) -> None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from localcloud.sagemaker.backend import SageMakerBackend, SageMakerError
+from localcloud.sagemaker.backend import SageMakerBackend
+from localcloud.sagemaker.control_plane import SageMakerError
 from localcloud.sagemaker.endpoints import check_endpoint_config, kms_refused
 
 KEY = "arn:aws:kms:us-east-1:123456789012:key/k"

@@ -1,48 +1,75 @@
-"""Where the local cloud closes moto's gaps, each at the narrowest seam we found.
+"""moto's Step Functions engine: its waits on the virtual clock, its gaps closed, its tasks acting as their role.
 
-Every name patched here is a moto internal (moto is pinned in pyproject.toml) and has a
-contract test in tests/unit/test_moto_contract.py that fails loudly if an upgrade moves it.
+Every function here that patches the engine is applied once per process (localcloud.moto.install); what depends on
+the running cloud (its clock, the clients of its roles, which roles it may assume) is attached, and swapped by the
+next cloud.
 """
 
 from __future__ import annotations
 
-import copy
 import datetime
 import functools
 import importlib
 import importlib.util
 import json
-import logging
 import sys
 import threading
 import time
 import types
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from localcloud.server import LocalCloud
-
-log = logging.getLogger("shepherd.local.events")
-_state: dict[str, Any] = {"cloud": None, "installed": False}
+from localcloud.moto.core import in_process_mock
 
 
-def _cloud() -> LocalCloud:
-    cloud = _state["cloud"]
-    if cloud is None:
-        raise RuntimeError("no local cloud is running")
-    return cloud
+class Clock(Protocol):
+    """The running cloud's virtual clock (localcloud.clock.VirtualClock)."""
+
+    def wall_seconds(self, virtual_seconds: float) -> float: ...
+
+    def until(self, moment: datetime.datetime) -> float: ...
+
+
+TaskClient = Callable[[Any, str, str, str], Any]
+"""The client a task's service call goes through, from the engine's, its region, its service and its role's ARN."""
+
+Refusal = Callable[[str], str | None]
+"""Why CreateStateMachine refuses the role with this ARN (AccessDeniedException's message), or None."""
+
+
+@dataclass
+class _Attached:
+    """What the patches read of the running cloud; the clock is None while no cloud runs (waits are unscaled)."""
+
+    clock: Clock | None = None
+    task_client: TaskClient | None = None
+    refusal: Refusal | None = None
+
+
+_attached = _Attached()
+_real_time = threading.local()  # set while a request-response Task waits for its call (see _patch_time)
+
+
+def attach(clock: Clock, task_client: TaskClient, refusal: Refusal) -> None:
+    _attached.clock = clock
+    _attached.task_client = task_client
+    _attached.refusal = refusal
+
+
+def detach_clock() -> None:
+    """A stopped cloud's clock no longer scales the engine's waits; its roles' hooks stay until the next cloud's."""
+    _attached.clock = None
 
 
 def _scaled(seconds: float | None) -> float | None:
     """A virtual duration in wall seconds, under the running cloud's time scale."""
     if seconds is None:
         return None
-    cloud = _state["cloud"]
-    return cloud.clock.wall_seconds(float(seconds)) if cloud is not None else float(seconds)
-
-
-_real_time = threading.local()  # set while a request-response Task waits for its call (see _patch_time)
+    clock = _attached.clock
+    return clock.wall_seconds(float(seconds)) if clock is not None else float(seconds)
 
 
 class _ScaledEvent(threading.Event):
@@ -55,13 +82,8 @@ class _ScaledThread(threading.Thread):
         super().join(_scaled(timeout))
 
 
-def install(cloud: LocalCloud) -> None:
-    _state["cloud"] = cloud
-    if _state["installed"]:
-        return
-    _state["installed"] = True
-    _preload_batch_utils()
-    _configure()
+def patch() -> None:
+    """Apply every engine patch; the engine's modules load here (localcloud.moto.install calls this once)."""
     _patch_start_execution()
     _patch_time()
     _patch_heartbeat()
@@ -69,35 +91,11 @@ def install(cloud: LocalCloud) -> None:
     _patch_callbacks()
     _patch_jsonata()
     _patch_service_integrations()
-    _patch_events()
-    _patch_s3_events()
-    _patch_bucket_policy_check()
+    _patch_task_clients()
+    _patch_state_machine_creation()
 
 
-def uninstall() -> None:
-    """Detach the stopped cloud; the patches stay (moto's backends are process-global anyway)."""
-    _state["cloud"] = None
-
-
-def _patch_bucket_policy_check() -> None:
-    """moto refuses object requests a bucket policy's Deny names, ignoring its Principal and Condition: the template's
-    Deny on aws:SecureTransport "false" would refuse every request. The local cloud's IAM middleware evaluates bucket
-    policies for its own principals (localcloud/iam/authorizer.py); other callers keep full access."""
-    from moto.core.models import botocore_stubber
-    from moto.iam.access_control import PermissionResult
-    from moto.s3.models import FakeBucket
-
-    original = FakeBucket.get_permission
-
-    def get_permission(self: Any, action: str, resource: str) -> Any:
-        if botocore_stubber.enabled:  # in-process moto (mock_aws in a unit test): moto's own behaviour
-            return original(self, action, resource)
-        return PermissionResult.NEUTRAL
-
-    FakeBucket.get_permission = get_permission
-
-
-def _preload_batch_utils() -> None:
+def preload_batch_utils() -> None:
     """The engine imports moto.batch.utils for one enum, but moto.batch's __init__ loads moto.ec2 (~0.7 s).
 
     Import the leaf module under a bare package shell, then drop the shell: a later real
@@ -117,13 +115,27 @@ def _preload_batch_utils() -> None:
         del sys.modules["moto.batch"]
 
 
-def _configure() -> None:
-    from moto.core.config import default_user_config
-    from moto.moto_server import werkzeug_app
+def start_execution(state_machine_arn: str, execution_input: str) -> None:
+    """StartExecution of an unnamed execution, on the engine's backend."""
+    from moto.stepfunctions.responses import get_backend
 
-    werkzeug_app.DISABLE_GLOBAL_CORS = True  # read when each service's app is first created
-    default_user_config["stepfunctions"]["execute_state_machine"] = True
-    default_user_config["lambda"]["use_docker"] = False
+    region, account = state_machine_arn.split(":")[3:5]
+    get_backend(account, region).start_execution(state_machine_arn, None, execution_input)
+
+
+class InvalidDefinition(Exception):
+    """moto's static analyser refused a definition; the message lists its errors."""
+
+
+def analyse_definition(text: str) -> None:
+    """moto's static analyser over a definition, as CreateStateMachine runs it; raises InvalidDefinition."""
+    from moto.stepfunctions.parser.asl.parse.asl_parser import ASLParserException
+    from moto.stepfunctions.parser.asl.static_analyser.static_analyser import StaticAnalyser
+
+    try:
+        StaticAnalyser().analyse(text)
+    except ASLParserException as exc:
+        raise InvalidDefinition("; ".join(exc.errors) or str(exc)) from exc
 
 
 def _patch_start_execution() -> None:
@@ -171,7 +183,8 @@ def _patch_time() -> None:
             raise timestamp.FailureEventException(self._create_failure_event(env, text))
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=datetime.UTC)
-        return _cloud().clock.until(moment) if _state["cloud"] else 0.0
+        clock = _attached.clock
+        return clock.until(moment) if clock is not None else 0.0
 
     wait_function.WaitFunction._wait_interval = wait_interval
     timestamp.Timestamp._get_wait_seconds = timestamp_wait_seconds
@@ -368,224 +381,66 @@ def _patch_service_integrations() -> None:
     state_task_service.StateTaskService._normalise_response = normalise_response
 
 
-# ---------------------------------------------------------------- EventBridge delivery
+def _import_users(defining: str) -> None:
+    """Import every engine module that names boto_client_for, so that none keeps the original later."""
+    from moto.stepfunctions import parser
+
+    root = Path(parser.__file__).parent
+    for path in root.rglob("*.py"):
+        dotted = "moto.stepfunctions.parser." + ".".join(path.relative_to(root).with_suffix("").parts)
+        if dotted != defining and dotted not in sys.modules and "boto_client_for" in path.read_text():
+            importlib.import_module(dotted)
 
 
-def _render_input_template(template: str, paths_map: dict[str, str], event: dict[str, Any]) -> Any:
-    """InputTransformer: <name> inside a JSON string is raw text, elsewhere a JSON value."""
-    from jsonpath_ng.ext import parse
+def _patch_task_clients() -> None:
+    """A task's client comes from ``boto_client_for(region, service, state_credentials)`` with fixed keys, where
+    ``state_credentials.role_arn`` is the execution's role (or a state's Credentials.RoleArn): the attached
+    TaskClient makes it act as that role. Every engine module that imported the function gets the patched one."""
+    import moto.stepfunctions.parser.asl.utils.boto_client as module
 
-    values: dict[str, Any] = {}
-    for name, path in (paths_map or {}).items():
-        found = parse(path).find(event)
-        values[name] = found[0].value if found else None
-    values.setdefault("aws.events.event.json", event)
-    out: list[str] = []
-    i, in_string = 0, False
-    while i < len(template):
-        ch = template[i]
-        if ch == "\\" and in_string:
-            out.append(template[i : i + 2])
-            i += 2
-            continue
-        if ch == '"':
-            in_string = not in_string
-        if ch == "<":
-            end = template.find(">", i)
-            name = template[i + 1 : end] if end > 0 else None
-            if name in values:
-                value = values[name]
-                if in_string:
-                    out.append(json.dumps(value if isinstance(value, str) else json.dumps(value))[1:-1])
-                else:
-                    out.append(json.dumps(value))
-                i = end + 1
-                continue
-        out.append(ch)
-        i += 1
-    text = "".join(out)
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
+    original = module.boto_client_for
+
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        client = original(region, service, state_credentials)
+        role_arn = getattr(state_credentials, "role_arn", None)
+        task_client = _attached.task_client
+        if not role_arn or task_client is None or in_process_mock():
+            return client
+        return task_client(client, region, service, str(role_arn))
+
+    _import_users(module.__name__)
+    for name, loaded in list(sys.modules.items()):
+        if name.startswith("moto.stepfunctions.parser") and getattr(loaded, "boto_client_for", None) is not None:
+            loaded.boto_client_for = boto_client_for
 
 
-def target_input(target: dict[str, Any], event: dict[str, Any]) -> Any:
-    """What a rule target receives: Input, InputPath, InputTransformer, or the event."""
-    if "Input" in target:
-        return json.loads(target["Input"])
-    if "InputPath" in target:
-        from jsonpath_ng.ext import parse
+def _patch_state_machine_creation() -> None:
+    """CreateStateMachine refuses a role the attached Refusal names, with AWS's AccessDeniedException."""
+    from moto.stepfunctions.exceptions import AWSError
+    from moto.stepfunctions.models import StepFunctionBackend
 
-        found = parse(target["InputPath"]).find(event)
-        return found[0].value if found else None
-    transformer = target.get("InputTransformer")
-    if transformer:
-        return _render_input_template(transformer.get("InputTemplate", ""), transformer.get("InputPathsMap", {}), event)
-    return event
+    class AccessDenied(AWSError):
+        TYPE = "AccessDeniedException"
+        STATUS = 400
 
-
-def _delivery_allowed(cloud: LocalCloud, target_arn: str, target: dict[str, Any], source_arn: str) -> bool:
-    """What EventBridge needs to deliver ("Using resource-based policies for Amazon EventBridge", "Using IAM roles
-    for Amazon EventBridge targets"): a Lambda function's resource policy allowing events.amazonaws.com from the
-    rule, or, for a state machine, a target RoleArn that EventBridge may assume and that may start it. A refused
-    delivery is dropped, as AWS counts it in FailedInvocations, and logged as a refusal."""
-    from localcloud.iam import Check
-    from localcloud.iam.principals import RoleNotAssumable
-
-    service, account = target_arn.split(":")[2], target_arn.split(":")[4]
-    if service == "lambda":
-        name = target_arn.split(":")[6]
-        check = Check("lambda:InvokeFunction", f"arn:aws:lambda:{target_arn.split(':')[3]}:{account}:function:{name}")
-        refusal = cloud.authorizer.authorize_service("events.amazonaws.com", check, source_arn, account)
-    elif service == "states":
-        role = target.get("RoleArn")
-        if not role:
-            log.warning("%s: target %s has no RoleArn; EventBridge cannot start it", source_arn, target_arn)
-            return False
-        try:
-            credentials = cloud.role_credentials(str(role), "events.amazonaws.com", "events")
-        except RoleNotAssumable as exc:
-            log.warning("%s: %s", source_arn, exc)
-            return False
-        checks = [Check("states:StartExecution", target_arn)]
-        refusal = cloud.authorizer.authorize(credentials.principal, checks, "us-east-1", service="events")
-    else:
-        return True
-    if refusal is not None:
-        log.warning("%s: delivery to %s refused: %s", source_arn, target_arn, refusal.message)
-    return refusal is None
-
-
-def deliver(target_arn: str, payload: Any, target: dict[str, Any] | None = None, source_arn: str | None = None) -> None:
-    """Start a state machine, invoke a Lambda function asynchronously or send to a queue, as EventBridge does.
-
-    With ``source_arn`` (the rule), EventBridge's own permissions are checked first (``_delivery_allowed``).
-    """
-    cloud = _cloud()
-    if source_arn is not None and not _delivery_allowed(cloud, target_arn, target or {}, source_arn):
-        return
-    body = json.dumps(payload, default=str)
-    service = target_arn.split(":")[2]
-    if service == "sqs":
-        from moto.sqs.models import sqs_backends
-
-        region, account, queue = target_arn.split(":")[3:6]
-        group = ((target or {}).get("SqsParameters") or {}).get("MessageGroupId")
-        text = payload if isinstance(payload, str) else body  # a non-JSON InputTemplate arrives as text
-        sqs_backends[account][region].send_message(queue_name=queue, message_body=text, group_id=group)
-    elif service == "states":
-        from moto.stepfunctions.responses import get_backend
-
-        region, account = target_arn.split(":")[3:5]
-        get_backend(account, region).start_execution(target_arn, None, body)
-    elif service == "lambda":
-        cloud.lambdas.invoke(target_arn, body.encode(), "Event")
-    else:
-        raise NotImplementedError(f"target {target_arn}")
-
-
-def _patch_events() -> None:
-    from moto.events import models as events_models
-
-    original = events_models.Rule.send_to_targets
+    original = StepFunctionBackend.create_state_machine
 
     @functools.wraps(original)
-    def send_to_targets(self: Any, original_event: dict[str, Any], transform_input: bool = True) -> None:
-        if self.state != "ENABLED" or self.event_pattern.dump() is None:
-            return  # disabled and schedule-only rules receive no events
-        if not self.event_pattern.matches_event(original_event):
-            return
-        event = copy.deepcopy(original_event)
-        if isinstance(event.get("time"), int | float):
-            event["time"] = datetime.datetime.fromtimestamp(float(event["time"]), datetime.UTC).strftime(
-                "%Y-%m-%dT%H:%M:%SZ"
-            )
-        event.pop("ingestion-time", None)
-        for target in self.targets:
-            service = target["Arn"].split(":")[2]
-            if service in ("states", "lambda", "sqs"):
-                try:
-                    deliver(target["Arn"], target_input(target, event), target, self.arn)
-                except Exception:  # one failing target must not stop delivery to the others
-                    log.exception("delivery of %s to %s failed", event.get("detail-type"), target["Arn"])
-                continue
-            saved = self.targets
-            self.targets = [target]
-            try:
-                original(self, original_event, transform_input)
-            finally:
-                self.targets = saved
+    def create_state_machine(self: Any, name: str, definition: str, roleArn: str, *args: Any, **kwargs: Any) -> Any:
+        refusal = _attached.refusal
+        if refusal is not None and not in_process_mock():
+            message = refusal(roleArn)
+            if message is not None:
+                raise AccessDenied(message)
+        return original(self, name, definition, roleArn, *args, **kwargs)
 
-    events_models.Rule.send_to_targets = send_to_targets
+    StepFunctionBackend.create_state_machine = create_state_machine
 
 
-_S3_REASONS = {
-    "s3:ObjectCreated:Put": "PutObject",
-    "s3:ObjectCreated:Post": "POST Object",
-    "s3:ObjectCreated:Copy": "CopyObject",
-    "s3:ObjectCreated:CompleteMultipartUpload": "CompleteMultipartUpload",
-    "s3:ObjectRemoved:Delete": "DeleteObject",
-    "s3:ObjectRemoved:DeleteMarkerCreated": "DeleteObject",
-}
+def __getattr__(name: str) -> Any:
+    """stepfunctions_parser_backends (the engine's, which execute state machines), imported on first use."""
+    if name == "stepfunctions_parser_backends":
+        from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
-
-def _patch_s3_events() -> None:
-    """S3 → EventBridge in AWS's shape, to every rule on the default bus, one bad rule stopping none."""
-    from moto.events.models import events_backends
-    from moto.s3 import notifications
-
-    def send_event_bridge_message(account_id: str, bucket: Any, event_name: str, key: Any) -> None:
-        obj: dict[str, Any] = {
-            "key": key.name,
-            "size": key.size,
-            "etag": key.etag.replace('"', ""),
-            "sequencer": f"{uuid.uuid4().int >> 64:016X}",
-        }
-        if key.version_id and key.version_id != "null":
-            obj["version-id"] = key.version_id
-        detail: dict[str, Any] = {
-            "version": "0",
-            "bucket": {"name": bucket.name},
-            "object": obj,
-            "request-id": uuid.uuid4().hex[:16].upper(),
-            "requester": account_id,
-            "source-ip-address": "127.0.0.1",
-        }
-        if event_name in _S3_REASONS:
-            detail["reason"] = _S3_REASONS[event_name]
-        if "ObjectRemoved" in event_name:
-            detail["deletion-type"] = "Delete Marker Created" if "DeleteMarker" in event_name else "Permanently Deleted"
-        event = {
-            "version": "0",
-            "id": str(uuid.uuid4()),
-            "detail-type": notifications._detail_type(event_name),
-            "source": "aws.s3",
-            "account": account_id,
-            "time": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "region": bucket.region_name,
-            "resources": [bucket.arn],
-            "detail": detail,
-        }
-        bus = events_backends[account_id][bucket.region_name].event_buses.get("default")
-        for rule in list(bus.rules.values()) if bus else []:
-            try:
-                rule.send_to_targets(event, transform_input=True)
-            except Exception:
-                log.exception("rule %s failed on %s", rule.name, event["detail-type"])
-
-    just_created = threading.local()
-    original_send_event = notifications.send_event
-
-    @functools.wraps(original_send_event)
-    def send_event(account_id: str, event_name: Any, bucket: Any, key: Any) -> None:
-        events = notifications.S3NotificationEvent
-        if event_name in (events.OBJECT_CREATED_PUT_EVENT, events.OBJECT_CREATED_POST_EVENT):
-            just_created.key = key
-        elif event_name == events.OBJECT_TAGGING_PUT_EVENT and getattr(just_created, "key", None) is key:
-            just_created.key = None  # PutObject's implicit tagging call: AWS sends no event for it
-            return
-        original_send_event(account_id, event_name, bucket, key)
-
-    notifications._send_event_bridge_message = send_event_bridge_message
-    notifications.send_event = send_event
+        return stepfunctions_parser_backends
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,129 @@
+"""CloudWatch metrics and alarms faithful enough for Shepherd's rollout judge.
+
+moto stores metric data but answers queries loosely (a query by EndpointName alone sums every variant,
+percentiles give no value, metric math returns []) and never evaluates alarms: a judge tuned against it would pass
+locally and misjudge on AWS. LocalCloudWatch answers in place of moto's backend (localcloud.moto.cloudwatch patches
+it in): store keeps data exact, queries and metric_math answer as AWS does, alarms evaluates on the virtual clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from localcloud.cloudwatch import alarms, store
+from localcloud.cloudwatch import queries as metric_queries
+from localcloud.cloudwatch.alarms import AlarmEvaluator
+
+if TYPE_CHECKING:
+    from localcloud.server import LocalCloud
+
+__all__ = ["EMULATION", "AlarmEvaluator", "LocalCloudWatch", "install", "stop"]
+
+
+class LocalCloudWatch:
+    """The answers for moto's CloudWatch backend (localcloud.moto.cloudwatch.CloudWatchEmulation), on a cloud's clock,
+    and that cloud's alarm evaluation."""
+
+    def __init__(self) -> None:
+        self.cloud: LocalCloud | None = None
+        self.evaluator: AlarmEvaluator | None = None
+
+    def attach(self, cloud: LocalCloud) -> AlarmEvaluator:
+        """Evaluate alarms on ``cloud``'s clock; for the cloud already attached, keep its running evaluator."""
+        evaluator = self.evaluator
+        if evaluator is not None and evaluator.cloud is cloud and evaluator.running:
+            return evaluator
+        if evaluator is not None:
+            evaluator.stop()
+        self.cloud = cloud
+        self.evaluator = AlarmEvaluator(cloud).start()
+        return self.evaluator
+
+    def detach(self) -> None:
+        if self.evaluator is not None:
+            self.evaluator.stop()
+        self.evaluator = None
+        self.cloud = None
+
+    def now(self) -> datetime:
+        return self.cloud.clock.now() if self.cloud is not None else datetime.now(UTC)
+
+    def put_metric_data(self, backend: Any, namespace: str, metric_data: list[dict[str, Any]]) -> None:
+        store.put(backend, namespace, metric_data, self.now())
+
+    def get_metric_data(
+        self, backend: Any, queries: list[dict[str, Any]], start_time: datetime, end_time: datetime, scan_by: str
+    ) -> list[dict[str, Any]]:
+        return metric_queries.get_metric_data(backend, queries, start_time, end_time, scan_by)
+
+    def get_metric_statistics(
+        self,
+        backend: Any,
+        *,
+        namespace: str,
+        metric_name: str,
+        start_time: datetime,
+        end_time: datetime,
+        period: int,
+        stats: list[str],
+        dimensions: list[dict[str, str]],
+        unit: str | None,
+        extended_statistics: list[str] | None,
+    ) -> list[dict[str, Any]]:
+        return metric_queries.get_metric_statistics(
+            backend,
+            namespace=namespace,
+            metric_name=metric_name,
+            start_time=start_time,
+            end_time=end_time,
+            period=period,
+            stats=stats,
+            dimensions=dimensions,
+            unit=unit,
+            extended_statistics=extended_statistics,
+        )
+
+    def put_metric_alarm(self, backend: Any, arguments: dict[str, Any], create: Callable[[], Any]) -> Any:
+        return alarms.put_metric_alarm(backend, arguments, create, self.now)
+
+    def set_alarm_state(
+        self,
+        backend: Any,
+        alarm_name: str,
+        *,
+        reason: str,
+        reason_data: str,
+        state_value: str,
+        apply: Callable[[], None],
+    ) -> None:
+        alarms.set_alarm_state(
+            backend,
+            alarm_name,
+            reason=reason,
+            reason_data=reason_data,
+            state_value=state_value,
+            apply=apply,
+            clock=self.now,
+        )
+
+    def describe_alarm_history(self, backend: Any, params: dict[str, Any]) -> dict[str, Any]:
+        return alarms.describe_alarm_history(backend, params)
+
+
+EMULATION = LocalCloudWatch()  # one per process, as moto's backends are
+
+
+def install(cloud: LocalCloud) -> AlarmEvaluator:
+    """Start alarm evaluation for ``cloud`` and answer on its clock (localcloud.moto.install applies the patches).
+
+    Idempotent: calling it again for the same cloud returns the running evaluator; for another cloud it stops the
+    old evaluator and starts one on the new cloud's clock.
+    """
+    return EMULATION.attach(cloud)
+
+
+def stop() -> None:
+    """Stop alarm evaluation and detach the cloud; the patches stay (moto's backends are process-global)."""
+    EMULATION.detach()
