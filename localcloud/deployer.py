@@ -13,16 +13,15 @@ import re
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from localcloud.asl import AslError, check_definition
 from localcloud.iam import LOG_DELIVERY_ACTIONS, Check
+from localcloud.iam.authorizer import Authorizer
 from localcloud.iam.principals import RoleNotAssumable
-from localcloud.lambdas import FunctionSpec
+from localcloud.lambdas import FunctionSpec, LambdaRuntime
+from localcloud.services import Clients, RoleSessions
 from localcloud.template import ACCOUNT_ID, PARTITION, Evaluator, TemplateError, deployment_order, load_template
-
-if TYPE_CHECKING:
-    from localcloud.server import LocalCloud
 
 Handler = Callable[["Deployer", str, dict[str, Any]], tuple[str, dict[str, Any]]]
 _HANDLERS: dict[str, Handler] = {}
@@ -46,8 +45,22 @@ def supported_types() -> set[str]:
     return set(_HANDLERS) | _RECORDED_ONLY
 
 
+class DeployTarget(Clients, RoleSessions, Protocol):
+    """What a deploy uses of the cloud (a LocalCloud is one): its API, the checks CloudFormation's own calls make
+    (a role the service may assume, what that role may do), and the Lambda runtime with the layers deployed."""
+
+    @property
+    def authorizer(self) -> Authorizer: ...
+
+    @property
+    def lambdas(self) -> LambdaRuntime: ...
+
+    @property
+    def lambda_layers(self) -> dict[str, Path]: ...
+
+
 class Deployer:
-    def __init__(self, cloud: LocalCloud, stack_name: str) -> None:
+    def __init__(self, cloud: DeployTarget, stack_name: str) -> None:
         self.cloud = cloud
         self.stack_name = stack_name
         self.region = "us-east-1"

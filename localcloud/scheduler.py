@@ -1,7 +1,7 @@
 """Schedules on the virtual clock: EventBridge schedule rules and EventBridge Scheduler schedules.
 
 moto stores them but never fires them; the Scheduler fires each when its rate() or cron() comes due on the
-local cloud's virtual clock, and delivers to its targets as EventBridge does (localcloud.eventbridge.deliver).
+local cloud's virtual clock, and delivers to its targets as EventBridge does (localcloud.eventbridge.EventDelivery).
 """
 
 from __future__ import annotations
@@ -13,12 +13,10 @@ import logging
 import re
 import threading
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from localcloud.eventbridge import deliver, target_input
-
-if TYPE_CHECKING:
-    from localcloud.server import LocalCloud
+from localcloud.clock import VirtualClock
+from localcloud.eventbridge import EventDelivery, target_input
 
 log = logging.getLogger("shepherd.local.events")
 
@@ -122,8 +120,9 @@ class ScheduleExpression:
 class Scheduler:
     """Fires schedule rules (and EventBridge Scheduler schedules) on the virtual clock."""
 
-    def __init__(self, cloud: LocalCloud) -> None:
-        self.cloud = cloud
+    def __init__(self, clock: VirtualClock, delivery: EventDelivery) -> None:
+        self.clock = clock
+        self.delivery = delivery
         self._next: dict[str, tuple[str, datetime.datetime]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
@@ -154,7 +153,7 @@ class Scheduler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            now = self.cloud.clock.now()
+            now = self.clock.now()
             due: list[tuple[str, Any]] = []
             for kind, items in (("rule", self._rules()), ("schedule", self._schedules())):
                 for item in items:
@@ -173,14 +172,14 @@ class Scheduler:
                         self._next[key] = (expression, datetime.datetime.max.replace(tzinfo=datetime.UTC))
             for kind, item in due:
                 self._fire(kind, item)
-            self._stop.wait(min(0.5, max(0.02, self.cloud.clock.wall_seconds(1.0))))
+            self._stop.wait(min(0.5, max(0.02, self.clock.wall_seconds(1.0))))
 
     def _fire(self, kind: str, item: Any) -> int:
-        self.fired.append((item.name, self.cloud.clock.now()))
+        self.fired.append((item.name, self.clock.now()))
         if kind == "schedule":
             target = item.target
             with contextlib.suppress(Exception):
-                deliver(target["Arn"], json.loads(target.get("Input") or "{}"))
+                self.delivery.deliver(target["Arn"], json.loads(target.get("Input") or "{}"))
             return 1
         event = {
             "version": "0",
@@ -188,14 +187,14 @@ class Scheduler:
             "detail-type": "Scheduled Event",
             "source": "aws.events",
             "account": item.account_id,
-            "time": self.cloud.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "time": self.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
             "region": item.region_name,
             "resources": [item.arn],
             "detail": {},
         }
         for target in item.targets:
             try:
-                deliver(target["Arn"], target_input(target, event), target, item.arn)
+                self.delivery.deliver(target["Arn"], target_input(target, event), target, item.arn)
             except Exception:
                 log.exception("schedule %s: delivery to %s failed", item.name, target["Arn"])
         return len(item.targets)

@@ -20,9 +20,10 @@ import boto3
 from botocore.config import Config
 from werkzeug.serving import BaseWSGIServer
 
-from localcloud import cloudwatch, eventbridge
+from localcloud import cloudwatch
 from localcloud import moto as local_moto
 from localcloud.clock import VirtualClock
+from localcloud.eventbridge import EventDelivery
 from localcloud.guard import Guard
 from localcloud.iam import engine as states_engine
 from localcloud.iam.authorizer import Authorizer
@@ -31,7 +32,7 @@ from localcloud.iam.principals import Credentials, Principals, RoleNotAssumable,
 from localcloud.lambdas import FunctionNotFound, FunctionSpec, LambdaRuntime, encode_log_tail
 from localcloud.logs import LogShipper
 from localcloud.sagemaker.api import SageMakerApi
-from localcloud.sagemaker.autoscaling import AutoscalingApi, EndpointAutoscaler
+from localcloud.sagemaker.autoscaling import AutoscalingApi, EndpointAutoscaler, registered_variants
 from localcloud.sagemaker.backend import SageMakerBackend
 from localcloud.sagemaker.metrics import EndpointMetrics
 from localcloud.sagemaker.runtime import RuntimeApi
@@ -130,7 +131,10 @@ class ShepherdApi:
 
 
 class LocalCloud:
-    """Start with ``start()``, deploy with ``deploy()``, stop with ``stop()`` (or use as a context manager)."""
+    """Start with ``start()``, deploy with ``deploy()``, stop with ``stop()`` (or use as a context manager).
+
+    It lends its subsystems what they use of it (localcloud.services) and hands each the others it works with.
+    """
 
     def __init__(
         self,
@@ -157,9 +161,11 @@ class LocalCloud:
         self.lambdas = LambdaRuntime(
             self.worker_environment(), self.log_shipper, sleep=self.clock.sleep, credentials=self._function_credentials
         )
-        self.sagemaker = SageMakerBackend(self)
+        self.event_delivery = EventDelivery(self.authorizer, self, self.lambdas)
+        self.endpoint_metrics = EndpointMetrics(self.clock, lambda: self.client("cloudwatch"))
+        self.sagemaker = SageMakerBackend(self, metrics=self.endpoint_metrics, scalable_variants=registered_variants)
         self.sagemaker_runtime: RuntimeApi | None = None
-        self.autoscaler = EndpointAutoscaler(self)
+        self.autoscaler = EndpointAutoscaler(self.clock, self, self.sagemaker, self.endpoint_metrics)
         self.scheduler: Scheduler | None = None
 
     @property
@@ -278,8 +284,10 @@ class LocalCloud:
 
         load_aws_managed_policies()
         moto_app = wsgi_app()
-        metrics = EndpointMetrics(self.clock, lambda: self.client("cloudwatch"))
-        self.sagemaker_runtime = RuntimeApi(LambdaInvokeMiddleware(moto_app, self.lambdas), self.sagemaker, metrics)
+        self.endpoint_metrics.start()
+        self.sagemaker_runtime = RuntimeApi(
+            LambdaInvokeMiddleware(moto_app, self.lambdas), self.sagemaker, self.endpoint_metrics
+        )
         services = AutoscalingApi(SageMakerApi(self.sagemaker_runtime, self.sagemaker), self.autoscaler)
         guard = Guard(IamMiddleware(ShepherdApi(services, self), self.authorizer), self.port, self.admin_api)
         server = KeepAliveWSGIServer("127.0.0.1", self.port, guard)
@@ -290,11 +298,10 @@ class LocalCloud:
         os.environ["MOTO_PORT"] = str(self.port)
         for key, value in self.exports().items():
             os.environ.setdefault(key, value)
-        eventbridge.attach(self)
         local_moto.install(
             local_moto.Hooks(
                 clock=self.clock,
-                deliver=eventbridge.deliver_to_target,
+                deliver=self.event_delivery.deliver_to_target,
                 cloudwatch=cloudwatch.EMULATION,
                 task_client=states_engine.task_client(self.principals.issue),
                 refuse_state_machine=states_engine.creation_refusal(self._states_can_assume),
@@ -309,7 +316,7 @@ class LocalCloud:
             target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="local-cloud", daemon=True
         )
         self._thread.start()
-        self.scheduler = Scheduler(self)
+        self.scheduler = Scheduler(self.clock, self.event_delivery)
         self.scheduler.start()
         self.autoscaler.start()
         self._write_sdk_config()
@@ -335,6 +342,7 @@ class LocalCloud:
         self.sagemaker.stop()
         if self.sagemaker_runtime is not None:
             self.sagemaker_runtime.close()
+        self.endpoint_metrics.close()
         self.lambdas.close()
         if self._server is not None:
             self._server.shutdown()
@@ -343,7 +351,7 @@ class LocalCloud:
         self.authorizer.close()
         cloudwatch.stop()
         local_moto.uninstall()
-        eventbridge.detach()
+        self.event_delivery.close()
 
     def __enter__(self) -> LocalCloud:
         return self.start()

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from localcloud.clock import VirtualClock
 from localcloud.cloudwatch import alarms, store
 from localcloud.cloudwatch import queries as metric_queries
 from localcloud.cloudwatch.alarms import AlarmEvaluator
-
-if TYPE_CHECKING:
-    from localcloud.server import LocalCloud
+from localcloud.services import Clocked
 
 __all__ = ["EMULATION", "AlarmEvaluator", "LocalCloudWatch", "install", "stop"]
 
@@ -27,28 +26,28 @@ class LocalCloudWatch:
     and that cloud's alarm evaluation."""
 
     def __init__(self) -> None:
-        self.cloud: LocalCloud | None = None
+        self.clock: VirtualClock | None = None
         self.evaluator: AlarmEvaluator | None = None
 
-    def attach(self, cloud: LocalCloud) -> AlarmEvaluator:
-        """Evaluate alarms on ``cloud``'s clock; for the cloud already attached, keep its running evaluator."""
+    def attach(self, clock: VirtualClock) -> AlarmEvaluator:
+        """Evaluate alarms on ``clock``; for the clock already attached, keep its running evaluator."""
         evaluator = self.evaluator
-        if evaluator is not None and evaluator.cloud is cloud and evaluator.running:
+        if evaluator is not None and evaluator.clock is clock and evaluator.running:
             return evaluator
         if evaluator is not None:
             evaluator.stop()
-        self.cloud = cloud
-        self.evaluator = AlarmEvaluator(cloud).start()
+        self.clock = clock
+        self.evaluator = AlarmEvaluator(clock).start()
         return self.evaluator
 
     def detach(self) -> None:
         if self.evaluator is not None:
             self.evaluator.stop()
         self.evaluator = None
-        self.cloud = None
+        self.clock = None
 
     def now(self) -> datetime:
-        return self.cloud.clock.now() if self.cloud is not None else datetime.now(UTC)
+        return self.clock.now() if self.clock is not None else datetime.now(UTC)
 
     def put_metric_data(self, backend: Any, namespace: str, metric_data: list[dict[str, Any]]) -> None:
         store.put(backend, namespace, metric_data, self.now())
@@ -115,13 +114,13 @@ class LocalCloudWatch:
 EMULATION = LocalCloudWatch()  # one per process, as moto's backends are
 
 
-def install(cloud: LocalCloud) -> AlarmEvaluator:
+def install(cloud: Clocked) -> AlarmEvaluator:
     """Start alarm evaluation for ``cloud`` and answer on its clock (localcloud.moto.install applies the patches).
 
     Idempotent: calling it again for the same cloud returns the running evaluator; for another cloud it stops the
     old evaluator and starts one on the new cloud's clock.
     """
-    return EMULATION.attach(cloud)
+    return EMULATION.attach(cloud.clock)
 
 
 def stop() -> None:

@@ -12,16 +12,14 @@ import math
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from localcloud.clock import VirtualClock
 from localcloud.cloudwatch.queries import get_metric_data
 from localcloud.cloudwatch.statistics import SIMPLE_STATISTICS, Statistic, compute_statistic, parse_statistic
 from localcloud.cloudwatch.store import bucket_samples, epoch, moment_of, series_key, store_of
 from localcloud.moto import cloudwatch as moto_cloudwatch
 from localcloud.moto import sns
-
-if TYPE_CHECKING:
-    from localcloud.server import LocalCloud
 
 log = logging.getLogger("shepherd.local.cloudwatch")
 
@@ -315,8 +313,8 @@ def evaluate_alarm(backend: Any, alarm: Any, now: datetime) -> str:
 class AlarmEvaluator:
     """Evaluates every metric alarm once per min(Period, 60) virtual seconds, like CloudWatch's minute ticks."""
 
-    def __init__(self, cloud: LocalCloud) -> None:
-        self.cloud = cloud
+    def __init__(self, clock: VirtualClock) -> None:
+        self.clock = clock
         self._due: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="cloudwatch-alarms", daemon=True)
@@ -335,7 +333,7 @@ class AlarmEvaluator:
             self._thread.join(timeout=5)
 
     def evaluate_due(self) -> None:
-        now = self.cloud.clock.now()
+        now = self.clock.now()
         now_seconds = epoch(now)
         live: set[int] = set()
         for backend in moto_cloudwatch.all_backends():
@@ -358,7 +356,7 @@ class AlarmEvaluator:
     def _run(self) -> None:
         while not self._stop.is_set():
             self.evaluate_due()
-            self._stop.wait(min(0.25, max(0.02, self.cloud.clock.wall_seconds(1.0))))
+            self._stop.wait(min(0.25, max(0.02, self.clock.wall_seconds(1.0))))
 
 
 # ---------------------------------------------------------------- DescribeAlarmHistory

@@ -18,14 +18,14 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from localcloud.clock import VirtualClock
 from localcloud.moto import applicationautoscaling
-from localcloud.sagemaker.metrics import PERIOD_SECONDS
+from localcloud.sagemaker.endpoints import LiveEndpoints
+from localcloud.sagemaker.metrics import PERIOD_SECONDS, EndpointMetrics
+from localcloud.services import Clients
 from localcloud.wsgi import json_response
-
-if TYPE_CHECKING:
-    from localcloud.server import LocalCloud
 
 log = logging.getLogger("shepherd.local.autoscaling")
 EVALUATION_SECONDS = 60
@@ -33,9 +33,32 @@ SCALE_IN_MARGIN = 0.9
 _TARGET = "AnyScaleFrontendService."
 
 
+class ScalableEndpoints(LiveEndpoints, Protocol):
+    """What the autoscaler scales (the SageMaker backend): live endpoints, and the operation that resizes them."""
+
+    def update_endpoint_weights_and_capacities(self, p: dict[str, Any]) -> dict[str, Any]: ...
+
+
+def registered_variants(endpoint: str) -> set[str]:
+    """Variants of an endpoint that are scalable targets (SageMaker refuses to remove those)."""
+    prefix = f"endpoint/{endpoint}/variant/"
+    return {
+        t.resource_id[len(prefix) :]
+        for t in applicationautoscaling.backend().describe_scalable_targets("sagemaker", None, None)
+        if t.resource_id.startswith(prefix)
+    }
+
+
 class EndpointAutoscaler:
-    def __init__(self, cloud: LocalCloud) -> None:
-        self.cloud = cloud
+    """Reads ``metrics`` back through CloudWatch (``clients``) on ``clock``, and resizes ``sagemaker``'s variants."""
+
+    def __init__(
+        self, clock: VirtualClock, clients: Clients, sagemaker: ScalableEndpoints, metrics: EndpointMetrics
+    ) -> None:
+        self.clock = clock
+        self.clients = clients
+        self.sagemaker = sagemaker
+        self.metrics = metrics
         self.activities: list[dict[str, Any]] = []
         self._last_scale: dict[tuple[str, str], datetime] = {}
         self._acted_on: dict[tuple[str, str], datetime] = {}
@@ -52,28 +75,18 @@ class EndpointAutoscaler:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        while not self.cloud.clock.sleep(EVALUATION_SECONDS, self._stop):
+        while not self.clock.sleep(EVALUATION_SECONDS, self._stop):
             try:
                 self.evaluate()
             except Exception:  # one bad policy must not stop scaling for the others
                 log.exception("autoscaling evaluation failed")
-
-    def registered_variants(self, endpoint: str) -> set[str]:
-        """Variants of an endpoint that are scalable targets (SageMaker refuses to remove those)."""
-        prefix = f"endpoint/{endpoint}/variant/"
-        return {
-            t.resource_id[len(prefix) :]
-            for t in applicationautoscaling.backend().describe_scalable_targets("sagemaker", None, None)
-            if t.resource_id.startswith(prefix)
-        }
 
     def evaluate(self) -> None:
         with self._evaluating:
             self._evaluate_all()
 
     def _evaluate_all(self) -> None:
-        if self.cloud.sagemaker_runtime is not None:  # the periods that closed since the metrics thread published
-            self.cloud.sagemaker_runtime.metrics.flush()
+        self.metrics.flush()  # the periods that closed since the metrics thread published
         backend = applicationautoscaling.backend()
         for policy in list(backend.policies.values()):
             config = policy.target_tracking_scaling_policy_configuration
@@ -88,7 +101,7 @@ class EndpointAutoscaler:
         if len(parts) != 4:
             return
         endpoint_name, variant_name = parts[1], parts[3]
-        endpoint = self.cloud.sagemaker.endpoints.get(endpoint_name)
+        endpoint = self.sagemaker.endpoints.get(endpoint_name)
         if endpoint is None or endpoint.status != "InService" or variant_name not in endpoint.variants:
             return
         current = endpoint.variants[variant_name].current_count
@@ -113,14 +126,14 @@ class EndpointAutoscaler:
         if wanted == current:
             return
         cooldown = float(config.get("ScaleOutCooldown" if wanted > current else "ScaleInCooldown", 300))
-        now = self.cloud.clock.now()
+        now = self.clock.now()
         last = self._last_scale.get((endpoint_name, variant_name))
         if last is not None and now - last < timedelta(seconds=cooldown):
             return
         self._scale(policy, endpoint_name, variant_name, current=current, wanted=wanted, value=value, goal=goal)
 
     def _metric(self, config: dict[str, Any], endpoint: str, variant: str) -> tuple[float, datetime] | None:
-        now = self.cloud.clock.now()
+        now = self.clock.now()
         predefined = config.get("PredefinedMetricSpecification")
         if predefined:
             if predefined.get("PredefinedMetricType") != "SageMakerVariantInvocationsPerInstance":
@@ -133,7 +146,7 @@ class EndpointAutoscaler:
                 return None
             namespace, name = custom["Namespace"], custom["MetricName"]
             statistic, dimensions = custom.get("Statistic", "Average"), custom.get("Dimensions", [])
-        points = self.cloud.client("cloudwatch").get_metric_statistics(
+        points = self.clients.client("cloudwatch").get_metric_statistics(
             Namespace=namespace,
             MetricName=name,
             Dimensions=dimensions,
@@ -154,7 +167,7 @@ class EndpointAutoscaler:
     def _scale(
         self, policy: Any, endpoint: str, variant: str, *, current: int, wanted: int, value: float, goal: float
     ) -> None:
-        now = self.cloud.clock.now()
+        now = self.clock.now()
         direction = "out" if wanted > current else "in"
         cause = (
             f"monitor alarm TargetTracking-{policy.resource_id} in state ALARM triggered policy "
@@ -175,20 +188,20 @@ class EndpointAutoscaler:
             self._last_scale[(endpoint, variant)] = now
         log.info("scaling %s/%s %s: %d -> %d", endpoint, variant, direction, current, wanted)
         try:
-            self.cloud.sagemaker.update_endpoint_weights_and_capacities(
+            self.sagemaker.update_endpoint_weights_and_capacities(
                 {
                     "EndpointName": endpoint,
                     "DesiredWeightsAndCapacities": [{"VariantName": variant, "DesiredInstanceCount": wanted}],
                 }
             )
         except Exception as exc:
-            activity.update(StatusCode="Failed", StatusMessage=str(exc), EndTime=self.cloud.clock.now())
+            activity.update(StatusCode="Failed", StatusMessage=str(exc), EndTime=self.clock.now())
             return
         activity.update(
             StatusCode="Successful",
             StatusMessage=f"Successfully set desired instance count to "
             f"{wanted}. Change successfully fulfilled by sagemaker.",
-            EndTime=self.cloud.clock.now(),
+            EndTime=self.clock.now(),
         )
 
     def describe(self, p: dict[str, Any]) -> dict[str, Any]:

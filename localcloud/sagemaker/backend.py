@@ -7,20 +7,26 @@ in runners (training_runner.py, transform.py) and fleets (serving.py) on threads
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from localcloud.sagemaker.endpoint_operations import EndpointOperations
 from localcloud.sagemaker.endpoints import Fleet
 from localcloud.sagemaker.job_operations import JobOperations
+from localcloud.sagemaker.metrics import EndpointMetrics
 from localcloud.sagemaker.model_operations import ModelOperations
-
-if TYPE_CHECKING:
-    from localcloud.server import LocalCloud
+from localcloud.services import CloudServices
 
 
 class SageMakerBackend(JobOperations, ModelOperations, EndpointOperations):
-    def __init__(self, cloud: LocalCloud) -> None:
-        super().__init__(cloud)
+    def __init__(
+        self,
+        services: CloudServices,
+        *,
+        metrics: EndpointMetrics,
+        scalable_variants: Callable[[str], set[str]],
+    ) -> None:
+        super().__init__(services, metrics=metrics, scalable_variants=scalable_variants)
         self.fleet_factory = self._serving_fleet
 
     def _serving_fleet(
@@ -66,5 +72,6 @@ class SageMakerBackend(JobOperations, ModelOperations, EndpointOperations):
 SUPPORTED_OPERATIONS = frozenset(
     name
     for name in dir(SageMakerBackend)
-    if not name.startswith("_") and name not in {"client", "log", "work_root", "emit", "stop", "fleet_factory"}
+    if not name.startswith("_")
+    and name not in {"client", "log", "work_root", "clock", "worker_environment", "emit", "stop", "fleet_factory"}
 )

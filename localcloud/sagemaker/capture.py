@@ -17,10 +17,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from localcloud.sagemaker.endpoints import InvocationRequest
+from typing import Any, Protocol
 
 log = logging.getLogger("shepherd.local.sagemaker")
 FLUSH_SECONDS = 1.0
@@ -41,6 +38,19 @@ def _payload(data: bytes, content_type: str, mode: str, config: dict[str, Any]) 
     encoding = _encoding(content_type, config)
     text = base64.b64encode(data).decode() if encoding == "BASE64" else data.decode("utf-8", errors="replace")
     return {"observedContentType": content_type, "mode": mode, "data": text, "encoding": encoding}
+
+
+class CapturedRequest(Protocol):
+    """What capture records of a request (endpoints.InvocationRequest has it)."""
+
+    @property
+    def body(self) -> bytes: ...
+
+    @property
+    def content_type(self) -> str: ...
+
+    @property
+    def inference_id(self) -> str | None: ...
 
 
 class CaptureWriter:
@@ -76,7 +86,7 @@ class CaptureWriter:
     def sampled(self) -> bool:
         return random.random() * 100 < float(self.config.get("InitialSamplingPercentage", 100))  # noqa: S311
 
-    def record(self, variant: str, request: InvocationRequest, response_body: bytes, response_type: str) -> None:
+    def record(self, variant: str, request: CapturedRequest, response_body: bytes, response_type: str) -> None:
         now = self._now()
         capture: dict[str, Any] = {}
         if self.capture_input:

@@ -9,14 +9,14 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from localcloud.clock import VirtualClock
 from localcloud.iam.principals import Credentials, RoleNotAssumable
 from localcloud.sagemaker.endpoints import Endpoint, FleetFactory
 from localcloud.sagemaker.jobs import Job
-
-if TYPE_CHECKING:
-    from localcloud.server import LocalCloud
+from localcloud.sagemaker.metrics import EndpointMetrics
+from localcloud.services import CloudServices
 
 log = logging.getLogger("shepherd.local.sagemaker")
 ACCOUNT = "123456789012"
@@ -72,12 +72,24 @@ def faults_of(request: dict[str, Any]) -> dict[str, str]:
 
 
 class ControlPlane:
-    """The backend's resources and the services every resource family uses: clients, roles, logs, events, threads."""
+    """The backend's resources and the services every resource family uses: clients, roles, logs, events, threads.
+
+    ``metrics`` are the endpoints' (fleets observe model loads in them); ``scalable_variants`` names an endpoint's
+    variants registered with Application Auto Scaling, which an update may not remove.
+    """
 
     fleet_factory: FleetFactory  # how an endpoint variant's instances are started (tests pass fakes)
 
-    def __init__(self, cloud: LocalCloud) -> None:
-        self.cloud = cloud
+    def __init__(
+        self,
+        services: CloudServices,
+        *,
+        metrics: EndpointMetrics,
+        scalable_variants: Callable[[str], set[str]],
+    ) -> None:
+        self.services = services
+        self.metrics = metrics
+        self.scalable_variants = scalable_variants
         self.lock = threading.RLock()
         self.training_jobs: dict[str, Job] = {}
         self.transform_jobs: dict[str, Job] = {}
@@ -96,26 +108,34 @@ class ControlPlane:
     # ------------------------------------------------------------------ runner context
 
     def client(self, service: str) -> Any:
-        return self.cloud.client(service)
+        return self.services.client(service)
 
     def assume(self, role_arn: str) -> Credentials:
         """SageMaker's session of an execution role; a role it cannot assume is the request's error."""
         try:
-            return self.cloud.role_credentials(role_arn, "sagemaker.amazonaws.com", "SageMaker")
+            return self.services.role_credentials(role_arn, "sagemaker.amazonaws.com", "SageMaker")
         except RoleNotAssumable as exc:
             raise SageMakerError(str(exc)) from exc
 
     def model_client(self, model: dict[str, Any], service: str) -> Any:
         """A client acting as the model's execution role (what reads its model data on AWS)."""
         role = model.get("ExecutionRoleArn")
-        return self.cloud.role_client(service, self.assume(role)) if role else self.client(service)
+        return self.services.role_client(service, self.assume(role)) if role else self.client(service)
 
     def log(self, group: str, stream: str, line: str) -> None:
-        self.cloud.log_shipper.put(group, stream, line)
+        self.services.log_shipper.put(group, stream, line)
 
     @property
     def work_root(self) -> Path:
-        return self.cloud.state_dir / "sagemaker"
+        return self.services.state_dir / "sagemaker"
+
+    @property
+    def clock(self) -> VirtualClock:
+        return self.services.clock
+
+    def worker_environment(self) -> dict[str, str]:
+        """The cloud's environment for the processes a runner starts (containers keep its clock, not its keys)."""
+        return self.services.worker_environment()
 
     # ------------------------------------------------------------------ events
 
@@ -133,7 +153,7 @@ class ControlPlane:
         client = None
         while (entry := self._events.get()) is not None:
             try:
-                client = client or self.cloud.client("events")
+                client = client or self.client("events")
                 client.put_events(Entries=[entry])
             except Exception:  # an event that cannot be put must not fail anything else
                 log.exception("could not put %s for %s", entry["DetailType"], entry["Resources"][0])

@@ -128,7 +128,7 @@ class EndpointOperations(ControlPlane):
             return None
         variants = endpoint_config.get("ProductionVariants") or [{}]
         model = self.models.get(variants[0].get("ModelName", ""), {})
-        return CaptureWriter(endpoint, config, lambda: self.model_client(model, "s3"), now=self.cloud.clock.now)
+        return CaptureWriter(endpoint, config, lambda: self.model_client(model, "s3"), now=self.clock.now)
 
     def create_endpoint(self, p: dict[str, Any]) -> dict[str, Any]:
         name = p["EndpointName"]
@@ -205,7 +205,7 @@ class EndpointOperations(ControlPlane):
                 for key in ("ProductionVariants", "ShadowProductionVariants")
                 for v in config.get(key) or []
             }
-            scaled = sorted(self.cloud.autoscaler.registered_variants(endpoint.name) - kept)
+            scaled = sorted(self.scalable_variants(endpoint.name) - kept)
             if scaled:
                 raise SageMakerError(
                     f'The variant(s) {scaled} of endpoint "{endpoint.name}" are registered as Application Auto '
@@ -275,7 +275,7 @@ class EndpointOperations(ControlPlane):
     def _alarm_in_alarm(self, names: list[str]) -> str | None:
         if not names:
             return None
-        alarms = self.cloud.client("cloudwatch").describe_alarms(AlarmNames=names)["MetricAlarms"]
+        alarms = self.client("cloudwatch").describe_alarms(AlarmNames=names)["MetricAlarms"]
         return next((a["AlarmName"] for a in alarms if a["StateValue"] == "ALARM"), None)
 
     def _shift_traffic(
@@ -289,10 +289,8 @@ class EndpointOperations(ControlPlane):
         steps = _traffic_steps(routing, sum(v.current_count for v in green.values() if not v.shadow))
         bake = float(routing.get("WaitIntervalInSeconds", 0))
         alarms = [a["AlarmName"] for a in (deployment.get("AutoRollbackConfiguration") or {}).get("Alarms", [])]
-        deadline = self.cloud.clock.now() + timedelta(
-            seconds=float(policy.get("MaximumExecutionTimeoutInSeconds", 28800))
-        )
-        clock = self.cloud.clock
+        clock = self.clock
+        deadline = clock.now() + timedelta(seconds=float(policy.get("MaximumExecutionTimeoutInSeconds", 28800)))
         for share in steps:
             with endpoint.lock:
                 endpoint.green, endpoint.green_share = green, share

@@ -12,6 +12,7 @@ import copy
 import logging
 import re
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -142,6 +143,13 @@ class Endpoint:
     @property
     def shadows(self) -> list[Variant]:
         return [v for v in self.variants.values() if v.shadow]
+
+
+class LiveEndpoints(Protocol):
+    """The endpoints the control plane runs, by name: what the data plane and the autoscaler find them in."""
+
+    @property
+    def endpoints(self) -> Mapping[str, Endpoint]: ...
 
 
 # Instance types with local NVMe storage, which SageMaker encrypts itself: CreateEndpointConfig's KmsKeyId,

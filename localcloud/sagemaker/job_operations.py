@@ -14,6 +14,7 @@ from localcloud.sagemaker.control_plane import ControlPlane, ResourceInUse, Sage
 from localcloud.sagemaker.endpoints import kms_refused
 from localcloud.sagemaker.events import job_state_change
 from localcloud.sagemaker.jobs import TERMINAL, Job, RunnerContext, utcnow
+from localcloud.services import CloudServices
 
 log = logging.getLogger("shepherd.local.sagemaker")
 
@@ -23,16 +24,22 @@ Runner = Callable[[Job, RunnerContext], None]
 class RoleContext:
     """The backend lent to a runner that acts as an execution role: its clients are the role's."""
 
-    def __init__(self, backend: ControlPlane, credentials: Credentials) -> None:
+    def __init__(self, backend: ControlPlane, credentials: Credentials, services: CloudServices) -> None:
         self.backend = backend
         self.credentials = credentials
+        self.services = services
 
     def client(self, service: str) -> Any:
-        return self.backend.cloud.role_client(service, self.credentials)
+        return self.services.role_client(service, self.credentials)
 
     def allows_s3(self, action: str, bucket: str, key: str) -> bool:
         """Whether the role may read or write the object, for work that reaches S3 without the API."""
-        return self.backend.cloud.authorizer.allows_s3(self.credentials.principal, action, bucket, key)
+        return self.services.authorizer.allows_s3(self.credentials.principal, action, bucket, key)
+
+    @property
+    def endpoint_url(self) -> str:
+        """Where the role's session reaches AWS: the local cloud's endpoint."""
+        return self.services.endpoint
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.backend, name)
@@ -46,7 +53,7 @@ class JobOperations(ControlPlane):
         self.emit(f"SageMaker {re.sub(r'(?<!^)(?=[A-Z])', ' ', job.kind)} State Change", job.arn, detail)
 
     def _start_job(self, job: Job, runner_name: str, credentials: Credentials | None) -> None:
-        context: RunnerContext = self if credentials is None else RoleContext(self, credentials)
+        context: RunnerContext = self if credentials is None else RoleContext(self, credentials, self.services)
 
         def run() -> None:
             try:

@@ -23,7 +23,12 @@ def utcnow() -> datetime:
 
 
 class RunnerContext(Protocol):
-    """What the local cloud lends a runner."""
+    """What the local cloud lends a runner.
+
+    The cloud's own contexts (the backend, job_operations.RoleContext) lend more, which runners look up as optional
+    so that a test can lend less: ``models``, ``worker_environment()``, and with a role ``credentials``,
+    ``endpoint_url`` and ``allows_s3``.
+    """
 
     def client(self, service: str) -> Any: ...
 

@@ -44,6 +44,9 @@ class EndpointMetrics:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="endpoint-metrics", daemon=True)
+
+    def start(self) -> None:
+        """Publish each period once it closes; until then (a cloud not yet started) the data waits."""
         self._thread.start()
 
     def _period_start(self) -> datetime:
@@ -135,5 +138,6 @@ class EndpointMetrics:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
         self.flush(everything=True)

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote
 
 from localcloud.sagemaker.capture import CaptureWriter
@@ -25,15 +25,13 @@ from localcloud.sagemaker.endpoints import (
     Endpoint,
     InvocationFailed,
     InvocationRequest,
+    LiveEndpoints,
     TargetModelNotFound,
     Throttled,
     Variant,
 )
 from localcloud.sagemaker.metrics import EndpointMetrics
 from localcloud.wsgi import RECEIVED_AT, json_response
-
-if TYPE_CHECKING:
-    from localcloud.sagemaker.backend import SageMakerBackend
 
 log = logging.getLogger("shepherd.local.sagemaker")
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
@@ -89,9 +87,7 @@ def choose_variant(endpoint: Endpoint, target: str | None, draw: Callable[[], fl
 
 
 class RuntimeApi:
-    def __init__(
-        self, app: Callable[..., Iterable[bytes]], backend: SageMakerBackend, metrics: EndpointMetrics
-    ) -> None:
+    def __init__(self, app: Callable[..., Iterable[bytes]], backend: LiveEndpoints, metrics: EndpointMetrics) -> None:
         self.app = app
         self.backend = backend
         self.metrics = metrics
@@ -264,4 +260,3 @@ class RuntimeApi:
 
     def close(self) -> None:
         self._shadow_pool.shutdown(wait=False, cancel_futures=True)
-        self.metrics.close()

@@ -26,8 +26,9 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from localcloud.clock import VirtualClock
 from localcloud.sagemaker.endpoints import (
     Fleet,
     InvocationFailed,
@@ -37,16 +38,32 @@ from localcloud.sagemaker.endpoints import (
     Throttled,
 )
 from localcloud.sagemaker.inference import InferenceError, UnsupportedImage
+from localcloud.sagemaker.metrics import EndpointMetrics
 from localcloud.sagemaker.model_artifacts import PreparedModel, prepare_model
 from localcloud.sagemaker.model_worker import isolation_environment
 from localcloud.sagemaker.model_worker_pool import ModelWorkerPool
 
-if TYPE_CHECKING:
-    from localcloud.sagemaker.backend import SageMakerBackend
-
 LOG_GROUP = "/aws/sagemaker/Endpoints"
 DRAIN_SECONDS = 60.0  # wall seconds a replaced fleet waits for its in-flight requests
 SHADOW_NICE = 10  # added to a shadow variant's worker processes' nice value
+
+
+class FleetHost(Protocol):
+    """What a fleet uses of the local SageMaker (the backend is one): a work root, logs, the model's S3 client,
+    the clock its idle timeouts run on, and the endpoint metrics its loads are observed in."""
+
+    @property
+    def work_root(self) -> Path: ...
+
+    def log(self, group: str, stream: str, line: str) -> None: ...
+
+    def model_client(self, model: dict[str, Any], service: str) -> Any: ...
+
+    @property
+    def clock(self) -> VirtualClock: ...
+
+    @property
+    def metrics(self) -> EndpointMetrics: ...
 
 
 class _InstanceFleet:
@@ -57,7 +74,7 @@ class _InstanceFleet:
         model: dict[str, Any],
         variant: dict[str, Any],
         count: int,
-        backend: SageMakerBackend,
+        host: FleetHost,
         endpoint: str,
         *,
         nice: int = 0,
@@ -65,13 +82,13 @@ class _InstanceFleet:
         self.model = model
         self.variant = variant
         self.count = count
-        self.backend = backend
+        self.host = host
         self.endpoint = endpoint
         self.nice = nice
-        self.work_dir = backend.work_root / "endpoints" / f"{variant['VariantName']}-{uuid.uuid4().hex[:8]}"
+        self.work_dir = host.work_root / "endpoints" / f"{variant['VariantName']}-{uuid.uuid4().hex[:8]}"
 
     def _log(self, line: str) -> None:
-        self.backend.log(LOG_GROUP + "/" + self.endpoint, f"{self.variant['VariantName']}/i-local", line)
+        self.host.log(LOG_GROUP + "/" + self.endpoint, f"{self.variant['VariantName']}/i-local", line)
 
 
 class VariantFleet(_InstanceFleet):
@@ -80,12 +97,12 @@ class VariantFleet(_InstanceFleet):
         model: dict[str, Any],
         variant: dict[str, Any],
         count: int,
-        backend: SageMakerBackend,
+        host: FleetHost,
         endpoint: str,
         *,
         nice: int = 0,
     ) -> None:
-        super().__init__(model, variant, count, backend, endpoint, nice=nice)
+        super().__init__(model, variant, count, host, endpoint, nice=nice)
         self._prepared: PreparedModel | None = None
         self._instances: list[ModelWorkerPool] = []
         self._idle: queue.Queue[ModelWorkerPool] = queue.Queue()
@@ -115,7 +132,7 @@ class VariantFleet(_InstanceFleet):
     def start(self) -> None:
         try:
             self._prepared = prepare_model(
-                _container(self.model), self.backend.model_client(self.model, "s3"), self.work_dir, self._log
+                _container(self.model), self.host.model_client(self.model, "s3"), self.work_dir, self._log
             )
         except UnsupportedImage as exc:
             raise ModelLoadFailed(str(exc)) from exc
@@ -208,7 +225,7 @@ def make_fleet(
     model: dict[str, Any],
     variant: dict[str, Any],
     count: int,
-    backend: SageMakerBackend,
+    host: FleetHost,
     endpoint: str,
     *,
     shadow: bool = False,
@@ -216,15 +233,10 @@ def make_fleet(
     """The fleet for one variant; a shadow variant's (``shadow``) workers run at nice SHADOW_NICE."""
     nice = SHADOW_NICE if shadow else 0
     if "ServerlessConfig" in variant:
-        return ServerlessFleet(model, variant, backend, endpoint, nice=nice)
+        return ServerlessFleet(model, variant, host, endpoint, nice=nice)
     if _container(model).get("Mode") == "MultiModel":
-        return MultiModelFleet(model, variant, count, backend, endpoint, nice=nice)
-    return VariantFleet(model, variant, count, backend, endpoint, nice=nice)
-
-
-def _metrics(backend: SageMakerBackend) -> Any:
-    runtime = backend.cloud.sagemaker_runtime
-    return runtime.metrics if runtime is not None else None
+        return MultiModelFleet(model, variant, count, host, endpoint, nice=nice)
+    return VariantFleet(model, variant, count, host, endpoint, nice=nice)
 
 
 class ServerlessFleet:
@@ -234,16 +246,16 @@ class ServerlessFleet:
         self,
         model: dict[str, Any],
         variant: dict[str, Any],
-        backend: SageMakerBackend,
+        host: FleetHost,
         endpoint: str,
         *,
         nice: int = 0,
     ) -> None:
         self.variant = variant
-        self.backend = backend
+        self.host = host
         self.endpoint = endpoint
         self.max_concurrency = int(variant["ServerlessConfig"]["MaxConcurrency"])
-        self._loader = VariantFleet(model, variant, 0, backend, endpoint, nice=nice)
+        self._loader = VariantFleet(model, variant, 0, host, endpoint, nice=nice)
         self._idle: list[tuple[ModelWorkerPool, float]] = []
         self._active = 0
         self._lock = threading.Lock()
@@ -271,14 +283,12 @@ class ServerlessFleet:
             if instance is None:
                 started = time.perf_counter()
                 instance = self._loader._new_instance()
-                metrics = _metrics(self.backend)
-                if metrics is not None:
-                    metrics.observe(
-                        self.endpoint,
-                        self.variant["VariantName"],
-                        "ModelSetupTime",
-                        int((time.perf_counter() - started) * 1e6),
-                    )
+                self.host.metrics.observe(
+                    self.endpoint,
+                    self.variant["VariantName"],
+                    "ModelSetupTime",
+                    int((time.perf_counter() - started) * 1e6),
+                )
             try:
                 return instance.invoke(request.body, request.content_type, request.accept)
             except InferenceError as exc:
@@ -290,7 +300,7 @@ class ServerlessFleet:
                     self._idle.append((instance, time.monotonic()))
 
     def _reap(self) -> None:
-        clock = self.backend.cloud.clock
+        clock = self.host.clock
         while not self._stop.wait(max(0.05, clock.wall_seconds(self.IDLE_SECONDS) / 10)):
             cutoff = time.monotonic() - clock.wall_seconds(self.IDLE_SECONDS)
             with self._lock:
@@ -323,12 +333,12 @@ class MultiModelFleet(_InstanceFleet):
         model: dict[str, Any],
         variant: dict[str, Any],
         count: int,
-        backend: SageMakerBackend,
+        host: FleetHost,
         endpoint: str,
         *,
         nice: int = 0,
     ) -> None:
-        super().__init__(model, variant, count, backend, endpoint, nice=nice)
+        super().__init__(model, variant, count, host, endpoint, nice=nice)
         container = _container(model)
         self.prefix = str(container.get("ModelDataUrl", "")).rstrip("/") + "/"
         budget = container.get("Environment", {}).get("SHEPHERD_MME_MEMORY_BUDGET_MB", "1024")
@@ -346,9 +356,7 @@ class MultiModelFleet(_InstanceFleet):
             return list(self._loaded)
 
     def _observe(self, name: str, value: int) -> None:
-        metrics = _metrics(self.backend)
-        if metrics is not None:
-            metrics.observe(self.endpoint, self.variant["VariantName"], name, value)
+        self.host.metrics.observe(self.endpoint, self.variant["VariantName"], name, value)
 
     def _pool(self, target: str) -> ModelWorkerPool:
         with self._lock:
@@ -365,7 +373,7 @@ class MultiModelFleet(_InstanceFleet):
             container = {**_container(self.model), "ModelDataUrl": self.prefix + target}
             target_dir = self.work_dir / uuid.uuid4().hex[:8]
             try:
-                prepared = prepare_model(container, self.backend.model_client(self.model, "s3"), target_dir, self._log)
+                prepared = prepare_model(container, self.host.model_client(self.model, "s3"), target_dir, self._log)
             except InferenceError as exc:
                 shutil.rmtree(target_dir, ignore_errors=True)
                 raise TargetModelNotFound(

@@ -46,10 +46,10 @@ def aws_environment(request: dict[str, Any], ctx: RunnerContext) -> dict[str, st
     if request.get("EnableNetworkIsolation"):
         return {"PYTHONPATH": str(NETWORK_GUARD.parent), ISOLATED: "1"}
     credentials = getattr(ctx, "credentials", None)
-    cloud = getattr(ctx, "cloud", None)
-    if credentials is None or cloud is None:
+    endpoint_url = getattr(ctx, "endpoint_url", None)
+    if credentials is None or endpoint_url is None:
         return {}
-    return {**credentials.environment(), "AWS_ENDPOINT_URL": cloud.endpoint}
+    return {**credentials.environment(), "AWS_ENDPOINT_URL": endpoint_url}
 
 
 def script_environment(plan: TrainingPlan, layout: Layout, aws: dict[str, str]) -> dict[str, str]:

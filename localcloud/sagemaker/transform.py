@@ -493,13 +493,9 @@ class TransformRun:
         except BaseException:
             listing.result()
             raise
-        cloud = getattr(self.ctx, "cloud", None)
+        worker_environment = getattr(self.ctx, "worker_environment", None)
         # The model's container gets the cloud's clock, never its keys (docs/LOCAL_IAM.md).
-        base_env = (
-            container_environment(cloud.worker_environment())
-            if cloud is not None and hasattr(cloud, "worker_environment")
-            else {}
-        )
+        base_env = container_environment(worker_environment()) if worker_environment is not None else {}
         extra_env = {str(k): str(v) for k, v in (self.job.request.get("Environment") or {}).items()}
         extra_env.update(
             {
@@ -873,8 +869,7 @@ def _serves_s3_in_process(ctx: RunnerContext) -> bool:
     """
     if os.environ.get("SHEPHERD_TRANSFORM_S3", "") == "api":
         return False
-    cloud = getattr(ctx, "cloud", None)
-    return cloud is not None and hasattr(cloud, "worker_environment")
+    return hasattr(ctx, "worker_environment")  # what the cloud's own contexts lend, and tests' fakes do not
 
 
 def _joined(source: Any, output: Any, is_csv: bool) -> Any:

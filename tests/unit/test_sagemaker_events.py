@@ -21,6 +21,7 @@ from localcloud.sagemaker.backend import SageMakerBackend
 from localcloud.sagemaker.control_plane import epoch_millis
 from localcloud.sagemaker.endpoints import ModelLoadFailed
 from localcloud.sagemaker.events import event_status
+from localcloud.sagemaker.metrics import EndpointMetrics
 from localcloud.template import _read_yaml
 from tests.event_contract import (
     ENVELOPE,
@@ -125,12 +126,16 @@ class Emitted:
 @pytest.fixture
 def sagemaker(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[SageMakerBackend, Emitted]]:
     monkeypatch.setattr(model_operations, "_prestart_model_workers", lambda: None)
-    cloud = SimpleNamespace(
-        clock=VirtualClock(),
-        autoscaler=SimpleNamespace(registered_variants=lambda endpoint: set()),
+    clock = VirtualClock()
+    services = SimpleNamespace(
+        clock=clock,
         role_credentials=lambda role_arn, service, session: None,  # every role can be assumed
     )
-    backend = SageMakerBackend(cloud)  # type: ignore[arg-type]
+    backend = SageMakerBackend(
+        services,  # type: ignore[arg-type]
+        metrics=EndpointMetrics(clock, lambda: None),  # never started: the fake fleets observe nothing
+        scalable_variants=lambda endpoint: set(),
+    )
     emitted = Emitted()
     backend.emit = emitted  # type: ignore[method-assign]
     backend._start_job = lambda job, runner, credentials: None  # type: ignore[method-assign]
