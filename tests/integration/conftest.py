@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from localcloud.deployer import Deployer
 from localcloud.sagemaker import training_opt_ml
 from localcloud.server import LocalCloud
 
@@ -61,6 +62,30 @@ def real_opt_ml(monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def outputs(cloud: LocalCloud) -> dict[str, str]:
     return cloud.outputs
+
+
+@pytest.fixture(scope="session")
+def rollout_app(cloud: LocalCloud) -> Any:
+    """The application's template.yaml deployed once per session (per worker) for every rollout test: each rolls
+    out its own model to its own endpoint, so they share the stack's functions, table and bucket."""
+    from .workflow import ROOT, App  # here: workflow.py imports this module
+
+    outputs = Deployer(cloud, "ro").deploy(ROOT / "template.yaml", {"StageName": "rotest"})
+    return App(cloud, outputs | {"_stack": "ro"})
+
+
+@pytest.fixture(scope="session")
+def churn_package(rollout_app: Any) -> dict[str, Any]:
+    """The churn example trained once through the lifecycle and registered, not approved (nothing rolls out): the
+    trained model a rollout test registers again, as its own model's versions, instead of training its own."""
+    from .workflow import churn_config, unique  # here: workflow.py imports this module
+
+    model = unique("seed")
+    rollout_app.upload_project(model, churn_config(model))
+    rollout_app.upload_dataset(model, "d1")
+    assert rollout_app.run_of(model, "d1")["status"] == "SUCCEEDED"
+    (package,) = rollout_app.packages(model)
+    return package
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import sys
-import time
+import tarfile
+import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from tests.tarballs import tar_gz
+
 from .conftest import finished_execution, wait_for
+
+if TYPE_CHECKING:
+    from localcloud.demo import Feedback
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "churn"
@@ -80,7 +89,93 @@ class App:
         return finished_execution(self.cloud, execution["executionArn"], timeout=timeout)
 
     def history(self, execution_arn: str) -> list[dict[str, Any]]:
-        return self.sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
+        events: list[dict[str, Any]] = []
+        token: dict[str, str] = {}
+        while True:
+            page = self.sfn.get_execution_history(executionArn=execution_arn, maxResults=1000, **token)
+            events.extend(page["events"])
+            if not page.get("nextToken"):
+                return events
+            token = {"nextToken": page["nextToken"]}
+
+    def path(self, execution: dict[str, Any]) -> list[str]:
+        """The states an execution entered, in order (see `path`)."""
+        return path(self.history(execution["executionArn"]))
+
+    def rollouts(self, prefix: str) -> list[dict[str, Any]]:
+        listed = self.sfn.list_executions(stateMachineArn=self.outputs["RolloutStateMachineArn"])["executions"]
+        return [e for e in listed if e["name"].startswith(prefix)]
+
+    def rollout(self, model: str, version: int, timeout: float = 240.0) -> dict[str, Any]:
+        """The finished Rollout execution of ``model``'s package ``version`` (started by its approval)."""
+        (execution,) = wait_for(lambda: self.rollouts(f"{model}-v{version}-"), timeout=60)
+        finished = finished_execution(self.cloud, execution["executionArn"], timeout=timeout)
+        if finished["status"] != "SUCCEEDED":  # shown with a failing test's output
+            print(f"{execution['name']}: {finished['status']} {finished.get('error')}: {finished.get('cause')}")
+            print("path:", self.path(execution))
+            for event in self.history(execution["executionArn"]):
+                if event["type"].endswith(("Failed", "TimedOut")):
+                    print(json.dumps(event, default=str)[:1500])
+            for record in self.records(model)[-4:]:
+                print(json.dumps(record, default=str)[:1500])
+        return finished
+
+    def records(self, endpoint: str) -> list[dict[str, Any]]:
+        """The endpoint's rollout records (stage changes, verdicts, outcomes), oldest first."""
+        items = self.cloud.client("dynamodb").query(
+            TableName=self.outputs["RolloutsTableName"],
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :r)",
+            ExpressionAttributeValues={":pk": {"S": f"endpoint#{endpoint}"}, ":r": {"S": "record#"}},
+        )["Items"]
+        return [json.loads(i["entry"]["S"]) for i in items]
+
+    def lock(self, endpoint: str) -> dict[str, Any] | None:
+        found = self.cloud.client("dynamodb").get_item(
+            TableName=self.outputs["RolloutsTableName"],
+            Key={"pk": {"S": f"endpoint#{endpoint}"}, "sk": {"S": "lock"}},
+            ConsistentRead=True,
+        )
+        return found.get("Item")
+
+    def serving(self, endpoint: str) -> list[tuple[str, float]]:
+        """The endpoint's production variants and their weights, once it is InService ([] while it changes)."""
+        live = self.sagemaker.describe_endpoint(EndpointName=endpoint)
+        if live["EndpointStatus"] != "InService":
+            return []
+        return [(v["VariantName"], v["CurrentWeight"]) for v in live["ProductionVariants"]]
+
+    def register(self, model: str, source: dict[str, Any], inference: str | None = None) -> str:
+        """Register (approved) another version of ``model`` that serves ``source``'s trained model, as a
+        retraining would without training: its rollout starts at once. ``inference`` replaces its serving script.
+        """
+        if not self.packages(model):
+            self.sagemaker.create_model_package_group(ModelPackageGroupName=model)
+        spec = source["InferenceSpecification"]
+        container = dict(spec["Containers"][0])
+        if inference is not None:
+            container["ModelDataUrl"] = self._with_inference(container["ModelDataUrl"], model, inference)
+        return str(
+            self.sagemaker.create_model_package(
+                ModelPackageGroupName=model,
+                InferenceSpecification={"Containers": [container]}
+                | {k: spec[k] for k in ("SupportedContentTypes", "SupportedResponseMIMETypes")},
+                ModelApprovalStatus="Approved",
+                CustomerMetadataProperties={"shepherd:model": model},
+            )["ModelPackageArn"]
+        )
+
+    def _with_inference(self, model_data_url: str, model: str, inference: str) -> str:
+        """A copy of a packaged model.tar.gz whose code/inference.py is ``inference``."""
+        bucket, key = model_data_url.removeprefix("s3://").split("/", 1)
+        body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        with tarfile.open(fileobj=io.BytesIO(body)) as archive:
+            members = {m.name: archive.extractfile(m).read() for m in archive.getmembers() if m.isfile()}
+        (script,) = [name for name in members if name.removeprefix("./") == "code/inference.py"]
+        members[script] = inference.encode()
+        digest = hashlib.sha256(inference.encode()).hexdigest()[:12]
+        copy = f"artifacts/{model}/serving-{digest}/model.tar.gz"
+        self.s3.put_object(Bucket=bucket, Key=copy, Body=tar_gz(members))
+        return f"s3://{bucket}/{copy}"
 
     def notifications(self, event: str, model: str, timeout: float = 10.0, match: Any = None) -> dict[str, Any]:
         def wanted(n: dict[str, Any]) -> bool:
@@ -125,25 +220,38 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
-def wait_seconds(seconds: float) -> None:
-    time.sleep(seconds)
-
-
 class Traffic:
-    """A steady stream of real InvokeEndpoint calls, every outcome counted (a share deliberately malformed)."""
+    """A steady stream of real InvokeEndpoint calls, every outcome counted; a share of them deliberately malformed,
+    as every n-th request (not at random: an error rate with no chance in it, the same before a stage and in it).
+
+    ``before_each`` runs in the stream's thread before every request: a test's trigger that must act before
+    the next request is sent. With ``feedback``, each valid request carries an InferenceId and a share of
+    their true outcomes is uploaded as ground truth (the rows' labels), for the judge's quality.
+    """
 
     def __init__(
-        self, cloud: Any, endpoint: str, *, rate: float = 80.0, malformed: float = 0.05, target_model: str = ""
+        self,
+        cloud: Any,
+        endpoint: str,
+        *,
+        rate: float = 80.0,
+        malformed: float = 0.05,
+        target_model: str = "",
+        before_each: Callable[[], None] | None = None,
+        feedback: Feedback | None = None,
     ) -> None:
-        import threading
-
         import numpy as np
 
         self.runtime = cloud.client("sagemaker-runtime")
-        self.endpoint, self.rate, self.malformed = endpoint, rate, malformed
+        self.endpoint, self.rate = endpoint, rate
         self.target = {"TargetModel": target_model} if target_model else {}  # a multi-model endpoint's artifact
-        rows = generate(400, seed=21).drop(columns=["target"])
-        self.rows = [",".join(str(v) for v in row) for row in rows.itertuples(index=False)]
+        self.before_each, self.feedback = before_each, feedback
+        frame = generate(400, seed=21)
+        features = frame.drop(columns=["target"]).itertuples(index=False)
+        self.rows = [
+            (",".join(str(v) for v in row), int(label)) for row, label in zip(features, frame["target"], strict=True)
+        ]
+        self.every = round(1 / malformed) if malformed else 0
         self.random = np.random.default_rng(5)
         self.sent = self.ok = self.malformed_sent = self.malformed_failed = 0
         self.unexpected: list[str] = []
@@ -158,33 +266,48 @@ class Traffic:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+        if self.feedback is not None:
+            self.feedback.flush()
 
     def _run(self) -> None:
         interval = 1.0 / self.rate
         while not self._stop.wait(interval):
-            bad = self.random.random() < self.malformed
-            body = "1,2" if bad else self.rows[int(self.random.integers(len(self.rows)))]
-            self.sent += 1
-            self.malformed_sent += bad
-            try:
-                answer = self.runtime.invoke_endpoint(
-                    EndpointName=self.endpoint, ContentType="text/csv", Body=body, **self.target
-                )
-            except self.runtime.exceptions.ModelError:
-                if bad:
-                    self.malformed_failed += 1
-                else:
-                    self.unexpected.append("ModelError on a valid row")
-                continue
-            except Exception as exc:  # anything else is the rollout's fault
-                self.unexpected.append(f"{type(exc).__name__}: {exc}")
-                continue
-            variant = answer["InvokedProductionVariant"]
-            self.variants[variant] = self.variants.get(variant, 0) + 1
+            if self.before_each is not None:
+                try:
+                    self.before_each()
+                except Exception as exc:  # a broken trigger must fail the test, not stop the traffic silently
+                    self.unexpected.append(f"before_each: {type(exc).__name__}: {exc}")
+            self._send()
+
+    def _send(self) -> None:
+        bad = bool(self.every) and self.sent % self.every == self.every - 1
+        row, label = self.rows[int(self.random.integers(len(self.rows)))]
+        body = "1,2" if bad else row
+        self.sent += 1
+        self.malformed_sent += bad
+        labelled = {"InferenceId": f"traffic-{self.sent}"} if self.feedback is not None else {}
+        try:
+            answer = self.runtime.invoke_endpoint(
+                EndpointName=self.endpoint, ContentType="text/csv", Body=body, **self.target, **labelled
+            )
+        except self.runtime.exceptions.ModelError as exc:
             if bad:
-                self.unexpected.append("a malformed row was answered")
+                self.malformed_failed += 1
             else:
-                self.ok += 1
+                original = exc.response.get("OriginalMessage") or str(exc)
+                self.unexpected.append(f"ModelError on a valid row: {original}")
+            return
+        except Exception as exc:  # anything else is the rollout's fault
+            self.unexpected.append(f"{type(exc).__name__}: {exc}")
+            return
+        variant = answer["InvokedProductionVariant"]
+        self.variants[variant] = self.variants.get(variant, 0) + 1
+        if bad:
+            self.unexpected.append("a malformed row was answered")
+            return
+        self.ok += 1
+        if self.feedback is not None and self.random.random() < self.feedback.share:
+            self.feedback.add(labelled["InferenceId"], label)
 
 
 def task_attempts(history: list[dict[str, Any]], state: str) -> list[dict[str, Any]]:
@@ -200,3 +323,116 @@ def task_attempts(history: list[dict[str, Any]], state: str) -> list[dict[str, A
         elif current == state and event["type"] == "TaskSucceeded":
             attempts.append({"output": json.loads(event["taskSucceededEventDetails"]["output"])})
     return attempts
+
+
+# ---------------------------------------------------------------- rollouts
+
+# The judge's settings in rollout tests: a verdict never depends on how loaded the machine is. Every candidate
+# that must be rolled back fails every request it serves (or is slower than the threshold on every one, or wrong
+# on most), so it crosses the rollback boundary within a judged minute or two. A good candidate is the champion's
+# model again (or one as good) and errs on exactly the malformed requests (Traffic): in shadow both variants fail
+# the same ones, in full and the watch its rate is the baseline's; in A/B the router's draw decides which variant
+# meets each, and alpha 1e-6 a metric makes a chance rollback a one-in-a-million event. delta 3 (rule out 4x the
+# champion's rate) decides in a few judged minutes; anytime boundaries never leave a stage unable to promote.
+JUDGE = {"alpha": 1e-6, "beta": 0.2, "delta": 3.0, "min_samples": 50, "anytime": True}
+
+
+def rollout_config(
+    model: str,
+    *,
+    shadow: bool = True,
+    ab: bool = True,
+    watch: bool = False,
+    autoscaling: bool = False,
+    kind: str = "realtime",
+) -> dict[str, Any]:
+    """The churn example for a rollout test, approved automatically: judged every virtual minute, each stage
+    allowed 3 virtual hours (a loaded machine thins the traffic; the verdict, not the time, ends a stage)."""
+    config = churn_config(model, approval="automatic")
+    for gate in config["evaluation"]["gates"]:
+        gate["must_beat_champion_by"] = None  # the datasets differ by seed; the thresholds still hold
+    if not autoscaling:
+        config["endpoint"].pop("autoscaling")
+    if kind == "serverless":
+        config["endpoint"] = {"name": model, "kind": kind, "serverless": {"memory_mb": 2048, "max_concurrency": 20}}
+    elif kind != "realtime":
+        config["endpoint"]["kind"] = kind
+    config["rollout"] = {
+        "judge_interval_minutes": 1,
+        "shadow": {"enabled": shadow, "max_duration_minutes": 180},
+        "ab": {"enabled": ab, "steps": [50], "max_duration_minutes": 180},
+        "full": {"max_duration_minutes": 180},
+        "post_promotion_watch": {"enabled": watch, "max_duration_minutes": 60},
+        "judge": {"error_rate": dict(JUDGE)},
+    }
+    return config
+
+
+def serving_script(replacement: str) -> str:
+    """The example's serving script with predict_fn wrapped: ``replacement`` defines predict_fn(data, model)
+    and calls the example's as _predict(data, model)."""
+    return (EXAMPLE / "inference.py").read_text() + "\n\n_predict = predict_fn\n\n\n" + replacement
+
+
+FAILING = serving_script(
+    """def predict_fn(data, model):  # a candidate that fails every request it serves
+    raise RuntimeError("injected fault")
+"""
+)
+
+
+def failing_once(flag: Path) -> str:
+    """A candidate that serves like the example until ``flag`` exists, then fails every request."""
+    return serving_script(
+        f"""def predict_fn(data, model):  # right until the test raises the flag, then failing every request
+    import os
+
+    if os.path.exists({str(flag)!r}):
+        raise RuntimeError("turned bad")
+    return _predict(data, model)
+"""
+    )
+
+
+# The Rollout state machine's paths (statemachines/rollout.asl.json), as `path` gives them.
+FIRST_DEPLOYMENT = [
+    "Defaults",
+    "Continuing",
+    "Prepare",
+    "AlreadyChampion",
+    "DeployFirst",
+    "Promoted",
+    "DescribePromotion",
+    "NotifyPromoted",
+    "Done",
+]
+STARTED = ["Defaults", "Continuing", "Prepare", "AlreadyChampion", "Start", "MoreStages"]
+JUDGED = ["StageWait", "Judge", "Verdict"]  # one judge call
+STAGE = ["EnterStage", *JUDGED]  # a stage entered and judged until its verdict
+PASSED = ["NextStage", "MoreStages"]  # its verdict was PROMOTE
+PROMOTED = ["Finalize", "Promoted", "DescribePromotion", "NotifyPromoted", "Done"]
+ROLLED_BACK = [
+    "RollbackWeights",
+    "RollbackConfig",
+    "VerifyRollback",
+    "DescribeRollback",
+    "NotifyRolledBack",
+    "RolledBack",
+]
+
+
+def stages_passed(count: int) -> list[str]:
+    return (STAGE + PASSED) * count
+
+
+def path(history: list[dict[str, Any]]) -> list[str]:
+    """The states an execution entered, in order, each stage's judge calls that answered CONTINUE left out:
+    the path it took, whatever the number of calls the verdict needed."""
+    entered: list[str] = []
+    for event in history:
+        if event["type"].endswith("StateEntered"):
+            name = event["stateEnteredEventDetails"]["name"]
+            if name == JUDGED[0] and entered[-3:] == JUDGED:  # the last call answered CONTINUE
+                del entered[-3:]
+            entered.append(name)
+    return entered
