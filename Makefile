@@ -79,9 +79,10 @@ $(CHROMIUM):
 # make test's set-up runs side by side (the four venvs, Chromium, lint, build, the 3.13 tests; each step waits only
 # for what it needs, and its output is printed whole when it ends), then the suite.
 # The suite runs on PYTEST_WORKERS (default 2) pytest-xdist workers, each with its own local cloud (session fixtures
-# are per worker) and its own /opt/ml directory; the tests that need the CPU to keep time (rollouts with traffic, the
-# demo, request-rate autoscaling) run on one worker in sequence (tests/conftest.py) while the rest spread over the
-# others. Measured here (2 cores), pytest alone: 2 workers 578 s and 626 s, 1 worker 1,033 s and 1,240 s.
+# are per worker) and its own /opt/ml directory; the tests that need the CPU to keep time (the demo, request-rate
+# autoscaling) run on one worker in sequence (tests/conftest.py) while the rest spread over the workers. The rollout
+# tests' verdicts do not depend on load, so they spread too. Measured here (2 cores, other work beside it), pytest
+# alone with 2 workers: 731 s.
 # PYTEST_WORKERS=1 runs everything in one process.
 TEST_SETUP := lint build test-py313 $(AWSCLI_VENV)/.installed $(CHROMIUM)
 SETUP_JOBS ?= 4
