@@ -50,7 +50,7 @@ class FakeEndpoints:
     def describe_endpoint(self, name: str) -> dict[str, Any] | None:
         return copy.deepcopy(self.live.get(name))
 
-    def describe_config(self, name: str) -> dict[str, Any]:
+    def describe_endpoint_config(self, name: str) -> dict[str, Any]:
         if name not in self.configs:
             raise NotFound(f"describing endpoint config {name}: Could not find endpoint configuration")
         return copy.deepcopy(self.configs[name])

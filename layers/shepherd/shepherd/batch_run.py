@@ -31,6 +31,7 @@ from shepherd.batch import (
 from shepherd.config import ConfigError, ModelConfig, load_config
 from shepherd.errors import InvalidInput, NotFound
 from shepherd.rollout import MULTI_MODEL_PACKAGE
+from shepherd.rollout.plan import serving_variant
 
 # Provisioning and model download come on top of the configured runtime.
 WAIT_MARGIN_SECONDS = 900
@@ -159,8 +160,7 @@ def _champion(deps: Deps, endpoint_name: str, group: str, model: str) -> tuple[s
         variants = endpoint.get("ProductionVariants") or []
         if variants:
             config = deps.models.describe_endpoint_config(endpoint["EndpointConfigName"])
-            weights = {v["VariantName"]: v.get("CurrentWeight", 0.0) for v in variants}
-            serving = max(config["ProductionVariants"], key=lambda v: weights.get(v["VariantName"], 0.0))
+            serving = serving_variant(endpoint, config)
             container = deps.models.describe_model(serving["ModelName"]).get("PrimaryContainer") or {}
             if container.get("Mode") != "MultiModel":
                 return serving["ModelName"], container.get("ModelPackageName")

@@ -9,7 +9,7 @@ from typing import Any
 
 from shepherd.aws.clients import client
 from shepherd.aws.errors import mapped
-from shepherd.aws.sagemaker import already_exists, describe_endpoint
+from shepherd.aws.sagemaker import already_exists, describe_endpoint, describe_endpoint_config
 
 __all__ = [  # shepherd.rollout.ports.Endpoints
     "create_endpoint",
@@ -17,8 +17,8 @@ __all__ = [  # shepherd.rollout.ports.Endpoints
     "delete_endpoint_config",
     "delete_model",
     "deregister_scaling",
-    "describe_config",
     "describe_endpoint",
+    "describe_endpoint_config",
     "endpoint_configs_named",
     "models_named",
     "register_scaling",
@@ -36,11 +36,6 @@ def create_endpoint_config(request: dict[str, Any]) -> None:
     except Exception as exc:
         if not already_exists(exc):
             raise
-
-
-def describe_config(name: str) -> dict[str, Any]:
-    with mapped(f"describing endpoint config {name}"):
-        return dict(client("sagemaker").describe_endpoint_config(EndpointConfigName=name))
 
 
 def create_endpoint(name: str, config: str, tags: dict[str, str]) -> None:

@@ -47,6 +47,12 @@ def _name(*parts: str, unique: str = "") -> str:
     return bounded(readable, digest(unique, length=8), limit=NAME_MAX, unsafe=SAGEMAKER_UNSAFE)
 
 
+def serving_variant(live: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """The endpoint config's production variant that carries most of the live endpoint's traffic."""
+    weights = {v["VariantName"]: v.get("CurrentWeight", 0.0) for v in live.get("ProductionVariants", [])}
+    return max(config["ProductionVariants"], key=lambda v: weights.get(v["VariantName"], 0.0))
+
+
 def version_of(package_arn: str) -> int:
     return int(package_arn.rsplit("/", 1)[-1])
 

@@ -139,7 +139,7 @@ def _restore(deps: Deps, endpoint: str, owner: str, live: dict[str, Any], config
     """Put the endpoint back on the champion's config, keeping the lock until a later sweep sees it settled."""
     # SageMaker refuses to remove a variant that still has a scaling target (a candidate stopped during its
     # post-promotion watch has one): those go first.
-    keep = {v["VariantName"] for v in deps.endpoints.describe_config(config)["ProductionVariants"]}
+    keep = {v["VariantName"] for v in deps.endpoints.describe_endpoint_config(config)["ProductionVariants"]}
     for variant in live.get("ProductionVariants", []):
         if variant["VariantName"] not in keep:
             deps.endpoints.deregister_scaling(endpoint, variant["VariantName"])

@@ -258,10 +258,8 @@ def _planned(
 
 def _champion_of(deps: Deps, live: dict[str, Any]) -> VariantSpec:
     """The variant serving most of the endpoint's traffic now, with its live instance count."""
-    current = deps.endpoints.describe_config(live["EndpointConfigName"])
-    weights = {v["VariantName"]: v.get("CurrentWeight", 0.0) for v in live.get("ProductionVariants", [])}
+    serving = plan.serving_variant(live, deps.endpoints.describe_endpoint_config(live["EndpointConfigName"]))
     counts = {v["VariantName"]: v.get("CurrentInstanceCount") for v in live.get("ProductionVariants", [])}
-    serving = max(current["ProductionVariants"], key=lambda v: weights.get(v["VariantName"], 0.0))
     return VariantSpec(
         variant=serving["VariantName"],
         model_name=serving["ModelName"],
