@@ -7,11 +7,9 @@ docs/CLI.md, "shepherd demo".
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import html
-import io
 import json
+import math
 import random
 import shutil
 import tempfile
@@ -20,6 +18,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -332,7 +331,56 @@ class Demo:
             KeyConditionExpression="pk = :pk AND begins_with(sk, :r)",
             ExpressionAttributeValues={":pk": {"S": f"endpoint#{MODEL}"}, ":r": {"S": "record#"}},
         )["Items"]
-        return [json.loads(i["entry"]["S"]) for i in items]
+        # The key's time (the cloud's virtual clock) places each record on the report's time axis.
+        return [{**json.loads(i["entry"]["S"]), "at": i["sk"]["S"].split("#")[1]} for i in items]
+
+    def _endpoint_metrics(self, origin: datetime) -> dict[str, Any]:
+        """What every variant served, shadow included, per demo second: CloudWatch's AWS/SageMaker metrics.
+
+        The client never sees a shadow's answers; the endpoint's metrics (what the judge reads) do."""
+        cloudwatch = self.client("cloudwatch")
+        endpoint = [{"Name": "EndpointName", "Value": MODEL}]
+        pages = cloudwatch.get_paginator("list_metrics").paginate(
+            Namespace="AWS/SageMaker", MetricName="Invocations", Dimensions=endpoint
+        )
+        names = {d["Value"] for page in pages for m in page["Metrics"] for d in m["Dimensions"]}
+        variants = sorted(names - {MODEL})
+        measures = (("requests", "Invocations", "Sum"), ("errors", "Invocation5XXErrors", "Sum"))
+        queries = [
+            {
+                "Id": f"{key}_{index}",
+                "Label": variant,
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": "AWS/SageMaker",
+                        "MetricName": metric,
+                        "Dimensions": [*endpoint, {"Name": "VariantName", "Value": variant}],
+                    },
+                    "Period": 60,
+                    "Stat": stat,
+                },
+            }
+            for index, variant in enumerate(variants)
+            for key, metric, stat in (*measures, ("latency_ms_p50", "ModelLatency", "p50"))
+        ]
+        seconds: dict[str, dict[str, dict[str, float]]] = {}
+        start = origin.replace(second=0, microsecond=0)
+        end = self.cloud.clock.now() + timedelta(minutes=1)
+        for offset in range(0, len(queries), 500):
+            answer = cloudwatch.get_metric_data(
+                MetricDataQueries=queries[offset : offset + 500], StartTime=start, EndTime=end
+            )
+            for result in answer["MetricDataResults"]:
+                key = result["Id"].rsplit("_", 1)[0]
+                for at, value in zip(result["Timestamps"], result["Values"], strict=True):
+                    second = str(math.floor((at - origin).total_seconds() / self.settings.time_scale))
+                    bucket = seconds.setdefault(second, {"requests": {}, "errors": {}, "latency_ms_p50": {}})
+                    variant, was = result["Label"], bucket[key].get(result["Label"], 0.0)
+                    # Above time scale 60 a demo second holds several periods: counts add up, latency keeps the
+                    # slowest period's p50. ModelLatency is in microseconds.
+                    latency = max(was, round(value / 1000, 2))
+                    bucket[key][variant] = latency if key == "latency_ms_p50" else was + value
+        return {"seconds": dict(sorted(seconds.items(), key=lambda item: int(item[0])))}
 
     # ------------------------------------------------------------------ the live view
 
@@ -361,10 +409,12 @@ class Demo:
                 )
         if self.traffic is not None:
             t = self.traffic
-            answered = f"{t.answered} answered ({dict(t.by_variant)})"
+            answered = ", ".join(f"{v} {n:,}" for v, n in sorted(t.by_variant.items())) or "none"
+            errors = ", ".join(f"{v} {n:,}" for v, n in sorted(t.model_errors.items())) or "none"
             table.add_row(
                 "traffic",
-                f"{t.sent} sent, {answered}, model errors {dict(t.model_errors)}, {len(t.failures)} failed",
+                f"{t.sent:,} sent, {t.answered:,} answered ({answered}), model errors ({errors}), "
+                f"{len(t.failures):,} failed",
             )
         for line in self.events[-6:]:
             table.add_row("", line)
@@ -417,13 +467,9 @@ class Demo:
                 shutil.copyfile(state / name, self.out / name)
         summary["iam"]["log"] = str(self.out / "authz.jsonl")
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-        import matplotlib.pyplot as plt
+        from localcloud.demo_report import write  # matplotlib, loaded only once there is something to draw
 
-        figure = _timeline(summary)
-        timeline_png = _png(figure)
-        plt.close(figure)
-        (self.out / "timeline.png").write_bytes(timeline_png)
-        (self.out / "report.html").write_text(report(summary, timeline_png))
+        write(summary, self.out)
         return summary
 
     def _story(self, frame: Any, held_out: Any, rows: list[tuple[str, int]], validation: Any) -> dict[str, Any]:
@@ -518,9 +564,22 @@ class Demo:
                 "output": (output.get("outputs") or [None])[0],
                 "scores": self.batch_scores,
             }
+        clock: dict[str, Any] = {"time_scale": self.settings.time_scale, "origin": None}
+        metrics: dict[str, Any] = {"seconds": {}}
+        if self.traffic is not None and self.cloud is not None:
+            # Demo second 0 is when the traffic started, on the cloud's virtual clock as the records are.
+            origin = self.cloud.clock.now() - timedelta(seconds=self.traffic.elapsed() * self.settings.time_scale)
+            clock["origin"] = origin.isoformat()
+            try:
+                metrics = self._endpoint_metrics(origin)
+            except Exception as exc:  # a report without the endpoint's metrics, saying why, beats no report
+                metrics["error"] = f"{type(exc).__name__}: {exc}"
         return {
             "rollouts": rollouts,
             "first_deployment": first,
+            "fault_share": FAULT_SHARE,
+            "clock": clock,
+            "endpoint_metrics": metrics,
             "batch": batch_summary,
             "traffic": self.traffic.summary() if self.traffic else {"sent": 0, "failed": 0, "model_errors": {}},
             "decisions": [{"t": round(t, 1), "label": label} for t, label in self.decisions],
@@ -573,172 +632,9 @@ def sys_path_example() -> None:
         sys.path.insert(0, str(EXAMPLE))
 
 
-def _series(seconds: dict[str, Any], window: int = 3) -> dict[str, Any]:
-    """Per variant: traffic share, error rate and p50 latency over `window`-second windows."""
-    variants = sorted({v for b in seconds.values() for v in b["requests"]})
-    points: dict[str, Any] = {"t": [], "share": {v: [] for v in variants}, "errors": {v: [] for v in variants}}
-    points["latency"] = {v: [] for v in variants}
-    last = max((int(t) for t in seconds), default=-1)
-    for start in range(0, last + 1, window):
-        group = [seconds[str(t)] for t in range(start, start + window) if str(t) in seconds]
-        total = sum(sum(b["requests"].values()) for b in group) or 1
-        points["t"].append(start + window / 2)
-        for v in variants:
-            requests = sum(b["requests"].get(v, 0) for b in group)
-            errors = sum(b["errors"].get(v, 0) for b in group)
-            latencies = [b["latency_ms_p50"][v] for b in group if v in b["latency_ms_p50"]]
-            points["share"][v].append(100 * requests / total)
-            points["errors"][v].append(100 * errors / requests if requests else float("nan"))
-            points["latency"][v].append(sorted(latencies)[len(latencies) // 2] if latencies else float("nan"))
-    return points
-
-
-def _timeline(summary: dict[str, Any]) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(5, 1, figsize=(9, 15))
-    series = _series(summary["traffic"].get("seconds", {}))
-    for axis, key, label in (
-        (axes[0], "share", "share of requests, %"),
-        (axes[1], "errors", "model errors, % of its requests"),
-        (axes[2], "latency", "client latency p50, ms"),
-    ):
-        for variant, values in series[key].items():
-            axis.plot(series["t"], values, label=variant, linewidth=1.4)
-        for decision in summary["decisions"]:
-            axis.axvline(decision["t"], color="grey", linestyle="--", linewidth=0.8)
-            axis.annotate(decision["label"], (decision["t"], axis.get_ylim()[1]), fontsize=7, rotation=90, va="top")
-        axis.set_ylabel(label)
-        axis.legend(loc="upper left", fontsize=7)
-    axes[0].set_title("Traffic, errors and latency per variant (wall seconds since traffic started)")
-    verdicts = [r for r in summary["records"] if r.get("event") == "verdict" and r.get("statistics")]
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for record in verdicts:
-        key = f"v{record['package'].rsplit('/', 1)[1]} {record['stage']} {record.get('weight', ''):g}%"
-        groups.setdefault(key, []).append(record)
-    markers = {"error_rate": "o", "shadow_quality": "s", "quality": "s", "latency": "^"}
-    for label, records in groups.items():
-        metrics = [st["metric"] for st in records[-1]["statistics"]]
-        for index, metric in enumerate(metrics):
-            stats = [r["statistics"][index] for r in records if len(r["statistics"]) > index]
-            line = axes[3].plot(
-                range(len(stats)),
-                [st["statistic"] for st in stats],
-                marker=markers.get(metric, "o"),
-                markersize=3,
-                label=f"{label} {metric}",
-            )[0]
-            axes[3].axhline(stats[-1]["rollback_boundary"], color=line.get_color(), linestyle="--", linewidth=0.8)
-            axes[3].axhline(stats[-1]["promote_boundary"], color=line.get_color(), linestyle=":", linewidth=0.8)
-    axes[3].set_title(
-        "The judge's evidence per stage and metric (o error rate, s wrong predictions): "
-        "dashed = rollback boundary, dotted = promote boundary",
-        fontsize=9,
-    )
-    axes[3].set_xlabel("judge call in the stage")
-    axes[3].set_ylabel("log-likelihood ratio")
-    axes[3].legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7)  # beside: the lines need the room
-    scores = summary["batch"].get("scores") or []
-    axes[4].hist(scores, bins=20, color="#4c72b0")
-    axes[4].set_title(f"Batch transform: {len(scores)} churn probabilities ({summary['batch']['status']})")
-    axes[4].set_xlabel("predicted churn probability")
-    figure.tight_layout()
-    return figure
-
-
-def _png(figure: Any) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    return buffer.getvalue()
-
-
-def report(summary: dict[str, Any], timeline_png: bytes) -> str:
-    settings = summary["settings"]
-    t = summary["traffic"]
-    rows = "".join(
-        f"<tr><td>v{html.escape(r['package'].rsplit('/', 1)[1])}</td><td>{html.escape(str(r.get('event')))}</td>"
-        f"<td>{html.escape(str(r.get('stage') or ''))}</td><td>{html.escape(str(r.get('verdict') or ''))}</td>"
-        f"<td>{html.escape(str(r.get('explanation') or r.get('reason') or ''))}</td></tr>"
-        for r in summary["records"]
-    )
-    image = base64.b64encode(timeline_png).decode()
-    labelled = (t.get("feedback") or {}).get("labelled", {})
-    wrong = (t.get("feedback") or {}).get("wrong", {})
-    feedback = html.escape(", ".join(f"{v} {n} ({wrong.get(v, 0)})" for v, n in sorted(labelled.items())) or "none")
-    outcomes = "<br>".join(
-        f"v{r['version']} {r['outcome'].replace('_', ' ')} via {' → '.join(r['stages'])}"
-        + (f": {html.escape(str(r['reason']).rstrip('.'))}" if r.get("reason") else "")
-        for r in summary["rollouts"]
-    )
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Shepherd demo report</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}}
-table{{border-collapse:collapse;width:100%;font-size:13px}}
-td,th{{border-bottom:1px solid #ddd;padding:4px;text-align:left}}
-.big{{font-size:18px}}img{{max-width:100%}}</style></head><body>
-<h1>Shepherd demo</h1>
-<p class="big">{outcomes or "no rollout"}<br>
-Batch: {html.escape(str(summary["batch"].get("status")))} ({summary["batch"].get("records")} records).<br>
-Traffic: {t["sent"]} requests; model errors by variant {html.escape(str(t.get("model_errors")))} (the deliberately
-malformed {t.get("malformed_sent")} among them); <b>{t["failed"]} failed because of a rollout</b>.
-Wall time {summary.get("wall_seconds", "?")} s.</p>
-<img alt="Traffic, errors, latency, the judge's evidence and the batch result" src="data:image/png;base64,{image}">
-<h2>What the judge was asked to do</h2>
-<p>Error rate judged with a sequential probability ratio test with anytime boundaries: alpha =
-{settings["alpha"]:g} a stage, split between its two metrics (chance of rolling back a candidate as good as the
-champion), beta = {settings["beta"]} (chance of promoting one whose error rate is {1 + settings["delta"]:g}x the
-champion's), at least {settings["min_samples"]} requests per variant before a promotion. {odds(settings)}
-Traffic {settings["rate"]:g} requests/s aimed at (the client reaches what the endpoint's latency allows) with
-{100 * settings["malformed"]:g}% malformed requests (the errors both variants share), time scale
-{settings["time_scale"]:g}x (one judge call per virtual minute).
-Decisions this fast need a large effect (the faulty candidate fails half of its requests) and enough traffic:
-with a subtle regression the same judge would, honestly, take longer.</p>
-<p>Prediction quality judged too: the traffic sends each request with an InferenceId and uploads the true outcome
-of {100 * settings["feedback_share"]:g}% of the answers under <code>feedback/churn/</code>; the judge joins it with
-the endpoint's data capture. In shadow it compares the labelled requests both variants answered (only the pairs
-where exactly one of them was wrong carry evidence), in A/B each variant's labelled answers; delta =
-{settings["quality_delta"]:g} (a candidate wrong {1 + settings["quality_delta"]:g}x as often must be caught), same
-alpha, beta and minimum samples. Labelled answers (wrong) per variant: {feedback}.</p>
-<h2>Rollout record</h2>
-<table><tr><th>package</th><th>event</th><th>stage</th><th>verdict</th><th>why</th></tr>{rows}</table>
-</body></html>
-"""
-
-
-def odds(settings: dict[str, Any]) -> str:
-    """The demo's chance of failing, from bench/demo_odds.py's last results (when they match these settings)."""
-    stages = 1 + len(settings["ab_steps"]) + 2  # shadow, each A/B step, full, the watch
-    text = (
-        f"A rollout of this demo runs {2 * stages} judged tests ({stages} stages x error rate and quality) at "
-        f"alpha {settings['alpha'] / 2:g} each: a candidate as good as its champion is rolled back by chance in at "
-        f"most {stages * settings['alpha']:.2%} of rollouts."
-    )
-    results = ROOT / "bench" / "results" / "demo_odds.json"
-    if not results.exists():
-        return text
-    mode = "quick" if settings["quick"] else "full"
-    runs = [r for r in json.loads(results.read_text())["runs"] if r["mode"] == mode and r["settings"] == settings]
-    text += (
-        f" Each stage may last {settings['stage_max_minutes']} virtual minutes (the watch "
-        f"{settings['watch_minutes']}) before it ends INCONCLUSIVE."
-    )
-    for run in runs:
-        minutes = run.get("good_virtual_minutes_p50_p99") or [0, 0]
-        text += (
-            f" Simulated with the product's judge (bench/demo_odds.py) at {run['requests_per_virtual_minute']:.0f} "
-            f"requests a virtual minute: {run['failure_rate']:.2%} of {run['replications']:,} demos failed "
-            f"(95 % upper bound {run['failure_rate_95_upper']:.2%}); v2's rollout took {minutes[0]:.0f} virtual "
-            f"minutes (p99 {minutes[1]:.0f})."
-        )
-    return text
-
-
 def run_demo(quick: bool, out: Path, console: Console | None = None) -> dict[str, Any]:
     settings = Settings.for_mode(quick)
     return Demo(settings, out, console or Console()).run()
 
 
-__all__ = ["Settings", "report", "run_demo"]
+__all__ = ["Settings", "run_demo"]

@@ -144,27 +144,16 @@ def demo(
     out: Annotated[Path, typer.Option(help="Where summary.json and report.html go.")] = Path("demo-output"),
 ) -> None:
     """The whole story on the local cloud: train, deploy, shadow -> A/B -> full, a faulty model rolled back, batch."""
-    import time
-
     _need_local_cloud()
     from localcloud.demo import run_demo
+    from localcloud.demo_report import summary_table
 
-    started = time.monotonic()
     try:
         summary = run_demo(quick, out, Console())
     except Exception as exc:  # the story failed: say where, in one line, and keep the exit code honest
         _fail(f"the demo stopped: {type(exc).__name__}: {exc}")
-    promotions = [r for r in summary["rollouts"] if r["outcome"] == "promoted"]
-    rollbacks = [r for r in summary["rollouts"] if r["outcome"] == "rolled_back"]
-    promoted = ", ".join(f"v{p['version']} ({' -> '.join(p['stages'])})" for p in promotions) or "none"
-    rolled = ", ".join(f"v{r['version']} in {'/'.join(r['stages'])}" for r in rollbacks) or "none"
     traffic = summary["traffic"]
-    Console().print(
-        f"promoted: {promoted}; rolled back: {rolled}; batch: {summary['batch']['status']} "
-        f"({summary['batch'].get('records')} records); requests: {traffic['sent']} sent, {traffic['failed']} failed "
-        f"because of a rollout\nreport: {out / 'report.html'}  summary: {out / 'summary.json'}  "
-        f"wall time: {time.monotonic() - started:.0f} s"
-    )
+    Console().print(summary_table(summary, out))
     problems = []
     refusals = summary.get("iam", {}).get("refusals") or []
     if refusals:

@@ -1,10 +1,22 @@
-"""The demo's summary lists every rollout however it ended, and its settings are the ones bench/demo_odds.py judges."""
+"""The demo's summary lists every rollout however it ended, its settings are the ones bench/demo_odds.py judges,
+and its report (built from a recorded quick run, tests/fixtures/demo/) shows every variant on one time axis."""
 
 from __future__ import annotations
 
+import csv
+import io
+import itertools
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
 import pytest
+from rich.console import Console
 from shepherd.config import ModelConfig
 
+from localcloud import demo_report
 from localcloud.demo import Settings, _rollout_outcome, rollout_config
 
 PACKAGE = "arn:aws:sagemaker:us-east-1:123456789012:model-package/churn/2"
@@ -73,10 +85,197 @@ def test_the_demos_rollout_settings_are_a_valid_config(quick: bool) -> None:
 def test_the_report_quotes_the_simulated_odds_of_exactly_these_settings() -> None:
     from dataclasses import asdict
 
-    from localcloud.demo import odds
-
+    odds = demo_report.odds
     quick = asdict(Settings.for_mode(True))
     assert "demos failed" in odds(quick)  # bench/results/demo_odds.json simulated these very settings
     assert "8 judged tests" in odds(quick)
     changed = quick | {"alpha": 0.05}
     assert "demos failed" not in odds(changed)  # results of other settings are not quoted
+
+
+# ---------------------------------------------------------------- the report, from a recorded quick run
+
+RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "demo" / "quick_summary.json"
+
+
+@pytest.fixture(scope="module")
+def summary() -> dict[str, Any]:
+    return json.loads(RECORDED.read_text())
+
+
+@pytest.fixture(scope="module")
+def figure(summary: dict[str, Any]) -> Iterator[Any]:
+    import matplotlib.pyplot as plt
+
+    drawn = demo_report.timeline(summary)
+    yield drawn
+    plt.close(drawn)
+
+
+def _panel(figure: Any, title_start: str) -> Any:
+    return next(axis for axis in figure.axes if axis.get_title().startswith(title_start))
+
+
+def _drawn_colours(axis: Any) -> set[str]:
+    """The colours of the lines that carry data (legend-only handles have none)."""
+    from matplotlib.colors import to_hex
+
+    return {to_hex(line.get_color()) for line in axis.lines if any(not math.isnan(y) for y in line.get_ydata())}
+
+
+@pytest.mark.parametrize("panel", ["Requests", "Errors", "Model latency"])
+def test_every_variant_that_served_has_a_line_shadow_included(summary: dict[str, Any], figure: Any, panel: str) -> None:
+    from matplotlib.colors import to_hex
+
+    # Given a run where v3 served only as a shadow (the client never saw it)
+    served = {v for bucket in summary["endpoint_metrics"]["seconds"].values() for v in bucket["requests"]}
+    assert "v3" in served
+    assert "v3" not in summary["traffic"]["by_variant"]
+    # Then the panel has a line in each served variant's own colour
+    palette = demo_report.colours(summary)
+    assert _drawn_colours(_panel(figure, panel)) >= {to_hex(palette[v]) for v in served}
+
+
+def test_variants_have_distinct_colours_that_are_not_the_verdicts(summary: dict[str, Any]) -> None:
+    palette = demo_report.colours(summary)
+    assert len(set(palette.values())) == len(palette) == 3
+    assert not set(palette.values()) & {"tab:red", "tab:green"}
+
+
+def test_a_variant_serving_as_a_shadow_is_drawn_dashed(summary: dict[str, Any], figure: Any) -> None:
+    from matplotlib.colors import to_hex
+
+    v3 = to_hex(demo_report.colours(summary)["v3"])
+    lines = [line for line in _panel(figure, "Requests").lines if to_hex(line.get_color()) == v3]
+    with_data = [line for line in lines if any(not math.isnan(y) for y in line.get_ydata())]
+    assert [line.get_linestyle() for line in with_data] == ["--"]
+
+
+def test_the_judges_evidence_shares_the_traffics_time_axis(summary: dict[str, Any], figure: Any) -> None:
+    # Given the error-rate evidence panel and the requests panel
+    evidence, requests = _panel(figure, "The judge's evidence on error rate"), _panel(figure, "Requests")
+    # Then they are on one x axis, and the evidence sits at the demo second of each judge call
+    assert evidence.get_shared_x_axes().joined(evidence, requests)
+    clock = demo_report.clock_of(summary)
+    calls = {
+        round(demo_report.demo_second(r["at"], clock), 6)
+        for r in summary["records"]
+        if any(st["metric"] == "error_rate" for st in r.get("statistics") or [])
+    }
+    plotted = {round(float(x), 6) for line in evidence.lines for x in line.get_xdata()}
+    assert calls <= plotted
+
+
+def test_the_shadow_variants_traffic_falls_within_its_shadow_stage(summary: dict[str, Any]) -> None:
+    # The endpoint's metrics and the rollout's records come from two clocks' worth of bookkeeping (CloudWatch
+    # periods, record keys): mapped to demo seconds, v3's requests must fall inside v3's shadow stage.
+    rows = demo_report.stages(summary["records"], demo_report.clock_of(summary))
+    shadow = next(r for r in rows if r.rollout == "v3" and r.stage == "shadow")
+    seconds = [int(t) for t, b in summary["endpoint_metrics"]["seconds"].items() if "v3" in b["requests"]]
+    assert seconds
+    assert shadow.start - 1 <= min(seconds)
+    assert max(seconds) <= shadow.end + 1
+
+
+def test_boundaries_are_drawn_over_their_own_stage_only(summary: dict[str, Any], figure: Any) -> None:
+    rows = demo_report.stages(summary["records"], demo_report.clock_of(summary))
+    evidence = _panel(figure, "The judge's evidence on error rate")
+    segments = [segment for collection in evidence.collections for segment in collection.get_segments()]
+    judged = [r for r in rows if r.judge_calls]
+    # one rollback and one promote boundary per judged stage, each within its stage's seconds
+    assert len(segments) == 2 * len(judged)
+    for segment in segments:
+        (x0, _), (x1, _) = segment
+        assert any(r.start - 1e-6 <= x0 <= x1 <= r.end + 1e-6 for r in judged), (x0, x1)
+
+
+def test_the_stage_table_collapses_continue_verdicts_into_judge_calls(summary: dict[str, Any]) -> None:
+    records = summary["records"]
+    rows = demo_report.stages(records, demo_report.clock_of(summary))
+    assert [(r.rollout, r.stage, r.verdict) for r in rows] == [
+        ("v1", "first deployment", "DEPLOYED"),
+        ("v2", "shadow", "PROMOTE"),
+        ("v2", "A/B 50%", "PROMOTE"),
+        ("v2", "full", "PROMOTE"),
+        ("v2", "watch", "PROMOTE"),
+        ("v3", "shadow", "ROLLBACK"),
+    ]
+    assert sum(r.judge_calls for r in rows) == sum(r["event"] == "verdict" for r in records)
+    assert rows[-1].reason.startswith("The candidate's error rate is higher")
+    assert all(a.end <= b.start for a, b in itertools.pairwise(rows))
+
+
+def _record(at_second: float, **entry: Any) -> dict[str, Any]:
+    return {"package": PACKAGE, "at": f"2026-01-01T00:{int(at_second):02d}:00+00:00", **entry}
+
+
+def test_a_stage_still_judging_is_running_and_times_follow_the_time_scale() -> None:
+    # Given a stage entered one virtual minute after the traffic started, judged twice, not decided yet
+    clock = {"origin": "2026-01-01T00:00:00+00:00", "time_scale": 60.0}
+    records = [
+        _record(1, event="stage-entered", stage="ab", weight=25.0),
+        _record(2, event="verdict", stage="ab", weight=25.0, verdict="CONTINUE"),
+        _record(3, event="verdict", stage="ab", weight=25.0, verdict="CONTINUE"),
+    ]
+    # Then it is one row, running, from demo second 1 to 3
+    assert demo_report.stages(records, clock) == [
+        demo_report.Stage("v2", "A/B 25%", 1.0, 3.0, judge_calls=2, verdict="running", reason="")
+    ]
+
+
+def test_a_rollout_that_failed_before_its_first_stage_is_a_row_with_its_error() -> None:
+    clock = {"origin": "2026-01-01T00:00:00+00:00", "time_scale": 60.0}
+    records = [_record(1, event="started"), _record(2, event="ended", error="States.Timeout")]
+    [row] = demo_report.stages(records, clock)
+    assert (row.stage, row.verdict, row.reason) == ("starting", "ENDED", "States.Timeout")
+
+
+def test_the_full_record_keeps_every_row_with_its_demo_second(summary: dict[str, Any]) -> None:
+    text = demo_report.records_csv(summary["records"], demo_report.clock_of(summary))
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert len(rows) == len(summary["records"])
+    assert sum(r["verdict"] == "CONTINUE" for r in rows) > 0
+    seconds = [float(r["demo_s"]) for r in rows]
+    assert seconds == sorted(seconds)
+    assert "error_rate" in next(r["evidence"] for r in rows if r["verdict"] == "ROLLBACK")
+
+
+def test_the_printed_summary_is_aligned_words_not_a_dict(summary: dict[str, Any]) -> None:
+    console = Console(record=True, width=160)
+    console.print(demo_report.summary_table(summary, Path("demo-output")))
+    text = console.export_text()
+    assert "{" not in text
+    assert "}" not in text
+    assert "1,550 sent" in text  # the recorded run's 1550 requests, with a thousands separator
+    assert any(line.startswith("v3") and "rolled back in shadow: The candidate's" in line for line in text.splitlines())
+    assert "demo-output/report.html" in text
+
+
+def test_the_report_states_the_rates_the_demo_is_built_for_and_links_the_full_record(
+    summary: dict[str, Any],
+) -> None:
+    page = demo_report.report(summary, b"png")
+    models = json.loads(demo_report.ODDS.read_text())["models"]
+    assert "55.0 %" in page  # v3: the malformed 10 % plus half of the rest
+    assert f"{100 * models['v1_wrong']:.1f} %" in page
+    assert '<a href="records.csv">' in page
+    assert "<td>CONTINUE</td>" not in page
+    assert "{'" not in page  # no Python dict shown to people
+    assert page.count("<tr>") == len(demo_report.outcome_lines(summary)) + 4 + 7  # glance, designs, stages
+
+
+def test_a_run_whose_endpoint_metrics_could_not_be_read_still_draws_and_says_why(summary: dict[str, Any]) -> None:
+    import matplotlib.pyplot as plt
+
+    unread = summary | {"endpoint_metrics": {"seconds": {}, "error": "ClientError: the cloud had stopped"}}
+    drawn = demo_report.timeline(unread)
+    try:
+        assert "not read: ClientError: the cloud had stopped" in _panel(drawn, "Requests").get_title()
+    finally:
+        plt.close(drawn)
+
+
+def test_the_report_files_are_written_beside_the_summary(summary: dict[str, Any], tmp_path: Path) -> None:
+    demo_report.write(summary, tmp_path)
+    assert {p.name for p in tmp_path.iterdir()} == {"timeline.png", "report.html", "records.csv"}
+    assert (tmp_path / "timeline.png").read_bytes().startswith(b"\x89PNG")
