@@ -27,8 +27,7 @@ import pytest
 from botocore import xform_name
 from botocore.config import Config
 
-from localcloud.iam import Check
-from localcloud.iam import requests as iam_requests
+from localcloud.iam import Check, s3_checks, special_cases, wire
 from localcloud.iam.lookups import MotoLookups
 from localcloud.iam.requests import ACTIONS, Described, access_key_of, describe, signing_service_of
 
@@ -379,9 +378,7 @@ def test_every_s3_operation_has_its_action() -> None:
     model = _session().get_service_model("s3")
     table = _table()["s3"]["actions"]
     unknown = {
-        op
-        for op in model.operation_names
-        if op != "DeleteObjects" and iam_requests._S3_ACTIONS.get(op, op) not in table
+        op for op in model.operation_names if op != "DeleteObjects" and s3_checks._S3_ACTIONS.get(op, op) not in table
     }
     assert unknown == {
         "CreateBucketMetadataConfiguration",
@@ -400,7 +397,7 @@ def test_every_s3_operation_has_its_action() -> None:
         "UpdateBucketMetadataAnnotationTableConfiguration",
         "WriteGetObjectResponse",
     }
-    assert set(iam_requests._S3_VERSIONED.values()) <= set(table)
+    assert set(s3_checks._S3_VERSIONED.values()) <= set(table)
 
 
 # ------------------------------------------------------------------ S3 with SSE-KMS
@@ -1092,7 +1089,7 @@ def test_actions_json_is_what_the_generator_writes() -> None:
 
 def test_signing_names_match_botocore() -> None:
     session = _session()
-    for signing, services in iam_requests._SERVICES.items():
+    for signing, services in wire._SERVICES.items():
         for service in services:
             metadata = session.get_service_model(service.name).metadata
             assert (metadata.get("signingName") or metadata["endpointPrefix"]) == signing, service
@@ -1212,14 +1209,14 @@ def test_moto_lookups_never_raise() -> None:
 def test_base64_blob_helper_round_trip() -> None:
     """The JSON protocol sends CiphertextBlob base64-encoded; the describer reads the key id from it."""
     key_id = KEY.rsplit("/", 1)[1]
-    assert iam_requests._ciphertext_key(base64.b64encode(key_id.encode() + bytes(40)).decode()) == key_id
-    assert iam_requests._ciphertext_key("not base64!") is None
+    assert special_cases._ciphertext_key(base64.b64encode(key_id.encode() + bytes(40)).decode()) == key_id
+    assert special_cases._ciphertext_key("not base64!") is None
 
 
 def test_the_local_cloud_does_not_import_policy_sentry() -> None:
     """policy_sentry is a dev-only dependency: the local cloud reads actions.json."""
-    for path in ("localcloud/iam/requests.py", "localcloud/iam/lookups.py"):
-        tree = ast.parse((ROOT / path).read_text())
+    for path in sorted((ROOT / "localcloud/iam").glob("*.py")):
+        tree = ast.parse(path.read_text())
         imported = {
             name
             for node in ast.walk(tree)

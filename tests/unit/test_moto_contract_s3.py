@@ -1,4 +1,4 @@
-"""Contract tests: the moto S3 internals batch transform uses (localcloud/sagemaker/transform.py).
+"""Contract tests: the moto S3 internals batch transform uses (localcloud/sagemaker/transform_s3.py).
 
 ``InProcessS3`` reads and writes objects through moto's S3 backend when the local cloud serves S3
 from the same process. These tests hold those internals to their shape, and check that an object
@@ -16,7 +16,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from localcloud.sagemaker.transform import PART_SIZE, InProcessS3, S3Writer
+from localcloud.sagemaker.transform_s3 import PART_SIZE, InProcessS3, S3Writer
 
 
 def _params(obj: object) -> list[str]:
