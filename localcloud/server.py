@@ -116,7 +116,12 @@ class ShepherdApi:
             return json_response(
                 start_response,
                 "200 OK",
-                {"status": "ready", "outputs": self.cloud.outputs, "time_scale": self.cloud.clock.time_scale},
+                {
+                    "status": "ready",
+                    "outputs": self.cloud.outputs,
+                    "time_scale": self.cloud.clock.time_scale,
+                    "clock": self.cloud.clock.export(),  # the CLI shows every time on this clock
+                },
             )
         if path.startswith("/_shepherd/trigger/") and method == "POST" and self.cloud.scheduler is not None:
             name = unquote(path[len("/_shepherd/trigger/") :])

@@ -1,4 +1,4 @@
-"""The user-facing commands: `status`, `rollout start|abort|pause|resume`, `approve`, `teardown`.
+"""The user-facing commands: `status`, `runs`, `rollout start|abort|pause|resume`, `approve`, `teardown`.
 
 They talk to the local cloud and, with `--profile`/`--region`, to AWS alike: the same boto3 calls,
 only the endpoint and the credentials differ. Stack resources (the Rollout state machine, the
@@ -7,6 +7,9 @@ rollouts table) come from the stack's outputs: CloudFormation DescribeStacks on 
 
 The rollouts table is the application's store, `shepherd.aws.rollouts.RolloutTable`, given the
 CLI's clients; execution names follow the application's rule (`shepherd.events.names`).
+
+Times are shown on the clock of the cloud they come from: the local cloud's virtual clock (it serves it on
+/_shepherd/health; its services stamp wall-clock times, converted here), or UTC on AWS; each output says which.
 
 Every failure is one line on stderr and exit code 1, never a traceback.
 """
@@ -19,6 +22,7 @@ import json
 import os
 import re
 import secrets
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +35,7 @@ from rich.table import Table
 from shepherd.aws.clients import region as environment_region
 from shepherd.aws.errors import code_of, message_of
 from shepherd.aws.rollouts import RolloutTable
+from shepherd.config import ConfigError, check_overrides
 from shepherd.errors import ShepherdError
 from shepherd.events.names import execution_name
 from shepherd.rollout.ports import ABORT, PAUSED
@@ -43,11 +48,16 @@ SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 _PACKAGE_ARN = re.compile(
     r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/(?P<group>[^/]+)/(?P<version>\d+)$"
 )
+_PACKAGE_SHORT = re.compile(r"^(?P<group>[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62})/(?P<version>\d+)$")
+PACKAGE_EXAMPLE = "arn:aws:sagemaker:us-east-1:123456789012:model-package/churn/2"
+# Not on a terminal (a pipe, a file): lines as long as they need, so that names are never split.
+UNWRAPPED_WIDTH = 4096
 
 
 def _out() -> Console:
     """Made per call, so that the width follows $COLUMNS and the current stdout."""
-    return Console(highlight=False)
+    wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    return Console(highlight=False, width=UNWRAPPED_WIDTH if wide else None)
 
 
 def _note(message: str) -> None:
@@ -108,6 +118,8 @@ class Target:
     _clients: dict[str, Any] = field(default_factory=dict)
     _outputs: dict[str, str] | None = None
     _rollouts: RolloutTable | None = None
+    _clock: CloudClock | None = None
+    implicit_aws: bool = False
 
     @classmethod
     def resolve(
@@ -120,7 +132,16 @@ class Target:
     ) -> Target:
         if endpoint_url is None and profile is None:
             endpoint_url = os.environ.get("AWS_ENDPOINT_URL") or (LOCAL_ENDPOINT if LOCAL_OUTPUTS.exists() else None)
-        return cls(endpoint_url or None, profile, region, stack_name, outputs)
+        target = cls(endpoint_url or None, profile, region, stack_name, outputs)
+        target.implicit_aws = endpoint_url is None and profile is None
+        return target
+
+    def looked_for(self) -> str:
+        """Why this talks to AWS when nobody said so: said where a failure shows."""
+        return (
+            f"(no {LOCAL_OUTPUTS} in {Path.cwd()}, no --endpoint-url, no $AWS_ENDPOINT_URL: so this tried AWS; "
+            "for the local cloud run in the folder where `shepherd local up` runs, or give --endpoint-url)"
+        )
 
     @property
     def local(self) -> bool:
@@ -161,6 +182,13 @@ class Target:
             )
             self._clients[service] = self.session().client(service, endpoint_url=self.endpoint_url, config=config)
         return self._clients[service]
+
+    def clock(self) -> CloudClock:
+        """How this cloud's times read: the local cloud's virtual clock, or UTC on AWS."""
+        if self._clock is None:
+            spec = (_health(str(self.endpoint_url)) or {}).get("clock") if self.local else None
+            self._clock = CloudClock.of_local(str(spec)) if self.local else CloudClock()
+        return self._clock
 
     # ------------------------------------------------------------ stack outputs
 
@@ -219,17 +247,69 @@ def _read_outputs(path: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()}
 
 
-def _served_outputs(endpoint_url: str) -> dict[str, str] | None:
-    """The local cloud serves the outputs of its deployed stack on /_shepherd/health."""
+def _health(endpoint_url: str) -> dict[str, Any] | None:
+    """The local cloud's /_shepherd/health: its stack's outputs and its virtual clock; None if it does not answer."""
     import urllib.error
     import urllib.request
 
     try:
         with urllib.request.urlopen(f"{endpoint_url.rstrip('/')}/_shepherd/health", timeout=5) as response:  # noqa: S310
-            outputs = json.loads(response.read()).get("outputs")
+            health = json.loads(response.read())
     except (urllib.error.URLError, OSError, ValueError):
         return None
+    return health if isinstance(health, dict) else None
+
+
+def _served_outputs(endpoint_url: str) -> dict[str, str] | None:
+    """The local cloud serves the outputs of its deployed stack on /_shepherd/health."""
+    outputs = (_health(endpoint_url) or {}).get("outputs")
     return {str(k): str(v) for k, v in outputs.items()} if isinstance(outputs, dict) and outputs else None
+
+
+@dataclass(frozen=True)
+class CloudClock:
+    """The clock a cloud's times are shown on. AWS: the wall clock, in UTC. The local cloud: its virtual clock
+    (`--time-scale`), on which rollout records and leases are stamped; its services' own times (creation,
+    execution start) are wall-clock and are moved onto it."""
+
+    label: str = "times: UTC (wall clock)"
+    virtual: float | None = None
+    wall: float = 0.0
+    scale: float = 1.0
+
+    @classmethod
+    def of_local(cls, spec: str | None) -> CloudClock:
+        """From the local cloud's `<virtual epoch>,<wall epoch>,<scale>`; the wall clock, said so, if it gave none."""
+        try:
+            virtual, wall, scale = (float(part) for part in str(spec or "").split(","))
+        except ValueError:
+            return cls("times: UTC, wall clock (the local cloud did not say its virtual clock: records may differ)")
+        pace = "as fast as wall time" if scale == 1 else f"{scale:g}x wall time"
+        return cls(f"times: local cloud clock (virtual, {pace}), UTC", virtual, wall, scale)
+
+    def now(self) -> datetime:
+        return self.from_wall(datetime.now(UTC))
+
+    def from_wall(self, value: datetime) -> datetime:
+        """A wall-clock time as the cloud's clock read it then."""
+        if self.virtual is None:
+            return value.astimezone(UTC)
+        return datetime.fromtimestamp(self.virtual + (value.timestamp() - self.wall) * self.scale, UTC)
+
+    def wall_time(self, value: Any) -> str:
+        """A time a service stamped on the wall clock (SageMaker's CreationTime, an execution's startDate)."""
+        moment = _moment(value)
+        return _time(self.from_wall(moment)) if moment is not None else _time(value)
+
+
+def _moment(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    try:
+        parsed = datetime.fromisoformat(str(value or ""))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _fail(message: str) -> NoReturn:
@@ -245,13 +325,18 @@ def _errors(target: Target | None = None) -> Iterator[None]:
     try:
         yield
     except CommandError as exc:
-        _fail(str(exc))
+        _fail(str(exc) + _hint(target))
     except ShepherdError as exc:
         # RolloutTable names a failed call in the domain's words; say it as for the CLI's own calls.
         cause = exc.__cause__
-        _fail(_aws_failure(cause, target) if isinstance(cause, ClientError | BotoCoreError) else str(exc))
+        failure = _aws_failure(cause, target) if isinstance(cause, ClientError | BotoCoreError) else str(exc)
+        _fail(failure + _hint(target))
     except (ClientError, BotoCoreError) as exc:
-        _fail(_aws_failure(exc, target))
+        _fail(_aws_failure(exc, target) + _hint(target))
+
+
+def _hint(target: Target | None) -> str:
+    return f" {target.looked_for()}" if target is not None and target.implicit_aws else ""
 
 
 def _aws_failure(exc: Exception, target: Target | None) -> str:
@@ -283,13 +368,36 @@ def _caller(target: Target) -> str:
 # ---------------------------------------------------------------- formatting
 
 
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+def _now_iso(target: Target) -> str:
+    """Now on the target's clock: flags are stamped as the rollouts that read them stamp their records."""
+    return target.clock().now().isoformat(timespec="seconds")
 
 
 def package_parts(arn: str) -> tuple[str, str] | None:
     match = _PACKAGE_ARN.match(arn or "")
     return (match["group"], match["version"]) if match else None
+
+
+def resolve_package(target: Target, given: str) -> str:
+    """A versioned model package ARN, or `<group>/<version>` looked up in the registry; else a clear error."""
+    if package_parts(given):
+        return given
+    short = _PACKAGE_SHORT.match(given or "")
+    if short is None:
+        raise CommandError(
+            f"{given!r} is not a model package: give its ARN (arn:aws:sagemaker:<region>:<account>:model-package/"
+            f"<group>/<version>, e.g. {PACKAGE_EXAMPLE}) or <group>/<version> (e.g. churn/2)"
+        )
+    group, version = short["group"], int(short["version"])
+    pages = target.client("sagemaker").get_paginator("list_model_packages").paginate(ModelPackageGroupName=group)
+    for page in pages:
+        for package in page.get("ModelPackageSummaryList", []):
+            if package.get("ModelPackageVersion") == version:
+                return str(package["ModelPackageArn"])
+    raise CommandError(
+        f"no version {version} in model package group {group} in {target.describe()} "
+        f"(give a package ARN, e.g. {PACKAGE_EXAMPLE}, or <group>/<version> of a registered one)"
+    )
 
 
 def _package_label(arn: str | None) -> str:
@@ -398,6 +506,24 @@ def _variant_table(title: str, variants: list[dict[str, Any]], specs: dict[str, 
     return table
 
 
+def _records_table(records: list[tuple[str, dict[str, Any]]]) -> Table:
+    table = Table(title=f"Last {len(records)} rollout records", title_justify="left", show_edge=False)
+    for column in ("Time", "Package", "Event", "Stage", "Verdict", "Explanation"):
+        table.add_column(column, overflow="fold")
+    for at, entry in records:
+        verdict = str(entry.get("verdict") or "")
+        style = {"PROMOTE": "green", "ROLLBACK": "red", "INCONCLUSIVE": "yellow"}.get(verdict, "")
+        table.add_row(
+            _time(at),
+            _package_label(entry.get("package")),
+            str(entry.get("event") or ""),
+            _stage(entry),
+            f"[{style}]{verdict}[/]" if style else verdict,
+            _explanation(entry),
+        )
+    return table
+
+
 def status(
     endpoint: Annotated[str, typer.Argument(help="The SageMaker endpoint's name.")],
     last: Annotated[int, typer.Option("--last", "-n", help="How many of the latest rollout records to show.")] = 10,
@@ -420,6 +546,7 @@ def status(
         if live is None and not (champion or lock or paused or aborting or records):
             raise CommandError(f"no endpoint named {endpoint} in {target.describe()}, and no rollout recorded for it")
         specs = _variant_specs(target, live.get("EndpointConfigName")) if live else {}
+        clock = target.clock()
 
     out = _out()
     if live is None:
@@ -429,7 +556,10 @@ def status(
         out.print(line)
         if live.get("FailureReason"):
             out.print(f"  failure: {live['FailureReason']}")
-        out.print(f"  created {_time(live.get('CreationTime'))}, last modified {_time(live.get('LastModifiedTime'))}")
+        out.print(
+            f"  created {clock.wall_time(live.get('CreationTime'))}, "
+            f"last modified {clock.wall_time(live.get('LastModifiedTime'))}"
+        )
         out.print(_variant_table("Production variants", live.get("ProductionVariants", []), specs))
         if live.get("ShadowProductionVariants"):
             out.print(_variant_table("Shadow variants", live["ShadowProductionVariants"], specs))
@@ -446,7 +576,7 @@ def status(
         continued = f", now in execution {execution}" if execution and execution != lock.get("owner") else ""
         out.print(
             f"[bold]Rollout lock[/]: held by {lock.get('owner', '?')} ({_package_label(lock.get('package'))}"
-            f"{continued}), lease until {_epoch(lock.get('lease_until'))} UTC"
+            f"{continued}), lease until {_epoch(lock.get('lease_until'))}"
         )
     else:
         out.print("[bold]Rollout lock[/]: free (no rollout running)")
@@ -463,24 +593,11 @@ def status(
             f"[bold]Abort[/]: [red]requested[/] by {aborting.get('by', '?')} ({aborting.get('reason', '')}): "
             "the running rollout rolls back at its next judge call"
         )
-    table = Table(title=f"Last {len(records)} rollout records", title_justify="left", show_edge=False)
-    for column in ("Time (UTC)", "Package", "Event", "Stage", "Verdict", "Explanation"):
-        table.add_column(column, overflow="fold")
-    for at, entry in records:
-        verdict = str(entry.get("verdict") or "")
-        style = {"PROMOTE": "green", "ROLLBACK": "red", "INCONCLUSIVE": "yellow"}.get(verdict, "")
-        table.add_row(
-            _time(at),
-            _package_label(entry.get("package")),
-            str(entry.get("event") or ""),
-            _stage(entry),
-            f"[{style}]{verdict}[/]" if style else verdict,
-            _explanation(entry),
-        )
     if records:
-        out.print(table)
+        out.print(_records_table(records))
     else:
         out.print("No rollout records.")
+    out.print(clock.label)
 
 
 # ---------------------------------------------------------------- rollout start | abort | pause | resume
@@ -534,7 +651,12 @@ def manual_execution_name(package_arn: str, now: datetime | None = None) -> str:
 @rollout_app.command("start")
 def rollout_start(
     package_arn: Annotated[
-        str, typer.Argument(help="The approved model package to roll out (an earlier one to go back).")
+        str,
+        typer.Argument(
+            metavar="PACKAGE",
+            help="The approved model package to roll out (an earlier one to go back): its ARN, or <group>/<version> "
+            "such as churn/2.",
+        ),
     ],
     override: Annotated[
         list[str] | None,
@@ -554,12 +676,12 @@ def rollout_start(
     """Start a Rollout of a package by hand, even while automatic rollouts are paused; prints the execution ARN."""
     target = Target.resolve(endpoint_url, profile, region, stack_name, outputs)
     with _errors(target):
-        if package_parts(package_arn) is None:
-            raise CommandError(
-                f"{package_arn!r} is not a versioned model package ARN "
-                "(arn:aws:sagemaker:<region>:<account>:model-package/<group>/<version>)"
-            )
         overrides = parse_overrides(override or [])
+        try:
+            check_overrides(overrides, "--override")
+        except ConfigError as exc:
+            raise CommandError(f"{exc}\n(nothing started; docs/CONFIG.md lists the keys)") from None
+        package_arn = resolve_package(target, package_arn)
         machine = target.output("RolloutStateMachineArn")
         package = target.client("sagemaker").describe_model_package(ModelPackageName=package_arn)
         approval = package.get("ModelApprovalStatus")
@@ -577,7 +699,7 @@ def rollout_start(
     _note(
         f"started rollout {name} of {_package_label(package_arn)}"
         + (f" with overrides {json.dumps(overrides)}" if overrides else "")
-        + "; `shepherd status <endpoint>` follows it"
+        + f"; `shepherd status <endpoint>` follows it, `shepherd runs show {name}` tells how it went"
     )
 
 
@@ -614,7 +736,7 @@ def rollout_abort(
             )
         by = _caller(target)
         target.rollouts().set_flag(
-            endpoint, ABORT, by=by, reason=reason or "aborted with shepherd rollout abort", at_iso=_now_iso()
+            endpoint, ABORT, by=by, reason=reason or "aborted with shepherd rollout abort", at_iso=_now_iso(target)
         )
     _note(
         f"abort requested on {endpoint} by {by}: rollout {run} ({_package_label(lock.get('package'))}) rolls back at "
@@ -639,7 +761,7 @@ def rollout_pause(
     with _errors(target):
         by = _caller(target)
         target.rollouts().set_flag(
-            endpoint, PAUSED, by=by, reason=reason or "paused with shepherd rollout pause", at_iso=_now_iso()
+            endpoint, PAUSED, by=by, reason=reason or "paused with shepherd rollout pause", at_iso=_now_iso(target)
         )
     _note(
         f"automatic rollouts to {endpoint} are paused (by {by}): an approved package is refused and the champion "
@@ -679,7 +801,13 @@ def rollout_resume(
 
 
 def approve(
-    package_arn: Annotated[str, typer.Argument(help="The model package to approve.")],
+    package_arn: Annotated[
+        str,
+        typer.Argument(
+            metavar="PACKAGE",
+            help=f"The model package to approve: its ARN (e.g. {PACKAGE_EXAMPLE}) or <group>/<version> (churn/2).",
+        ),
+    ],
     description: Annotated[str, typer.Option(help="Approval note recorded on the package.")] = "",
     *,
     endpoint_url: EndpointUrlOption = None,
@@ -689,6 +817,7 @@ def approve(
     """Approve a model package: SageMaker's approval event starts its automatic rollout."""
     target = Target.resolve(endpoint_url, profile, region)
     with _errors(target):
+        package_arn = resolve_package(target, package_arn)
         sagemaker = target.client("sagemaker")
         before = sagemaker.describe_model_package(ModelPackageName=package_arn).get("ModelApprovalStatus")
         if before == "Approved":
@@ -739,7 +868,11 @@ def _scaling_targets(target: Target, endpoint: str) -> list[str]:
 
 def teardown(
     model: Annotated[
-        str, typer.Argument(help="The model (its shepherd.yaml's name) whose SageMaker resources to delete.")
+        str,
+        typer.Argument(
+            help="The model whose SageMaker resources to delete: its folder name, models/<model>/shepherd.yaml "
+            "(the value of their shepherd:model tag)."
+        ),
     ],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking.")] = False,
     *,

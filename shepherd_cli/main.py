@@ -3,19 +3,38 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from shepherd.aws.clients import region as environment_region
 
-from shepherd_cli.commands import LOCAL_ENDPOINT
+from shepherd_cli.commands import LOCAL_CREDENTIALS, LOCAL_ENDPOINT
 from shepherd_cli.commands import register as register_commands
+from shepherd_cli.runs import runs
 
+
+def _flags_take_no_value() -> None:
+    """typer 0.29's rich help labels every flag (--yes, --help) <bool>, as if it took a value; its plain help
+    does not. Show no type for flags (tests/unit/test_cli_usage.py holds it)."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    setattr(TyperOption, "display_type_rich", display_type_rich)  # noqa: B010 - a method, replaced on purpose
+
+
+_flags_take_no_value()
 app = typer.Typer(
     help="Shepherd: SageMaker model lifecycle — train, register, shadow → A/B → full rollout.",
     no_args_is_help=True,
@@ -25,6 +44,7 @@ local_app = typer.Typer(
     help="The Docker-free local cloud that runs template.yaml on this machine.", no_args_is_help=True
 )
 register_commands(app)  # status, rollout, approve, teardown: shepherd_cli/commands.py
+app.command("runs")(runs)
 app.add_typer(local_app, name="local")
 console = Console(stderr=True, soft_wrap=True, highlight=False)
 
@@ -56,7 +76,9 @@ def _parse_params(values: list[str]) -> dict[str, str]:
 def local_up(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 to serve on (0 picks a free one).")] = 4566,
     template: Annotated[Path, typer.Option(help="SAM template to deploy.")] = Path("template.yaml"),
-    param: Annotated[list[str] | None, typer.Option(help="Template parameter override Key=Value (repeatable).")] = None,
+    param: Annotated[
+        list[str] | None, typer.Option(metavar="KEY=VALUE", help="Template parameter override (repeatable).")
+    ] = None,
     time_scale: Annotated[float, typer.Option(help="Run the virtual clock N times faster than wall time.")] = 1.0,
     stack_name: Annotated[str, typer.Option(help="Stack name used for physical resource names.")] = "shepherd",
     admin_api: Annotated[bool, typer.Option(help="Open moto's /moto-api reset/admin API (closed by default).")] = False,
@@ -104,7 +126,10 @@ def local_up(
     ]
     lines += [f"  export {key}={value}" for key, value in cloud.exports().items()]
     lines += ["Outputs:"] + [f"  {key} = {value}" for key, value in outputs.items()]
-    lines += [f"Outputs written to {cloud.state_dir / 'outputs.json'}. Ctrl-C stops everything."]
+    lines += [
+        f"Outputs written to {cloud.state_dir / 'outputs.json'}. `shepherd local trigger` lists the schedule rules "
+        "and fires one now. Ctrl-C stops everything."
+    ]
     typer.echo("\n".join(lines))
     sys.stdout.flush()
     try:
@@ -116,24 +141,68 @@ def local_up(
 
 @local_app.command("trigger")
 def local_trigger(
-    rule: Annotated[str, typer.Argument(help="Name of the EventBridge schedule rule to fire once.")],
-    endpoint: Annotated[str, typer.Option(help="Local cloud endpoint.")] = LOCAL_ENDPOINT,
+    rule: Annotated[
+        str | None,
+        typer.Argument(help="The schedule rule to fire once; without it, the rules there are.", show_default=False),
+    ] = None,
+    endpoint_url: Annotated[
+        str | None,
+        typer.Option(
+            "--endpoint-url",
+            help="The local cloud, as `shepherd local up` prints it. "
+            f"Default: $AWS_ENDPOINT_URL, else {LOCAL_ENDPOINT}.",
+            show_default=False,
+        ),
+    ] = None,
+    endpoint: Annotated[str | None, typer.Option("--endpoint", hidden=True, help="Deprecated: --endpoint-url.")] = None,
 ) -> None:
-    """Fire a schedule rule once, now, as if its time had come."""
+    """Fire a schedule rule once, now, as if its time had come; without a rule, list the rules there are."""
     import urllib.error
     import urllib.request
 
+    url = (endpoint_url or endpoint or os.environ.get("AWS_ENDPOINT_URL") or LOCAL_ENDPOINT).rstrip("/")
+    if rule is None:
+        rules = _schedule_rules(url)
+        typer.echo("\n".join(rules) if rules else f"no schedule rules at {url}")
+        return
     request = urllib.request.Request(  # noqa: S310 - the local endpoint, http by design
-        f"{endpoint}/_shepherd/trigger/{rule}", method="POST", data=b""
+        f"{url}/_shepherd/trigger/{quote(rule, safe='')}", method="POST", data=b""
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
             body = json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        _fail(json.loads(exc.read() or b"{}").get("message", str(exc)))
+        message = json.loads(exc.read() or b"{}").get("message", str(exc))
+        rules = _schedule_rules(url) if exc.code == 404 else []
+        _fail(message + (f"; the schedule rules there: {', '.join(rules)}" if rules else ""))
     except urllib.error.URLError as exc:
-        _fail(f"cannot reach the local cloud at {endpoint}: {exc.reason}")
+        _fail(
+            f"cannot reach the local cloud at {url}: {exc.reason} (is `shepherd local up` running? give the "
+            "endpoint it printed with --endpoint-url, or export AWS_ENDPOINT_URL as it says)"
+        )
     Console().print(f"fired {rule}: {body['targets']} target(s)")
+
+
+def _schedule_rules(endpoint_url: str) -> list[str]:
+    """The enabled schedule rules (and EventBridge Scheduler schedules) of the local cloud, by name."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    key, secret = LOCAL_CREDENTIALS
+    session = boto3.Session(aws_access_key_id=key, aws_secret_access_key=secret, region_name=environment_region())
+    names: list[str] = []
+    try:
+        events = session.client("events", endpoint_url=endpoint_url)
+        for page in events.get_paginator("list_rules").paginate():
+            names += [
+                r["Name"] for r in page.get("Rules", []) if r.get("ScheduleExpression") and r.get("State") == "ENABLED"
+            ]
+        scheduler = session.client("scheduler", endpoint_url=endpoint_url)
+        for page in scheduler.get_paginator("list_schedules").paginate(State="ENABLED"):
+            names += [schedule["Name"] for schedule in page.get("Schedules", [])]
+    except (BotoCoreError, ClientError) as exc:
+        _fail(f"cannot list the schedule rules at {endpoint_url}: {exc}")
+    return sorted(names)
 
 
 @app.command("demo")

@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 from pathlib import Path
+from typing import NoReturn
 
 import joblib
 import pandas as pd
@@ -22,12 +23,30 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 TARGET = "target"
 
 
+def fail(message: str) -> NoReturn:
+    """End the job with a one-line reason: SageMaker shows what /opt/ml/output/failure holds as its FailureReason."""
+    output = Path(os.environ.get("SM_OUTPUT_DIR", "/opt/ml/output"))
+    if output.is_dir():
+        (output / "failure").write_text(message + "\n")
+    raise SystemExit(message)
+
+
 def read_channel(directory: str) -> pd.DataFrame:
-    """Every CSV in a channel directory (SageMaker downloads a whole S3 prefix into it)."""
+    """Every CSV in a channel directory (SageMaker downloads a whole S3 prefix into it), each with the target."""
     files = sorted(Path(directory).rglob("*.csv"))
     if not files:
-        raise FileNotFoundError(f"no CSV files in {directory}")
-    return pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+        fail(f"no CSV files in {directory}")
+    frames = []
+    for path in files:
+        name = path.relative_to(directory)
+        try:
+            frame = pd.read_csv(path)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            fail(f"{name}: {' '.join(str(exc).split())}")
+        if TARGET not in frame.columns:
+            fail(f"{name}: no column {TARGET!r} (the header has {', '.join(map(str, frame.columns))})")
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
 
 
 def evaluate(model: RandomForestClassifier, frame: pd.DataFrame, split: str) -> dict[str, float]:

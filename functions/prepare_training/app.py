@@ -1,5 +1,5 @@
-"""Validates a model's config, snapshots its code and dataset, and builds the training job request
-(shepherd.training.prepare)."""
+"""Validates a model's config, checks and snapshots its dataset and code, and builds the training job request
+(shepherd.training.prepare), unless a package was already made from the same inputs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from shepherd import training
-from shepherd.aws import s3
+from shepherd.aws import s3, training_runs
 from shepherd.aws.clients import region
 from shepherd.aws.powertools import powertools
 
@@ -35,5 +35,9 @@ def _settings() -> training.Settings:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    request = training.DatasetRun.model_validate(event)
-    return training.prepare(training.Deps(objects=s3, settings=_settings()), request)
+    if event.get("action") == "describe_failure":  # the lifecycle's failure path: the notification to send
+        return training.failure_notice(str(event["execution"]), event["state"])
+    # The execution's whole input, so a manual start's optional fields (force) need no default in the ASL.
+    request = training.DatasetRun.model_validate(event["input"] | {"run": event["run"]})
+    deps = training.Deps(objects=s3, settings=_settings(), files=training_runs, packages=training_runs)
+    return training.prepare(deps, request)

@@ -48,6 +48,10 @@ def _deps() -> Deps:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     action = event.get("action")
     logger.append_keys(action=action, run=(event.get("state") or event).get("run"))
+    if action == "describe_failure":  # the failure paths' notification; a failed Prepare has no state
+        return steps.describe_failure(
+            event["event"], event.get("error"), event.get("facts") or {}, event.get("verdict")
+        )
     deps = _deps()
     if action == "prepare":
         return steps.prepare(

@@ -2,8 +2,8 @@
 
 Two triggers: the marker's S3 "Object Created" event, and the retraining schedule, which
 starts each model's newest marked dataset. Both name the execution from bucket, key and
-version, so a dataset already trained on is skipped (ExecutionAlreadyExists), and a
-schedule that finds no new data starts nothing.
+version, so a schedule that finds no new data starts nothing (ExecutionAlreadyExists); a
+marker uploaded again starts a run that PrepareTraining ends as "already trained".
 """
 
 from __future__ import annotations

@@ -174,6 +174,14 @@ def _csv_container(data: str) -> np.ndarray:
         rows = list(csv.reader(io.StringIO(data), delimiter=",", quotechar='"', doublequote=True, strict=True))
     except csv.Error as exc:
         raise ModelError(f"Error while decoding csv: {exc}", "ClientError") from exc
+    ragged = next((i for i, row in enumerate(rows) if len(row) != len(rows[0])), None)
+    if ragged is not None:  # the container fails here too, on an inhomogeneous np.array: a 500 either way
+        blank = " (a blank line)" if not rows[ragged] else ""
+        raise ModelError(
+            f"Error while decoding csv: row {ragged + 1}{blank} has {len(rows[ragged])} fields where row 1 has "
+            f"{len(rows[0])}",
+            "ClientError",
+        )
     array = np.array(rows).squeeze()
     try:
         return array.astype(None)
@@ -193,8 +201,18 @@ def json_to_numpy(data: str | bytes) -> np.ndarray:
     return np.array(json.loads(data))
 
 
+NPY_MAGIC = b"\x93NUMPY"
+
+
 def npy_to_numpy(data: str | bytes) -> np.ndarray:
+    """numpy.load of an .npy body; anything else (a pickle included: no unpickling here) is refused, naming it."""
     raw = data.encode("latin-1") if isinstance(data, str) else data
+    if not raw.startswith(NPY_MAGIC):  # else numpy answers "This file contains pickled (object) data..."
+        raise ModelError(
+            f"Error while decoding npy: the request body is not an .npy file (it begins {bytes(raw[:16])!r}); "
+            "send what numpy.save writes, or a ContentType naming what the body is (text/csv, application/json)",
+            "ClientError",
+        )
     return np.load(io.BytesIO(raw), allow_pickle=False)
 
 
@@ -341,6 +359,13 @@ def _import_script(script: Path) -> ModuleType:
     return module
 
 
+def _note_an_empty_body(error: InferenceError, payload: bytes) -> InferenceError:
+    """An empty request fails wherever its decoding fails ("EmptyDataError", "Expected 2D array"): say it was empty."""
+    if not payload.strip():
+        error.message = f"{error.message} (the request body was empty)"
+    return error
+
+
 class ModelHandler:
     """One model, loaded once, answering invocations: the /invocations side of a serving container.
 
@@ -394,10 +419,10 @@ class ModelHandler:
     def invoke(self, payload: bytes, content_type: str, accept: str | None = None) -> tuple[bytes, str]:
         """One /invocations request; returns (body, content type)."""
         accept = accept if accept and media_type(accept) != "*/*" else self.default_accept
-        request: str | bytes = payload
-        if media_type(content_type) in UTF8_TYPES:
-            request = payload.decode("utf-8")
         try:
+            request: str | bytes = payload
+            if media_type(content_type) in UTF8_TYPES:
+                request = payload.decode("utf-8")
             if self._transform_fn is not None:
                 result = self._transform_fn(self.model, request, content_type, accept)
             else:
@@ -406,10 +431,12 @@ class ModelHandler:
                 result = self._output_fn(prediction, accept)
         except UnsupportedFormatError:
             raise
-        except InferenceError:
+        except InferenceError as exc:
+            _note_an_empty_body(exc, payload)
             raise
         except Exception as exc:
-            raise ModelError(str(exc), type(exc).__name__, traceback.format_exc()) from exc
+            error = ModelError(str(exc), type(exc).__name__, traceback.format_exc())
+            raise _note_an_empty_body(error, payload) from exc
         return self._response(result, accept)
 
     @staticmethod

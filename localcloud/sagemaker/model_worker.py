@@ -186,10 +186,12 @@ def main(argv: list[str]) -> None:
             return
         meta, body = frame
         started = time.perf_counter()
+        request_type = str(meta.get("content_type") or "")
         try:
-            out, content_type = handler.invoke(body, str(meta.get("content_type") or ""), meta.get("accept"))
+            out, content_type = handler.invoke(body, request_type, meta.get("accept"))
         except InferenceError as exc:
-            print(f"Invocation failed: {exc}", file=sys.stderr, flush=True)
+            status = f"{exc.status}, request of {len(body)} bytes, Content-Type {request_type or '(none)'}"
+            print(f"Invocation failed ({status}): {exc}", file=sys.stderr, flush=True)
             if exc.stack_trace:
                 print(exc.stack_trace.rstrip("\n"), file=sys.stderr, flush=True)
             write_frame(responses, {"ok": False, "error": exc.to_dict()})

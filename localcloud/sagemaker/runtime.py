@@ -31,6 +31,7 @@ from localcloud.sagemaker.endpoints import (
     Variant,
 )
 from localcloud.sagemaker.metrics import EndpointMetrics
+from localcloud.sagemaker.serving import INSTANCE_ID, LOG_GROUP
 from localcloud.wsgi import RECEIVED_AT, json_response
 
 log = logging.getLogger("shepherd.local.sagemaker")
@@ -58,6 +59,30 @@ class InvokeError(Exception):
     def __init__(self, status: str, code: str, message: str, extra: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.extra = status, code, message, extra or {}
+
+
+def model_error(endpoint: str, variant: str, status: int, message: str) -> InvokeError:
+    """SageMaker's answer to a container's error: ModelError (HTTP 424) with botocore's ModelError fields.
+
+    A 4xx is a "client error", anything else a "server error", in AWS's words (amazon-sagemaker-examples#1809,
+    sagemaker-xgboost-container#390). Where AWS names its console, the message names the log stream and the AWS
+    CLI command (v1 and v2) that shows it here.
+    """
+    kind = "client" if 400 <= status < 500 else "server"
+    group, stream = f"{LOG_GROUP}/{endpoint}", f"{variant}/{INSTANCE_ID}"
+    return InvokeError(
+        "424 Failed Dependency",
+        "ModelError",
+        f'Received {kind} error ({status}) from primary with message "{message}". See the log stream {stream} '
+        f"of {group} (aws logs get-log-events --log-group-name {group} --log-stream-name {stream} "
+        "--query 'events[].message') in account 123456789012 for more information.",
+        {
+            "OriginalStatusCode": status,
+            "OriginalMessage": message,
+            # As on AWS, the stream is the variant's instance: <variant>/<instance id>.
+            "LogStreamArn": f"arn:aws:logs:us-east-1:123456789012:log-group:{group}:log-stream:{stream}",
+        },
+    )
 
 
 def choose_variant(endpoint: Endpoint, target: str | None, draw: Callable[[], float] = random.random) -> Variant:
@@ -156,20 +181,7 @@ class RuntimeApi:
             self._measure(name, variant, status=exc.status, started=started, received=received, model_seconds=None)
             for shadow in mirrored:  # SageMaker replicates the request, whatever production answered
                 self._submit_mirror(name, shadow, request, capture)
-            raise InvokeError(
-                "424 Failed Dependency",
-                "ModelError",
-                f'Received client error ({exc.status}) from primary with message "{exc.message}". See '
-                f"https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#logEventViewer:"
-                f"group=/aws/sagemaker/Endpoints/{name} in account 123456789012 for more information.",
-                {
-                    "OriginalStatusCode": exc.status,
-                    "OriginalMessage": exc.message,
-                    # As on AWS, the stream is the variant's instance: <variant>/<instance id>.
-                    "LogStreamArn": f"arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/Endpoints/{name}"
-                    f":log-stream:{variant.name}/i-local",
-                },
-            ) from exc
+            raise model_error(name, variant.name, exc.status, exc.message) from exc
         model_seconds = time.perf_counter() - started
 
         def after_response() -> None:

@@ -44,6 +44,7 @@ from localcloud.sagemaker.model_worker import isolation_environment
 from localcloud.sagemaker.model_worker_pool import ModelWorkerPool
 
 LOG_GROUP = "/aws/sagemaker/Endpoints"
+INSTANCE_ID = "i-local"  # the instance part of a variant's log stream, <variant>/<instance id> as on AWS
 DRAIN_SECONDS = 60.0  # wall seconds a replaced fleet waits for its in-flight requests
 SHADOW_NICE = 10  # added to a shadow variant's worker processes' nice value
 
@@ -88,7 +89,7 @@ class _InstanceFleet:
         self.work_dir = host.work_root / "endpoints" / f"{variant['VariantName']}-{uuid.uuid4().hex[:8]}"
 
     def _log(self, line: str) -> None:
-        self.host.log(LOG_GROUP + "/" + self.endpoint, f"{self.variant['VariantName']}/i-local", line)
+        self.host.log(LOG_GROUP + "/" + self.endpoint, f"{self.variant['VariantName']}/{INSTANCE_ID}", line)
 
 
 class VariantFleet(_InstanceFleet):

@@ -97,6 +97,34 @@ def test_upload_through_boto3_runs_our_handler_and_sigterm_leaves_no_worker(tmp_
     wait_for(lambda: not [pid for pid in workers if _alive(pid)], timeout=0.5, interval=0.02)
 
 
+def test_local_trigger_uses_the_endpoint_local_up_exports_and_names_the_rules(tmp_path):
+    # Given the local cloud on a port of its own choosing, and a shell with the exports it printed
+    process = _start(tmp_path, "--template", str(FIXTURES / "app" / "template.yaml"), "--stack-name", "cli")
+    try:
+        endpoint = _wait_ready(process)
+        env = {**os.environ, "AWS_ENDPOINT_URL": endpoint}
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+
+        def trigger(*args: str) -> subprocess.CompletedProcess[str]:
+            command = [str(SHEPHERD), "local", "trigger", *args]
+            return subprocess.run(command, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60)
+
+        # When the user asks which rules there are, then fires one, then mistypes one
+        listed, fired, wrong = trigger(), trigger("cli-TickFunctionEveryMinute"), trigger("cli-Tick")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    # Then every answer comes from that endpoint, not from port 4566
+    assert listed.returncode == 0, listed.stderr
+    assert "cli-TickFunctionEveryMinute" in listed.stdout.split()
+    assert fired.returncode == 0, fired.stderr
+    assert "fired cli-TickFunctionEveryMinute: 1 target(s)" in fired.stdout
+    assert wrong.returncode == 1
+    assert "no enabled schedule rule named 'cli-Tick'" in wrong.stderr
+    assert "cli-TickFunctionEveryMinute" in wrong.stderr
+
+
 def test_unsupported_resource_type_fails_the_deploy_naming_it(tmp_path):
     result = _run_failing(tmp_path, FIXTURES / "bad" / "unsupported.yaml")
     assert result.returncode == 1

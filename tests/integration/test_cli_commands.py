@@ -173,7 +173,7 @@ def _names(cloud, operation: str, key: str, name_key: str) -> set[str]:
 def test_help_names_every_command(shepherd):
     result = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
-    for command in ("status", "rollout", "approve", "teardown", "local"):
+    for command in ("status", "runs", "rollout", "approve", "teardown", "local", "demo"):
         assert command in result.output
     rollout = CliRunner().invoke(app, ["rollout", "--help"], env={"COLUMNS": "200"})
     for command in ("start", "abort", "pause", "resume"):
@@ -298,7 +298,7 @@ def test_rollout_start_runs_the_state_machine_by_hand_with_overrides(cloud, stac
         "--override",
         "rollout.judge_interval_minutes=2",
         "--override",
-        "endpoint.instance_type=ml.c5.xlarge",
+        "endpoint.realtime.instance_type=ml.c5.xlarge",
     )
     assert result.exit_code == 0, result.output
     execution_arn = result.stdout.strip()
@@ -307,20 +307,54 @@ def test_rollout_start_runs_the_state_machine_by_hand_with_overrides(cloud, stac
     assert described["name"].startswith("manual-")
     assert json.loads(described["input"]) == {
         "ModelPackageArn": package,
-        "Overrides": {"rollout": {"judge_interval_minutes": 2}, "endpoint": {"instance_type": "ml.c5.xlarge"}},
+        "Overrides": {
+            "rollout": {"judge_interval_minutes": 2},
+            "endpoint": {"realtime": {"instance_type": "ml.c5.xlarge"}},
+        },
         "Manual": True,
     }
     # A second manual run of the same package gets its own name.
     second = shepherd("rollout", "start", package)
     assert second.exit_code == 0, second.output
     assert second.stdout.strip() != execution_arn
+    # `shepherd runs` tells how the run ended (this package's config is nowhere) in one line, and its story.
+    sfn = cloud.client("stepfunctions")
+    wait_for(lambda: sfn.describe_execution(executionArn=execution_arn)["status"] != "RUNNING")
+    group = package.rsplit("/", 2)[-2]
+    listed = shepherd("runs", group)
+    assert listed.exit_code == 0, listed.output
+    line = next(line for line in listed.stdout.splitlines() if described["name"] in line)
+    assert "rollout" in line
+    assert "FAILED" in line
+    assert "Traceback" not in listed.stdout
+    story = shepherd("runs", "show", described["name"])
+    assert story.exit_code == 0, story.output
+    assert "Prepare" in story.stdout
+    assert package in story.stdout
+    assert "times: local cloud clock" in story.stdout
 
 
 def test_rollout_start_refuses_an_unapproved_package_and_bad_overrides(cloud, shepherd):
     package = _package(cloud)
     assert "not Approved" in _one_error_line(shepherd("rollout", "start", package))
     assert "key.path=value" in _one_error_line(shepherd("rollout", "start", package, "--override", "novalue"))
-    assert "not a versioned model package ARN" in _one_error_line(shepherd("rollout", "start", "churn"))
+    assert "is not a model package: give its ARN" in _one_error_line(shepherd("rollout", "start", "churn"))
+    typo = shepherd("rollout", "start", package, "--override", "rollout.judge_interval_minute=2")
+    assert typo.exit_code == 1
+    assert "--override: rollout.judge_interval_minute: unknown key (did you mean judge_interval_minutes?" in (
+        typo.stderr
+    )
+
+
+def test_local_trigger_lists_the_schedule_rules_it_can_fire(cloud, stack, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", cloud.endpoint)
+    listed = CliRunner().invoke(app, ["local", "trigger"])
+    assert listed.exit_code == 0, listed.output
+    rules = listed.stdout.split()
+    assert any("RetrainSchedule" in rule or "Retrain" in rule for rule in rules), rules
+    wrong = CliRunner().invoke(app, ["local", "trigger", "no-such-rule"])
+    assert "no enabled schedule rule named 'no-such-rule'" in _one_error_line(wrong)
+    assert rules[0] in wrong.stderr
 
 
 # ---------------------------------------------------------------- status
@@ -372,6 +406,7 @@ def test_status_shows_the_endpoint_champion_lock_and_records(cloud, shepherd, ta
     assert "automatic" in text
     for expected in ("stage-entered", "ab 10%", "CONTINUE", "not enough samples yet", "2026-11-25 10:35:00"):
         assert expected in text
+    assert "times: local cloud clock (virtual, 60x wall time), UTC" in text
 
     last_one = shepherd("status", endpoint, "--last", "1")
     assert "not enough samples yet" in last_one.stdout

@@ -158,13 +158,57 @@ def test_scaling_a_variant_changes_its_worker_processes_and_delete_stops_them(cl
     )
 
 
-def test_unsupported_content_type_is_a_model_error_with_status_415(cloud, model_url):
+def test_bad_requests_are_model_errors_in_aws_words_pointing_at_the_local_log(cloud, model_url):
+    # InvokeEndpoint's ModelError (HTTP 424) carries the container's status: a 4xx is a "client error", a 5xx a
+    # "server error" (botocore's ModelError shape; wording as in amazon-sagemaker-examples#1809 and #589).
     name = _deploy(cloud, model_url)
     _wait_status(cloud, name, "InService")
     runtime = cloud.client("sagemaker-runtime")
+    group, stream = f"/aws/sagemaker/Endpoints/{name}", "AllTraffic/i-local"
+    command = f"aws logs get-log-events --log-group-name {group} --log-stream-name {stream} --query 'events[].message'"
+    see = f"See the log stream {stream} of {group} ({command}) in account"
+
+    # A ragged CSV: the scikit-learn container fails to decode it, a 500 as on AWS
+    with pytest.raises(runtime.exceptions.ModelError) as caught:
+        runtime.invoke_endpoint(EndpointName=name, Body=b"0,0,0,0\n1,2\n", ContentType="text/csv")
+    error = caught.value.response
+    assert error["Error"]["Code"] == "ModelError"
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 424
+    assert error["OriginalStatusCode"] == 500
+    original = "ClientError: Error while decoding csv: row 2 has 2 fields where row 1 has 4"
+    assert error["OriginalMessage"] == original
+    assert error["Error"]["Message"] == (
+        f'Received server error (500) from primary with message "{original}". {see} 123456789012 for more information.'
+    )
+    assert error["LogStreamArn"] == f"arn:aws:logs:us-east-1:123456789012:log-group:{group}:log-stream:{stream}"
+
+    # A content type the container has no decoder for: its 415, a client error
     with pytest.raises(runtime.exceptions.ModelError) as caught:
         runtime.invoke_endpoint(EndpointName=name, Body=io.BytesIO(b"<x/>").read(), ContentType="application/xml")
-    assert caught.value.response["OriginalStatusCode"] == 415
+    error = caught.value.response
+    assert error["OriginalStatusCode"] == 415
+    assert error["Error"]["Message"].startswith(
+        'Received client error (415) from primary with message "Content type application/xml is not supported'
+    )
+    assert see in error["Error"]["Message"]
+
+    # The stream the message names holds the container's account of both
+    logs = cloud.client("logs")
+    events = wait_for(
+        lambda: (
+            (
+                found := [
+                    e["message"]
+                    for e in logs.filter_log_events(logGroupName=group, logStreamNames=[stream])["events"]
+                    if e["message"].startswith("Invocation failed")
+                ]
+            )
+            and len(found) == 2
+            and found
+        )
+    )
+    assert events[0].startswith("Invocation failed (500, request of 12 bytes, Content-Type text/csv): ClientError")
+    assert events[1].startswith("Invocation failed (415, request of 4 bytes, Content-Type application/xml)")
 
 
 def _serverless(cloud, model_url: str, concurrency: int) -> str:

@@ -90,7 +90,8 @@ def test_a_malformed_batch_file_goes_to_failed_with_a_reason_and_a_notification(
     assert [k for k in failed if k.endswith("broken.csv")]
     assert _keys(app, f"batch/{trained}/input/") == []
     notification = app.notifications("BatchTransformFailed", trained)
-    assert "line 2 has 2 fields" in notification["cause"]
+    assert notification["reason"].startswith(f"{key} failed: ")
+    assert "line 2 has 2 fields" in notification["reason"]
 
 
 def test_a_batch_file_for_a_model_without_an_approved_package_fails_clearly(app):
@@ -103,5 +104,5 @@ def test_a_batch_file_for_a_model_without_an_approved_package_fails_clearly(app)
 
     assert execution["status"] == "FAILED"
     notification = app.notifications("BatchTransformFailed", model)
-    assert "no Approved package" in notification["cause"]
+    assert "no Approved package" in notification["reason"]
     assert [k for k in _keys(app, f"batch/{model}/failed/") if k.endswith("a.csv")]

@@ -53,9 +53,10 @@ def test_a_marked_dataset_becomes_a_registered_package_with_metrics_and_lineage(
     assert lineage["config"]["version_id"]
     assert {c["key"].rsplit("/", 1)[1] for c in lineage["code"]} == {"train.py", "inference.py"}
     notification = app.notifications("ModelRegistered", model)
-    assert notification["model_package_arn"] == package["ModelPackageArn"]
+    assert notification["package"] == package["ModelPackageArn"]
+    assert notification["reason"] == f"registered {package['ModelPackageArn']} (PendingManualApproval)"
     # the job carried Shepherd's secure settings
-    job = app.sagemaker.describe_training_job(TrainingJobName=notification["training_job"])
+    job = app.sagemaker.describe_training_job(TrainingJobName=metadata["shepherd:training_job"])
     assert job["EnableNetworkIsolation"] is True
     assert job["InputDataConfig"][-1]["ChannelName"] == "code"  # its code came in as the SDK's code channel
     assert (
@@ -71,11 +72,40 @@ def test_a_marked_dataset_becomes_a_registered_package_with_metrics_and_lineage(
     print(f"ModelLifecycle: {len(entered)} states entered, {len(history)} history events: {entered}")
     assert entered.count("Train") == 1
     assert len(entered) <= 10
+    # The same marker uploaded again: the same data, code and config are not trained twice
+    app.s3.put_object(Bucket=app.bucket, Key=f"training/{model}/2026-11-25/_READY", Body=b"")
+    (again,) = wait_for(lambda: [e for e in app.executions(f"{model}-2026-11-25-") if e["name"] != execution["name"]])
+    skipped = finished_execution(app.cloud, again["executionArn"])
+    assert skipped["status"] == "SUCCEEDED"
+    assert json.loads(skipped["output"])["event"] == "TrainingSkipped"
+    notice = app.notifications("TrainingSkipped", model)
+    assert notice["reason"].startswith(f"already trained: {package['ModelPackageArn']} (version 1, ")
+    assert len(app.packages(model)) == 1
+    assert "Train" not in app.path(skipped)
 
 
-def test_a_csv_that_breaks_training_notifies_the_failure_reason_and_registers_nothing(app):
+def test_a_ragged_or_unlabelled_csv_fails_before_any_training_job_naming_file_and_line(app):
+    model = unique("unlabelled")
+    app.upload_project(model, churn_config(model))  # training.target_column: target
+    app.upload_dataset(model, "bad", breaking=True)
+
+    execution = app.run_of(model, "bad")
+
+    assert execution["status"] == "FAILED"
+    reason = f"TrainingDataError: training/{model}/bad/train/train.csv line 1: no column 'target' (training."
+    assert execution["error"] == "ModelLifecycleFailed"
+    assert execution["cause"].startswith(reason)
+    notification = app.notifications("ModelLifecycleFailed", model)
+    assert notification["error"] == "TrainingDataError"
+    assert list(notification)[:3] == ["reason", "detail", "event"]
+    assert notification["reason"] == execution["cause"]
+    assert "stackTrace" not in json.dumps(notification)
+    assert app.sagemaker.list_training_jobs(NameContains=model)["TrainingJobSummaries"] == []
+
+
+def test_a_csv_the_check_cannot_judge_fails_in_the_script_with_its_one_line_reason(app):
     model = unique("broken")
-    app.upload_project(model, churn_config(model))
+    app.upload_project(model, churn_config(model, **{"training.target_column": None}))
     app.upload_dataset(model, "bad", breaking=True)
 
     execution = app.run_of(model, "bad")
@@ -83,8 +113,8 @@ def test_a_csv_that_breaks_training_notifies_the_failure_reason_and_registers_no
     assert execution["status"] == "FAILED"
     notification = app.notifications("ModelLifecycleFailed", model)
     assert notification["error"] == "TrainingJobFailed"
-    assert "AlgorithmError" in notification["cause"]
-    assert "target" in notification["cause"]
+    assert "AlgorithmError: train.csv: no column 'target' (the header has tenure" in notification["reason"]
+    assert "\n" not in notification["reason"]
     assert app.packages(model) == []
 
 
@@ -99,8 +129,8 @@ def test_a_model_that_fails_its_gates_is_not_registered_and_the_reason_is_sent(a
 
     assert execution["status"] == "SUCCEEDED"
     notification = app.notifications("ModelRejected", model)
-    assert "validation:auc" in notification["evaluation"]
-    assert "at least 0.999" in notification["evaluation"]
+    assert "validation:auc" in notification["reason"]
+    assert "at least 0.999" in notification["reason"]
     assert app.packages(model) == []
 
 
@@ -117,7 +147,7 @@ def test_a_challenger_must_beat_the_champion(app):
     assert app.run_of(model, "second")["status"] == "SUCCEEDED"
 
     notification = app.notifications("ModelRejected", model)
-    assert "champion" in notification["evaluation"]
+    assert "champion" in notification["reason"]
     assert len(app.packages(model)) == 1
 
 
@@ -167,6 +197,10 @@ def test_a_wait_that_times_out_stops_the_job(app):
     assert execution["status"] == "FAILED"
     notification = app.notifications("ModelLifecycleFailed", model)
     assert notification["error"] == "States.Timeout"
+    assert notification["reason"] == execution["cause"]
+    assert notification["reason"].startswith(f"training job {model}-train-")
+    assert "did not end within 960 seconds" in notification["reason"]
+    assert notification["reason"].endswith(": it was stopped")
     (job,) = app.sagemaker.list_training_jobs(NameContains=model)["TrainingJobSummaries"]
     status = wait_for(
         lambda: (

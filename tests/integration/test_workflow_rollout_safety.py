@@ -12,13 +12,12 @@ execution entered.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from .conftest import finished_execution, wait_for
 from .workflow import (
     FAILING,
+    INCONCLUSIVE,
     JUDGE,
     PROMOTED,
     ROLLED_BACK,
@@ -192,7 +191,8 @@ def test_a_restore_that_fails_is_reported_as_a_failed_rollback_and_retried_by_th
         assert failed.get("error") == "RollbackFailed"
         assert app.path(failed) == STARTED + STAGE + ["RollbackWeights", "RollbackConfig", *ROLLBACK_FAILED]
         notification = app.notifications("RollbackFailed", "", match=lambda n: n.get("endpoint") == model)
-        assert "did not take" in json.dumps(notification["error"])
+        assert notification["reason"].startswith(f"ROLLBACK FAILED on {model}: ")
+        assert "did not take" in notification["reason"] + notification["detail"]
         # and the reconciler then restores the champion's config and frees the endpoint
         wait_for(
             lambda: (
@@ -225,9 +225,12 @@ def test_with_supersede_a_new_approval_ends_the_running_rollout_without_rejectin
 
     # Then the running rollout ends at its next judge call, INCONCLUSIVE: restored, its candidate not rejected
     superseded = finished_execution(cloud, running["executionArn"], timeout=120)
-    assert superseded["status"] == "FAILED"
-    assert app.path(superseded) == STARTED + STAGE + ROLLED_BACK
+    assert (superseded["status"], superseded.get("error")) == ("FAILED", "Inconclusive")
+    assert app.path(superseded) == STARTED + STAGE + INCONCLUSIVE
     assert _approval(app, v2) == "Approved"
+    notification = app.notifications("RolloutInconclusive", model, match=lambda n: n.get("package") == v2)
+    assert notification["reason"].startswith("A person must decide")
+    assert superseded["cause"] == notification["reason"]
     (verdict,) = [r for r in app.records(model) if r["package"] == v2 and r.get("verdict") not in (None, "CONTINUE")]
     assert verdict["verdict"] == "INCONCLUSIVE"
     assert verdict["explanation"].startswith(f"Aborted by superseded by {v3}")

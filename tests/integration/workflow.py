@@ -415,9 +415,21 @@ ROLLED_BACK = [
     "RollbackWeights",
     "RollbackConfig",
     "VerifyRollback",
+    "RollbackOutcome",
     "DescribeRollback",
     "NotifyRolledBack",
     "RolledBack",
+]
+# an INCONCLUSIVE verdict: the champion restored as for a rollback, the package kept for a person to decide
+INCONCLUSIVE = [
+    "Undecided",
+    "RollbackWeights",
+    "RollbackConfig",
+    "VerifyRollback",
+    "RollbackOutcome",
+    "DescribeInconclusive",
+    "NotifyInconclusive",
+    "Inconclusive",
 ]
 
 

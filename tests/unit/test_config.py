@@ -580,7 +580,8 @@ def test_unknown_key_is_refused_with_a_suggestion() -> None:
     # Then the error names it, the likely key and the keys allowed there
     assert problems(text) == [
         f"{SOURCE}: training.instance_typ: unknown key (did you mean instance_type? allowed here: instance_type, "
-        "instance_count, volume_size_gb, max_runtime_seconds, spot, network_isolation, metric_definitions)"
+        "instance_count, volume_size_gb, max_runtime_seconds, spot, network_isolation, metric_definitions, "
+        "target_column)"
     ]
 
 

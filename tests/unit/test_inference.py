@@ -31,6 +31,7 @@ from localcloud.sagemaker.inference import (
 )
 from localcloud.sagemaker.model_artifacts import PreparedModel, prepare_model
 from localcloud.sagemaker.model_worker_pool import ModelWorkerPool
+from localcloud.sagemaker.runtime import model_error
 from localcloud.sagemaker.transform import InputObject, TransformRun, apply_jsonpath, compile_jsonpath, split_response
 from tests.tarballs import tar_gz
 
@@ -115,6 +116,82 @@ def test_unsupported_accept_is_a_406_naming_it(tmp_path, model):
         handler.invoke(CSV_BODY, "text/csv", "text/html")
     assert raised.value.status == 406
     assert "text/html" in raised.value.message
+
+
+# What a client's bad payload gets from the default handlers. The container answers 500 to all of them: the
+# sklearn container's Flask worker (sagemaker-containers _transformer.py) turns only its own
+# UnsupportedFormatError into 415/406, and the inference toolkit (sagemaker_inference/transformer.py) any
+# exception but a BaseInferenceToolkitError into GenericInferenceToolkitError(500); a malformed CSV to a
+# scikit-learn endpoint on AWS is "Received server error (500)" (amazon-sagemaker-examples#589).
+
+
+@pytest.mark.parametrize(
+    ("payload", "error_type", "words"),
+    [
+        (b"1,2,3\n4,5\n", "ClientError", "Error while decoding csv: row 2 has 2 fields where row 1 has 3"),
+        (b"1,2,3\n\n4,5,6\n", "ClientError", "row 2 (a blank line) has 0 fields where row 1 has 3"),
+        (b"1,abc,3\n", "ValueError", "could not convert string to float"),
+        (b"1,2\n3,4\n", "ValueError", "X has 2 features, but LinearRegression is expecting 3 features"),
+    ],
+)
+def test_a_malformed_csv_payload_is_the_containers_500_saying_what_is_wrong(
+    tmp_path, model, payload, error_type, words
+):
+    handler = loaded(tmp_path, model)
+    with pytest.raises(ModelError) as raised:
+        handler.invoke(payload, "text/csv", "text/csv")
+    assert raised.value.status == 500
+    assert raised.value.error_type == error_type
+    assert words in raised.value.message
+
+
+def test_a_body_that_is_not_npy_is_named_rather_than_called_pickled_data(tmp_path, model):
+    handler = loaded(tmp_path, model)
+    with pytest.raises(ModelError) as raised:
+        handler.invoke(CSV_BODY, "application/x-npy", "text/csv")
+    assert raised.value.status == 500
+    assert "the request body is not an .npy file (it begins b'0.5,1.25,-3.0\\n2.'" in raised.value.message
+    assert "pickled" not in raised.value.message
+
+
+@pytest.mark.parametrize("content_type", ["text/csv", "application/json", "application/x-npy"])
+def test_an_empty_body_fails_as_in_the_container_and_says_it_was_empty(tmp_path, model, content_type):
+    handler = loaded(tmp_path, model)
+    with pytest.raises(ModelError) as raised:
+        handler.invoke(b"", content_type, "text/csv")
+    assert raised.value.status == 500
+    assert raised.value.message.endswith("(the request body was empty)")
+
+
+def test_an_empty_body_a_predict_fn_accepts_is_answered(tmp_path, model):
+    # Given a script whose predict_fn answers an empty input: nothing refuses an empty body before it
+    directory = model_dir(tmp_path, model, "sklearn_default")
+    with (directory / "code" / "inference.py").open("a") as script:
+        script.write("\n\ndef predict_fn(data, model):\n    return data if data.size == 0 else model.predict(data)\n")
+    handler = ModelHandler()
+    handler.load(directory, {})
+    assert handler.invoke(b"", "text/csv", "application/json") == (b"[]", "application/json")
+
+
+def test_a_body_that_is_not_utf8_is_a_model_error_not_a_crash(tmp_path, model):
+    handler = loaded(tmp_path, model)
+    with pytest.raises(ModelError) as raised:
+        handler.invoke(b"\xff\xfe1,2,3", "text/csv", "text/csv")
+    assert raised.value.error_type == "UnicodeDecodeError"
+    assert raised.value.status == 500
+
+
+@pytest.mark.parametrize(("status", "kind"), [(400, "client"), (415, "client"), (500, "server"), (503, "server")])
+def test_sagemaker_words_a_containers_4xx_as_a_client_error_and_a_5xx_as_a_server_error(status, kind):
+    error = model_error("churn", "AllTraffic", status, "bad rows")
+    assert (error.status, error.code) == ("424 Failed Dependency", "ModelError")
+    assert error.message.startswith(
+        f'Received {kind} error ({status}) from primary with message "bad rows". See the log stream '
+    )
+    assert (
+        "(aws logs get-log-events --log-group-name /aws/sagemaker/Endpoints/churn --log-stream-name " in error.message
+    )
+    assert error.extra["OriginalStatusCode"] == status
 
 
 def test_csv_fast_path_gives_the_containers_result():

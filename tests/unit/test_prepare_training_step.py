@@ -1,4 +1,5 @@
-"""PrepareTraining's step (shepherd.training.prepare) on an in-memory bucket: what it refuses, writes and returns."""
+"""PrepareTraining's step (shepherd.training.prepare) on an in-memory bucket and registry: what it refuses, skips,
+writes and returns."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import hashlib
 import io
 import json
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,11 +31,12 @@ framework: sklearn
 entry_point: train.py
 inference_entry_point: inference.py
 hyperparameters: {max_depth: 5}
-training: {instance_type: ml.m5.large, max_runtime_seconds: 1800}
+training: {instance_type: ml.m5.large, max_runtime_seconds: 1800, target_column: target}
 registry: {model_package_group: churn-models}
 """
 CODE = {"train.py": b"print('validation:auc=0.82;')\n", "inference.py": b"def model_fn(model_dir):\n    return None\n"}
-DATA = {"train/part-0.csv": b"1,0.5\n0,0.1\n", "validation/part-0.csv": b"1,0.4\n"}
+DATA = {"train/part-0.csv": b"target,x\n1,0.5\n0,0.1\n", "validation/part-0.csv": b"target,x\n1,0.4\n"}
+GROUP_ARN = "arn:aws:sagemaker:eu-west-1:123456789012:model-package/churn-models"
 
 
 @dataclass
@@ -71,6 +74,36 @@ class FakeBucket:
     def latest(self, key: str) -> bytes:
         return self.versions[key][-1][1]
 
+    def read_head(self, bucket: str, key: str, version_id: str | None, limit: int) -> Iterator[bytes]:
+        data = self.read_bytes(bucket, key, version_id)[:limit]
+        yield from (data[i : i + 5] for i in range(0, len(data), 5))
+
+
+@dataclass
+class FakePackages:
+    """TrainedPackages: a group's packages as DescribeModelPackage returns them, newest last."""
+
+    groups: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    asked: list[tuple[str, int]] = field(default_factory=list)
+
+    def recent_packages(self, group: str, limit: int) -> Iterator[dict[str, Any]]:
+        self.asked.append((group, limit))
+        yield from list(reversed(self.groups.get(group, [])))[:limit]
+
+    def register(self, group: str, lineage: dict[str, str], status: str = "Approved") -> str:
+        packages = self.groups.setdefault(group, [])
+        arn = f"{GROUP_ARN}/{len(packages) + 1}"
+        metadata = {f"shepherd:{key}": value for key, value in lineage.items()}
+        packages.append(
+            {
+                "ModelPackageArn": arn,
+                "ModelPackageVersion": len(packages) + 1,
+                "ModelApprovalStatus": status,
+                "CustomerMetadataProperties": metadata,
+            }
+        )
+        return arn
+
 
 def _archived(archive: bytes) -> dict[str, bytes]:
     files = {}
@@ -89,6 +122,7 @@ def _etag(data: bytes) -> str:
 @dataclass
 class World:
     bucket: FakeBucket = field(default_factory=FakeBucket)
+    packages: FakePackages = field(default_factory=FakePackages)
     settings: training.Settings = SETTINGS
 
     def upload_model(self, config: str | None = CONFIG, code: dict[str, bytes] = CODE) -> None:
@@ -97,16 +131,17 @@ class World:
         for name, data in code.items():
             self.bucket.put(f"models/churn/code/{name}", data)
 
-    def upload_dataset(self, files: dict[str, bytes] = DATA) -> training.DatasetRun:
+    def upload_dataset(self, files: dict[str, bytes] = DATA, *, run: str = RUN) -> training.DatasetRun:
         for name, data in files.items():
             self.bucket.put(f"{DATASET}{name}", data)
         version = self.bucket.put(MARKER, b"")
         return training.DatasetRun(
-            model="churn", dataset="d1", bucket=BUCKET, prefix=DATASET, marker=MARKER, marker_version=version, run=RUN
+            model="churn", dataset="d1", bucket=BUCKET, prefix=DATASET, marker=MARKER, marker_version=version, run=run
         )
 
     def prepare(self, request: training.DatasetRun) -> dict[str, Any]:
-        return training.prepare(training.Deps(objects=self.bucket, settings=self.settings), request)
+        deps = training.Deps(objects=self.bucket, settings=self.settings, files=self.bucket, packages=self.packages)
+        return training.prepare(deps, request)
 
 
 @pytest.fixture
@@ -141,6 +176,7 @@ def test_the_output_is_what_the_lifecycle_state_machine_reads(world: World) -> N
     prepared = world.prepare(request)
     # Then it returns the keys model_lifecycle.asl.json passes on to Train, Evaluate and Register
     assert set(prepared) == {
+        "skipped",
         "model",
         "run",
         "bucket",
@@ -251,8 +287,26 @@ def test_the_marker_and_empty_objects_are_not_data(world: World) -> None:
         (CONFIG, CODE, {}, "eu-west-1", "holds no data besides its _READY marker"),
         (CONFIG, CODE, {"code/part-0.csv": b"1\n"}, "eu-west-1", "the folder code/ is reserved"),
         (CONFIG, CODE, DATA, "xx-nowhere-1", "SageMaker publishes no sklearn image in xx-nowhere-1"),
+        (
+            CONFIG,
+            CODE,
+            DATA | {"train/part-1.csv": b"target,x\n1,0.5,7\n"},
+            "eu-west-1",
+            f"^{DATASET}train/part-1.csv line 2: 3 fields, the header has 2$",
+        ),
+        (CONFIG, CODE, {"train/part-0.csv": b"label,x\n1,0.5\n"}, "eu-west-1", "no column 'target'"),
     ],
-    ids=["no-config", "bad-config", "no-entry-point", "requirements", "only-marker", "code-folder", "no-image"],
+    ids=[
+        "no-config",
+        "bad-config",
+        "no-entry-point",
+        "requirements",
+        "only-marker",
+        "code-folder",
+        "no-image",
+        "ragged-csv",
+        "no-target",
+    ],
 )
 def test_every_refusal_comes_before_the_first_write(
     world: World,
@@ -270,3 +324,119 @@ def test_every_refusal_comes_before_the_first_write(
     with pytest.raises(InvalidInput, match=refusal):
         world.prepare(request)
     assert world.bucket.written == []
+
+
+def test_a_dataset_already_trained_with_the_same_code_and_config_is_skipped_naming_its_package(world: World) -> None:
+    # Given a dataset trained once into a package, and its marker uploaded again (a new run)
+    world.upload_model()
+    first = world.prepare(world.upload_dataset())
+    arn = world.packages.register("churn-models", first["lineage"])
+    written = list(world.bucket.written)
+    again = world.upload_dataset({}, run="churn-d1-second")
+    # When PrepareTraining runs for the new run
+    prepared = world.prepare(again)
+    # Then it trains nothing, writes nothing, and says which package it already made
+    assert prepared["skipped"] is True
+    assert prepared["reason"].startswith(f"already trained: {arn} (version 1, Approved)")
+    assert '"force": true' in prepared["detail"]
+    assert prepared["already_trained"] == {
+        "model_package_arn": arn,
+        "version": 1,
+        "approval_status": "Approved",
+        "execution": RUN,
+    }
+    assert world.bucket.written == written
+    assert world.packages.asked[-1] == ("churn-models", training.TRAINED_LOOKBACK)
+
+
+def test_force_retrains_a_dataset_already_trained(world: World) -> None:
+    # Given a dataset already trained into a package
+    world.upload_model()
+    world.packages.register("churn-models", world.prepare(world.upload_dataset())["lineage"])
+    # When its marker is uploaded again with force
+    again = world.upload_dataset({}, run="churn-d1-forced").model_copy(update={"force": True})
+    prepared = world.prepare(again)
+    # Then the run trains, and the registry is not even asked
+    assert prepared["skipped"] is False
+    assert prepared["job_name"] == training.job_name("churn", "churn-d1-forced")
+    assert len(world.packages.asked) == 1
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda world: world.bucket.put(f"{DATASET}train/part-0.csv", DATA["train/part-0.csv"]),
+        lambda world: world.upload_model(code={"train.py": CODE["train.py"]}),
+        lambda world: world.upload_model(config=CONFIG.replace("max_depth: 5", "max_depth: 6"), code={}),
+    ],
+    ids=["data-uploaded-again", "code-uploaded-again", "config-changed"],
+)
+def test_a_new_version_of_data_code_or_config_trains_again(world: World, change: Any) -> None:
+    # Given a dataset already trained into a package
+    world.upload_model()
+    world.packages.register("churn-models", world.prepare(world.upload_dataset())["lineage"])
+    # When a data file, the code or the config gets a new version, and the marker is uploaded again
+    change(world)
+    prepared = world.prepare(world.upload_dataset({}, run="churn-d1-changed"))
+    # Then the run trains on it
+    assert prepared["skipped"] is False
+
+
+def test_a_package_of_other_inputs_does_not_skip(world: World) -> None:
+    # Given a group whose packages were made from other inputs (or before Shepherd recorded them)
+    world.upload_model()
+    world.packages.register("churn-models", {"inputs_digest": "0" * 64})
+    world.packages.register("churn-models", {"execution": "older"})
+    # When a dataset is marked, then it trains
+    assert world.prepare(world.upload_dataset())["skipped"] is False
+
+
+@pytest.mark.parametrize(
+    ("state", "reason", "error"),
+    [
+        (
+            {
+                "error": {
+                    "Error": "TrainingDataError",
+                    "Cause": json.dumps(
+                        {
+                            "errorMessage": "training/churn/d1/part-2.csv line 50: 11 fields, the header has 9",
+                            "errorType": "TrainingDataError",
+                            "stackTrace": ['  File "/var/task/app.py", line 40, in handler\n'],
+                        }
+                    ),
+                }
+            },
+            "TrainingDataError: training/churn/d1/part-2.csv line 50: 11 fields, the header has 9",
+            "TrainingDataError",
+        ),
+        (
+            {"job_name": "churn-train-1", "wait_timeout_seconds": 2700, "error": {"Error": "States.Timeout"}},
+            "training job churn-train-1 did not end within 2700 seconds (training.max_runtime_seconds, or "
+            "spot.max_wait_seconds, plus 900): it was stopped",
+            "States.Timeout",
+        ),
+        (
+            {"error": {"Error": "States.Timeout"}},
+            "States.Timeout: the step did not finish within its time limit",
+            "States.Timeout",
+        ),
+    ],
+    ids=["lambda-error", "training-wait", "step-timeout"],
+)
+def test_a_failure_is_told_in_one_line_first_without_the_stack_trace(
+    state: dict[str, Any], reason: str, error: str
+) -> None:
+    # Given the lifecycle's state when a step failed
+    # When the failure is described
+    notice = training.failure_notice("arn:execution", {"model": "churn", **state})
+    # Then the notification leads with the one-line reason, then the detail and the facts; no stack trace
+    assert list(notice)[:3] == ["reason", "detail", "event"]
+    assert (notice["reason"], notice["event"], notice["error"], notice["model"]) == (
+        reason,
+        "ModelLifecycleFailed",
+        error,
+        "churn",
+    )
+    assert "stackTrace" not in json.dumps(notice)
+    assert "app.py" not in json.dumps(notice)

@@ -246,3 +246,23 @@ def test_the_clean_up_is_notified_once(world: World) -> None:
         "MISSING",
     )
     assert (message["action"], message["config"]) == ("restored", CHAMPION_CONFIG)
+    assert list(message)[:3] == ["reason", "detail", "event"]
+    assert message["reason"] == (
+        f"The rollout {RUN} on churn ended missing without its clean-up: ReconcileRollouts is restoring the "
+        f"champion's config {CHAMPION_CONFIG}"
+    )
+
+
+def test_a_release_without_a_restore_says_the_lock_was_freed(world: World) -> None:
+    # Given a stranded rollout on an endpoint already serving the champion's config
+    world.endpoints.deregister_scaling("churn", "v2")
+    world.endpoints.update_endpoint("churn", CHAMPION_CONFIG, exclude_weights=True)
+    world.stranded()
+    # When the sweep runs
+    world.sweep()
+    # Then the notification says the lock was freed, and on which config the endpoint serves
+    ((_, message),) = world.topic.sent
+    assert message["reason"] == (
+        f"The rollout {RUN} on churn ended aborted without its clean-up: ReconcileRollouts freed the endpoint's lock"
+    )
+    assert message["detail"] == f"The endpoint serves the champion's config {CHAMPION_CONFIG}."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,18 @@ from shepherd.rollout.state import RolloutState
 from .fakes import FakeEndpoints, FakeObjects, FakeResumer, FakeRolloutStore, FakeTokens, ManualClock
 
 BUCKET = "shepherd-data"
+# A Lambda function's error as Step Functions puts it in a Catch's Cause: Lambda's error document, as JSON.
+LAMBDA_CAUSE = json.dumps(
+    {
+        "errorMessage": "endpoint churn kept config churn-shadow-v2: the update did not take",
+        "errorType": "EndpointUpdateFailed",
+        "requestId": "5b6c6a1e-3a7e-4f2b-9d0c-2f1e8c1c2a11",
+        "stackTrace": [
+            '  File "/var/task/app.py", line 61, in handler\n    return dict(getattr(steps, action)(deps, state))\n',
+            '  File "/opt/python/shepherd/rollout/steps.py", line 470, in verify_rollback\n    raise X(...)\n',
+        ],
+    }
+)
 ROLE = "arn:aws:iam::123456789012:role/shepherd-sagemaker"
 KEY = "arn:aws:kms:us-east-1:123456789012:key/k"
 CONFIG = """\
@@ -363,7 +376,17 @@ def test_a_rollback_in_ab_moves_weights_first_then_restores_and_rejects(world: W
     assert restored == {"restored": True}
     verdict = {"verdict": "ROLLBACK", "explanation": "errors 3x the champion's"}
     answer = steps.verify_rollback(world.deps, state.model_copy(update={"verdict": verdict}))
-    assert answer["reason"] == "errors 3x the champion's"
+    assert (answer["outcome"], answer["reason"]) == (
+        "rolled-back",
+        "Rolled back churn v2 on churn: errors 3x the champion's",
+    )
+    assert f"package {state.package_arn} is Rejected" in answer["detail"]
+    record = world.store.records("churn")[-1]
+    assert (record["event"], record["outcome"], record["reason"]) == (
+        "rolled-back",
+        "ROLLED_BACK",
+        "errors 3x the champion's",
+    )
     assert world.live()["EndpointConfigName"] == state.last_good
     assert world.endpoints.packages[state.package_arn]["ModelApprovalStatus"] == "Rejected"
     assert ("churn", "v1") in world.endpoints.scaling
@@ -392,19 +415,81 @@ def test_a_rollback_during_the_watch_deregisters_the_challenger_s_scaling_first(
 
 
 def test_an_inconclusive_rollout_restores_the_champion_but_does_not_reject(world: World) -> None:
+    # Given a rollout in its first A/B step (index 1), undecided at the step's maximum duration
+    serving_v1(world)
+    state = enter(world, enter(world, world.prepare(2), 0), 1)
+    statistics = [{"metric": "error_rate", "verdict": "INCONCLUSIVE", "candidate_samples": 40}]
+    verdict = {
+        "verdict": "INCONCLUSIVE",
+        "explanation": "No decision in 120 minutes",
+        "statistics": statistics,
+        "stage_index": 1,
+    }
+
+    # When the rollback restores the champion
+    answer = roll_back(world, state, verdict)
+
+    # Then it ends as its own outcome: the champion serves, the package stays Approved, the record says INCONCLUSIVE
+    assert answer["outcome"] == "inconclusive"
+    assert world.live()["EndpointConfigName"] == state.last_good
+    assert world.endpoints.packages[state.package_arn]["ModelApprovalStatus"] == "Approved"
+    assert world.store.lock_of("churn") is None
+    record = world.store.records("churn")[-1]
+    assert (record["event"], record["outcome"], record["reason"]) == (
+        "inconclusive",
+        "INCONCLUSIVE",
+        "No decision in 120 minutes",
+    )
+    # and its notification's first line says a person must decide, and how
+    assert answer["reason"].startswith("A person must decide: the rollout of churn v2 on churn was inconclusive")
+    assert f"`shepherd rollout start {state.package_arn}`" in answer["reason"]
+    assert "\n" not in answer["reason"]
+    again, reject = answer["detail"].split("\n")[1:]
+    assert again.endswith(f"shepherd rollout start {state.package_arn} --override rollout.ab.max_duration_minutes=240")
+    assert reject.startswith(
+        f"To reject it: aws sagemaker update-model-package --model-package-arn {state.package_arn}"
+    )
+
+
+def test_a_superseded_rollout_is_inconclusive_without_a_stage_to_lengthen(world: World) -> None:
     serving_v1(world)
     state = enter(world, world.prepare(2), 0)
-    answer = roll_back(world, state, {"verdict": "INCONCLUSIVE", "explanation": "undecided in 60 minutes"})
-    assert answer["outcome"] == "rolled-back"
+    # Given a rollout that a newer approval superseded: the judge's abort verdict, nothing judged
+    verdict = {
+        "verdict": "INCONCLUSIVE",
+        "explanation": "Aborted by superseded by v3",
+        "statistics": [],
+        "stage_index": 0,
+    }
+    answer = roll_back(world, state, verdict)
+    # Then a person is told to start it again, with no longer stage to suggest
+    assert answer["outcome"] == "inconclusive"
+    assert f"To try again: shepherd rollout start {state.package_arn}\n" in answer["detail"]
     assert world.endpoints.packages[state.package_arn]["ModelApprovalStatus"] == "Approved"
-    assert world.store.events("churn")[-1] == "inconclusive"
 
 
 def test_a_failed_step_s_error_is_the_rollback_reason(world: World) -> None:
     serving_v1(world)
     state = enter(world, world.prepare(2), 0)
     answer = roll_back(world, state, {"Error": "States.Timeout", "Cause": "no InService in an hour"})
-    assert answer["reason"] == "States.Timeout: no InService in an hour"
+    assert answer["reason"] == "Rolled back churn v2 on churn: States.Timeout: no InService in an hour"
+
+
+def test_a_lambda_error_rolls_back_with_its_message_not_its_stack_trace(world: World) -> None:
+    # Given a step that failed in its Lambda function: Step Functions' Cause is Lambda's error document
+    serving_v1(world)
+    state = enter(world, world.prepare(2), 0)
+    error = {"Error": "EndpointUpdateFailed", "Cause": LAMBDA_CAUSE}
+
+    answer = roll_back(world, state, error)
+
+    assert answer["reason"] == (
+        "Rolled back churn v2 on churn: EndpointUpdateFailed: endpoint churn kept config churn-shadow-v2: "
+        "the update did not take"
+    )
+    assert world.endpoints.packages[state.package_arn]["ApprovalDescription"].endswith("did not take")
+    assert "/var/task" not in str(answer)
+    assert "Traceback" not in str(answer)
 
 
 def test_a_rollback_already_on_the_last_good_config_resumes_at_once(world: World) -> None:
@@ -494,3 +579,76 @@ def test_a_multi_model_candidate_names_its_target_model(world: World) -> None:
     assert container["Mode"] == "MultiModel"
     assert container["ModelDataUrl"].endswith("/run1/")
     assert world.store.records("churn")[-1]["target_model"] == "model.tar.gz"
+
+
+# ---------------------------------------------------------------- failure notifications
+
+FACTS = {
+    "execution": "arn:aws:states:us-east-1:123456789012:execution:shepherd-rollout:churn-v2-run",
+    "model": "churn",
+    "endpoint": "churn",
+    "package": "arn:aws:sagemaker:us-east-1:123456789012:model-package/churn/2",
+}
+
+
+def test_a_failed_restore_is_told_in_one_line_with_what_happens_next() -> None:
+    # Given VerifyRollback's RollbackFailed, caught with Lambda's error document as its Cause
+    error = {
+        "Error": "RollbackFailed",
+        "Cause": json.dumps(
+            {
+                "errorType": "RollbackFailed",
+                "errorMessage": "endpoint churn is not restored: config churn-shadow-v2, not churn-first-v1",
+                "stackTrace": ['  File "/var/task/app.py", line 66, in handler\n'],
+            }
+        ),
+    }
+    verdict = {"verdict": "ROLLBACK", "explanation": "errors 3x the champion's"}
+
+    told = steps.describe_failure("RollbackFailed", error, FACTS, verdict)
+
+    assert list(told)[:3] == ["reason", "detail", "event"]
+    assert told["reason"] == (
+        "ROLLBACK FAILED on churn: RollbackFailed: endpoint churn is not restored: config churn-shadow-v2, "
+        "not churn-first-v1"
+    )
+    assert told["detail"].splitlines() == [
+        "ReconcileRollouts restores the champion's recorded config on its schedule and notifies "
+        "(RolloutReconciled); `shepherd status churn` shows the endpoint.",
+        "It was rolling back because: errors 3x the champion's",
+    ]
+    assert (told["event"], told["error"], told["package"]) == ("RollbackFailed", "RollbackFailed", FACTS["package"])
+    assert "/var/task" not in json.dumps(told)
+
+
+def test_a_rollout_that_did_not_start_says_why_and_how_to_start_it_again() -> None:
+    error = {
+        "Error": "InvalidInput",
+        "Cause": json.dumps(
+            {"errorType": "InvalidInput", "errorMessage": "endpoint churn is Updating", "stackTrace": []}
+        ),
+    }
+    facts = {"execution": FACTS["execution"], "package": FACTS["package"]}
+
+    told = steps.describe_failure("RolloutFailed", error, facts)
+
+    assert told["reason"] == "The rollout of churn v2 did not start: InvalidInput: endpoint churn is Updating"
+    assert told["detail"] == (
+        f"The package stays Approved: fix the cause, then `shepherd rollout start {FACTS['package']}`."
+    )
+    assert (told["model"], told["endpoint"]) == (None, None)
+
+
+def test_a_failed_first_deployment_and_a_lost_lock_name_the_endpoint() -> None:
+    timeout = {"Error": "States.Timeout", "Cause": ""}
+    assert steps.describe_failure("RolloutFailed", timeout, FACTS)["reason"] == (
+        "Deploying churn v2 to the new endpoint churn failed: States.Timeout: the step did not finish within its "
+        "time limit"
+    )
+    lost = steps.describe_failure("LockLost", {"Error": "LockLost", "Cause": "another rollout has churn"}, FACTS)
+    assert lost["reason"].startswith("The rollout of churn v2 on churn stopped and left the endpoint alone")
+
+
+def test_describing_a_failure_never_raises_on_a_malformed_error() -> None:
+    told = steps.describe_failure("RollbackFailed", None, {}, {"Error": 3})
+    assert told["reason"] == "ROLLBACK FAILED on the endpoint: Error: no cause given"

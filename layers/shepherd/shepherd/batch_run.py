@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from shepherd.batch import (
 )
 from shepherd.config import ConfigError, ModelConfig, load_config
 from shepherd.errors import InvalidInput, NotFound
+from shepherd.events.notifications import Explanation, explain
 from shepherd.rollout import MULTI_MODEL_PACKAGE
 from shepherd.rollout.plan import serving_variant
 
@@ -194,14 +194,11 @@ def _batch_model(deps: Deps, arn: str, group: str, model: str) -> str:
     return name
 
 
-def failure_reason(error: Failure | None) -> str:
-    """A failed run's reason in one line: a Lambda error's Cause is its JSON error document."""
+def failure(error: Failure | None) -> Explanation:
+    """A failed run's error told in one line, then the rest (shepherd.events.notifications.explain)."""
     if error is None:
-        return "the batch run failed"
-    cause = error.Cause
-    with contextlib.suppress(ValueError, AttributeError):
-        cause = json.loads(cause).get("errorMessage", cause)
-    return f"{error.Error}: {cause}".strip()
+        return Explanation("Error", "the batch run failed", "")
+    return explain(error.model_dump())
 
 
 def finish(bucket: Bucket, request: FinishRequest, now: datetime) -> dict[str, Any]:
@@ -209,9 +206,11 @@ def finish(bucket: Bucket, request: FinishRequest, now: datetime) -> dict[str, A
     uploaded = batch_file(request.key)
     completed = request.outcome == "Completed"
     target = processed_key(uploaded, request.run) if completed else failed_key(uploaded, request.run)
-    reason = None if completed else failure_reason(request.error)
-    if reason:
-        bucket.write_bytes(request.bucket, reason_key(uploaded, request.run), (reason + "\n").encode(), "text/plain")
+    explained = None if completed else failure(request.error)
+    reason = explained.reason if explained else None
+    if explained:
+        text = "\n".join(part for part in (explained.reason, explained.detail) if part) + "\n"
+        bucket.write_bytes(request.bucket, reason_key(uploaded, request.run), text.encode(), "text/plain")
     # Moving is copy-then-delete; the versioned bucket keeps the input's version either way: nothing is lost.
     bucket.move(request.bucket, request.key, request.version_id, target)
     summary = BatchSummary(
@@ -230,4 +229,5 @@ def finish(bucket: Bucket, request: FinishRequest, now: datetime) -> dict[str, A
     )
     location = summary_key(uploaded, request.run)
     bucket.write_bytes(request.bucket, location, summary.to_json().encode(), "application/json")
-    return summary.model_dump(mode="json") | {"summary_uri": s3_uri(request.bucket, location)}
+    detail = explained.detail if explained else ""
+    return summary.model_dump(mode="json") | {"summary_uri": s3_uri(request.bucket, location), "detail": detail}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import unicodedata
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -31,6 +32,12 @@ MAX_ENTRIES = 50
 def _clip(value: str, limit: int = MAX_VALUE) -> str:
     cleaned = "".join(c if c.isalnum() or c in " _.:/=+-@" else "+" for c in value)
     return cleaned[:limit] or "none"  # a value needs at least one character
+
+
+def _description(text: str) -> str:
+    """ModelPackageDescription allows letters, marks, separators, symbols, numbers and punctuation (commas too);
+    a control character (newline, tab) becomes a space. Pattern: botocore's sagemaker EntityDescription."""
+    return "".join(c if unicodedata.category(c)[0] in "LMZSNP" else " " for c in text)[:1024]
 
 
 def package_request(
@@ -57,7 +64,7 @@ def package_request(
     instance_types = [config.endpoint.realtime.instance_type] if config.endpoint.realtime else ["ml.m5.large"]
     return {
         "ModelPackageGroupName": group,
-        "ModelPackageDescription": _clip(description)[:1024],
+        "ModelPackageDescription": _description(description),
         "InferenceSpecification": {
             "Containers": [
                 {

@@ -20,7 +20,7 @@ import json
 import logging
 import re
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -28,11 +28,13 @@ from pydantic import BaseModel, Field
 
 from shepherd.config import ConfigError, ModelConfig, load_config
 from shepherd.errors import InvalidInput
+from shepherd.events.notifications import document, explain
 from shepherd.images import UnknownImage, image_uri
 from shepherd.instances import has_instance_storage
 from shepherd.names import ALPHANUMERIC_UNSAFE, bounded, digest
 from shepherd.objects import DataObject
 from shepherd.registry import lineage_document
+from shepherd.training_data import DataFiles, check_dataset, is_csv
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +43,13 @@ JOB_NAME_MAX = 63
 # stopping condition does not count: the state machine's wait allows this much on top of it.
 WAIT_MARGIN_SECONDS = 900
 MAX_SOURCE_BYTES = 100 * 2**20
+# How many of a group's newest packages PrepareTraining compares with a run's inputs before it trains.
+TRAINED_LOOKBACK = 20
+FORCE_HINT = (
+    'To retrain anyway, start ModelLifecycle by hand with "force": true in its input, or upload the data, code or '
+    "config again (a new version is a new run)."
+)
+LIFECYCLE_FAILED = "ModelLifecycleFailed"
 
 
 class Vpc(BaseModel):
@@ -264,6 +273,12 @@ class DataBucket(Protocol):
     def write_bytes(self, bucket: str, key: str, data: bytes, content_type: str) -> str | None: ...
 
 
+class TrainedPackages(Protocol):
+    """A package group's newest packages, described, newest first (shepherd.aws.training_runs)."""
+
+    def recent_packages(self, group: str, limit: int) -> Iterator[dict[str, Any]]: ...
+
+
 @dataclass(frozen=True)
 class Settings:
     """The stack's settings a training job gets, read from the environment once, in the handler."""
@@ -281,6 +296,8 @@ class Deps:
 
     objects: DataBucket
     settings: Settings
+    files: DataFiles
+    packages: TrainedPackages
 
 
 class DatasetRun(BaseModel):
@@ -293,15 +310,18 @@ class DatasetRun(BaseModel):
     marker: str
     marker_version: str = ""
     run: str
+    force: bool = Field(default=False, description="Train even when a package was made from the same inputs.")
 
 
 def prepare(deps: Deps, request: DatasetRun) -> dict[str, Any]:
-    """Snapshot a marked dataset with its model's config and code, and build the CreateTrainingJob request.
+    """Snapshot a marked dataset with its model's config and code, and build the CreateTrainingJob request;
+    or, when a package was already made from the same data, code and config, say so and build nothing.
 
     Every refusal comes before the first write: a refused upload leaves nothing under the run's artifacts."""
     model, bucket, run = request.model, request.bucket, request.run
     config_object, config, code = _model_files(deps, request)
-    data = [o for o in deps.objects.latest_objects(bucket, request.prefix) if o.key != request.marker and o.size > 0]
+    listed = [o for o in deps.objects.latest_objects(bucket, request.prefix) if o.key != request.marker]
+    data = [o for o in listed if o.size > 0]
     if not data:
         from shepherd.events.s3 import MARKER  # only for this message: the module builds six event models
 
@@ -314,6 +334,22 @@ def prepare(deps: Deps, request: DatasetRun) -> dict[str, Any]:
         )
     except UnknownImage as exc:
         raise InvalidInput(str(exc)) from None
+    group = config.registry.model_package_group or model
+    inputs = inputs_digest(data, list(code.values()), config_object)
+    made = None if request.force else already_trained(deps.packages, group, inputs)
+    if made is not None:
+        logger.info("already trained", extra={"reason": made["reason"], "inputs_digest": inputs})
+        return {"skipped": True, "model": model, "run": run, "bucket": bucket, "group": group, **made}
+    checked = check_dataset(
+        deps.files,
+        bucket,
+        [o for o in listed if o.size > 0 or is_csv(o.key)],
+        target_column=config.training.target_column,
+    )
+    logger.info(
+        "training data checked",
+        extra={"csv_files": checked.files, "rows": checked.rows, "partly_read": checked.partly_read},
+    )
 
     prefix = artifacts_prefix(model, run)
     files = ((name, deps.objects.read_bytes(bucket, o.key, o.version_id)) for name, o in code.items())
@@ -349,6 +385,7 @@ def prepare(deps: Deps, request: DatasetRun) -> dict[str, Any]:
         "marker_version": request.marker_version,
         "config_version": config_object.version_id or "",
         "code_digest": data_digest(list(code.values())),
+        "inputs_digest": inputs,
         "source_uri": source_uri,
         "training_job": name,
     }
@@ -364,6 +401,7 @@ def prepare(deps: Deps, request: DatasetRun) -> dict[str, Any]:
     deps.objects.write_bytes(bucket, lineage_key, document.encode(), "application/json")
     logger.info("training prepared", extra={"job": name, "data_objects": len(data), "code_files": len(code)})
     return {
+        "skipped": False,
         "model": model,
         "run": run,
         "bucket": bucket,
@@ -371,12 +409,59 @@ def prepare(deps: Deps, request: DatasetRun) -> dict[str, Any]:
         "training_request": training_request,
         "wait_timeout_seconds": wait_timeout_seconds(config),
         "config": config.model_dump(mode="json"),
-        "group": config.registry.model_package_group or model,
+        "group": group,
         "image": image,
         "source_uri": source_uri,
         "lineage": lineage,
         "lineage_uri": f"s3://{bucket}/{lineage_key}",
     }
+
+
+def inputs_digest(data: list[DataObject], code: list[DataObject], config: DataObject) -> str:
+    """One fingerprint of what a run trains on: the data, code and config objects at their versions (or ETags)."""
+    parts = (data_digest(data), data_digest(code), data_digest([config]))
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def already_trained(packages: TrainedPackages, group: str, inputs: str) -> dict[str, Any] | None:
+    """The package among the group's newest that was made from these inputs, with the reason to skip; else None."""
+    for package in packages.recent_packages(group, TRAINED_LOOKBACK):
+        metadata = package.get("CustomerMetadataProperties") or {}
+        if metadata.get("shepherd:inputs_digest") != inputs:
+            continue
+        arn, version = package["ModelPackageArn"], package.get("ModelPackageVersion")
+        status = package.get("ModelApprovalStatus", "")
+        execution = metadata.get("shepherd:execution", "an earlier run")
+        return {
+            "already_trained": {
+                "model_package_arn": arn,
+                "version": version,
+                "approval_status": status,
+                "execution": execution,
+            },
+            "reason": (
+                f"already trained: {arn} (version {version}, {status}) was made from the same data, code and "
+                f"config by {execution}"
+            ),
+            "detail": FORCE_HINT,
+        }
+    return None
+
+
+def failure_notice(execution: str, state: Mapping[str, Any]) -> dict[str, Any]:
+    """The ModelLifecycleFailed notification for the error a Catch recorded at ``state["error"]``.
+
+    A training wait that timed out names the job and the wait; any other error is told as every notification
+    tells one (shepherd.events.notifications.explain: its type and first line, no stack trace)."""
+    told = explain(state.get("error"))
+    reason, detail = told.reason, told.detail
+    job, waited = state.get("job_name"), state.get("wait_timeout_seconds")
+    if told.error == "States.Timeout" and job and waited:
+        reason = (
+            f"training job {job} did not end within {waited} seconds (training.max_runtime_seconds, or "
+            f"spot.max_wait_seconds, plus {WAIT_MARGIN_SECONDS}): it was stopped"
+        )
+    return document(LIFECYCLE_FAILED, reason, detail, execution=execution, model=state.get("model"), error=told.error)
 
 
 def _model_files(deps: Deps, request: DatasetRun) -> tuple[DataObject, ModelConfig, dict[str, DataObject]]:

@@ -129,6 +129,25 @@ def test_a_failed_run_moves_the_input_to_failed_with_a_reason_file(aws: Cloud, f
     assert (summary["status"], summary["reason"], summary["output_uris"]) == ("Failed", reason, [])
 
 
+def test_a_failure_s_reason_and_detail_leave_lambda_s_stack_trace_out(aws: Cloud, finish_batch: ModuleType) -> None:
+    # Given a run failed by PrepareTransform: Step Functions' Cause is Lambda's error document, stack trace and all
+    cause = {
+        "errorMessage": "customers.csv: line 2 has 2 fields, line 1 has 3\nevery line needs the same number of fields",
+        "errorType": "InvalidInput",
+        "requestId": "0f4c7d2e-6f1a-4c55-9a57-2b8e7d1c9e10",
+        "stackTrace": ['  File "/var/task/app.py", line 30, in handler\n    return batch_run.prepare(...)\n'],
+    }
+    event = finished(aws, "Failed", error={"Error": "InvalidInput", "Cause": json.dumps(cause)})
+    # When FinishBatch runs
+    result = finish_batch.handler(event, aws.context)
+    # Then the state machine gets a one-line reason and the detail, and the reason file has both, nothing more
+    assert result["reason"] == "InvalidInput: customers.csv: line 2 has 2 fields, line 1 has 3"
+    assert result["detail"] == "every line needs the same number of fields"
+    written = aws.read(reason_key(batch_file(event["key"]), event["run"])).decode()
+    assert written == f"{result['reason']}\n{result['detail']}\n"
+    assert "/var/task" not in json.dumps(result) + written
+
+
 def test_finishing_writes_nothing_under_input(aws: Cloud, finish_batch: ModuleType) -> None:
     event = finished(aws, "Failed")
     finish_batch.handler(event, aws.context)

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publis
 CONFIG = (ROOT / "examples" / "churn" / "shepherd.yaml").read_text()
 CONFIG_KEY = "models/churn/shepherd.yaml"
 CODE = {"train.py": "print('validation:auc=0.82;')\n", "inference.py": "def model_fn(model_dir):\n    return None\n"}
-DATA = {"train/part-0.csv": "1,0.5,0.2\n0,0.1,0.9\n", "validation/part-0.csv": "1,0.4,0.3\n"}
+DATA = {"train/part-0.csv": "target,x,y\n1,0.5,0.2\n0,0.1,0.9\n", "validation/part-0.csv": "target,x,y\n1,0.4,0.3\n"}
 
 
 @pytest.fixture
@@ -36,12 +36,13 @@ def upload_model(aws: Cloud, config: str | None = CONFIG, code: dict[str, str] =
         aws.put(f"models/churn/code/{name}", text)
 
 
-def upload_dataset(aws: Cloud, files: dict[str, str] = DATA) -> dict[str, Any]:
-    """The dataset's files and its marker; returns PrepareTraining's input for it."""
+def upload_dataset(aws: Cloud, files: dict[str, str] = DATA, **given: Any) -> dict[str, Any]:
+    """The dataset's files and its marker; returns PrepareTraining's input for it (the execution's input, its name)."""
     event = sample_event("prepare_training")
+    dataset = event["input"]
     for name, text in files.items():
-        aws.put(f"{event['prefix']}{name}", text)
-    return event | {"marker_version": aws.put(event["marker"], b"")}
+        aws.put(f"{dataset['prefix']}{name}", text)
+    return event | {"input": dataset | {"marker_version": aws.put(dataset["marker"], b"")} | given}
 
 
 def versions(aws: Cloud, prefix: str) -> list[tuple[str, str]]:
@@ -101,7 +102,7 @@ def test_manifests_name_exactly_the_channels_files(aws: Cloud, prepare_training:
     event = upload_dataset(aws)
     prepare_training.handler(event, aws.context)
     manifest = json.loads(aws.read(f"artifacts/churn/{event['run']}/manifests/train.json"))
-    assert manifest == [{"prefix": f"s3://{BUCKET}/{event['prefix']}train/"}, "part-0.csv"]
+    assert manifest == [{"prefix": f"s3://{BUCKET}/{event['input']['prefix']}train/"}, "part-0.csv"]
 
 
 def test_the_source_archive_holds_the_code_dir(aws: Cloud, prepare_training: ModuleType) -> None:
@@ -118,9 +119,11 @@ def test_the_lineage_records_each_data_objects_version(aws: Cloud, prepare_train
     event = upload_dataset(aws)
     prepared = prepare_training.handler(event, aws.context)
     lineage = json.loads(aws.read(f"artifacts/churn/{event['run']}/lineage.json"))
-    uploaded = {key: version for key, version in versions(aws, event["prefix"]) if key != event["marker"]}
+    uploaded = {
+        key: version for key, version in versions(aws, event["input"]["prefix"]) if key != event["input"]["marker"]
+    }
     assert {o["key"]: o["version_id"] for o in lineage["data"]} == uploaded
-    assert lineage["marker_version"] == event["marker_version"]
+    assert lineage["marker_version"] == event["input"]["marker_version"]
     assert prepared["lineage"]["channels"] == "train,validation"
 
 
@@ -190,3 +193,52 @@ def test_requirements_train_from_s3_when_isolation_is_off(aws: Cloud, prepare_tr
     assert json.loads(request["HyperParameters"]["sagemaker_submit_directory"]) == (
         f"s3://{BUCKET}/artifacts/churn/{event['run']}/sourcedir.tar.gz"
     )
+
+
+def test_a_ragged_csv_is_invalid_input_naming_the_file_and_line(aws: Cloud, prepare_training: ModuleType) -> None:
+    # Given a train file whose third line has a field too many
+    upload_model(aws)
+    event = upload_dataset(aws, DATA | {"train/part-1.csv": "target,x,y\n1,0.5,0.2\n0,0.1,0.9,7\n"})
+    # When PrepareTraining runs, then it refuses before any job, naming the object and the line
+    with pytest.raises(InvalidInput) as refused:
+        prepare_training.handler(event, aws.context)
+    assert str(refused.value) == f"{event['input']['prefix']}train/part-1.csv line 3: 4 fields, the header has 3"
+    assert aws.keys("artifacts/") == set()
+
+
+def test_a_dataset_already_registered_is_skipped_unless_forced(aws: Cloud, prepare_training: ModuleType) -> None:
+    # Given a run registered as version 1 of the model's group, with the lineage PrepareTraining recorded
+    upload_model(aws)
+    event = upload_dataset(aws)
+    lineage = prepare_training.handler(event, aws.context)["lineage"]
+    aws.sagemaker.create_model_package_group(ModelPackageGroupName="churn")
+    arn = aws.sagemaker.create_model_package(
+        ModelPackageGroupName="churn",
+        CustomerMetadataProperties={f"shepherd:{k}": v for k, v in lineage.items() if v},
+    )["ModelPackageArn"]
+    # When the same marker starts another run, then it is skipped, naming the package
+    again = event | {"run": "churn-coldstart-again"}
+    skipped = prepare_training.handler(again, aws.context)
+    assert skipped["skipped"] is True
+    assert skipped["reason"].startswith(f"already trained: {arn}")
+    assert not aws.keys("artifacts/churn/churn-coldstart-again/")
+    # and with "force": true in the execution's input, it trains
+    forced = prepare_training.handler(again | {"input": again["input"] | {"force": True}}, aws.context)
+    assert forced["skipped"] is False
+
+
+def test_the_failure_path_gets_its_notification_from_the_same_function(
+    aws: Cloud, prepare_training: ModuleType
+) -> None:
+    # Given the lifecycle's state when PrepareTraining failed, as the DescribeFailure state passes it
+    cause = json.dumps({"errorMessage": "k.csv line 3: 4 fields, the header has 3", "errorType": "TrainingDataError"})
+    event = {
+        "action": "describe_failure",
+        "execution": "arn:aws:states:us-east-1:123456789012:execution:lifecycle:run",
+        "state": sample_event("prepare_training")["input"] | {"error": {"Error": "TrainingDataError", "Cause": cause}},
+    }
+    # When the function describes it, then the notification leads with the one-line reason
+    notice = prepare_training.handler(event, aws.context)
+    assert list(notice)[:3] == ["reason", "detail", "event"]
+    assert notice["reason"] == "TrainingDataError: k.csv line 3: 4 fields, the header has 3"
+    assert (notice["model"], notice["execution"]) == ("churn", event["execution"])

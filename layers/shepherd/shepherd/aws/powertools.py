@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +27,17 @@ def _tracing_off() -> bool:
     return os.environ.get("AWS_SAM_LOCAL", "").lower() == "true"  # sam local and Shepherd's local cloud
 
 
+def _quiet_empty_metrics() -> None:
+    """Most invocations add no metric: Metrics would warn "No application metrics to publish" on each one.
+
+    Powertools documents this filter ("Suppressing warning messages on empty metrics",
+    docs.powertools.aws.dev/lambda/python/latest/core/metrics/); it hides the warning only, metrics still flush.
+    """
+    warnings.filterwarnings("ignore", "No application metrics to publish", UserWarning)
+
+
 def powertools() -> tuple[Logger, Any, Metrics]:
+    _quiet_empty_metrics()
     if _tracing_off():
         return Logger(), _NoTracer(), Metrics()
     from aws_lambda_powertools import Tracer

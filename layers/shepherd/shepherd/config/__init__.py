@@ -4,7 +4,7 @@ config = load_config(text, "models/churn/shepherd.yaml")   # ModelConfig, or Con
 """
 
 from shepherd.config.errors import ConfigError
-from shepherd.config.loader import load_config, model_name_from_source
+from shepherd.config.loader import check_overrides, load_config, model_name_from_source
 from shepherd.config.models import (
     AbStage,
     AutoScaling,
@@ -53,6 +53,7 @@ __all__ = [
     "Spot",
     "Training",
     "WatchStage",
+    "check_overrides",
     "json_schema",
     "load_config",
     "model_name_from_source",

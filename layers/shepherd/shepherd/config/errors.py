@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import types
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
@@ -69,10 +69,14 @@ def key_path(loc: Sequence[str | int]) -> str:
     return path or "(top level)"
 
 
-def problems_from(error: ValidationError, root: type[BaseModel]) -> list[str]:
-    """One line per problem, in document order as pydantic found them."""
+def problems_from(
+    error: ValidationError, root: type[BaseModel], keep: Callable[[Any], bool] | None = None
+) -> list[str]:
+    """One line per problem, in document order as pydantic found them (only those ``keep`` accepts, if given)."""
     problems: list[str] = []
     for detail in error.errors(include_url=False):
+        if keep is not None and not keep(detail):
+            continue
         loc = tuple(detail["loc"])
         kind = detail["type"]
         ctx = detail.get("ctx") or {}

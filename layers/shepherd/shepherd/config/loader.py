@@ -64,6 +64,7 @@ def load_config(
     """
     document = _parse(text, source)
     if overrides:
+        check_overrides(overrides)
         document = _merge(document, overrides)
     model = model or model_name_from_source(source)
     if model is None or not re.fullmatch(NAME_PATTERN, model):
@@ -74,6 +75,36 @@ def load_config(
         return ModelConfig.model_validate(document, context={"model": model})
     except ValidationError as exc:
         raise ConfigError(source, problems_from(exc, ModelConfig)) from None
+
+
+def check_overrides(overrides: dict[str, Any], source: str = "overrides") -> None:
+    """Refuse overrides that no shepherd.yaml can take (unknown keys, wrong values), naming them, not the file.
+
+    Rules across keys need the whole file: they are checked once the overrides are merged into it."""
+    paths = [tuple(path) for path in _leaf_paths(overrides)]
+
+    def given(detail: Any) -> bool:
+        loc = tuple(detail["loc"])
+        if detail["type"] == "config_rules":
+            return False
+        if detail["type"] == "missing":  # a key the file gives, unless inside a value the override replaces
+            return any(loc[: len(path)] == path for path in paths)
+        return True
+
+    try:
+        ModelConfig.model_validate(overrides, context={"model": "override"})
+    except ValidationError as exc:
+        problems = problems_from(exc, ModelConfig, keep=given)
+        if problems:
+            raise ConfigError(source, problems) from None
+
+
+def _leaf_paths(node: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    paths: list[tuple[str, ...]] = []
+    for key, value in node.items():
+        path = (*prefix, str(key))
+        paths.extend(_leaf_paths(value, path) if isinstance(value, dict) and value else [path])
+    return paths
 
 
 def _parse(text: str, source: str) -> dict[str, Any]:

@@ -129,6 +129,12 @@ class Training(Section):
     metric_definitions: list[MetricDefinition] = Field(
         default_factory=list, max_length=40, description="Metrics SageMaker parses from the training log."
     )
+    target_column: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="The label column every training CSV's header must name; checked before the job starts.",
+    )
 
     @model_validator(mode="after")
     def _rules(self) -> Training:

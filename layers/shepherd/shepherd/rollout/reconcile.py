@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from shepherd.errors import ShepherdError
+from shepherd.events import notifications
 from shepherd.rollout.ports import Endpoints, RolloutStore
 
 logger = logging.getLogger(__name__)
@@ -67,8 +68,9 @@ def reconcile(deps: Deps) -> dict[str, int]:
             failed.append(lock["endpoint"])
             continue
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
-        if outcome != "running":
-            logger.warning("stranded rollout cleaned up", extra={"lock": lock, "action": outcome})
+        if outcome != "running":  # only a sweep that acted says so; "waiting" and "gone" did nothing
+            level = logging.WARNING if outcome in ("restored", "released") else logging.DEBUG
+            logger.log(level, "stranded rollout cleaned up", extra={"lock": lock, "action": outcome})
     if failed:
         raise ReconcileFailed(f"could not settle the rollout locks of {', '.join(failed)} (settled: {outcomes})")
     return outcomes
@@ -120,8 +122,27 @@ def settle(deps: Deps, lock: dict[str, str]) -> Outcome:
     if not lock.get("restoring"):  # told once, when the clean-up began
         subject = f"Shepherd: a {status.lower()} rollout was cleaned up"
         # The notification's event names it as the others do (RolloutPromoted, ...), not as the record does.
-        deps.notifications.publish(subject, {"endpoint": endpoint, **entry, "event": "RolloutReconciled"})
+        reason, detail = _told(endpoint, entry)
+        facts = {k: v for k, v in entry.items() if k != "event"}
+        deps.notifications.publish(
+            subject,
+            notifications.document(notifications.ROLLOUT_RECONCILED, reason, detail, endpoint=endpoint, **facts),
+        )
     return action
+
+
+def _told(endpoint: str, entry: dict[str, Any]) -> tuple[str, str]:
+    """A reconciled rollout's reason and detail (docs/ROLLOUTS.md, "Notifications")."""
+    ended = (
+        f"The rollout {entry['run']} on {endpoint} ended {str(entry['execution_status']).lower()} without its clean-up"
+    )
+    if entry["action"] == "restored":
+        return (
+            f"{ended}: ReconcileRollouts is restoring the champion's config {entry['config']}",
+            "The endpoint's lock stays taken until the endpoint is InService on that config; a later sweep frees it.",
+        )
+    serving = f"The endpoint serves the champion's config {entry['config']}." if entry["config"] else ""
+    return f"{ended}: ReconcileRollouts freed the endpoint's lock", serving
 
 
 def _running(deps: Deps, lock: dict[str, str]) -> tuple[bool, str, str]:

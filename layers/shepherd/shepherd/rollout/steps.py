@@ -15,6 +15,7 @@ from shepherd.callbacks import Waiter, waiter_key
 from shepherd.config import ConfigError, ModelConfig, load_config
 from shepherd.config.models import FIRST_EXECUTION_JUDGE_CALLS
 from shepherd.errors import InvalidInput, NotFound, ShepherdError
+from shepherd.events import notifications
 from shepherd.rollout import plan
 from shepherd.rollout.plan import Stage, VariantSpec
 from shepherd.rollout.ports import ABORT, PAUSED, Deps, LockHeld, RollbackFailed
@@ -22,6 +23,7 @@ from shepherd.rollout.state import RolloutState
 
 logger = logging.getLogger(__name__)
 WAIT_SECONDS = 3600
+STAGE_SECTIONS = {"shadow": "shadow", "ab": "ab", "full": "full"}  # stage kind -> its section under rollout
 
 
 # ---------------------------------------------------------------- shared moves
@@ -406,11 +408,13 @@ def promoted(deps: Deps, state: RolloutState) -> dict[str, Any]:
     if wanted is not None:
         champion["scaling"] = json.dumps(wanted)
     deps.store.set_champion(state.endpoint, champion)
-    _record(deps, state, "promoted", champion=champion)
+    _record(deps, state, "promoted", outcome="PROMOTED", champion=champion)
     _retire_old_versions(deps, state, keep={champion["config"], champion["model"], state.last_good or ""})
     deps.store.clear_flag(state.endpoint, ABORT)  # too late to abort: it is promoted
     deps.store.release(state.endpoint, state.run)
-    return {"outcome": "promoted", "endpoint": state.endpoint, "champion": champion}
+    reason = f"Promoted {notifications.package_label(state.package_arn)} on {state.endpoint}: it serves all traffic"
+    detail = f"Champion model {champion['model']} (variant {champion['variant']}) on config {champion['config']}."
+    return {"outcome": "promoted", "endpoint": state.endpoint, "champion": champion, "reason": reason, "detail": detail}
 
 
 def _retire_old_versions(deps: Deps, state: RolloutState, keep: set[str]) -> None:
@@ -477,25 +481,84 @@ def rollback_problems(live: dict[str, Any], last_good: str, champion: str) -> li
 
 
 def verify_rollback(deps: Deps, state: RolloutState) -> dict[str, Any]:
-    """Report a rollback only once DescribeEndpoint shows the last good config serving, alone."""
+    """Report a rollback only once DescribeEndpoint shows the last good config serving, alone.
+
+    An INCONCLUSIVE verdict restores the champion the same way but is its own outcome: the package stays
+    Approved and the notification tells a person how to decide (docs/ROLLOUTS.md, "Outcomes")."""
     champion, last_good = state.serving_champion(), state.last_good_config()
     live = deps.endpoints.describe_endpoint(state.endpoint) or {}
     problems = rollback_problems(live, last_good, champion.variant)
     if problems:
-        _record(deps, state, "rollback-failed", problems=problems)
+        _record(deps, state, "rollback-failed", outcome="ROLLBACK_FAILED", problems=problems)
         raise RollbackFailed(f"endpoint {state.endpoint} is not restored: {'; '.join(problems)}")
     # The champion's scaling target: kept through shadow and A/B, deregistered when the watch began.
     _register_scaling(deps, state, champion.variant)
     verdict = state.verdict or {}
-    reason = verdict.get("explanation") or f"{verdict.get('Error', 'error')}: {verdict.get('Cause', '')}"
+    why = _why(verdict)
+    label = notifications.package_label(state.package_arn)
     if verdict.get("verdict") == "INCONCLUSIVE":
         # Undecided is not bad: the champion keeps the traffic and a human decides about the package.
-        _record(deps, state, "inconclusive", reason=reason, config=last_good)
+        reason, detail = _inconclusive(state, verdict, why)
+        _record(deps, state, "inconclusive", outcome="INCONCLUSIVE", reason=why, config=last_good)
+        outcome = "inconclusive"
     else:
-        deps.packages.reject_package(state.package_arn, f"Rolled back by Shepherd: {reason}")
-        _record(deps, state, "rolled-back", reason=reason, config=last_good)
+        deps.packages.reject_package(state.package_arn, f"Rolled back by Shepherd: {why}"[:1024])
+        _record(deps, state, "rolled-back", outcome="ROLLED_BACK", reason=why, config=last_good)
+        reason = f"Rolled back {label} on {state.endpoint}: {why}"
+        detail = (
+            f"The champion serves all traffic on its last good config {last_good}; "
+            f"package {state.package_arn} is Rejected."
+        )
+        outcome = "rolled-back"
     deps.store.release(state.endpoint, state.run)
-    return {"outcome": "rolled-back", "endpoint": state.endpoint, "config": last_good, "reason": reason}
+    return {
+        "outcome": outcome,
+        "endpoint": state.endpoint,
+        "config": last_good,
+        "reason": notifications.one_line(reason),
+        "detail": detail,
+    }
+
+
+def _why(verdict: dict[str, Any]) -> str:
+    """Why a rollout is rolling back, in one line: the judge's explanation, or the error a Catch recorded."""
+    if verdict.get("explanation"):
+        return notifications.one_line(str(verdict["explanation"]))
+    return notifications.explain(verdict).reason
+
+
+def _inconclusive(state: RolloutState, verdict: dict[str, Any], why: str) -> tuple[str, str]:
+    """The reason and detail of an INCONCLUSIVE ending: a person must decide, and the two ways to."""
+    arn, label = state.package_arn, notifications.package_label(state.package_arn)
+    again = f"shepherd rollout start {arn}"
+    longer = ""
+    index = verdict.get("stage_index")
+    ran_out = bool(verdict.get("statistics"))  # judged until its maximum; an abort (superseded) judged nothing
+    if (
+        ran_out
+        and isinstance(index, int)
+        and 0 <= index < len(state.stages)
+        and state.stages[index].kind in STAGE_SECTIONS
+    ):
+        stage = state.stages[index]
+        longer = f" --override rollout.{STAGE_SECTIONS[stage.kind]}.max_duration_minutes={2 * stage.max_minutes}"
+    reject = (
+        f"aws sagemaker update-model-package --model-package-arn {arn} --model-approval-status Rejected "
+        '--approval-description "<why>"'
+    )
+    reason = (
+        f"A person must decide: the rollout of {label} on {state.endpoint} was inconclusive ({why.rstrip('.')}). "
+        f"Roll it out again (`{again}`) or reject it."
+    )
+    detail = "\n".join(
+        [
+            f"The champion serves all traffic again on its last good config {state.last_good}; "
+            f"package {arn} stays Approved and will not roll out by itself.",
+            f"To try again{', with a longer stage' if longer else ''}: {again}{longer}",
+            f"To reject it: {reject}",
+        ]
+    )
+    return reason, detail
 
 
 # ---------------------------------------------------------------- executions and the lock
@@ -522,3 +585,42 @@ def release(deps: Deps, state: RolloutState) -> dict[str, Any]:
     released = deps.store.release(state.endpoint, state.run)
     _record(deps, state, "ended", error=state.error)
     return {"released": released}
+
+
+# ---------------------------------------------------------------- notifications
+
+
+def describe_failure(
+    event: str, error: dict[str, Any] | None, facts: dict[str, Any], verdict: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The notification of a rollout that failed: the error a Catch recorded told in one line, then what
+    it means for the endpoint and the package. Never raises: it is the message of a failure."""
+    endpoint, package = facts.get("endpoint") or "", str(facts.get("package") or "")
+    label = notifications.package_label(package) if package else "a package"
+    explained = notifications.explain(error if isinstance(error, dict) else None)
+    again = f"The package stays Approved: fix the cause, then `shepherd rollout start {package}`."
+    if event == notifications.ROLLBACK_FAILED:
+        reason = f"ROLLBACK FAILED on {endpoint or 'the endpoint'}: {explained.reason}"
+        lines = [
+            explained.detail,
+            f"ReconcileRollouts restores the champion's recorded config on its schedule and notifies "
+            f"(RolloutReconciled); `shepherd status {endpoint}` shows the endpoint.",
+        ]
+        if verdict:
+            lines.append(f"It was rolling back because: {_why(verdict)}")
+    elif event == notifications.LOCK_LOST:
+        reason = (
+            f"The rollout of {label} on {endpoint} stopped and left the endpoint alone: it no longer holds the "
+            f"endpoint's lock ({explained.reason})"
+        )
+        lines = [explained.detail, "Another rollout has the endpoint, or ReconcileRollouts cleaned up after this one."]
+    elif endpoint:
+        reason = f"Deploying {label} to the new endpoint {endpoint} failed: {explained.reason}"
+        lines = [explained.detail, again]
+    else:
+        reason = f"The rollout of {label} did not start: {explained.reason}"
+        lines = [explained.detail, again]
+    facts = {k: facts.get(k) for k in ("execution", "model", "endpoint", "package")}
+    return notifications.document(
+        event, reason, "\n".join(line for line in lines if line), **facts, error=explained.error
+    )

@@ -1,0 +1,55 @@
+"""The Rollout function's describe_failure action: the failure paths' notification, built without the cloud."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from .conftest import Cloud
+
+pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
+ROOT = Path(__file__).resolve().parents[3]
+ACTION = "describe_failure"
+PACKAGE = "arn:aws:sagemaker:us-east-1:123456789012:model-package/churn/3"
+
+
+@pytest.fixture
+def rollout(load_handler: Callable[[str], ModuleType]) -> ModuleType:
+    return load_handler("rollout")
+
+
+def test_a_prepare_failure_is_described_from_step_functions_error_and_cause(aws: Cloud, rollout: ModuleType) -> None:
+    # Given DescribePrepareFailure's payload: Prepare's error as its Catch recorded it, no rollout state
+    cause = {
+        "errorMessage": "s3://shepherd-data/models/churn/shepherd.yaml does not exist: no config for churn",
+        "errorType": "InvalidInput",
+        "requestId": "0f4c7d2e-6f1a-4c55-9a57-2b8e7d1c9e10",
+        "stackTrace": ['  File "/var/task/app.py", line 54, in handler\n    return steps.prepare(\n'],
+    }
+    event = {
+        "action": ACTION,
+        "event": "RolloutFailed",
+        "error": {"Error": "InvalidInput", "Cause": json.dumps(cause)},
+        "facts": {
+            "execution": "arn:aws:states:us-east-1:123456789012:execution:shepherd-test-rollout:x",
+            "package": PACKAGE,
+        },
+    }
+    # When the Rollout function describes it
+    told = rollout.handler(event, aws.context)
+    # Then every key the state machine's describing states read is there (a missing one fails the execution),
+    # the reason first and on one line
+    states = json.loads((ROOT / "statemachines" / "rollout.asl.json").read_text())["States"]
+    describing = [s for s in states.values() if s.get("Parameters", {}).get("Payload", {}).get("action") == ACTION]
+    assert len(describing) == 4
+    for state in describing:
+        assert [v.removeprefix("$.Payload.") for v in state["ResultSelector"].values()] == list(told)
+    assert told["reason"] == (
+        "The rollout of churn v3 did not start: InvalidInput: s3://shepherd-data/models/churn/shepherd.yaml does "
+        "not exist: no config for churn"
+    )
+    assert "stackTrace" not in json.dumps(told)
