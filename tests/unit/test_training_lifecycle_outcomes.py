@@ -88,10 +88,19 @@ def test_a_dataset_already_trained_succeeds_saying_which_package_it_made(engine:
 
 
 def test_a_failure_that_cannot_be_described_still_ends_and_notifies_reason_first(engine: Engine) -> None:
-    # Given a step's error, and a DescribeFailure function that cannot run (moto's Lambda has no runtime here)
-    given = {"model": "churn", "error": {"Error": "TrainingJobFailed", "Cause": "Training job j failed: x"}}
-    # When the failure path runs
-    described, notification = engine.run("DescribeFailure", given)
+    # Given DescribeFailure catches every error of its function into $.describe_error and goes on plainly
+    # (checked on the definition: how moto's Lambda fails an invocation depends on what patched it before)
+    describe = json.loads(ASL.read_text())["States"]["DescribeFailure"]
+    assert describe["Catch"] == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.describe_error", "Next": "DescribeFailurePlainly"}
+    ]
+    given = {
+        "model": "churn",
+        "error": {"Error": "TrainingJobFailed", "Cause": "Training job j failed: x"},
+        "describe_error": {"Error": "Lambda.ResourceNotFoundException", "Cause": "Function not found"},
+    }
+    # When the failure path runs on from there
+    described, notification = engine.run("DescribeFailurePlainly", given)
     # Then the execution fails with Step Functions' own one-line reason as its cause, and the notification leads
     # with it
     reason = "TrainingJobFailed: a step failed, and so did describing it; the execution history has both"
