@@ -1,7 +1,8 @@
-"""A judge call's quality read on a long stage: the full re-read every call made before, against the incremental read.
+"""A judge call's quality read on a long stage: the full re-read every call made before, against the incremental read;
+and (``late_labels``) quality judging's false-rollback rate with late labels, bins by prediction minute vs by arrival.
 
 Writes bench/results/judge_quality.json. A report, not a test: always exits 0.
-How it is built: docs/BENCHMARKS.md, "bench_judge_quality.py".
+How it is built: docs/BENCHMARKS.md, "bench_judge_quality.py"; the simulation: docs/ROLLOUTS.md, "Quality judging".
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
 import random
 import statistics
@@ -28,9 +30,18 @@ sys.path.insert(0, str(ROOT / "layers" / "shepherd"))
 
 from shepherd.aws import s3  # noqa: E402
 from shepherd.aws.clients import client  # noqa: E402
-from shepherd.judge import StageObservations  # noqa: E402
+from shepherd.judge import (  # noqa: E402
+    FeedbackBin,
+    Metric,
+    MetricSettings,
+    StageObservations,
+    StageSettings,
+    Verdict,
+    judge,
+)
 from shepherd.rollout import judging, quality  # noqa: E402
 from shepherd.rollout.judging import JudgeRequest  # noqa: E402
+from shepherd.rollout.observe import LAG_SECONDS  # noqa: E402
 
 from localcloud.server import LocalCloud  # noqa: E402
 
@@ -267,6 +278,99 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+# ------------------------------------------------------------------ late labels: the false-rollback rate
+
+CALL_EVERY = 300  # seconds between judge calls (the Rollout's Wait)
+RULES = {
+    "prediction_minute": "before: a labelled prediction in its prediction's minute, re-binned at every call",
+    "first_look": "now, keys only (JudgeStage today): its prediction's minute, or the first minute no look saw",
+    "arrival_minute": "now, with LastModified: its label's arrival minute, or the first minute no look saw",
+}
+
+
+def _late_stage(rng: Any, rule: str, delay_minutes: float, args: argparse.Namespace, settings: StageSettings) -> str:
+    """One A/B quality stage of identical variants judged every CALL_EVERY s: its verdict."""
+    import numpy as np
+
+    minutes = args.max_minutes
+    counts = rng.poisson(args.rate, size=minutes)
+    predicted = np.repeat(np.arange(minutes), counts)  # each labelled prediction's minute
+    at = predicted * 60 + rng.uniform(0, 60, size=predicted.size)
+    candidate = rng.random(predicted.size) < args.share
+    wrong = rng.random(predicted.size) < args.error
+    arrives = at + 60 + rng.exponential(delay_minutes * 60, size=predicted.size)  # captured, then labelled
+    filed = np.full(predicted.size, -1)
+    looked: int | None = None
+    for now in range(CALL_EVERY, minutes * 60 + CALL_EVERY, CALL_EVERY):
+        until = min((now - LAG_SECONDS) // 60, minutes)  # observe.complete_until: minutes shown to the judge
+        seen = arrives <= now
+        if rule == "prediction_minute":
+            key = np.where(seen, predicted, -1)
+        else:
+            new = seen & (filed < 0)
+            base = predicted if rule == "first_look" else (arrives // 60).astype(int)
+            filed[new] = base[new] if looked is None else np.maximum(base[new], looked)
+            key = filed
+            if not args.every_call and now < minutes * 60:
+                # bins are never revised, so the first look that decides sees the first crossing of the last
+                # look's path: one judge call at the end gives the stage's verdict (--every-call checks it)
+                looked = until
+                continue
+        shown = (key >= 0) & (key < until)
+        k, c, w = key[shown], candidate[shown], wrong[shown]
+        size = max(until, 1)
+        n1, b1 = np.bincount(k[c], minlength=size), np.bincount(k[c & w], minlength=size)
+        n0, b0 = np.bincount(k[~c], minlength=size), np.bincount(k[~c & w], minlength=size)
+        used = np.nonzero(n0 + n1)[0].tolist()
+        observed = StageObservations(
+            minutes_elapsed=until,
+            champion_feedback=tuple(FeedbackBin(m, int(n0[m]), int(b0[m])) for m in used),
+            candidate_feedback=tuple(FeedbackBin(m, int(n1[m]), int(b1[m])) for m in used),
+        )
+        looked = until
+        verdict = judge(observed, settings).verdict
+        if verdict is not Verdict.CONTINUE:
+            return str(verdict)
+    return str(Verdict.INCONCLUSIVE)
+
+
+def late_labels(args: argparse.Namespace) -> dict[str, Any]:
+    """False rollbacks of identical variants on quality, per label delay and binning rule (seeded)."""
+    import numpy as np
+
+    began = time.perf_counter()
+    settings = StageSettings({Metric.QUALITY: MetricSettings(max_minutes=args.max_minutes)})
+    out: dict[str, Any] = {
+        "what": (
+            f"A/B quality stage, identical variants: {args.rate:g} labelled predictions a minute, "
+            f"{args.share:.0%} to the candidate, {args.error:.0%} misclassified; label delay exponential "
+            f"(1 min capture + mean below); judged every {CALL_EVERY // 60} min, {LAG_SECONDS} s lag; "
+            f"alpha 0.05, beta 0.2, delta 1, min_samples 100, max {args.max_minutes} min"
+        ),
+        "replications": args.replications,
+        "seed": args.seed,
+        "rules": RULES,
+        "delays": {},
+    }
+    print(f"\nlate labels: {out['what']}; {args.replications:,} replications per cell")
+    print("| mean label delay | rule | false rollback | ± 1 s.e. | undecided |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    for delay in args.delays:
+        cells: dict[str, Any] = {}
+        for rule in RULES:
+            rng = np.random.default_rng([args.seed, int(delay)])  # the same stages for every rule
+            verdicts = Counter(_late_stage(rng, rule, delay, args, settings) for _ in range(args.replications))
+            rate = verdicts["ROLLBACK"] / args.replications
+            error = math.sqrt(rate * (1 - rate) / args.replications)
+            undecided = verdicts["INCONCLUSIVE"] / args.replications
+            cells[rule] = {"false_rollback": round(rate, 4), "standard_error": round(error, 4), "undecided": undecided}
+            print(f"| {delay:g} min | {rule} | {rate:.4f} | {error:.4f} | {undecided:.4f} |", flush=True)
+        out["delays"][f"{delay:g}"] = cells
+    out["seconds"] = round(time.perf_counter() - began)
+    print(f"({out['seconds']} s)")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=int, default=1440, help="the stage's length so far (default a day)")
@@ -274,9 +378,20 @@ def main() -> None:
     parser.add_argument("--old-runs", type=int, default=3)
     parser.add_argument("--new-runs", type=int, default=9)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--late-labels-only", action="store_true", help="only the false-rollback simulation")
+    parser.add_argument("--replications", type=int, default=4000, help="late labels: stages per delay and rule")
+    parser.add_argument("--delays", type=float, nargs="+", default=[30.0, 120.0], help="mean label delays, minutes")
+    parser.add_argument("--rate", type=float, default=20.0, help="labelled predictions a minute")
+    parser.add_argument("--share", type=float, default=0.5, help="the candidate's share")
+    parser.add_argument("--error", type=float, default=0.05, help="both variants' misclassification rate")
+    parser.add_argument("--max-minutes", type=int, default=600)
+    parser.add_argument("--seed", type=int, default=20261207)
+    parser.add_argument("--every-call", action="store_true", help="late labels: judge every call for every rule")
     args = parser.parse_args()
     try:
-        figures = run(args)
+        kept = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        figures = kept if args.late_labels_only else run(args)
+        figures["late_labels"] = late_labels(args)
     except Exception:  # a report, not a test
         traceback.print_exc()
         return

@@ -6,6 +6,7 @@ import base64
 import gzip
 import json
 import random
+from dataclasses import astuple
 from datetime import UTC, datetime
 from typing import Any
 
@@ -220,11 +221,14 @@ def test_each_call_reads_only_the_objects_no_earlier_call_read() -> None:
     bucket.capture("v2", [("a3", _at(3), "0.9")], written=_at(3, 50), hour=_at(3))
     bucket.labels({f"a{m}": "1" for m in range(4)}, written=_at(4))
     bucket.reads.clear()
-    # the second call reads the two new objects only, and joins the labels with all four predictions
+    # the second call reads the two new objects only, and joins the labels with all four predictions: a0's
+    # and a1's at minute 1, the first the first call did not show the judge; a3's minute is not complete yet
     assert bucket.call(state, stage, _at(5)) == 2
     assert len(bucket.reads) == 2
-    assert feedback_of(state, "candidate") == tuple(FeedbackBin(m, 1, 0) for m in range(4))
+    assert feedback_of(state, "candidate") == (FeedbackBin(1, 2, 0), FeedbackBin(2, 1, 0))
     assert (state.pending["candidate"], state.labels) == ({}, {})
+    bucket.call(state, stage, _at(6))
+    assert feedback_of(state, "candidate")[-1] == FeedbackBin(3, 1, 0)
 
 
 def test_an_object_written_late_into_an_hour_already_listed_is_read() -> None:
@@ -238,7 +242,8 @@ def test_an_object_written_late_into_an_hour_already_listed_is_read() -> None:
     state = _persisted(state)
     bucket.call(state, stage, START + HOUR + 50 * 60)
     assert late in bucket.reads
-    assert feedback_of(state, "champion") == (FeedbackBin(10, 1, 0), FeedbackBin(29, 1, 1))
+    # a's label came after the look that showed minutes 0-17: it is counted at 18, not at its minute 10
+    assert feedback_of(state, "champion") == (FeedbackBin(18, 1, 0), FeedbackBin(29, 1, 1))
 
 
 def test_an_hour_is_listed_until_an_hour_after_it_ended_then_forgotten() -> None:
@@ -257,7 +262,7 @@ def test_an_hour_is_listed_until_an_hour_after_it_ended_then_forgotten() -> None
     assert too_late not in bucket.reads
 
 
-def test_a_label_that_arrives_hours_after_its_prediction_joins_it_at_the_prediction_s_minute() -> None:
+def test_a_label_that_arrives_hours_after_its_prediction_counts_at_the_first_minute_no_look_has_seen() -> None:
     bucket, stage = Bucket(), _plan()
     state = State.fresh(stage)
     bucket.capture("v2", [("a", _at(2), "0.9"), ("b", _at(2), "0.2")], written=_at(3), hour=_at(2))
@@ -268,7 +273,9 @@ def test_a_label_that_arrives_hours_after_its_prediction_joins_it_at_the_predict
         bucket.call(state, stage, _at(5) + hours * HOUR)
     bucket.labels({"a": "0", "b": "0"}, written=_at(5) + 6 * HOUR)
     bucket.call(state, stage, _at(6) + 6 * HOUR)
-    assert feedback_of(state, "candidate") == (FeedbackBin(2, 2, 1),)
+    # the call five hours in showed minutes 0-302: minute 2, looked at long ago, never changes
+    assert state.bins["candidate"] == {303: [2, 1]}
+    assert feedback_of(state, "candidate") == (FeedbackBin(303, 2, 1),)
     assert state.pending["candidate"] == {}
 
 
@@ -318,12 +325,12 @@ def test_a_retried_call_on_the_same_state_counts_each_object_once() -> None:
     saved = encode(State.fresh(stage))
     # a call that crashed before it saved: its retry starts from the same state and reads the same objects
     crashed, retried = decode(saved), decode(saved)
-    bucket.call(crashed, stage, _at(3))
-    bucket.call(retried, stage, _at(3))
+    bucket.call(crashed, stage, _at(4))
+    bucket.call(retried, stage, _at(4))
     assert encode(crashed) == encode(retried)
     # a call that crashed after it saved: its retry reads nothing new onto the saved state
     again = decode(encode(retried))
-    assert bucket.call(again, stage, _at(3)) == 0
+    assert bucket.call(again, stage, _at(4)) == 0
     assert feedback_of(again, "candidate") == feedback_of(retried, "candidate") == (FeedbackBin(1, 2, 1),)
 
 
@@ -345,9 +352,9 @@ def test_full_and_the_watch_take_the_champion_s_labelled_predictions_before_the_
 
 @pytest.mark.parametrize("kind", ["ab", "shadow"])
 @pytest.mark.parametrize("seed", range(4))
-def test_calls_every_minute_give_the_bins_of_one_read_of_everything(kind: str, seed: int) -> None:
+def test_calls_every_minute_count_what_one_read_of_everything_counts(kind: str, seed: int) -> None:
     # Three hours of traffic, capture written within minutes, labels for most requests within hours,
-    # judged every minute: the incremental bins equal those of reading everything at the end.
+    # judged every minute: the incremental bins (by arrival) count what reading everything at the end counts.
     rng, bucket, stage = random.Random(seed), Bucket(), _plan(kind)
     champion: list[Prediction] = []
     candidate: list[Prediction] = []
@@ -373,14 +380,21 @@ def test_calls_every_minute_give_the_bins_of_one_read_of_everything(kind: str, s
         state = _persisted(state) if minute % 7 == 0 else state
         bucket.call(state, stage, _at(minute))
     if kind == "shadow":
-        assert pairs_of(state) == paired_bins(champion, candidate, truth, started_epoch=START, rule=RULE)
+        once = paired_bins(champion, candidate, truth, started_epoch=START, rule=RULE)
+        assert _sums(pairs_of(state)) == _sums(once)
     else:
-        assert feedback_of(state, "champion") == feedback_bins(champion, truth, started_epoch=START, rule=RULE)
-        assert feedback_of(state, "candidate") == feedback_bins(candidate, truth, started_epoch=START, rule=RULE)
+        for role, captured in (("champion", champion), ("candidate", candidate)):
+            once = feedback_bins(captured, truth, started_epoch=START, rule=RULE)
+            assert _sums(feedback_of(state, role)) == _sums(once)
     assert len(bucket.reads) == len(bucket.objects)  # each object read once
     assert state.labels == {}
     unlabelled = {p.inference_id for p in champion + candidate} - set(truth)
     assert set(state.pending["champion"]) | set(state.pending["candidate"]) <= unlabelled
+
+
+def _sums(bins: tuple[Any, ...]) -> list[int]:
+    """Every count of the bins but the minute, summed over them."""
+    return [sum(values) for values in zip(*(astuple(item)[1:] for item in bins), strict=True)]
 
 
 def test_the_state_survives_its_encoding() -> None:
@@ -446,7 +460,7 @@ def test_a_prediction_captured_twice_counts_once_before_and_after_its_label() ->
     bucket.call(state, stage, _at(8))
     bucket.capture("v2", [("a", _at(9), "0.1")], written=_at(10), hour=_at(9))  # and once more after the join
     bucket.call(state, stage, _at(11))
-    assert feedback_of(state, "candidate") == (FeedbackBin(1, 1, 0),)
+    assert feedback_of(state, "candidate") == (FeedbackBin(4, 1, 0),)  # labelled after minutes 0-3 were shown
 
 
 def test_a_call_out_of_time_stops_between_objects_and_the_next_reads_on() -> None:
@@ -474,4 +488,5 @@ def test_a_call_out_of_time_stops_between_objects_and_the_next_reads_on() -> Non
     assert calls == [(2, False), (2, False), (2, False), (1, True)]
     assert sorted(bucket.reads) == sorted(bucket.objects)  # each object read once
     join(state, stage, RULE)
+    close(state, stage, _at(8))
     assert feedback_of(state, "champion") == tuple(FeedbackBin(m, 1, 0) for m in range(6))

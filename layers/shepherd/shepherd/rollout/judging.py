@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from shepherd.edge import field
 from shepherd.errors import ShepherdError, TransientError
 from shepherd.judge import Baseline, Judgement, Metric, StageObservations, judge
-from shepherd.rollout import quality
+from shepherd.rollout import observe, quality
 from shepherd.rollout.observe import BASELINE_KINDS, baseline, complete_until, observations, queries, settings
 from shepherd.rollout.ports import ABORT, Objects, RolloutStore
 
@@ -176,12 +176,32 @@ def _observed(deps: JudgeDeps, request: JudgeRequest, now: float) -> StageObserv
     if against_baseline:
         counts = baseline(results, since_epoch=since, until_epoch=request.stage_started, latency=threshold is not None)
         observed = replace(observed, baseline=counts)
+    observed = _settled(deps, request, observed)
     # The stage's clock runs from its start, data or not: max_minutes is a duration, not a sample count.
     elapsed = max(observed.minutes_elapsed, int((now - request.stage_started) // 60))
     observed = replace(observed, minutes_elapsed=elapsed)
     if request.judge.get("quality"):
         observed = _with_quality(deps, observed, request, now)
     return observed
+
+
+def _settled(deps: JudgeDeps, request: JudgeRequest, observed: StageObservations) -> StageObservations:
+    """The CloudWatch bins earlier calls of the stage judged, as they judged them (observe.settle: a datapoint that
+    arrives late never revises a look), kept in the judge's memory for the stage's length and a day."""
+    key = observe.ledger_key(request.run, request.stage_index)
+    stored = deps.memory.recall(key)
+    try:
+        ledger = observe.Ledger() if stored is None else observe.decode_ledger(stored)
+    except ValueError as exc:
+        logger.error("the stage's judged bins are unreadable: judged afresh", extra={"key": key, "error": str(exc)})
+        ledger = observe.Ledger()
+    settled = observe.settle(observed, ledger)
+    expires = request.stage.max_minutes * 60 + REMEMBER_SECONDS
+    try:
+        deps.memory.remember(key, observe.encode_ledger(ledger), expires_after_seconds=expires)
+    except ShepherdError as exc:
+        logger.error("the stage's judged bins could not be kept", extra={"key": key, "error": str(exc)})
+    return settled
 
 
 def _statistics(verdict: Judgement) -> list[dict[str, Any]]:

@@ -1,13 +1,19 @@
 """From CloudWatch's AWS/SageMaker metrics to the judge's observations (pure functions).
 
 Latency is judged as exceedance counts, SampleCount(ModelLatency) - TC(:threshold): per-minute percentiles
-cannot be pooled. A bin is judged only once complete (its minute ended, LAG_SECONDS later). Quality is
+cannot be pooled. A bin is judged only once complete (its minute ended, LAG_SECONDS later), and once judged
+it keeps the values the judge saw (:class:`Ledger`), whatever CloudWatch answers later. Quality is
 shepherd.rollout.quality's. docs/ROLLOUTS.md, "What the judge reads".
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import math
+import zlib
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shepherd.judge import Baseline, Metric, MetricSettings, StageObservations, StageSettings, VariantBin, Verdict
@@ -143,3 +149,105 @@ def settings(judge: dict[str, Any], *, max_minutes: int, at_max: str, kind: str 
     return StageSettings(
         metrics or {Metric.ERROR_RATE: MetricSettings(max_minutes=max_minutes, at_max=Verdict(at_max))}
     )
+
+
+# ------------------------------------------------------------------ looks that are never revised
+
+LEDGER_FORMAT = 1
+
+
+@dataclass
+class Ledger:
+    """The CloudWatch bins a stage's judge calls have seen, as they saw them (docs/ROLLOUTS.md, "Quality
+    judging", looks that are never revised): a datapoint CloudWatch receives after LAG_SECONDS would
+    otherwise change a bin an earlier call judged, an uncounted look."""
+
+    looked: int | None = None  # every minute before this one was judged: its bins are the ones below
+    bins: dict[str, dict[int, list[int]]] = field(default_factory=lambda: {role: {} for role in ROLES})
+    baseline: dict[str, list[int]] | None = None  # full and the watch: metric -> [samples, bad], at the first look
+
+
+def _cell(item: VariantBin) -> list[int]:
+    exceed = -1 if item.latency_exceedances is None else item.latency_exceedances
+    return [item.sample_count, item.error_sum, exceed]
+
+
+def _bin(minute: int, cell: list[int]) -> VariantBin:
+    return VariantBin(minute, cell[0], cell[1], None if cell[2] < 0 else cell[2])
+
+
+def settle(observed: StageObservations, ledger: Ledger) -> StageObservations:
+    """``observed`` (from :func:`observations`, and :func:`baseline` in full and the watch) with every bin
+    an earlier look judged as that look saw it (a minute it saw without a datapoint stays without one) and
+    the baseline of the first look; ``ledger`` takes this look's new bins (up to ``minutes_elapsed``)."""
+    looked, until = ledger.looked, observed.minutes_elapsed
+    settled: dict[str, tuple[VariantBin, ...]] = {}
+    for role in ROLES:
+        seen = ledger.bins.setdefault(role, {})
+        fresh = [item for item in getattr(observed, role) if looked is None or item.minute >= looked]
+        for item in fresh:
+            if item.minute < until:
+                seen[item.minute] = _cell(item)
+        kept = [_bin(minute, cell) for minute, cell in sorted(seen.items()) if looked is not None and minute < looked]
+        settled[role] = tuple(kept + fresh)
+    if ledger.baseline is None and any(b.samples for b in observed.baseline.values()):
+        # fixed once it has samples: a call before the first complete minute reads no baseline at all
+        ledger.baseline = {str(metric): [b.samples, b.bad] for metric, b in observed.baseline.items()}
+    counts = dict(observed.baseline)
+    if ledger.baseline is not None:
+        counts = {Metric(name): Baseline(samples=n, bad=bad) for name, (n, bad) in ledger.baseline.items()}
+    ledger.looked = until if looked is None else max(looked, until)
+    return replace(observed, champion=settled["champion"], candidate=settled["candidate"], baseline=counts)
+
+
+def ledger_key(run: str, stage_index: int) -> str:
+    """Where a stage's :class:`Ledger` is kept (the judge's memory, a day past the stage's end)."""
+    return f"bins#{run}#{stage_index}"
+
+
+def encode_ledger(ledger: Ledger) -> dict[str, Any]:
+    """The ledger as a small JSON object (gzip'd, base64: a day's bins are some 40 KB as plain JSON)."""
+    document = {
+        "format": LEDGER_FORMAT,
+        "looked": ledger.looked,
+        "bins": {role: {str(m): cell for m, cell in cells.items()} for role, cells in ledger.bins.items()},
+        "baseline": ledger.baseline,
+    }
+    packed = zlib.compress(json.dumps(document, separators=(",", ":")).encode(), 6)
+    return {"format": LEDGER_FORMAT, "ledger": base64.b64encode(packed).decode("ascii")}
+
+
+def decode_ledger(item: Any) -> Ledger:
+    """A ledger from :func:`encode_ledger`'s object; ValueError naming what is wrong with it."""
+    if not isinstance(item, dict) or item.get("format") != LEDGER_FORMAT or not isinstance(item.get("ledger"), str):
+        raise ValueError(f"not a format-{LEDGER_FORMAT} ledger")
+    try:
+        document = json.loads(zlib.decompress(base64.b64decode(item["ledger"], validate=True)))
+    except (binascii.Error, zlib.error, ValueError) as exc:
+        raise ValueError(f"not a ledger: {exc}") from None
+    if not isinstance(document, dict):
+        raise ValueError("not a ledger: not an object")
+    looked, bins, base = document.get("looked"), document.get("bins"), document.get("baseline")
+    if looked is not None and (not isinstance(looked, int) or isinstance(looked, bool)):
+        raise ValueError(f"looked: {looked!r} is not a minute")
+    if not isinstance(bins, dict) or set(bins) != set(ROLES):
+        raise ValueError("bins name the wrong variants")
+    ledger = Ledger(looked=looked, bins={role: {} for role in ROLES})
+    for role, cells in bins.items():
+        for minute, cell in (cells or {}).items():
+            if not (
+                isinstance(cell, list)
+                and len(cell) == 3
+                and all(isinstance(c, int) and not isinstance(c, bool) for c in cell)
+                and cell[0] >= max(cell[1], cell[2], 0)
+                and min(cell[1], cell[2] + 1) >= 0
+            ):
+                raise ValueError(f"bins.{role}.{minute}: {cell!r} is not a bin")
+            ledger.bins[role][int(minute)] = cell
+    if base is not None:
+        if not isinstance(base, dict) or not all(
+            name in Metric.__members__.values() and isinstance(v, list) and len(v) == 2 for name, v in base.items()
+        ):
+            raise ValueError(f"baseline: {base!r} is not one")
+        ledger.baseline = {name: [int(v[0]), int(v[1])] for name, v in base.items()}
+    return ledger

@@ -2,7 +2,9 @@
 
 Gives the judge its QUALITY bins (A/B), SHADOW_QUALITY pairs (shadow) and, in full and the watch, the
 champion's baseline; what cannot be read is skipped, never counted as right. A stage may last days, so a
-call reads only what earlier calls did not (:class:`State`). docs/ROLLOUTS.md, "Quality judging".
+call reads only what earlier calls did not (:class:`State`). A labelled prediction is binned by the minute
+it became readable, never earlier than a minute the judge has seen, so a look is never revised by a late
+label. docs/ROLLOUTS.md, "Quality judging".
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shepherd.judge import FeedbackBin, PairedBin
-from shepherd.rollout.observe import BASELINE_KINDS
+from shepherd.rollout.observe import BASELINE_KINDS, complete_until
 
 PERIOD = 60
 HOUR = 3600
@@ -152,7 +154,8 @@ def _minute(epoch: float, first: float) -> int | None:
 def feedback_bins(
     captured: Iterable[Prediction], labels: Mapping[str, str], *, started_epoch: float, rule: Rule
 ) -> tuple[FeedbackBin, ...]:
-    """One variant's labelled predictions per minute of the stage (minute 0: its first whole minute)."""
+    """One variant's labelled predictions per minute of the stage (minute 0: its first whole minute) of their
+    prediction: one read of everything, as before the judge's bins were by arrival (:func:`join`)."""
     first = math.ceil(started_epoch / PERIOD) * PERIOD
     counts: dict[int, list[int]] = {}
     seen: set[str] = set()
@@ -177,7 +180,8 @@ def paired_bins(
     rule: Rule,
 ) -> tuple[PairedBin, ...]:
     """Labelled requests both variants answered (shadow), per minute of the champion's answer:
-    pairs, and those only the candidate got wrong or only the champion got wrong."""
+    pairs, and those only the candidate got wrong or only the champion got wrong (one read of everything,
+    by prediction minute, as :func:`feedback_bins`)."""
     first = math.ceil(started_epoch / PERIOD) * PERIOD
     theirs = {p.inference_id: p for p in champion}
     counts: dict[int, list[int]] = {}
@@ -315,15 +319,17 @@ def state_key(endpoint: str, run: str, stage_index: int) -> str:
 class State:
     """What a stage's judge calls have read and not yet joined (docs/ROLLOUTS.md, "Quality judging").
 
-    Its size is bounded by what is not joined yet, not by the stage's length.
+    Its size is bounded by what is not joined yet, not by the stage's length. A pending prediction or a
+    label may carry a third element, the epoch its object was last modified (when the listing gives it).
     """
 
     identity: dict[str, Any]
     closed: dict[str, float]  # per source: every hour that began before this epoch was read for good
     read: dict[str, dict[str, list[str]]]  # per source and open hour ("yyyy/mm/dd/hh"): the names read
-    pending: dict[str, dict[str, list[Any]]]  # per variant: InferenceId -> [epoch, output], not labelled yet
-    labels: dict[str, list[Any]]  # InferenceId -> [label, epoch of its upload hour], not joined yet
-    bins: dict[str, dict[int, list[int]]]  # "champion"/"candidate"/"pairs": minute of the stage -> counts
+    pending: dict[str, dict[str, list[Any]]]  # per variant: InferenceId -> [epoch, output(, arrival)]
+    labels: dict[str, list[Any]]  # InferenceId -> [label, epoch of its upload hour(, arrival)], not joined yet
+    bins: dict[str, dict[int, list[int]]]  # "champion"/"candidate"/"pairs": minute of arrival -> counts
+    looked: int | None = None  # the judge has seen every bin before this stage minute: they never change
 
     @classmethod
     def fresh(cls, stage: Plan) -> State:
@@ -365,50 +371,76 @@ def mark_read(state: State, source: str, hour: str, name: str) -> None:
     state.read.setdefault(source, {}).setdefault(hour, []).append(name)
 
 
+Listed = str | tuple[str, float]  # a key, or (key, LastModified epoch)
+
+
 def read_new(
     state: State,
     stage: Plan,
     now: float,
     *,
-    list_keys: Callable[[str], Iterable[str]],
+    list_keys: Callable[[str], Iterable[Listed]],
     read_lines: Callable[[str], list[str]],
     out_of_time: Callable[[], bool] = lambda: False,
 ) -> tuple[int, bool]:
     """Read into ``state`` every object of the stage's open hours that no earlier call read: each open
-    hour is listed again (``list_keys(prefix)``: the keys under it), so an object written late into an
-    hour already listed is read too. Returns how many objects were read, and whether that was all of
-    them: once ``out_of_time()`` (asked after each object) says so, the rest is left to the next call,
-    and the state stays consistent (each object read is counted whole and marked read)."""
+    hour is listed again (``list_keys(prefix)``: the keys under it, each alone or with its LastModified
+    epoch), so an object written late into an hour already listed is read too. Returns how many objects
+    were read, and whether that was all of them: once ``out_of_time()`` (asked after each object) says
+    so, the rest is left to the next call, and the state stays consistent (each object read is counted
+    whole and marked read)."""
     read = 0
     for source in stage.sources:
         for hour_epoch, hour in to_list(state, source, now):
             prefix = f"{source.prefix}{hour}/"
-            names = [key.removeprefix(prefix) for key in list_keys(prefix)]
-            for name in unread(state, source.name, hour, names):
+            arrivals: dict[str, float | None] = {}
+            for entry in list_keys(prefix):
+                key, arrival = (entry, None) if isinstance(entry, str) else (entry[0], float(entry[1]))
+                arrivals[key.removeprefix(prefix)] = arrival
+            for name in unread(state, source.name, hour, arrivals):
                 if read and out_of_time():
                     return read, False
                 lines = read_lines(prefix + name)
                 if source.name == FEEDBACK:
-                    add_labels(state, ground_truth(lines), hour_epoch)
+                    add_labels(state, ground_truth(lines), hour_epoch, arrival=arrivals[name])
                 else:
-                    add_predictions(state, source.name, predictions(lines), stage.windows[source.name])
+                    window = stage.windows[source.name]
+                    add_predictions(state, source.name, predictions(lines), window, arrival=arrivals[name])
                 mark_read(state, source.name, hour, name)
                 read += 1
     return read, True
 
 
-def add_predictions(state: State, role: str, captured: Iterable[Prediction], window: Window) -> None:
-    """Keep a variant's predictions that fall in its window until their label arrives."""
+def add_predictions(
+    state: State, role: str, captured: Iterable[Prediction], window: Window, *, arrival: float | None = None
+) -> None:
+    """Keep a variant's predictions that fall in its window until their label arrives (``arrival``: when
+    their capture object was last modified, if known)."""
     pending = state.pending[role]
     for prediction in captured:
         if prediction.epoch in window:
-            pending.setdefault(prediction.inference_id, [prediction.epoch, prediction.output])
+            kept = [prediction.epoch, prediction.output] + ([] if arrival is None else [arrival])
+            pending.setdefault(prediction.inference_id, kept)
 
 
-def add_labels(state: State, labels: Mapping[str, str], hour_epoch: float) -> None:
-    """Keep the labels uploaded in an hour until they join a prediction or their hour closes."""
+def add_labels(state: State, labels: Mapping[str, str], hour_epoch: float, *, arrival: float | None = None) -> None:
+    """Keep the labels uploaded in an hour until they join a prediction or their hour closes (``arrival``:
+    when their object was last modified, if known)."""
     for inference_id, label in labels.items():
-        state.labels[inference_id] = [label, hour_epoch]
+        state.labels[inference_id] = [label, hour_epoch] + ([] if arrival is None else [arrival])
+
+
+def filed_minute(state: State, stage: Plan, epoch: float, *arrivals: float | None) -> int:
+    """The stage minute a labelled prediction is counted in: the minute it became readable (the latest of
+    its inference time and its objects' LastModified, when known), or the first minute no look has seen
+    if that is later. A bin the judge has seen therefore never changes (docs/ROLLOUTS.md)."""
+    readable = max([epoch, *(a for a in arrivals if a is not None)])
+    minute = int((readable - stage.first) // PERIOD)
+    return minute if state.looked is None else max(minute, state.looked)
+
+
+def _arrival(entry: list[Any], index: int) -> float | None:
+    return float(entry[index]) if len(entry) > index else None
 
 
 def _count(bins: dict[int, list[int]], minute: int, values: tuple[int, ...]) -> None:
@@ -420,18 +452,19 @@ def _count(bins: dict[int, list[int]], minute: int, values: tuple[int, ...]) -> 
 def join(state: State, stage: Plan, rule: Rule) -> int:
     """Join the labels with the predictions waiting for them, into the bins; returns how many joined.
 
-    Shadow: a label joins once both variants' predictions of its id are in, counted at the minute of
-    the champion's answer. Otherwise: each labelled prediction counts for its variant. Whatever joined
-    leaves the state, so that no later call counts it again."""
+    Shadow: a label joins once both variants' predictions of its id are in (the pair is of the champion's
+    answer and its shadow copy). Otherwise: each labelled prediction counts for its variant. Either is
+    counted at :func:`filed_minute`. Whatever joined leaves the state, so that no later call counts it again."""
     champion, candidate = state.pending["champion"], state.pending["candidate"]
     joined = 0
-    for inference_id, (label, _hour) in list(state.labels.items()):
+    for inference_id, entry in list(state.labels.items()):
+        label, arrival = entry[0], _arrival(entry, 2)
         if stage.paired:
             ours, theirs = candidate.get(inference_id), champion.get(inference_id)
             if ours is None or theirs is None:
                 continue
             ours_wrong, theirs_wrong = wrong(ours[1], label, rule), wrong(theirs[1], label, rule)
-            minute = int((theirs[0] - stage.first) // PERIOD)
+            minute = filed_minute(state, stage, theirs[0], arrival, _arrival(theirs, 2), _arrival(ours, 2))
             _count(state.bins["pairs"], minute, (1, ours_wrong and not theirs_wrong, theirs_wrong and not ours_wrong))
             del candidate[inference_id], champion[inference_id]
         else:
@@ -440,20 +473,25 @@ def join(state: State, stage: Plan, rule: Rule) -> int:
             ]
             if not found:
                 continue
-            for role, (epoch, output) in found:
-                _count(state.bins[role], int((epoch - stage.first) // PERIOD), (1, int(wrong(output, label, rule))))
+            for role, kept in found:
+                minute = filed_minute(state, stage, kept[0], arrival, _arrival(kept, 2))
+                _count(state.bins[role], minute, (1, int(wrong(kept[1], label, rule))))
         del state.labels[inference_id]
         joined += 1
     return joined
 
 
 def close(state: State, stage: Plan, now: float) -> bool:
-    """After a call listed and read every open hour at ``now``: close the hours that ended LATE_SECONDS ago
-    (forget their object names), and drop the labels uploaded in them that joined nothing (with, in
+    """After a call listed and read every open hour at ``now``: show the judge the bins of the minutes
+    complete at ``now`` (as CloudWatch's, observe.complete_until), close the hours that ended LATE_SECONDS
+    ago (forget their object names), and drop the labels uploaded in them that joined nothing (with, in
     shadow, the one variant's prediction of their id: without the other's it can never pair).
-    Returns whether anything closed (hours close only when the horizon moves)."""
-    horizon = math.floor((now - LATE_SECONDS) / HOUR) * HOUR  # every hour that began before it is closed
+    Returns whether the state changed (hours close only when the horizon moves)."""
     changed = False
+    looked = int((complete_until(now) - stage.first) // PERIOD)
+    if state.looked is None or looked > state.looked:
+        state.looked, changed = looked, True
+    horizon = math.floor((now - LATE_SECONDS) / HOUR) * HOUR  # every hour that began before it is closed
     for source in stage.sources:
         if state.closed.get(source.name, 0.0) < horizon:
             state.closed[source.name], changed = horizon, True
@@ -472,23 +510,27 @@ def _hour_epoch(hour: str) -> float:
     return datetime.strptime(hour, "%Y/%m/%d/%H").replace(tzinfo=UTC).timestamp()
 
 
+def _shown(state: State, name: str) -> list[tuple[int, list[int]]]:
+    """The bins the judge may see: those before ``looked``, final (minutes ascending)."""
+    looked = state.looked
+    return [] if looked is None else [(m, cell) for m, cell in sorted(state.bins[name].items()) if m < looked]
+
+
 def feedback_of(state: State, role: str) -> tuple[FeedbackBin, ...]:
-    """A variant's labelled predictions per stage minute."""
-    return tuple(
-        FeedbackBin(minute=m, labelled=n, misclassified=bad) for m, (n, bad) in sorted(state.bins[role].items())
-    )
+    """A variant's labelled predictions per stage minute of arrival, final minutes only."""
+    return tuple(FeedbackBin(minute=m, labelled=n, misclassified=bad) for m, (n, bad) in _shown(state, role))
 
 
 def pairs_of(state: State) -> tuple[PairedBin, ...]:
+    """Shadow's labelled pairs per stage minute of arrival, final minutes only."""
     return tuple(
-        PairedBin(minute=m, pairs=n, candidate_only=c, champion_only=h)
-        for m, (n, c, h) in sorted(state.bins["pairs"].items())
+        PairedBin(minute=m, pairs=n, candidate_only=c, champion_only=h) for m, (n, c, h) in _shown(state, "pairs")
     )
 
 
 def totals(state: State, role: str) -> tuple[int, int]:
-    """A variant's labelled predictions and wrong ones, all minutes together (the baseline)."""
-    cells = state.bins[role].values()
+    """A variant's labelled predictions and wrong ones, all final minutes together (the baseline)."""
+    cells = [cell for _, cell in _shown(state, role)]
     return sum(n for n, _ in cells), sum(bad for _, bad in cells)
 
 
@@ -502,6 +544,7 @@ def encode(state: State) -> bytes:
         "pending": state.pending,
         "labels": state.labels,
         "bins": {name: {str(m): cell for m, cell in cells.items()} for name, cells in state.bins.items()},
+        "looked": state.looked,
     }
     return zlib.compress(json.dumps(document, separators=(",", ":")).encode(), 1, wbits=31)
 
@@ -522,6 +565,9 @@ def decode(data: bytes) -> State:
     )
     labels = _mapping(document, "labels", _is_label)
     bins = _mapping(document, "bins", lambda v: isinstance(v, dict))
+    looked = document.get("looked")  # absent from a state written before bins were by arrival
+    if looked is not None and (not isinstance(looked, int) or isinstance(looked, bool)):
+        raise ValueError(f"looked: {looked!r} is not a minute")
     if set(pending) != set(ROLES) or set(bins) != {"champion", "candidate", "pairs"}:
         raise ValueError("pending or bins name the wrong variants")
     counted: dict[str, dict[int, list[int]]] = {}
@@ -540,7 +586,9 @@ def decode(data: bytes) -> State:
                 counted[name][int(minute)] = cell
             except ValueError:
                 raise ValueError(f"bins.{name}: {minute!r} is not a minute") from None
-    return State(identity=identity, closed=closed, read=read, pending=pending, labels=labels, bins=counted)
+    return State(
+        identity=identity, closed=closed, read=read, pending=pending, labels=labels, bins=counted, looked=looked
+    )
 
 
 def _mapping(document: dict[str, Any], name: str, valid: Any) -> dict[str, Any]:
@@ -562,8 +610,19 @@ def _is_names(value: object) -> bool:
 
 
 def _is_prediction(value: object) -> bool:
-    return isinstance(value, list) and len(value) == 2 and _is_number(value[0]) and isinstance(value[1], str)
+    return (
+        isinstance(value, list)
+        and len(value) in (2, 3)
+        and _is_number(value[0])
+        and isinstance(value[1], str)
+        and all(_is_number(v) for v in value[2:])
+    )
 
 
 def _is_label(value: object) -> bool:
-    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and _is_number(value[1])
+    return (
+        isinstance(value, list)
+        and len(value) in (2, 3)
+        and isinstance(value[0], str)
+        and all(_is_number(v) for v in value[1:])
+    )
