@@ -14,7 +14,7 @@ PIP_FLAGS := --quiet --disable-pip-version-check --no-compile
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: install test test-fast test-py313 lint lint-serverless build demo bench clean iam-report
+.PHONY: install test suite test-fast test-py313 lint lint-serverless build demo bench clean iam-report
 
 install: $(VENV)/.installed
 
@@ -65,8 +65,10 @@ build: $(SAM_VENV)/.installed
 	PATH="$(dir $(PY313)):$$PATH" $(SAM_VENV)/bin/sam build --template template.yaml --build-dir .aws-sam/build
 
 # The handlers' and the layer's unit tests under Python 3.13 (the 3.11 run covers them too, with the local cloud).
+# The judge's statistical simulations (error rates, grouping, monotonicity) run once, under 3.11: the 3.13 run
+# checks the code runs there, which test_judge.py and test_judge_baseline.py exercise path by path.
 PY313_TESTS := $(wildcard tests/unit/handlers tests/unit/test_config*.py tests/unit/test_names.py \
-	tests/unit/test_s3_events.py tests/unit/test_judge*.py)
+	tests/unit/test_s3_events.py tests/unit/test_judge.py tests/unit/test_judge_baseline.py)
 test-py313: $(PY313_VENV)/.installed
 	$(PY313_VENV)/bin/python -m pytest $(PY313_TESTS)
 
@@ -76,21 +78,25 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
-# make test's set-up runs side by side (the four venvs, Chromium, lint, build, the 3.13 tests; each step waits only
-# for what it needs, and its output is printed whole when it ends), then the suite.
+# make test runs everything side by side on SETUP_JOBS make jobs: the four venvs, Chromium, lint, build, the 3.13
+# tests and the suite, each step waiting only for what it needs (the suite: .venv, awscli and Chromium), its output
+# printed whole when it ends; any step failing fails make test. The suite overlaps lint and build because it leaves
+# the cores idle while its tests wait on virtual time and I/O.
 # The suite runs on PYTEST_WORKERS (default 2) pytest-xdist workers, each with its own local cloud (session fixtures
 # are per worker) and its own /opt/ml directory; the tests that need the CPU to keep time (the demo, request-rate
 # autoscaling) run on one worker in sequence (tests/conftest.py) while the rest spread over the workers. The rollout
-# tests' verdicts do not depend on load, so they spread too. Measured here (2 cores, other work beside it), pytest
-# alone with 2 workers: 731 s.
+# tests' verdicts do not depend on load, so they spread too. README.md ("Two commands") gives the time it takes.
 # PYTEST_WORKERS=1 runs everything in one process.
-TEST_SETUP := lint build test-py313 $(AWSCLI_VENV)/.installed $(CHROMIUM)
+TEST_SETUP := lint build test-py313
 SETUP_JOBS ?= 4
 PYTEST_WORKERS ?= 2
 PYTEST_PARALLEL := $(if $(filter-out 0 1,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadgroup)
 
 test:
-	$(MAKE) --no-print-directory --jobs=$(SETUP_JOBS) --output-sync=target $(TEST_SETUP)
+	$(MAKE) --no-print-directory --jobs=$(SETUP_JOBS) --output-sync=target $(TEST_SETUP) suite
+
+# The suite alone (make test runs it beside lint and build).
+suite: install $(AWSCLI_VENV)/.installed $(CHROMIUM)
 	$(BIN)/python -m pytest $(PYTEST_PARALLEL)
 
 # The least-privilege report per role from the last test run's authorization logs (docs/LOCAL_IAM.md).
