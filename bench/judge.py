@@ -1,6 +1,8 @@
-"""Rollout judges side by side on simulated CloudWatch traffic (issue 6).
+"""Rollout judges side by side on simulated CloudWatch traffic (issue 6), and whole rollouts at the product's cadence
+(issue 18: shadow -> A/B 10/25/50 -> full -> watch, judged every 5 minutes with CloudWatch's 120-s lag).
 
-Writes bench/results/judge.json, judge.md and judge.png. How it is built: docs/BENCHMARKS.md, "judge.py".
+Writes judge.json, judge.md and judge.png to bench/results/ (or --out DIR). How it is built: docs/BENCHMARKS.md,
+"judge.py".
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -389,6 +391,7 @@ def schema(report: dict[str, object]) -> dict[str, object]:
             name: {scenario: {field: row[field] for field in SCHEMA_FIELDS} for scenario, row in by_scenario.items()}
             for name, by_scenario in strategies.items()
         },
+        "rollouts": report["rollouts"],
     }
 
 
@@ -551,7 +554,7 @@ def call_time() -> dict[str, float]:
     }
 
 
-def run(replications: int, seed: int) -> dict[str, object]:
+def run(replications: int, seed: int, rollout_replications: int = 0) -> dict[str, object]:
     strategies: dict[str, dict[str, dict[str, float | None]]] = {name: {} for name in STRATEGIES}
     scenarios: dict[str, dict[str, object]] = {}
     rng = np.random.default_rng(seed)
@@ -601,7 +604,272 @@ def run(replications: int, seed: int) -> dict[str, object]:
         "fixed_horizon_size": fixed_horizon_size(SCENARIOS[1]),
         "scenarios": scenarios,
         "strategies": strategies,
+        "rollouts": run_rollouts(rollout_replications or replications, seed),
     }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Whole rollouts at the product's cadence (issue 18): shadow -> A/B 10/25/50 -> full -> watch, each stage judged
+# every JUDGE_INTERVAL minutes on the bins complete LAG_MINUTES earlier, by the product's own settings code
+# (shepherd.rollout.plan.stages for the plan, JudgeRequest.settings for each stage's test, shepherd.judge.judge).
+# The judge's first crossing does not depend on later bins, so one judge call per stage on every bin the stage's
+# last call would see gives the verdict; the call that first sees the deciding bin is when it was reached.
+# ---------------------------------------------------------------------------------------------------------------
+
+JUDGE_INTERVAL = 5  # rollout.judge_interval_minutes' default
+LAG_MINUTES = 2  # shepherd.rollout.observe.LAG_SECONDS: bin m is complete at minute m + 1 + 2
+BASELINE_MINUTES = 60  # judging.BASELINE_LOOKBACK_SECONDS: the champion's counts before the rollout
+ROLLOUT_STRATEGIES = ("shepherd", "shepherd_stagewise", "msprt")
+
+
+@dataclass(frozen=True)
+class RolloutScenario:
+    name: str
+    candidate_is: Candidate
+    what: str
+    rpm: float
+    rate: float  # the champion's error rate
+    ratio: float  # candidate / champion
+    drift: tuple[float, ...] = ()  # error-rate multiplier shared by both variants: the hour before, then per stage
+    decidable: bool = True
+
+
+ROLLOUT_SCENARIOS = (
+    RolloutScenario("good_200rpm", "good", "200 rpm, 1 % errors, candidate as good", 200, 0.01, 1.0),
+    RolloutScenario("bad_200rpm", "bad", "200 rpm, 1 % errors, candidate's twice the champion's", 200, 0.01, 2.0),
+    RolloutScenario(
+        "good_200rpm_drift",
+        "good",
+        "200 rpm, 1 % errors +-25 % between the hour before and each stage (both variants), candidate as good",
+        200,
+        0.01,
+        1.0,
+        drift=(1.0, 1.25, 0.8, 1.25, 0.8, 1.25, 1.25),
+    ),
+    RolloutScenario("good_50rpm", "good", "50 rpm, 1 % errors, candidate as good", 50, 0.01, 1.0, decidable=False),
+    RolloutScenario("bad_50rpm", "bad", "50 rpm, 1 % errors, candidate's twice the champion's", 50, 0.01, 2.0),
+    RolloutScenario("good_perfect", "good", "200 rpm, neither model ever fails", 200, 0.0, 1.0),
+)
+
+
+def _rollout_stages(strategy: str) -> list[tuple[str, float, int, Any]]:
+    """(kind, weight, max_minutes, budget) of the default config's stages, as the product plans them."""
+    from shepherd.config import load_config
+    from shepherd.rollout import plan
+
+    config = load_config("framework: sklearn\nentry_point: train.py\n", "models/bench/shepherd.yaml")
+    stages = plan.stages(config)
+    if strategy == "msprt":
+        strategy = "shepherd"  # the same stages and budget; _msprt_stage judges shadow and A/B
+    if strategy == "shepherd_stagewise":  # today's: every stage spends alpha and beta whole
+        stages = [stage.model_copy(update={"alpha_share": None, "beta_power": None}) for stage in stages]
+    judge_config = config.rollout.judge.model_dump(mode="json", exclude_none=True)
+    if strategy == "shepherd_stagewise":
+        judge_config["error_rate"]["floor_rate"] = 0.0  # no floor then
+    return [(s.kind, s.weight, s.max_minutes, (s.model_dump(mode="json"), judge_config)) for s in stages]
+
+
+def _stage_settings(stage: dict[str, Any], judge_config: dict[str, Any]) -> Any:
+    from shepherd.rollout.judging import JudgeRequest
+
+    request = JudgeRequest.parse(
+        {
+            "run": "bench",
+            "endpoint": "bench",
+            "package_arn": "arn:aws:sagemaker:us-east-1:123456789012:model-package/bench/2",
+            "champion_variant": "v1",
+            "candidate_variant": "v2",
+            "stage": stage,
+            "stage_index": 0,
+            "stage_started": 1.0,
+            "judge": judge_config,
+        }
+    )
+    return request.settings()
+
+
+def _decision_minute(bin_index: int) -> int:
+    """The judge call (minutes into the stage) that first sees bin `bin_index` complete."""
+    return JUDGE_INTERVAL * math.ceil((bin_index + 1 + LAG_MINUTES) / JUDGE_INTERVAL)
+
+
+def _judge_stage(
+    scenario: RolloutScenario,
+    kind: str,
+    *,
+    weight: float,
+    max_minutes: int,
+    stage_settings: Any,
+    baseline_counts: list[int],
+    drift: float,
+    rng: np.random.Generator,
+    msprt: bool = False,
+) -> tuple[str, int, int]:
+    """One stage of one rollout, judged as production would: (verdict, minute of the deciding call, users' requests
+    until then). Adds the champion's requests and errors until then to baseline_counts (shadow and A/B)."""
+    from shepherd.judge import Baseline, Metric, StageObservations, VariantBin, judge
+
+    seen = max_minutes - 1 - LAG_MINUTES  # bins the stage's last call sees: 0 .. max - 3
+    traffic = rng.poisson(scenario.rpm, seen + LAG_MINUTES + 1)
+    p = min(1.0, scenario.rate * drift)
+    q = min(1.0, p * scenario.ratio)
+    cand_n = traffic if kind == "shadow" else rng.binomial(traffic, weight / 100.0)
+    champ_n = traffic if kind == "shadow" else traffic - cand_n
+    cand_bad, champ_bad = rng.binomial(cand_n, q), rng.binomial(champ_n, p)
+
+    def bins(n: Ints, bad: Ints) -> tuple[VariantBin, ...]:
+        return tuple(VariantBin(m, int(n[m]), int(bad[m])) for m in range(seen + 1) if n[m])
+
+    against_baseline = kind in ("full", "watch")
+    observed = StageObservations(
+        minutes_elapsed=max_minutes,
+        champion=() if against_baseline else bins(champ_n, champ_bad),
+        candidate=bins(cand_n, cand_bad),
+        baseline={Metric.ERROR_RATE: Baseline(*baseline_counts)} if against_baseline else {},
+    )
+    if msprt and not against_baseline:
+        verdict, decided = _msprt_stage(cand_n, champ_n, cand_bad, champ_bad, seen=seen, stage_settings=stage_settings)
+    else:
+        result = judge(observed, stage_settings)
+        verdict, decided = str(result.verdict), result.metrics[0].decided_minute
+    at = max_minutes if decided is None else min(_decision_minute(decided), max_minutes)
+    if not against_baseline:  # the champion's requests join the baseline full and the watch are judged against
+        baseline_counts[0] += int(champ_n[:at].sum())
+        baseline_counts[1] += int(champ_bad[:at].sum())
+    if kind == "watch" and verdict == "INCONCLUSIVE":
+        verdict = "PROMOTE"  # judging.judge_stage: an undecided watch lets the promotion stand
+    return verdict, at, int(traffic[:at].sum())
+
+
+THETA_WORSE = np.geomspace(1.25, 8.0, 16)  # msprt: the mixture's odds ratios for ROLLBACK (uniform in log)
+THETA_FINE = np.geomspace(0.25, 1.0, 16)  # and for PROMOTE (no worse than the champion)
+
+
+def _msprt_stage(
+    cand_n: Ints, champ_n: Ints, cand_bad: Ints, champ_bad: Ints, *, seen: int, stage_settings: Any
+) -> tuple[str, int | None]:
+    """A mixture SPRT (Johari, Pekelis, Walsh; Lindon et al.) on the conditional stream of bad events: in a bin with
+    candidate share w, a bad event is the candidate's with probability w theta / (w theta + 1 - w) (theta the odds
+    ratio), whatever the shared rate. ROLLBACK when the mixture over theta in [1.25, 8] against theta = 1 reaches
+    1/alpha; PROMOTE when the mixture over theta in [1/4, 1] against theta = 1 + delta reaches 1/beta (and
+    min_samples): both nonnegative martingales under their null, so Ville's inequality holds them at every bin.
+    Binomial per bin (the hypergeometric's large-bin limit). Same budget per stage as `shepherd`."""
+    from shepherd.judge import Metric
+
+    settings = stage_settings.metrics[Metric.ERROR_RATE]
+    c, b = cand_n[: seen + 1].astype(float), champ_n[: seen + 1].astype(float)
+    both = (c > 0) & (b > 0)
+    w = np.where(both, c / np.maximum(c + b, 1.0), 0.5)
+    k = np.where(both, cand_bad[: seen + 1], 0).astype(float)
+    n = k + np.where(both, champ_bad[: seen + 1], 0)
+
+    def log_lik(theta: NDArray[np.float64]) -> NDArray[np.float64]:  # (thetas, bins), cumulative
+        return np.cumsum(k * np.log(theta)[:, None] - n * np.log(w * theta[:, None] + 1.0 - w), axis=1)
+
+    def log_mean_exp(values: NDArray[np.float64]) -> NDArray[np.float64]:
+        top = values.max(axis=0)
+        return top + np.log(np.exp(values - top).mean(axis=0))
+
+    worse = log_mean_exp(log_lik(THETA_WORSE)) - log_lik(np.array([1.0]))[0]
+    fine = log_mean_exp(log_lik(THETA_FINE)) - log_lik(np.array([1.0 + settings.delta]))[0]
+    may_promote = (np.cumsum(c) >= settings.min_samples) & (np.cumsum(b) >= settings.min_samples)
+    rollback = worse >= -math.log(settings.alpha)
+    promote = may_promote & (fine >= -math.log(settings.beta))
+    hit = np.flatnonzero(rollback | promote)
+    if not hit.size:
+        return str(settings.at_max), None
+    first = int(hit[0])
+    return ("ROLLBACK" if rollback[first] else "PROMOTE"), first
+
+
+def simulate_rollout(
+    scenario: RolloutScenario, strategy: str, replications: int, rng: np.random.Generator
+) -> dict[str, Any]:
+    """Replications of one whole rollout; per replication its outcome, and the requests and minutes until the
+    decision to promote to full (or the rollback, or the end undecided)."""
+    stages = _rollout_stages(strategy)
+    settings = [_stage_settings(stage, config) for _, _, _, (stage, config) in stages]
+    drift = scenario.drift or (1.0,) * (len(stages) + 1)
+    full_at = next(i for i, (kind, *_rest) in enumerate(stages) if kind == "full")
+    outcome = np.zeros(replications, dtype=np.int8)  # +1 rolled back, -1 promoted and kept, 0 undecided
+    reached_full = np.zeros(replications, dtype=bool)
+    rolled_back_at = np.full(replications, -1)
+    requests = np.zeros(replications)
+    minutes = np.zeros(replications)
+    for rep in range(replications):
+        before = rng.poisson(scenario.rpm, BASELINE_MINUTES)
+        baseline_counts = [int(before.sum()), int(rng.binomial(before, scenario.rate * drift[0]).sum())]
+        for index, ((kind, weight, max_minutes, _), stage_settings) in enumerate(zip(stages, settings, strict=True)):
+            verdict, at, served = _judge_stage(
+                scenario,
+                kind,
+                weight=weight,
+                max_minutes=max_minutes,
+                stage_settings=stage_settings,
+                baseline_counts=baseline_counts,
+                drift=drift[index + 1],
+                rng=rng,
+                msprt=strategy == "msprt",
+            )
+            if index < full_at:  # until the decision to promote to full (the watch is a fixed-length guard)
+                requests[rep] += served
+                minutes[rep] += at
+            if verdict == "ROLLBACK":
+                outcome[rep], rolled_back_at[rep] = 1, index
+                break
+            if verdict == "INCONCLUSIVE":
+                break
+            reached_full[rep] |= index == full_at - 1
+        else:
+            outcome[rep] = -1
+    return {
+        "outcome": outcome,
+        "reached_full": reached_full,
+        "rolled_back_at": rolled_back_at,
+        "requests": requests,
+        "minutes": minutes,
+        "stages": [kind if kind != "ab" else f"ab{weight:g}" for kind, weight, *_ in stages],
+    }
+
+
+def summarise_rollout(scenario: RolloutScenario, run_: dict[str, Any]) -> dict[str, Any]:
+    outcome, reached = run_["outcome"], run_["reached_full"]
+    good = scenario.candidate_is == "good"
+    rolled = outcome == 1
+    # Requests to the decision: to promote to full for a good candidate that got there, to the rollback or the miss
+    # for a bad one; undecided rollouts count their whole time.
+    requests, minutes = run_["requests"], run_["minutes"]
+    decided = reached if good else (reached | rolled)
+    pick = decided if decided.any() else np.ones_like(decided)
+    by_stage = {name: round(float(np.mean(run_["rolled_back_at"] == i)), 4) for i, name in enumerate(run_["stages"])}
+    return {
+        "false_rollback": round(float(rolled.mean()), 4) if good else None,
+        "miss": None if good else round(float(reached.mean()), 4),
+        "undecided": round(float(((outcome == 0) & ~reached).mean()), 4),
+        "reached_full": round(float(reached.mean()), 4),
+        "mean_requests": round(float(requests[pick].mean()), 1),
+        "p90_requests": round(float(np.quantile(requests[pick], 0.9)), 1),
+        "mean_minutes": round(float(minutes[pick].mean()), 1),
+        "rolled_back_by_stage": by_stage,
+    }
+
+
+def run_rollouts(replications: int, seed: int) -> dict[str, Any]:
+    rng = np.random.default_rng(seed + 18)
+    out: dict[str, Any] = {}
+    for scenario in ROLLOUT_SCENARIOS:
+        strategies = {
+            name: summarise_rollout(scenario, simulate_rollout(scenario, name, replications, rng))
+            for name in ROLLOUT_STRATEGIES
+        }
+        out[scenario.name] = {
+            "candidate_is": scenario.candidate_is,
+            "what": scenario.what,
+            "replications": replications,
+            "decidable": scenario.decidable,
+            "strategies": strategies,
+        }
+    return out
 
 
 def _cell(value: float | None, limit: float | None = None) -> str:
@@ -662,9 +930,65 @@ def markdown(report: dict[str, object], seconds: float) -> str:
                 f"{row['mean_minutes']:.1f} | {row['bad_requests_served']:.1f} |"
             )
         lines.append("")
+    lines += rollout_markdown(report)
     lines += targets(report)
     lines.append(METHOD_NOTES)
     return "\n".join(lines)
+
+
+def rollout_markdown(report: dict[str, object]) -> list[str]:
+    """Whole rollouts at the product's cadence (issue 18)."""
+    rollouts = report["rollouts"]
+    assert isinstance(rollouts, dict)
+    lines = [
+        "## Whole rollouts at the product's cadence (issue 18)",
+        "",
+        "shadow -> A/B 10/25/50 -> full -> watch with the default config (stage maxima 120/120/30/120 minutes), "
+        f"judged every {JUDGE_INTERVAL} minutes on the CloudWatch bins complete {LAG_MINUTES * 60} s earlier, shadow "
+        "judged unpaired from the variants' counts, full and the watch against the champion's counts since an hour "
+        "before the rollout; an undecided watch lets the promotion stand, as in production. `shepherd`: the config's "
+        "alpha = 0.05 and beta = 0.2 are the rollout's, split across the stages by `shepherd.rollout.budget`; "
+        "`shepherd_stagewise`: every stage spends alpha and beta whole (the judge before issue 18). `msprt`: the "
+        "same stages and budget as `shepherd`, shadow and A/B judged by a mixture SPRT on the conditional stream of "
+        "bad events (odds ratios 1.25-8 against 1 for ROLLBACK, 1/4-1 against 1 + delta for PROMOTE, Ville's "
+        "boundaries), full and the watch as `shepherd`. "
+        "False rollback: any ROLLBACK of a good candidate, any stage; miss: a bad candidate reaches full; "
+        "undecided: the rollout ends INCONCLUSIVE. Requests and minutes: users' requests (shadow mirrors them) from "
+        "the rollout's start to the decision to promote to full (good candidates that reached it) or to roll back "
+        "or miss (bad ones). Figures above alpha or beta by more than three Monte Carlo standard errors are **bold**.",
+        "",
+    ]
+    for name, item in rollouts.items():
+        n = int(item["replications"])
+        lines += [
+            f"### `{name}` ({item['candidate_is']}; {'decidable' if item['decidable'] else 'not decidable'} "
+            f"with the defaults; {n:,} rollouts)",
+            "",
+            item["what"],
+            "",
+            "| strategy | false rollback | miss | undecided | mean requests | p90 requests | mean minutes | "
+            "rolled back in |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for strategy, row in item["strategies"].items():
+            where = ", ".join(f"{stage} {share:.3f}" for stage, share in row["rolled_back_by_stage"].items() if share)
+            lines.append(
+                f"| {strategy} | {_cell(row['false_rollback'], ALPHA + monte_carlo_margin(ALPHA, n))} | "
+                f"{_cell(row['miss'], BETA + monte_carlo_margin(BETA, n))} | {row['undecided']:.3f} | "
+                f"{row['mean_requests']:,.0f} | {row['p90_requests']:,.0f} | {row['mean_minutes']:.1f} | "
+                f"{where or '-'} |"
+            )
+        ours, today = item["strategies"]["shepherd"], item["strategies"]["shepherd_stagewise"]
+        if item["candidate_is"] == "good" and ours["reached_full"] and not today["reached_full"]:
+            lines += ["", "Only shepherd ever promotes to full here: no ratio of requests."]
+        elif item["candidate_is"] == "good" and today["mean_requests"]:
+            lines.append("")
+            lines.append(
+                f"Requests to promote to full: shepherd {ours['mean_requests'] / today['mean_requests']:.2f}x "
+                "shepherd_stagewise."
+            )
+        lines.append("")
+    return lines
 
 
 def why_fixed_horizon(report: dict[str, object]) -> list[str]:
@@ -1006,18 +1330,35 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2,000 replications per scenario (< 2 minutes)")
     parser.add_argument("--replications", type=int, default=None)
     parser.add_argument("--seed", type=int, default=20261125)
+    parser.add_argument(
+        "--rollout-replications",
+        type=int,
+        default=None,
+        help="whole rollouts per scenario and strategy (default 200 with --quick, else --replications)",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where judge.{json,md,png} go (bench/results/)")
     args = parser.parse_args()
     replications = args.replications or (2_000 if args.quick else 10_000)
+    rollout_replications = args.rollout_replications or (200 if args.quick else replications)
     started = time.perf_counter()
-    report = run(replications, args.seed)
+    report = run(replications, args.seed, rollout_replications)
     seconds = time.perf_counter() - started
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "judge.json").write_text(json.dumps(schema(report), indent=2) + "\n")
-    (RESULTS / "judge.md").write_text(markdown(report, seconds) + "\n")
-    plot(report, RESULTS / "judge.png")
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "judge.json").write_text(json.dumps(schema(report), indent=2) + "\n")
+    (out / "judge.md").write_text(markdown(report, seconds) + "\n")
+    plot(report, out / "judge.png")
     strategies = report["strategies"]
     assert isinstance(strategies, dict)
-    print(f"{replications:,} replications per scenario in {seconds:.1f} s; wrote {RESULTS}/judge.{{json,md,png}}")
+    print(f"{replications:,} replications per scenario in {seconds:.1f} s; wrote {out}/judge.{{json,md,png}}")
+    rollouts = report["rollouts"]
+    assert isinstance(rollouts, dict)
+    for name, item in rollouts.items():
+        for strategy, row in item["strategies"].items():
+            print(
+                f"rollout {name:20s} {strategy:20s} false rollback {row['false_rollback']}  miss {row['miss']}  "
+                f"undecided {row['undecided']}  requests {row['mean_requests']:,.0f}  minutes {row['mean_minutes']}"
+            )
     for name, by_scenario in strategies.items():
         h0, bad = by_scenario["h0"], by_scenario["err_1_to_2"]
         print(

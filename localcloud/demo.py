@@ -69,15 +69,14 @@ class Settings:
     # Per stage (shadow, each A/B step, full): a good candidate decides in 5-25 virtual minutes at the measured
     # traffic; the limit leaves room for a machine that serves a third of it (bench/demo_odds.py).
     stage_max_minutes: int = 240
-    watch_minutes: int = 30  # the watch promotes early only on evidence; its limit keeps the promotion
-    # One rollout runs up to five judged stages of two tests each: at 0.0001 a stage (0.00005 a test), a
-    # candidate as good as its champion is rolled back by chance in at most 0.05 % of rollouts (Bonferroni).
+    watch_minutes: int = 30  # the watch only looks for harm (rollback-only) for its length; then the promotion stands
+    # alpha and beta are the rollout's (shepherd.rollout.budget splits them across the stages): a candidate as
+    # good as its champion is rolled back by chance in at most 0.01 % of rollouts.
     alpha: float = 0.0001
     beta: float = 0.2
     # Errors: a 4x worse rate must be caught (the faulty candidate fails half its requests, 5.5x the champion's
-    # rate). Full and the watch test against the champion's estimated rate before the stage, as if it were
-    # exact: the larger delta keeps an underestimate from rolling a good candidate back (bench/demo_odds.py:
-    # 6 of 10,000 quick demos failed so at delta 2). Quality: a 3x worse misclassification rate.
+    # rate). Full and the watch test against an upper bound on the champion's rate before the stage, with a
+    # drift margin (docs/ROLLOUTS.md). Quality: a 3x worse misclassification rate.
     delta: float = 3.0
     quality_delta: float = 2.0
     min_samples: int = 50

@@ -325,6 +325,34 @@ def test_the_watch_undecided_at_its_max_minutes_lets_the_promotion_stand(world: 
     assert _metric(answer, "error_rate")["verdict"] == "INCONCLUSIVE"
 
 
+def test_a_stage_spends_its_part_of_the_rollouts_budget(world: World) -> None:
+    # Given A/B bins the judge cannot decide on yet, and the same stage with and without its part of the budget
+    world.metrics.serve("champion", FIRST, 28, requests=100, errors=1)
+    world.metrics.serve("candidate", FIRST, 28, requests=100, errors=1)
+    whole = stage("ab")
+    guard = {**whole, "stage": {**whole["stage"], "alpha_share": 0.1, "beta_power": 0.1}}
+    # When both are judged
+    judge = {"error_rate": {"min_samples": UNDECIDED}}
+    before = _metric(world.judge(**whole, judge=judge), "error_rate")
+    after = _metric(world.judge(**guard, judge=judge, attempt="second"), "error_rate")
+    # Then the guard's rollback boundary is further (alpha / 10), as the rollout's alpha is shared by its stages
+    assert after["rollback_boundary"] > before["rollback_boundary"] + 1.0
+
+
+def test_two_error_free_variants_promote_on_the_floor(world: World) -> None:
+    # Given A/B bins without a single error on either side (before the floor rate: no evidence, never a PROMOTE)
+    world.metrics.serve("champion", FIRST, 28, requests=200, errors=0)
+    world.metrics.serve("candidate", FIRST, 28, requests=200, errors=0)
+    # When the stage is judged with the default floor (0.2 %): 5,400 candidate requests, none failed
+    answer = world.judge(**stage("ab"))
+    # Then it promotes, and says why
+    assert answer["verdict"] == "PROMOTE"
+    assert "below the floor" in answer["explanation"]
+    # and with the floor off it waits
+    waiting = world.judge(**stage("ab"), judge={"error_rate": {"floor_rate": 0.0}}, attempt="off")
+    assert waiting["verdict"] == "CONTINUE"
+
+
 # ------------------------------------------------------------------ prediction quality
 
 

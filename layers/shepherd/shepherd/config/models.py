@@ -345,15 +345,28 @@ class Endpoint(Section):
 
 class MetricJudge(Section):
     alpha: float = Field(
-        default=0.05, gt=0, lt=1, description="Chance of rolling back a candidate as good as the champion."
+        default=0.05,
+        gt=0,
+        lt=1,
+        description="Chance, per rollout (over every stage), of rolling back a candidate as good as the champion.",
     )
     beta: float = Field(
-        default=0.2, gt=0, lt=1, description="Chance of promoting a candidate that is (1 + delta) times as bad."
+        default=0.2,
+        gt=0,
+        lt=1,
+        description="Chance, per rollout, that a candidate (1 + delta) times as bad reaches full (all traffic).",
     )
     delta: float = Field(
         default=1.0, gt=0, description="The relative worsening to catch: 1.0 = twice the champion's bad-event rate."
     )
     min_samples: int = Field(default=100, ge=1, description="Requests (pairs in shadow) per variant before a PROMOTE.")
+    floor_rate: float = Field(
+        default=0.002,
+        ge=0,
+        lt=1,
+        description="A bad-event rate below this is good enough whatever the champion's: a candidate without a "
+        "single bad event in enough samples promotes (two error-free models otherwise never would). 0: off.",
+    )
     anytime: bool = Field(
         default=False,
         description="Fixed boundaries ln(1/alpha) and ln(beta) (Ville's inequality): valid however often it looks "

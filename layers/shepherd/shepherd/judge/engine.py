@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import TypeVar
 
 import numpy as np
@@ -133,6 +134,20 @@ def _baseline_bins(observations: StageObservations, metric: Metric) -> list[tupl
     return out
 
 
+def alternative_rate(p0: float, delta: float) -> float:
+    """The rate H1 names against p0: odds1 = (1 + delta) x odds0, the rate ratio 1 + delta for a small p0.
+
+    A rate-scale p1 = (1 + delta) p0 passes 1 once p0 >= 1 / (1 + delta) (a third for delta 2), and capped near 1 it
+    names a candidate wrong almost always: each good outcome then weighs ln((1 - p1) / (1 - p0)), -6.2 nats at
+    p0 = 0.5, and a candidate wrong on 80 % of its answers promotes. On the odds scale p1 stays inside (p0, 1) for
+    every p0 and delta. The two-variant tests use the same alternative (sprt.bin_laws: Fisher's noncentral
+    hypergeometric with odds ratio 1 + delta), and since a rate ratio r implies an odds ratio >= r, this p1 is at or
+    below (1 + delta) p0: beta holds for a candidate (1 + delta) times as bad on either scale, and alpha, which only
+    H0 sets (Ville's inequality holds for any p1 > p0), is unchanged."""
+    ratio = 1.0 + delta
+    return ratio * p0 / (1.0 - p0 + ratio * p0)
+
+
 def judge_against_baseline(
     observations: StageObservations, metric: Metric, settings: MetricSettings, alpha_spent: float
 ) -> MetricJudgement:
@@ -143,10 +158,23 @@ def judge_against_baseline(
     both sides, and an empty baseline never promotes. docs/ROLLOUTS.md, "Judging against the baseline"."""
     baseline = observations.baseline[metric]
     p0 = (baseline.bad + 1) / (baseline.samples + 2)
-    p1 = min(0.999, (1.0 + settings.delta) * p0)
+    sprt_alpha = alpha_spent
+    if settings.drift_margin > 0:
+        # Half of alpha for the bound on the baseline's rate (its estimate is not exact), half for the SPRT; and the
+        # drift margin for what changed since the baseline for both models (time of day, dependencies, traffic mix).
+        sprt_alpha = alpha_spent / 2
+        z = math.sqrt(2.0 * math.log(2.0 / alpha_spent))  # >= the normal quantile of 1 - alpha/2 (no scipy here)
+        p0 = (p0 + z * math.sqrt(p0 * (1.0 - p0) / (baseline.samples + 2))) * (1.0 + settings.drift_margin)
+        # Capped at 0.5: a small baseline at a small alpha passes it (26 bad of 95 at alpha 2.5e-7: 0.53, 0.67 with the
+        # margin), and the closer p0 comes to 1 the less a bad candidate differs from it. alpha is then promised for a
+        # candidate rate up to 0.5, not up to the bound.
+        p0 = min(p0, 0.5)
+    p1 = alternative_rate(p0, settings.delta)
     bad_weight, good_weight = math.log(p1 / p0), math.log((1.0 - p1) / (1.0 - p0))
-    upper, lower = math.log((1.0 - settings.beta) / alpha_spent), math.log(settings.beta / (1.0 - alpha_spent))
-    may_promote = baseline.samples >= settings.min_samples
+    upper, lower = math.log((1.0 - settings.beta) / sprt_alpha), math.log(settings.beta / (1.0 - sprt_alpha))
+    if settings.rollback_only:  # a monitor for the whole stage: Ville's boundary, no PROMOTE exit
+        upper = -math.log(sprt_alpha)
+    may_promote = baseline.samples >= settings.min_samples and not settings.rollback_only
     statistic, samples, bad, decided, verdict = 0.0, 0, 0, None, Verdict.CONTINUE
     for minute, count, events in _baseline_bins(observations, metric) if baseline.samples else []:
         if minute >= settings.max_minutes:
@@ -177,6 +205,11 @@ def judge_against_baseline(
         explanation = (
             f"The new champion's {what} is not {worse} the old champion's ({seen}; evidence {statistic:.2f} "
             f"<= {lower:.2f})."
+        )
+    elif verdict is Verdict.CONTINUE and settings.rollback_only:
+        explanation = (
+            f"Watching the {what} for {settings.max_minutes} minutes ({seen}; evidence {statistic:.2f}, rollback at "
+            f"{upper:.2f})."
         )
     elif verdict is Verdict.CONTINUE and not may_promote:
         explanation = (
@@ -214,11 +247,17 @@ def judge_metric(
     if metric in observations.baseline:
         return judge_against_baseline(observations, metric, settings, alpha_spent)
     series = _series(observations, metric, settings.max_minutes)
+    floor = settings.floor if metric not in PAIRED_METRICS else 0.0
+    tested = replace(settings, beta=settings.beta * (1.0 - FLOOR_SHARE)) if floor else settings
     if settings.strict:
-        statistic, upper, lower, last, crossed, side = _ville(series, metric, settings, alpha_spent)
+        statistic, upper, lower, last, crossed, side = _ville(series, metric, tested, alpha_spent)
     else:
-        statistic, upper, lower, last, crossed, side = _spending(series, metric, settings, alpha_spent)
+        statistic, upper, lower, last, crossed, side = _spending(series, metric, tested, alpha_spent)
     candidate_n, champion_n = np.cumsum(series.candidate_n), np.cumsum(series.champion_n)
+    floor_at = _below_floor(series, settings, floor) if floor else -1
+    by_floor = floor_at >= 0 and (not crossed or floor_at < last)
+    if by_floor:
+        last, crossed, side = floor_at, True, -1
     counts = {
         "candidate_samples": int(candidate_n[last]) if last >= 0 else 0,
         "champion_samples": int(champion_n[last]) if last >= 0 else 0,
@@ -240,7 +279,9 @@ def judge_metric(
         alpha_spent=alpha_spent,
         beta=settings.beta,
         decided_minute=int(series.minutes[last]) if crossed else None,
-        explanation=_explain(
+        explanation=_floor_explanation(metric, settings, int(candidate_n[last]))
+        if by_floor
+        else _explain(
             metric,
             verdict=verdict,
             statistic=statistic,
@@ -255,6 +296,31 @@ def judge_metric(
 
 
 _Path = tuple[float, float, float, int, bool, int]  # statistic, upper, lower, last bin used, crossed, side
+
+FLOOR_SHARE = 0.1  # of a metric's beta, spent on the floor rule when a floor is set
+
+
+def floor_samples(floor: float, beta: float, min_samples: int) -> int:
+    """Samples without a single bad event after which a candidate is below the floor rate with its share of beta:
+    P(no bad event in n samples | rate >= floor) = (1 - floor) ** n <= FLOOR_SHARE x beta (one event, any look)."""
+    return max(min_samples, math.ceil(math.log(FLOOR_SHARE * beta) / math.log1p(-floor)))
+
+
+def _below_floor(series: _Series, settings: MetricSettings, floor: float) -> int:
+    """The first bin where the candidate has had floor_samples samples and no bad event (and the champion
+    min_samples), or -1."""
+    need = floor_samples(floor, settings.beta, settings.min_samples)
+    candidate_n, champion_n = np.cumsum(series.candidate_n), np.cumsum(series.champion_n)
+    clean = np.cumsum(series.candidate_bad) == 0
+    hit = np.flatnonzero(clean & (candidate_n >= need) & (champion_n >= settings.min_samples))
+    return int(hit[0]) if hit.size else -1
+
+
+def _floor_explanation(metric: Metric, settings: MetricSettings, samples: int) -> str:
+    return (
+        f"The candidate's {_WHAT[metric]} is below the floor of {settings.floor:.2%} (not one bad event in "
+        f"{samples:,} samples; chance of this at the floor or above <= {FLOOR_SHARE * settings.beta:.1%})."
+    )
 
 
 def _spending(series: _Series, metric: Metric, settings: MetricSettings, alpha_spent: float) -> _Path:

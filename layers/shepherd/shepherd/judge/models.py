@@ -127,7 +127,14 @@ class MetricSettings:
     PROMOTE, and the verdict when max_minutes pass undecided. strict puts the boundaries at
     ln(1/alpha) and ln(beta), where Ville's inequality bounds both error rates exactly (at the cost
     of more samples); by default each look's boundaries spend alpha and beta exactly for the grouping
-    of bad events into bins that occurred (sprt.grouped_sprt)."""
+    of bad events into bins that occurred (sprt.grouped_sprt). floor > 0: a rate below it is good enough
+    whatever the champion's, so a candidate without a single bad event in its first
+    ln(FLOOR_SHARE x beta) / ln(1 - floor) samples promotes (two error-free models otherwise never
+    would: no bad event, no evidence); the two-variant test then gets (1 - FLOOR_SHARE) x beta.
+    drift_margin > 0 (tests against a baseline only): the candidate is judged against an upper confidence
+    bound on the baseline's rate, times 1 + drift_margin (engine.judge_against_baseline). rollback_only (the
+    post-promotion watch): no PROMOTE exit, a ROLLBACK boundary at ln(1/alpha) valid by Ville's inequality for as
+    long as it runs; the stage ends at max_minutes with at_max."""
 
     alpha: float = 0.05
     beta: float = 0.2
@@ -136,8 +143,15 @@ class MetricSettings:
     max_minutes: int = 1440
     at_max: Verdict = Verdict.INCONCLUSIVE
     strict: bool = False
+    floor: float = 0.0
+    drift_margin: float = 0.0
+    rollback_only: bool = False
 
     def __post_init__(self) -> None:
+        if self.drift_margin < 0.0:
+            raise ValueError(f"drift_margin must be >= 0, got {self.drift_margin}")
+        if not 0.0 <= self.floor < 1.0:
+            raise ValueError(f"floor must be in [0, 1), got {self.floor}")
         if not (0.0 < self.alpha < 1.0 and 0.0 < self.beta < 1.0 and self.alpha + self.beta < 1.0):
             raise ValueError(f"need 0 < alpha, beta and alpha + beta < 1, got {self.alpha}, {self.beta}")
         if self.delta <= 0.0:

@@ -149,13 +149,17 @@ def exit_probabilities(
 def _most_permissive(probability: Callable[[FloatArray], FloatArray], lo: float, hi: float, target: float) -> float:
     """The boundary in [lo, hi] closest to 0 whose error probability is <= target (hi satisfies it).
 
-    probability must be monotone in the boundary, with hi the safe end; three rounds of a 33-point grid.
+    probability must be monotone in the boundary on [lo, hi], with hi the safe end (by Ville's inequality); three
+    rounds of a 33-point grid. Should rounding make even the safe end miss the target, the safe end is kept.
     """
     safe = hi
+    lo = min(lo, hi)
     for _ in range(3):
         grid = np.linspace(lo, safe, 33)
         ok = np.flatnonzero(probability(grid) <= target)
-        first = int(ok.min())  # ok is never empty: the safe end is in the grid
+        if ok.size == 0:
+            break
+        first = int(ok.min())
         safe, lo = float(grid[first]), float(grid[max(first - 1, 0)])
     return safe
 
@@ -213,9 +217,15 @@ def _calibrate(alpha: float, beta: float, ratio: float, share: float) -> tuple[f
     def miss(negated_lowers: FloatArray, upper: float) -> FloatArray:
         return exits(p1, upper, -negated_lowers)[1]
 
+    # Both boundaries stay strictly off 0 (a boundary at or across the start decides before any data, and the exit
+    # probabilities assume a walk that starts between them): with a large beta (0.3 and more), lower + down + 0.5
+    # is positive and the search would otherwise reach lowers >= 0.
+    tiny = 1e-9
     for _ in range(2):
-        upper = _most_permissive(partial(false_rollback, lower=lower), upper - up - 0.5, -math.log(alpha), alpha)
-        lower = -_most_permissive(partial(miss, upper=upper), -(lower + down + 0.5), -math.log(beta), beta)
+        upper = _most_permissive(
+            partial(false_rollback, lower=lower), max(upper - up - 0.5, tiny), -math.log(alpha), alpha
+        )
+        lower = -_most_permissive(partial(miss, upper=upper), max(-(lower + down + 0.5), tiny), -math.log(beta), beta)
     return upper, lower
 
 
@@ -357,11 +367,13 @@ def spending(alpha: float, beta: float, ratio: float, share: float, bad_events: 
         size *= 2
     f, g = _spending_curve(alpha, beta, ratio, grid, size)
     if n < len(f):
-        return f[n], g[n]
+        # Wald's boundaries (small steps) may spend up to alpha / (1 - beta): the allowance never passes the target.
+        return min(f[n], alpha), min(g[n], beta)
     if len(f) <= size:  # converged: the SPRT has all but surely decided; what its calibration left is free too
         return alpha, beta
     rest = 1.0 - SPENDING_CAP / n
-    return f[-1] + (alpha - f[-1]) * rest, g[-1] + (beta - g[-1]) * rest
+    spent_a, spent_b = min(f[-1], alpha), min(g[-1], beta)
+    return spent_a + (alpha - spent_a) * rest, spent_b + (beta - spent_b) * rest
 
 
 def _log_weights(c: int, b: int, n: int) -> tuple[int, list[float]]:

@@ -13,9 +13,10 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from shepherd.edge import field
-from shepherd.errors import ShepherdError, TransientError
-from shepherd.judge import Baseline, Judgement, Metric, StageObservations, judge
+from shepherd.errors import InvalidInput, ShepherdError, TransientError
+from shepherd.judge import Baseline, Judgement, Metric, MetricSettings, StageObservations, StageSettings, judge
 from shepherd.rollout import observe, quality
+from shepherd.rollout.budget import DRIFT_MARGIN, StageBudget
 from shepherd.rollout.observe import BASELINE_KINDS, baseline, complete_until, observations, queries, settings
 from shepherd.rollout.ports import ABORT, Objects, RolloutStore
 
@@ -29,6 +30,16 @@ BASELINE_LOOKBACK_SECONDS = 3600
 # the next calls to read the rest.
 READ_SECONDS = 60.0
 REMEMBER_SECONDS = 86400  # a retried judge call comes within minutes
+# A metric's floor_rate when its config names none (config.models.MetricJudge's default): a bad-event rate below it
+# is good enough whatever the champion's.
+DEFAULT_FLOOR_RATE = 0.002
+_CONFIG_NAME = {
+    Metric.ERROR_RATE: "error_rate",
+    Metric.LATENCY: "latency",
+    Metric.QUALITY: "quality",
+    Metric.SHADOW_QUALITY: "quality",
+    Metric.SHADOW_ERRORS: "error_rate",
+}
 
 
 class MetricReader(Protocol):
@@ -73,6 +84,9 @@ class JudgedStage:
     weight: float
     max_minutes: int
     at_max: str
+    # The stage's part of the rollout's error budget (shepherd.rollout.budget), set by the plan; None (a rollout
+    # planned before budgets) judges the stage with each metric's alpha and beta whole, as then.
+    budget: StageBudget | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +120,7 @@ class JudgeRequest:
                 at_max=field(
                     stage, "at_max", str, choices=("INCONCLUSIVE", "ROLLBACK"), default="INCONCLUSIVE", where="stage."
                 ),
+                budget=_budget(stage),
             ),
             stage_index=field(event, "stage_index", int, minimum=0),
             stage_started=float(field(event, "stage_started", float, minimum=0)),
@@ -114,6 +129,22 @@ class JudgeRequest:
             rollout_started=float(field(event, "rollout_started", float, minimum=0, default=0.0)),
             loops=field(event, "loops", int, minimum=0, default=0),
         )
+
+    def settings(self) -> StageSettings:
+        """Each metric's test for this stage: the config's (rollout-level) alpha and beta spent by the stage's budget,
+        and the floor rate below which a candidate without a bad event promotes."""
+        stage = self.stage
+        planned = settings(self.judge, max_minutes=stage.max_minutes, at_max=stage.at_max, kind=stage.kind)
+        metrics: dict[Metric, MetricSettings] = {}
+        for metric, configured_settings in planned.metrics.items():
+            configured = self.judge.get(_CONFIG_NAME[metric]) or {}
+            values = replace(configured_settings, floor=float(configured.get("floor_rate", DEFAULT_FLOOR_RATE)))
+            if stage.budget is not None:
+                values = replace(values, alpha=stage.budget.alpha(values.alpha), beta=stage.budget.beta(values.beta))
+                if stage.kind in BASELINE_KINDS:
+                    values = replace(values, drift_margin=DRIFT_MARGIN, rollback_only=stage.kind == "watch")
+            metrics[metric] = values
+        return StageSettings(metrics)
 
     @property
     def memory_key(self) -> str | None:
@@ -124,6 +155,17 @@ class JudgeRequest:
     def baseline_since(self) -> float:
         """The baseline's start: an hour before the rollout began (or this stage, if earlier)."""
         return min(self.rollout_started or self.stage_started, self.stage_started) - BASELINE_LOOKBACK_SECONDS
+
+
+def _budget(stage: dict[str, Any]) -> StageBudget | None:
+    share, power = stage.get("alpha_share"), stage.get("beta_power")
+    if share is None or power is None:
+        return None
+    alpha_share = float(field(stage, "alpha_share", float, minimum=0, where="stage."))
+    beta_power = float(field(stage, "beta_power", float, minimum=0, where="stage."))
+    if not 0 < alpha_share <= 1 or beta_power > 1:
+        raise InvalidInput(f"stage budget out of range: alpha_share {alpha_share}, beta_power {beta_power}")
+    return StageBudget(alpha_share=alpha_share, beta_power=beta_power)
 
 
 def judge_stage(deps: JudgeDeps, request: JudgeRequest) -> dict[str, Any]:
@@ -145,9 +187,7 @@ def judge_stage(deps: JudgeDeps, request: JudgeRequest) -> dict[str, Any]:
         return _decided(deps, request, now, ended, explanation, statistics=[], minutes=None)
     observed = _observed(deps, request, now.timestamp())
     stage = request.stage
-    verdict = judge(
-        observed, settings(request.judge, max_minutes=stage.max_minutes, at_max=stage.at_max, kind=stage.kind)
-    )
+    verdict = judge(observed, request.settings())
     decided, explanation = str(verdict.verdict), verdict.explanation
     if stage.kind == "watch" and decided == "INCONCLUSIVE":
         # The watch's at_max_duration "inconclusive": no harm found in its time, so the promotion stands.

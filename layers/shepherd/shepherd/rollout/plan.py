@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from shepherd.instances import has_instance_storage
 from shepherd.names import SAGEMAKER_UNSAFE, bounded, digest
-from shepherd.rollout import MULTI_MODEL_PACKAGE
+from shepherd.rollout import MULTI_MODEL_PACKAGE, budget
 
 if TYPE_CHECKING:  # the judge imports Stage; it must not pay for the config schema's import
     from shepherd.config import ModelConfig
@@ -28,6 +28,11 @@ class Stage(BaseModel):
     weight: float = Field(ge=0, le=100, description="The challenger's traffic percentage (shadow: mirrored).")
     max_minutes: int
     at_max: Literal["INCONCLUSIVE", "ROLLBACK"] = "INCONCLUSIVE"
+    # The stage's part of the rollout's error budget (shepherd.rollout.budget): its alpha is the config's alpha x
+    # alpha_share, its beta the config's beta ** beta_power (0: after the decision to promote to full). None: a
+    # stage planned before budgets, judged with the config's alpha and beta whole.
+    alpha_share: float | None = Field(default=None, gt=0, le=1)
+    beta_power: float | None = Field(default=None, ge=0, le=1)
 
 
 class VariantSpec(BaseModel):
@@ -90,7 +95,7 @@ def stages(config: ModelConfig, kind: str = "realtime") -> list[Stage]:
     if kind == "serverless":
         if rollout.post_promotion_watch.enabled:
             path.append(_watch(config))
-        return path
+        return with_budget(path)
     if rollout.shadow.enabled and kind != "multi_model":  # SageMaker allows no shadow on a multi-model endpoint
         path.append(
             Stage(
@@ -121,7 +126,17 @@ def stages(config: ModelConfig, kind: str = "realtime") -> list[Stage]:
         )
         if rollout.post_promotion_watch.enabled:
             path.append(_watch(config))
-    return path
+    return with_budget(path)
+
+
+def with_budget(path: list[Stage]) -> list[Stage]:
+    """The stages with their parts of the rollout's one error budget (shepherd.rollout.budget.split): the config's
+    alpha and beta hold for the whole rollout, not for each stage."""
+    shares = budget.split([stage.kind for stage in path])
+    return [
+        stage.model_copy(update={"alpha_share": share.alpha_share, "beta_power": share.beta_power})
+        for stage, share in zip(path, shares, strict=True)
+    ]
 
 
 def _watch(config: ModelConfig) -> Stage:
