@@ -46,11 +46,11 @@ STAGE_MAX_MINUTES = 120
 
 
 def config(ab_steps: list[int], interval: int) -> dict[str, Any]:
-    """examples/churn/shepherd.yaml with localcloud/demo.py's changes (Demo._config), A/B 10/25/50."""
+    """examples/churn/shepherd.yaml as the demo changes it (Demo._config), fixed capacity, A/B 10/25/50."""
     raw = yaml.safe_load((EXAMPLE / "shepherd.yaml").read_text())
     for gate in raw["evaluation"]["gates"]:
         gate["must_beat_champion_by"] = None  # the datasets differ by seed; the thresholds hold
-    raw["endpoint"].pop("autoscaling", None)
+    raw["endpoint"]["autoscaling"] = {"enabled": False, "reason": "the cost bench measures fixed capacity"}
     raw["rollout"] = {
         "judge_interval_minutes": interval,
         "shadow": {"enabled": True, "max_duration_minutes": STAGE_MAX_MINUTES},

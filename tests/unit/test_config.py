@@ -94,16 +94,21 @@ def test_minimal_config_gets_the_documented_defaults() -> None:
     assert config.evaluation.gates == []
     assert (config.registry.model_package_group, config.registry.approval) == ("churn", "manual")
     endpoint = config.endpoint
-    assert (endpoint.name, endpoint.kind, endpoint.serverless, endpoint.autoscaling) == (
-        "churn",
-        "realtime",
-        None,
-        None,
-    )
+    assert (endpoint.name, endpoint.kind, endpoint.serverless) == ("churn", "realtime", None)
     assert endpoint.realtime is not None
     assert (endpoint.realtime.instance_type, endpoint.realtime.instance_count) == ("ml.m5.large", 2)
-    assert endpoint.realtime.allow_single_instance is False
+    assert (endpoint.realtime.allow_single_instance, endpoint.realtime.single_instance_reason) == (False, None)
     assert (endpoint.data_capture.enabled, endpoint.data_capture.sampling_percentage) == (True, 100)
+    scaling = endpoint.autoscaling
+    assert scaling is not None
+    assert (scaling.enabled, scaling.min_capacity, scaling.max_capacity) == (True, 2, 10)
+    assert (scaling.target_invocations_per_instance, scaling.scale_in_cooldown_seconds) == (70.0, 300)
+    assert scaling.scale_out_cooldown_seconds == 60
+    monitoring = config.monitoring
+    assert (monitoring.enabled, monitoring.schedule, monitoring.monitoring_config) == (True, "rate(1 hour)", {})
+    assert monitoring.alert.false_alarms_per_month == 1.0
+    retrain = monitoring.retrain
+    assert (retrain.on, retrain.sustained_hours, retrain.cooldown_hours, retrain.dataset) == ([], 3, 24, None)
     rollout = config.rollout
     assert rollout.judge_interval_minutes == 5
     assert (rollout.shadow.enabled, rollout.shadow.max_duration_minutes, rollout.shadow.at_max_duration) == (
@@ -151,22 +156,137 @@ def test_spot_wait_defaults_to_twice_the_runtime() -> None:
 def test_serverless_endpoint_defaults() -> None:
     # Given a serverless endpoint with nothing else said
     # When it is loaded
-    endpoint = load_config(config_text(endpoint={"kind": "serverless"}), SOURCE).endpoint
-    # Then it has serverless defaults, no instances, and data capture off
+    config = load_config(config_text(endpoint={"kind": "serverless"}), SOURCE)
+    endpoint = config.endpoint
+    # Then it has serverless defaults, no instances, no scaling target, and data capture and monitoring off
     assert endpoint.serverless is not None
     assert (endpoint.serverless.memory_mb, endpoint.serverless.max_concurrency) == (2048, 5)
-    assert endpoint.realtime is None
-    assert endpoint.data_capture.enabled is False
+    assert (endpoint.realtime, endpoint.autoscaling) == (None, None)
+    assert (endpoint.data_capture.enabled, config.monitoring.enabled) == (False, False)
 
 
-def test_single_instance_allowed_when_asked() -> None:
-    # Given one instance with the explicit opt-in
-    text = config_text(endpoint={"realtime": {"instance_count": 1, "allow_single_instance": True}})
+def test_single_instance_allowed_when_asked_with_a_reason() -> None:
+    # Given one instance with the explicit opt-in and why
+    realtime = {"instance_count": 1, "allow_single_instance": True, "single_instance_reason": "internal, no SLA"}
     # When it is loaded
-    realtime = load_config(text, SOURCE).endpoint.realtime
-    # Then one instance is accepted
-    assert realtime is not None
-    assert realtime.instance_count == 1
+    endpoint = load_config(config_text(endpoint={"realtime": realtime}), SOURCE).endpoint
+    # Then one instance is accepted, and the default scaling target starts from it
+    assert endpoint.realtime is not None
+    assert endpoint.realtime.instance_count == 1
+    assert endpoint.autoscaling is not None
+    assert (endpoint.autoscaling.min_capacity, endpoint.autoscaling.max_capacity) == (1, 10)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "expected"),
+    [
+        pytest.param({"realtime": {"instance_count": 3}}, (3, 10, 70.0), id="min-follows-the-count"),
+        pytest.param({"realtime": {"instance_count": 12}}, (12, 12, 70.0), id="max-at-least-the-count"),
+        pytest.param({"autoscaling": {"max_capacity": 4}}, (2, 4, 70.0), id="partial-override"),
+        pytest.param(
+            {"kind": "multi_model", "autoscaling": {"target_invocations_per_instance": 750}},
+            (2, 10, 750.0),
+            id="multi-model",
+        ),
+    ],
+)
+def test_autoscaling_is_on_by_default_for_instance_endpoints(
+    endpoint: dict[str, Any], expected: tuple[int, int, float]
+) -> None:
+    # Given a real-time or multi-model endpoint that says little or nothing about scaling
+    # When it is loaded
+    scaling = load_config(config_text(endpoint=endpoint), SOURCE).endpoint.autoscaling
+    # Then it gets target tracking with the seed's values, its capacity range holding instance_count
+    assert scaling is not None
+    assert scaling.enabled is True
+    assert (scaling.min_capacity, scaling.max_capacity, scaling.target_invocations_per_instance) == expected
+
+
+def test_autoscaling_opt_out_keeps_a_fixed_count() -> None:
+    # Given an endpoint that opts out of autoscaling, saying why
+    opt_out = {"enabled": False, "reason": "steady traffic, sized by load test"}
+    # When it is loaded
+    scaling = load_config(config_text(endpoint={"autoscaling": opt_out}), SOURCE).endpoint.autoscaling
+    # Then no capacity range is filled in
+    assert scaling is not None
+    assert (scaling.enabled, scaling.reason, scaling.min_capacity, scaling.max_capacity) == (
+        False,
+        "steady traffic, sized by load test",
+        None,
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    "sections",
+    [
+        pytest.param({}, id="defaults"),
+        pytest.param({"endpoint": {"kind": "serverless"}}, id="serverless"),
+        pytest.param({"endpoint": {"autoscaling": {"enabled": False, "reason": "fixed"}}}, id="scaling-opt-out"),
+        pytest.param({"endpoint": {"data_capture": {"enabled": False}}}, id="no-capture"),
+        pytest.param(
+            {"monitoring": {"schedule": "cron(0 */6 * * ? *)", "monitoring_config": {"comparison_threshold": 0.2}}},
+            id="monitoring",
+        ),
+    ],
+)
+def test_every_kind_of_config_survives_a_round_trip(sections: dict[str, Any]) -> None:
+    # Given a loaded config whose defaults depend on other keys (scaling, capture, monitoring)
+    config = load_config(config_text(**sections), SOURCE)
+    payload = json.loads(json.dumps(config.model_dump(mode="json")))
+    # When the next handler validates the payload
+    # Then it gets the same config back
+    assert ModelConfig.model_validate(payload) == config
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        "rate(1 minute)",
+        "rate(6 hours)",
+        "rate(1 day)",
+        "cron(0 * * * ? *)",
+        "cron(15 9 ? * MON-FRI *)",
+        "cron(0 0 L * ? *)",
+        "cron(0 8 ? * 2#1 *)",
+    ],
+)
+def test_monitoring_takes_eventbridge_schedule_expressions(schedule: str) -> None:
+    # Given a monitoring schedule as EventBridge Scheduler writes them
+    # When it is loaded
+    # Then it is kept as given
+    assert load_config(config_text(monitoring={"schedule": schedule}), SOURCE).monitoring.schedule == schedule
+
+
+def test_a_bare_on_key_is_read_as_written() -> None:
+    # Given retrain.on written unquoted, which YAML 1.1 (PyYAML) reads as the key true
+    text = config_text() + "monitoring:\n  retrain:\n    on: [drift]\n"
+    # When it is loaded
+    # Then it is the key on
+    assert load_config(text, SOURCE).monitoring.retrain.on == ["drift"]
+
+
+def test_monitoring_follows_data_capture() -> None:
+    # Given an endpoint whose data capture is off
+    config = load_config(config_text(endpoint={"data_capture": {"enabled": False}}), SOURCE)
+    # When it is loaded
+    # Then monitoring is off too: there is nothing to read
+    assert config.monitoring.enabled is False
+
+
+def test_monitoring_overrides_and_retraining_are_kept() -> None:
+    # Given Model Monitor threshold overrides and retraining on drift and quality
+    monitoring = {
+        "monitoring_config": {"comparison_threshold": 0.2, "categorical_drift_method": "ChiSquared"},
+        "alert": {"false_alarms_per_month": 0.5},
+        "retrain": {"on": ["drift", "quality"], "dataset": "s3://shepherd-data/training/churn/2026-12/"},
+    }
+    # When it is loaded
+    config = load_config(config_text(monitoring=monitoring), SOURCE).monitoring
+    # Then they are as given
+    assert config.monitoring_config == {"comparison_threshold": 0.2, "categorical_drift_method": "ChiSquared"}
+    assert (config.alert.false_alarms_per_month, config.retrain.on) == (0.5, ["drift", "quality"])
+    assert config.retrain.dataset == "s3://shepherd-data/training/churn/2026-12/"
 
 
 def test_explicit_names_win_over_the_model_name() -> None:
@@ -402,8 +522,20 @@ REFUSALS = [
     pytest.param(
         {"endpoint": {"realtime": {"instance_count": 1}}},
         "endpoint.realtime.instance_count: 1 is not allowed (must be >= 2 so the endpoint survives an Availability "
-        "Zone outage; set allow_single_instance: true to allow 1)",
+        "Zone outage; set allow_single_instance: true and single_instance_reason to allow 1)",
         id="realtime-single-instance",
+    ),
+    pytest.param(
+        {"endpoint": {"realtime": {"instance_count": 1, "allow_single_instance": True}}},
+        "endpoint.realtime.single_instance_reason: null is not allowed (required with allow_single_instance: true: "
+        "say why one instance, without Availability Zone redundancy, is acceptable)",
+        id="single-instance-without-reason",
+    ),
+    pytest.param(
+        {"endpoint": {"realtime": {"single_instance_reason": "dev"}}},
+        "endpoint.realtime.allow_single_instance: false is not allowed "
+        "(must be true when single_instance_reason is given)",
+        id="reason-without-opt-in",
     ),
     pytest.param(
         {"endpoint": {"kind": "serverless", "serverless": {"memory_mb": 1500}}},
@@ -422,8 +554,97 @@ REFUSALS = [
     ),
     pytest.param(
         {"endpoint": {"kind": "serverless", "data_capture": {"enabled": True}}},
-        "endpoint.data_capture.enabled: true is not allowed (SageMaker serverless endpoints do not capture data)",
+        "endpoint.data_capture.enabled: true is not allowed (SageMaker serverless endpoints do not capture data: "
+        "they are monitored only for errors, latency and batch outputs)",
         id="serverless-capture",
+    ),
+    pytest.param(
+        {"endpoint": {"kind": "serverless"}, "monitoring": {"enabled": True}},
+        "monitoring.enabled: true is not allowed (SageMaker serverless endpoints do not capture data: "
+        "they are monitored only for errors, latency and batch outputs)",
+        id="serverless-monitoring",
+    ),
+    pytest.param(
+        {"endpoint": {"data_capture": {"enabled": False}}, "monitoring": {"enabled": True}},
+        "monitoring.enabled: true is not allowed (the monitor reads captured data: needs data capture)",
+        id="monitoring-without-capture",
+    ),
+    pytest.param(
+        {"monitoring": {"enabled": False, "retrain": {"on": ["drift"]}}},
+        'monitoring.retrain.on: ["drift"] is not allowed (needs monitoring.enabled)',
+        id="retrain-without-monitoring",
+    ),
+    pytest.param(
+        {"monitoring": {"schedule": "rate(1 hours)"}},
+        'monitoring.schedule: "rate(1 hours)" is not allowed '
+        "(a rate's unit is singular for 1 and plural otherwise: rate(1 hour), rate(6 hours))",
+        id="schedule-rate-plural",
+    ),
+    pytest.param(
+        {"monitoring": {"schedule": "rate(1 week)"}},
+        'monitoring.schedule: "rate(1 week)" is not allowed '
+        "(must be rate(<value> <unit>) with unit minute(s), hour(s) or day(s), e.g. rate(1 hour))",
+        id="schedule-rate-unit",
+    ),
+    pytest.param(
+        {"monitoring": {"schedule": "0 * * * *"}},
+        'monitoring.schedule: "0 * * * *" is not allowed '
+        "(must be a rate(...) or cron(...) expression, e.g. rate(1 hour) or cron(0 * * * ? *))",
+        id="schedule-unix-cron",
+    ),
+    pytest.param(
+        {"monitoring": {"schedule": "cron(0 * * * *)"}},
+        'monitoring.schedule: "cron(0 * * * *)" is not allowed '
+        "(cron needs six fields separated by single spaces: minutes hours day-of-month month day-of-week year)",
+        id="schedule-cron-five-fields",
+    ),
+    pytest.param(
+        {"monitoring": {"schedule": "cron(0 9 * * MON *)"}},
+        'monitoring.schedule: "cron(0 9 * * MON *)" is not allowed '
+        "(exactly one of day-of-month and day-of-week must be ?, e.g. cron(0 * * * ? *))",
+        id="schedule-cron-both-days",
+    ),
+    pytest.param(
+        {"monitoring": {"schedule": "cron(0 24 * * ? *)"}},
+        "monitoring.schedule: \"cron(0 24 * * ? *)\" is not allowed (cron hours field '24' is outside 0-23)",
+        id="schedule-cron-range",
+    ),
+    pytest.param(
+        {"monitoring": {"monitoring_config": {"comparison_treshold": 0.2}}},
+        "monitoring.monitoring_config.comparison_treshold: 0.2 is not allowed (unknown key; did you mean "
+        "comparison_threshold? allowed here: datatype_check_threshold, domain_content_threshold, "
+        "comparison_threshold, categorical_comparison_threshold, comparison_method, categorical_drift_method)",
+        id="monitoring-config-unknown-key",
+    ),
+    pytest.param(
+        {"monitoring": {"monitoring_config": {"comparison_threshold": 1.5}}},
+        "monitoring.monitoring_config.comparison_threshold: 1.5 is not allowed (must be a number from 0 to 1)",
+        id="monitoring-config-threshold",
+    ),
+    pytest.param(
+        {"monitoring": {"monitoring_config": {"comparison_method": "robust"}}},
+        'monitoring.monitoring_config.comparison_method: "robust" is not allowed (must be Simple or Robust)',
+        id="monitoring-config-method",
+    ),
+    pytest.param(
+        {"monitoring": {"alert": {"false_alarms_per_month": 0}}},
+        "monitoring.alert.false_alarms_per_month: 0 is not allowed (must be > 0)",
+        id="false-alarms-zero",
+    ),
+    pytest.param(
+        {"monitoring": {"retrain": {"on": ["latency"]}}},
+        "monitoring.retrain.on[0]: \"latency\" is not allowed (must be 'drift' or 'quality')",
+        id="retrain-on-unknown",
+    ),
+    pytest.param(
+        {"monitoring": {"retrain": {"on": ["drift", "drift"]}}},
+        'monitoring.retrain.on: ["drift", "drift"] is not allowed (each of drift and quality at most once)',
+        id="retrain-on-twice",
+    ),
+    pytest.param(
+        {"monitoring": {"retrain": {"dataset": "training/churn/"}}},
+        'monitoring.retrain.dataset: "training/churn/" is not allowed (must be an S3 URI such as s3://bucket/prefix/)',
+        id="retrain-dataset-uri",
     ),
     pytest.param(
         {"endpoint": {"kind": "serverless", "realtime": {"instance_count": 3}}},
@@ -465,8 +686,24 @@ REFUSALS = [
     pytest.param(
         {"endpoint": {"autoscaling": {"min_capacity": 1, "max_capacity": 4, "target_invocations_per_instance": 100}}},
         "endpoint.autoscaling.min_capacity: 1 is not allowed "
-        "(must be >= 2; set realtime.allow_single_instance: true to allow 1)",
+        "(must be >= 2; set realtime.allow_single_instance: true and single_instance_reason to allow 1)",
         id="autoscaling-single",
+    ),
+    pytest.param(
+        {"endpoint": {"autoscaling": None}},
+        "endpoint.autoscaling: null is not allowed (leave it out for the default target tracking, or opt out with "
+        "{enabled: false, reason: <why a fixed instance count>})",
+        id="autoscaling-null",
+    ),
+    pytest.param(
+        {"endpoint": {"autoscaling": {"enabled": False}}},
+        "endpoint.autoscaling.reason: null is not allowed (required with enabled: false: say why it is fixed)",
+        id="autoscaling-opt-out-without-reason",
+    ),
+    pytest.param(
+        {"endpoint": {"autoscaling": {"max_capacity": 1}}},
+        "endpoint.autoscaling.max_capacity: 1 is not allowed (must be >= min_capacity, 2)",
+        id="autoscaling-max-below-default-min",
     ),
     pytest.param(
         {"endpoint": {"autoscaling": {"min_capacity": 4, "max_capacity": 3, "target_invocations_per_instance": 100}}},

@@ -7,6 +7,7 @@ are valid and report every broken rule of a section at once, each naming its key
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import json
 import re
@@ -14,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
+
+from shepherd.config.schedules import schedule_problem
 
 # SageMaker's name pattern for endpoints and model package groups; a model's name must fit it too.
 NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
@@ -47,6 +50,12 @@ LOCK_TRIES = 2_500
 EVENTS_PER_LOCK_TRY = 3
 EVENTS_PER_JUDGE_CALL = 9
 FIRST_EXECUTION_JUDGE_CALLS = (HISTORY_EVENTS_MAX - LOCK_TRIES * EVENTS_PER_LOCK_TRY - 1_500) // EVENTS_PER_JUDGE_CALL
+
+# The usual SageMaker autoscaling practice: register-scalable-target --min-capacity 2 --max-capacity 10.
+DEFAULT_MAX_CAPACITY = 10
+SERVERLESS_NO_CAPTURE = (
+    "SageMaker serverless endpoints do not capture data: they are monitored only for errors, latency and batch outputs"
+)
 
 Problem = tuple[str, Any, str]
 """A broken rule: the key (relative to the section, dotted), the value found, and what is allowed."""
@@ -217,22 +226,42 @@ class RealtimeHosting(Section):
         default=2, ge=1, description="Instances per variant; SageMaker spreads them over Availability Zones."
     )
     allow_single_instance: bool = Field(
-        default=False, description="Allow instance_count 1 (and autoscaling.min_capacity 1): no AZ redundancy."
+        default=False,
+        description="Allow instance_count 1 (and autoscaling.min_capacity 1): no AZ redundancy. "
+        "Needs single_instance_reason.",
+    )
+    single_instance_reason: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=500,
+        description="Why one instance is acceptable for this endpoint (e.g. an internal tool without an SLA); "
+        "required with allow_single_instance: true.",
     )
 
     @model_validator(mode="after")
     def _redundant(self) -> RealtimeHosting:
-        if self.instance_count < 2 and not self.allow_single_instance:
-            refuse(
-                [
-                    (
-                        "instance_count",
-                        self.instance_count,
-                        "must be >= 2 so the endpoint survives an Availability Zone outage; "
-                        "set allow_single_instance: true to allow 1",
-                    )
-                ]
+        problems: list[Problem] = []
+        if self.allow_single_instance and self.single_instance_reason is None:
+            problems.append(
+                (
+                    "single_instance_reason",
+                    None,
+                    "required with allow_single_instance: true: say why one instance, without Availability "
+                    "Zone redundancy, is acceptable",
+                )
             )
+        if self.single_instance_reason is not None and not self.allow_single_instance:
+            problems.append(("allow_single_instance", False, "must be true when single_instance_reason is given"))
+        if self.instance_count < 2 and not self.allow_single_instance:
+            problems.append(
+                (
+                    "instance_count",
+                    self.instance_count,
+                    "must be >= 2 so the endpoint survives an Availability Zone outage; "
+                    "set allow_single_instance: true and single_instance_reason to allow 1",
+                )
+            )
+        refuse(problems)
         return self
 
 
@@ -244,17 +273,35 @@ class ServerlessHosting(Section):
 class DataCapture(Section):
     enabled: bool | None = Field(
         default=None,
-        description="Capture requests and responses to S3 (needed to pair shadow traffic and join feedback). "
-        "Default: true, except serverless (SageMaker does not support it there).",
+        description="Capture requests and responses to S3 (needed to pair shadow traffic, join feedback and "
+        "monitor drift). Default: true, except serverless (SageMaker does not support it there: serverless "
+        "endpoints are monitored only for errors, latency and batch outputs).",
     )
     sampling_percentage: int = Field(default=100, ge=0, le=100)
 
 
 class AutoScaling(Section):
-    min_capacity: int = Field(ge=1)
-    max_capacity: int = Field(ge=1)
+    """Target tracking on SageMakerVariantInvocationsPerInstance; the defaults are the usual SageMaker practice."""
+
+    enabled: bool = Field(
+        default=True, description="false: a fixed realtime.instance_count, with a reason (opting out)."
+    )
+    reason: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=500,
+        description="Why the endpoint keeps a fixed instance count; required with enabled: false.",
+    )
+    min_capacity: int | None = Field(
+        default=None, ge=1, description="Default: realtime.instance_count (>= 2 unless allow_single_instance)."
+    )
+    max_capacity: int | None = Field(
+        default=None, ge=1, description="Default: 10, or realtime.instance_count when that is more."
+    )
     target_invocations_per_instance: float = Field(
-        gt=0, description="Target of SageMakerVariantInvocationsPerInstance (requests per instance per minute)."
+        default=70.0,
+        gt=0,
+        description="Target of SageMakerVariantInvocationsPerInstance (requests per instance per minute).",
     )
     scale_in_cooldown_seconds: int = Field(default=300, ge=0)
     scale_out_cooldown_seconds: int = Field(default=60, ge=0)
@@ -273,7 +320,9 @@ class Endpoint(Section):
     )
     data_capture: DataCapture = Field(default_factory=DataCapture)
     autoscaling: AutoScaling | None = Field(
-        default=None, description="Only for kind realtime and multi_model. Default: a fixed realtime.instance_count."
+        default=None,
+        description="Only for kind realtime and multi_model, where it is on by default (min realtime.instance_count, "
+        "max 10, target 70, cooldowns 300/60 s); opt out with {enabled: false, reason: ...}.",
     )
 
     @model_validator(mode="after")
@@ -295,7 +344,7 @@ class Endpoint(Section):
                 )
             )
         if self.data_capture.enabled:
-            problems.append(("data_capture.enabled", True, "SageMaker serverless endpoints do not capture data"))
+            problems.append(("data_capture.enabled", True, SERVERLESS_NO_CAPTURE))
         self.serverless = self.serverless or ServerlessHosting()
         self.data_capture.enabled = False
         return problems
@@ -313,15 +362,33 @@ class Endpoint(Section):
         realtime = self.realtime = self.realtime or RealtimeHosting()
         if self.data_capture.enabled is None:
             self.data_capture.enabled = True
+        if self.autoscaling is None:
+            if "autoscaling" in self.model_fields_set:
+                problems.append(
+                    (
+                        "autoscaling",
+                        None,
+                        "leave it out for the default target tracking, or opt out with "
+                        "{enabled: false, reason: <why a fixed instance count>}",
+                    )
+                )
+                return problems
+            self.autoscaling = AutoScaling()
         scaling = self.autoscaling
-        if scaling is None:
+        if not scaling.enabled:
+            if scaling.reason is None:
+                problems.append(("autoscaling.reason", None, "required with enabled: false: say why it is fixed"))
             return problems
+        if scaling.min_capacity is None:
+            scaling.min_capacity = realtime.instance_count
+        if scaling.max_capacity is None:
+            scaling.max_capacity = max(DEFAULT_MAX_CAPACITY, realtime.instance_count, scaling.min_capacity)
         if scaling.min_capacity < 2 and not realtime.allow_single_instance:
             problems.append(
                 (
                     "autoscaling.min_capacity",
                     scaling.min_capacity,
-                    "must be >= 2; set realtime.allow_single_instance: true to allow 1",
+                    "must be >= 2; set realtime.allow_single_instance: true and single_instance_reason to allow 1",
                 )
             )
         if scaling.max_capacity < scaling.min_capacity:
@@ -539,6 +606,129 @@ class Batch(Section):
         return self
 
 
+# ---------------------------------------------------------------- monitoring
+
+# Model Monitor's constraints.json monitoring_config keys a model may override, and what each takes
+# (docs.aws.amazon.com/sagemaker/latest/dg/model-monitor-byoc-constraints.html).
+MONITORING_THRESHOLDS = (
+    "datatype_check_threshold",
+    "domain_content_threshold",
+    "comparison_threshold",
+    "categorical_comparison_threshold",
+)
+MONITORING_METHODS: dict[str, tuple[str, ...]] = {
+    "comparison_method": ("Simple", "Robust"),
+    "categorical_drift_method": ("LInfinity", "ChiSquared"),
+}
+MONITORING_CONFIG_SCHEMA: dict[str, Any] = {
+    "properties": {
+        **{key: {"type": "number", "minimum": 0, "maximum": 1} for key in MONITORING_THRESHOLDS},
+        **{key: {"enum": list(choices)} for key, choices in MONITORING_METHODS.items()},
+    },
+    "additionalProperties": False,
+}
+
+
+class MonitoringAlert(Section):
+    false_alarms_per_month: float = Field(
+        default=1.0,
+        gt=0,
+        description="Alerts (notifications, retraining) the monitor may raise per month on data that has not "
+        "drifted, over all features and checks together.",
+    )
+
+
+class Retrain(Section):
+    on: list[Literal["drift", "quality"]] = Field(
+        default_factory=list,
+        description="What starts a retrain: sustained drift alerts, sustained quality loss (ground truth), "
+        "or both. Empty: never retrain on monitoring.",
+    )
+    sustained_hours: int = Field(
+        default=3, ge=1, le=720, description="Hours an alert must last before it starts a retrain."
+    )
+    cooldown_hours: int = Field(
+        default=24, ge=0, le=8760, description="Hours after a monitoring-started retrain before another may start."
+    )
+    dataset: str | None = Field(
+        default=None,
+        pattern=S3_URI_PATTERN,
+        description="The dataset prefix a retrain trains on. Default: the model's newest marked dataset.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _on_as_written(cls, data: Any) -> Any:
+        # YAML 1.1, which PyYAML reads, takes an unquoted `on:` key for the boolean true.
+        if isinstance(data, dict) and True in data and "on" not in data:
+            return {("on" if key is True else key): value for key, value in data.items()}
+        return data
+
+    @field_validator("on")
+    @classmethod
+    def _each_once(cls, on: list[str]) -> list[str]:
+        if len(set(on)) != len(on):
+            raise not_allowed("each of drift and quality at most once")
+        return on
+
+
+class Monitoring(Section):
+    enabled: bool | None = Field(
+        default=None,
+        description="Check the endpoint's captured data against the baseline on a schedule. "
+        "Default: endpoint.data_capture.enabled (never on serverless, which captures nothing).",
+    )
+    schedule: str = Field(
+        default="rate(1 hour)",
+        min_length=1,
+        max_length=256,
+        description="An EventBridge Scheduler rate() or cron() expression, in UTC: rate(1 hour), cron(0 * * * ? *).",
+    )
+    monitoring_config: dict[str, float | str] = Field(
+        default_factory=dict,
+        description="Overrides of Model Monitor's constraints.json monitoring_config: datatype_check_threshold, "
+        "domain_content_threshold, comparison_threshold, categorical_comparison_threshold (0..1), "
+        "comparison_method (Simple | Robust), categorical_drift_method (LInfinity | ChiSquared).",
+        json_schema_extra=MONITORING_CONFIG_SCHEMA,
+    )
+    alert: MonitoringAlert = Field(default_factory=MonitoringAlert)
+    retrain: Retrain = Field(default_factory=Retrain)
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule_expression(cls, schedule: str) -> str:
+        problem = schedule_problem(schedule)
+        if problem:
+            raise not_allowed(problem)
+        return schedule
+
+    @field_validator("monitoring_config", mode="before")
+    @classmethod
+    def _known_overrides(cls, overrides: Any) -> Any:
+        if not isinstance(overrides, dict):
+            return overrides
+        problems: list[Problem] = []
+        checked: dict[str, float | str] = {}
+        known = ", ".join((*MONITORING_THRESHOLDS, *MONITORING_METHODS))
+        for key, value in overrides.items():
+            if key in MONITORING_THRESHOLDS:
+                if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+                    problems.append((str(key), value, "must be a number from 0 to 1"))
+                else:
+                    checked[key] = float(value)
+            elif key in MONITORING_METHODS:
+                if value not in MONITORING_METHODS[key]:
+                    problems.append((str(key), value, f"must be {' or '.join(MONITORING_METHODS[key])}"))
+                else:
+                    checked[key] = value
+            else:
+                close = difflib.get_close_matches(str(key), known.split(", "), n=1)
+                hint = f"did you mean {close[0]}? " if close else ""
+                problems.append((str(key), value, f"unknown key; {hint}allowed here: {known}"))
+        refuse(problems)
+        return checked
+
+
 # ---------------------------------------------------------------- the file
 
 
@@ -549,7 +739,7 @@ class ModelConfig(Section):
         title="Shepherd model configuration",
         json_schema_extra={
             "description": "models/<model>/shepherd.yaml: how Shepherd trains, registers, "
-            "deploys, rolls out and batch-scores one model. Documented in docs/CONFIG.md."
+            "deploys, rolls out, batch-scores and monitors one model. Documented in docs/CONFIG.md."
         },
     )
 
@@ -575,6 +765,7 @@ class ModelConfig(Section):
     endpoint: Endpoint = Field(default_factory=Endpoint)
     rollout: Rollout = Field(default_factory=Rollout)
     batch: Batch = Field(default_factory=Batch)
+    monitoring: Monitoring = Field(default_factory=Monitoring)
 
     @field_validator("entry_point", "inference_entry_point")
     @classmethod
@@ -631,12 +822,26 @@ class ModelConfig(Section):
                     "(serverless endpoints cannot capture)",
                 )
             )
+        problems.extend(self._monitoring_problems())
         refuse(problems)
         model = (info.context or {}).get("model")
         if model is not None:
             self.registry.model_package_group = self.registry.model_package_group or model
             self.endpoint.name = self.endpoint.name or model
         return self
+
+    def _monitoring_problems(self) -> list[Problem]:
+        monitoring, capture = self.monitoring, bool(self.endpoint.data_capture.enabled)
+        if monitoring.enabled is None:
+            monitoring.enabled = capture
+        problems: list[Problem] = []
+        if monitoring.enabled and self.endpoint.kind == "serverless":
+            problems.append(("monitoring.enabled", True, SERVERLESS_NO_CAPTURE))
+        elif monitoring.enabled and not capture:
+            problems.append(("monitoring.enabled", True, "the monitor reads captured data: needs data capture"))
+        if monitoring.retrain.on and not monitoring.enabled:
+            problems.append(("monitoring.retrain.on", monitoring.retrain.on, "needs monitoring.enabled"))
+        return problems
 
     def _sklearn_problems(self) -> list[Problem]:
         problems: list[Problem] = []

@@ -83,7 +83,7 @@ def scaling(config: ModelConfig) -> dict[str, Any] | None:
     """endpoint.autoscaling as Endpoints.register_scaling takes it (kept on the champion record too, so
     ReconcileRollouts can give a restored champion its scaling target back)."""
     wanted = config.endpoint.autoscaling
-    if wanted is None:
+    if wanted is None or not wanted.enabled:
         return None
     return {
         "minimum": wanted.min_capacity,
