@@ -4,6 +4,7 @@ VENV := .venv
 SAM_VENV := .venv-sam
 AWSCLI_VENV := .venv-awscli
 PY313_VENV := .venv-py313
+SECURITY_VENV := .venv-security
 BIN := $(VENV)/bin
 # Python 3.13, the Lambda runtime, from pyenv (newest 3.13.x; no shell init, no shims); override with PY313=/path.
 PYENV_ROOT ?= $(or $(shell pyenv root 2>/dev/null),$(HOME)/.pyenv)
@@ -36,6 +37,14 @@ $(AWSCLI_VENV)/.installed:
 	$(AWSCLI_VENV)/bin/pip install $(PIP_FLAGS) awscli==1.46.3
 	touch $@
 
+# checkov pins boto3, packaging and networkx below pyproject.toml's pins: the scanners get their own environment.
+# Its .gitignore (as Python 3.13's venv writes) keeps git and ruff out of it.
+$(SECURITY_VENV)/.installed: tools/requirements-security.txt
+	$(PYTHON) -m venv $(SECURITY_VENV)
+	echo '*' > $(SECURITY_VENV)/.gitignore
+	$(SECURITY_VENV)/bin/pip install $(PIP_FLAGS) -r tools/requirements-security.txt
+	touch $@
+
 # The Lambda code's environment under Python 3.13: its runtime dependencies, pytest and moto, and the layer
 # on the path (as /opt/python on Lambda); nothing of the local cloud or the training stack.
 $(PY313_VENV)/.installed: tools/requirements-py313.txt
@@ -44,7 +53,15 @@ $(PY313_VENV)/.installed: tools/requirements-py313.txt
 	echo "$(CURDIR)/layers/shepherd" > "$$($(PY313_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/shepherd-layer.pth"
 	touch $@
 
-lint: install $(SAM_VENV)/.installed
+# checkov scans the CloudFormation SAM makes of the template, the generated roles included; each suppression sits
+# on its resource in template.yaml with its reason; --skip-download: no call to Prisma Cloud. bandit skips what
+# ruff's S rules skip (pyproject.toml): B101 asserts narrow types; B603 (and B404, its import notice) subprocess
+# with argument lists, never a shell (B602/B605 still run); and B311: random only samples and simulates. Other
+# findings carry `# nosec <id> # reason` on their line. docs/SECURITY.md lists them all.
+BANDIT_SKIPS := B101,B311,B404,B603
+CHECKOV_TEMPLATE := .shepherd/lint/template.cfn.json
+
+lint: install $(SAM_VENV)/.installed $(SECURITY_VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -54,6 +71,9 @@ lint: install $(SAM_VENV)/.installed
 	$(BIN)/python tools/check_iam.py template.yaml
 	$(SAM_VENV)/bin/sam validate --lint --template template.yaml
 	$(BIN)/python tools/lint_statemachines.py template.yaml tests/fixtures/app/template.yaml bench/fixtures/template.yaml
+	$(BIN)/python tools/translate_template.py template.yaml $(CHECKOV_TEMPLATE)
+	$(SECURITY_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f $(CHECKOV_TEMPLATE)
+	$(SECURITY_VENV)/bin/bandit --quiet --recursive --skip $(BANDIT_SKIPS) layers functions localcloud shepherd_cli tools examples
 
 # cfn-lint with the serverless rules (awslabs/serverless-rules) alone; `lint` runs it too.
 lint-serverless: install
@@ -68,7 +88,8 @@ build: $(SAM_VENV)/.installed
 # The judge's statistical simulations (error rates, grouping, monotonicity) run once, under 3.11: the 3.13 run
 # checks the code runs there, which test_judge.py and test_judge_baseline.py exercise path by path.
 PY313_TESTS := $(wildcard tests/unit/handlers tests/unit/test_config*.py tests/unit/test_names.py \
-	tests/unit/test_s3_events.py tests/unit/test_judge.py tests/unit/test_judge_baseline.py)
+	tests/unit/test_s3_events.py tests/unit/test_judge.py tests/unit/test_judge_baseline.py \
+	tests/unit/test_monitor_dataset.py tests/unit/test_monitor_statistics.py tests/unit/test_monitor_constraints.py)
 test-py313: $(PY313_VENV)/.installed
 	$(PY313_VENV)/bin/python -m pytest $(PY313_TESTS)
 
@@ -113,4 +134,4 @@ bench: install
 	for script in bench/bench_*.py bench/judge.py; do $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) $(AWSCLI_VENV) $(PY313_VENV) .aws-sam .shepherd .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(SAM_VENV) $(AWSCLI_VENV) $(PY313_VENV) $(SECURITY_VENV) .aws-sam .shepherd .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -42,7 +42,8 @@ from localcloud.wsgi import json_response
 log = logging.getLogger("shepherd.local")
 
 REGION = "us-east-1"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "shepherd-local", "AWS_SECRET_ACCESS_KEY": "shepherd-local"}
+# Fixed dummy keys that the local cloud hands its own processes: public by design, they open nothing on AWS.
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "shepherd-local", "AWS_SECRET_ACCESS_KEY": "shepherd-local"}  # nosec B105
 _INVOKE_PREFIX = "/2015-03-31/functions/"
 # Created by start(), for users of the SageMaker SDK: get_execution_role() has no local equivalent.
 DEFAULT_SAGEMAKER_ROLE = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"

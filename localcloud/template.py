@@ -97,7 +97,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise TemplateError(f"{path}: template file not found")
     try:
-        body = yaml.load(path.read_text(), Loader=_TemplateLoader)  # noqa: S506 - a SafeLoader subclass
+        body = yaml.load(path.read_text(), Loader=_TemplateLoader)  # noqa: S506 # nosec B506 # a SafeLoader subclass
     except yaml.YAMLError as exc:
         detail = " ".join(str(exc).split())
         raise TemplateError(f"{path}: template does not parse: {detail}") from exc

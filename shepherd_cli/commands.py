@@ -253,7 +253,7 @@ def _health(endpoint_url: str) -> dict[str, Any] | None:
     import urllib.request
 
     try:
-        with urllib.request.urlopen(f"{endpoint_url.rstrip('/')}/_shepherd/health", timeout=5) as response:  # noqa: S310
+        with urllib.request.urlopen(f"{endpoint_url.rstrip('/')}/_shepherd/health", timeout=5) as response:  # noqa: S310 # nosec B310 # the user's own --endpoint-url
             health = json.loads(response.read())
     except (urllib.error.URLError, OSError, ValueError):
         return None

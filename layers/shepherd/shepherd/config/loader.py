@@ -109,7 +109,7 @@ def _leaf_paths(node: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tupl
 
 def _parse(text: str, source: str) -> dict[str, Any]:
     try:
-        document = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 -- a SafeLoader subclass
+        document = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 # nosec B506 # a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         raise ConfigError(source, [_describe_yaml_error(exc)]) from None
     except yaml.YAMLError as exc:

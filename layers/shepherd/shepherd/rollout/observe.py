@@ -82,9 +82,9 @@ def observations(
     last = complete_until(now_epoch)
     bins: dict[str, list[VariantBin]] = {role: [] for role in ROLES}
     for role in ROLES:
-        requests = series.get(f"{role}_requests", {})
+        request_counts = series.get(f"{role}_requests", {})
         for stamp in range(int(first), int(last), PERIOD):
-            count = round(requests.get(stamp, 0.0))
+            count = round(request_counts.get(stamp, 0.0))
             if count == 0:
                 continue
             errors = min(count, round(series.get(f"{role}_errors", {}).get(stamp, 0.0)))
