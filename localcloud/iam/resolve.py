@@ -58,7 +58,11 @@ _PARAMS: dict[str, dict[str, tuple[str, ...]]] = {
         "InstanceProfileNameWithPath": ("InstanceProfileName",),
     },
     "sts": {"RoleNameWithPath": ("RoleArn",)},
-    "sagemaker": {"AutoMLJobJobName": ("AutoMLJobName",), "ModelPackageName": ("ModelPackageName", "ModelPackageArn")},
+    "sagemaker": {
+        "AutoMLJobJobName": ("AutoMLJobName",),
+        "ModelPackageName": ("ModelPackageName", "ModelPackageArn"),
+        "DataQualityJobDefinitionName": ("JobDefinitionName",),
+    },
     "dynamodb": {"StreamLabel": ("StreamArn",)},
 }
 # Per operation, where a generic parameter ("name", "Name") names another variable.

@@ -2,7 +2,7 @@
 
 Operations are methods named as boto3 names them (``create_training_job``); each takes the request's
 parameters (already validated against botocore's model) and returns the response body. Real work runs
-in runners (training_runner.py, transform.py) and fleets (serving.py) on threads.
+in runners (training_runner.py, transform.py, monitoring/processing.py) and fleets (serving.py) on threads.
 """
 
 from __future__ import annotations
@@ -12,13 +12,15 @@ from typing import Any
 
 from localcloud.sagemaker.endpoint_operations import EndpointOperations
 from localcloud.sagemaker.endpoints import Fleet
-from localcloud.sagemaker.job_operations import JobOperations
 from localcloud.sagemaker.metrics import EndpointMetrics
 from localcloud.sagemaker.model_operations import ModelOperations
+from localcloud.sagemaker.monitoring.schedule_operations import MonitoringOperations
 from localcloud.services import CloudServices
 
 
-class SageMakerBackend(JobOperations, ModelOperations, EndpointOperations):
+class SageMakerBackend(MonitoringOperations, ModelOperations, EndpointOperations):
+    """Jobs (training, transform, processing), models and the registry, endpoints, Model Monitor schedules."""
+
     def __init__(
         self,
         services: CloudServices,
@@ -56,6 +58,7 @@ class SageMakerBackend(JobOperations, ModelOperations, EndpointOperations):
         return {}
 
     def stop(self) -> None:
+        self._stop_monitoring()
         for job in [*self.training_jobs.values(), *self.transform_jobs.values()]:
             job.stop_requested.set()
         for thread in self._threads:

@@ -9,7 +9,7 @@ import pytest
 
 from localcloud import clock as clock_module
 from localcloud.clock import VirtualClock
-from localcloud.scheduler import ScheduleExpression
+from localcloud.cron import ScheduleExpression
 
 # 2024-03-08 is a Friday.
 FRIDAY_MORNING = datetime(2024, 3, 8, 9, 30, 0, tzinfo=UTC)
