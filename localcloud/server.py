@@ -27,6 +27,7 @@ from localcloud.eventbridge import EventDelivery
 from localcloud.guard import Guard
 from localcloud.iam import engine as states_engine
 from localcloud.iam.authorizer import Authorizer
+from localcloud.iam.logs_checks import log_group_key_refusal
 from localcloud.iam.middleware import IamMiddleware
 from localcloud.iam.principals import Credentials, Principals, RoleNotAssumable, load_aws_managed_policies
 from localcloud.lambdas import FunctionNotFound, FunctionSpec, LambdaRuntime, encode_log_tail
@@ -311,6 +312,7 @@ class LocalCloud:
                 cloudwatch=cloudwatch.EMULATION,
                 task_client=states_engine.task_client(self.principals.issue),
                 refuse_state_machine=states_engine.creation_refusal(self._states_can_assume),
+                refuse_log_group_key=log_group_key_refusal(self.authorizer),
             )
         )
         cloudwatch.install(self)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from localcloud.moto import cloudwatch, core, events, s3, stepfunctions
+from localcloud.moto import cloudwatch, core, events, logs, s3, stepfunctions
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,7 @@ class Hooks:
     cloudwatch: cloudwatch.CloudWatchEmulation  # answers for moto's CloudWatch backend
     task_client: stepfunctions.TaskClient  # a task's service client, acting as its role
     refuse_state_machine: stepfunctions.Refusal  # why CreateStateMachine refuses a role, or None
+    refuse_log_group_key: logs.Refusal | None = None  # why CloudWatch Logs refuses a log group's KMS key, or None
 
 
 _patched = {"moto": False}
@@ -31,6 +32,7 @@ def install(hooks: Hooks) -> None:
     stepfunctions.attach(hooks.clock, hooks.task_client, hooks.refuse_state_machine)
     events.attach(hooks.deliver)
     cloudwatch.attach(hooks.cloudwatch)
+    logs.attach(hooks.refuse_log_group_key)
     if _patched["moto"]:
         return
     _patched["moto"] = True
@@ -40,6 +42,7 @@ def install(hooks: Hooks) -> None:
     events.patch()
     s3.patch()
     cloudwatch.patch()
+    logs.patch()
 
 
 def uninstall() -> None:

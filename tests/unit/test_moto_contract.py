@@ -358,3 +358,25 @@ def test_application_autoscaling_seams():
     ]
     assert "self.policies" in inspect.getsource(ApplicationAutoscalingBackend.__init__)
     assert isinstance(backend(), ApplicationAutoscalingBackend)
+
+
+def test_logs_kms_key_seams():
+    """localcloud.moto.logs checks CreateLogGroup's kmsKeyId, adds AssociateKmsKey, and reads keys' states."""
+    import moto.logs.responses
+    from moto.core.exceptions import JsonRESTError
+    from moto.kms.models import Key
+    from moto.logs.exceptions import LogsClientError
+    from moto.logs.models import LogGroup, LogsBackend
+    from moto.logs.responses import LogsResponse
+
+    assert "logs.py" in {path for path, _, _ in _moto_imports()}
+    assert _params(LogsBackend.create_log_group)[:3] == ["self", "log_group_name", "tags"]
+    assert "kmsKeyId=kms_key_id" in inspect.getsource(inspect.unwrap(LogsResponse.create_log_group))
+    assert 'self.kms_key_id = kwargs.get("kmsKeyId")' in inspect.getsource(LogGroup.__init__)
+    assert '"kmsKeyId"' in inspect.getsource(LogGroup.to_describe_dict)
+    assert "self.groups" in inspect.getsource(LogsBackend.__init__)
+    assert issubclass(LogsClientError, JsonRESTError)
+    assert _params(LogsClientError.__init__)[:3] == ["self", "error_type", "message"]
+    # moto has no AssociateKmsKey of its own: when it gains one, drop ours.
+    assert "def associate_kms_key" not in inspect.getsource(moto.logs.responses)
+    assert 'self.key_state = "Enabled"' in inspect.getsource(Key.__init__)
