@@ -1,8 +1,8 @@
 """Local Lambda: warm worker processes per function, Timeout enforced, errors in Lambda's shape.
 
 Tests can make a function's runtime process die during its next invocations (``LambdaRuntime.crash_next``),
-to prove that a state machine retries a crash without side effects. That fault plan is a Python call
-on the local cloud's own process: no API, variable or tag enables it, and AWS has no such thing.
+to prove that a state machine retries a crash without side effects. The fault registry's lambda-crash rule
+(localcloud/faults.py, docs/FAULTS.md) arms it; no variable or tag does, and AWS has no such thing.
 """
 
 from __future__ import annotations

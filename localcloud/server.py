@@ -24,12 +24,22 @@ from localcloud import cloudwatch
 from localcloud import moto as local_moto
 from localcloud.clock import VirtualClock
 from localcloud.eventbridge import EventDelivery
+from localcloud.faults import (
+    CONTROL_PATH,
+    FaultMiddleware,
+    FaultRegistry,
+    FaultRule,
+    FaultRuleInvalid,
+    FaultyFleets,
+)
+from localcloud.faults import control as fault_control
 from localcloud.guard import Guard
 from localcloud.iam import engine as states_engine
 from localcloud.iam.authorizer import Authorizer
 from localcloud.iam.logs_checks import log_group_key_refusal
 from localcloud.iam.middleware import IamMiddleware
 from localcloud.iam.principals import Credentials, Principals, RoleNotAssumable, load_aws_managed_policies
+from localcloud.iam.requests import access_key_of
 from localcloud.lambdas import FunctionNotFound, FunctionSpec, LambdaRuntime, encode_log_tail
 from localcloud.logs import LogShipper
 from localcloud.sagemaker.api import SageMakerApi
@@ -134,7 +144,15 @@ class ShepherdApi:
                     start_response, "404 Not Found", {"message": f"no enabled schedule rule named {name!r}"}
                 )
             return json_response(start_response, "200 OK", {"rule": name, "targets": targets})
+        if path == CONTROL_PATH or path.startswith(CONTROL_PATH + "/"):
+            key = access_key_of(_signed_headers(environ), environ.get("QUERY_STRING", ""))
+            from_principal = key is not None and self.cloud.principals.principal_of(key) is not None
+            return fault_control(self.cloud.faults, environ, start_response, from_principal)
         return json_response(start_response, "404 Not Found", {"message": f"no route {method} {path}"})
+
+
+def _signed_headers(environ: dict[str, Any]) -> dict[str, str]:
+    return {k[5:].replace("_", "-").lower(): str(v) for k, v in environ.items() if k.startswith("HTTP_")}
 
 
 class LocalCloud:
@@ -174,6 +192,11 @@ class LocalCloud:
         self.sagemaker_runtime: RuntimeApi | None = None
         self.autoscaler = EndpointAutoscaler(self.clock, self, self.sagemaker, self.endpoint_metrics)
         self.scheduler: Scheduler | None = None
+        self.faults = FaultRegistry()  # docs/FAULTS.md
+        self.sagemaker.faults = self.faults
+        self.sagemaker.fleet_factory = FaultyFleets(self.sagemaker.fleet_factory, self.faults)
+        self.faults.hand_off("lambda-crash", self._arm_lambda_crash)
+        self.faults.hand_off("endpoint-update-fails", self._arm_endpoint_update_failure)
 
     @property
     def endpoint(self) -> str:
@@ -233,6 +256,25 @@ class LocalCloud:
     def _function_credentials(self, spec: FunctionSpec) -> dict[str, str]:
         """Lambda runs each function with a session of its execution role, named after the function."""
         return self.principals.issue(spec.role_arn, "lambda.amazonaws.com", spec.name).environment()
+
+    def _arm_lambda_crash(self, rule: FaultRule) -> None:
+        try:
+            self.lambdas.crash_next(rule.resource, rule.count or 1, rule.at)  # type: ignore[arg-type] # checked there
+        except FunctionNotFound as exc:
+            raise FaultRuleInvalid(f"no function {rule.resource!r} here") from exc
+
+    def _arm_endpoint_update_failure(self, rule: FaultRule) -> None:
+        """The endpoint's own fault tag (shepherd:fault:fail-next-update), so one mechanism fails updates."""
+        from localcloud.sagemaker.control_plane import FAULT_TAG_PREFIX, arn
+
+        if rule.resource not in self.sagemaker.endpoints:
+            raise FaultRuleInvalid(f"no endpoint {rule.resource!r} here")
+        tag = {"Key": f"{FAULT_TAG_PREFIX}fail-next-update", "Value": "true"}
+        self.sagemaker.add_tags({"ResourceArn": arn(f"endpoint/{rule.resource.lower()}"), "Tags": [tag]})
+
+    def _role_of(self, access_key_id: str) -> str | None:
+        principal = self.principals.principal_of(access_key_id)
+        return principal.role_arn if principal else None
 
     def _states_can_assume(self, role_arn: str) -> bool:
         try:
@@ -296,7 +338,8 @@ class LocalCloud:
             LambdaInvokeMiddleware(moto_app, self.lambdas), self.sagemaker, self.endpoint_metrics
         )
         services = AutoscalingApi(SageMakerApi(self.sagemaker_runtime, self.sagemaker), self.autoscaler)
-        guard = Guard(IamMiddleware(ShepherdApi(services, self), self.authorizer), self.port, self.admin_api)
+        iam = IamMiddleware(ShepherdApi(services, self), self.authorizer)
+        guard = Guard(FaultMiddleware(iam, self.faults, self._role_of, self.clock.sleep), self.port, self.admin_api)
         server = KeepAliveWSGIServer("127.0.0.1", self.port, guard)
         # The Step Functions engine reaches services at localhost:$MOTO_PORT, so bind before patching.
         self.port = server.server_port

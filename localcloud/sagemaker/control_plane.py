@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from localcloud.clock import VirtualClock
+from localcloud.faults import FaultRegistry
 from localcloud.iam.principals import Credentials, RoleNotAssumable
 from localcloud.sagemaker.endpoints import Endpoint, FleetFactory
 from localcloud.sagemaker.jobs import Job
@@ -79,6 +80,7 @@ class ControlPlane:
     """
 
     fleet_factory: FleetFactory  # how an endpoint variant's instances are started (tests pass fakes)
+    faults: FaultRegistry  # event-drop and event-delay rules (the server hands in the cloud's registry)
 
     def __init__(
         self,
@@ -101,6 +103,7 @@ class ControlPlane:
         self.endpoint_configs: dict[str, dict[str, Any]] = {}
         self.endpoints: dict[str, Endpoint] = {}
         self._threads: list[threading.Thread] = []
+        self.faults = FaultRegistry()
         self._events: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._event_thread = threading.Thread(target=self._put_events, name="sagemaker-events", daemon=True)
         self._event_thread.start()
@@ -147,7 +150,15 @@ class ControlPlane:
             "Resources": [resource_arn],
             "Detail": json.dumps(epoch_millis(detail), default=str),
         }
-        self._events.put(entry)
+        fault = self.faults.for_event(detail_type, resource_arn, detail)
+        if fault is None:
+            self._events.put(entry)
+        elif fault.kind == "event-drop":
+            log.info("fault %s dropped %s for %s", fault.id, detail_type, resource_arn)
+        else:  # a delayed event arrives after the ones emitted meanwhile, as a late delivery would
+            timer = threading.Timer(self.clock.wall_seconds(fault.delay_seconds), self._events.put, [entry])
+            timer.daemon = True
+            timer.start()
 
     def _put_events(self) -> None:
         client = None

@@ -170,6 +170,21 @@ class VariantFleet(_InstanceFleet):
                 if not self._inflight:
                     self._drained.notify_all()
 
+    def crash(self) -> None:
+        """Fault injection (localcloud/faults.py): the instance next in line dies, as a crashed container does, and is
+        started again, loaded, before it takes traffic."""
+        instance = self._idle.get()
+        instance.close()
+        try:
+            replacement = self._new_instance()
+        except ModelLoadFailed:
+            with self._lock:
+                self._instances.remove(instance)
+            raise
+        with self._lock:
+            self._instances[self._instances.index(instance)] = replacement
+        self._idle.put(replacement)
+
     def _release(self, instance: ModelWorkerPool) -> None:
         if not self._retire:  # the fast path, without the lock: no instance is due to retire
             self._idle.put(instance)
