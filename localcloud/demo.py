@@ -10,13 +10,11 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import random
 import shutil
 import tempfile
 import threading
 import time
 import uuid
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -26,6 +24,8 @@ import yaml
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+
+from localcloud.traffic import Feedback, Traffic
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "churn"
@@ -103,161 +103,6 @@ def rollout_config(s: Settings) -> dict[str, Any]:
         "post_promotion_watch": {"enabled": True, "max_duration_minutes": s.watch_minutes},
         "judge": {"error_rate": judge, "quality": judge | {"delta": s.quality_delta}},
     }
-
-
-def _first_score(text: str) -> float:
-    """The first score of an answer: text/csv (one per line) or application/json {"predictions": [...]}."""
-    text = text.strip()
-    if text.startswith("{"):
-        return float(json.loads(text)["predictions"][0])
-    return float(text.split()[0].split(",")[0])
-
-
-class Feedback:
-    """Ground truth for a share of the answered requests, uploaded as SageMaker Model Monitor merges it:
-    JSON Lines under feedback/<model>/yyyy/mm/dd/hh/ (the upload's hour on the cloud's clock), keyed
-    by the request's InferenceId. The judge joins it with the captured predictions."""
-
-    def __init__(self, s3: Any, bucket: str, model: str, *, share: float, now: Any, every: float = 2.0) -> None:
-        self.s3, self.bucket, self.model, self.share, self.now, self.every = s3, bucket, model, share, now, every
-        self.pending: list[str] = []
-        self.uploaded = 0
-        self._last = time.monotonic()
-        self._lock = threading.Lock()
-
-    def add(self, inference_id: str, label: int) -> None:
-        line = json.dumps(
-            {
-                "groundTruthData": {"data": str(label), "encoding": "CSV"},
-                "eventMetadata": {"eventId": inference_id},
-                "eventVersion": "0",
-            }
-        )
-        with self._lock:
-            self.pending.append(line)
-        if time.monotonic() - self._last >= self.every:
-            self.flush()
-
-    def flush(self) -> None:
-        with self._lock:
-            lines, self.pending = self.pending, []
-            self._last = time.monotonic()
-        if not lines:
-            return
-        at = self.now()
-        key = f"feedback/{self.model}/{at:%Y/%m/%d/%H}/{at:%M-%S}-{uuid.uuid4().hex[:8]}.jsonl"
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=("\n".join(lines) + "\n").encode())
-        self.uploaded += len(lines)
-
-
-class Traffic:
-    """Steady InvokeEndpoint traffic from held-out rows; every outcome counted, per second and per variant.
-
-    `failed` are requests that failed for any reason but a model's own error answer (transport errors,
-    platform 5XX, errors during updates): a rollout must never cause one. ModelError answers are the
-    models' own, counted per variant (the variant is in the error's LogStreamArn, as on AWS).
-    """
-
-    def __init__(
-        self,
-        client: Any,
-        endpoint: str,
-        rows: list[tuple[str, int]],
-        *,
-        rate: float,
-        malformed: float,
-        feedback: Feedback | None = None,
-    ) -> None:
-        self.client, self.endpoint, self.rows, self.rate, self.malformed = client, endpoint, rows, rate, malformed
-        self.feedback = feedback
-        self.random = random.Random(5)  # noqa: S311 - traffic sampling, not security
-        self.sent = self.answered = self.malformed_sent = self.valid_refused = 0
-        self.failures: list[str] = []
-        self.by_variant: Counter[str] = Counter()
-        self.model_errors: Counter[str] = Counter()
-        self.labelled: Counter[str] = Counter()  # answers whose ground truth was uploaded, per variant
-        self.wrong: Counter[str] = Counter()  # ... that were wrong (probability >= 0.5 vs the label)
-        self.seconds: dict[int, dict[str, Any]] = {}
-        self.started = time.monotonic()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="demo-traffic", daemon=True)
-
-    def start(self) -> Traffic:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        if self.feedback is not None:
-            self.feedback.flush()
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    def _bucket(self) -> dict[str, Any]:
-        second = int(self.elapsed())
-        return self.seconds.setdefault(second, {"requests": Counter(), "errors": Counter(), "latency": {}})
-
-    def _run(self) -> None:
-        interval = 1.0 / self.rate
-        while not self._stop.wait(interval):
-            bad = self.random.random() < self.malformed
-            row, label = self.rows[self.random.randrange(len(self.rows))]
-            body = "1,2" if bad else row
-            self.sent += 1
-            self.malformed_sent += bad
-            inference_id = f"demo-{self.sent}"
-            began = time.perf_counter()
-            try:
-                answer = self.client.invoke_endpoint(
-                    EndpointName=self.endpoint, ContentType="text/csv", Body=body, InferenceId=inference_id
-                )
-            except self.client.exceptions.ModelError as exc:
-                stream = str(exc.response.get("LogStreamArn", ""))
-                variant = stream.rsplit(":log-stream:", 1)[-1].split("/", 1)[0] if ":log-stream:" in stream else "?"
-                self.model_errors[variant] += 1
-                self.valid_refused += not bad
-                bucket = self._bucket()
-                bucket["requests"][variant] += 1
-                bucket["errors"][variant] += 1
-                continue
-            except Exception as exc:  # the endpoint was unavailable: the rollout's fault, counted
-                self.failures.append(f"{type(exc).__name__}: {exc}")
-                continue
-            variant = answer["InvokedProductionVariant"]
-            self.answered += 1
-            self.by_variant[variant] += 1
-            bucket = self._bucket()
-            bucket["requests"][variant] += 1
-            bucket["latency"].setdefault(variant, []).append(1000 * (time.perf_counter() - began))
-            if self.feedback is not None and self.random.random() < self.feedback.share:
-                # The outcome becomes known later: its ground truth goes to feedback/<model>/.
-                self.feedback.add(inference_id, label)
-                probability = _first_score(answer["Body"].read().decode())
-                self.labelled[variant] += 1
-                self.wrong[variant] += (probability >= 0.5) != (label == 1)
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "sent": self.sent,
-            "answered": self.answered,
-            "failed": len(self.failures),
-            "failures": self.failures[:10],
-            "model_errors": dict(self.model_errors),
-            "feedback": {"labelled": dict(self.labelled), "wrong": dict(self.wrong)},
-            "malformed_sent": self.malformed_sent,
-            "valid_requests_refused": self.valid_refused,
-            "by_variant": dict(self.by_variant),
-            "seconds": {
-                str(t): {
-                    "requests": dict(b["requests"]),
-                    "errors": dict(b["errors"]),
-                    "latency_ms_p50": {v: round(sorted(ms)[len(ms) // 2], 2) for v, ms in b["latency"].items()},
-                }
-                for t, b in sorted(self.seconds.items())
-            },
-        }
 
 
 class Demo:
@@ -492,7 +337,13 @@ class Demo:
             self.client("s3"), self.outputs["DataBucketName"], MODEL, share=s.feedback_share, now=self.cloud.clock.now
         )
         self.traffic = Traffic(
-            self.client("sagemaker-runtime"), MODEL, rows, rate=s.rate, malformed=s.malformed, feedback=feedback
+            self.client("sagemaker-runtime"),
+            MODEL,
+            rows,
+            rate=s.rate,
+            malformed=s.malformed,
+            ids="demo",
+            feedback=feedback,
         ).start()
         self.log(
             f"traffic: {s.rate:g} requests/s from held-out rows, {100 * s.malformed:g}% malformed, "

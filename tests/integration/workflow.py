@@ -7,20 +7,17 @@ import io
 import json
 import sys
 import tarfile
-import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
+from localcloud import traffic
 from tests.tarballs import tar_gz
 
 from .conftest import finished_execution, wait_for
-
-if TYPE_CHECKING:
-    from localcloud.demo import Feedback
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "churn"
@@ -220,14 +217,10 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
-class Traffic:
-    """A steady stream of real InvokeEndpoint calls, every outcome counted; a share of them deliberately malformed,
-    as every n-th request (not at random: an error rate with no chance in it, the same before a stage and in it).
-
-    ``before_each`` runs in the stream's thread before every request: a test's trigger that must act before
-    the next request is sent. With ``feedback``, each valid request carries an InferenceId and a share of
-    their true outcomes is uploaded as ground truth (the rows' labels), for the judge's quality.
-    """
+class Traffic(traffic.Traffic):
+    """The shared generator (localcloud/traffic.py) as rollout tests drive it, a context manager: the churn
+    example's rows, malformed requests every n-th (not at random: the same error rate before a stage and in it),
+    and InferenceIds only with ``feedback``."""
 
     def __init__(
         self,
@@ -238,76 +231,34 @@ class Traffic:
         malformed: float = 0.05,
         target_model: str = "",
         before_each: Callable[[], None] | None = None,
-        feedback: Feedback | None = None,
+        feedback: traffic.Feedback | None = None,
     ) -> None:
-        import numpy as np
-
-        self.runtime = cloud.client("sagemaker-runtime")
-        self.endpoint, self.rate = endpoint, rate
-        self.target = {"TargetModel": target_model} if target_model else {}  # a multi-model endpoint's artifact
-        self.before_each, self.feedback = before_each, feedback
         frame = generate(400, seed=21)
         features = frame.drop(columns=["target"]).itertuples(index=False)
-        self.rows = [
+        rows = [
             (",".join(str(v) for v in row), int(label)) for row, label in zip(features, frame["target"], strict=True)
         ]
-        self.every = round(1 / malformed) if malformed else 0
-        self.random = np.random.default_rng(5)
-        self.sent = self.ok = self.malformed_sent = self.malformed_failed = 0
-        self.unexpected: list[str] = []
-        self.variants: dict[str, int] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="traffic", daemon=True)
+        super().__init__(
+            cloud.client("sagemaker-runtime"),
+            endpoint,
+            rows,
+            rate=rate,
+            malformed=malformed,
+            evenly=True,
+            ids="traffic" if feedback is not None else "",
+            target_model=target_model,
+            before_each=before_each,
+            feedback=feedback,
+        )
 
-    def __enter__(self) -> Traffic:
-        self._thread.start()
-        return self
+    @property
+    def ok(self) -> int:
+        """Valid requests answered."""
+        return self.answered - self.malformed_answered
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        if self.feedback is not None:
-            self.feedback.flush()
-
-    def _run(self) -> None:
-        interval = 1.0 / self.rate
-        while not self._stop.wait(interval):
-            if self.before_each is not None:
-                try:
-                    self.before_each()
-                except Exception as exc:  # a broken trigger must fail the test, not stop the traffic silently
-                    self.unexpected.append(f"before_each: {type(exc).__name__}: {exc}")
-            self._send()
-
-    def _send(self) -> None:
-        bad = bool(self.every) and self.sent % self.every == self.every - 1
-        row, label = self.rows[int(self.random.integers(len(self.rows)))]
-        body = "1,2" if bad else row
-        self.sent += 1
-        self.malformed_sent += bad
-        labelled = {"InferenceId": f"traffic-{self.sent}"} if self.feedback is not None else {}
-        try:
-            answer = self.runtime.invoke_endpoint(
-                EndpointName=self.endpoint, ContentType="text/csv", Body=body, **self.target, **labelled
-            )
-        except self.runtime.exceptions.ModelError as exc:
-            if bad:
-                self.malformed_failed += 1
-            else:
-                original = exc.response.get("OriginalMessage") or str(exc)
-                self.unexpected.append(f"ModelError on a valid row: {original}")
-            return
-        except Exception as exc:  # anything else is the rollout's fault
-            self.unexpected.append(f"{type(exc).__name__}: {exc}")
-            return
-        variant = answer["InvokedProductionVariant"]
-        self.variants[variant] = self.variants.get(variant, 0) + 1
-        if bad:
-            self.unexpected.append("a malformed row was answered")
-            return
-        self.ok += 1
-        if self.feedback is not None and self.random.random() < self.feedback.share:
-            self.feedback.add(labelled["InferenceId"], label)
+    @property
+    def variants(self) -> dict[str, int]:
+        return dict(self.by_variant)
 
 
 def task_attempts(history: list[dict[str, Any]], state: str) -> list[dict[str, Any]]:
@@ -351,8 +302,8 @@ def rollout_config(
     config = churn_config(model, approval="automatic")
     for gate in config["evaluation"]["gates"]:
         gate["must_beat_champion_by"] = None  # the datasets differ by seed; the thresholds still hold
-    if not autoscaling:
-        config["endpoint"].pop("autoscaling")
+    if not autoscaling:  # fixed capacity: the tests assert instance counts, and idle policies cost CPU per minute
+        config["endpoint"]["autoscaling"] = {"enabled": False, "reason": "rollout tests assert fixed capacity"}
     if kind == "serverless":
         config["endpoint"] = {"name": model, "kind": kind, "serverless": {"memory_mb": 2048, "max_concurrency": 20}}
     elif kind != "realtime":
