@@ -61,7 +61,7 @@ def _alive(pid: int) -> bool:
     return not (status.exists() and "State:\tZ" in status.read_text())
 
 
-def test_upload_through_boto3_runs_our_handler_and_sigterm_leaves_no_worker(tmp_path):
+def test_upload_runs_our_handler_trigger_fires_rules_and_sigterm_leaves_no_worker(tmp_path):
     # Given the local cloud started by the CLI with the fixture app
     process = _start(tmp_path, "--template", str(FIXTURES / "app" / "template.yaml"), "--stack-name", "cli")
     try:
@@ -90,32 +90,14 @@ def test_upload_through_boto3_runs_our_handler_and_sigterm_leaves_no_worker(tmp_
             for p in subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
         ]
         assert workers, "a warm Lambda worker should be running"
+        # And `shepherd local trigger`, run elsewhere with the endpoint local up exports, lists and fires rules
+        listed, fired, wrong = _triggers(tmp_path, endpoint)
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
     # And no worker outlives the server (by more than half a second)
     wait_for(lambda: not [pid for pid in workers if _alive(pid)], timeout=0.5, interval=0.02)
-
-
-def test_local_trigger_uses_the_endpoint_local_up_exports_and_names_the_rules(tmp_path):
-    # Given the local cloud on a port of its own choosing, and a shell with the exports it printed
-    process = _start(tmp_path, "--template", str(FIXTURES / "app" / "template.yaml"), "--stack-name", "cli")
-    try:
-        endpoint = _wait_ready(process)
-        env = {**os.environ, "AWS_ENDPOINT_URL": endpoint}
-        elsewhere = tmp_path / "elsewhere"
-        elsewhere.mkdir()
-
-        def trigger(*args: str) -> subprocess.CompletedProcess[str]:
-            command = [str(SHEPHERD), "local", "trigger", *args]
-            return subprocess.run(command, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60)
-
-        # When the user asks which rules there are, then fires one, then mistypes one
-        listed, fired, wrong = trigger(), trigger("cli-TickFunctionEveryMinute"), trigger("cli-Tick")
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
-    # Then every answer comes from that endpoint, not from port 4566
+    # And every trigger answer came from that endpoint, not from port 4566
     assert listed.returncode == 0, listed.stderr
     assert "cli-TickFunctionEveryMinute" in listed.stdout.split()
     assert fired.returncode == 0, fired.stderr
@@ -123,6 +105,24 @@ def test_local_trigger_uses_the_endpoint_local_up_exports_and_names_the_rules(tm
     assert wrong.returncode == 1
     assert "no enabled schedule rule named 'cli-Tick'" in wrong.stderr
     assert "cli-TickFunctionEveryMinute" in wrong.stderr
+
+
+def _triggers(tmp_path: Path, endpoint: str) -> list[subprocess.CompletedProcess[str]]:
+    """The rules listed, one fired and one mistyped, from another directory with AWS_ENDPOINT_URL exported."""
+    env = {**os.environ, "AWS_ENDPOINT_URL": endpoint}
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    return [
+        subprocess.run(
+            [str(SHEPHERD), "local", "trigger", *args],
+            cwd=elsewhere,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        for args in ((), ("cli-TickFunctionEveryMinute",), ("cli-Tick",))
+    ]
 
 
 def test_unsupported_resource_type_fails_the_deploy_naming_it(tmp_path):
