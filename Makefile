@@ -92,7 +92,8 @@ build: $(SAM_VENV)/.installed
 # checks the code runs there, which test_judge.py and test_judge_baseline.py exercise path by path.
 PY313_TESTS := $(wildcard tests/unit/handlers tests/unit/test_config*.py tests/unit/test_names.py \
 	tests/unit/test_s3_events.py tests/unit/test_judge.py tests/unit/test_judge_baseline.py \
-	tests/unit/test_monitor_dataset.py tests/unit/test_monitor_statistics.py tests/unit/test_monitor_constraints.py)
+	tests/unit/test_monitor_dataset.py tests/unit/test_monitor_statistics.py tests/unit/test_monitor_constraints.py \
+	tests/unit/test_monitor_alert.py tests/unit/test_monitor_run.py)
 test-py313: $(PY313_VENV)/.installed
 	$(PY313_VENV)/bin/python -m pytest $(PY313_TESTS)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+from shepherd.aws.monitor_reports import FeatureDrift, feature_drift
 
 ROOT = Path(__file__).resolve().parents[1]
 ODDS = ROOT / "bench" / "results" / "demo_odds.json"
@@ -413,6 +414,219 @@ def png(figure: Any) -> bytes:
     return buffer.getvalue()
 
 
+# ---------------------------------------------------------------- monitoring
+
+DRIFT_LINES = 8  # features drawn in colour in the drift panel (the most drifted); the others in thin grey
+VIOLATION_ROWS = 40
+
+
+@dataclass(frozen=True)
+class MonitorRun:
+    """One monitor report: its hour on the cloud's clock, per-feature drift, its violations and alert decision."""
+
+    at: datetime
+    drift: list[FeatureDrift]
+    violations: list[dict[str, str]]
+    decision: dict[str, Any]
+    statistics: dict[str, Any]
+    retrain_started: bool = False
+
+
+def monitor_runs(
+    baseline: dict[str, Any], reports: list[dict[str, Any]], constraints: dict[str, Any] | None = None
+) -> list[MonitorRun]:
+    """Reports (``{"statistics", "constraint_violations", "alert"}``: the documents of one report folder as the
+    run wrote them) in time order, each feature's distance measured against the baseline as the monitor does."""
+    runs = []
+    for report in reports:
+        alert = _document(report, "alert") or {}
+        statistics = _document(report, "statistics") or {"features": []}
+        violations = _document(report, "constraint_violations") or {"violations": []}
+        runs.append(
+            MonitorRun(
+                at=datetime.fromisoformat(str(alert.get("at") or report.get("at"))),
+                drift=feature_drift(statistics, violations, baseline, constraints),
+                violations=list(violations.get("violations", [])),
+                decision=alert.get("decision") or {},
+                statistics=statistics,
+                retrain_started=bool((alert.get("retrain") or {}).get("started")),
+            )
+        )
+    return sorted(runs, key=lambda run: run.at)
+
+
+def _document(report: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """A report's document by its name, with or without .json (shepherd.aws.monitor_reports keys by file name)."""
+    found = report.get(name) or report.get(f"{name}.json")
+    return found if isinstance(found, dict) else None
+
+
+def _most_drifted(runs: list[MonitorRun]) -> list[str]:
+    """Features by their largest distance over the runs, largest first (p-values count as their complement)."""
+    peak: dict[str, float] = {}
+    for run in runs:
+        for row in run.drift:
+            if row.distance is not None:
+                value = 1.0 - row.distance if row.p_value else row.distance
+                peak[row.name] = max(peak.get(row.name, 0.0), value)
+    return sorted(peak, key=lambda name: (-peak[name], name))
+
+
+def _drift_panel(axis: Any, runs: list[MonitorRun]) -> None:
+    """Each feature's distance per run against its threshold; the hours the alert opened an episode marked."""
+    origin = runs[0].at
+    hours = [(run.at - origin).total_seconds() / 3600 for run in runs]
+    ranked = _most_drifted(runs)
+    shown = ranked[:DRIFT_LINES]
+    for name in [*ranked[DRIFT_LINES:], *shown]:  # the grey ones underneath; the legend in order of drift
+        values = [next((r.distance for r in run.drift if r.name == name), None) for run in runs]
+        points = [math.nan if v is None else v for v in values]
+        if name in shown:
+            colour = PALETTE[shown.index(name) % len(PALETTE)]
+            axis.plot(hours, points, color=colour, marker="o", markersize=3, linewidth=1.5, label=name)
+        else:
+            axis.plot(hours, points, color="#bbbbbb", linewidth=0.8)
+    thresholds = sorted({(r.threshold, r.p_value) for run in runs for r in run.drift if r.threshold is not None})
+    for value, p_value in thresholds:
+        label = f"threshold {value:g}" + (" (p-value: drift below)" if p_value else "")
+        axis.axhline(value, color=VERDICT_COLOURS["ROLLBACK"], linestyle="--", linewidth=1, label=label)
+    for hour, run in zip(hours, runs, strict=True):
+        if run.decision.get("drifting"):
+            axis.axvspan(hour - 0.5, hour + 0.5, color="#fdecea", zorder=0)
+        if run.decision.get("alert"):
+            axis.axvline(hour, color=VERDICT_COLOURS["ROLLBACK"], linewidth=2, alpha=0.6)
+        if run.retrain_started:
+            axis.axvline(hour, color="#333333", linestyle=":", linewidth=1.5)
+    axis.plot([], [], color=VERDICT_COLOURS["ROLLBACK"], linewidth=2, alpha=0.6, label="alert opened")
+    if any(run.retrain_started for run in runs):
+        axis.plot([], [], color="#333333", linestyle=":", linewidth=1.5, label="retrain started")
+    axis.set_xlabel(f"hours since the first run ({origin:%Y-%m-%d %H:%M} UTC, the cloud's clock)")
+    axis.set_ylabel("distance to the baseline", fontsize=8)
+    others = f"; {len(ranked) - len(shown)} more in grey" if len(ranked) > len(shown) else ""
+    axis.set_title(f"Drift per feature at each monitor run (shaded: alert episode open{others})", fontsize=10)
+    axis.grid(axis="y", color="#eeeeee")
+    axis.legend(**LEGEND)
+
+
+def _buckets(feature: dict[str, Any]) -> tuple[list[float], list[float]]:
+    """(edges, densities) of a numerical feature's KLL buckets."""
+    buckets = feature["numerical_statistics"]["distribution"]["kll"]["buckets"]
+    total = sum(float(b["count"]) for b in buckets) or 1.0
+    edges = [float(buckets[0]["lower_bound"])] + [float(b["upper_bound"]) for b in buckets]
+    densities = [
+        float(b["count"]) / total / max(float(b["upper_bound"]) - float(b["lower_bound"]), 1e-12) for b in buckets
+    ]
+    return edges, densities
+
+
+def _shares(feature: dict[str, Any]) -> dict[str, float]:
+    buckets = feature.get("string_statistics", {}).get("distribution", {}).get("categorical", {}).get("buckets", [])
+    total = sum(int(b["count"]) for b in buckets) or 1
+    return {str(b["value"]): int(b["count"]) / total for b in buckets}
+
+
+def _distribution_panel(axis: Any, name: str, baseline: dict[str, Any], run: MonitorRun) -> None:
+    """The baseline's distribution of a feature beside the run's: KLL buckets, or category shares."""
+    before = next((f for f in baseline["features"] if f["name"] == name), None)
+    after = next((f for f in run.statistics.get("features", []) if f["name"] == name), None)
+    if before is None or after is None:
+        axis.set_axis_off()
+        return
+    if "numerical_statistics" in before and "numerical_statistics" in after:
+        edges, densities = _buckets(before)
+        axis.stairs(densities, edges, color=PALETTE[0], fill=True, alpha=0.45, label="baseline")
+        edges, densities = _buckets(after)
+        axis.stairs(densities, edges, color=PALETTE[1], linewidth=2, label=f"run of {run.at:%H:%M}")
+        axis.set_ylabel("density (KLL buckets)", fontsize=8)
+    else:
+        first, second = _shares(before), _shares(after)
+        values = sorted(set(first) | set(second), key=lambda v: (-first.get(v, 0.0), v))[:20]
+        positions = range(len(values))
+        axis.bar([p - 0.2 for p in positions], [first.get(v, 0.0) for v in values], 0.4, label="baseline")
+        axis.bar(
+            [p + 0.2 for p in positions], [second.get(v, 0.0) for v in values], 0.4, label=f"run of {run.at:%H:%M}"
+        )
+        axis.set_xticks(list(positions), values, fontsize=8, rotation=30)
+        axis.set_ylabel("share of values", fontsize=8)
+    distance = next((r.distance for r in run.drift if r.name == name), None)
+    shown = "" if distance is None else f", distance {distance:.3f}"
+    axis.set_title(f"{name}: baseline vs the run where it drifted most{shown}", fontsize=10)
+    axis.legend(**LEGEND)
+
+
+def monitoring_figure(baseline: dict[str, Any], runs: list[MonitorRun]) -> Any:
+    """Drift per feature over the runs, then the most drifted feature's distribution, baseline vs that run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (drift, distribution) = plt.subplots(2, 1, figsize=(10, 6.5), height_ratios=[3, 2.2])
+    figure.subplots_adjust(hspace=0.55)
+    _drift_panel(drift, runs)
+    ranked = _most_drifted(runs)
+    if ranked:
+        name = ranked[0]
+
+        def distance(run: MonitorRun) -> float:
+            row = next((r for r in run.drift if r.name == name), None)
+            if row is None or row.distance is None:
+                return -1.0
+            return 1.0 - row.distance if row.p_value else row.distance
+
+        _distribution_panel(distribution, name, baseline, max(runs, key=distance))
+    else:
+        distribution.set_axis_off()
+    return figure
+
+
+def _violations_table(runs: list[MonitorRun]) -> str:
+    rows = [(run.at, v) for run in reversed(runs) for v in run.violations]
+    header = _cells("run", "feature", "check", "what Model Monitor says", header=True)
+    body = "".join(
+        _cells(
+            f"{at:%Y-%m-%d %H:%M}",
+            str(v.get("feature_name", "")),
+            str(v.get("constraint_check_type", "")),
+            str(v.get("description", "")),
+        )
+        for at, v in rows[:VIOLATION_ROWS]
+    )
+    more = (
+        f"<p>{len(rows) - VIOLATION_ROWS:,} older violations in the reports.</p>" if len(rows) > VIOLATION_ROWS else ""
+    )
+    return f"<table>{header}{body}</table>{more}" if rows else "<p>No Model Monitor violations.</p>"
+
+
+def monitoring_section(
+    baseline: dict[str, Any] | None, reports: list[dict[str, Any]], constraints: dict[str, Any] | None = None
+) -> str:
+    """The report's Monitoring section: the drift figure and the violations, or "no monitor runs yet"."""
+    if baseline is None or not reports:
+        return "<h2>Monitoring</h2>\n<p>No monitor runs yet.</p>"
+    import matplotlib.pyplot as plt
+
+    runs = monitor_runs(baseline, reports, constraints)
+    figure = monitoring_figure(baseline, runs)
+    image = base64.b64encode(png(figure)).decode()
+    plt.close(figure)
+    alerts = [run.at for run in runs if run.decision.get("alert")]
+    opened = ", ".join(f"{at:%Y-%m-%d %H:%M}" for at in alerts) if alerts else "never"
+    retrains = [run.at for run in runs if run.retrain_started]
+    started = ", ".join(f"{at:%Y-%m-%d %H:%M}" for at in retrains) if retrains else "none"
+    violations = sum(len(run.violations) for run in runs)
+    return f"""<h2>Monitoring</h2>
+<p>{len(runs):,} monitor runs of the endpoint's captured requests against the champion's baseline
+({violations:,} Model Monitor violations). Shepherd's alert opened an episode: {html.escape(opened)}; retrains
+the monitor started: {html.escape(started)}.
+Distances are Model Monitor's (the largest gap between the two distributions), against its thresholds;
+the alert is Shepherd's own test, held to a stated false-alarm rate (docs/MONITORING.md).</p>
+<img alt="Drift distance per feature at each monitor run against its threshold; the most drifted feature's
+distribution, baseline vs current" src="data:image/png;base64,{image}">
+<h3>Violations, newest first</h3>
+{_violations_table(runs)}"""
+
+
 # ---------------------------------------------------------------- words and numbers
 
 
@@ -520,6 +734,12 @@ def _stage_table(rows: list[Stage], time_scale: float) -> str:
     return f"<table>{header}{body}</table>"
 
 
+def _monitoring(summary: dict[str, Any]) -> str:
+    """summary["monitoring"]: {"baseline": statistics.json, "constraints": constraints.json, "reports": [...]}."""
+    documents = summary.get("monitoring") or {}
+    return monitoring_section(documents.get("baseline"), documents.get("reports") or [], documents.get("constraints"))
+
+
 def report(summary: dict[str, Any], timeline_png: bytes) -> str:
     """report.html: outcomes, what the demo is built to show, the figure, the stages, the judge's settings."""
     settings, clock = summary["settings"], clock_of(summary)
@@ -553,6 +773,7 @@ src="data:image/png;base64,{image}">
 included: <a href="records.csv">records.csv</a> ({len(summary["records"]):,} rows), and
 <a href="summary.json">summary.json</a>.</p>
 {_stage_table(rows, clock["time_scale"])}
+{_monitoring(summary)}
 <h2>What the judge was asked to do</h2>
 <p>Error rate judged with a sequential probability ratio test with anytime boundaries: alpha =
 {settings["alpha"]:g} a stage, split between its two metrics (chance of rolling back a candidate as good as the

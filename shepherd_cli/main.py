@@ -19,6 +19,7 @@ from shepherd.aws.clients import region as environment_region
 from shepherd_cli.commands import LOCAL_CREDENTIALS, LOCAL_ENDPOINT
 from shepherd_cli.commands import register as register_commands
 from shepherd_cli.faults import fault_app
+from shepherd_cli.monitor import monitor_app
 from shepherd_cli.runs import runs
 
 
@@ -46,6 +47,7 @@ local_app = typer.Typer(
 )
 register_commands(app)  # status, rollout, approve, teardown: shepherd_cli/commands.py
 app.command("runs")(runs)
+app.add_typer(monitor_app, name="monitor")
 app.add_typer(local_app, name="local")
 local_app.add_typer(fault_app, name="fault")  # shepherd local fault add|list|clear
 console = Console(stderr=True, soft_wrap=True, highlight=False)

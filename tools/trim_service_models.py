@@ -47,14 +47,24 @@ OPERATIONS = {
     ),
     "s3": sorted({"CopyObject", "DeleteObject", "GetObject", "ListObjectVersions", "ListObjectsV2", "PutObject"}),
     "dynamodb": sorted({"DeleteItem", "GetItem", "PutItem", "Query", "Scan", "UpdateItem"}),
-    "cloudwatch": sorted({"GetMetricData"}),
+    "cloudwatch": sorted({"GetMetricData", "PutMetricData"}),
     "events": sorted({"PutEvents"}),
     "sns": sorted({"Publish"}),
 }
 # The services the layer and the functions create clients for (the test checks the sources), and those
 # botocore's credential providers create clients for (assume role, web identity, SSO, console login).
 CLIENT_SERVICES = sorted(
-    {"application-autoscaling", "cloudwatch", "dynamodb", "events", "s3", "sagemaker", "sns", "stepfunctions"}
+    {
+        "application-autoscaling",
+        "cloudwatch",
+        "dynamodb",
+        "events",
+        "s3",
+        "sagemaker",
+        "scheduler",
+        "sns",
+        "stepfunctions",
+    }
 )
 CREDENTIAL_SERVICES = sorted({"signin", "sso", "sso-oidc", "sts"})
 

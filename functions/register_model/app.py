@@ -1,4 +1,5 @@
-"""Repacks a model that passed its gates with its inference code, and registers it as a ModelPackage.
+"""Repacks a model that passed its gates with its inference code, and registers it as a ModelPackage with its
+monitoring baseline (and the model's monitor schedule).
 
 The repack runs here rather than in a SageMaker job: a scikit-learn model.tar.gz is small, so streaming
 it through this function takes seconds where a processing job would spend minutes starting.
@@ -6,22 +7,33 @@ it through this function takes seconds where a processing job would spend minute
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from shepherd import registry
-from shepherd.aws import idempotency, model_archives, sagemaker
+from shepherd.aws import idempotency, model_archives, s3, sagemaker
 from shepherd.aws.clients import region
+from shepherd.aws.monitoring import MonitorSchedules, newest_package_version
 from shepherd.aws.powertools import powertools
 
 logger, tracer, metrics = powertools()
+monitoring = registry.Monitoring(
+    objects=s3,
+    newest_version=newest_package_version,
+    schedules=MonitorSchedules(os.environ["MONITOR_STATE_MACHINE_ARN"], os.environ["MONITOR_SCHEDULE_ROLE_ARN"]),
+    bucket=os.environ["DATA_BUCKET"],
+    stage=os.environ["STAGE_NAME"],
+)
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    deps = registry.Deps(memory=idempotency, archives=model_archives, registry=sagemaker, region=region())
+    deps = registry.Deps(
+        memory=idempotency, archives=model_archives, registry=sagemaker, region=region(), monitoring=monitoring
+    )
     result = registry.register(deps, registry.RegisterRequest.model_validate(event))
     logger.info("registered", extra=result)
     return result

@@ -168,6 +168,8 @@ FOREIGN = {
     "logs": re.compile(r"log-group:/aws/sagemaker/\*"),
     # SageMaker makes a VPC job's network interfaces in the subnets and security groups the stack is given.
     "ec2": re.compile(r"(network-interface|subnet|security-group)/\*"),
+    # Scheduler ARNs put the group before the name: schedule/default/shepherd-<stage>-monitor-<model>.
+    "scheduler": re.compile(rf"schedule/default/shepherd-{STAGE}-monitor-\*"),
 }
 # AWS's framework images live in AWS's accounts, which differ by region: two named repositories, any account.
 AWS_IMAGES = re.compile(rf"arn:aws:ecr:{REGION}:\*:repository/sagemaker-(scikit-learn|xgboost)")
@@ -220,9 +222,15 @@ def test_the_scope_check_refuses_broader_resources(resource):
 
 
 # The roles Shepherd's functions may pass, each to its one service.
-PASSABLE = {"<SageMakerExecutionRole.Arn>": "sagemaker.amazonaws.com"}
+PASSABLE = {
+    "<SageMakerExecutionRole.Arn>": "sagemaker.amazonaws.com",
+    "<MonitorScheduleRole.Arn>": "scheduler.amazonaws.com",  # each model's monitor schedule starts Monitor
+}
 # The roles template.yaml declares itself (SAM makes the functions' and state machines'), each for its one service.
-DECLARED_ROLES = {"SageMakerExecutionRole": "sagemaker.amazonaws.com"}
+DECLARED_ROLES = {
+    "SageMakerExecutionRole": "sagemaker.amazonaws.com",
+    "MonitorScheduleRole": "scheduler.amazonaws.com",
+}
 
 
 def test_passrole_goes_only_to_the_sagemaker_role_and_only_to_sagemaker():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import unicodedata
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -17,6 +18,8 @@ from pydantic import BaseModel
 
 from shepherd.config import ModelConfig
 from shepherd.model_archive import SUBMIT_DIRECTORY, RepackedModel, hosting_archive_uri
+from shepherd.monitor import baseline as monitor_baseline
+from shepherd.monitor.layout import baseline_prefix, schedule_name
 
 METRIC_PREFIX = "metric:"
 CONTENT_TYPES = ["text/csv", "application/json", "application/x-npy"]
@@ -51,8 +54,10 @@ def package_request(
     lineage: dict[str, str],
     lineage_uri: str,
     description: str,
+    baselines: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The CreateModelPackage request; approval follows the config (manual unless it says automatic)."""
+    """The CreateModelPackage request; approval follows the config (manual unless it says automatic);
+    ``baselines``: its DriftCheckBaselines and ModelMetrics (shepherd.monitor.baseline.package_references)."""
     gated = {gate.metric for gate in config.evaluation.gates}
     # The gate metrics first: a champion comparison needs them; then the others, then the lineage.
     ordered = sorted(metrics.items(), key=lambda item: (item[0] not in gated, item[0]))
@@ -86,6 +91,7 @@ def package_request(
         "ModelApprovalStatus": "Approved" if config.registry.approval == "automatic" else "PendingManualApproval",
         "CustomerMetadataProperties": metadata,
         "MetadataProperties": {"GeneratedBy": _clip(lineage.get("training_job_arn", "shepherd"))[:1024]},
+        **(baselines or {}),
     }
 
 
@@ -130,12 +136,36 @@ class Registry(Protocol):
     def create_model_package(self, request: dict[str, Any]) -> str: ...
 
 
+class BaselineObjects(Protocol):
+    def read_bytes(self, bucket: str, key: str, version_id: str | None = None) -> bytes: ...
+    def write_bytes(self, bucket: str, key: str, data: bytes, content_type: str) -> str | None: ...
+
+
+class Schedules(Protocol):
+    """The per-model monitor schedules (shepherd.aws.monitoring.MonitorSchedules)."""
+
+    def upsert(self, name: str, expression: str, target_input: dict[str, Any]) -> None: ...
+    def delete(self, name: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    """What registration does for the model's monitor: the baseline files in ``bucket``, the schedule."""
+
+    objects: BaselineObjects
+    newest_version: Callable[[str], int]  # of a package group, any status; 0 for none
+    schedules: Schedules
+    bucket: str
+    stage: str
+
+
 @dataclass(frozen=True)
 class Deps:
     memory: Memory
     archives: Archives
     registry: Registry
     region: str
+    monitoring: Monitoring | None = None
 
 
 class TrainedJob(BaseModel):
@@ -176,6 +206,10 @@ def register(deps: Deps, request: RegisterRequest) -> dict[str, Any]:
     logger.info("repacked with its inference code: %s", asdict(repacked) | {"model_data_url": model_data_url})
     tags = {"shepherd:model": request.model}
     deps.registry.ensure_package_group(request.group, f"Shepherd: models trained from {request.model}'s datasets", tags)
+    references, note, version = None, "not made", None
+    if deps.monitoring is not None:
+        references, note, version = _baseline(deps.monitoring, request, config)
+        _schedule(deps.monitoring, request.model, config)
     package = package_request(
         config,
         group=request.group,
@@ -183,11 +217,50 @@ def register(deps: Deps, request: RegisterRequest) -> dict[str, Any]:
         model_data_url=model_data_url,
         region=deps.region,
         metrics=request.job.metrics,
-        lineage=request.lineage | {"training_job_arn": request.job.job_arn or request.job.job_name},
+        lineage=request.lineage | {"training_job_arn": request.job.job_arn or request.job.job_name, "baseline": note},
         lineage_uri=request.lineage_uri,
         description=f"{request.model} trained by {request.job.job_name}. {request.evaluation_summary}",
+        baselines=references,
     )
     arn = deps.registry.create_model_package(package | {"ClientToken": deps.memory.client_token(key)})
+    if version is not None and not arn.endswith(f"/{version}"):
+        logger.error("the baseline was written for another package version", extra={"package": arn, "version": version})
     result = {"model_package_arn": arn, "approval_status": package["ModelApprovalStatus"], "group": request.group}
     deps.memory.remember(key, result, expires_after_seconds=REMEMBER_SECONDS)
     return result
+
+
+def _baseline(
+    monitoring: Monitoring, request: RegisterRequest, config: ModelConfig
+) -> tuple[dict[str, Any] | None, str, int | None]:
+    """Write the baseline of the run's training data under the version the package will get; (the package's
+    references to it, a note for its metadata, that version). A baseline that fails is noted, never raised."""
+    try:
+        made = monitor_baseline.from_lineage(
+            monitoring.objects, request.lineage_uri, target_column=config.training.target_column
+        )
+        if made.statistics is None or made.constraints is None:
+            logger.warning("registered without a baseline", extra={"reason": made.source})
+            return None, f"none: {made.source}", None
+        version = monitoring.newest_version(request.group) + 1
+        prefix = baseline_prefix(request.model, version)
+        uris = []
+        documents = [("statistics.json", made.statistics), ("constraints.json", made.constraints)]
+        for name, document in [*documents, (monitor_baseline.REFERENCE, made.reference or {})]:
+            data = json.dumps(document, indent=2).encode()
+            monitoring.objects.write_bytes(monitoring.bucket, f"{prefix}{name}", data, "application/json")
+            uris.append(f"s3://{monitoring.bucket}/{prefix}{name}")
+    except Exception as exc:  # the registration must stand without a baseline
+        logger.error("registered without a baseline: making it failed", extra={"error": str(exc)})
+        return None, f"none: {type(exc).__name__}: {exc}", None
+    logger.info("baseline written", extra={"baseline": f"s3://{monitoring.bucket}/{prefix}", "from": made.source})
+    return monitor_baseline.package_references(uris[0], uris[1]), f"s3://{monitoring.bucket}/{prefix}", version
+
+
+def _schedule(monitoring: Monitoring, model: str, config: ModelConfig) -> None:
+    """The model's monitor schedule, as its config says: created or updated, or deleted when monitoring is off."""
+    name = schedule_name(monitoring.stage, model)
+    if config.monitoring.enabled:
+        monitoring.schedules.upsert(name, config.monitoring.schedule, {"model": model, "trigger": "schedule"})
+    elif monitoring.schedules.delete(name):
+        logger.info("monitor schedule deleted: monitoring is off", extra={"schedule": name})

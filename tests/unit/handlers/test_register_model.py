@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+import boto3
 import pytest
 from shepherd.errors import InvalidInput
 
@@ -158,3 +160,72 @@ def test_a_model_archive_with_a_link_registers_nothing(
     with pytest.raises(InvalidInput, match=r"member 'leak' is a link"):
         register_model.handler(trained_run, aws.context)
     assert aws.sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"] == []
+
+
+# ---------------------------------------------------------------- the monitoring baseline and schedule
+
+
+def _training_data(aws: Cloud, event: dict[str, Any], csv: str) -> None:
+    """The run's lineage.json naming one training file, as PrepareTraining writes it."""
+    key = "training/churn/coldstart/train/data.csv"
+    version = aws.put(key, csv)
+    lineage = {**event["lineage"], "data": [{"key": key, "version_id": version, "size": len(csv)}]}
+    aws.put(key_of(event["lineage_uri"]), json.dumps(lineage))
+
+
+def test_the_package_references_the_baseline_of_its_training_features(aws: Cloud, register_model: ModuleType) -> None:
+    # Given a run trained on data with a target column
+    event = sample_event("register_model")
+    event["config"]["training"]["target_column"] = "target"
+    rows = "\n".join(f"{i % 7},{(i * 13) % 100 / 10},{'ab'[i % 2]},{i % 2}" for i in range(200))
+    _training_data(aws, event, "tenure,spend,plan,target\n" + rows + "\n")
+    # When Register runs
+    result = register_model.handler(event, aws.context)
+    # Then the package names statistics.json and constraints.json of the features (not the target), under its version
+    described = aws.sagemaker.describe_model_package(ModelPackageName=result["model_package_arn"])
+    prefix = f"s3://{BUCKET}/monitoring/churn/baseline/1/"
+    quality = {
+        "Statistics": {"ContentType": "application/json", "S3Uri": f"{prefix}statistics.json"},
+        "Constraints": {"ContentType": "application/json", "S3Uri": f"{prefix}constraints.json"},
+    }
+    assert described["DriftCheckBaselines"] == described["ModelMetrics"] == {"ModelDataQuality": quality}
+    statistics = json.loads(aws.read("monitoring/churn/baseline/1/statistics.json"))
+    assert [f["name"] for f in statistics["features"]] == ["tenure", "spend", "plan"]
+    assert statistics["dataset"]["item_count"] == 200
+    assert described["CustomerMetadataProperties"]["shepherd:baseline"] == prefix
+    assert "monitoring/churn/baseline/1/reference.json" in aws.keys("monitoring/")
+
+
+def test_a_baseline_that_cannot_be_made_does_not_lose_the_registration(aws: Cloud, register_model: ModuleType) -> None:
+    # Given training data without the configured target column
+    event = sample_event("register_model")
+    event["config"]["training"]["target_column"] = "churned"
+    _training_data(aws, event, "a,b\n1,2\n")
+    # When Register runs, then the package exists, without baselines, and says why
+    result = register_model.handler(event, aws.context)
+    described = aws.sagemaker.describe_model_package(ModelPackageName=result["model_package_arn"])
+    assert "DriftCheckBaselines" not in described
+    assert "churned" in described["CustomerMetadataProperties"]["shepherd:baseline"]
+    assert aws.keys("monitoring/") == set()
+
+
+def test_registration_schedules_the_models_monitor_as_its_config_says(aws: Cloud, register_model: ModuleType) -> None:
+    # Given a model whose config monitors every two hours
+    event = sample_event("register_model")
+    event["config"]["monitoring"] = {"schedule": "rate(2 hours)"}
+    # When it is registered
+    register_model.handler(event, aws.context)
+    # Then its schedule starts the monitor state machine for it, with the stack's role
+    schedule = boto3.client("scheduler", region_name="us-east-1").get_schedule(Name="shepherd-test-monitor-churn")
+    assert schedule["ScheduleExpression"] == "rate(2 hours)"
+    assert schedule["Target"]["Arn"].endswith(":stateMachine:shepherd-test-monitor")
+    assert json.loads(schedule["Target"]["Input"]) == {"model": "churn", "trigger": "schedule"}
+
+
+def test_turning_monitoring_off_deletes_the_schedule(aws: Cloud, register_model: ModuleType) -> None:
+    register_model.handler(sample_event("register_model"), aws.context)
+    event = sample_event("register_model") | {"run": "churn-later-run"}
+    event["config"]["monitoring"] = {"enabled": False}
+    register_model.handler(event, aws.context)
+    scheduler = boto3.client("scheduler", region_name="us-east-1")
+    assert [s["Name"] for s in scheduler.list_schedules()["Schedules"]] == []

@@ -21,6 +21,8 @@ LOCK_LOST = "LockLost"
 ROLLOUT_RECONCILED = "RolloutReconciled"
 BATCH_COMPLETED = "BatchTransformCompleted"
 BATCH_FAILED = "BatchTransformFailed"
+MONITORING_ALERT = "MonitoringAlert"
+MONITORING_FAILED = "MonitoringFailed"
 
 REASON_MAX = 300  # the error's share of a reason; what Shepherd composes around it comes on top
 DETAIL_MAX = 3000

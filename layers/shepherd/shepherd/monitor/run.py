@@ -1,0 +1,328 @@
+"""One monitor run: the endpoint's capture since the last run against the champion's baseline.
+
+Reports in Model Monitor's layout (statistics.json, constraint_violations.json) plus alert.json (the alert
+decision and its evidence), per-feature CloudWatch metrics as Model Monitor names them, and, on a new alert
+or a retrain, a notification. state.json (the capture checkpoint, the alert and retrain state) is written
+last: a run that fails before it is redone whole by the next, reading each capture object once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from shepherd.config import ConfigError, ModelConfig, load_config
+from shepherd.errors import InvalidInput, NotFound
+from shepherd.events import notifications
+from shepherd.monitor import alert, capture, retrain
+from shepherd.monitor.baseline import REFERENCE
+from shepherd.monitor.constraints import check
+from shepherd.monitor.dataset import Dataset, from_capture
+from shepherd.monitor.layout import report_prefix, schedule_name, state_key
+from shepherd.monitor.metrics import feature_metrics
+from shepherd.monitor.ports import Lifecycle, Metrics, Models, Objects, Rollouts
+from shepherd.monitor.reference import Reference
+from shepherd.monitor.statistics import profile
+from shepherd.objects import split_s3_uri
+from shepherd.rollout.plan import capture_prefix
+
+logger = logging.getLogger(__name__)
+
+NAMESPACE = "aws/sagemaker/Endpoints/data-metrics"  # Model Monitor's ("CloudWatch Metrics for Deployed Models")
+STATE_FORMAT = 1
+HOUR = 3600
+READ_SECONDS = 120.0  # of the function's 300 s: the rest of the capture is read by the next run
+
+
+@dataclass(frozen=True)
+class Settings:
+    bucket: str
+    stage: str
+
+
+@dataclass(frozen=True)
+class Deps:
+    objects: Objects
+    models: Models
+    rollouts: Rollouts
+    metrics: Metrics
+    lifecycle: Lifecycle
+    settings: Settings
+    now: Callable[[], datetime]
+    monotonic: Callable[[], float]
+
+
+class MonitorRequest(BaseModel):
+    model: str
+    trigger: Literal["schedule", "manual"] = "manual"
+
+
+def baselines_of(package: dict[str, Any]) -> tuple[str, str] | None:
+    """(statistics, constraints) S3 URIs a model package's DriftCheckBaselines (or ModelMetrics) name."""
+    for section in (package.get("DriftCheckBaselines"), package.get("ModelMetrics")):
+        quality = (section or {}).get("ModelDataQuality") or {}
+        statistics, constraints = (quality.get("Statistics") or {}), (quality.get("Constraints") or {})
+        if statistics.get("S3Uri") and constraints.get("S3Uri"):
+            return statistics["S3Uri"], constraints["S3Uri"]
+    return None
+
+
+def monitor(deps: Deps, request: MonitorRequest) -> dict[str, Any]:
+    """Run the model's monitor once; the result says whether to notify, and with what."""
+    at = deps.now()
+    config = _config(deps, request.model)
+    endpoint = config.endpoint.name or request.model
+    outcome = {"model": request.model, "endpoint": endpoint, "trigger": request.trigger, "notify": False}
+    if not config.monitoring.enabled:
+        return outcome | {"status": "disabled", "reason": "monitoring.enabled is false"}
+    live = deps.models.describe_endpoint(endpoint)
+    if live is None:
+        return outcome | {"status": "no_endpoint", "reason": f"endpoint {endpoint} does not exist yet"}
+    package = _champion_package(deps, config, endpoint)
+    if package is None:
+        return outcome | {"status": "no_baseline", "reason": f"no approved model package serves {endpoint}"}
+    arn = str(package["ModelPackageArn"])
+    uris = baselines_of(package)
+    if uris is None:
+        why = (package.get("CustomerMetadataProperties") or {}).get("shepherd:baseline", "none recorded")
+        return outcome | {
+            "status": "no_baseline",
+            "package": arn,
+            "reason": f"{notifications.package_label(arn)} has no baseline: {why}",
+        }
+    baseline = json.loads(_read(deps, uris[0]))
+    constraints = json.loads(_read(deps, uris[1]))
+
+    state = _load_state(deps, request.model, at)
+    if state.get("package") != arn:  # a new champion: its own reference and episodes; the checkpoint, the cooldown kept
+        state |= {"package": arn, "alert": None, "retrain": (state.get("retrain") or {}) | {"drift_since": None}}
+    checkpoint = capture.Checkpoint.from_json(state["capture"])
+    deadline = deps.monotonic() + READ_SECONDS
+    bucket = deps.settings.bucket
+    sources = {
+        v["VariantName"]: f"{capture_prefix(endpoint)}{v['VariantName']}/" for v in live.get("ProductionVariants", [])
+    }
+    read = capture.read_new(
+        checkpoint,
+        sources,
+        at.timestamp(),
+        list_keys=lambda prefix: deps.objects.keys(bucket, prefix),
+        read_lines=lambda key: deps.objects.read_bytes(bucket, key).decode("utf-8", errors="replace").splitlines(),
+        out_of_time=lambda: deps.monotonic() > deadline,
+    )
+    names = [f["name"] for f in baseline.get("features", [])]
+    dataset = from_capture(read.captured, names=names)
+    outcome |= {"package": arn, "objects_read": read.objects, "records": dataset.item_count, "complete": read.complete}
+    if dataset.item_count == 0:
+        _save_state(deps, request.model, state | {"capture": checkpoint.to_json(), "last_run": at.isoformat()})
+        return outcome | {"status": "no_data", "reason": f"no captured requests of {endpoint} since the last run"}
+
+    statistics = profile(dataset, dataset_name=f"{endpoint} capture")
+    violations = check(statistics, baseline, constraints, overrides=config.monitoring.monitoring_config)
+    values = feature_metrics(statistics, baseline, constraints)
+    alert_state, decision = _alert(deps, uris[0], state.get("alert"), dataset, config=config, at=at)
+    policy = config.monitoring.retrain
+    retrain_state = retrain.RetrainState.from_json(state.get("retrain") or {})
+    gate = retrain.gate(
+        retrain.Policy(tuple(policy.on), policy.sustained_hours, policy.cooldown_hours, policy.dataset),
+        retrain_state,
+        drifting=bool(decision.get("drifting")),
+        at=at,
+        rollout=(deps.rollouts.lock_of(endpoint) or {}).get("owner"),
+    )
+    started = _retrain(deps, request.model, policy.dataset, retrain_state, gate=gate, at=at) if gate.retrain else None
+
+    where = report_prefix(request.model, endpoint, at)
+    document = {
+        "model": request.model,
+        "endpoint": endpoint,
+        "package": arn,
+        "at": at.isoformat(),
+        "trigger": request.trigger,
+        "decision": decision,
+        "violations": len(violations.get("violations", [])),
+        "retrain": {
+            "started": started is not None,
+            "reason": gate.reason,
+            "evidence": gate.evidence,
+            **(started or {}),
+        },
+    }
+    _write(deps, f"{where}statistics.json", statistics)
+    _write(deps, f"{where}constraint_violations.json", violations)
+    _write(deps, f"{where}alert.json", document)
+    dimensions = {"Endpoint": endpoint, "MonitoringSchedule": schedule_name(deps.settings.stage, request.model)}
+    deps.metrics.put(NAMESPACE, dimensions, values, at)
+    _save_state(
+        deps,
+        request.model,
+        state
+        | {
+            "capture": checkpoint.to_json(),
+            "alert": alert_state,
+            "retrain": retrain_state.to_json(),
+            "last_run": at.isoformat(),
+            "last_report": f"s3://{bucket}/{where}",
+        },
+    )
+    outcome |= {"status": "checked", "report": f"s3://{bucket}/{where}", "violations": document["violations"]}
+    if decision.get("alert") or started is not None:
+        outcome |= {"notify": True, "notification": _notification(request.model, endpoint, arn, document, outcome)}
+    return outcome
+
+
+def _alert(
+    deps: Deps,
+    statistics_uri: str,
+    state: dict[str, Any] | None,
+    dataset: Dataset,
+    *,
+    config: ModelConfig,
+    at: datetime,
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """Shepherd's alert on this run's batch, judged as the hour before the run's (a replay of a judged hour
+    changes nothing); (its new state, its decision as alert.json tells it)."""
+    try:
+        document = json.loads(_read(deps, statistics_uri.rsplit("/", 1)[0] + f"/{REFERENCE}"))
+    except NotFound:
+        return state, {"alert": False, "drifting": False, "reason": "no alert reference beside the baseline"}
+    settings = alert.AlertSettings(
+        false_alerts_per_month=config.monitoring.alert.false_alarms_per_month,
+        checks_per_month=checks_per_month(config.monitoring.schedule),
+    )
+    hour = datetime.fromtimestamp((math.floor(at.timestamp() / HOUR) - 1) * HOUR, UTC)
+    new_state, decision = alert.step(state, Reference.from_json(document), dataset.columns, at=hour, settings=settings)
+    return new_state.to_json(), decision.to_json() | {
+        "hour": hour.isoformat(),
+        "false_alarms_per_month": settings.false_alerts_per_month,
+    }
+
+
+def checks_per_month(schedule: str) -> int:
+    """How often a schedule runs in 30 days: exact for rate(); a cron() is taken as hourly."""
+    found = re.match(r"^rate\((\d+) (minute|hour|day)s?\)$", schedule)
+    if not found:
+        return 720
+    seconds = int(found.group(1)) * {"minute": 60, "hour": HOUR, "day": 24 * HOUR}[found.group(2)]
+    return max(1, 30 * 24 * HOUR // seconds)
+
+
+def _notification(
+    model: str, endpoint: str, arn: str, document: dict[str, Any], outcome: dict[str, Any]
+) -> dict[str, Any]:
+    decision, started = document["decision"], document["retrain"]
+    features = decision.get("features") or []
+    shown = ", ".join(str(f) for f in features[:5]) + (f" and {len(features) - 5} more" if len(features) > 5 else "")
+    reason = f"{model}: data drift on {endpoint}" + (f" ({shown})" if shown else "")
+    if started["started"]:
+        reason += f"; retraining on {started['dataset']}"
+    detail = "\n".join(
+        [
+            f"Champion {notifications.package_label(arn)}; {document['violations']} Model Monitor violations this run.",
+            f"Alert: {decision.get('reason', '')}".rstrip(),
+            f"Retrain: {started['reason']}",
+            f"Report: {outcome['report']}",
+        ]
+    )
+    return notifications.document(
+        notifications.MONITORING_ALERT,
+        reason,
+        detail,
+        model=model,
+        endpoint=endpoint,
+        package=arn,
+        report=outcome["report"],
+        retrain=started,
+    )
+
+
+def _retrain(
+    deps: Deps, model: str, dataset: str | None, state: retrain.RetrainState, *, gate: retrain.Gate, at: datetime
+) -> dict[str, Any] | None:
+    """Start ModelLifecycle on the dataset the config names, or the newest marked one; None if there is none."""
+    bucket, prefix = retrain.dataset_prefix(model, deps.settings.bucket, dataset)
+    if bucket != deps.settings.bucket:
+        logger.warning("monitoring.retrain.dataset is not in the data bucket", extra={"dataset": dataset})
+        return None
+    marker = retrain.newest_marker(deps.objects.latest_objects(bucket, prefix))
+    if marker is None:
+        logger.warning("no marked dataset to retrain on", extra={"prefix": f"s3://{bucket}/{prefix}"})
+        return None
+    name, payload = retrain.lifecycle_start(model, bucket, marker, episode=state.drift_since or at.isoformat())
+    started = deps.lifecycle.start(name, payload)
+    trigger = {
+        "execution_name": name,
+        "new_execution": started,
+        "dataset": f"s3://{bucket}/{payload['prefix']}",
+        "at": at.isoformat(),
+        "evidence": gate.evidence,
+    }
+    retrain.note_trigger(state, trigger, at)
+    return trigger
+
+
+def _config(deps: Deps, model: str) -> ModelConfig:
+    bucket, key = deps.settings.bucket, f"models/{model}/shepherd.yaml"
+    try:
+        text = deps.objects.read_bytes(bucket, key).decode("utf-8", errors="replace")
+        return load_config(text, f"s3://{bucket}/{key}", model=model)
+    except NotFound:
+        raise InvalidInput(f"s3://{bucket}/{key} does not exist: no config for {model}") from None
+    except ConfigError as exc:
+        raise InvalidInput(str(exc)) from None
+
+
+def _champion_package(deps: Deps, config: ModelConfig, endpoint: str) -> dict[str, Any] | None:
+    recorded = (deps.rollouts.champion(endpoint) or {}).get("package")
+    if recorded:
+        return deps.models.describe_package(recorded)
+    return deps.models.latest_approved_package(config.registry.model_package_group or endpoint)
+
+
+def _read(deps: Deps, uri: str) -> bytes:
+    bucket, key = split_s3_uri(uri)
+    return deps.objects.read_bytes(bucket, key)
+
+
+def _write(deps: Deps, key: str, document: dict[str, Any]) -> None:
+    deps.objects.write_bytes(deps.settings.bucket, key, json.dumps(document, indent=2).encode(), "application/json")
+
+
+def _load_state(deps: Deps, model: str, at: datetime) -> dict[str, Any]:
+    """The model's state.json, or a fresh one (a first run reads the last hour's capture)."""
+    fresh = {"format": STATE_FORMAT, "capture": capture.Checkpoint.first(at.timestamp()).to_json()}
+    bucket, key = deps.settings.bucket, state_key(model)
+    if key not in deps.objects.keys(bucket, key):  # listed, not read blind (S3 answers 403 without ListBucket)
+        return fresh
+    try:
+        state = json.loads(deps.objects.read_bytes(bucket, key))
+        capture.Checkpoint.from_json(state["capture"])
+    except (ValueError, KeyError, TypeError) as exc:
+        logger.error("state.json is unreadable: starting afresh", extra={"key": key, "error": str(exc)})
+        return fresh
+    return dict(state) if state.get("format") == STATE_FORMAT else fresh
+
+
+def _save_state(deps: Deps, model: str, state: dict[str, Any]) -> None:
+    _write(deps, state_key(model), state)
+
+
+def failure_notice(execution: str, state: dict[str, Any]) -> dict[str, Any]:
+    """The MonitoringFailed notification for the error a Catch recorded at ``state["error"]``."""
+    told = notifications.explain(state.get("error"))
+    return notifications.document(
+        notifications.MONITORING_FAILED,
+        f"{state.get('model')}: the monitor run failed: {told.reason}",
+        told.detail,
+        execution=execution,
+        model=state.get("model"),
+        error=told.error,
+    )
