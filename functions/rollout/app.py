@@ -61,6 +61,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             overrides=event.get("Overrides") or None,
             manual=bool(event.get("Manual")),
         ).dump()
+    if action == "release_unstarted":  # Prepare's failure path: no state, the lock Prepare may have taken
+        return steps.release_unstarted(
+            deps, package_arn=event["ModelPackageArn"], run=event["run"], overrides=event.get("Overrides") or None
+        )
     state = RolloutState.model_validate(
         dict(event.get("state") or {}) | {k: event[k] for k in BESIDE_STATE if k in event}
     )

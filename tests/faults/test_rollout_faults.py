@@ -250,49 +250,11 @@ def test_a_transient_lambda_error_after_a_step_s_side_effects_is_retried(row: Ro
     )
 
 
-NOT_RETRIED = (
-    "{state} crashing (Runtime.ExitError) is not retried: rollout.asl.json retries rollback steps only on "
-    "EndpointBusy, Lambda.* and TransientError, so the Catch goes to DescribeRollbackFailure: a 'ROLLBACK FAILED' "
-    "notification{extra}, then ReconcileRollouts {then} and notifies RolloutReconciled - two notifications, and "
-    "the bad package is never Rejected"
-)
-
-
 @pytest.mark.parametrize(
-    "state",
-    [
-        "EnterStage",
-        "Judge",
-        "Finalize",
-        pytest.param(
-            "RollbackWeights",
-            marks=pytest.mark.xfail(
-                strict=True, reason=NOT_RETRIED.format(state="RollbackWeights", extra="", then="restores the champion")
-            ),
-        ),
-        pytest.param(
-            "RollbackConfig",
-            marks=pytest.mark.xfail(
-                strict=True, reason=NOT_RETRIED.format(state="RollbackConfig", extra="", then="frees the lock")
-            ),
-        ),
-        pytest.param(
-            "VerifyRollback",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=NOT_RETRIED.format(
-                    state="VerifyRollback",
-                    extra="",
-                    then="",
-                ).split(": a 'ROLLBACK FAILED'")[0]
-                + ": the only notification says 'ROLLBACK FAILED' although verify_rollback had restored the champion, "
-                "Rejected the package and freed the lock (RolloutRolledBack is never sent)",
-            ),
-        ),
-    ],
+    "state", ["EnterStage", "Judge", "Finalize", "RollbackWeights", "RollbackConfig", "VerifyRollback"]
 )
 def test_a_lambda_crash_after_a_step_s_side_effects(row: Row, state: str) -> None:
-    """Runtime.ExitError: retried only by Judge's Retry; elsewhere the Catch rolls back."""
+    """Runtime.ExitError: every step after Prepare retries it (rollout.asl.json); the steps are idempotent."""
     hooks = crash_once(state, LambdaCrash("RequestId: 1 Error: Runtime exited with error: signal: killed"))
     candidate = Candidate(error_share=0.2) if state.startswith(("Rollback", "Verify")) else Candidate()
     harness = Harness(candidate=candidate, hooks=hooks)
@@ -303,15 +265,10 @@ def test_a_lambda_crash_after_a_step_s_side_effects(row: Row, state: str) -> Non
     assert len(events) == 1, events
     told = harness.topic.published[0]
     assert told["event"] in ("RolloutPromoted", "RolloutRolledBack")
-    outcome = {"Done": "promoted (Judge's Retry)", "RolledBack": "rolled back (Catch)"}.get(ended, ended)
+    outcome = {"Done": "promoted (retried)", "RolledBack": "rolled back"}.get(ended, ended)
     row("Lambda crashes mid-step", state, outcome, harness.clients.failed, harness.clients.bad, "-", told["reason"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Prepare crashing after taking the lock goes to DescribePrepareFailure (RolloutFailed) with the lock "
-    "still held; ReconcileRollouts frees it and tells again (RolloutReconciled): two notifications for one fault",
-)
 def test_a_lambda_crash_after_prepare_took_the_lock() -> None:
     harness = Harness(hooks=crash_once("Prepare", LambdaCrash("Runtime exited")))
     assert harness.run() == "NotStarted"
@@ -319,12 +276,6 @@ def test_a_lambda_crash_after_prepare_took_the_lock() -> None:
     assert_one_clear_notification(harness, "RolloutFailed")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Promoted crashing after it released the lock is caught into RollbackWeights; RollbackConfig "
-    "deregisters the new champion's scaling target before _wait_for finds the lock gone (LockLost): v2 serves "
-    "without autoscaling and the only notification is LockLost, never RolloutPromoted",
-)
 def test_a_lambda_crash_after_promoted_released_the_lock() -> None:
     harness = Harness(hooks=crash_once("Promoted", LambdaCrash("Runtime exited")))
     harness.run()

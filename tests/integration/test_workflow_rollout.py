@@ -38,7 +38,15 @@ from .workflow import (
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 HANDED_OVER = ["HandOver", "ContinueAsNew", "ContinuedAsNew"]
-NOT_STARTED = ["Defaults", "Continuing", "Prepare", "DescribePrepareFailure", "NotifyPrepareFailure", "NotStarted"]
+NOT_STARTED = [
+    "Defaults",
+    "Continuing",
+    "Prepare",
+    "ReleaseUnstarted",
+    "DescribePrepareFailure",
+    "NotifyPrepareFailure",
+    "NotStarted",
+]
 CONTINUED = ["Defaults", "Continuing", "Restore", "Resume", *JUDGED]
 
 

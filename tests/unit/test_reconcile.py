@@ -266,3 +266,22 @@ def test_a_release_without_a_restore_says_the_lock_was_freed(world: World) -> No
         f"The rollout {RUN} on churn ended aborted without its clean-up: ReconcileRollouts freed the endpoint's lock"
     )
     assert message["detail"] == f"The endpoint serves the champion's config {CHAMPION_CONFIG}."
+
+
+@pytest.mark.parametrize(("renewals", "told"), [(0, 0), (1, 1)])
+def test_a_failed_rollout_that_never_changed_the_endpoint_is_freed_without_a_second_notice(
+    world: World, renewals: int, told: int
+) -> None:
+    # Given a FAILED rollout on the champion's config; with its lock never renewed (no endpoint change, no judge
+    # call) it failed in Prepare, whose failure path told RolloutFailed already
+    world.endpoints.deregister_scaling("churn", "v2")
+    world.endpoints.update_endpoint("churn", CHAMPION_CONFIG, exclude_weights=True)
+    world.stranded()
+    world.executions.statuses[RUN] = "FAILED"
+    for _ in range(renewals):
+        world.store.renew("churn", RUN, world.clock.now().timestamp())
+    # When the sweep runs
+    assert world.sweep() == {"released": 1}
+    # Then the lock is freed; only a rollout that went further is told of again
+    assert world.lock() is None
+    assert len(world.topic.sent) == told

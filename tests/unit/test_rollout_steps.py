@@ -652,3 +652,86 @@ def test_a_failed_first_deployment_and_a_lost_lock_name_the_endpoint() -> None:
 def test_describing_a_failure_never_raises_on_a_malformed_error() -> None:
     told = steps.describe_failure("RollbackFailed", None, {}, {"Error": 3})
     assert told["reason"] == "ROLLBACK FAILED on the endpoint: Error: no cause given"
+
+
+# ---------------------------------------------------------------- a step retried after it finished (issue 20)
+
+
+def test_prepare_s_failure_path_frees_only_the_lock_this_run_took(world: World) -> None:
+    serving_v1(world)
+    state = world.prepare(2)  # Prepare took the lock, then its function died before answering
+    arn = state.package_arn
+    other = steps.release_unstarted(world.deps, package_arn=arn, run="churn-v2-other", overrides=None)
+    assert other == {"released": False}
+    assert (world.store.lock_of("churn") or {}).get("owner") == state.run
+    freed = steps.release_unstarted(world.deps, package_arn=arn, run=state.run, overrides=None)
+    assert freed == {"released": True, "endpoint": "churn"}
+    assert world.store.lock_of("churn") is None
+    assert world.store.events("churn")[-1] == "ended"
+
+
+def test_prepare_s_failure_path_without_a_config_has_no_lock_to_free(world: World) -> None:
+    arn = world.approve(2)
+    world.objects.objects.clear()
+    assert steps.release_unstarted(world.deps, package_arn=arn, run="churn-v2-run", overrides=None) == {
+        "released": False
+    }
+
+
+def test_a_retried_promotion_answers_the_same_and_changes_nothing(world: World) -> None:
+    serving_v1(world)
+    state = world.prepare(2)
+    for index in range(state.stage_count):
+        state = enter(world, state, index)
+    steps.finalize(world.deps, state, "token-final")
+    first = steps.promoted(world.deps, state)
+    # the function died before answering; a queued rollout took the freed lock before the retry
+    world.store.acquire("churn", "churn-v3-run", "arn:v3", world.clock.now().timestamp())
+    recorded = len(world.store.records("churn"))
+    assert steps.promoted(world.deps, state) == first
+    assert len(world.store.records("churn")) == recorded
+    assert (world.store.lock_of("churn") or {}).get("owner") == "churn-v3-run"
+
+
+def test_a_rollback_step_without_the_lock_touches_nothing(world: World) -> None:
+    serving_v1(world)
+    state = world.prepare(2)
+    for index in range(state.stage_count):
+        state = enter(world, state, index)
+    steps.finalize(world.deps, state, "token-final")
+    steps.promoted(world.deps, state)  # the lock is freed: a Catch after this must not roll back
+    calls = len(world.endpoints.calls)
+    for step in (steps.rollback_weights, steps.rollback_config):
+        with pytest.raises(LockLost):
+            step(world.deps, state, "token")
+    assert len(world.endpoints.calls) == calls
+    assert ("churn", "v2") in world.endpoints.scaling
+
+
+def test_a_retried_verify_rollback_reports_the_rollback_it_finished(world: World) -> None:
+    serving_v1(world)
+    state = enter(world, world.prepare(2), 0)
+    verdict = {"verdict": "ROLLBACK", "explanation": "errors 3x the champion's"}
+    first = roll_back(world, state, verdict)
+    recorded = len(world.store.records("churn"))
+    world.endpoints.packages[state.package_arn]["ApprovalDescription"] = "marker"
+    again = steps.verify_rollback(world.deps, state.model_copy(update={"verdict": verdict}))
+    assert again == first
+    assert len(world.store.records("churn")) == recorded
+    assert world.endpoints.packages[state.package_arn]["ApprovalDescription"] == "marker"  # not rejected twice
+
+
+def test_a_failed_endpoint_that_never_served_is_refused_with_how_to_clear_it(world: World) -> None:
+    state = world.prepare(1)
+    steps.deploy_first(world.deps, state, "token-first")
+    world.live()["EndpointStatus"] = "Failed"
+    world.live()["FailureReason"] = "the primary container failed to start"
+    steps.release(world.deps, state)
+    with pytest.raises(InvalidInput) as refused:
+        world.prepare(2)
+    assert str(refused.value).startswith(
+        "endpoint churn is Failed (the primary container failed to start) and never served: SageMaker allows only "
+        "DeleteEndpoint on a Failed endpoint: delete it (`aws sagemaker delete-endpoint --endpoint-name churn`)"
+    )
+    told = steps.describe_failure("RolloutFailed", {"Error": "EndpointFailed", "Cause": "failed"}, FACTS)
+    assert "aws sagemaker delete-endpoint --endpoint-name churn" in told["detail"]

@@ -119,7 +119,7 @@ def settle(deps: Deps, lock: dict[str, str]) -> Outcome:
     deps.store.record(endpoint, entry, deps.now().isoformat())
     if action == "released":
         deps.store.release(endpoint, owner)
-    if not lock.get("restoring"):  # told once, when the clean-up began
+    if not lock.get("restoring") and not _told_already(lock, status, action):
         subject = f"Shepherd: a {status.lower()} rollout was cleaned up"
         # The notification's event names it as the others do (RolloutPromoted, ...), not as the record does.
         reason, detail = _told(endpoint, entry)
@@ -129,6 +129,12 @@ def settle(deps: Deps, lock: dict[str, str]) -> Outcome:
             notifications.document(notifications.ROLLOUT_RECONCILED, reason, detail, endpoint=endpoint, **facts),
         )
     return action
+
+
+def _told_already(lock: dict[str, str], status: str, action: Outcome) -> bool:
+    """A FAILED rollout whose lock was never renewed (version 1: no endpoint change, no judge call) ended in
+    Prepare or before its first change, on a path that told already (RolloutFailed); freeing it changes nothing."""
+    return action == "released" and status == "FAILED" and str(lock.get("version", "")) == "1"
 
 
 def _told(endpoint: str, entry: dict[str, Any]) -> tuple[str, str]:

@@ -22,6 +22,11 @@ from shepherd.rollout.ports import ABORT, PAUSED, Deps, LockHeld, RollbackFailed
 from shepherd.rollout.state import RolloutState
 
 logger = logging.getLogger(__name__)
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_DescribeEndpoint.html (EndpointStatus)
+_DELETE_FAILED = (
+    "SageMaker allows only DeleteEndpoint on a Failed endpoint: delete it "
+    "(`aws sagemaker delete-endpoint --endpoint-name {endpoint}`)"
+)
 WAIT_SECONDS = 3600
 STAGE_SECTIONS = {"shadow": "shadow", "ab": "ab", "full": "full"}  # stage kind -> its section under rollout
 
@@ -113,9 +118,7 @@ def prepare(deps: Deps, *, package_arn: str, run: str, overrides: dict[str, Any]
     package = deps.packages.describe_package(package_arn)
     if package.get("ModelApprovalStatus") != "Approved":
         raise InvalidInput(f"{package_arn} is {package.get('ModelApprovalStatus')}, not Approved: nothing to roll out")
-    model = (package.get("CustomerMetadataProperties") or {}).get("shepherd:model") or package["ModelPackageGroupName"]
-    config = _load_config(deps, model, overrides)
-    endpoint = config.endpoint.name or model
+    model, config, endpoint = _target(deps, package, overrides)
     paused = deps.store.flag(endpoint, PAUSED)
     if paused is not None and not manual:
         raise InvalidInput(
@@ -135,6 +138,27 @@ def prepare(deps: Deps, *, package_arn: str, run: str, overrides: dict[str, Any]
         # the reconciler (the state machine's failure path has no state to release it with).
         deps.store.release(endpoint, run)
         raise
+
+
+def _target(deps: Deps, package: dict[str, Any], overrides: dict[str, Any] | None) -> tuple[str, ModelConfig, str]:
+    """The package's model, its config and the endpoint it rolls out to."""
+    model = (package.get("CustomerMetadataProperties") or {}).get("shepherd:model") or package["ModelPackageGroupName"]
+    config = _load_config(deps, model, overrides)
+    return model, config, config.endpoint.name or model
+
+
+def release_unstarted(deps: Deps, *, package_arn: str, run: str, overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """Prepare's failure path: free the lock of a Prepare that died after taking it (a crash or a timeout
+    runs no ``except``). Nothing but a model was made yet, so the next rollout may start at once."""
+    try:
+        _, _, endpoint = _target(deps, deps.packages.describe_package(package_arn), overrides)
+    except ShepherdError:
+        return {"released": False}  # no package or no config: Prepare failed before it took a lock
+    if not deps.store.release(endpoint, run):
+        return {"released": False}
+    entry = {"run": run, "package": package_arn, "event": "ended", "error": "Prepare failed after taking the lock"}
+    deps.store.record(endpoint, entry, deps.now().isoformat())
+    return {"released": True, "endpoint": endpoint}
 
 
 def _load_config(deps: Deps, model: str, overrides: dict[str, Any] | None) -> ModelConfig:
@@ -236,6 +260,11 @@ def _planned(
         state = RolloutState(**common, first=True, noop=False, champion=None, last_good=None, stages=[], stage_count=0)
         _record(deps, state, "started", strategy=f"first-deployment ({config.endpoint.kind})", **target)
         return state
+    if live["EndpointStatus"] == "Failed" and deps.store.champion(endpoint) is None:
+        raise InvalidInput(
+            f"endpoint {endpoint} is Failed ({live.get('FailureReason') or 'no reason given'}) and never served: "
+            f"{_DELETE_FAILED.format(endpoint=endpoint)}, then `shepherd rollout start {arn}`"
+        )
     if live["EndpointStatus"] != "InService":
         raise InvalidInput(f"endpoint {endpoint} is {live['EndpointStatus']}: a rollout starts only from InService")
     champion = _champion_of(deps, live)
@@ -395,6 +424,11 @@ def finalize(deps: Deps, state: RolloutState, token: str) -> dict[str, Any]:
 
 
 def promoted(deps: Deps, state: RolloutState) -> dict[str, Any]:
+    """Record the champion, retire old versions, free the lock. A retry after it finished (the lock freed,
+    the promotion recorded) changes nothing and answers the same: the lock may already be another rollout's."""
+    done = _ended(deps, state, "promoted")
+    if done is not None:
+        return _promotion(state, done["champion"])
     candidate = state.candidate
     live = deps.endpoints.describe_endpoint(state.endpoint) or {}
     _register_scaling(deps, state, candidate.variant)  # an upsert: registered already when the watch ran
@@ -412,9 +446,27 @@ def promoted(deps: Deps, state: RolloutState) -> dict[str, Any]:
     _retire_old_versions(deps, state, keep={champion["config"], champion["model"], state.last_good or ""})
     deps.store.clear_flag(state.endpoint, ABORT)  # too late to abort: it is promoted
     deps.store.release(state.endpoint, state.run)
+    return _promotion(state, champion)
+
+
+def _promotion(state: RolloutState, champion: dict[str, str]) -> dict[str, Any]:
     reason = f"Promoted {notifications.package_label(state.package_arn)} on {state.endpoint}: it serves all traffic"
     detail = f"Champion model {champion['model']} (variant {champion['variant']}) on config {champion['config']}."
     return {"outcome": "promoted", "endpoint": state.endpoint, "champion": champion, "reason": reason, "detail": detail}
+
+
+def _ended(deps: Deps, state: RolloutState, event: str) -> dict[str, Any] | None:
+    """This run's ``event`` record when the run has ended with it (freeing the lock is its last act), else None."""
+    lock = deps.store.lock_of(state.endpoint)
+    if lock is not None and lock.get("owner") == state.run:
+        return None  # still held: the step has not finished
+    found = [r for r in deps.store.records(state.endpoint) if r.get("run") == state.run and r.get("event") == event]
+    return found[-1] if found else None
+
+
+def _holds(deps: Deps, state: RolloutState) -> None:
+    """LockLost before any side effect: a rollback must not touch an endpoint it no longer holds."""
+    deps.store.renew(state.endpoint, state.run, deps.now().timestamp())
 
 
 def _retire_old_versions(deps: Deps, state: RolloutState, keep: set[str]) -> None:
@@ -435,6 +487,7 @@ def _retire_old_versions(deps: Deps, state: RolloutState, keep: set[str]) -> Non
 
 def rollback_weights(deps: Deps, state: RolloutState, token: str) -> dict[str, Any]:
     """During A/B, weights move back first: seconds, no redeploy."""
+    _holds(deps, state)
     champion, candidate = state.serving_champion(), state.candidate
     live = deps.endpoints.describe_endpoint(state.endpoint) or {}
     weights = {v["VariantName"]: v.get("CurrentWeight", 0.0) for v in live.get("ProductionVariants", [])}
@@ -451,6 +504,7 @@ def rollback_weights(deps: Deps, state: RolloutState, token: str) -> dict[str, A
 
 
 def rollback_config(deps: Deps, state: RolloutState, token: str) -> dict[str, Any]:
+    _holds(deps, state)
     last_good = state.last_good_config()
     live = deps.endpoints.describe_endpoint(state.endpoint) or {}
     if live.get("EndpointConfigName") == last_good and live.get("EndpointStatus") == "InService":
@@ -486,31 +540,34 @@ def verify_rollback(deps: Deps, state: RolloutState) -> dict[str, Any]:
     An INCONCLUSIVE verdict restores the champion the same way but is its own outcome: the package stays
     Approved and the notification tells a person how to decide (docs/ROLLOUTS.md, "Outcomes")."""
     champion, last_good = state.serving_champion(), state.last_good_config()
-    live = deps.endpoints.describe_endpoint(state.endpoint) or {}
-    problems = rollback_problems(live, last_good, champion.variant)
-    if problems:
-        _record(deps, state, "rollback-failed", outcome="ROLLBACK_FAILED", problems=problems)
-        raise RollbackFailed(f"endpoint {state.endpoint} is not restored: {'; '.join(problems)}")
-    # The champion's scaling target: kept through shadow and A/B, deregistered when the watch began.
-    _register_scaling(deps, state, champion.variant)
     verdict = state.verdict or {}
     why = _why(verdict)
     label = notifications.package_label(state.package_arn)
     if verdict.get("verdict") == "INCONCLUSIVE":
         # Undecided is not bad: the champion keeps the traffic and a human decides about the package.
         reason, detail = _inconclusive(state, verdict, why)
-        _record(deps, state, "inconclusive", outcome="INCONCLUSIVE", reason=why, config=last_good)
         outcome = "inconclusive"
     else:
-        deps.packages.reject_package(state.package_arn, f"Rolled back by Shepherd: {why}"[:1024])
-        _record(deps, state, "rolled-back", outcome="ROLLED_BACK", reason=why, config=last_good)
         reason = f"Rolled back {label} on {state.endpoint}: {why}"
         detail = (
             f"The champion serves all traffic on its last good config {last_good}; "
             f"package {state.package_arn} is Rejected."
         )
         outcome = "rolled-back"
-    deps.store.release(state.endpoint, state.run)
+    if _ended(deps, state, outcome) is None:  # else a retry after it finished: verified, told nothing yet
+        live = deps.endpoints.describe_endpoint(state.endpoint) or {}
+        problems = rollback_problems(live, last_good, champion.variant)
+        if problems:
+            _record(deps, state, "rollback-failed", outcome="ROLLBACK_FAILED", problems=problems)
+            raise RollbackFailed(f"endpoint {state.endpoint} is not restored: {'; '.join(problems)}")
+        # The champion's scaling target: kept through shadow and A/B, deregistered when the watch began.
+        _register_scaling(deps, state, champion.variant)
+        if outcome == "inconclusive":
+            _record(deps, state, "inconclusive", outcome="INCONCLUSIVE", reason=why, config=last_good)
+        else:
+            deps.packages.reject_package(state.package_arn, f"Rolled back by Shepherd: {why}"[:1024])
+            _record(deps, state, "rolled-back", outcome="ROLLED_BACK", reason=why, config=last_good)
+        deps.store.release(state.endpoint, state.run)
     return {
         "outcome": outcome,
         "endpoint": state.endpoint,
@@ -616,7 +673,11 @@ def describe_failure(
         lines = [explained.detail, "Another rollout has the endpoint, or ReconcileRollouts cleaned up after this one."]
     elif endpoint:
         reason = f"Deploying {label} to the new endpoint {endpoint} failed: {explained.reason}"
-        lines = [explained.detail, again]
+        lines = [
+            explained.detail,
+            f"If `shepherd status {endpoint}` shows the endpoint Failed, {_DELETE_FAILED.format(endpoint=endpoint)}.",
+            again,
+        ]
     else:
         reason = f"The rollout of {label} did not start: {explained.reason}"
         lines = [explained.detail, again]
