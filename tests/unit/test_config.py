@@ -275,18 +275,24 @@ def test_monitoring_follows_data_capture() -> None:
 
 
 def test_monitoring_overrides_and_retraining_are_kept() -> None:
-    # Given Model Monitor threshold overrides and retraining on drift and quality
+    # Given Model Monitor threshold overrides and retraining on drift
     monitoring = {
         "monitoring_config": {"comparison_threshold": 0.2, "categorical_drift_method": "ChiSquared"},
         "alert": {"false_alarms_per_month": 0.5},
-        "retrain": {"on": ["drift", "quality"], "dataset": "s3://shepherd-data/training/churn/2026-12/"},
+        "retrain": {"on": ["drift"], "dataset": "s3://shepherd-data/training/churn/2026-12/"},
     }
     # When it is loaded
     config = load_config(config_text(monitoring=monitoring), SOURCE).monitoring
     # Then they are as given
     assert config.monitoring_config == {"comparison_threshold": 0.2, "categorical_drift_method": "ChiSquared"}
-    assert (config.alert.false_alarms_per_month, config.retrain.on) == (0.5, ["drift", "quality"])
+    assert (config.alert.false_alarms_per_month, config.retrain.on) == (0.5, ["drift"])
     assert config.retrain.dataset == "s3://shepherd-data/training/churn/2026-12/"
+
+
+def test_retraining_on_quality_is_refused_until_quality_is_monitored() -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_config(config_text(monitoring={"retrain": {"on": ["drift", "quality"]}}), SOURCE)
+    assert "quality is not monitored yet" in str(refused.value)
 
 
 def test_explicit_names_win_over_the_model_name() -> None:
