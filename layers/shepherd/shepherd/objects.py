@@ -1,6 +1,10 @@
-"""S3 objects: one as Shepherd records it in lineage (key, version id, size, ETag), and the s3:// URI's parts."""
+"""S3 objects: one as Shepherd records it in lineage (key, version id, size, ETag), s3:// URIs, JSON Lines."""
 
 from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,4 +27,15 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-__all__ = ["DataObject", "split_s3_uri"]
+def json_objects(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """The JSON objects of JSON Lines (data capture, feedback); a line that is not one is skipped."""
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            yield record
+
+
+__all__ = ["DataObject", "json_objects", "split_s3_uri"]

@@ -6,12 +6,12 @@ crashes mid-read leaves the old checkpoint: the next run reads the same objects 
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from shepherd.objects import json_objects
 from shepherd.rollout.quality import LATE_SECONDS, hours
 
 HOUR = 3600
@@ -47,17 +47,6 @@ class Read:
     complete: bool
 
 
-def records_of(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
-    """The JSON objects of capture JSON lines; an unreadable line is skipped."""
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            yield record
-
-
 def read_new(
     checkpoint: Checkpoint,
     sources: dict[str, str],
@@ -82,7 +71,7 @@ def read_new(
                     continue
                 if count and out_of_time():
                     return Read(captured, count, complete=False)
-                captured.extend(records_of(read_lines(key)))
+                captured.extend(json_objects(read_lines(key)))
                 checkpoint.read.setdefault(f"{variant}/{hour}", []).append(name)
                 count += 1
     _close(checkpoint, now)

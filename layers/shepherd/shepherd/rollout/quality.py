@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shepherd.judge import FeedbackBin, PairedBin
+from shepherd.objects import json_objects
 from shepherd.rollout.observe import BASELINE_KINDS, complete_until
 
 PERIOD = 60
@@ -88,20 +89,9 @@ def _epoch(stamp: object) -> float | None:
         return None
 
 
-def _objects(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
-    """The JSON objects of JSON lines; an unreadable line is skipped (never counted as right)."""
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            yield record
-
-
 def predictions(lines: Iterable[str]) -> Iterator[Prediction]:
     """The readable, identified predictions of data-capture JSON lines."""
-    for record in _objects(lines):
+    for record in json_objects(lines):
         metadata = record.get("eventMetadata") or {}
         output = (record.get("captureData") or {}).get("endpointOutput")
         inference_id = metadata.get("inferenceId") if isinstance(metadata, dict) else None
@@ -117,7 +107,7 @@ def predictions(lines: Iterable[str]) -> Iterator[Prediction]:
 def ground_truth(lines: Iterable[str]) -> dict[str, str]:
     """InferenceId -> label of ground-truth JSON lines (a later line for the same id wins)."""
     labels: dict[str, str] = {}
-    for record in _objects(lines):
+    for record in json_objects(lines):
         metadata, data = record.get("eventMetadata") or {}, record.get("groundTruthData") or {}
         event_id = metadata.get("eventId") if isinstance(metadata, dict) else None
         text = _decoded(data) if isinstance(data, dict) else None
