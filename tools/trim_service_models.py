@@ -27,6 +27,7 @@ OPERATIONS = {
             "CreateModelPackageGroup",
             "CreateTrainingJob",
             "CreateTransformJob",
+            "DeleteEndpoint",
             "DeleteEndpointConfig",
             "DeleteModel",
             "DescribeEndpoint",

@@ -40,7 +40,8 @@ Hook = Callable[["Harness"], None]
 
 
 class LambdaCrash(Exception):
-    """The function's runtime died mid-invocation: Lambda reports Runtime.ExitError, which no rollout Retry names."""
+    """The function's runtime died mid-invocation: Lambda reports Runtime.ExitError, which every step after
+    Prepare retries; Prepare's Catch frees its lock (ReleaseUnstarted)."""
 
     error = "Runtime.ExitError"
 
@@ -455,6 +456,9 @@ class Harness:
             "Prepare", lambda _: steps.prepare(deps, package_arn=arn, run=run, overrides=None, manual=False).dump()
         )
         if outcome == "caught":
+            self.task(
+                "ReleaseUnstarted", lambda _: steps.release_unstarted(deps, package_arn=arn, run=run, overrides=None)
+            )
             facts = {"execution": run, "package": arn}
             self.notify(steps.describe_failure("RolloutFailed", prepared[1], facts))
             return "NotStarted"

@@ -149,19 +149,16 @@ def test_a_failed_endpoint_creation_is_told_and_leaves_no_lock(row: Row) -> None
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after a failed first deployment the Failed endpoint stays: Prepare refuses every later rollout "
-    "('endpoint churn is Failed: a rollout starts only from InService'), though the RolloutFailed notification "
-    "says 'fix the cause, then shepherd rollout start' - deploy_first creates only when DescribeEndpoint is None",
-)
 def test_a_fixed_package_deploys_after_a_failed_endpoint_creation() -> None:
     harness = Harness(champion=False)
     harness.endpoints.failing_create = True
     harness.run(1)
+    assert harness.endpoints.describe_endpoint("churn") is None  # the failure path deleted the Failed endpoint
     harness.endpoints.failing_create = False
     harness.topic.published.clear()
     assert harness.run(2) == "Done"
+    on_champion(harness, "churn-v2", "v2")
+    assert_one_clear_notification(harness, "RolloutPromoted")
 
 
 # ---------------------------------------------------------------- SageMaker's events
@@ -272,6 +269,7 @@ def test_a_lambda_crash_after_a_step_s_side_effects(row: Row, state: str) -> Non
 def test_a_lambda_crash_after_prepare_took_the_lock() -> None:
     harness = Harness(hooks=crash_once("Prepare", LambdaCrash("Runtime exited")))
     assert harness.run() == "NotStarted"
+    assert harness.world.store.lock_of("churn") is None  # ReleaseUnstarted freed it, not the reconciler
     on_champion(harness)
     assert_one_clear_notification(harness, "RolloutFailed")
 

@@ -107,6 +107,16 @@ class FakeEndpoints:
         if "ShadowProductionVariants" not in variants:
             self.live[name].pop("ShadowProductionVariants", None)
 
+    def delete_endpoint(self, name: str) -> None:
+        """Gone at once (SageMaker passes through Deleting). SystemUpdating "cannot be updated or deleted"
+        (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_DescribeEndpoint.html, EndpointStatus)."""
+        self.calls.append(("delete_endpoint", name))
+        if name not in self.live:
+            raise NotFound(f"Could not find endpoint {name}")
+        if self.live[name]["EndpointStatus"] == "SystemUpdating":
+            raise EndpointBusy(f"Cannot delete in-progress endpoint {name}")
+        del self.live[name]
+
     def update_weights(self, name: str, desired: list[dict[str, Any]]) -> None:
         self.calls.append(("update_weights", name, tuple((d["VariantName"], d["DesiredWeight"]) for d in desired)))
         current = self._in_service(name)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from shepherd.errors import InvalidInput
+from shepherd.errors import EndpointBusy, InvalidInput, TransientError
 from shepherd.rollout import steps
 from shepherd.rollout.ports import ABORT, PAUSED, Deps, LockHeld, LockLost, RollbackFailed, Settings
 from shepherd.rollout.state import RolloutState
@@ -721,17 +721,66 @@ def test_a_retried_verify_rollback_reports_the_rollback_it_finished(world: World
     assert world.endpoints.packages[state.package_arn]["ApprovalDescription"] == "marker"  # not rejected twice
 
 
-def test_a_failed_endpoint_that_never_served_is_refused_with_how_to_clear_it(world: World) -> None:
+def failed_first(world: World) -> RolloutState:
+    """v1's first deployment, left Failed by SageMaker."""
     state = world.prepare(1)
     steps.deploy_first(world.deps, state, "token-first")
     world.live()["EndpointStatus"] = "Failed"
     world.live()["FailureReason"] = "the primary container failed to start"
-    steps.release(world.deps, state)
-    with pytest.raises(InvalidInput) as refused:
-        world.prepare(2)
-    assert str(refused.value).startswith(
-        "endpoint churn is Failed (the primary container failed to start) and never served: SageMaker allows only "
-        "DeleteEndpoint on a Failed endpoint: delete it (`aws sagemaker delete-endpoint --endpoint-name churn`)"
-    )
+    return state
+
+
+def test_the_failure_path_of_a_first_deployment_deletes_the_failed_endpoint(world: World) -> None:
+    state = failed_first(world)
+    assert steps.release(world.deps, state) == {"released": True, "deleted": True}
+    assert ("delete_endpoint", "churn") in world.endpoints.calls
+    assert world.endpoints.describe_endpoint("churn") is None
+    assert world.store.lock_of("churn") is None
+    deleted = [r for r in world.store.records("churn") if r["event"] == "deleted-failed-endpoint"]
+    assert [r["reason"] for r in deleted] == ["the primary container failed to start"]
+    assert world.prepare(2).first  # the next rollout deploys afresh
     told = steps.describe_failure("RolloutFailed", {"Error": "EndpointFailed", "Cause": "failed"}, FACTS)
-    assert "aws sagemaker delete-endpoint --endpoint-name churn" in told["detail"]
+    assert "Shepherd deletes it" in told["detail"]
+    assert "shepherd rollout start" in told["detail"]
+
+
+def test_prepare_deletes_a_failed_endpoint_that_never_served_then_deploys_afresh(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = failed_first(world)
+
+    def throttled(name: str) -> None:
+        raise TransientError(f"deleting endpoint {name}: ThrottlingException")
+
+    monkeypatch.setattr(world.endpoints, "delete_endpoint", throttled)
+    assert steps.release(world.deps, state) == {"released": True, "deleted": False}  # the failure path could not
+    monkeypatch.undo()
+    with pytest.raises(EndpointBusy):  # Prepare's Retry runs it again; SageMaker deletes it meanwhile
+        world.prepare(2)
+    assert world.endpoints.describe_endpoint("churn") is None
+    assert world.store.lock_of("churn") is None
+    assert world.prepare(2).first
+
+
+def test_prepare_waits_while_a_failed_first_deployment_is_deleting(world: World) -> None:
+    state = failed_first(world)
+    world.live()["EndpointStatus"] = "Deleting"
+    steps.release(world.deps, state)
+    with pytest.raises(EndpointBusy):
+        world.prepare(2)
+    assert ("delete_endpoint", "churn") not in world.endpoints.calls
+
+
+def test_a_failed_endpoint_that_once_served_is_never_deleted(world: World) -> None:
+    first = world.prepare(1)
+    steps.deploy_first(world.deps, first, "token-first")
+    steps.promoted(world.deps, first)
+    world.live()["EndpointStatus"] = "Failed"
+    with pytest.raises(InvalidInput, match="a rollout starts only from InService"):
+        world.prepare(2)
+    del world.store.items[("churn", "champion")]  # even with its champion record lost: a promotion is recorded
+    with pytest.raises(InvalidInput, match="a rollout starts only from InService"):
+        world.prepare(2)
+    world.store.acquire("churn", first.run, first.package_arn, world.clock.now().timestamp())
+    assert steps.release(world.deps, first) == {"released": True, "deleted": False}
+    assert ("delete_endpoint", "churn") not in world.endpoints.calls

@@ -1,4 +1,4 @@
-"""The Rollout function's describe_failure action: the failure paths' notification, built without the cloud."""
+"""The Rollout function's failure-path actions: describe_failure (the notification) and release_unstarted."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from shepherd.aws.rollouts import RolloutTable
+
+from tests.unit.test_rollout_steps import CONFIG
 
 from .conftest import Cloud
 
@@ -53,3 +56,27 @@ def test_a_prepare_failure_is_described_from_step_functions_error_and_cause(aws:
         "not exist: no config for churn"
     )
     assert "stackTrace" not in json.dumps(told)
+
+
+def test_release_unstarted_frees_the_lock_a_crashed_prepare_took(aws: Cloud, rollout: ModuleType) -> None:
+    # Given an Approved package of churn, its config, and the lock its Prepare took before it died
+    aws.sagemaker.create_model_package_group(ModelPackageGroupName="churn")
+    container = {"Image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"}
+    arn = aws.sagemaker.create_model_package(
+        ModelPackageGroupName="churn",
+        InferenceSpecification={
+            "Containers": [container],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["text/csv"],
+        },
+        ModelApprovalStatus="Approved",
+    )["ModelPackageArn"]
+    aws.put("models/churn/shepherd.yaml", CONFIG)
+    RolloutTable().acquire("churn", "churn-run", arn, 1.0e9)
+    event = {"action": "release_unstarted", "ModelPackageArn": arn, "Overrides": None, "run": "churn-run"}
+    # When ReleaseUnstarted runs, twice (Step Functions may retry it)
+    first, again = rollout.handler(event, aws.context), rollout.handler(event, aws.context)
+    # Then the lock is free and the second run changes nothing
+    assert first == {"released": True, "endpoint": "churn"}
+    assert again == {"released": False}
+    assert RolloutTable().lock_of("churn") is None

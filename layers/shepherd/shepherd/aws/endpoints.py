@@ -14,6 +14,7 @@ from shepherd.aws.sagemaker import already_exists, describe_endpoint, describe_e
 __all__ = [  # shepherd.rollout.ports.Endpoints
     "create_endpoint",
     "create_endpoint_config",
+    "delete_endpoint",
     "delete_endpoint_config",
     "delete_model",
     "deregister_scaling",
@@ -123,6 +124,12 @@ def models_named(prefix: str) -> list[tuple[str, Any]]:
     with mapped(f"listing models {prefix}*"):
         pages = client("sagemaker").get_paginator("list_models").paginate(NameContains=prefix)
         return [(m["ModelName"], m["CreationTime"]) for page in pages for m in page["Models"]]
+
+
+def delete_endpoint(name: str) -> None:
+    """SageMaker's only call on a Failed endpoint; it goes Deleting, then DescribeEndpoint finds nothing."""
+    with mapped(f"deleting endpoint {name}"):
+        client("sagemaker").delete_endpoint(EndpointName=name)
 
 
 def delete_endpoint_config(name: str) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 from shepherd.callbacks import Waiter, waiter_key
 from shepherd.config import ConfigError, ModelConfig, load_config
 from shepherd.config.models import FIRST_EXECUTION_JUDGE_CALLS
-from shepherd.errors import InvalidInput, NotFound, ShepherdError
+from shepherd.errors import EndpointBusy, InvalidInput, NotFound, ShepherdError
 from shepherd.events import notifications
 from shepherd.rollout import plan
 from shepherd.rollout.plan import Stage, VariantSpec
@@ -22,11 +22,6 @@ from shepherd.rollout.ports import ABORT, PAUSED, Deps, LockHeld, RollbackFailed
 from shepherd.rollout.state import RolloutState
 
 logger = logging.getLogger(__name__)
-# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_DescribeEndpoint.html (EndpointStatus)
-_DELETE_FAILED = (
-    "SageMaker allows only DeleteEndpoint on a Failed endpoint: delete it "
-    "(`aws sagemaker delete-endpoint --endpoint-name {endpoint}`)"
-)
 WAIT_SECONDS = 3600
 STAGE_SECTIONS = {"shadow": "shadow", "ab": "ab", "full": "full"}  # stage kind -> its section under rollout
 
@@ -234,6 +229,11 @@ def _planned(
     arn = package["ModelPackageArn"]
     version = plan.version_of(arn)
     deps.store.clear_flag(endpoint, ABORT)  # an abort meant for an earlier rollout must not end this one
+    live = deps.endpoints.describe_endpoint(endpoint)
+    if live is not None and live["EndpointStatus"] in ("Failed", "Deleting") and _never_served(deps, endpoint):
+        if live["EndpointStatus"] == "Failed":
+            _delete_failed_first(deps, endpoint, run, arn, live)
+        raise EndpointBusy(f"endpoint {endpoint} is being deleted (a failed first deployment): retried until gone")
     candidate = plan.candidate_spec(config, endpoint=endpoint, version=version)
     target_model = _create_model(deps, config, package, candidate, model)
     common: dict[str, Any] = {
@@ -255,16 +255,10 @@ def _planned(
     if target_model is not None:
         common["target_model"] = target_model
     target = {"target_model": target_model} if target_model else {}
-    live = deps.endpoints.describe_endpoint(endpoint)
     if live is None:
         state = RolloutState(**common, first=True, noop=False, champion=None, last_good=None, stages=[], stage_count=0)
         _record(deps, state, "started", strategy=f"first-deployment ({config.endpoint.kind})", **target)
         return state
-    if live["EndpointStatus"] == "Failed" and deps.store.champion(endpoint) is None:
-        raise InvalidInput(
-            f"endpoint {endpoint} is Failed ({live.get('FailureReason') or 'no reason given'}) and never served: "
-            f"{_DELETE_FAILED.format(endpoint=endpoint)}, then `shepherd rollout start {arn}`"
-        )
     if live["EndpointStatus"] != "InService":
         raise InvalidInput(f"endpoint {endpoint} is {live['EndpointStatus']}: a rollout starts only from InService")
     champion = _champion_of(deps, live)
@@ -285,6 +279,23 @@ def _planned(
     strategy = describe_strategy(config, stages)
     _record(deps, state, "started", strategy=strategy, champion=champion.model_name, last_good=last_good, **target)
     return state
+
+
+def _never_served(deps: Deps, endpoint: str) -> bool:
+    """No champion recorded and no promotion ever recorded: the endpoint is a first deployment's."""
+    if deps.store.champion(endpoint) is not None:
+        return False
+    return not any(r.get("event") == "promoted" for r in deps.store.records(endpoint))
+
+
+def _delete_failed_first(deps: Deps, endpoint: str, run: str, package: str, live: dict[str, Any]) -> None:
+    """SageMaker allows only DeleteEndpoint on a Failed endpoint
+    (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_DescribeEndpoint.html, EndpointStatus):
+    one that never served is deleted, so the next first deployment can create it again."""
+    deps.endpoints.delete_endpoint(endpoint)
+    reason = live.get("FailureReason") or "no reason given"
+    entry = {"run": run, "package": package, "event": "deleted-failed-endpoint", "reason": reason}
+    deps.store.record(endpoint, entry, deps.now().isoformat())
 
 
 def _champion_of(deps: Deps, live: dict[str, Any]) -> VariantSpec:
@@ -639,9 +650,21 @@ def resume(deps: Deps, state: RolloutState, execution: str) -> dict[str, Any]:
 
 
 def release(deps: Deps, state: RolloutState) -> dict[str, Any]:
+    """Free the lock; after a failed first deployment, first delete the endpoint it left Failed (it never
+    served). A deletion that fails leaves it to the next rollout's Prepare, which deletes it the same way."""
+    deleted = False
+    lock = deps.store.lock_of(state.endpoint)
+    if state.first and lock is not None and lock.get("owner") == state.run:
+        live = deps.endpoints.describe_endpoint(state.endpoint)
+        if live is not None and live["EndpointStatus"] == "Failed" and _never_served(deps, state.endpoint):
+            try:
+                _delete_failed_first(deps, state.endpoint, state.run, state.package_arn, live)
+                deleted = True
+            except ShepherdError as exc:
+                logger.warning("could not delete the Failed endpoint %s: %s", state.endpoint, exc)
     released = deps.store.release(state.endpoint, state.run)
     _record(deps, state, "ended", error=state.error)
-    return {"released": released}
+    return {"released": released, "deleted": deleted} if state.first else {"released": released}
 
 
 # ---------------------------------------------------------------- notifications
@@ -675,7 +698,8 @@ def describe_failure(
         reason = f"Deploying {label} to the new endpoint {endpoint} failed: {explained.reason}"
         lines = [
             explained.detail,
-            f"If `shepherd status {endpoint}` shows the endpoint Failed, {_DELETE_FAILED.format(endpoint=endpoint)}.",
+            f"An endpoint {endpoint} that SageMaker left Failed never served: Shepherd deletes it (SageMaker allows "
+            "nothing else on a Failed endpoint), now or at the next rollout's start.",
             again,
         ]
     else:
