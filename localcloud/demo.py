@@ -24,6 +24,7 @@ import yaml
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from shepherd.aws.monitor_reports import MonitorReports, feature_drift
 
 from localcloud.traffic import Feedback, Traffic
 
@@ -31,6 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "churn"
 MODEL = "churn"
 FAULT_SHARE = 0.5  # of its requests the faulty candidate fails
+# The monitor's drift episode: this feature shifted by as much again as its mean (about 65), on every request
+# between the monitor's clean run and its next one, after the rollouts.
+DRIFT_FEATURE, DRIFT_SHIFT = "monthly_charges", 65.0
+DRIFT_MINUTES = 20  # virtual minutes of drifted traffic, at least, before the monitor runs on them
 FAULTY_SUFFIX = f"""
 
 _predict = predict_fn
@@ -320,19 +325,19 @@ class Demo:
         from generate_data import generate  # examples/churn/generate_data.py (sys_path_example)
 
         s = self.settings
-        self.phase = "1/6 local cloud"
+        self.phase = "1/7 local cloud"
         self.cloud.start()
         self.outputs = self.cloud.deploy(ROOT / "template.yaml", {"StageName": "demo"}, "shepherd")
         self.log(f"local cloud on {self.cloud.endpoint}, template.yaml deployed")
 
-        self.phase = "2/6 train, register, first deployment"
+        self.phase = "2/7 train, register, first deployment"
         self._upload_project(s.first_max_depth)
         self._upload_dataset({"train": frame, "validation": validation}, "week-1")
         self._lifecycle("week-1")
         first = self._wait_execution("RolloutStateMachineArn", f"{MODEL}-v1-")
         self.log(f"first deployment of v1: {first['status']}")
 
-        self.phase = "3/6 traffic"
+        self.phase = "3/7 traffic"
         feedback = Feedback(
             self.client("s3"), self.outputs["DataBucketName"], MODEL, share=s.feedback_share, now=self.cloud.clock.now
         )
@@ -350,7 +355,7 @@ class Demo:
             f"ground truth for {100 * s.feedback_share:g}% of the answers"
         )
 
-        self.phase = "4/6 a better candidate: shadow -> A/B -> full"
+        self.phase = "4/7 a better candidate: shadow -> A/B -> full"
         self._upload_project(s.max_depth)  # tuned: deeper trees
         week_2 = {"train": generate(s.rows, seed=8), "validation": validation}
         self._upload_dataset(week_2, "week-2")
@@ -361,7 +366,7 @@ class Demo:
             (self.traffic.elapsed(), "v2 promoted" if second["status"] == "SUCCEEDED" else "v2 ended")
         )
 
-        self.phase = "5/6 a faulty candidate"
+        self.phase = "5/7 a faulty candidate"
         # The same data and model as v2 with a broken inference.py: it passes evaluation (its metrics equal the
         # champion's) and only serving shows the fault.
         self._upload_project(s.max_depth, ((EXAMPLE / "inference.py").read_text() + FAULTY_SUFFIX).encode())
@@ -372,15 +377,65 @@ class Demo:
         self.decisions.append((self.traffic.elapsed(), f"v3 {str(third.get('error', third['status'])).lower()}"))
         self._upload_project(s.max_depth)  # the good code back
 
-        self.phase = "6/6 batch transform"
+        # After the rollouts, so the drift cannot sway a verdict: a clean monitor run, then drifted traffic
+        # while the batch runs, then a run on the drifted requests in a later hour (a report folder per hour).
+        self.phase = "6/7 monitor: the traffic as it is"
+        clean = self._monitor(1)
+        column = list(held_out.columns).index(DRIFT_FEATURE)
+        self.traffic.rows = drifted_rows(rows, column, DRIFT_SHIFT)
+        drift_began = self.cloud.clock.now()
+        self.log(f"drift: {DRIFT_FEATURE} +{DRIFT_SHIFT:g} on every request from now")
+
+        self.phase = "7/7 batch transform, drifted traffic"
         batch_key = f"batch/{MODEL}/input/customers-{uuid.uuid4().hex[:6]}.csv"
         body = held_out.iloc[:200].to_csv(index=False, header=False).encode()
         self.client("s3").put_object(Bucket=self.outputs["DataBucketName"], Key=batch_key, Body=body)
         batch = self._wait_execution("BatchTransformStateMachineArn", f"{MODEL}-batch-")
         self.log(f"batch transform: {batch['status']}")
         self.batch_scores = self._batch_scores(batch)
+
+        self._drifted_run(clean, drift_began)
+        self.traffic.rows = rows
         time.sleep(1.0)
         return batch
+
+    def _drifted_run(self, clean: dict[str, Any], drift_began: datetime) -> None:
+        """The monitor on the drifted traffic: in the hour after the clean run's, past DRIFT_MINUTES of drift."""
+        self.phase = "7/7 monitor: the drifted traffic"
+        last = datetime.fromisoformat(str(clean.get("at") or drift_began.isoformat()))
+        moment = max(
+            last.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1, minutes=1),
+            drift_began + timedelta(minutes=DRIFT_MINUTES),
+        )
+        time.sleep(self.cloud.clock.wall_seconds(self.cloud.clock.until(moment)))
+        self._monitor(2)
+
+    def _monitor(self, run: int) -> dict[str, Any]:
+        """Start the Monitor state machine by hand and wait for it; its alert.json (``at``, ``decision``), or {}."""
+        name = f"{MODEL}-demo-monitor-{run}-{uuid.uuid4().hex[:6]}"
+        self.client("stepfunctions").start_execution(
+            stateMachineArn=self.outputs["MonitorStateMachineArn"],
+            name=name,
+            input=json.dumps({"model": MODEL, "trigger": "manual"}),
+        )
+        execution = self._wait_execution("MonitorStateMachineArn", name, timeout=300)
+        outcome = json.loads(execution.get("output") or "{}")
+        if execution["status"] != "SUCCEEDED" or outcome.get("status") != "checked":
+            self.log(f"monitor: {outcome.get('status') or execution['status']}: {outcome.get('reason') or ''}")
+            return {}
+        reports = MonitorReports(self.outputs["DataBucketName"], clients=self.client)
+        documents = reports.report(outcome["report"])
+        version = str(outcome.get("package", "")).rsplit("/", 1)[-1]
+        statistics, constraints = reports.baseline(MODEL, version) or (None, None)
+        drift = feature_drift(
+            documents.get("statistics.json") or {},
+            documents.get("constraint_violations.json") or {},
+            statistics,
+            constraints,
+        )
+        alert = documents.get("alert.json") or {}
+        self.log(monitor_line([d.name for d in drift if d.drifted], alert.get("decision") or {}))
+        return alert
 
     def _batch_scores(self, batch: dict[str, Any]) -> list[float]:
         outputs = json.loads(batch.get("output") or "{}").get("outputs") or []
@@ -438,9 +493,23 @@ class Demo:
                 "log": str(self.cloud.authorizer.log_path) if self.cloud is not None else None,
                 "refusals": list(self.cloud.authorizer.refusals) if self.cloud is not None else [],
             },
+            "monitoring": self._monitoring(),
             "records": records,
             "events": self.events,
         }
+
+    def _monitoring(self) -> dict[str, Any]:
+        """What the report's Monitoring section draws: the champion's baseline and the latest reports."""
+        if not self.outputs:
+            return {}
+        try:
+            reports = MonitorReports(self.outputs["DataBucketName"], clients=self.client)
+            package = str((reports.state(MODEL) or {}).get("package") or "")
+            statistics, constraints = reports.baseline(MODEL, package.rsplit("/", 1)[-1]) or (None, None)
+            folders = reports.report_folders(MODEL, MODEL, last=48)
+            return {"baseline": statistics, "constraints": constraints, "reports": [reports.report(f) for f in folders]}
+        except Exception as exc:  # a report without the monitor's runs, saying why, beats no report
+            return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 # The last record that ends a rollout, and the outcome it means.
@@ -473,6 +542,30 @@ def _rollout_outcome(package: str, version: int, entries: list[dict[str, Any]]) 
     ended = next((e for e in reversed(entries) if e["event"] == ending), entries[-1])
     reason = verdicts[-1].get("explanation") if verdicts else ended.get("reason") or ended.get("error")
     return {"model_package": package, "version": version, "outcome": outcome, "stages": entered, "reason": reason}
+
+
+def drifted_rows(rows: list[tuple[str, int]], column: int, shift: float) -> list[tuple[str, int]]:
+    """The CSV rows with one numeric column shifted by ``shift``; labels kept."""
+    shifted = []
+    for row, label in rows:
+        values = row.split(",")
+        values[column] = f"{float(values[column]) + shift:g}"
+        shifted.append((",".join(values), label))
+    return shifted
+
+
+def monitor_line(drifted: list[str], decision: dict[str, Any]) -> str:
+    """One monitor run for the story log: the features past their threshold, and Shepherd's alert."""
+    if decision.get("alert"):
+        alert = ", alert opened"
+    elif decision.get("drifting"):
+        alert = ", alert episode open"
+    else:
+        alert = ""
+    if not drifted:
+        return f"monitor: no drift{alert}"
+    plural = "s" if len(drifted) > 1 else ""
+    return f"monitor: {len(drifted)} feature{plural} drifted ({', '.join(drifted)}){alert}"
 
 
 def sys_path_example() -> None:

@@ -10,18 +10,21 @@ from pathlib import Path
 
 import pytest
 
+from localcloud.demo import DRIFT_FEATURE
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 
 
 # The demo's stages may each take up to 240 virtual minutes (4 wall minutes) where a loaded machine thins its
-# traffic (localcloud/demo.py, bench/demo_odds.py); it takes about 100 s here. Its own limit, not pytest's 300 s
-# default, decides, with room for three times that on a loaded machine; past it the demo's output is shown.
+# traffic (localcloud/demo.py, bench/demo_odds.py); it takes about 120 s here, 20-60 s of it the monitor's drifted
+# traffic (DRIFT_MINUTES, then the next virtual hour). Its own limit, not pytest's 300 s default, decides, with room
+# for three times that on a loaded machine; past it the demo's output is shown.
 DEMO_SECONDS = 900
 
 
 @pytest.mark.timeout(DEMO_SECONDS + 120)
-def test_the_quick_demo_promotes_one_candidate_rolls_back_one_and_scores_a_batch(tmp_path):
+def test_the_quick_demo_promotes_one_candidate_rolls_back_one_scores_a_batch_and_sees_drift(tmp_path):
     # Given a fresh output directory, when the quick demo runs as a user runs it (its own process)
     command = [str(Path(sys.executable).parent / "shepherd"), "demo", "--quick", "--out", str(tmp_path)]
     try:
@@ -50,8 +53,15 @@ def test_the_quick_demo_promotes_one_candidate_rolls_back_one_and_scores_a_batch
     assert "v3" not in traffic["by_variant"]
     assert "v3" not in traffic["model_errors"]
     assert (tmp_path / "timeline.png").stat().st_size > 10_000
+    # The monitor, run by hand before and after a burst of drifted requests, found the drifted feature and
+    # opened an alert; the report's Monitoring section draws its runs
+    runs = [report["alert.json"] for report in summary["monitoring"]["reports"]]
+    assert len(runs) >= 2, runs
+    assert runs[-1]["decision"]["drifting"], runs[-1]
+    assert DRIFT_FEATURE in runs[-1]["decision"]["features"], runs[-1]
     report = (tmp_path / "report.html").read_text()
-    assert report.count("data:image/png;base64,") == 1
+    assert report.count("data:image/png;base64,") == 2  # the timeline and the monitoring figure
+    assert "data:image/png;base64," in report.split("<h2>Monitoring</h2>", 1)[1].split("<h2>", 1)[0]
     print(f"demo wall time: {summary['wall_seconds']} s")
     # and the report renders in a real browser, plots included (a screenshot that is not blank)
     _assert_renders(tmp_path / "report.html", tmp_path / "report.png")

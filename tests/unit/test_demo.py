@@ -17,7 +17,16 @@ from rich.console import Console
 from shepherd.config import ModelConfig
 
 from localcloud import demo_report
-from localcloud.demo import Settings, _rollout_outcome, rollout_config
+from localcloud.demo import (
+    DRIFT_FEATURE,
+    DRIFT_SHIFT,
+    Settings,
+    _rollout_outcome,
+    drifted_rows,
+    monitor_line,
+    rollout_config,
+    sys_path_example,
+)
 
 PACKAGE = "arn:aws:sagemaker:us-east-1:123456789012:model-package/churn/2"
 
@@ -279,3 +288,31 @@ def test_the_report_files_are_written_beside_the_summary(summary: dict[str, Any]
     demo_report.write(summary, tmp_path)
     assert {p.name for p in tmp_path.iterdir()} == {"timeline.png", "report.html", "records.csv"}
     assert (tmp_path / "timeline.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_drifted_rows_shift_only_the_drift_feature_and_keep_their_labels() -> None:
+    sys_path_example()
+    from generate_data import generate  # examples/churn/generate_data.py
+
+    frame = generate(50, seed=3).drop(columns=["target"])
+    rows = [(",".join(str(v) for v in row), index % 2) for index, row in enumerate(frame.itertuples(index=False))]
+    column = list(frame.columns).index(DRIFT_FEATURE)
+    drifted = drifted_rows(rows, column, DRIFT_SHIFT)
+    assert [label for _, label in drifted] == [label for _, label in rows]
+    for (before, _), (after, _) in zip(rows, drifted, strict=True):
+        old, new = before.split(","), after.split(",")
+        assert float(new[column]) == pytest.approx(float(old[column]) + DRIFT_SHIFT)
+        assert new[:column] + new[column + 1 :] == old[:column] + old[column + 1 :]
+
+
+@pytest.mark.parametrize(
+    ("drifted", "decision", "line"),
+    [
+        ([], {"alert": False, "drifting": False}, "monitor: no drift"),
+        (["x"], {"alert": True, "drifting": True}, "monitor: 1 feature drifted (x), alert opened"),
+        (["a", "b"], {"alert": False, "drifting": True}, "monitor: 2 features drifted (a, b), alert episode open"),
+        (["a"], {}, "monitor: 1 feature drifted (a)"),
+    ],
+)
+def test_a_monitor_run_is_one_line_of_the_story(drifted: list[str], decision: dict[str, Any], line: str) -> None:
+    assert monitor_line(drifted, decision) == line
