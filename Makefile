@@ -77,6 +77,7 @@ lint: install $(SAM_VENV)/.installed $(SECURITY_VENV)/.installed
 	$(BIN)/python tools/translate_template.py template.yaml $(CHECKOV_TEMPLATE)
 	$(SECURITY_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f $(CHECKOV_TEMPLATE)
 	$(SECURITY_VENV)/bin/bandit --quiet --recursive --skip $(BANDIT_SKIPS) layers functions localcloud shepherd_cli tools examples
+	$(BIN)/python tools/fault_table.py --run --check
 
 # cfn-lint with the serverless rules (awslabs/serverless-rules) alone; `lint` runs it too.
 lint-serverless: install

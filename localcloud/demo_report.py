@@ -490,9 +490,11 @@ def _drift_panel(axis: Any, runs: list[MonitorRun]) -> None:
     for value, p_value in thresholds:
         label = f"threshold {value:g}" + (" (p-value: drift below)" if p_value else "")
         axis.axhline(value, color=VERDICT_COLOURS["ROLLBACK"], linestyle="--", linewidth=1, label=label)
-    for hour, run in zip(hours, runs, strict=True):
-        if run.decision.get("drifting"):
-            axis.axvspan(hour - 0.5, hour + 0.5, color="#fdecea", zorder=0)
+    for i, (hour, run) in enumerate(zip(hours, runs, strict=True)):
+        if run.decision.get("drifting"):  # this run's share of the axis: half way to each neighbour, an hour at most
+            left = (hours[i - 1] + hour) / 2 if i else hour - 0.5
+            right = (hour + hours[i + 1]) / 2 if i + 1 < len(hours) else hour + 0.5
+            axis.axvspan(max(left, hour - 0.5), min(right, hour + 0.5), color="#fdecea", zorder=0)
         if run.decision.get("alert"):
             axis.axvline(hour, color=VERDICT_COLOURS["ROLLBACK"], linewidth=2, alpha=0.6)
         if run.retrain_started:
