@@ -137,6 +137,9 @@ class Demo:
                 gate["threshold"] = 0.7  # v1, the shallow first model, scores about 0.75
         config["endpoint"].pop("autoscaling", None)
         config["rollout"] = rollout_config(self.settings)
+        # The story runs the monitor by hand, before and after the drift; an hourly run landing between them
+        # could share the drifted run's report folder (one per hour), so the schedule waits a day instead.
+        config.setdefault("monitoring", {})["schedule"] = "rate(1 day)"
         return config
 
     def _upload_project(self, max_depth: int, inference: bytes | None = None) -> None:

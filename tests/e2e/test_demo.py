@@ -55,10 +55,13 @@ def test_the_quick_demo_promotes_one_candidate_rolls_back_one_scores_a_batch_and
     assert (tmp_path / "timeline.png").stat().st_size > 10_000
     # The monitor, run by hand before and after a burst of drifted requests, found the drifted feature and
     # opened an alert; the report's Monitoring section draws its runs
-    runs = [report["alert.json"] for report in summary["monitoring"]["reports"]]
+    # (the hourly schedule may also run in between: a chart that crossed restarts, so the run after the one that
+    # opened the episode names no feature while the episode stays open)
+    runs = [report["alert.json"]["decision"] for report in summary["monitoring"]["reports"]]
     assert len(runs) >= 2, runs
-    assert runs[-1]["decision"]["drifting"], runs[-1]
-    assert DRIFT_FEATURE in runs[-1]["decision"]["features"], runs[-1]
+    assert not runs[0]["drifting"], runs[0]
+    assert any(run["alert"] and DRIFT_FEATURE in run["features"] for run in runs[1:]), runs
+    assert runs[-1]["drifting"], runs[-1]
     report = (tmp_path / "report.html").read_text()
     assert report.count("data:image/png;base64,") == 2  # the timeline and the monitoring figure
     assert "data:image/png;base64," in report.split("<h2>Monitoring</h2>", 1)[1].split("<h2>", 1)[0]
