@@ -366,11 +366,21 @@ def test_a_run_without_drift_writes_its_reports_and_metrics_and_notifies_no_one(
         "constraint_violations.json",
         "alert.json",
     }
-    assert (result["status"], result["records"], result["notify"]) == ("checked", 200, False)
+    assert (result["status"], result["records"], result["unreadable"], result["notify"]) == ("checked", 200, 0, False)
     namespace, dimensions, values = world.metrics.put_calls[0]
     assert namespace == "aws/sagemaker/Endpoints/data-metrics"
     assert dimensions == {"Endpoint": "churn", "MonitoringSchedule": "shepherd-test-monitor-churn"}
     assert {f"feature_baseline_drift_{name}" for name in FEATURES} <= set(values)
+
+
+def test_captured_requests_that_cannot_be_read_are_counted_in_the_outcome(world: World) -> None:
+    # Given an hour of traffic and one captured request whose body is not base64 as its encoding says
+    world.hour_of_traffic(seed=1)
+    broken = {"captureData": {"endpointInput": {"observedContentType": "text/csv", "data": "?", "encoding": "BASE64"}}}
+    world.bucket.put(f"{CAPTURE}AllTraffic/{AT:%Y/%m/%d/%H}/broken.jsonl", json.dumps(broken) + "\n", AT)
+    # When the monitor runs, then the readable ones are checked and the broken one is counted, not dropped silently
+    result = world.run()
+    assert (result["records"], result["unreadable"]) == (200, 1)
 
 
 def test_drift_alerts_and_the_notification_says_where(world: World) -> None:

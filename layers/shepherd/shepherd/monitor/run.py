@@ -120,7 +120,13 @@ def monitor(deps: Deps, request: MonitorRequest) -> dict[str, Any]:
     )
     names = [f["name"] for f in baseline.get("features", [])]
     dataset = from_capture(read.captured, names=names)
-    outcome |= {"package": arn, "objects_read": read.objects, "records": dataset.item_count, "complete": read.complete}
+    outcome |= {
+        "package": arn,
+        "objects_read": read.objects,
+        "records": dataset.item_count,
+        "unreadable": dataset.unreadable,
+        "complete": read.complete,
+    }
     if dataset.item_count == 0:
         _save_state(deps, request.model, state | {"capture": checkpoint.to_json(), "last_run": at.isoformat()})
         return outcome | {"status": "no_data", "reason": f"no captured requests of {endpoint} since the last run"}
