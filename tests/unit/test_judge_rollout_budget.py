@@ -318,14 +318,18 @@ def test_full_does_not_roll_back_a_candidate_as_good_as_a_small_baseline() -> No
     assert _judge_quality(_minutes(300, 120), settings).verdict is not Verdict.ROLLBACK
 
 
-def _exact_exits(settings: MetricSettings, rate: float, looks: int) -> tuple[float, float]:
+def _exact_exits(
+    settings: MetricSettings, rate: float, looks: int, *, upper: float | None = None
+) -> tuple[float, float]:
     """Exact (P(ROLLBACK), P(PROMOTE)) of full's test against SMALL_BASELINE for a candidate with bad-event rate
     `rate`, looked at after every labelled answer up to `looks`: a dynamic programme over the count of bad answers,
-    with the engine's own weights and boundaries (read from one-answer judgements)."""
+    with the engine's own weights and boundaries (read from one-answer judgements; `upper` replaces its ROLLBACK
+    boundary)."""
     bad_weight = _judge_quality([(1, 1)], settings).statistic
     good_weight = _judge_quality([(1, 0)], settings).statistic
     first = _judge_quality([(1, 0)], settings)
-    upper, lower = first.rollback_boundary, first.promote_boundary
+    lower = first.promote_boundary
+    upper = first.rollback_boundary if upper is None else upper
     live = np.array([1.0])  # live[k]: still undecided with k bad of n
     rolled = promoted = 0.0
     for n in range(1, looks + 1):
@@ -341,10 +345,15 @@ def _exact_exits(settings: MetricSettings, rate: float, looks: int) -> tuple[flo
 def test_full_against_a_small_baseline_keeps_its_error_rates_exactly() -> None:
     settings = _full_quality()
     sprt_alpha = settings.alpha / 2 / 2  # shared by two metrics; half of it for the bound on the baseline's rate
-    # H0 at the (capped) p0: the SPRT's part of alpha, as Wald's boundary promises (<= alpha / (1 - beta))
+    # H0 at the (capped) p0: at most the SPRT's part of alpha itself, looked at after every answer (the ROLLBACK
+    # boundary is ln(1/alpha): Ville's inequality), 1.0e-7 against 1.25e-7 ...
     rolled, promoted = _exact_exits(settings, 0.5, 3_000)
-    assert rolled <= sprt_alpha / (1 - settings.beta)
+    assert _judge_quality([(1, 0)], settings).rollback_boundary == pytest.approx(-math.log(sprt_alpha))
+    assert rolled <= sprt_alpha
     assert rolled + promoted == pytest.approx(1.0)
+    # ... where Wald's ln((1 - beta) / alpha), with full's beta of 0.5, spent 2.0e-7: more than the stated alpha
+    wald, _ = _exact_exits(settings, 0.5, 3_000, upper=math.log((1 - settings.beta) / sprt_alpha))
+    assert wald > sprt_alpha
     # H1, odds three times p0's (75 % wrong): PROMOTE within beta; the e2e candidate (80 %) is all but surely rolled
     # back (0.2 % PROMOTE, looked at after every answer; the rate-scale p1 promoted it almost surely)
     assert _exact_exits(settings, 0.75, 3_000)[1] <= settings.beta

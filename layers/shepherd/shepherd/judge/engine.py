@@ -171,9 +171,10 @@ def judge_against_baseline(
         p0 = min(p0, 0.5)
     p1 = alternative_rate(p0, settings.delta)
     bad_weight, good_weight = math.log(p1 / p0), math.log((1.0 - p1) / (1.0 - p0))
-    upper, lower = math.log((1.0 - settings.beta) / sprt_alpha), math.log(settings.beta / (1.0 - sprt_alpha))
-    if settings.rollback_only:  # a monitor for the whole stage: Ville's boundary, no PROMOTE exit
-        upper = -math.log(sprt_alpha)
+    # ROLLBACK at ln(1/alpha): the likelihood ratio is a martingale under H0, so by Ville's inequality it ever reaches
+    # 1/alpha with chance <= alpha, at any look, with or without a PROMOTE exit. Wald's ln((1 - beta)/alpha) promised
+    # only alpha/(1 - beta): twice the stated alpha at full's beta of 0.5. PROMOTE keeps Wald's ln(beta/(1 - alpha)).
+    upper, lower = -math.log(sprt_alpha), math.log(settings.beta / (1.0 - sprt_alpha))
     may_promote = baseline.samples >= settings.min_samples and not settings.rollback_only
     statistic, samples, bad, decided, verdict = 0.0, 0, 0, None, Verdict.CONTINUE
     for minute, count, events in _baseline_bins(observations, metric) if baseline.samples else []:
@@ -199,7 +200,7 @@ def judge_against_baseline(
     if verdict is Verdict.ROLLBACK and decided is not None:
         explanation = (
             f"The new champion's {what} is higher than the old champion's ({seen}; evidence {statistic:.2f} "
-            f">= {upper:.2f}, chance this is a fluke <= {alpha_spent / (1 - settings.beta):.1%})."
+            f">= {upper:.2f}, chance this is a fluke <= {alpha_spent:.1%})."
         )
     elif verdict is Verdict.PROMOTE:
         explanation = (
