@@ -6,6 +6,7 @@ Shared by the schedule rules and Scheduler schedules (localcloud.scheduler) and 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import re
 
 _RATE = re.compile(r"^rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)$")
@@ -102,3 +103,11 @@ class ScheduleExpression:
                 return candidate
             candidate += datetime.timedelta(minutes=1)
         raise ValueError(f"schedule {self.expression!r} never fires")
+
+
+def start_delay(key: str, window: datetime.timedelta) -> datetime.timedelta:
+    """A delay in [0, window], whole seconds, fixed by ``key``: a service's documented start jitter, reproducible.
+
+    sha256, not hash(): Python salts str hashes per process, and a run must start at the same time in every one."""
+    digest = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
+    return datetime.timedelta(seconds=digest % (int(window.total_seconds()) + 1))

@@ -64,6 +64,34 @@ def test_every_six_hours_from_five_fires_at_five_eleven_seventeen_and_twenty_thr
     assert fired == [5, 11, 17, 23]
 
 
+def test_scheduled_runs_start_within_model_monitors_0_to_20_minutes_spread_over_schedules() -> None:
+    # Given 300 hourly schedules and the hour they are due
+    scheduled = datetime(2026, 12, 7, 18, 0, tzinfo=UTC)
+    names = [f"monitoring-schedule-2026-12-07-17-{i:04d}" for i in range(300)]
+
+    # When each one's execution starts
+    delays = [executions.start_time(name, SEED_CRON, scheduled) - scheduled for name in names]
+
+    # Then every start lies in AWS's documented delay, and the starts spread over it rather than sit on one minute
+    assert all(timedelta(0) <= delay <= timedelta(minutes=20) for delay in delays)
+    assert min(delays) < timedelta(minutes=2)
+    assert max(delays) > timedelta(minutes=18)
+    assert {delay.seconds // 60 for delay in delays} >= set(range(20))  # every minute of the window taken
+
+
+def test_a_schedules_runs_start_at_the_same_delay_every_hour() -> None:
+    first = datetime(2026, 12, 7, 18, 0, tzinfo=UTC)
+    delay = executions.start_time("drift-hourly", SEED_CRON, first) - first
+    for hours in (1, 2, 24, 24 * 31):
+        later = first + timedelta(hours=hours)
+        assert executions.start_time("drift-hourly", SEED_CRON, later) - later == delay
+
+
+def test_a_now_run_starts_at_once() -> None:
+    moment = datetime(2026, 12, 7, 18, 7, 31, tzinfo=UTC)
+    assert executions.start_time("adhoc", executions.NOW, moment) == moment
+
+
 @pytest.mark.parametrize(
     "expression", ["cron(0 * ? * * *)", SEED_CRON, "cron(0 12 ? * * *)", "cron(0 17/12 ? * * *)", "NOW"]
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -9,7 +11,7 @@ import pytest
 
 from localcloud import clock as clock_module
 from localcloud.clock import VirtualClock
-from localcloud.cron import ScheduleExpression
+from localcloud.cron import ScheduleExpression, start_delay
 
 # 2024-03-08 is a Friday.
 FRIDAY_MORNING = datetime(2024, 3, 8, 9, 30, 0, tzinfo=UTC)
@@ -322,3 +324,31 @@ def test_fractional_scale_slows_time(monotonic: FakeMonotonic) -> None:
     # Then 5 virtual seconds have passed, and a virtual second lasts two real ones
     assert clock.now() - before == timedelta(seconds=5)
     assert clock.wall_seconds(1) == 2.0
+
+
+# ---------------------------------------------------------------- start delays
+
+
+def test_a_start_delay_lies_in_its_window_and_depends_on_its_key() -> None:
+    window = timedelta(minutes=20)
+    delays = {start_delay(f"schedule-{i}", window) for i in range(100)}
+    assert all(timedelta(0) <= d <= window for d in delays)
+    assert len(delays) > 90  # whole seconds out of 1,201: keys rarely share one
+
+
+def test_a_start_delay_is_the_same_in_every_process() -> None:
+    # Given two interpreters whose str hashes differ (PYTHONHASHSEED)
+    code = "from datetime import timedelta; from localcloud.cron import start_delay; "
+    code += "print(start_delay('monitoring-schedule/churn', timedelta(minutes=20)))"
+    printed = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={"PYTHONHASHSEED": seed, "PYTHONPATH": ":".join(sys.path)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2")
+    }
+    # Then both give this process's delay
+    assert printed == {f"{start_delay('monitoring-schedule/churn', timedelta(minutes=20))}\n"}

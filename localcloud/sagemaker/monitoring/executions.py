@@ -3,8 +3,9 @@
 Model Monitor's cron forms ("The cron Expression for Monitoring Schedule", SageMaker guide): hourly
 cron(0 * ? * * *), daily cron(0 H ? * * *), every N hours cron(0 H/N ? * * *) with N from 1 to 24, and NOW (one
 execution, at once, over DataAnalysisStartTime..DataAnalysisEndTime). An execution starts "0-20 minutes" after its
-scheduled time; locally always START_BUFFER after it. Its window is the hour before the scheduled time unless the
-input's StartTimeOffset / EndTimeOffset say otherwise; its outputs go under <S3Uri>/<endpoint>/<schedule>/yyyy/mm/dd/hh.
+scheduled time; locally a delay in that window drawn from the schedule's name (start_time). Its window is the hour
+before the scheduled time unless the input's StartTimeOffset / EndTimeOffset say otherwise; its outputs go under
+<S3Uri>/<endpoint>/<schedule>/yyyy/mm/dd/hh.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from localcloud.cron import ScheduleExpression
+from localcloud.cron import ScheduleExpression, start_delay
 from localcloud.sagemaker.control_plane import SageMakerError
 
-START_BUFFER = timedelta(minutes=2)  # within Model Monitor's documented 0-20 minutes; fixed so that runs repeat
+# "there could be a delay of 0-20 minutes from the actual requested time to run the execution"
+# (https://docs.aws.amazon.com/sagemaker/latest/dg/model-monitor-schedule-expression.html)
+START_WINDOW = timedelta(minutes=20)
 NOW = "NOW"
 _HOUR_FIELD = re.compile(r"\*|(\d{1,2})(/(\d{1,2}))?")
 _OFFSET = re.compile(r"-P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?)?")
@@ -52,6 +55,14 @@ def offset(value: str | None, default: timedelta) -> timedelta:
         raise SageMakerError(f"Invalid time offset {value!r}: expected a negative ISO 8601 duration such as -PT1H.")
     days, hours, minutes = (int(g or 0) for g in match.groups())
     return -timedelta(days=days, hours=hours, minutes=minutes)
+
+
+def start_time(schedule: str, expression: str, scheduled: datetime) -> datetime:
+    """When an execution scheduled at ``scheduled`` starts: NOW at once; a cron run within Model Monitor's 0-20 minutes,
+    at a delay fixed per schedule name, so a schedule's runs start at the same minute past the hour in every run."""
+    if expression == NOW:
+        return scheduled
+    return scheduled + start_delay(f"monitoring-schedule/{schedule}", START_WINDOW)
 
 
 def next_scheduled(expression: str, after: datetime) -> datetime:

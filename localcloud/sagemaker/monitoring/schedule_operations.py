@@ -33,7 +33,7 @@ class Schedule:
     created: datetime
     modified: datetime
     status: str = "Scheduled"
-    next_run: datetime | None = None  # the next scheduled time (its execution starts START_BUFFER later)
+    next_run: datetime | None = None  # the next scheduled time (its execution starts at executions.start_time)
     executions: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -106,7 +106,7 @@ class MonitoringOperations(ProcessingOperations, JobDefinitionOperations):
     def _first_run(self, schedule: Schedule) -> datetime:
         now = self.clock.now()
         if schedule.expression == executions.NOW:
-            return now - executions.START_BUFFER
+            return now
         return executions.next_scheduled(schedule.expression, now)
 
     def _schedule(self, name: str) -> Schedule:
@@ -245,7 +245,7 @@ class MonitoringOperations(ProcessingOperations, JobDefinitionOperations):
                     for s in self.schedules.values()
                     if s.status == "Scheduled"
                     and s.next_run is not None
-                    and s.next_run + executions.START_BUFFER <= now
+                    and executions.start_time(s.name, s.expression, s.next_run) <= now
                 ]
                 starts = []
                 for schedule in due:
