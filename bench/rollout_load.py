@@ -1,4 +1,5 @@
-"""Bounded load through a full rollout (issue 20): per-stage failures and latency against the same load, no rollout.
+"""Bounded load through a full rollout and a rollback (issue 20): per-stage failures and latency, against the same
+load with no rollout.
 
 Writes bench/results/rollout_load.json (or --out DIR). A report, not a test: always exits 0.
 How it is built: docs/BENCHMARKS.md, "rollout_load.py".
@@ -28,7 +29,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_rollout_cost import Run, config, table  # noqa: E402
 
-from localcloud.demo import MODEL, Traffic  # noqa: E402
+from localcloud.demo import FAULTY_SUFFIX, MODEL, Traffic  # noqa: E402
 from localcloud.server import CREDENTIALS, REGION  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -48,9 +49,10 @@ class Settings:
     rate: float = 20.0  # requests per second, on a fixed schedule (open loop)
     time_scale: float = 60.0
     warmup_seconds: float = 3.0
-    baseline_seconds: float = 60.0  # phase A: v1 serving, no rollout
-    after_seconds: float = 20.0  # phase C: v2 serving after the rollout, no rollout (a second baseline)
-    rollout_cap_seconds: float = 600.0  # phase B stops here if the rollout has not ended
+    baseline_seconds: float = 60.0  # the baseline: v1 serving, no rollout
+    after_seconds: float = 20.0  # after each rollout: the champion serving, no rollout (a later baseline)
+    rollout_cap_seconds: float = 600.0  # a rollout's phase ends here if the rollout has not
+    rollback: bool = True  # then a faulty v3 (the demo's: half its answers are errors), no shadow, rolled back
     ab_steps: list[int] = field(default_factory=lambda: [10, 25, 50])
     watch_minutes: int = 20
     rows: int = 3000
@@ -75,8 +77,9 @@ class Sample:
     sent: float  # wall time it was sent
     ms: float  # client wall time from send to answer (or error)
     outcome: str  # ok | model_error | failed
-    variant: str = ""
+    variant: str = ""  # the variant that answered, or whose container answered with an error
     error: str = ""
+    part: str = ""  # <scenario>/<part of the run> it was sent in, from the executions' histories
 
 
 class Load(Traffic):
@@ -107,14 +110,15 @@ class Load(Traffic):
 
     def measure(self, scheduled: float) -> None:
         answered, failed, refused = self.answered, len(self.failures), sum(self.model_errors.values())
-        before = dict(self.by_variant)
+        before, errors_before = dict(self.by_variant), dict(self.model_errors)
         sent, began = time.time(), time.perf_counter()
         self.send()
         ms = 1000 * (time.perf_counter() - began)
         if len(self.failures) > failed:
             sample = Sample(scheduled, sent, ms, "failed", error=self.failures[-1][:300])
         elif sum(self.model_errors.values()) > refused:
-            sample = Sample(scheduled, sent, ms, "model_error", error=self.unexpected[-1][:300])
+            variant = next((v for v, n in self.model_errors.items() if n > errors_before.get(v, 0)), "?")
+            sample = Sample(scheduled, sent, ms, "model_error", variant=variant, error=self.unexpected[-1][:300])
         elif self.answered > answered:
             variant = next((v for v, n in self.by_variant.items() if n > before.get(v, 0)), "?")
             sample = Sample(scheduled, sent, ms, "ok", variant=variant)
@@ -128,8 +132,9 @@ class LoadRun(Run):
         super().__init__(settings.time_scale, settings.rate, 0.0, settings.rows)
         self.settings = settings
         self.load: Load | None = None
-        self.marks: dict[str, float] = {}
+        self.marks: list[tuple[float, str, str]] = []  # (wall time, scenario, part) where each part begins
         self.loadavg: list[tuple[float, float]] = []
+        self.stopped = 0.0
         self._sampling = threading.Event()
 
     def runtime_client(self) -> Any:
@@ -152,14 +157,24 @@ class LoadRun(Run):
         while not self._sampling.wait(1.0):
             self.loadavg.append((time.time(), os.getloadavg()[0]))
 
-    def project(self) -> dict[str, Any]:
+    def project(self, *, shadow: bool = True) -> dict[str, Any]:
         s = self.settings
         raw = config(s.ab_steps, 1)
         raw["endpoint"]["autoscaling"] = {"enabled": False, "reason": "the load bench compares fixed capacity"}
+        raw["rollout"]["shadow"]["enabled"] = shadow
         raw["rollout"]["full"] = {"max_duration_minutes": 30}
         raw["rollout"]["post_promotion_watch"] = {"enabled": True, "max_duration_minutes": s.watch_minutes}
         raw["rollout"]["judge"]["error_rate"]["floor_rate"] = FLOOR_RATE
         return raw
+
+    def upload_project(self, project: dict[str, Any], inference: bytes) -> None:
+        import yaml
+
+        from localcloud.demo import EXAMPLE
+
+        self.upload(f"models/{MODEL}/shepherd.yaml", yaml.safe_dump(project).encode())
+        self.upload(f"models/{MODEL}/code/train.py", (EXAMPLE / "train.py").read_bytes())
+        self.upload(f"models/{MODEL}/code/inference.py", inference)
 
     def rollout_done(self, prefix: str) -> bool:
         sfn = self.cloud.client("stepfunctions")
@@ -167,9 +182,10 @@ class LoadRun(Run):
         mine = [e for e in listed if e["name"].startswith(prefix)]
         return bool(mine) and all(e["status"] != "RUNNING" for e in mine)
 
-    def execute(self) -> dict[str, Any]:
-        import yaml
+    def mark(self, scenario: str, part: str) -> None:
+        self.marks.append((time.time(), scenario, part))
 
+    def execute(self) -> dict[str, Any]:
         from localcloud.demo import EXAMPLE, sys_path_example
 
         s = self.settings
@@ -179,9 +195,8 @@ class LoadRun(Run):
         self.cloud.start()
         self.outputs = self.cloud.deploy(ROOT / "template.yaml", {"StageName": "bench"}, "bench")
         self.log(f"local cloud on {self.cloud.endpoint} (time scale {s.time_scale:g}), template.yaml deployed")
-        self.upload(f"models/{MODEL}/shepherd.yaml", yaml.safe_dump(self.project()).encode())
-        for name in ("train.py", "inference.py"):
-            self.upload(f"models/{MODEL}/code/{name}", (EXAMPLE / name).read_bytes())
+        good = (EXAMPLE / "inference.py").read_bytes()
+        self.upload_project(self.project(), good)
         self.dataset("week-1", seed=7)
         self.log(
             f"ModelLifecycle week-1: {self.wait('ModelLifecycleStateMachineArn', f'{MODEL}-week-1-', 600)['status']}"
@@ -191,46 +206,58 @@ class LoadRun(Run):
         held_out = generate(600, seed=99).drop(columns=["target"])
         rows = [(",".join(str(v) for v in row), 0) for row in held_out.itertuples(index=False)]
         threading.Thread(target=self.sample_load, name="loadavg", daemon=True).start()
-        budget = s.warmup_seconds + s.baseline_seconds + 120 + s.rollout_cap_seconds + s.after_seconds
-        self.marks["start"] = time.time()
-        self.load = Load(self.runtime_client(), rows, s.rate, until=self.marks["start"] + budget)
+        phase = 120 + s.rollout_cap_seconds + s.after_seconds  # training, the rollout, the phase after it
+        budget = s.warmup_seconds + s.baseline_seconds + phase * (2 if s.rollback else 1)
+        self.mark(NO_ROLLOUT, "warmup")
+        self.load = Load(self.runtime_client(), rows, s.rate, until=self.marks[0][0] + budget)
         self.load.start()
         self.log(
-            f"phase A: {s.rate:g} requests/s, v1 serving, {s.baseline_seconds:g} s after {s.warmup_seconds:g} s warm-up"
+            f"baseline: {s.rate:g} requests/s, v1 serving, {s.baseline_seconds:g} s"
+            f" after {s.warmup_seconds:g} s warm-up"
         )
         time.sleep(s.warmup_seconds)
-        self.marks["baseline"] = time.time()
+        self.mark(NO_ROLLOUT, "baseline")
         time.sleep(s.baseline_seconds)
-        self.marks["training"] = time.time()
-        self.dataset("week-2", seed=8)
-        life = self.wait("ModelLifecycleStateMachineArn", f"{MODEL}-week-2-", 600)
-        self.log(
-            f"ModelLifecycle week-2: {life['status']}; phase B: the v2 rollout, at most {s.rollout_cap_seconds:g} s"
-        )
-        cap = time.time() + s.rollout_cap_seconds
-        while time.time() < cap and not self.rollout_done(f"{MODEL}-v2-"):
-            time.sleep(0.5)
-        ended = self.rollout_done(f"{MODEL}-v2-")
-        self.marks["rollout_over"] = time.time()
-        self.log(f"phase B {'over' if ended else 'capped'}; phase C: v2 serving, {s.after_seconds:g} s")
-        time.sleep(s.after_seconds)
-        self.marks["stop"] = time.time()
+        ended = {"promotion": self.scenario("promotion", "week-2", 2, self.project(), good)}
+        if s.rollback:
+            # The demo's faulty candidate: v2's data and model, an inference.py failing half its requests. It
+            # passes evaluation; no shadow, so it serves clients in A/B until the judge rolls it back.
+            faulty = good + FAULTY_SUFFIX.encode()
+            ended["rollback"] = self.scenario("rollback", "week-3", 3, self.project(shadow=False), faulty)
+        self.stopped = time.time()
         self.load.stop()
         self._sampling.set()
         return self.results(ended)
 
+    def scenario(self, name: str, dataset: str, version: int, project: dict[str, Any], inference: bytes) -> bool:
+        """Train ``version`` on ``dataset`` and roll it out under the load; then ``after_seconds`` with no rollout."""
+        s = self.settings
+        self.mark(name, "training")
+        self.upload_project(project, inference)
+        self.dataset(dataset, seed=8)
+        life = self.wait("ModelLifecycleStateMachineArn", f"{MODEL}-{dataset}-", 600)
+        self.log(
+            f"{name}: ModelLifecycle {dataset}: {life['status']};"
+            f" the v{version} rollout, at most {s.rollout_cap_seconds:g} s"
+        )
+        cap = time.time() + s.rollout_cap_seconds
+        prefix = f"{MODEL}-v{version}-"
+        while time.time() < cap and not self.rollout_done(prefix):
+            time.sleep(0.5)
+        ended = self.rollout_done(prefix)
+        self.log(f"{name}: the rollout {'is over' if ended else 'was capped'}; {s.after_seconds:g} s with no rollout")
+        time.sleep(s.after_seconds)
+        return ended
+
     # ------------------------------------------------------------------------------------ stages
 
-    def boundaries(self) -> tuple[list[tuple[float, str]], list[dict[str, Any]]]:
-        """(wall time, label) where each part of the run begins, from the v2 executions' histories."""
+    def boundaries(self, scenario: str, version: int) -> tuple[list[tuple[float, str, str]], list[dict[str, Any]]]:
+        """(wall time, scenario, part) where each part of a rollout begins, from its executions' histories."""
         sfn = self.cloud.client("stepfunctions")
         listed = sfn.list_executions(stateMachineArn=self.outputs["RolloutStateMachineArn"])["executions"]
-        executions = sorted((e for e in listed if e["name"].startswith(f"{MODEL}-v2-")), key=lambda e: e["startDate"])
-        marks = [
-            (self.marks["start"], "warmup"),
-            (self.marks["baseline"], "baseline"),
-            (self.marks["training"], "training"),
-        ]
+        prefix = f"{MODEL}-v{version}-"
+        executions = sorted((e for e in listed if e["name"].startswith(prefix)), key=lambda e: e["startDate"])
+        marks: list[tuple[float, str, str]] = []
         described = []
         for execution in executions:
             d = sfn.describe_execution(executionArn=execution["executionArn"])
@@ -243,7 +270,7 @@ class LoadRun(Run):
                 }
             )
             if execution is executions[0]:  # from its start to the first stage: Prepare, configs, the lock
-                marks.append((d["startDate"].timestamp(), "prepare"))
+                marks.append((d["startDate"].timestamp(), scenario, "prepare"))
             for event in self.history(execution["executionArn"]):
                 if not event["type"].endswith("StateEntered"):
                     continue
@@ -254,40 +281,48 @@ class LoadRun(Run):
                     stages = entered.get("state", {}).get("stages") or []
                     spec = stages[index] if index < len(stages) else {}
                     kind, weight = spec.get("kind", "?"), spec.get("weight")
-                    marks.append((at, f"ab{weight:g}" if kind == "ab" and weight is not None else kind))
+                    label = f"ab{weight:g}" if kind == "ab" and weight is not None else kind
+                    marks.append((at, scenario, label))
                 elif details["name"] in ("Finalize", "RollbackWeights", "RollbackConfig"):
                     label = "finalize" if details["name"] == "Finalize" else "rollback"
-                    if marks[-1][1] != label:
-                        marks.append((at, label))
+                    if not marks or marks[-1][2] != label:
+                        marks.append((at, scenario, label))
         if executions:
             stopped = [e.get("stopDate") for e in executions]
             if all(stopped):
-                marks.append((max(t.timestamp() for t in stopped if t), "after"))
-        return sorted(marks), described
+                marks.append((max(t.timestamp() for t in stopped if t), scenario, "after"))
+        return marks, described
 
-    def outcome(self) -> str:
+    def outcome(self, version: int) -> str:
         items = self.cloud.client("dynamodb").query(
             TableName=self.outputs["RolloutsTableName"],
             KeyConditionExpression="pk = :pk AND begins_with(sk, :r)",
             ExpressionAttributeValues={":pk": {"S": f"endpoint#{MODEL}"}, ":r": {"S": "record#"}},
         )["Items"]
         events = [json.loads(i["entry"]["S"]) for i in items]
-        ends = [e["event"] for e in events if e.get("package", "").endswith("/2") and e["event"] in ENDINGS]
+        ends = [e["event"] for e in events if e.get("package", "").endswith(f"/{version}") and e["event"] in ENDINGS]
         return ends[-1] if ends else "running"
 
-    def results(self, ended: bool) -> dict[str, Any]:
+    def results(self, ended: dict[str, bool]) -> dict[str, Any]:
         assert self.load is not None
-        marks, executions = self.boundaries()
+        versions = {"promotion": 2, "rollback": 3}
+        marks = list(self.marks)
+        executions = {}
+        for name in ended:
+            found, executions[name] = self.boundaries(name, versions[name])
+            marks.extend(found)
+        marks.sort()
         samples = self.load.samples
-        tagged: dict[str, list[Sample]] = {}
+        tagged: dict[tuple[str, str], list[Sample]] = {}
         for sample in samples:
-            label = next((name for at, name in reversed(marks) if at <= sample.sent), "warmup")
-            tagged.setdefault(label, []).append(sample)
-        base = tagged.get("baseline", [])
-        after = tagged.get("after", [])
+            scenario, part = next(
+                ((sc, p) for at, sc, p in reversed(marks) if at <= sample.sent), (NO_ROLLOUT, "warmup")
+            )
+            sample.part = f"{scenario}/{part}"
+            tagged.setdefault((scenario, part), []).append(sample)
+        base = tagged.get((NO_ROLLOUT, "baseline"), [])
         reference = {"p50": percentile([x.ms for x in base], 50), "p99": percentile([x.ms for x in base], 99)}
         order = [
-            "baseline",
             "training",
             "prepare",
             "shadow",
@@ -298,10 +333,28 @@ class LoadRun(Run):
             "rollback",
             "after",
         ]
-        labels = [name for name in order if name in tagged] + sorted(set(tagged) - set(order) - {"warmup"})
-        rows = {name: stage(tagged[name], reference, self.loadavg) for name in labels}
-        rollout_labels = [n for n in labels if n not in ("baseline", "training", "after", "warmup")]
-        rollout_failures = sum(rows[n]["failed"] for n in rollout_labels)
+        scenarios: dict[str, Any] = {}
+        for name, over in ended.items():
+            parts = {p for sc, p in tagged if sc == name}
+            labels = [p for p in order if p in parts] + sorted(parts - set(order))
+            rows = {p: stage(tagged[(name, p)], reference, self.loadavg) for p in labels}
+            during = [p for p in labels if p not in ("training", "after")]
+            failures = sum(rows[p]["failed"] for p in during)
+            outcome = self.outcome(versions[name])
+            expected = "promoted" if name == "promotion" else "rolled-back"
+            scenarios[name] = {
+                "version": versions[name],
+                "ended": over,
+                "outcome": outcome,
+                "executions": executions[name],
+                "stages": rows,
+                "rollout_caused_failures": failures,
+                # a faulty candidate's own error answers: served to clients, counted apart, not excused
+                "bad_answers_served": sum(rows[p]["model_errors"] for p in during),
+                "holds": over and outcome == expected and failures == 0,
+            }
+        baseline = stage(base, reference, self.loadavg) if base else {}
+        started = self.marks[0][0]
         return {
             "settings": asdict(self.settings)
             | {
@@ -311,23 +364,22 @@ class LoadRun(Run):
                 "instances_per_variant": 2,
                 "autoscaling": False,
             },
-            "rollout": {"ended": ended, "outcome": self.outcome(), "executions": executions},
-            "marks": [{"at": round(at - self.marks["start"], 2), "part": name} for at, name in marks],
-            "stages": rows,
+            "baseline": baseline,
+            "scenarios": scenarios,
+            "marks": [{"at": round(at - started, 2), "scenario": sc, "part": p} for at, sc, p in marks],
             "claim": {
-                "rollout_caused_failures": rollout_failures,
-                "rollout_model_errors": sum(rows[n]["model_errors"] for n in rollout_labels),
-                "holds": ended and rollout_failures == 0,
+                "rollout_caused_failures": sum(x["rollout_caused_failures"] for x in scenarios.values()),
+                "bad_answers_served": sum(x["bad_answers_served"] for x in scenarios.values()),
+                "holds": all(x["holds"] for x in scenarios.values()),
             },
-            "after_vs_baseline_p50": ratio(rows.get("after", {}).get("p50_ms"), reference["p50"]),
             "requests": len(samples),
             "skipped_slots": self.load.skipped_slots,
-            "failures": [asdict(x) for x in samples if x.outcome != "ok"][:20],
-            "wall_seconds": round(self.marks["stop"] - self.marks["start"], 1),
-            "after_samples": len(after),
+            "failures": [asdict(x) for x in samples if x.outcome == "failed"][:20],
+            "wall_seconds": round(self.stopped - started, 1),
         }
 
 
+NO_ROLLOUT = "none"  # the scenario of the warm-up and the baseline
 ENDINGS = ("promoted", "rolled-back", "inconclusive", "rollback-failed", "ended")
 
 
@@ -361,9 +413,12 @@ def stage(
     load = [value for at, value in loadavg if first <= at <= last]
     p50, p99 = percentile(ms, 50), percentile(ms, 99)
     variants: dict[str, int] = {}
+    errors_from: dict[str, int] = {}
     for x in samples:
-        if x.variant:
+        if x.outcome == "ok":
             variants[x.variant] = variants.get(x.variant, 0) + 1
+        elif x.outcome == "model_error":
+            errors_from[x.variant] = errors_from.get(x.variant, 0) + 1
     return {
         "requests": len(samples),
         "seconds": round(last - first, 1),
@@ -371,6 +426,7 @@ def stage(
         "failed": sum(x.outcome == "failed" for x in samples),
         "model_errors": sum(x.outcome == "model_error" for x in samples),
         "answered_by": variants,
+        "model_errors_from": errors_from,
         "p50_ms": round(p50, 2) if p50 is not None else None,
         "p99_ms": round(p99, 2) if p99 is not None else None,
         "p50_ratio": ratio(p50, reference["p50"]),
@@ -381,11 +437,13 @@ def stage(
 
 
 def report(results: dict[str, Any]) -> None:
-    s, r = results["settings"], results["rollout"]
-    print(
-        f"\n{s['rate']:g} requests/s, open loop, no retries, {s['read_timeout_seconds']} s timeout;"
-        f" rollout {r['outcome']}"
-    )
+    s = results["settings"]
+    print(f"\n{s['rate']:g} requests/s, open loop, no retries, {s['read_timeout_seconds']} s timeout")
+    rows = [("baseline (no rollout)", results["baseline"])] + [
+        (f"{name}: {part}", x)
+        for name, scenario in results["scenarios"].items()
+        for part, x in scenario["stages"].items()
+    ]
     print(
         table(
             [
@@ -415,28 +473,38 @@ def report(results: dict[str, Any]) -> None:
                     x["loadavg_1m_median"],
                     ", ".join(f"{k} {v}" for k, v in sorted(x["answered_by"].items())),
                 ]
-                for name, x in results["stages"].items()
+                for name, x in rows
+                if x
             ],
         )
     )
+    for name, x in results["scenarios"].items():
+        print(
+            f"{name}: v{x['version']} {x['outcome']}; rollout-caused failures {x['rollout_caused_failures']},"
+            f" bad answers served {x['bad_answers_served']}; {'holds' if x['holds'] else 'NOT shown'}"
+        )
     c = results["claim"]
     print(
-        f"\nrollout-caused failures: {c['rollout_caused_failures']} (model errors {c['rollout_model_errors']});"
-        f" claim 0 failures {'holds' if c['holds'] else 'NOT shown'}; skipped schedule slots {results['skipped_slots']}"
+        f"\nrollout-caused failures: {c['rollout_caused_failures']} (bad answers a candidate served:"
+        f" {c['bad_answers_served']}); claim {'holds' if c['holds'] else 'NOT shown'};"
+        f" skipped schedule slots {results['skipped_slots']};"
+        f" {results['requests']} requests in {results['wall_seconds']} s"
     )
     for failure in results["failures"][:5]:
-        print(f"  {failure['outcome']}: {failure['error']}")
+        print(f"  {failure['part']}: {failure['error']}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="shorter phases, one A/B step (under 5 minutes)")
+    parser.add_argument("--quick", action="store_true", help="shorter phases, one A/B step (about 4 minutes)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="directory for rollout_load.json")
     parser.add_argument("--rate", type=float, default=None, help="requests per second (default 20)")
+    parser.add_argument("--no-rollback", action="store_true", help="the promotion only, no faulty candidate")
     args = parser.parse_args()
     settings = Settings.for_mode(args.quick)
     if args.rate:
         settings.rate = args.rate
+    settings.rollback = not args.no_rollback
     run = LoadRun(settings)
     started = time.monotonic()
     try:
