@@ -7,27 +7,21 @@ How it is built: docs/BENCHMARKS.md, "bench_rollout_cost.py".
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
-import tempfile
 import threading
 import time
-import traceback
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import yaml
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # localcloud; cloud_run sits beside this script
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from cloud_run import RESULTS, STAGE_MAX_MINUTES, CloudRun, churn_project, json_object, perform, table
 
-from localcloud.demo import EXAMPLE, MODEL, Traffic, sys_path_example  # noqa: E402
-from localcloud.server import LocalCloud  # noqa: E402
+from localcloud.demo import MODEL, Traffic
 
-RESULTS = ROOT / "bench" / "results" / "rollout_cost.json"
 HISTORY_CAP = 25_000
 PRICES = {
     "region": "us-east-1",
@@ -37,27 +31,9 @@ PRICES = {
     "note": "us-east-1 list prices (x86 Lambda); free tiers (4,000 transitions and 1M requests a month) ignored",
 }
 LOOP_STATES = ("StageWait", "Judge", "Verdict")
-# The documented default (demo.py uses 60): at 25 requests per virtual minute an A/B step between two
-# equally good models needs tens of errors, and 60 virtual minutes (1,500 requests) is sometimes short.
-STAGE_MAX_MINUTES = 120
 
 
 # ---------------------------------------------------------------------------------------- the run
-
-
-def config(ab_steps: list[int], interval: int) -> dict[str, Any]:
-    """examples/churn/shepherd.yaml as the demo changes it (Demo._config), fixed capacity, A/B 10/25/50."""
-    raw = yaml.safe_load((EXAMPLE / "shepherd.yaml").read_text())
-    for gate in raw["evaluation"]["gates"]:
-        gate["must_beat_champion_by"] = None  # the datasets differ by seed; the thresholds hold
-    raw["endpoint"]["autoscaling"] = {"enabled": False, "reason": "the cost bench measures fixed capacity"}
-    raw["rollout"] = {
-        "judge_interval_minutes": interval,
-        "shadow": {"enabled": True, "max_duration_minutes": STAGE_MAX_MINUTES},
-        "ab": {"enabled": True, "steps": ab_steps, "max_duration_minutes": STAGE_MAX_MINUTES},
-        "judge": {"error_rate": {"alpha": 0.05, "beta": 0.2, "delta": 1.0, "min_samples": 50}},
-    }
-    return raw
 
 
 class InvocationLog:
@@ -88,49 +64,17 @@ class InvocationLog:
             return [c for c in self.calls if start <= c[0] <= stop]
 
 
-class Run:
+class Run(CloudRun):
     def __init__(self, time_scale: float, rate: float, malformed: float, rows: int) -> None:
-        self.time_scale, self.rate, self.malformed, self.rows = time_scale, rate, malformed, rows
-        self.cloud = LocalCloud(port=0, time_scale=time_scale, state_dir=Path(tempfile.mkdtemp(prefix="rollout-cost-")))
-        self.outputs: dict[str, str] = {}
+        super().__init__(time_scale, rows, "rollout-cost")
+        self.rate, self.malformed = rate, malformed
         self.traffic: Traffic | None = None
         self.invocations: InvocationLog | None = None
 
-    def log(self, message: str) -> None:
-        print(f"{time.strftime('%H:%M:%S')}  {message}", flush=True)
-
-    def upload(self, key: str, body: bytes) -> None:
-        self.cloud.client("s3").put_object(Bucket=self.outputs["DataBucketName"], Key=key, Body=body)
-
-    def dataset(self, name: str, seed: int) -> None:
-        from generate_data import generate  # examples/churn/generate_data.py (sys_path_example)
-
-        frame = generate(self.rows, seed=seed)
-        cut = int(len(frame) * 0.75)
-        for split, part in (("train", frame.iloc[:cut]), ("validation", frame.iloc[cut:])):
-            self.upload(f"training/{MODEL}/{name}/{split}/{split}.csv", part.to_csv(index=False).encode())
-        self.upload(f"training/{MODEL}/{name}/_READY", b"")
-
-    def wait(self, arn_key: str, prefix: str, timeout: float) -> dict[str, Any]:
-        sfn = self.cloud.client("stepfunctions")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for e in sfn.list_executions(stateMachineArn=self.outputs[arn_key])["executions"]:
-                if e["name"].startswith(prefix) and e["status"] != "RUNNING":
-                    return dict(sfn.describe_execution(executionArn=e["executionArn"]))
-            time.sleep(0.3)
-        raise TimeoutError(f"no {prefix} execution finished within {timeout:.0f} s")
-
-    def history(self, arn: str) -> list[dict[str, Any]]:
-        sfn, events, token = self.cloud.client("stepfunctions"), [], None
-        while True:
-            page = sfn.get_execution_history(
-                executionArn=arn, maxResults=1000, **({"nextToken": token} if token else {})
-            )
-            events.extend(page["events"])
-            token = page.get("nextToken")
-            if not token:
-                return events
+    def stop(self) -> None:
+        if self.traffic is not None:
+            self.traffic.stop()
+        super().stop()
 
     def memory(self) -> dict[str, int]:
         functions = self.cloud.client("lambda").list_functions()["Functions"]
@@ -139,24 +83,10 @@ class Run:
     def execute(self) -> dict[str, Any]:
         from localcloud.demo import Settings
 
-        sys_path_example()
-        self.cloud.start()
-        self.outputs = self.cloud.deploy(ROOT / "template.yaml", {"StageName": "bench"}, "bench")
+        self.deploy()
         self.invocations = InvocationLog()
-        self.log(f"local cloud on {self.cloud.endpoint} (time scale {self.time_scale:g}), template.yaml deployed")
-        project = config([10, 25, 50], 1)
-        self.upload(f"models/{MODEL}/shepherd.yaml", yaml.safe_dump(project).encode())
-        for name in ("train.py", "inference.py"):
-            self.upload(f"models/{MODEL}/code/{name}", (EXAMPLE / name).read_bytes())
-
-        self.dataset("week-1", seed=7)
-        life1 = self.wait("ModelLifecycleStateMachineArn", f"{MODEL}-week-1-", 600)
-        self.log(f"ModelLifecycle week-1: {life1['status']}")
-        first = self.wait("RolloutStateMachineArn", f"{MODEL}-v1-", 600)
-        self.log(f"Rollout v1 (first deployment): {first['status']}")
-
-        held_out = __import__("generate_data").generate(600, seed=99).drop(columns=["target"])
-        rows = [(",".join(str(v) for v in row), 0) for row in held_out.itertuples(index=False)]  # no labels used
+        life1, first = self.first_model(churn_project([10, 25, 50], 1))
+        rows = self.held_out_rows()
         client = self.cloud.client("sagemaker-runtime")
         self.traffic = Traffic(client, MODEL, rows, rate=self.rate, malformed=self.malformed).start()
         self.log(f"traffic: {self.rate:g} requests/s, {100 * self.malformed:g} % malformed")
@@ -241,20 +171,12 @@ def _short(function_name: str) -> str:
     return next((p for p in parts if p.endswith("Function")), function_name)
 
 
-def _json(text: str | None) -> dict[str, Any]:
-    try:
-        value = json.loads(text or "{}")
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def count(events: list[dict[str, Any]]) -> dict[str, Any]:
     """Transitions, events, Lambda tasks, judge calls (per stage) of one execution's history."""
     types = Counter(e["type"] for e in events)
     scheduled = [e["taskScheduledEventDetails"] for e in events if e["type"] == "TaskScheduled"]
     lambda_tasks = [s for s in scheduled if s.get("resourceType") == "lambda"]
-    arns = {str(_json(s.get("parameters")).get("FunctionName", "")) for s in lambda_tasks}
+    arns = {str(json_object(s.get("parameters")).get("FunctionName", "")) for s in lambda_tasks}
     functions = sorted({_short(arn.split(":function:")[-1].split(":")[0]) for arn in arns})
     by_state: Counter[str] = Counter()
     events_by_state: Counter[str] = Counter()
@@ -270,7 +192,7 @@ def count(events: list[dict[str, Any]]) -> dict[str, Any]:
             if current in ("EnterStage", "Finalize"):
                 enter_times.append((event["timestamp"].timestamp(), current))
             if current == "EnterStage":
-                entered = _json(details.get("input"))
+                entered = json_object(details.get("input"))
                 index = entered.get("pos", {}).get("i", len(stages))
                 spec = (entered.get("state", {}).get("stages") or [{}] * (index + 1))[index]
                 stages.append(
@@ -280,7 +202,7 @@ def count(events: list[dict[str, Any]]) -> dict[str, Any]:
         if event["type"] == "TaskScheduled" and event["taskScheduledEventDetails"].get("resourceType") == "lambda":
             lambda_by_state[current] += 1
         if event["type"] == "TaskStateExited" and event["stateExitedEventDetails"]["name"] == "Judge" and stages:
-            judged = _json(event["stateExitedEventDetails"].get("output")).get("verdict", {})
+            judged = json_object(event["stateExitedEventDetails"].get("output")).get("verdict", {})
             stages[-1]["judge_calls"] += 1
             stages[-1]["verdicts"][judged.get("verdict", "?")] += 1
             stages[-1]["last_explanation"] = judged.get("explanation")
@@ -395,17 +317,6 @@ def extrapolate(progressive: dict[str, Any], judge_gb_seconds: float) -> dict[st
 # ---------------------------------------------------------------------------------------- report
 
 
-def table(headers: list[str], rows: list[list[Any]]) -> str:
-    cells = [[str(c) for c in row] for row in [headers, *rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = [
-        "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
-        for r in cells
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
 def usd(value: float) -> str:
     return f"${value:.6f}" if value < 0.01 else f"${value:.4f}"
 
@@ -511,8 +422,8 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="do not write bench/results/rollout_cost.json")
     args = parser.parse_args()
     run = Run(args.time_scale, args.rate, args.malformed, args.rows)
-    started = time.monotonic()
-    try:
+
+    def measure() -> dict[str, Any]:
         results = run.execute()
         assert run.invocations is not None
         memory = run.memory()
@@ -520,20 +431,9 @@ def main() -> None:
         judge_gb = statistics.median(s for s, _ in judge) * memory.get(judge[0][1], 128) / 1024 if judge else 0.0
         results["extrapolation"] = extrapolate(results["progressive"], judge_gb)
         results["prices"] = PRICES
-        results["bench_wall_seconds"] = round(time.monotonic() - started, 1)
-        report(results)
-        if not args.no_write:
-            RESULTS.parent.mkdir(parents=True, exist_ok=True)
-            RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")
-            print(f"\nwrote {RESULTS.relative_to(ROOT)}")
-    except Exception:
-        traceback.print_exc()
-        print("FAILED: the run did not complete (a report, not a test: exit 0)")
-    finally:
-        if run.traffic is not None:
-            run.traffic.stop()
-        run.cloud.stop()
-    print(f"done in {time.monotonic() - started:.0f} s")
+        return results
+
+    perform(run, measure, report, None if args.no_write else RESULTS / "rollout_cost.json")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ import statistics
 import sys
 import threading
 import time
-import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,16 +22,13 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # localcloud; cloud_run sits beside this script
 
-from bench_rollout_cost import Run, config, table  # noqa: E402
+from cloud_run import RESULTS, CloudRun, churn_project, json_object, perform, table
 
-from localcloud.demo import FAULTY_SUFFIX, MODEL, Traffic  # noqa: E402
-from localcloud.server import CREDENTIALS, REGION  # noqa: E402
+from localcloud.demo import EXAMPLE, FAULTY_SUFFIX, MODEL, Traffic
+from localcloud.server import CREDENTIALS, REGION
 
-RESULTS = ROOT / "bench" / "results"
 # A request slower than this is a timeout: a failure (SageMaker's own invocation limit is 60 s; a client that
 # waits that long in a rollout has been failed already).
 READ_TIMEOUT_SECONDS = 10
@@ -127,9 +123,9 @@ class Load(Traffic):
         self.samples.append(sample)
 
 
-class LoadRun(Run):
+class LoadRun(CloudRun):
     def __init__(self, settings: Settings) -> None:
-        super().__init__(settings.time_scale, settings.rate, 0.0, settings.rows)
+        super().__init__(settings.time_scale, settings.rows, "rollout-load")
         self.settings = settings
         self.load: Load | None = None
         self.marks: list[tuple[float, str, str]] = []  # (wall time, scenario, part) where each part begins
@@ -153,28 +149,25 @@ class LoadRun(Run):
             ),
         )
 
+    def stop(self) -> None:
+        if self.load is not None:
+            self.load.stop()
+        self._sampling.set()
+        super().stop()
+
     def sample_load(self) -> None:
         while not self._sampling.wait(1.0):
             self.loadavg.append((time.time(), os.getloadavg()[0]))
 
     def project(self, *, shadow: bool = True) -> dict[str, Any]:
         s = self.settings
-        raw = config(s.ab_steps, 1)
+        raw = churn_project(s.ab_steps, 1)
         raw["endpoint"]["autoscaling"] = {"enabled": False, "reason": "the load bench compares fixed capacity"}
         raw["rollout"]["shadow"]["enabled"] = shadow
         raw["rollout"]["full"] = {"max_duration_minutes": 30}
         raw["rollout"]["post_promotion_watch"] = {"enabled": True, "max_duration_minutes": s.watch_minutes}
         raw["rollout"]["judge"]["error_rate"]["floor_rate"] = FLOOR_RATE
         return raw
-
-    def upload_project(self, project: dict[str, Any], inference: bytes) -> None:
-        import yaml
-
-        from localcloud.demo import EXAMPLE
-
-        self.upload(f"models/{MODEL}/shepherd.yaml", yaml.safe_dump(project).encode())
-        self.upload(f"models/{MODEL}/code/train.py", (EXAMPLE / "train.py").read_bytes())
-        self.upload(f"models/{MODEL}/code/inference.py", inference)
 
     def rollout_done(self, prefix: str) -> bool:
         sfn = self.cloud.client("stepfunctions")
@@ -186,25 +179,10 @@ class LoadRun(Run):
         self.marks.append((time.time(), scenario, part))
 
     def execute(self) -> dict[str, Any]:
-        from localcloud.demo import EXAMPLE, sys_path_example
-
         s = self.settings
-        sys_path_example()
-        from generate_data import generate  # examples/churn/generate_data.py
-
-        self.cloud.start()
-        self.outputs = self.cloud.deploy(ROOT / "template.yaml", {"StageName": "bench"}, "bench")
-        self.log(f"local cloud on {self.cloud.endpoint} (time scale {s.time_scale:g}), template.yaml deployed")
-        good = (EXAMPLE / "inference.py").read_bytes()
-        self.upload_project(self.project(), good)
-        self.dataset("week-1", seed=7)
-        self.log(
-            f"ModelLifecycle week-1: {self.wait('ModelLifecycleStateMachineArn', f'{MODEL}-week-1-', 600)['status']}"
-        )
-        self.log(f"Rollout v1 (first deployment): {self.wait('RolloutStateMachineArn', f'{MODEL}-v1-', 600)['status']}")
-
-        held_out = generate(600, seed=99).drop(columns=["target"])
-        rows = [(",".join(str(v) for v in row), 0) for row in held_out.itertuples(index=False)]
+        self.deploy()
+        self.first_model(self.project())
+        rows = self.held_out_rows()
         threading.Thread(target=self.sample_load, name="loadavg", daemon=True).start()
         phase = 120 + s.rollout_cap_seconds + s.after_seconds  # training, the rollout, the phase after it
         budget = s.warmup_seconds + s.baseline_seconds + phase * (2 if s.rollback else 1)
@@ -218,6 +196,7 @@ class LoadRun(Run):
         time.sleep(s.warmup_seconds)
         self.mark(NO_ROLLOUT, "baseline")
         time.sleep(s.baseline_seconds)
+        good = (EXAMPLE / "inference.py").read_bytes()
         ended = {"promotion": self.scenario("promotion", "week-2", 2, self.project(), good)}
         if s.rollback:
             # The demo's faulty candidate: v2's data and model, an inference.py failing half its requests. It
@@ -276,7 +255,7 @@ class LoadRun(Run):
                     continue
                 details, at = event["stateEnteredEventDetails"], event["timestamp"].timestamp()
                 if details["name"] == "EnterStage":
-                    entered = _json(details.get("input"))
+                    entered = json_object(details.get("input"))
                     index = int(entered.get("pos", {}).get("i", 0))
                     stages = entered.get("state", {}).get("stages") or []
                     spec = stages[index] if index < len(stages) else {}
@@ -381,14 +360,6 @@ class LoadRun(Run):
 
 NO_ROLLOUT = "none"  # the scenario of the warm-up and the baseline
 ENDINGS = ("promoted", "rolled-back", "inconclusive", "rollback-failed", "ended")
-
-
-def _json(text: str | None) -> dict[str, Any]:
-    try:
-        value = json.loads(text or "{}")
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -506,24 +477,7 @@ def main() -> None:
         settings.rate = args.rate
     settings.rollback = not args.no_rollback
     run = LoadRun(settings)
-    started = time.monotonic()
-    try:
-        results = run.execute()
-        results["bench_wall_seconds"] = round(time.monotonic() - started, 1)
-        report(results)
-        args.out.mkdir(parents=True, exist_ok=True)
-        path = args.out / "rollout_load.json"
-        path.write_text(json.dumps(results, indent=2, default=str) + "\n")
-        print(f"\nwrote {path}")
-    except Exception:
-        traceback.print_exc()
-        print("FAILED: the run did not complete (a report, not a test: exit 0)")
-    finally:
-        if run.load is not None:
-            run.load.stop()
-        run._sampling.set()
-        run.cloud.stop()
-    print(f"done in {time.monotonic() - started:.0f} s")
+    perform(run, run.execute, report, args.out / "rollout_load.json")
 
 
 if __name__ == "__main__":
