@@ -94,12 +94,17 @@ class FakeBucket(FakeObjects):
     read: list[str] = field(default_factory=list)
     unreadable: dict[str, ShepherdError] = field(default_factory=dict)
     refusal: ShepherdError | None = None
+    modified: dict[tuple[str, str], float] = field(default_factory=dict)  # LastModified epochs; 0 where not given
 
-    def put(self, bucket: str, key: str, lines: list[str]) -> None:
+    def put(self, bucket: str, key: str, lines: list[str], *, modified: float = 0.0) -> None:
         self.objects[(bucket, key)] = ("\n".join(lines) + "\n").encode()
+        self.modified[(bucket, key)] = modified
 
     def keys(self, bucket: str, prefix: str) -> list[str]:
         return sorted(k for b, k in self.objects if b == bucket and k.startswith(prefix))
+
+    def listing(self, bucket: str, prefix: str) -> list[tuple[str, float]]:
+        return [(key, self.modified.get((bucket, key), 0.0)) for key in self.keys(bucket, prefix)]
 
     def read_bytes(self, bucket: str, key: str) -> bytes:
         self.read.append(key)

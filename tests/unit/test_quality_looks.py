@@ -239,3 +239,70 @@ def test_judge_stage_judges_a_minute_with_the_values_its_first_look_saw() -> Non
     second = world.judge(**stage("ab"), **undecided, attempt="call-2")
     assert second["statistics"] == first["statistics"]
     assert world.memory.expires_after[f"bins#{RUN}#1"] == 600 * 60 + 86400
+
+
+@pytest.mark.parametrize("lost", ["deleted", "corrupt"])
+@pytest.mark.parametrize("seed", range(2))
+def test_judge_stage_reading_again_after_a_lost_state_revises_no_past_look(seed: int, lost: str) -> None:
+    # Given JudgeStage's quality read (judging.read_quality) on a bucket whose listing gives LastModified, called every
+    # 5 minutes while captures and late labels arrive, and its state lost half-way (deleted, or unreadable)
+    world = World(seed)
+    looks = _judge_stage_reads(world, lose_at=12, lost=lost)
+    # Then every look, recomputed from the last call's bins (read afresh since the loss), sees the bins it saw
+    *_, (_until, final) = looks
+    for until, seen in looks:
+        for role in quality.ROLES:
+            assert tuple(b for b in final[role] if b.minute < until) == seen[role]
+    assert sum(b.labelled for b in final["candidate"]) > 300
+    # and the test has teeth: with keys alone (every LastModified unknown) the read from scratch files the labels
+    # that arrived before the loss at their predictions' minutes, which past looks had seen without them
+    keys_only = _judge_stage_reads(world, lose_at=12, lost=lost, last_modified=False)
+    *_, (_until, final) = keys_only
+    assert any(
+        tuple(b for b in final[role] if b.minute < until) != seen[role]
+        for until, seen in keys_only
+        for role in quality.ROLES
+    )
+
+
+def _judge_stage_reads(
+    world: World, *, lose_at: int, lost: str, last_modified: bool = True
+) -> list[tuple[int, dict[str, tuple[FeedbackBin, ...]]]]:
+    """JudgeStage's quality read every CALL_EVERY seconds on a FakeBucket that shows each object once written: each
+    look's minutes and bins; before call ``lose_at`` the state is deleted or overwritten with garbage."""
+    from shepherd.rollout import judging
+
+    from .fakes_judging import FakeBucket
+
+    bucket, stage, looks = FakeBucket(), _stage(), []
+    key = quality.state_key("churn", "churn-v2-run", 1)
+    deps = judging.JudgeDeps(
+        metrics=None,  # type: ignore[arg-type]  # quality alone: no metric, store or memory is read
+        store=None,  # type: ignore[arg-type]
+        memory=None,  # type: ignore[arg-type]
+        objects=bucket,
+        now=lambda: datetime.now(UTC),
+        monotonic=lambda: 0.0,
+    )
+    for call, now in enumerate(range(int(START) + CALL_EVERY, int(START) + 60 * (world.minutes + 130), CALL_EVERY)):
+        for name, (written, lines) in world.objects.items():
+            if written <= now and ("data", name) not in bucket.objects:
+                bucket.put("data", name, lines, modified=written if last_modified else 0.0)
+        if call == lose_at:
+            if lost == "deleted":
+                del bucket.objects[("data", key)]
+            else:
+                bucket.objects[("data", key)] = b"not gzip"
+        state, complete = judging.read_quality(deps, "data", key, stage, RULE, now=now)
+        assert complete
+        looks.append((state.looked or 0, {role: quality.feedback_of(state, role) for role in quality.ROLES}))
+    return looks
+
+
+def test_a_label_with_its_last_modified_that_never_joined_leaves_when_its_hour_closes() -> None:
+    stage = _stage()
+    state = quality.State.fresh(stage)
+    state.labels["orphan"] = ["1", FIRST - 3600, FIRST - 3000]  # [label, upload hour, LastModified]: no prediction
+    state.labels["young"] = ["1", FIRST + 3 * 3600, FIRST + 3 * 3600 + 100]
+    quality.close(state, stage, FIRST + 2 * 3600 + quality.LATE_SECONDS)
+    assert set(state.labels) == {"young"}

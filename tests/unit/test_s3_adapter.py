@@ -46,3 +46,15 @@ def test_a_403_where_listing_is_denied_too_stays_access_denied(stub: Stubber) ->
     with pytest.raises(ShepherdError, match="AccessDenied") as raised:
         s3.read_bytes("b", KEY)
     assert not isinstance(raised.value, NotFound)
+
+
+def test_the_listing_gives_each_objects_last_modified(stub: Stubber) -> None:
+    # ListObjectsV2's Contents carry LastModified with each key
+    # (https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html); the judge files a label at it
+    from datetime import UTC, datetime
+
+    at = datetime(2026, 11, 25, 10, 3, 7, tzinfo=UTC)
+    contents = [{"Key": "feedback/churn/2026/11/25/10/"}, {"Key": "feedback/churn/2026/11/25/10/a.jsonl"}]
+    page = {"Contents": [item | {"LastModified": at} for item in contents], "KeyCount": 2, "IsTruncated": False}
+    stub.add_response("list_objects_v2", page, {"Bucket": "b", "Prefix": "feedback/churn/"})
+    assert s3.listing("b", "feedback/churn/") == [("feedback/churn/2026/11/25/10/a.jsonl", at.timestamp())]

@@ -165,12 +165,20 @@ def _serve(aws: Cloud, variant: str, minutes: range, *, wrong: float, seed: int,
                     {"groundTruthData": {"data": label, "encoding": "CSV"}, "eventMetadata": {"eventId": inference_id}}
                 )
             )
-        aws.put(f"{CAPTURE}{variant}/{_hour(at)}/{_minute(at)}-{variant}.jsonl", "\n".join(captured) + "\n")
+        _put_at(aws, at, f"{CAPTURE}{variant}/{_hour(at)}/{_minute(at)}-{variant}.jsonl", "\n".join(captured) + "\n")
         if labelled:
             uploaded = at + 600
-            aws.put(
-                f"{FEEDBACK}{_hour(uploaded)}/{_minute(uploaded)}-{variant}-{minute}.jsonl", "\n".join(truth) + "\n"
-            )
+            key = f"{FEEDBACK}{_hour(uploaded)}/{_minute(uploaded)}-{variant}-{minute}.jsonl"
+            _put_at(aws, uploaded, key, "\n".join(truth) + "\n")
+
+
+def _put_at(aws: Cloud, epoch: float, key: str, body: str) -> None:
+    """Upload an object whose LastModified is ``epoch`` (the judge's clock, set by _at, is in the same past):
+    the judge files a label at the minute its object arrived."""
+    from unittest import mock
+
+    with mock.patch("moto.s3.models.utcnow", return_value=datetime.fromtimestamp(epoch, UTC).replace(tzinfo=None)):
+        aws.put(key, body)
 
 
 def _quality_event(kind: str, attempt: str = "call", min_samples: int = 100) -> dict[str, Any]:

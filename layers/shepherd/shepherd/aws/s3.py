@@ -79,6 +79,18 @@ def keys(bucket: str, prefix: str) -> list[str]:
     return found
 
 
+def listing(bucket: str, prefix: str) -> list[tuple[str, float]]:
+    """(key, LastModified epoch) under prefix, in S3's order, folder placeholders left out: ListObjectsV2 gives
+    each object's LastModified with its key
+    (https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html, Contents)."""
+    found: list[tuple[str, float]] = []
+    with mapped(f"listing s3://{bucket}/{prefix}"):
+        for page in client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            contents = page.get("Contents", [])
+            found.extend((o["Key"], o["LastModified"].timestamp()) for o in contents if not o["Key"].endswith("/"))
+    return found
+
+
 def move(bucket: str, key: str, version_id: str | None, target: str) -> None:
     """Copy an object version to target, then delete the source key (the bucket keeps its old version)."""
     source = {"Bucket": bucket, "Key": key} | ({"VersionId": version_id} if version_id else {})

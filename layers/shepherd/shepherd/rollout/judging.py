@@ -59,6 +59,7 @@ class Bucket(Objects, Protocol):
     """The data bucket, listed and written too: capture, ground truth and quality state (shepherd.aws.s3)."""
 
     def keys(self, bucket: str, prefix: str) -> list[str]: ...
+    def listing(self, bucket: str, prefix: str) -> list[tuple[str, float]]: ...  # (key, LastModified epoch)
     def write_bytes(
         self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream"
     ) -> str | None: ...
@@ -315,7 +316,9 @@ def read_quality(
         state,
         stage,
         now,
-        list_keys=lambda prefix: deps.objects.keys(bucket, prefix),
+        # With each object's LastModified, a labelled prediction is filed at the minute it became readable, which a
+        # read from scratch (a lost state) reproduces: it never revises a look made before the loss.
+        list_keys=lambda prefix: deps.objects.listing(bucket, prefix),
         read_lines=lambda key: deps.objects.read_bytes(bucket, key).decode("utf-8", errors="replace").splitlines(),
         out_of_time=lambda: deps.monotonic() > deadline,
     )

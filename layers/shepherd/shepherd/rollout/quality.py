@@ -488,8 +488,8 @@ def close(state: State, stage: Plan, now: float) -> bool:
         read = state.read.setdefault(source.name, {})
         for hour in [h for h in read if _hour_epoch(h) < horizon]:
             del read[hour]
-    for inference_id, (_label, hour_epoch) in list(state.labels.items()):
-        if hour_epoch < horizon:
+    for inference_id, entry in list(state.labels.items()):
+        if entry[1] < horizon:  # [label, upload hour(, LastModified)]
             del state.labels[inference_id]
             for role in ROLES:
                 state.pending[role].pop(inference_id, None)
