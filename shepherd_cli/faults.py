@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import urllib.error
 import urllib.request
 from typing import Annotated, Any
@@ -14,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from shepherd_cli.commands import LOCAL_ENDPOINT
+from shepherd_cli.cloud import LocalEndpointUrlOption, local_endpoint
 
 fault_app = typer.Typer(
     help="Inject faults into the local cloud: failing or slow API calls, lost or late SageMaker events, crashes.",
@@ -22,18 +21,9 @@ fault_app = typer.Typer(
 )
 _CONTROL = "/_shepherd/faults"
 
-EndpointUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--endpoint-url",
-        help=f"The local cloud, as `shepherd local up` prints it. Default: $AWS_ENDPOINT_URL, else {LOCAL_ENDPOINT}.",
-        show_default=False,
-    ),
-]
-
 
 def _call(endpoint_url: str | None, method: str, path: str = "", body: dict[str, Any] | None = None) -> Any:
-    url = (endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or LOCAL_ENDPOINT).rstrip("/") + _CONTROL + path
+    url = local_endpoint(endpoint_url) + _CONTROL + path
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(  # noqa: S310 - the local endpoint, http by design
         url, data=data, method=method, headers={"Content-Type": "application/json"}
@@ -97,7 +87,7 @@ def fault_add(
     detail: Annotated[list[str] | None, typer.Option(help="Event faults: Key=Value the detail must hold.")] = None,
     at: Annotated[str, typer.Option(help="lambda-crash: before-handler or after-handler.")] = "before-handler",
     after_requests: Annotated[int, typer.Option(help="container-crash-after: answers before the crash.")] = 0,
-    endpoint_url: EndpointUrl = None,
+    endpoint_url: LocalEndpointUrlOption = None,
 ) -> None:
     """Add a fault rule; prints its id."""
     rule: dict[str, Any] = {
@@ -123,7 +113,7 @@ def fault_add(
 @fault_app.command("list")
 def fault_list(
     as_json: Annotated[bool, typer.Option("--json", help="The rules as JSON.")] = False,
-    endpoint_url: EndpointUrl = None,
+    endpoint_url: LocalEndpointUrlOption = None,
 ) -> None:
     """The fault rules in force (handed-off crashes and endpoint faults are not listed)."""
     rules = _call(endpoint_url, "GET")["rules"]
@@ -148,7 +138,7 @@ def fault_list(
 @fault_app.command("clear")
 def fault_clear(
     rule_id: Annotated[str | None, typer.Argument(help="One rule's id; without it, every rule.")] = None,
-    endpoint_url: EndpointUrl = None,
+    endpoint_url: LocalEndpointUrlOption = None,
 ) -> None:
     """Remove one fault rule, or all of them."""
     if rule_id:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import threading
@@ -16,11 +15,13 @@ from rich.console import Console
 from rich.markup import escape
 from shepherd.aws.clients import region as environment_region
 
-from shepherd_cli.commands import LOCAL_CREDENTIALS, LOCAL_ENDPOINT
-from shepherd_cli.commands import register as register_commands
+from shepherd_cli.cloud import LOCAL_CREDENTIALS, LocalEndpointUrlOption, local_endpoint
 from shepherd_cli.faults import fault_app
 from shepherd_cli.monitor import monitor_app
+from shepherd_cli.rollouts import approve, rollout_app
 from shepherd_cli.runs import runs
+from shepherd_cli.status import status
+from shepherd_cli.teardown import teardown
 
 
 def _flags_take_no_value() -> None:
@@ -45,7 +46,10 @@ app = typer.Typer(
 local_app = typer.Typer(
     help="The Docker-free local cloud that runs template.yaml on this machine.", no_args_is_help=True
 )
-register_commands(app)  # status, rollout, approve, teardown: shepherd_cli/commands.py
+app.command("status")(status)
+app.add_typer(rollout_app, name="rollout")
+app.command("approve")(approve)
+app.command("teardown")(teardown)
 app.command("runs")(runs)
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(local_app, name="local")
@@ -149,22 +153,14 @@ def local_trigger(
         str | None,
         typer.Argument(help="The schedule rule to fire once; without it, the rules there are.", show_default=False),
     ] = None,
-    endpoint_url: Annotated[
-        str | None,
-        typer.Option(
-            "--endpoint-url",
-            help="The local cloud, as `shepherd local up` prints it. "
-            f"Default: $AWS_ENDPOINT_URL, else {LOCAL_ENDPOINT}.",
-            show_default=False,
-        ),
-    ] = None,
+    endpoint_url: LocalEndpointUrlOption = None,
     endpoint: Annotated[str | None, typer.Option("--endpoint", hidden=True, help="Deprecated: --endpoint-url.")] = None,
 ) -> None:
     """Fire a schedule rule once, now, as if its time had come; without a rule, list the rules there are."""
     import urllib.error
     import urllib.request
 
-    url = (endpoint_url or endpoint or os.environ.get("AWS_ENDPOINT_URL") or LOCAL_ENDPOINT).rstrip("/")
+    url = local_endpoint(endpoint_url or endpoint)
     if rule is None:
         rules = _schedule_rules(url)
         typer.echo("\n".join(rules) if rules else f"no schedule rules at {url}")

@@ -19,21 +19,8 @@ from shepherd.aws.runs import error_line
 from shepherd.config import ConfigError, ModelConfig, load_config
 from shepherd.events.names import execution_name
 
-from shepherd_cli.commands import (
-    CommandError,
-    EndpointUrlOption,
-    OutputsOption,
-    ProfileOption,
-    RegionOption,
-    StackNameOption,
-    Target,
-    _errors,
-    _note,
-    _out,
-    _package_label,
-    _time,
-    package_parts,
-)
+from shepherd_cli.cloud import CommandError, Target, connected
+from shepherd_cli.output import console, note, package_label, package_parts, utc_time
 
 if TYPE_CHECKING:  # the analyzer (numpy), imported where status uses it: every other command starts without it
     from shepherd.aws.monitor_reports import FeatureDrift, MonitorReports
@@ -85,39 +72,32 @@ def _monitored_config(target: Target, reports: MonitorReports, model: str) -> Mo
 
 
 @monitor_app.command("run")
+@connected(stack=True)
 def monitor_run(
+    target: Target,
     model: ModelArgument,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the run to end and print what it found.")] = False,
     timeout: Annotated[float, typer.Option(help="With --wait: give up waiting after this many seconds.")] = 900.0,
-    *,
-    endpoint_url: EndpointUrlOption = None,
-    profile: ProfileOption = None,
-    region: RegionOption = None,
-    stack_name: StackNameOption = "shepherd",
-    outputs: OutputsOption = None,
 ) -> None:
     """Run a model's monitor now, as its schedule would: prints the execution ARN."""
-    target = Target.resolve(endpoint_url, profile, region, stack_name, outputs)
-    with _errors(target):
-        if MONITOR_OUTPUT not in target.outputs():
-            raise CommandError(
-                f"the outputs of stack {target.stack_name} have no {MONITOR_OUTPUT}: the stack predates the monitor "
-                "(deploy the current template)"
-            )
-        machine = target.output(MONITOR_OUTPUT)
-        _monitored_config(target, _reports(target), model)
-        name = monitor_execution_name(model)
-        sfn = target.client("stepfunctions")
-        started = sfn.start_execution(
-            stateMachineArn=machine, name=name, input=json.dumps({"model": model, "trigger": "manual"})
+    if MONITOR_OUTPUT not in target.outputs():
+        raise CommandError(
+            f"the outputs of stack {target.stack_name} have no {MONITOR_OUTPUT}: the stack predates the monitor "
+            "(deploy the current template)"
         )
+    machine = target.output(MONITOR_OUTPUT)
+    _monitored_config(target, _reports(target), model)
+    name = monitor_execution_name(model)
+    sfn = target.client("stepfunctions")
+    started = sfn.start_execution(
+        stateMachineArn=machine, name=name, input=json.dumps({"model": model, "trigger": "manual"})
+    )
     arn = started["executionArn"]
     typer.echo(arn)
     if not wait:
-        _note(f"started monitor run {name}; `shepherd monitor status {model}` shows what it found")
+        note(f"started monitor run {name}; `shepherd monitor status {model}` shows what it found")
         return
-    with _errors(target):
-        described = _wait(sfn, arn, timeout)
+    described = _wait(sfn, arn, timeout)
     _outcome(model, name, described)
 
 
@@ -144,80 +124,78 @@ def _outcome(model: str, name: str, described: dict[str, Any]) -> None:
     except ValueError:
         result = {}
     outcome = str(result.get("status") or "?")
-    out = _out()
+    out = console()
     if outcome not in (CHECKED, NO_DATA):
         typer.echo(f"error: monitor run {name} checked nothing ({outcome}): {result.get('reason', '')}", err=True)
         raise typer.Exit(1)
+    unreadable = int(result.get("unreadable") or 0)  # captured requests it could not read: left out, said so
+    left_out = f"{unreadable:,} captured requests unreadable, left out" if unreadable else ""
     if outcome == NO_DATA:
-        out.print(f"monitor run {escape(name)}: {escape(str(result.get('reason', 'no captured requests')))}")
+        reason = escape(str(result.get("reason", "no captured requests")))
+        out.print(f"monitor run {escape(name)}: {reason}" + (f"; {left_out}" if left_out else ""))
         return
     out.print(
         f"monitor run {escape(name)}: checked {result.get('records', 0):,} captured requests of "
         f"{escape(str(result.get('endpoint', '')))} ({result.get('objects_read', 0)} capture files"
         + ("" if result.get("complete", True) else ", more left for the next run")
+        + (f"; {left_out}" if left_out else "")
         + f"): {result.get('violations', 0)} Model Monitor violations"
     )
     if result.get("notify"):
         notification = result.get("notification") or {}
         out.print(f"  notified: {escape(str(notification.get('reason', '')))}")
     out.print(f"  report {escape(str(result.get('report', '')))}")
-    _note(f"`shepherd monitor status {model}` shows drift per feature and the alert")
+    note(f"`shepherd monitor status {model}` shows drift per feature and the alert")
 
 
 # ---------------------------------------------------------------- status
 
 
 @monitor_app.command("status")
+@connected(stack=True)
 def monitor_status(
+    target: Target,
     model: ModelArgument,
     last: Annotated[int, typer.Option("--last", "-n", help="How many of the latest reports to list.")] = 6,
-    *,
-    endpoint_url: EndpointUrlOption = None,
-    profile: ProfileOption = None,
-    region: RegionOption = None,
-    stack_name: StackNameOption = "shepherd",
-    outputs: OutputsOption = None,
 ) -> None:
     """Drift per feature against its threshold, violations, the alert and retrain state, the capture checkpoint."""
-    target = Target.resolve(endpoint_url, profile, region, stack_name, outputs)
-    with _errors(target):
-        reports = _reports(target)
-        config = _monitored_config(target, reports, model)
-        endpoint = config.endpoint.name or model
-        state = reports.state(model)
-        if state is None:
-            if not reports.baseline_versions(model):
-                raise CommandError(
-                    f"no baseline yet for {model}: registration makes one from the training data (training."
-                    f"target_column names the column left out); nothing under {reports.baseline_root(model)}"
-                )
-            raise CommandError(f"no monitor runs yet for {model}: `shepherd monitor run {model}` starts one")
-        latest = reports.report(state["last_report"]) if state.get("last_report") else {}
-        alert = latest.get("alert.json") or {}
-        version = (package_parts(str(alert.get("package") or state.get("package") or "")) or ("", ""))[1]
-        baseline = reports.baseline(model, version) if version else None
-        history = [
-            (folder, reports.report(folder, ("alert.json",)).get("alert.json") or {})
-            for folder in reports.report_folders(model, endpoint, last)
-        ]
-        clock = target.clock()
+    reports = _reports(target)
+    config = _monitored_config(target, reports, model)
+    endpoint = config.endpoint.name or model
+    state = reports.state(model)
+    if state is None:
+        if not reports.baseline_versions(model):
+            raise CommandError(
+                f"no baseline yet for {model}: registration makes one from the training data (training."
+                f"target_column names the column left out); nothing under {reports.baseline_root(model)}"
+            )
+        raise CommandError(f"no monitor runs yet for {model}: `shepherd monitor run {model}` starts one")
+    latest = reports.report(state["last_report"]) if state.get("last_report") else {}
+    alert = latest.get("alert.json") or {}
+    version = (package_parts(str(alert.get("package") or state.get("package") or "")) or ("", ""))[1]
+    baseline = reports.baseline(model, version) if version else None
+    history = [
+        (folder, reports.report(folder, ("alert.json",)).get("alert.json") or {})
+        for folder in reports.report_folders(model, endpoint, last)
+    ]
+    clock = target.clock()
 
-    out = _out()
+    out = console()
     monitoring = config.monitoring
     package = str(alert.get("package") or state.get("package") or "")
     out.print(
         f"[bold]Monitor of {escape(model)}[/]: endpoint {escape(endpoint)}, schedule {escape(monitoring.schedule)}, "
-        f"champion {escape(_package_label(package) or 'none yet')}"
+        f"champion {escape(package_label(package) or 'none yet')}"
     )
     out.print(
-        f"  last run {_time(state.get('last_run'))}"
+        f"  last run {utc_time(state.get('last_run'))}"
         + (f" ({alert.get('trigger')})" if alert.get("trigger") else "")
         + (f", report {escape(state['last_report'])}" if state.get("last_report") else ", no report yet")
     )
     if not latest:
         out.print("  no report yet: the runs so far found no captured requests (is the endpoint taking traffic?)")
     elif baseline is None:
-        out.print(f"  [yellow]no baseline for {escape(_package_label(package))}[/]: distances cannot be shown")
+        out.print(f"  [yellow]no baseline for {escape(package_label(package))}[/]: distances cannot be shown")
     if latest:
         from shepherd.aws.monitor_reports import feature_drift
 
@@ -228,7 +206,7 @@ def monitor_status(
             baseline[1] if baseline else None,
             monitoring.monitoring_config,
         )
-        out.print(_feature_table(rows, _time(alert.get("at"))))
+        out.print(_feature_table(rows, utc_time(alert.get("at"))))
     _alert_lines(out, state, alert, monitoring.alert.false_alarms_per_month)
     if len(history) > 1:
         out.print(_history_table(history))
@@ -271,13 +249,13 @@ def _alert_lines(out: Any, state: dict[str, Any], alert: dict[str, Any], rate: f
         since = (state.get("retrain") or {}).get("drift_since")
         out.print(
             "[bold]Alert[/]: [red]drift episode open[/]"
-            + (f" since {_time(since)}" if since else "")
+            + (f" since {utc_time(since)}" if since else "")
             + f" on {escape(', '.join(held.get('crossed') or []) or '?')}; {episodes} episode(s) so far ({budget})"
         )
     else:
         out.print(f"[bold]Alert[/]: no open episode; {episodes} episode(s) so far ({budget})")
     if decision.get("reason"):
-        out.print(f"  last decision ({_time(decision.get('hour'))}): {escape(str(decision['reason']))}")
+        out.print(f"  last decision ({utc_time(decision.get('hour'))}): {escape(str(decision['reason']))}")
     strongest: dict[tuple[str, str], dict[str, Any]] = {}
     for item in decision.get("evidence") or []:  # strongest first; one row per feature and test, whatever its size
         strongest.setdefault((str(item.get("feature")), str(item.get("test"))), item)
@@ -305,7 +283,7 @@ def _history_table(history: list[tuple[str, dict[str, Any]]]) -> Table:
         decision = document.get("decision") or {}
         alert = "opened" if decision.get("alert") else "open" if decision.get("drifting") else "-"
         table.add_row(
-            _time(document.get("at")),
+            utc_time(document.get("at")),
             str(document.get("trigger") or "-"),
             str(document.get("violations", "-")),
             f"{alert}: {escape(str(decision.get('reason') or ''))}" if decision else "-",
@@ -322,7 +300,7 @@ def _checkpoint_line(out: Any, capture: dict[str, Any]) -> None:
     read = capture.get("read") or {}
     files = sum(len(names) for names in read.values())
     out.print(
-        f"[bold]Capture checkpoint[/]: every capture hour before {_time(closed)} read; "
+        f"[bold]Capture checkpoint[/]: every capture hour before {utc_time(closed)} read; "
         f"{files} file(s) read in {len(read)} open hour folder(s)"
     )
 
@@ -336,7 +314,7 @@ def _retrain_lines(out: Any, held: dict[str, Any], policy: Any) -> None:
         f"cooldown {policy.cooldown_hours} h"
     )
     if held.get("drift_since"):
-        line += f"; drifting since {_time(held['drift_since'])}"
+        line += f"; drifting since {utc_time(held['drift_since'])}"
     out.print(line)
     last = held.get("last_trigger")
     if not last:
@@ -345,6 +323,6 @@ def _retrain_lines(out: Any, held: dict[str, Any], policy: Any) -> None:
     until = datetime.fromisoformat(last) + timedelta(hours=policy.cooldown_hours)
     trigger = (held.get("triggers") or [{}])[-1]
     out.print(
-        f"  last retrain {_time(last)}: {escape(str(trigger.get('execution_name', '?')))} on "
-        f"{escape(str(trigger.get('dataset', '?')))}; cooldown until {_time(until)}"
+        f"  last retrain {utc_time(last)}: {escape(str(trigger.get('execution_name', '?')))} on "
+        f"{escape(str(trigger.get('dataset', '?')))}; cooldown until {utc_time(until)}"
     )

@@ -13,18 +13,8 @@ from rich.markup import escape
 from rich.table import Table
 from shepherd.aws.runs import Step, StepFunctionsRuns
 
-from shepherd_cli.commands import (
-    CloudClock,
-    CommandError,
-    EndpointUrlOption,
-    OutputsOption,
-    ProfileOption,
-    RegionOption,
-    StackNameOption,
-    Target,
-    _errors,
-    _out,
-)
+from shepherd_cli.cloud import CloudClock, CommandError, Target, connected
+from shepherd_cli.output import console
 
 # The stack's state machines by the kind of run they make, and the output that names each.
 MACHINES = {
@@ -35,7 +25,9 @@ MACHINES = {
 STATUS_STYLES = {"SUCCEEDED": "green", "FAILED": "red", "TIMED_OUT": "red", "ABORTED": "yellow", "RUNNING": "cyan"}
 
 
+@connected(stack=True)
 def runs(
+    target: Target,
     words: Annotated[
         list[str] | None,
         typer.Argument(
@@ -46,21 +38,13 @@ def runs(
         ),
     ] = None,
     last: Annotated[int, typer.Option("--last", "-n", help="How many of the latest runs to list.")] = 10,
-    *,
-    endpoint_url: EndpointUrlOption = None,
-    profile: ProfileOption = None,
-    region: RegionOption = None,
-    stack_name: StackNameOption = "shepherd",
-    outputs: OutputsOption = None,
 ) -> None:
     """List recent training (lifecycle), batch and rollout runs with their outcome and why, newest first."""
     words = words or []
-    target = Target.resolve(endpoint_url, profile, region, stack_name, outputs)
-    with _errors(target):
-        if words[:1] == ["show"] and len(words) != 2:
-            raise CommandError("`shepherd runs show RUN` takes one run: its execution name or ARN")
-        if words[:1] != ["show"] and len(words) > 1:
-            raise CommandError(f"one model at most, got {' '.join(words)} (`shepherd runs show RUN` for one run)")
+    if words[:1] == ["show"] and len(words) != 2:
+        raise CommandError("`shepherd runs show RUN` takes one run: its execution name or ARN")
+    if words[:1] != ["show"] and len(words) > 1:
+        raise CommandError(f"one model at most, got {' '.join(words)} (`shepherd runs show RUN` for one run)")
     if words[:1] == ["show"]:
         _show(target, words[1])
     else:
@@ -73,10 +57,9 @@ def _reader(target: Target) -> StepFunctionsRuns:
 
 
 def _list(target: Target, model: str | None, last: int) -> None:
-    with _errors(target):
-        found = _reader(target).recent(model, last)
-        clock = target.clock()
-    out = _out()
+    found = _reader(target).recent(model, last)
+    clock = target.clock()
+    out = console()
     if not found:
         whose = f" of {model}" if model else ""
         out.print(f"No runs{whose} in {target.describe()}.")
@@ -105,12 +88,11 @@ def _status(status: str) -> str:
 
 
 def _show(target: Target, name: str) -> None:
-    with _errors(target):
-        reader = _reader(target)
-        run = reader.find(name)
-        steps = reader.story(run)
-        clock = target.clock()
-    out = _out()
+    reader = _reader(target)
+    run = reader.find(name)
+    steps = reader.story(run)
+    clock = target.clock()
+    out = console()
     out.print(f"[bold]Run {escape(run.name)}[/]: {run.kind} of {escape(run.model or '?')}")
     out.print(f"  execution {escape(run.arn)}")
     ended = f", ended {clock.wall_time(run.stopped)}" if run.stopped else ""

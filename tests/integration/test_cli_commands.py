@@ -15,8 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from localcloud.deployer import Deployer
-from shepherd_cli.commands import manual_execution_name, parse_overrides
 from shepherd_cli.main import app
+from shepherd_cli.rollouts import manual_execution_name, parse_overrides
 
 from .conftest import wait_for
 from .workflow import ROOT

@@ -27,7 +27,8 @@ from shepherd.monitor.metrics import feature_metrics
 from shepherd.monitor.statistics import profile
 from typer.testing import CliRunner
 
-from shepherd_cli import commands, monitor
+from shepherd_cli import cloud as cli_cloud
+from shepherd_cli import monitor
 from shepherd_cli.main import app
 
 BUCKET = "shepherd-data"
@@ -126,7 +127,7 @@ def cloud(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str,
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.delenv("COLUMNS", raising=False)
-    monkeypatch.setattr(commands, "_health", lambda endpoint_url: {"clock": CLOCK})
+    monkeypatch.setattr(cli_cloud, "_health", lambda endpoint_url: {"clock": CLOCK})
     outputs = tmp_path / "outputs.json"
     outputs.write_text(json.dumps({"DataBucketName": BUCKET, "MonitorStateMachineArn": MACHINE}))
     with mock_aws():
@@ -134,7 +135,7 @@ def cloud(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str,
         s3.create_bucket(Bucket=BUCKET)
         sfn = FakeStepFunctions()
         services = {"s3": s3, "stepfunctions": sfn}
-        monkeypatch.setattr(commands.Target, "client", lambda self, service: services[service])
+        monkeypatch.setattr(cli_cloud.Target, "client", lambda self, service: services[service])
         yield {"s3": s3, "sfn": sfn, "outputs": outputs}
 
 
@@ -333,6 +334,37 @@ def test_run_wait_prints_what_the_run_found(
 
 
 @pytest.mark.parametrize(
+    ("status", "records", "said"),
+    [
+        ("checked", 400, "(3 capture files; 7 captured requests unreadable, left out): 0 Model Monitor violations"),
+        ("no_data", 0, "no captured requests of churn since the last run; 7 captured requests unreadable, left out"),
+    ],
+)
+def test_run_wait_says_how_many_captured_requests_it_could_not_read(
+    cloud: dict[str, Any], documents: dict[str, Any], status: str, records: int, said: str
+) -> None:
+    # Given a run that left out 7 captured requests it could not read
+    _monitored(cloud, documents, runs=False)
+    output = {
+        "status": status,
+        "endpoint": "churn",
+        "records": records,
+        "unreadable": 7,
+        "objects_read": 3,
+        "violations": 0,
+        "reason": "no captured requests of churn since the last run",
+    }
+    cloud["sfn"].ending = {"status": "SUCCEEDED", "output": json.dumps(output)}
+
+    # When `monitor run --wait` prints what it found
+    result = _shepherd(cloud, "monitor", "run", "churn", "--wait")
+
+    # Then the count is said beside what was read
+    assert result.exit_code == 0, result.output
+    assert said in result.stdout
+
+
+@pytest.mark.parametrize(
     ("ending", "said"),
     [
         (
@@ -390,7 +422,7 @@ def test_an_unreadable_bucket_is_one_line_naming_the_call(
         def get_paginator(self, name: str) -> Any:
             raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "ListObjectsV2")
 
-    monkeypatch.setattr(commands.Target, "client", lambda self, service: Denied())
+    monkeypatch.setattr(cli_cloud.Target, "client", lambda self, service: Denied())
 
     line = _one_error_line(_shepherd(cloud, "monitor", "status", "churn"))
 

@@ -17,7 +17,8 @@ from shepherd.aws.rollouts import RolloutTable
 from shepherd.events.names import execution_name
 from shepherd.rollout.ports import PAUSED
 
-from shepherd_cli.commands import Target, _errors, manual_execution_name
+from shepherd_cli.cloud import Target, one_line_errors
+from shepherd_cli.rollouts import manual_execution_name
 
 TABLE = "shepherd-rollouts"
 ENDPOINT_URL = "http://127.0.0.1:9"
@@ -72,7 +73,7 @@ def test_a_failed_table_call_is_one_line_naming_the_aws_operation(
         stub.add_client_error(
             "get_item", service_error_code="ResourceNotFoundException", service_message="Requested resource not found"
         )
-        with pytest.raises(typer.Exit) as exited, _errors(target):
+        with pytest.raises(typer.Exit) as exited, one_line_errors(target):
             target.rollouts().flag("churn", PAUSED)
 
     assert exited.value.exit_code == 1
@@ -82,7 +83,7 @@ def test_a_failed_table_call_is_one_line_naming_the_aws_operation(
 def test_an_unreachable_table_names_the_endpoint_and_the_local_cloud(
     target: Target, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(typer.Exit), _errors(target), mapped("reading the lock of churn"):
+    with pytest.raises(typer.Exit), one_line_errors(target), mapped("reading the lock of churn"):
         raise EndpointConnectionError(endpoint_url=f"{ENDPOINT_URL}/")
 
     assert capsys.readouterr().err == f"error: cannot reach {ENDPOINT_URL}/: is `shepherd local up` running?\n"

@@ -13,7 +13,7 @@ from shepherd.aws.runs import Step, StepFunctionsRuns, error_line, fold_loops
 from shepherd.errors import NotFound
 from typer.testing import CliRunner
 
-from shepherd_cli import commands
+from shepherd_cli import cloud as cli_cloud
 from shepherd_cli.main import app
 
 MACHINE = "arn:aws:states:us-east-1:123456789012:stateMachine:shepherd-{}"
@@ -234,8 +234,8 @@ def shepherd(sfn: FakeStepFunctions, tmp_path: Path, monkeypatch: pytest.MonkeyP
     outputs.write_text(json.dumps({f"{k}": v for k, v in zip(_output_keys(), MACHINES.values(), strict=True)}))
     wall = START.timestamp()
     spec = f"{wall + 86400},{wall},60"
-    monkeypatch.setattr(commands, "_health", lambda endpoint_url: {"clock": spec})
-    monkeypatch.setattr(commands.Target, "client", lambda self, service: {"stepfunctions": sfn}[service])
+    monkeypatch.setattr(cli_cloud, "_health", lambda endpoint_url: {"clock": spec})
+    monkeypatch.setattr(cli_cloud.Target, "client", lambda self, service: {"stepfunctions": sfn}[service])
     monkeypatch.delenv("COLUMNS", raising=False)
 
     def run(*args: str) -> Any:

@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 from botocore.exceptions import NoCredentialsError
 from shepherd.config import ConfigError, check_overrides, load_config
 from typer.testing import CliRunner
 
-from shepherd_cli import commands, main
+from shepherd_cli import cloud as cli_cloud
 from shepherd_cli.main import app
 
 PACKAGE = "arn:aws:sagemaker:us-east-1:123456789012:model-package/churn/2"
@@ -48,7 +49,7 @@ def outputs(tmp_path: Path) -> Path:
 @pytest.fixture
 def local(monkeypatch: pytest.MonkeyPatch, outputs: Path) -> Any:
     """`shepherd <args>` against a local cloud whose services are the given fakes and whose clock is CLOCK."""
-    monkeypatch.setattr(commands, "_health", lambda endpoint_url: {"clock": CLOCK})
+    monkeypatch.setattr(cli_cloud, "_health", lambda endpoint_url: {"clock": CLOCK})
     monkeypatch.delenv("COLUMNS", raising=False)
     services: dict[str, Any] = {}
 
@@ -57,7 +58,7 @@ def local(monkeypatch: pytest.MonkeyPatch, outputs: Path) -> Any:
             raise AssertionError(f"the command called {service}")
         return services[service]
 
-    monkeypatch.setattr(commands.Target, "client", client)
+    monkeypatch.setattr(cli_cloud.Target, "client", client)
 
     def run(*args: str, stack: bool = True, **fakes: Any) -> Any:
         services.clear()
@@ -211,7 +212,7 @@ def test_status_does_not_split_names_when_stdout_is_not_a_terminal(local: Any) -
 
 
 def test_aws_times_are_labelled_utc_wall_clock() -> None:
-    clock = commands.CloudClock()
+    clock = cli_cloud.CloudClock()
 
     assert clock.wall_time(WALL) == "2026-12-01 09:00:00"
     assert clock.label == "times: UTC (wall clock)"
@@ -227,7 +228,7 @@ def test_outside_the_project_folder_status_says_where_it_looked_before_aws(
     def no_credentials(self: Any, service: str) -> Any:
         raise NoCredentialsError
 
-    monkeypatch.setattr(commands.Target, "client", no_credentials)
+    monkeypatch.setattr(cli_cloud.Target, "client", no_credentials)
 
     text = _one_error_line(CliRunner().invoke(app, ["status", "churn"]))
 
@@ -281,7 +282,7 @@ def test_local_trigger_uses_the_exported_endpoint(monkeypatch: pytest.MonkeyPatc
 
     assert result.exit_code == 0, result.output
     assert requested == ["http://127.0.0.1:41234/_shepherd/trigger/shepherd-RetrainSchedule"]
-    assert main.LOCAL_ENDPOINT not in result.output
+    assert cli_cloud.LOCAL_ENDPOINT not in result.output
 
 
 def test_local_trigger_takes_endpoint_url_like_every_command() -> None:
@@ -313,3 +314,47 @@ def test_a_package_description_keeps_its_commas_and_loses_its_newlines() -> None
     assert request["ModelPackageDescription"] == (
         "churn trained by job-1. gates passed: auc 0.91 >= 0.8, f1 0.7 >= 0.5 champion none"
     )
+
+
+# ---------------------------------------------------------------- the connection options, in one place
+
+
+def _connected_app(seen: list[cli_cloud.Target], *, stack: bool) -> typer.Typer:
+    probe = typer.Typer()
+
+    @probe.command()
+    @cli_cloud.connected(stack=stack)
+    def show(target: cli_cloud.Target, name: str, fail: bool = False) -> None:
+        seen.append(target)
+        if fail:
+            raise cli_cloud.CommandError(f"{name} failed")
+
+    return probe
+
+
+def test_a_connected_command_takes_the_options_after_its_own_and_runs_with_their_target(tmp_path: Path) -> None:
+    seen: list[cli_cloud.Target] = []
+    outputs = tmp_path / "outputs.json"
+    arguments = ["churn", "--endpoint-url", "http://127.0.0.1:9", "--region", "eu-west-1", "--outputs", str(outputs)]
+
+    result = CliRunner().invoke(_connected_app(seen, stack=True), [*arguments, "--stack-name", "other"])
+
+    assert result.exit_code == 0, result.output
+    [target] = seen
+    assert (target.endpoint_url, target.profile, target.region) == ("http://127.0.0.1:9", None, "eu-west-1")
+    assert (target.stack_name, target.outputs_path) == ("other", outputs)
+
+
+def test_a_command_without_stack_resources_takes_only_the_connection_options() -> None:
+    result = CliRunner().invoke(
+        _connected_app([], stack=False), ["churn", "--endpoint-url", "http://x", "--stack-name", "other"]
+    )
+
+    assert result.exit_code == 2
+    assert "No such option: --stack-name" in result.output
+
+
+def test_a_failure_in_a_connected_command_is_one_error_line() -> None:
+    result = CliRunner().invoke(_connected_app([], stack=True), ["churn", "--fail", "--endpoint-url", "http://x"])
+
+    assert "error: churn failed" in _one_error_line(result)
