@@ -16,7 +16,7 @@ import pytest
 from rich.console import Console
 from shepherd.config import ModelConfig
 
-from localcloud import demo_report
+from localcloud import demo_figures, demo_report, demo_summary
 from localcloud.demo import (
     DRIFT_FEATURE,
     DRIFT_SHIFT,
@@ -94,7 +94,7 @@ def test_the_demos_rollout_settings_are_a_valid_config(quick: bool) -> None:
 def test_the_report_quotes_the_simulated_odds_of_exactly_these_settings() -> None:
     from dataclasses import asdict
 
-    odds = demo_report.odds
+    odds = demo_summary.odds
     quick = asdict(Settings.for_mode(True))
     assert "demos failed" in odds(quick)  # bench/results/demo_odds.json simulated these very settings
     assert "8 judged tests" in odds(quick)
@@ -116,7 +116,7 @@ def summary() -> dict[str, Any]:
 def figure(summary: dict[str, Any]) -> Iterator[Any]:
     import matplotlib.pyplot as plt
 
-    drawn = demo_report.timeline(summary)
+    drawn = demo_figures.timeline(summary)
     yield drawn
     plt.close(drawn)
 
@@ -141,12 +141,12 @@ def test_every_variant_that_served_has_a_line_shadow_included(summary: dict[str,
     assert "v3" in served
     assert "v3" not in summary["traffic"]["by_variant"]
     # Then the panel has a line in each served variant's own colour
-    palette = demo_report.colours(summary)
+    palette = demo_figures.colours(summary)
     assert _drawn_colours(_panel(figure, panel)) >= {to_hex(palette[v]) for v in served}
 
 
 def test_variants_have_distinct_colours_that_are_not_the_verdicts(summary: dict[str, Any]) -> None:
-    palette = demo_report.colours(summary)
+    palette = demo_figures.colours(summary)
     assert len(set(palette.values())) == len(palette) == 3
     assert not set(palette.values()) & {"tab:red", "tab:green"}
 
@@ -154,7 +154,7 @@ def test_variants_have_distinct_colours_that_are_not_the_verdicts(summary: dict[
 def test_a_variant_serving_as_a_shadow_is_drawn_dashed(summary: dict[str, Any], figure: Any) -> None:
     from matplotlib.colors import to_hex
 
-    v3 = to_hex(demo_report.colours(summary)["v3"])
+    v3 = to_hex(demo_figures.colours(summary)["v3"])
     lines = [line for line in _panel(figure, "Requests").lines if to_hex(line.get_color()) == v3]
     with_data = [line for line in lines if any(not math.isnan(y) for y in line.get_ydata())]
     assert [line.get_linestyle() for line in with_data] == ["--"]
@@ -165,9 +165,9 @@ def test_the_judges_evidence_shares_the_traffics_time_axis(summary: dict[str, An
     evidence, requests = _panel(figure, "The judge's evidence on error rate"), _panel(figure, "Requests")
     # Then they are on one x axis, and the evidence sits at the demo second of each judge call
     assert evidence.get_shared_x_axes().joined(evidence, requests)
-    clock = demo_report.clock_of(summary)
+    clock = demo_summary.clock_of(summary)
     calls = {
-        round(demo_report.demo_second(r["at"], clock), 6)
+        round(demo_summary.demo_second(r["at"], clock), 6)
         for r in summary["records"]
         if any(st["metric"] == "error_rate" for st in r.get("statistics") or [])
     }
@@ -178,7 +178,7 @@ def test_the_judges_evidence_shares_the_traffics_time_axis(summary: dict[str, An
 def test_the_shadow_variants_traffic_falls_within_its_shadow_stage(summary: dict[str, Any]) -> None:
     # The endpoint's metrics and the rollout's records come from two clocks' worth of bookkeeping (CloudWatch
     # periods, record keys): mapped to demo seconds, v3's requests must fall inside v3's shadow stage.
-    rows = demo_report.stages(summary["records"], demo_report.clock_of(summary))
+    rows = demo_summary.stage_rows(summary["records"], demo_summary.clock_of(summary))
     shadow = next(r for r in rows if r.rollout == "v3" and r.stage == "shadow")
     seconds = [int(t) for t, b in summary["endpoint_metrics"]["seconds"].items() if "v3" in b["requests"]]
     assert seconds
@@ -187,7 +187,7 @@ def test_the_shadow_variants_traffic_falls_within_its_shadow_stage(summary: dict
 
 
 def test_boundaries_are_drawn_over_their_own_stage_only(summary: dict[str, Any], figure: Any) -> None:
-    rows = demo_report.stages(summary["records"], demo_report.clock_of(summary))
+    rows = demo_summary.stage_rows(summary["records"], demo_summary.clock_of(summary))
     evidence = _panel(figure, "The judge's evidence on error rate")
     segments = [segment for collection in evidence.collections for segment in collection.get_segments()]
     judged = [r for r in rows if r.judge_calls]
@@ -200,7 +200,7 @@ def test_boundaries_are_drawn_over_their_own_stage_only(summary: dict[str, Any],
 
 def test_the_stage_table_collapses_continue_verdicts_into_judge_calls(summary: dict[str, Any]) -> None:
     records = summary["records"]
-    rows = demo_report.stages(records, demo_report.clock_of(summary))
+    rows = demo_summary.stage_rows(records, demo_summary.clock_of(summary))
     assert [(r.rollout, r.stage, r.verdict) for r in rows] == [
         ("v1", "first deployment", "DEPLOYED"),
         ("v2", "shadow", "PROMOTE"),
@@ -227,20 +227,20 @@ def test_a_stage_still_judging_is_running_and_times_follow_the_time_scale() -> N
         _record(3, event="verdict", stage="ab", weight=25.0, verdict="CONTINUE"),
     ]
     # Then it is one row, running, from demo second 1 to 3
-    assert demo_report.stages(records, clock) == [
-        demo_report.Stage("v2", "A/B 25%", 1.0, 3.0, judge_calls=2, verdict="running", reason="")
+    assert demo_summary.stage_rows(records, clock) == [
+        demo_summary.StageRow("v2", "A/B 25%", 1.0, 3.0, judge_calls=2, verdict="running", reason="")
     ]
 
 
 def test_a_rollout_that_failed_before_its_first_stage_is_a_row_with_its_error() -> None:
     clock = {"origin": "2026-01-01T00:00:00+00:00", "time_scale": 60.0}
     records = [_record(1, event="started"), _record(2, event="ended", error="States.Timeout")]
-    [row] = demo_report.stages(records, clock)
+    [row] = demo_summary.stage_rows(records, clock)
     assert (row.stage, row.verdict, row.reason) == ("starting", "ENDED", "States.Timeout")
 
 
 def test_the_full_record_keeps_every_row_with_its_demo_second(summary: dict[str, Any]) -> None:
-    text = demo_report.records_csv(summary["records"], demo_report.clock_of(summary))
+    text = demo_summary.records_csv(summary["records"], demo_summary.clock_of(summary))
     rows = list(csv.DictReader(io.StringIO(text)))
     assert len(rows) == len(summary["records"])
     assert sum(r["verdict"] == "CONTINUE" for r in rows) > 0
@@ -264,7 +264,7 @@ def test_the_report_states_the_rates_the_demo_is_built_for_and_links_the_full_re
     summary: dict[str, Any],
 ) -> None:
     page = demo_report.report(summary, b"png")
-    models = json.loads(demo_report.ODDS.read_text())["models"]
+    models = json.loads(demo_summary.ODDS.read_text())["models"]
     assert "55.0 %" in page  # v3: the malformed 10 % plus half of the rest
     assert f"{100 * models['v1_wrong']:.1f} %" in page
     assert '<a href="records.csv">' in page
@@ -277,7 +277,7 @@ def test_a_run_whose_endpoint_metrics_could_not_be_read_still_draws_and_says_why
     import matplotlib.pyplot as plt
 
     unread = summary | {"endpoint_metrics": {"seconds": {}, "error": "ClientError: the cloud had stopped"}}
-    drawn = demo_report.timeline(unread)
+    drawn = demo_figures.timeline(unread)
     try:
         assert "not read: ClientError: the cloud had stopped" in _panel(drawn, "Requests").get_title()
     finally:

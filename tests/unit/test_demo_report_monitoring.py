@@ -18,7 +18,7 @@ from shepherd.monitor.dataset import read_csv
 from shepherd.monitor.metrics import feature_metrics
 from shepherd.monitor.statistics import profile
 
-from localcloud import demo_report
+from localcloud import demo_figures, demo_report, demo_summary
 
 START = datetime(2026, 12, 1, 0, 5, tzinfo=UTC)
 RECORDED = Path(__file__).resolve().parent.parent / "fixtures" / "demo" / "quick_summary.json"
@@ -66,8 +66,8 @@ def seeded() -> dict[str, Any]:
 def figure(seeded: dict[str, Any]) -> Iterator[Any]:
     import matplotlib.pyplot as plt
 
-    runs = demo_report.monitor_runs(seeded["baseline"], seeded["reports"], seeded["constraints"])
-    drawn = demo_report.monitoring_figure(seeded["baseline"], runs)
+    runs = demo_summary.monitor_runs(seeded["baseline"], seeded["reports"], seeded["constraints"])
+    drawn = demo_figures.monitoring_figure(seeded["baseline"], runs)
     yield drawn
     plt.close(drawn)
 
@@ -110,7 +110,7 @@ def test_a_categorical_drift_is_drawn_as_shares_of_each_value() -> None:
     baseline = profile(_table(rng, 2000))
     constraints = suggest_constraints(baseline)
     reports = _reports(baseline, constraints, rng, plans=("gold", "plus"))
-    drawn = demo_report.monitoring_figure(baseline, demo_report.monitor_runs(baseline, reports, constraints))
+    drawn = demo_figures.monitoring_figure(baseline, demo_summary.monitor_runs(baseline, reports, constraints))
     try:
         distribution = drawn.axes[1]
         assert distribution.get_title().startswith("plan:")
@@ -154,6 +154,6 @@ def test_the_report_renders_the_section_from_the_summary_s_monitoring_documents(
 def test_reports_read_back_by_file_name_draw_the_same(seeded: dict[str, Any]) -> None:
     as_read = [{f"{name}.json": document for name, document in r.items()} for r in seeded["reports"]]  # MonitorReports
 
-    runs = demo_report.monitor_runs(seeded["baseline"], as_read, seeded["constraints"])
+    runs = demo_summary.monitor_runs(seeded["baseline"], as_read, seeded["constraints"])
 
-    assert runs == demo_report.monitor_runs(seeded["baseline"], seeded["reports"], seeded["constraints"])
+    assert runs == demo_summary.monitor_runs(seeded["baseline"], seeded["reports"], seeded["constraints"])
