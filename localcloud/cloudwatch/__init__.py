@@ -52,63 +52,17 @@ class LocalCloudWatch:
     def put_metric_data(self, backend: Any, namespace: str, metric_data: list[dict[str, Any]]) -> None:
         store.put(backend, namespace, metric_data, self.now())
 
-    def get_metric_data(
-        self, backend: Any, queries: list[dict[str, Any]], start_time: datetime, end_time: datetime, scan_by: str
-    ) -> list[dict[str, Any]]:
-        return metric_queries.get_metric_data(backend, queries, start_time, end_time, scan_by)
-
-    def get_metric_statistics(
-        self,
-        backend: Any,
-        *,
-        namespace: str,
-        metric_name: str,
-        start_time: datetime,
-        end_time: datetime,
-        period: int,
-        stats: list[str],
-        dimensions: list[dict[str, str]],
-        unit: str | None,
-        extended_statistics: list[str] | None,
-    ) -> list[dict[str, Any]]:
-        return metric_queries.get_metric_statistics(
-            backend,
-            namespace=namespace,
-            metric_name=metric_name,
-            start_time=start_time,
-            end_time=end_time,
-            period=period,
-            stats=stats,
-            dimensions=dimensions,
-            unit=unit,
-            extended_statistics=extended_statistics,
-        )
+    # Queries and history need no clock: moto's backend and the request hold all they read.
+    get_metric_data = staticmethod(metric_queries.get_metric_data)
+    get_metric_statistics = staticmethod(metric_queries.get_metric_statistics)
+    describe_alarm_history = staticmethod(alarms.describe_alarm_history)
 
     def put_metric_alarm(self, backend: Any, arguments: dict[str, Any], create: Callable[[], Any]) -> Any:
         return alarms.put_metric_alarm(backend, arguments, create, self.now)
 
-    def set_alarm_state(
-        self,
-        backend: Any,
-        alarm_name: str,
-        *,
-        reason: str,
-        reason_data: str,
-        state_value: str,
-        apply: Callable[[], None],
-    ) -> None:
-        alarms.set_alarm_state(
-            backend,
-            alarm_name,
-            reason=reason,
-            reason_data=reason_data,
-            state_value=state_value,
-            apply=apply,
-            clock=self.now,
-        )
-
-    def describe_alarm_history(self, backend: Any, params: dict[str, Any]) -> dict[str, Any]:
-        return alarms.describe_alarm_history(backend, params)
+    def set_alarm_state(self, backend: Any, alarm_name: str, **change: Any) -> None:
+        """alarms.set_alarm_state (reason, reason_data, state_value, apply) on this cloud's clock."""
+        alarms.set_alarm_state(backend, alarm_name, clock=self.now, **change)
 
 
 EMULATION = LocalCloudWatch()  # one per process, as moto's backends are
