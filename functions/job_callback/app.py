@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -19,10 +20,20 @@ from shepherd.callbacks import (
     kind_of_event,
     settle,
 )
-from shepherd.edge import field
+from shepherd.edge import field, setting
 from shepherd.errors import InvalidInput
 
 logger, tracer, metrics = powertools()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """JobCallback's environment (template.yaml), read once per cold start."""
+
+    tokens_table: str
+
+
+settings = Settings(tokens_table=setting("TASK_TOKENS_TABLE"))
 
 
 @logger.inject_lambda_context
@@ -42,7 +53,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     result = settle(
         kind,
         name,
-        store=DynamoTokenStore(),
+        store=DynamoTokenStore(settings.tokens_table),
         jobs=SageMakerWaits(),
         resumer=StepFunctionsResumer(),
         now_epoch=clock.now().timestamp(),

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -11,24 +10,24 @@ from shepherd import training
 from shepherd.aws import s3, training_runs
 from shepherd.aws.clients import region
 from shepherd.aws.powertools import powertools
+from shepherd.edge import list_setting, optional_setting, setting
 
 logger, tracer, metrics = powertools()
 
 
-def _ids(variable: str) -> list[str]:
-    """A comma-separated list of the stack's (SAM joins a parameter's list so; empty when it has none)."""
-    return [part for part in os.environ.get(variable, "").split(",") if part]
-
-
 def _settings() -> training.Settings:
-    subnets, groups = _ids("SUBNET_IDS"), _ids("SECURITY_GROUP_IDS")
+    """The environment (template.yaml) read once per cold start; a VPC only when both its lists are given."""
+    subnets, groups = list_setting("SUBNET_IDS"), list_setting("SECURITY_GROUP_IDS")
     return training.Settings(
-        role_arn=os.environ["SAGEMAKER_ROLE_ARN"],
+        role_arn=setting("SAGEMAKER_ROLE_ARN"),
         region=region(),
-        kms_key_arn=os.environ.get("DATA_KEY_ARN") or None,
-        default_instance_type=os.environ.get("DEFAULT_TRAINING_INSTANCE_TYPE") or None,
+        kms_key_arn=optional_setting("DATA_KEY_ARN"),
+        default_instance_type=optional_setting("DEFAULT_TRAINING_INSTANCE_TYPE"),
         vpc=training.Vpc(subnets=subnets, security_groups=groups) if subnets and groups else None,
     )
+
+
+deps = training.Deps(objects=s3, settings=_settings(), files=training_runs, packages=training_runs)
 
 
 @logger.inject_lambda_context
@@ -39,5 +38,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return training.failure_notice(str(event["execution"]), event["state"])
     # The execution's whole input, so a manual start's optional fields (force) need no default in the ASL.
     request = training.DatasetRun.model_validate(event["input"] | {"run": event["run"]})
-    deps = training.Deps(objects=s3, settings=_settings(), files=training_runs, packages=training_runs)
     return training.prepare(deps, request)

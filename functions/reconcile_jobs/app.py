@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -12,15 +13,31 @@ from shepherd.aws.sagemaker import SageMakerWaits
 from shepherd.aws.stepfunctions import StepFunctionsResumer
 from shepherd.aws.tokens import DynamoTokenStore
 from shepherd.callbacks import reconcile
+from shepherd.edge import setting
 
 logger, tracer, metrics = powertools()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """ReconcileJobs's environment (template.yaml), read once per cold start."""
+
+    tokens_table: str
+
+
+settings = Settings(tokens_table=setting("TASK_TOKENS_TABLE"))
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    counts = reconcile(store=DynamoTokenStore(), jobs=SageMakerWaits(), resumer=StepFunctionsResumer(), now=clock.now())
+    counts = reconcile(
+        store=DynamoTokenStore(settings.tokens_table),
+        jobs=SageMakerWaits(),
+        resumer=StepFunctionsResumer(),
+        now=clock.now(),
+    )
     if counts.get("settled"):
         # Each one is a lost event: worth an alarm if it keeps happening.
         metrics.add_metric(name="TokensSettledByReconciler", unit=MetricUnit.Count, value=counts["settled"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -10,10 +10,21 @@ from shepherd.aws.clients import client
 from shepherd.aws.powertools import powertools
 from shepherd.aws.stepfunctions import start_once
 from shepherd.batch import InvalidBatchKey, batch_file
+from shepherd.edge import setting
 from shepherd.events.names import execution_name
 from shepherd.events.s3 import parse_object_created
 
 logger, tracer, metrics = powertools()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """StartBatch's environment (template.yaml), read once per cold start."""
+
+    state_machine_arn: str
+
+
+settings = Settings(state_machine_arn=setting("BATCH_STATE_MACHINE_ARN"))
 
 
 @logger.inject_lambda_context
@@ -37,6 +48,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         "version_id": created.detail.object.version_id,
         "size": created.detail.object.size,
     }
-    started = start_once(client("stepfunctions"), os.environ["BATCH_STATE_MACHINE_ARN"], name, payload)
+    started = start_once(client("stepfunctions"), settings.state_machine_arn, name, payload)
     logger.info("batch input", extra={"execution": name, "started": started, **payload})
     return {"execution_name": name, "started": started, **payload}

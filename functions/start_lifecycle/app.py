@@ -8,7 +8,7 @@ marker uploaded again starts a run that PrepareTraining ends as "already trained
 
 from __future__ import annotations
 
-import os
+from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -16,10 +16,22 @@ from shepherd.aws import s3
 from shepherd.aws.clients import client
 from shepherd.aws.powertools import powertools
 from shepherd.aws.stepfunctions import start_once
+from shepherd.edge import setting
 from shepherd.events.names import execution_name
 from shepherd.events.s3 import MARKER, DatasetMarker, MalformedEvent, dataset_marker, parse_object_created
 
 logger, tracer, metrics = powertools()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """StartLifecycle's environment (template.yaml), read once per cold start."""
+
+    state_machine_arn: str
+    data_bucket: str  # where the schedule looks for each model's newest marked dataset
+
+
+settings = Settings(state_machine_arn=setting("LIFECYCLE_STATE_MACHINE_ARN"), data_bucket=setting("DATA_BUCKET"))
 
 
 def _start(bucket: str, marker: DatasetMarker, version: str) -> dict[str, Any]:
@@ -32,7 +44,7 @@ def _start(bucket: str, marker: DatasetMarker, version: str) -> dict[str, Any]:
         "marker": marker.key,
         "marker_version": version,
     }
-    started = start_once(client("stepfunctions"), os.environ["LIFECYCLE_STATE_MACHINE_ARN"], name, payload)
+    started = start_once(client("stepfunctions"), settings.state_machine_arn, name, payload)
     logger.info("dataset ready", extra={"execution": name, "started": started, **payload})
     return {"execution_name": name, "started": started, **payload}
 
@@ -58,7 +70,7 @@ def _newest_markers(bucket: str) -> list[tuple[DatasetMarker, str]]:
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if event.get("detail-type") == "Scheduled Event":
-        bucket = os.environ["DATA_BUCKET"]
+        bucket = settings.data_bucket
         runs = [_start(bucket, marker, version) for marker, version in _newest_markers(bucket)]
         logger.info("scheduled retraining", extra={"datasets": len(runs), "started": sum(r["started"] for r in runs)})
         return {"runs": runs}

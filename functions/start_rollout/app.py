@@ -7,16 +7,27 @@ once (a second rollout of the same package is `shepherd rollout start`, by hand,
 
 from __future__ import annotations
 
-import os
+from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from shepherd.aws.clients import client
 from shepherd.aws.powertools import powertools
 from shepherd.aws.stepfunctions import start_once
+from shepherd.edge import setting
 from shepherd.events.names import execution_name
 
 logger, tracer, metrics = powertools()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """StartRollout's environment (template.yaml), read once per cold start."""
+
+    state_machine_arn: str
+
+
+settings = Settings(state_machine_arn=setting("ROLLOUT_STATE_MACHINE_ARN"))
 
 
 @logger.inject_lambda_context
@@ -29,8 +40,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return {"started": False, "ignored": f"{arn}: {status}"}
     group = detail.get("ModelPackageGroupName") or arn.rsplit("/", 2)[-2]
     name = execution_name(f"{group}-v{arn.rsplit('/', 1)[-1]}", arn)
-    started = start_once(
-        client("stepfunctions"), os.environ["ROLLOUT_STATE_MACHINE_ARN"], name, {"ModelPackageArn": arn}
-    )
+    started = start_once(client("stepfunctions"), settings.state_machine_arn, name, {"ModelPackageArn": arn})
     logger.info("package approved", extra={"package": arn, "execution": name, "started": started})
     return {"execution_name": name, "started": started, "ModelPackageArn": arn}

@@ -18,6 +18,7 @@ from shepherd.callbacks import (
     outcome,
     reconcile,
     settle,
+    start_job,
 )
 
 NOW = datetime(2024, 3, 8, 12, 0, tzinfo=UTC)
@@ -64,6 +65,24 @@ class MemoryJobs:
     def describe(self, kind: Kind, name: str) -> dict[str, Any] | None:
         self.calls += 1
         return self.descriptions.get((kind, name))
+
+
+@dataclass
+class MemoryCreatableJobs(MemoryJobs):
+    """CreatableJobs: a job is created once per name; what was asked of create is kept in order."""
+
+    created: list[str] = field(default_factory=list)
+    stored_before_create: list[bool] = field(default_factory=list)
+    store: MemoryTokenStore | None = None
+
+    def create(self, kind: Kind, request: dict[str, Any]) -> bool:
+        name = request["TrainingJobName"]
+        self.stored_before_create.append(self.store is not None and name in self.store.items)
+        if (kind, name) in self.descriptions:
+            return False
+        self.created.append(name)
+        self.descriptions[kind, name] = training_job(name, status="InProgress")
+        return True
 
 
 @dataclass
@@ -259,6 +278,35 @@ def test_a_task_already_closed_is_still_marked_settled(world: World) -> None:
     assert result == "already-closed"
     assert world.store.settled == {JOB: "Failed"}
     assert world.settle(JOB) == "no-waiter"
+
+
+# ---------------------------------------------------------------- start_job
+
+
+def _start(world: World, jobs: MemoryCreatableJobs) -> str:
+    waiter = Waiter(JOB, "training", "token-start", "exec-1", NOW)
+    request = {"TrainingJobName": JOB}
+    return start_job(waiter, request, keep_seconds=3600, store=world.store, jobs=jobs, resumer=world.resumer)
+
+
+def test_start_job_stores_the_token_before_it_creates_the_job(world: World) -> None:
+    jobs = MemoryCreatableJobs(store=world.store)
+
+    assert _start(world, jobs) == "created"
+
+    assert (jobs.created, jobs.stored_before_create) == ([JOB], [True])
+    assert world.store.items[JOB].token == "token-start"
+    assert world.resumer.sent == []
+
+
+def test_start_job_of_a_job_that_finished_already_settles_it(world: World) -> None:
+    # Given a retried task whose job was created, and finished, by the first attempt
+    jobs = MemoryCreatableJobs(store=world.store, descriptions={("training", JOB): training_job()})
+    # When it starts the job again
+    result = _start(world, jobs)
+    # Then nothing is created and the waiting execution is resumed with the job's outcome
+    assert (result, jobs.created) == ("settled", [])
+    assert [(kind, token) for kind, token, _ in world.resumer.sent] == [("success", "token-start")]
 
 
 # ---------------------------------------------------------------- reconcile

@@ -1,9 +1,9 @@
-"""shepherd.edge: the pydantic-free field checks of the per-job and per-judge-loop functions."""
+"""shepherd.edge: the pydantic-free field checks and environment settings of the functions."""
 
 from __future__ import annotations
 
 import pytest
-from shepherd.edge import field
+from shepherd.edge import MissingSetting, field, list_setting, optional_setting, setting
 from shepherd.errors import InvalidInput
 
 
@@ -39,3 +39,28 @@ def test_a_default_stands_in_for_an_absent_field_only() -> None:
     assert field({}, "x", str, default="d") == "d"
     with pytest.raises(InvalidInput):
         field({"x": 3}, "x", str, default="d")
+
+
+# ---------------------------------------------------------------- the function's environment
+
+
+def test_a_setting_is_read_from_the_environment() -> None:
+    assert setting("DATA_BUCKET", {"DATA_BUCKET": "shepherd-data"}) == "shepherd-data"
+
+
+@pytest.mark.parametrize("environ", [{}, {"DATA_BUCKET": ""}])
+def test_a_missing_setting_is_a_deployment_error_naming_the_variable(environ: dict[str, str]) -> None:
+    with pytest.raises(MissingSetting, match=r"environment has no DATA_BUCKET: template\.yaml sets it"):
+        setting("DATA_BUCKET", environ)
+
+
+def test_an_optional_setting_left_empty_is_none() -> None:
+    assert optional_setting("DATA_KEY_ARN", {"DATA_KEY_ARN": ""}) is None
+    assert optional_setting("DATA_KEY_ARN", {}) is None
+    assert optional_setting("DATA_KEY_ARN", {"DATA_KEY_ARN": "arn:key"}) == "arn:key"
+
+
+def test_a_list_setting_is_split_on_commas_and_empty_when_unset() -> None:
+    assert list_setting("SUBNET_IDS", {"SUBNET_IDS": "subnet-1,subnet-2"}) == ["subnet-1", "subnet-2"]
+    assert list_setting("SUBNET_IDS", {"SUBNET_IDS": ""}) == []
+    assert list_setting("SUBNET_IDS", {}) == []

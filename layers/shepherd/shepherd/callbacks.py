@@ -198,6 +198,30 @@ def settle(
     return "settled" if delivered else "already-closed"
 
 
+class CreatableJobs(Jobs, Protocol):
+    def create(self, kind: Kind, request: dict[str, Any]) -> bool:
+        """Create the job; False if a job of that name exists already."""
+
+
+def start_job(
+    waiter: Waiter,
+    request: dict[str, Any],
+    *,
+    keep_seconds: int,
+    store: TokenStore,
+    jobs: CreatableJobs,
+    resumer: Resumer,
+) -> str:
+    """Store the waiter, then create its job; returns what happened, for the log.
+
+    The token goes first: a job that fails at once may send its event before create returns. A job that exists
+    already (a retried invocation or task) may have finished: it is settled at once."""
+    store.put(waiter, expires_after_seconds=keep_seconds)
+    if jobs.create(waiter.kind, request):
+        return "created"
+    return settle(waiter.kind, waiter.job_name, store=store, jobs=jobs, resumer=resumer)
+
+
 def reconcile(*, store: TokenStore, jobs: Jobs, resumer: Resumer, now: datetime) -> dict[str, int]:
     """Settle every waiting token whose job has finished (its event was lost); forget orphans."""
     counts: dict[str, int] = {}

@@ -1,16 +1,17 @@
-"""Validating a small event at the edge without pydantic (whose import costs ~85 ms of a cold start).
+"""Validating a small event, and reading a function's environment, at the edge without pydantic.
 
-The per-job functions (StartJob, StopJob, JobCallback) run once per SageMaker job event and read
-three or four fields, and JudgeStage runs once per judge interval of every rollout stage; the rest
-of Shepherd validates its inputs with pydantic models.
+pydantic's import costs ~85 ms of a cold start: the per-job functions (StartJob, StopJob, JobCallback)
+run once per SageMaker job event and read three or four fields, and JudgeStage runs once per judge
+interval of every rollout stage; the rest of Shepherd validates its inputs with pydantic models.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from shepherd.errors import InvalidInput
+from shepherd.errors import InvalidInput, ShepherdError
 
 _TYPES: dict[type, str] = {str: "a string", int: "an integer", float: "a number", dict: "an object"}
 _MISSING = object()
@@ -48,3 +49,25 @@ def field(
     if choices is not None and value not in choices:
         raise InvalidInput(f"{where}{name} must be one of {', '.join(map(str, choices))}, got {value!r}"[:300])
     return value
+
+
+class MissingSetting(ShepherdError):
+    """The function's environment lacks a variable template.yaml gives it: a deployment error, not the input's."""
+
+
+def setting(name: str, environ: Mapping[str, str] | None = None) -> str:
+    """The environment variable ``name``, which template.yaml gives the function; unset or empty, an error naming it."""
+    value = (os.environ if environ is None else environ).get(name)
+    if not value:
+        raise MissingSetting(f"the function's environment has no {name}: template.yaml sets it (redeploy the stack?)")
+    return value
+
+
+def optional_setting(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The variable of an optional stack parameter: None when unset or empty."""
+    return (os.environ if environ is None else environ).get(name) or None
+
+
+def list_setting(name: str, environ: Mapping[str, str] | None = None) -> list[str]:
+    """A comma-separated list (SAM joins a list parameter so): [] when unset or empty."""
+    return [part for part in (os.environ if environ is None else environ).get(name, "").split(",") if part]
