@@ -1,16 +1,8 @@
-"""HTTP/1.1 persistent connections for the local cloud's werkzeug server.
+"""HTTP/1.1 persistent connections for the local cloud's werkzeug server (docs/LOCAL_CLOUD.md, "Connections").
 
-werkzeug's development server answers every request with ``Connection: close``: each AWS SDK
-call then paid a TCP connect, a new server thread, and werkzeug's wait for the client to hang
-up, about half a millisecond on each side per call, more than the rest of an InvokeEndpoint.
-Here a connection serves request after request, which is what botocore's connection pool
-expects. werkzeug closes because ``http.server`` cannot find the next request line behind a
-body the application left unread; this handler gives the application a body stream limited
-to Content-Length and drains what it left, and closes the connection whenever it cannot be
-sure where the next request starts (a chunked request body, an error mid-response).
-
-A connection idle for IDLE_SECONDS is closed, and ``server_close`` closes every open one, so
-a stopped local cloud answers nothing on a pooled connection.
+werkzeug closes after every response because ``http.server`` cannot find the next request behind a body the
+application left unread: this handler limits the body to Content-Length and drains the rest, and closes
+whenever it cannot tell where the next request starts (a chunked body, an error mid-response).
 """
 
 from __future__ import annotations

@@ -1,19 +1,8 @@
 """A variant's instances for real: model worker processes, loaded before they serve.
 
-- Real-time (``VariantFleet``): the model is downloaded and unpacked once per variant; each
-  instance is a single-process ``ModelWorkerPool`` holding it. Requests go to whichever
-  instance is idle, so N instances serve N requests at once. Resizing adds loaded
-  instances before they take traffic and retires idle ones.
-- Serverless (``ServerlessFleet``): no instance until a request comes (a cold start,
-  measured as ModelSetupTime); up to MaxConcurrency at once, beyond that ThrottlingException;
-  instances idle for IDLE_SECONDS (virtual) are shut down: scale to zero.
-- Multi-model (``MultiModelFleet``): TargetModel names an archive under the container's
-  ModelDataUrl prefix, loaded on first use (ModelLoadingWaitTime, ModelCacheHit) and
-  evicted least-recently-used beyond a memory budget.
-
-A shadow variant's worker processes run at a lower CPU priority (nice ``SHADOW_NICE``, in the
-same session, hence the same autogroup, as production's: see model_worker._lower_priority), so
-the mirrored copies of requests never take CPU time that production's answers need.
+Real-time (``VariantFleet``: one single-process pool per instance), serverless (``ServerlessFleet``: cold
+starts, MaxConcurrency, scale to zero) and multi-model (``MultiModelFleet``: load on first use, LRU under a
+memory budget); a shadow's workers run at nice ``SHADOW_NICE``. How each behaves: docs/LOCAL_SAGEMAKER.md.
 """
 
 from __future__ import annotations

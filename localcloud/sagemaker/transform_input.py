@@ -172,14 +172,9 @@ class InputSplitter:
     def _packed_batches(self, chunks: Iterator[bytes], source: InputObject) -> Iterator[Batch]:
         """MultiRecord without DataProcessing: whole lines up to the size limit, cut with find / rfind.
 
-        When the object's size is known, it is cut into a multiple of MaxConcurrentTransforms
-        requests of equal size (SHARES_PER_WORKER per worker where requests stay above
-        MIN_SHARED_PAYLOAD, more if MaxPayloadInMB needs), so that the workers get as many
-        requests each and finish together:
-        76 MB at 6 MB a request was 12 full requests and a short one, one worker busy while the
-        other idled; it is now 14 of 5.4 MB. Each cut is at the first line end past the share
-        (never past the limit). Chunks gather until they exceed the share, are joined once and
-        cut; the requests are views of the joined bytes, not copies.
+        An object of known size is cut into a multiple of MaxConcurrentTransforms requests of equal size
+        (SHARES_PER_WORKER per worker while requests stay above MIN_SHARED_PAYLOAD), each cut at the first line
+        end past its share, so the workers finish together; requests are views of the joined chunks, not copies.
         """
         hard = self.max_payload or 64 * MB
         share = hard

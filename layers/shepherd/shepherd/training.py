@@ -1,14 +1,8 @@
 """Training jobs as Shepherd builds them: names, source archives, lineage and the CreateTrainingJob request.
 
 Pure functions of a validated ModelConfig, and PrepareTraining's step (`prepare`), which reads and writes
-the data bucket through a port (no boto3). The request carries Shepherd's secure defaults: KMS keys for the
-volume and the output, network isolation unless the config turns it off, a maximum runtime, spot with
-checkpoints when asked, VPC settings when the stack has them, and inter-container encryption for
-multi-instance jobs.
-
-An isolated container cannot download its code from S3, so the request then ships the
-sourcedir.tar.gz as an input channel named ``code``, as the SageMaker Python SDK v2 does
-(sagemaker/estimator.py: ``CONTAINER_CODE_CHANNEL_SOURCEDIR_PATH``, ``code_channel_name``).
+the data bucket through a port (no boto3). The request's secure defaults and the ``code`` channel of an
+isolated job: docs/PIPELINES.md, "Training jobs' secure defaults" and "Network isolation".
 """
 
 from __future__ import annotations
