@@ -17,8 +17,7 @@ from shepherd.aws.clients import client
 from shepherd.aws.powertools import powertools
 from shepherd.aws.stepfunctions import start_once
 from shepherd.edge import setting
-from shepherd.events.names import execution_name
-from shepherd.events.s3 import MARKER, DatasetMarker, MalformedEvent, dataset_marker, parse_object_created
+from shepherd.events.s3 import DatasetMarker, dataset_marker, lifecycle_run, newest_markers, parse_object_created
 
 logger, tracer, metrics = powertools()
 
@@ -35,34 +34,10 @@ settings = Settings(state_machine_arn=setting("LIFECYCLE_STATE_MACHINE_ARN"), da
 
 
 def _start(bucket: str, marker: DatasetMarker, version: str) -> dict[str, Any]:
-    name = execution_name(f"{marker.model}-{marker.dataset}", bucket, marker.key, version)
-    payload = {
-        "model": marker.model,
-        "dataset": marker.dataset,
-        "bucket": bucket,
-        "prefix": marker.prefix,
-        "marker": marker.key,
-        "marker_version": version,
-    }
+    name, payload = lifecycle_run(bucket, marker, version)
     started = start_once(client("stepfunctions"), settings.state_machine_arn, name, payload)
     logger.info("dataset ready", extra={"execution": name, "started": started, **payload})
     return {"execution_name": name, "started": started, **payload}
-
-
-def _newest_markers(bucket: str) -> list[tuple[DatasetMarker, str]]:
-    """Each model's most recently marked dataset, with the marker's version."""
-    newest: dict[str, tuple[str, DatasetMarker, str]] = {}
-    for found in s3.latest_objects(bucket, "training/"):
-        if not found.key.endswith(f"/{MARKER}"):
-            continue
-        try:
-            marker = dataset_marker(found.key)
-        except MalformedEvent:
-            continue
-        stamp = found.last_modified or ""
-        if marker.model not in newest or stamp > newest[marker.model][0]:
-            newest[marker.model] = (stamp, marker, found.version_id or found.etag or "")
-    return [(marker, version) for _, marker, version in newest.values()]
 
 
 @logger.inject_lambda_context
@@ -71,7 +46,8 @@ def _newest_markers(bucket: str) -> list[tuple[DatasetMarker, str]]:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if event.get("detail-type") == "Scheduled Event":
         bucket = settings.data_bucket
-        runs = [_start(bucket, marker, version) for marker, version in _newest_markers(bucket)]
+        newest = newest_markers(s3.latest_objects(bucket, "training/"))
+        runs = [_start(bucket, marker, version) for marker, version in newest]
         logger.info("scheduled retraining", extra={"datasets": len(runs), "started": sum(r["started"] for r in runs)})
         return {"runs": runs}
     created = parse_object_created(event)

@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from shepherd.events.s3 import MalformedEvent, classify_key, parse_object_created
+from shepherd.events.s3 import (
+    MalformedEvent,
+    classify_key,
+    dataset_marker,
+    lifecycle_run,
+    newest_markers,
+    parse_object_created,
+)
+from shepherd.objects import DataObject
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_EVENT = ROOT / "events" / "s3_object_created.json"
@@ -242,3 +250,42 @@ def test_too_short_key_is_refused(key: str) -> None:
     # Then the error names the key and the expected shape
     assert repr(key) in str(err.value)
     assert "<area>/<model>/<path>" in str(err.value)
+
+
+# ---------------------------------------------------------------- dataset markers: what StartLifecycle starts
+
+
+def _listed(key: str, modified: str, version: str | None = None) -> DataObject:
+    return DataObject(key=key, size=0, version_id=version, etag=f"etag-{modified}", last_modified=modified)
+
+
+def test_the_schedule_retrains_each_model_on_its_newest_marked_dataset() -> None:
+    listing = [
+        _listed("training/churn/2024-01/_READY", "2024-01-31T00:00:00Z", "v-old"),
+        _listed("training/churn/2024-02/_READY", "2024-02-29T00:00:00Z", "v-new"),
+        _listed("training/churn/2024-03/data.csv", "2024-03-31T00:00:00Z"),  # data, not a marker
+        _listed("training/fraud/first/_READY", "2024-01-15T00:00:00Z"),  # unversioned: its ETag
+        _listed("training/_READY", "2024-05-01T00:00:00Z"),  # not <model>/<dataset>/_READY
+    ]
+
+    newest = {marker.model: (marker.dataset, version) for marker, version in newest_markers(listing)}
+
+    assert newest == {"churn": ("2024-02", "v-new"), "fraud": ("first", "etag-2024-01-15T00:00:00Z")}
+
+
+def test_a_marker_starts_one_run_per_bucket_key_and_version() -> None:
+    marker = dataset_marker("training/churn/2024-02/_READY")
+
+    name, payload = lifecycle_run("data", marker, "v1")
+
+    assert name.startswith("churn-2024-02-")
+    assert lifecycle_run("data", marker, "v1")[0] == name
+    assert lifecycle_run("data", marker, "v2")[0] != name
+    assert payload == {
+        "model": "churn",
+        "dataset": "2024-02",
+        "bucket": "data",
+        "prefix": "training/churn/2024-02/",
+        "marker": "training/churn/2024-02/_READY",
+        "marker_version": "v1",
+    }

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Iterable
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shepherd import objects
+from shepherd.events.names import execution_name
 
 
 class MalformedEvent(ValueError):
@@ -87,3 +91,33 @@ def dataset_marker(key: str) -> DatasetMarker:
     if data.area != "training" or name != MARKER or not dataset:
         raise MalformedEvent(f"key {key!r} is not a dataset marker training/<model>/<dataset>/{MARKER}")
     return DatasetMarker(model=data.model, dataset=dataset, key=key)
+
+
+def newest_markers(listing: Iterable[objects.DataObject]) -> list[tuple[DatasetMarker, str]]:
+    """Each model's most recently marked dataset in a listing of training/, with its marker's version (or ETag)."""
+    newest: dict[str, tuple[str, DatasetMarker, str]] = {}
+    for found in listing:
+        if not found.key.endswith(f"/{MARKER}"):
+            continue
+        try:
+            marker = dataset_marker(found.key)
+        except MalformedEvent:
+            continue
+        stamp = found.last_modified or ""
+        if marker.model not in newest or stamp > newest[marker.model][0]:
+            newest[marker.model] = (stamp, marker, found.version_id or found.etag or "")
+    return [(marker, version) for _, marker, version in newest.values()]
+
+
+def lifecycle_run(bucket: str, marker: DatasetMarker, version: str) -> tuple[str, dict[str, Any]]:
+    """The ModelLifecycle execution a marker starts: its name, one per bucket, key and version, and its input."""
+    name = execution_name(f"{marker.model}-{marker.dataset}", bucket, marker.key, version)
+    payload = {
+        "model": marker.model,
+        "dataset": marker.dataset,
+        "bucket": bucket,
+        "prefix": marker.prefix,
+        "marker": marker.key,
+        "marker_version": version,
+    }
+    return name, payload
