@@ -96,6 +96,7 @@ class Target:
         stack_name: str = "shepherd",
         outputs: Path | None = None,
     ) -> Target:
+        """The cloud the options name; with neither endpoint nor profile, $AWS_ENDPOINT_URL, the local cloud or AWS."""
         if endpoint_url is None and profile is None:
             endpoint_url = os.environ.get("AWS_ENDPOINT_URL") or (LOCAL_ENDPOINT if LOCAL_OUTPUTS.exists() else None)
         target = cls(endpoint_url or None, profile, region, stack_name, outputs)
