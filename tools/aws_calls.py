@@ -70,16 +70,20 @@ def _is_environ(node: ast.AST) -> bool:
     )
 
 
+# shepherd.edge's readers of a function's environment: setting("NAME") reads os.environ["NAME"].
+ENV_READERS = frozenset({"setting", "optional_setting", "list_setting"})
+
+
 def _env_var(node: ast.AST) -> str | None:
-    """The name in os.environ[...], os.environ.get(...) or os.getenv(...)."""
+    """The name in os.environ[...], os.environ.get(...), os.getenv(...) or a shepherd.edge reader."""
     key: ast.AST | None = None
     if isinstance(node, ast.Subscript) and _is_environ(node.value):
         key = node.slice
+    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.args:
+        key = node.args[0] if node.func.id in ENV_READERS else None
     elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args:
-        getter = (
-            _is_environ(node.func.value) and node.func.attr in ("get", "setdefault")
-        ) or node.func.attr == "getenv"
-        key = node.args[0] if getter else None
+        on_environ = _is_environ(node.func.value) and node.func.attr in ("get", "setdefault")
+        key = node.args[0] if on_environ or node.func.attr in ("getenv", *ENV_READERS) else None
     return key.value if isinstance(key, ast.Constant) and isinstance(key.value, str) else None
 
 
