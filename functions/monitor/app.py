@@ -10,7 +10,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from shepherd import clock
 from shepherd.aws import s3
-from shepherd.aws.monitoring import CloudWatchMetrics, SageMakerModels, StepFunctionsLifecycle
+from shepherd.aws.monitoring import CloudWatchMetrics, SageMakerModels, StepFunctionsLifecycle, TaggedReports
 from shepherd.aws.powertools import powertools
 from shepherd.aws.rollouts import RolloutTable
 from shepherd.monitor import run
@@ -18,6 +18,7 @@ from shepherd.monitor import run
 logger, tracer, metrics = powertools()  # shepherd.monitor.run logs through it: its logger is a child
 deps = run.Deps(
     objects=s3,
+    reports=TaggedReports(),
     models=SageMakerModels(),
     rollouts=RolloutTable(),
     metrics=CloudWatchMetrics(),

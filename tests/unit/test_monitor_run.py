@@ -36,6 +36,7 @@ class FakeBucket:
     objects: dict[str, bytes] = field(default_factory=dict)
     modified: dict[str, str] = field(default_factory=dict)
     reads: list[str] = field(default_factory=list)
+    tagged: set[str] = field(default_factory=set)  # keys written as reports, with the expiry tag
     crash_on_read: int | None = None  # the n-th read (0-based) raises Crash
 
     def put(self, key: str, data: bytes | str, when: datetime = AT) -> None:
@@ -56,6 +57,10 @@ class FakeBucket:
     def write_bytes(self, bucket: str, key: str, data: bytes, content_type: str) -> str | None:
         self.put(key, data)
         return None
+
+    def write(self, bucket: str, key: str, data: bytes) -> None:
+        self.put(key, data)
+        self.tagged.add(key)
 
     def keys(self, bucket: str, prefix: str) -> list[str]:
         return sorted(k for k in self.objects if k.startswith(prefix))
@@ -343,6 +348,7 @@ def world() -> World:
     metrics, lifecycle, rollouts, clock = FakeMetrics(), FakeLifecycle(), FakeRollouts(), Clock(AT.replace(minute=0))
     deps = run.Deps(
         objects=bucket,
+        reports=bucket,
         models=FakeModels({PACKAGE: package}),
         rollouts=rollouts,
         metrics=metrics,
@@ -367,6 +373,9 @@ def test_a_run_without_drift_writes_its_reports_and_metrics_and_notifies_no_one(
         "alert.json",
     }
     assert (result["status"], result["records"], result["unreadable"], result["notify"]) == ("checked", 200, 0, False)
+    # and the reports, not the state, carry the tag the bucket's report expiry goes by
+    reports = ("statistics.json", "constraint_violations.json", "alert.json")
+    assert world.bucket.tagged == {f"{folder}{name}" for name in reports}
     namespace, dimensions, values = world.metrics.put_calls[0]
     assert namespace == "aws/sagemaker/Endpoints/data-metrics"
     assert dimensions == {"Endpoint": "churn", "MonitoringSchedule": "shepherd-test-monitor-churn"}

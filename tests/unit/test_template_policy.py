@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from shepherd.monitor.layout import REPORT_TAG, baseline_prefix, report_prefix, state_key
 
 from localcloud.template import _read_yaml
 
@@ -53,3 +55,22 @@ def test_the_judge_writes_nothing_in_the_data_bucket_but_its_quality_state_which
 
 def _actions(statement):
     return statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+
+
+def test_monitor_reports_expire_by_their_tag_and_baselines_and_state_do_not():
+    # Given the data bucket's lifecycle rules and the tag the monitor writes its reports with
+    rules = RESOURCES["DataBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    [rule] = [r for r in rules if r["Id"] == "ExpireMonitorReports"]
+    # Then the rule expires tagged objects under monitoring/ after the stack's parameter, and their old versions
+    assert rule["Status"] == "Enabled"
+    assert rule["TagFilters"] == [{"Key": REPORT_TAG[0], "Value": REPORT_TAG[1]}]
+    assert rule["ExpirationInDays"] == {"Ref": "MonitorReportRetentionDays"}
+    assert rule["NoncurrentVersionExpiration"]["NoncurrentDays"] == 1
+    assert TEMPLATE["Parameters"]["MonitorReportRetentionDays"]["Default"] == 90
+    assert report_prefix("churn", "churn", datetime(2026, 12, 7, tzinfo=UTC)).startswith(rule["Prefix"])
+    # and no other rule reaches a baseline or the state (they carry no tag and stay)
+    for key in (baseline_prefix("churn", 1) + "statistics.json", state_key("churn")):
+        assert [r["Id"] for r in rules if key.startswith(r.get("Prefix", "")) and "TagFilters" not in r] == []
+    # and the monitor may tag what it writes (PutObject with a tag-set needs s3:PutObjectTagging)
+    statements = FUNCTIONS["MonitorFunction"]["Properties"]["Policies"][1]["Statement"]
+    assert any("s3:PutObjectTagging" in _actions(s) for s in statements)

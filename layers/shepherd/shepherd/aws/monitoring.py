@@ -7,12 +7,14 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from shepherd.aws import sagemaker
 from shepherd.aws.clients import client
 from shepherd.aws.errors import mapped
 from shepherd.aws.stepfunctions import start_once
 from shepherd.errors import Conflict, NotFound
+from shepherd.monitor.layout import REPORT_TAG
 
 PUT_BATCH = 20  # metrics per PutMetricData request: the long-standing limit, safe in every partition
 # CloudWatch dimension and metric names: at most 255 characters (PutMetricData's API reference).
@@ -33,6 +35,16 @@ class SageMakerModels:
 
     def latest_approved_package(self, group: str) -> dict[str, Any] | None:
         return sagemaker.latest_approved_package(group)
+
+
+class TaggedReports:
+    """Implements shepherd.monitor.ports.Reports: JSON written with REPORT_TAG (needs s3:PutObjectTagging too)."""
+
+    def write(self, bucket: str, key: str, data: bytes) -> None:
+        with mapped(f"writing s3://{bucket}/{key}"):
+            client("s3").put_object(
+                Bucket=bucket, Key=key, Body=data, ContentType="application/json", Tagging=urlencode([REPORT_TAG])
+            )
 
 
 def newest_package_version(group: str) -> int:

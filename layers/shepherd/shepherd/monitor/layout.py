@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 SCHEDULE_NAME_MAX = 64  # EventBridge Scheduler's limit on a schedule's name
+# The tag every report object is written with: template.yaml's ExpireMonitorReports rule expires by it.
+REPORT_TAG = ("shepherd-retention", "monitor-report")
 
 
 def schedule_name(stage: str, model: str) -> str:

@@ -18,6 +18,12 @@ class Objects(Protocol):
     def latest_objects(self, bucket: str, prefix: str) -> list[DataObject]: ...
 
 
+class Reports(Protocol):
+    """A run's report objects, tagged for the bucket's report expiry (shepherd.aws.monitoring.TaggedReports)."""
+
+    def write(self, bucket: str, key: str, data: bytes) -> None: ...
+
+
 class Models(Protocol):
     """SageMaker: the endpoint and the champion's model package."""
 

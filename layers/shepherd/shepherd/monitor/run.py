@@ -28,7 +28,7 @@ from shepherd.monitor.constraints import check
 from shepherd.monitor.dataset import Dataset, from_capture
 from shepherd.monitor.layout import report_prefix, schedule_name, state_key
 from shepherd.monitor.metrics import feature_metrics
-from shepherd.monitor.ports import Lifecycle, Metrics, Models, Objects, Rollouts
+from shepherd.monitor.ports import Lifecycle, Metrics, Models, Objects, Reports, Rollouts
 from shepherd.monitor.reference import Reference
 from shepherd.monitor.statistics import profile
 from shepherd.objects import split_s3_uri
@@ -51,6 +51,7 @@ class Settings:
 @dataclass(frozen=True)
 class Deps:
     objects: Objects
+    reports: Reports
     models: Models
     rollouts: Rollouts
     metrics: Metrics
@@ -162,9 +163,9 @@ def monitor(deps: Deps, request: MonitorRequest) -> dict[str, Any]:
             **(started or {}),
         },
     }
-    _write(deps, f"{where}statistics.json", statistics)
-    _write(deps, f"{where}constraint_violations.json", violations)
-    _write(deps, f"{where}alert.json", document)
+    _report(deps, f"{where}statistics.json", statistics)
+    _report(deps, f"{where}constraint_violations.json", violations)
+    _report(deps, f"{where}alert.json", document)
     dimensions = {"Endpoint": endpoint, "MonitoringSchedule": schedule_name(deps.settings.stage, request.model)}
     deps.metrics.put(NAMESPACE, dimensions, values, at)
     _save_state(
@@ -300,6 +301,11 @@ def _read(deps: Deps, uri: str) -> bytes:
 
 def _write(deps: Deps, key: str, document: dict[str, Any]) -> None:
     deps.objects.write_bytes(deps.settings.bucket, key, json.dumps(document, indent=2).encode(), "application/json")
+
+
+def _report(deps: Deps, key: str, document: dict[str, Any]) -> None:
+    """A report object: tagged, so the bucket's ExpireMonitorReports rule expires it (state and baselines stay)."""
+    deps.reports.write(deps.settings.bucket, key, json.dumps(document, indent=2).encode())
 
 
 def _load_state(deps: Deps, model: str, at: datetime) -> dict[str, Any]:
