@@ -206,9 +206,9 @@ def register(deps: Deps, request: RegisterRequest) -> dict[str, Any]:
     logger.info("repacked with its inference code: %s", asdict(repacked) | {"model_data_url": model_data_url})
     tags = {"shepherd:model": request.model}
     deps.registry.ensure_package_group(request.group, f"Shepherd: models trained from {request.model}'s datasets", tags)
-    references, note, version = None, "not made", None
+    references, note, quality_note, version = None, "not made", "not made", None
     if deps.monitoring is not None:
-        references, note, version = _baseline(deps.monitoring, request, config)
+        references, note, quality_note, version = _baseline(deps.monitoring, request, config)
         _schedule(deps.monitoring, request.model, config)
     package = package_request(
         config,
@@ -217,7 +217,12 @@ def register(deps: Deps, request: RegisterRequest) -> dict[str, Any]:
         model_data_url=model_data_url,
         region=deps.region,
         metrics=request.job.metrics,
-        lineage=request.lineage | {"training_job_arn": request.job.job_arn or request.job.job_name, "baseline": note},
+        lineage=request.lineage
+        | {
+            "training_job_arn": request.job.job_arn or request.job.job_name,
+            "baseline": note,
+            "quality_baseline": quality_note,
+        },
         lineage_uri=request.lineage_uri,
         description=f"{request.model} trained by {request.job.job_name}. {request.evaluation_summary}",
         baselines=references,
@@ -232,29 +237,86 @@ def register(deps: Deps, request: RegisterRequest) -> dict[str, Any]:
 
 def _baseline(
     monitoring: Monitoring, request: RegisterRequest, config: ModelConfig
-) -> tuple[dict[str, Any] | None, str, int | None]:
-    """Write the baseline of the run's training data under the version the package will get; (the package's
-    references to it, a note for its metadata, that version). A baseline that fails is noted, never raised."""
+) -> tuple[dict[str, Any] | None, str, str, int | None]:
+    """Write the baselines (data quality of the run's training data; model quality of the candidate's validation
+    predictions) under the version the package will get; (the package's references to them, a note on each for
+    its metadata, that version). A baseline that fails is noted, never raised."""
+    version: int | None = None
+    references: dict[str, Any] = {}
+    notes = []
     try:
         made = monitor_baseline.from_lineage(
             monitoring.objects, request.lineage_uri, target_column=config.training.target_column
         )
         if made.statistics is None or made.constraints is None:
             logger.warning("registered without a baseline", extra={"reason": made.source})
-            return None, f"none: {made.source}", None
-        version = monitoring.newest_version(request.group) + 1
-        prefix = baseline_prefix(request.model, version)
-        uris = []
-        documents = [("statistics.json", made.statistics), ("constraints.json", made.constraints)]
-        for name, document in [*documents, (monitor_baseline.REFERENCE, made.reference or {})]:
-            data = json.dumps(document, indent=2).encode()
-            monitoring.objects.write_bytes(monitoring.bucket, f"{prefix}{name}", data, "application/json")
-            uris.append(f"s3://{monitoring.bucket}/{prefix}{name}")
+            notes.append(f"none: {made.source}")
+        else:
+            version = monitoring.newest_version(request.group) + 1
+            uris = _write_all(
+                monitoring,
+                baseline_prefix(request.model, version),
+                [
+                    ("statistics.json", made.statistics),
+                    ("constraints.json", made.constraints),
+                    (monitor_baseline.REFERENCE, made.reference or {}),
+                ],
+            )
+            references = monitor_baseline.package_references(uris[0], uris[1])
+            notes.append(f"s3://{monitoring.bucket}/{baseline_prefix(request.model, version)}")
+            logger.info("baseline written", extra={"baseline": notes[-1], "from": made.source})
     except Exception as exc:  # the registration must stand without a baseline
         logger.error("registered without a baseline: making it failed", extra={"error": str(exc)})
-        return None, f"none: {type(exc).__name__}: {exc}", None
-    logger.info("baseline written", extra={"baseline": f"s3://{monitoring.bucket}/{prefix}", "from": made.source})
-    return monitor_baseline.package_references(uris[0], uris[1]), f"s3://{monitoring.bucket}/{prefix}", version
+        notes.append(f"none: {type(exc).__name__}: {exc}")
+    quality_note, version = _quality_baseline(monitoring, request, config, references, version)
+    return references or None, notes[0], quality_note, version
+
+
+def _quality_baseline(
+    monitoring: Monitoring,
+    request: RegisterRequest,
+    config: ModelConfig,
+    references: dict[str, Any],
+    version: int | None,
+) -> tuple[str, int | None]:
+    """The model-quality baseline beside the data one (added to ``references``); (a note, the version)."""
+    judge = config.rollout.judge.quality
+    try:
+        made = monitor_baseline.quality_from_output(
+            monitoring.objects,
+            request.job.model_data_url,
+            decision_threshold=judge.decision_threshold if judge is not None else 0.5,
+        )
+        if made.statistics is None or made.constraints is None:
+            logger.warning("registered without a model-quality baseline", extra={"reason": made.source})
+            return f"none: {made.source}", version
+        version = version if version is not None else monitoring.newest_version(request.group) + 1
+        prefix = f"{baseline_prefix(request.model, version)}{monitor_baseline.MODEL_QUALITY}"
+        uris = _write_all(
+            monitoring,
+            prefix,
+            [
+                ("statistics.json", made.statistics),
+                ("constraints.json", made.constraints),
+                (monitor_baseline.QUALITY_REFERENCE, made.reference or {}),
+            ],
+        )
+    except Exception as exc:  # the registration must stand without a baseline
+        logger.error("registered without a model-quality baseline: making it failed", extra={"error": str(exc)})
+        return f"none: {type(exc).__name__}: {exc}", version
+    for section, entry in monitor_baseline.quality_references(uris[0], uris[1]).items():
+        references[section] = references.get(section, {}) | entry
+    logger.info("model-quality baseline written", extra={"baseline": prefix, "from": made.source})
+    return f"s3://{monitoring.bucket}/{prefix}", version
+
+
+def _write_all(monitoring: Monitoring, prefix: str, documents: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    uris = []
+    for name, document in documents:
+        data = json.dumps(document, indent=2).encode()
+        monitoring.objects.write_bytes(monitoring.bucket, f"{prefix}{name}", data, "application/json")
+        uris.append(f"s3://{monitoring.bucket}/{prefix}{name}")
+    return uris
 
 
 def _schedule(monitoring: Monitoring, model: str, config: ModelConfig) -> None:

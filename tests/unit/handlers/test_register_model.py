@@ -196,6 +196,46 @@ def test_the_package_references_the_baseline_of_its_training_features(aws: Cloud
     assert "monitoring/churn/baseline/1/reference.json" in aws.keys("monitoring/")
 
 
+def test_the_package_references_the_model_quality_baseline_of_its_validation_predictions(
+    aws: Cloud, register_model: ModuleType
+) -> None:
+    # Given a run whose training script wrote its validation predictions into its output data
+    event = sample_event("register_model")
+    event["config"]["training"]["target_column"] = "target"
+    _training_data(aws, event, "tenure,target\n" + "\n".join(f"{i % 7},{i % 2}" for i in range(50)) + "\n")
+    rows = "\n".join(f"{i % 2},{0.8 if (i % 2) == (i % 5 > 0) else 0.2:.2f}" for i in range(300))
+    output = event["job"]["model_data_url"].rsplit("/", 1)[0] + "/output.tar.gz"
+    aws.put(key_of(output), tar_gz({"validation_predictions.csv": ("label,probability\n" + rows + "\n").encode()}))
+    # When Register runs
+    result = register_model.handler(event, aws.context)
+    # Then the package also names model quality's statistics and constraints, beside the data baseline
+    described = aws.sagemaker.describe_model_package(ModelPackageName=result["model_package_arn"])
+    prefix = f"s3://{BUCKET}/monitoring/churn/baseline/1/model_quality/"
+    expected = {
+        "Statistics": {"ContentType": "application/json", "S3Uri": f"{prefix}statistics.json"},
+        "Constraints": {"ContentType": "application/json", "S3Uri": f"{prefix}constraints.json"},
+    }
+    for section in ("DriftCheckBaselines", "ModelMetrics"):
+        assert described[section]["ModelQuality"] == expected
+        assert "ModelDataQuality" in described[section]
+    statistics = json.loads(aws.read("monitoring/churn/baseline/1/model_quality/statistics.json"))
+    assert statistics["dataset"]["item_count"] == 300
+    assert statistics["binary_classification_metrics"]["accuracy"]["value"] == pytest.approx(0.8)
+    constraints = json.loads(aws.read("monitoring/churn/baseline/1/model_quality/constraints.json"))
+    assert constraints["binary_classification_constraints"]["accuracy"]["comparison_operator"] == "LessThanThreshold"
+    assert described["CustomerMetadataProperties"]["shepherd:quality_baseline"] == prefix
+
+
+def test_a_run_without_validation_predictions_is_registered_and_says_so(aws: Cloud, register_model: ModuleType) -> None:
+    # Given a run whose training job wrote no output data
+    event = sample_event("register_model")
+    # When Register runs, then the package exists without a model-quality baseline, and its metadata says why
+    result = register_model.handler(event, aws.context)
+    described = aws.sagemaker.describe_model_package(ModelPackageName=result["model_package_arn"])
+    assert "ModelQuality" not in (described.get("ModelMetrics") or {})
+    assert "no output data" in described["CustomerMetadataProperties"]["shepherd:quality_baseline"]
+
+
 def test_a_baseline_that_cannot_be_made_does_not_lose_the_registration(aws: Cloud, register_model: ModuleType) -> None:
     # Given training data without the configured target column
     event = sample_event("register_model")

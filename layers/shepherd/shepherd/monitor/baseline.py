@@ -7,14 +7,19 @@ registration stands without one, and the monitor reports "no baseline".
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from shepherd.monitor import reference
+from shepherd.errors import NotFound
+from shepherd.monitor import model_quality, quality_alert, reference
 from shepherd.monitor.constraints import suggest_constraints
 from shepherd.monitor.dataset import Dataset, read_csv
+from shepherd.monitor.model_quality import Labelled
 from shepherd.monitor.statistics import profile
 from shepherd.objects import DataObject, split_s3_uri
 
@@ -85,6 +90,85 @@ def package_references(statistics_uri: str, constraints_uri: str) -> dict[str, A
     """DriftCheckBaselines and ModelMetrics of CreateModelPackage, naming the two files as pipelines do."""
     quality = {
         "ModelDataQuality": {
+            "Statistics": {"ContentType": "application/json", "S3Uri": statistics_uri},
+            "Constraints": {"ContentType": "application/json", "S3Uri": constraints_uri},
+        }
+    }
+    return {"DriftCheckBaselines": quality, "ModelMetrics": quality}
+
+
+# ---------------------------------------------------------------- model quality
+
+VALIDATION_PREDICTIONS = "validation_predictions.csv"  # in the training job's output data (output.tar.gz)
+MODEL_QUALITY = "model_quality/"  # the model-quality files' folder under a baseline's (and a report's)
+QUALITY_REFERENCE = "quality_reference.json"
+MAX_OUTPUT_BYTES = 64 * 2**20
+
+
+@dataclass(frozen=True)
+class QualityBaseline:
+    """Model quality's statistics.json, constraints.json and the quality alert's reference, or None and why."""
+
+    statistics: dict[str, Any] | None
+    constraints: dict[str, Any] | None
+    reference: dict[str, Any] | None
+    source: str
+
+
+def output_data_uri(model_data_url: str) -> str:
+    """output.tar.gz beside a training job's model.tar.gz: SageMaker uploads /opt/ml/output/data there."""
+    return model_data_url.rsplit("/", 1)[0] + "/output.tar.gz"
+
+
+def validation_rows(text: str) -> list[Labelled]:
+    """The rows of validation_predictions.csv: a header naming ``label`` and ``prediction`` (or
+    ``probability``, a binary classifier's score of class 1, taken first), as Model Monitor's ground_truth,
+    inference and probability attributes; ValueError when it names neither."""
+    reader = csv.DictReader(io.StringIO(text))
+    fields = set(reader.fieldnames or ())
+    column = "probability" if "probability" in fields else "prediction"
+    if "label" not in fields or column not in fields:
+        raise ValueError(f"{VALIDATION_PREDICTIONS} needs a header naming label and prediction (or probability)")
+    return [
+        Labelled(prediction=(row[column] or "").strip(), label=(row["label"] or "").strip())
+        for row in reader
+        if row.get(column) and row.get("label")
+    ]
+
+
+def quality_from_output(reader: Reader, model_data_url: str, *, decision_threshold: float = 0.5) -> QualityBaseline:
+    """The model-quality baseline of the candidate's validation predictions, which the training script writes as
+    validation_predictions.csv in SM_OUTPUT_DATA_DIR (docs/MONITORING.md, "Model quality")."""
+    uri = output_data_uri(model_data_url)
+    bucket, key = split_s3_uri(uri)
+    try:
+        archive = reader.read_bytes(bucket, key)
+    except NotFound:
+        return QualityBaseline(None, None, None, f"the training job wrote no output data ({uri})")
+    if len(archive) > MAX_OUTPUT_BYTES:
+        return QualityBaseline(None, None, None, f"{uri} is over {MAX_OUTPUT_BYTES // 2**20} MB")
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        member = next((m for m in tar.getmembers() if m.isfile() and m.name.endswith(VALIDATION_PREDICTIONS)), None)
+        extracted = tar.extractfile(member) if member is not None else None
+        if extracted is None:
+            return QualityBaseline(None, None, None, f"{uri} holds no {VALIDATION_PREDICTIONS}")
+        text = extracted.read().decode("utf-8", errors="replace")
+    rows = validation_rows(text)
+    if not rows:
+        return QualityBaseline(None, None, None, f"{VALIDATION_PREDICTIONS} in {uri} holds no rows")
+    data = model_quality.table(rows, model_quality.infer_problem_type(rows))
+    if data.count == 0:
+        return QualityBaseline(None, None, None, f"{VALIDATION_PREDICTIONS} in {uri} holds no readable rows")
+    statistics = model_quality.statistics(data, threshold=decision_threshold)
+    source = f"{uri} ({data.count} {data.problem_type} rows)"
+    ref = quality_alert.reference(data, decision_threshold)
+    return QualityBaseline(statistics, model_quality.suggest_constraints(statistics), ref.to_json(), source)
+
+
+def quality_references(statistics_uri: str, constraints_uri: str) -> dict[str, Any]:
+    """ModelQuality of DriftCheckBaselines and ModelMetrics (merged with package_references's)."""
+    quality = {
+        "ModelQuality": {
             "Statistics": {"ContentType": "application/json", "S3Uri": statistics_uri},
             "Constraints": {"ContentType": "application/json", "S3Uri": constraints_uri},
         }
