@@ -289,10 +289,12 @@ def test_monitoring_overrides_and_retraining_are_kept() -> None:
     assert config.retrain.dataset == "s3://shepherd-data/training/churn/2026-12/"
 
 
-def test_retraining_on_quality_is_refused_until_quality_is_monitored() -> None:
+def test_retraining_on_quality_loss_is_taken_and_each_cause_only_once() -> None:
+    config = load_config(config_text(monitoring={"retrain": {"on": ["drift", "quality"]}}), SOURCE)
+    assert config.monitoring.retrain.on == ["drift", "quality"]
     with pytest.raises(ConfigError) as refused:
-        load_config(config_text(monitoring={"retrain": {"on": ["drift", "quality"]}}), SOURCE)
-    assert "quality is not monitored yet" in str(refused.value)
+        load_config(config_text(monitoring={"retrain": {"on": ["quality", "quality"]}}), SOURCE)
+    assert "at most once" in str(refused.value)
 
 
 def test_explicit_names_win_over_the_model_name() -> None:

@@ -330,6 +330,11 @@ def training_columns(rows: int = 2000, seed: int = 7) -> dict[str, list[str | No
 
 @pytest.fixture
 def world() -> World:
+    return make_world()
+
+
+def make_world() -> World:
+    """A champion with a data baseline, its endpoint, config and a marked dataset, on fakes; the clock on the hour."""
     bucket = FakeBucket()
     bucket.put("models/churn/shepherd.yaml", CONFIG)
     columns = training_columns()

@@ -641,8 +641,8 @@ class MonitoringAlert(Section):
 class Retrain(Section):
     on: list[Literal["drift", "quality"]] = Field(
         default_factory=list,
-        description="What starts a retrain: sustained drift alerts (quality, from ground truth, is not "
-        "monitored yet and is refused). Empty: never retrain on monitoring.",
+        description="What starts a retrain: sustained drift alerts, sustained quality-loss alerts (ground truth "
+        "joined with captured predictions against the model-quality baseline). Empty: never retrain on monitoring.",
     )
     sustained_hours: int = Field(
         default=3, ge=1, le=720, description="Hours an alert must last before it starts a retrain."
@@ -669,8 +669,6 @@ class Retrain(Section):
     def _each_once(cls, on: list[str]) -> list[str]:
         if len(set(on)) != len(on):
             raise not_allowed("each of drift and quality at most once")
-        if "quality" in on:  # accepted by the schema so configs need not change once it is built
-            raise not_allowed("quality is not monitored yet (no ground-truth model quality); use [drift]")
         return on
 
 

@@ -1,4 +1,4 @@
-"""Drift -> retrain: when a model's config asks for it, sustained drift starts ModelLifecycle, debounced.
+"""Drift or quality loss -> retrain: when a model's config asks for it, a sustained episode starts ModelLifecycle.
 
 Never while a rollout holds the endpoint, never within the cooldown of the last trigger; every decision
 carries its evidence, which goes into the run's alert.json and its notification.
@@ -17,18 +17,26 @@ from shepherd.objects import DataObject, split_s3_uri
 
 @dataclass
 class RetrainState:
-    """When the current drift episode began (None: no drift now), and when the last retrain was started."""
+    """When the current drift and quality-loss episodes began (None: none now), and when the last retrain was
+    started."""
 
     drift_since: str | None = None
     last_trigger: str | None = None
     triggers: list[dict[str, Any]] = field(default_factory=list)  # the last few, newest last
+    quality_since: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"drift_since": self.drift_since, "last_trigger": self.last_trigger, "triggers": self.triggers}
+        return {
+            "drift_since": self.drift_since,
+            "quality_since": self.quality_since,
+            "last_trigger": self.last_trigger,
+            "triggers": self.triggers,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RetrainState:
-        return cls(data.get("drift_since"), data.get("last_trigger"), list(data.get("triggers") or []))
+        triggers = list(data.get("triggers") or [])
+        return cls(data.get("drift_since"), data.get("last_trigger"), triggers, data.get("quality_since"))
 
 
 KEPT_TRIGGERS = 20
@@ -53,23 +61,33 @@ class Gate:
     evidence: dict[str, Any]
 
 
-def gate(policy: Policy, state: RetrainState, *, drifting: bool, at: datetime, rollout: str | None) -> Gate:
-    """Update the drift episode in ``state`` and decide: drift for ``sustained_hours``, no rollout running
-    (``rollout``: the run holding the endpoint's lock), the cooldown since the last trigger over."""
-    if not drifting:
-        state.drift_since = None
-        return Gate(False, "no drift", {})
-    state.drift_since = state.drift_since or at.isoformat()
-    since = datetime.fromisoformat(state.drift_since)
-    evidence: dict[str, Any] = {
-        "drift_since": state.drift_since,
-        "drift_hours": round((at - since).total_seconds() / 3600, 2),
-    }
-    if "drift" not in policy.on:
-        return Gate(False, "retraining on drift is not configured (monitoring.retrain.on)", evidence)
-    if at - since < timedelta(hours=policy.sustained_hours):
+def gate(
+    policy: Policy, state: RetrainState, *, drifting: bool, at: datetime, rollout: str | None, degraded: bool = False
+) -> Gate:
+    """Update the drift and quality-loss episodes in ``state`` and decide: a configured cause (``policy.on``) for
+    ``sustained_hours``, no rollout running (``rollout``: the run holding the endpoint's lock), the cooldown since
+    the last trigger over."""
+    state.drift_since = (state.drift_since or at.isoformat()) if drifting else None
+    state.quality_since = (state.quality_since or at.isoformat()) if degraded else None
+    open_since = (("drift", state.drift_since), ("quality", state.quality_since))
+    episodes = {cause: since for cause, since in open_since if since}
+    if not episodes:
+        return Gate(False, "no drift" if "quality" not in policy.on else "no drift, no quality loss", {})
+    evidence: dict[str, Any] = {}
+    lasted = {cause: at - datetime.fromisoformat(since) for cause, since in episodes.items()}
+    hours = {cause: round(duration.total_seconds() / 3600, 2) for cause, duration in lasted.items()}
+    for cause, since in episodes.items():
+        evidence |= {f"{cause}_since": since, f"{cause}_hours": hours[cause]}
+    words = {"drift": "drift", "quality": "quality loss"}
+    configured = [cause for cause in episodes if cause in policy.on]
+    if not configured:
+        named = " and ".join(episodes)
+        return Gate(False, f"retraining on {named} is not configured (monitoring.retrain.on)", evidence)
+    sustained = [cause for cause in configured if lasted[cause] >= timedelta(hours=policy.sustained_hours)]
+    if not sustained:
+        named = " and ".join(words[c] for c in configured)
         return Gate(
-            False, f"drift for less than monitoring.retrain.sustained_hours ({policy.sustained_hours} h)", evidence
+            False, f"{named} for less than monitoring.retrain.sustained_hours ({policy.sustained_hours} h)", evidence
         )
     if rollout is not None:
         return Gate(False, f"a rollout ({rollout}) holds the endpoint: no retraining while it runs", evidence)
@@ -78,7 +96,8 @@ def gate(policy: Policy, state: RetrainState, *, drifting: bool, at: datetime, r
         if at - last < timedelta(hours=policy.cooldown_hours):
             evidence["last_trigger"] = state.last_trigger
             return Gate(False, f"within the cooldown ({policy.cooldown_hours} h) of the last retrain", evidence)
-    return Gate(True, f"drift sustained for {evidence['drift_hours']} h", evidence)
+    cause = sustained[0]
+    return Gate(True, f"{words[cause]} sustained for {hours[cause]} h", evidence | {"cause": cause})
 
 
 def note_trigger(state: RetrainState, trigger: dict[str, Any], at: datetime) -> None:

@@ -22,8 +22,8 @@ from pydantic import BaseModel
 from shepherd.config import ConfigError, ModelConfig, load_config
 from shepherd.errors import InvalidInput, NotFound
 from shepherd.events import notifications
-from shepherd.monitor import alert, capture, retrain
-from shepherd.monitor.baseline import REFERENCE
+from shepherd.monitor import alert, capture, model_quality, quality_alert, retrain
+from shepherd.monitor.baseline import MODEL_QUALITY, QUALITY_REFERENCE, REFERENCE
 from shepherd.monitor.constraints import check
 from shepherd.monitor.dataset import Dataset, from_capture
 from shepherd.monitor.layout import report_prefix, schedule_name, state_key
@@ -32,11 +32,14 @@ from shepherd.monitor.ports import Lifecycle, Metrics, Models, Objects, Reports,
 from shepherd.monitor.reference import Reference
 from shepherd.monitor.statistics import profile
 from shepherd.objects import split_s3_uri
+from shepherd.rollout import quality as joined
 from shepherd.rollout.plan import capture_prefix
 
 logger = logging.getLogger(__name__)
 
 NAMESPACE = "aws/sagemaker/Endpoints/data-metrics"  # Model Monitor's ("CloudWatch Metrics for Deployed Models")
+QUALITY_NAMESPACE = "aws/sagemaker/Endpoints/model-metrics"  # the guide's "Model quality CloudWatch metrics"
+MIN_LABELLED = 100  # labelled predictions a run needs before its model quality is checked and published
 STATE_FORMAT = 1
 HOUR = 3600
 READ_SECONDS = 120.0  # of the function's 300 s: the rest of the capture is read by the next run
@@ -66,10 +69,11 @@ class MonitorRequest(BaseModel):
     trigger: Literal["schedule", "manual"] = "manual"
 
 
-def baselines_of(package: dict[str, Any]) -> tuple[str, str] | None:
-    """(statistics, constraints) S3 URIs a model package's DriftCheckBaselines (or ModelMetrics) name."""
+def baselines_of(package: dict[str, Any], kind: str = "ModelDataQuality") -> tuple[str, str] | None:
+    """(statistics, constraints) S3 URIs a model package's DriftCheckBaselines (or ModelMetrics) name, of its
+    ModelDataQuality or ModelQuality."""
     for section in (package.get("DriftCheckBaselines"), package.get("ModelMetrics")):
-        quality = (section or {}).get("ModelDataQuality") or {}
+        quality = (section or {}).get(kind) or {}
         statistics, constraints = (quality.get("Statistics") or {}), (quality.get("Constraints") or {})
         if statistics.get("S3Uri") and constraints.get("S3Uri"):
             return statistics["S3Uri"], constraints["S3Uri"]
@@ -99,26 +103,16 @@ def monitor(deps: Deps, request: MonitorRequest) -> dict[str, Any]:
             "package": arn,
             "reason": f"{notifications.package_label(arn)} has no baseline: {why}",
         }
-    baseline = json.loads(_read(deps, uris[0]))
-    constraints = json.loads(_read(deps, uris[1]))
+    baseline, constraints = (json.loads(_read(deps, uri)) for uri in uris)
 
     state = _load_state(deps, request.model, at)
     if state.get("package") != arn:  # a new champion: its own reference and episodes; the checkpoint, the cooldown kept
-        state |= {"package": arn, "alert": None, "retrain": (state.get("retrain") or {}) | {"drift_since": None}}
+        retrain_state = (state.get("retrain") or {}) | {"drift_since": None, "quality_since": None}
+        state |= {"package": arn, "alert": None, "retrain": retrain_state, "quality": None}
     checkpoint = capture.Checkpoint.from_json(state["capture"])
     deadline = deps.monotonic() + READ_SECONDS
     bucket = deps.settings.bucket
-    sources = {
-        v["VariantName"]: f"{capture_prefix(endpoint)}{v['VariantName']}/" for v in live.get("ProductionVariants", [])
-    }
-    read = capture.read_new(
-        checkpoint,
-        sources,
-        at.timestamp(),
-        list_keys=lambda prefix: deps.objects.keys(bucket, prefix),
-        read_lines=lambda key: deps.objects.read_bytes(bucket, key).decode("utf-8", errors="replace").splitlines(),
-        out_of_time=lambda: deps.monotonic() > deadline,
-    )
+    read, predictions = _read_capture(deps, endpoint, live, checkpoint, at=at, deadline=deadline)
     names = [f["name"] for f in baseline.get("features", [])]
     dataset = from_capture(read.captured, names=names)
     outcome |= {
@@ -128,10 +122,13 @@ def monitor(deps: Deps, request: MonitorRequest) -> dict[str, Any]:
         "unreadable": dataset.unreadable,
         "complete": read.complete,
     }
-    if dataset.item_count == 0:
+    if dataset.item_count == 0:  # labels wait (their checkpoint unmoved) for a run with predictions to join
         _save_state(deps, request.model, state | {"capture": checkpoint.to_json(), "last_run": at.isoformat()})
         return outcome | {"status": "no_data", "reason": f"no captured requests of {endpoint} since the last run"}
 
+    quality = _model_quality(
+        deps, request.model, package, state.get("quality"), predictions, config=config, at=at, deadline=deadline
+    )
     statistics = profile(dataset, dataset_name=f"{endpoint} capture")
     violations = check(statistics, baseline, constraints, overrides=config.monitoring.monitoring_config)
     values = feature_metrics(statistics, baseline, constraints)
@@ -144,6 +141,7 @@ def monitor(deps: Deps, request: MonitorRequest) -> dict[str, Any]:
         drifting=bool(decision.get("drifting")),
         at=at,
         rollout=(deps.rollouts.lock_of(endpoint) or {}).get("owner"),
+        degraded=bool(quality.decision.get("degraded")),
     )
     started = _retrain(deps, request.model, policy.dataset, retrain_state, gate=gate, at=at) if gate.retrain else None
 
@@ -156,6 +154,7 @@ def monitor(deps: Deps, request: MonitorRequest) -> dict[str, Any]:
         "trigger": request.trigger,
         "decision": decision,
         "violations": len(violations.get("violations", [])),
+        "quality": quality.section,
         "retrain": {
             "started": started is not None,
             "reason": gate.reason,
@@ -168,6 +167,7 @@ def monitor(deps: Deps, request: MonitorRequest) -> dict[str, Any]:
     _report(deps, f"{where}alert.json", document)
     dimensions = {"Endpoint": endpoint, "MonitoringSchedule": schedule_name(deps.settings.stage, request.model)}
     deps.metrics.put(NAMESPACE, dimensions, values, at)
+    _write_quality(deps, quality, where, dimensions, at)
     _save_state(
         deps,
         request.model,
@@ -175,13 +175,15 @@ def monitor(deps: Deps, request: MonitorRequest) -> dict[str, Any]:
         | {
             "capture": checkpoint.to_json(),
             "alert": alert_state,
+            "quality": quality.state,
             "retrain": retrain_state.to_json(),
             "last_run": at.isoformat(),
             "last_report": f"s3://{bucket}/{where}",
         },
     )
     outcome |= {"status": "checked", "report": f"s3://{bucket}/{where}", "violations": document["violations"]}
-    if decision.get("alert") or started is not None:
+    outcome["quality"] = quality.section
+    if decision.get("alert") or quality.decision.get("alert") or started is not None:
         outcome |= {"notify": True, "notification": _notification(request.model, endpoint, arn, document, outcome)}
     return outcome
 
@@ -213,6 +215,126 @@ def _alert(
     }
 
 
+def _read_capture(
+    deps: Deps, endpoint: str, live: dict[str, Any], checkpoint: capture.Checkpoint, *, at: datetime, deadline: float
+) -> tuple[capture.Read, list[joined.Prediction]]:
+    """Every variant's capture since ``checkpoint``: its records, and its predictions with their InferenceId."""
+    bucket = deps.settings.bucket
+    sources = {
+        v["VariantName"]: f"{capture_prefix(endpoint)}{v['VariantName']}/" for v in live.get("ProductionVariants", [])
+    }
+    predictions: list[joined.Prediction] = []
+
+    def read_capture(key: str) -> list[str]:
+        lines = _lines(deps, key)
+        predictions.extend(joined.predictions(lines))
+        return lines
+
+    read = capture.read_new(
+        checkpoint,
+        sources,
+        at.timestamp(),
+        list_keys=lambda prefix: deps.objects.keys(bucket, prefix),
+        read_lines=read_capture,
+        out_of_time=lambda: deps.monotonic() > deadline,
+    )
+    return read, predictions
+
+
+@dataclass(frozen=True)
+class Quality:
+    """One run's model quality: its state, what alert.json says of it, the files and metrics to write."""
+
+    state: dict[str, Any] | None
+    section: dict[str, Any]
+    files: dict[str, dict[str, Any]]
+    values: dict[str, float]
+
+    @property
+    def decision(self) -> dict[str, Any]:
+        return dict(self.section.get("decision") or {})
+
+
+def _model_quality(
+    deps: Deps,
+    model: str,
+    package: dict[str, Any],
+    state: dict[str, Any] | None,
+    predictions: list[joined.Prediction],
+    *,
+    config: ModelConfig,
+    at: datetime,
+    deadline: float,
+) -> Quality:
+    """The champion's captured predictions joined with ground truth from feedback/<model>/ (read since the
+    last run, as the capture is) against its model-quality baseline; without one, nothing is read or kept."""
+    uris = baselines_of(package, "ModelQuality")
+    if uris is None:
+        return Quality(None, {"status": "no_baseline", "reason": "the champion has no model-quality baseline"}, {}, {})
+    baseline_uri, constraints_uri = uris
+    try:
+        reference = quality_alert.QualityReference.from_json(
+            json.loads(_read(deps, baseline_uri.rsplit("/", 1)[0] + f"/{QUALITY_REFERENCE}"))
+        )
+    except (NotFound, KeyError, ValueError) as exc:
+        return Quality(None, {"status": "no_baseline", "reason": f"no readable quality reference: {exc}"}, {}, {})
+    kept = dict(state or {})
+    feedback = capture.Checkpoint.from_json(kept.get("feedback") or capture.Checkpoint.first(at.timestamp()).to_json())
+    labels: dict[str, str] = {}
+
+    def read_labels(key: str) -> list[str]:
+        lines = _lines(deps, key)
+        labels.update(joined.ground_truth(lines))
+        return lines
+
+    bucket = deps.settings.bucket
+    read = capture.read_new(
+        feedback,
+        {"feedback": f"feedback/{model}/"},
+        at.timestamp(),
+        list_keys=lambda prefix: deps.objects.keys(bucket, prefix),
+        read_lines=read_labels,
+        out_of_time=lambda: deps.monotonic() > deadline,
+    )
+    waiting = quality_alert.QualityState.from_json(kept)
+    rows = quality_alert.join(waiting, predictions, labels, at.timestamp())
+    data = model_quality.table(rows, reference.problem_type)
+    misses = quality_alert.missed(data, reference.problem_type, reference.decision_threshold, reference.tolerance)
+    settings = quality_alert.QualitySettings(
+        false_alerts_per_month=config.monitoring.alert.false_alarms_per_month,
+        checks_per_month=checks_per_month(config.monitoring.schedule),
+    )
+    decision = quality_alert.step(waiting, reference, data.count, sum(misses), settings)
+    section: dict[str, Any] = {
+        "labelled": data.count,
+        "unreadable": data.unreadable,
+        "feedback_objects_read": read.objects,
+        "waiting_predictions": len(waiting.pending),
+        "decision": decision.to_json(reference, settings),
+    }
+    new_state = waiting.to_json() | {"feedback": feedback.to_json()}
+    if data.count == 0:
+        nothing = {"status": "no_labels", "reason": "no labelled predictions this run"}
+        return Quality(new_state, section | nothing, {}, {})
+    statistics = model_quality.statistics(data, threshold=reference.decision_threshold, now=lambda: at)
+    files = {"statistics.json": statistics}
+    if data.count < MIN_LABELLED:
+        reason = f"{data.count} labelled predictions, fewer than {MIN_LABELLED}: metrics written, not checked"
+        return Quality(new_state, section | {"status": "too_few_labels", "reason": reason}, files, {})
+    violations = model_quality.check(statistics, json.loads(_read(deps, constraints_uri)))
+    files["constraint_violations.json"] = violations
+    section |= {"status": "checked", "violations": len(violations["violations"])}
+    return Quality(new_state, section, files, model_quality.metric_values(statistics))
+
+
+def _write_quality(deps: Deps, quality: Quality, where: str, dimensions: dict[str, str], at: datetime) -> None:
+    """Model quality's report files in their own folder of the run's report, and its metrics."""
+    for name, document in quality.files.items():
+        _report(deps, f"{where}{MODEL_QUALITY}{name}", document)
+    if quality.values:
+        deps.metrics.put(QUALITY_NAMESPACE, dimensions, quality.values, at)
+
+
 def checks_per_month(schedule: str) -> int:
     """How often a schedule runs in 30 days: exact for rate(); a cron() is taken as hourly."""
     found = re.match(r"^rate\((\d+) (minute|hour|day)s?\)$", schedule)
@@ -226,19 +348,25 @@ def _notification(
     model: str, endpoint: str, arn: str, document: dict[str, Any], outcome: dict[str, Any]
 ) -> dict[str, Any]:
     decision, started = document["decision"], document["retrain"]
+    quality = (document.get("quality") or {}).get("decision") or {}
     features = decision.get("features") or []
     shown = ", ".join(str(f) for f in features[:5]) + (f" and {len(features) - 5} more" if len(features) > 5 else "")
-    reason = f"{model}: data drift on {endpoint}" + (f" ({shown})" if shown else "")
+    causes = []
+    if decision.get("alert") or (started["started"] and decision.get("drifting")):
+        causes.append("data drift" + (f" ({shown})" if shown else ""))
+    if quality.get("alert") or (started["started"] and quality.get("degraded")):
+        causes.append("model quality loss")
+    reason = f"{model}: {' and '.join(causes) or 'monitoring'} on {endpoint}"
     if started["started"]:
         reason += f"; retraining on {started['dataset']}"
-    detail = "\n".join(
-        [
-            f"Champion {notifications.package_label(arn)}; {document['violations']} Model Monitor violations this run.",
-            f"Alert: {decision.get('reason', '')}".rstrip(),
-            f"Retrain: {started['reason']}",
-            f"Report: {outcome['report']}",
-        ]
-    )
+    lines = [
+        f"Champion {notifications.package_label(arn)}; {document['violations']} Model Monitor violations this run.",
+        f"Alert: {decision.get('reason', '')}".rstrip(),
+    ]
+    if quality:
+        lines.append(f"Quality: {quality.get('reason', '')}")
+    lines += [f"Retrain: {started.get('reason', 'not judged (no capture this run)')}", f"Report: {outcome['report']}"]
+    detail = "\n".join(lines)
     return notifications.document(
         notifications.MONITORING_ALERT,
         reason,
@@ -263,7 +391,8 @@ def _retrain(
     if marker is None:
         logger.warning("no marked dataset to retrain on", extra={"prefix": f"s3://{bucket}/{prefix}"})
         return None
-    name, payload = retrain.lifecycle_start(model, bucket, marker, episode=state.drift_since or at.isoformat())
+    since = gate.evidence.get(f"{gate.evidence.get('cause', 'drift')}_since")
+    name, payload = retrain.lifecycle_start(model, bucket, marker, episode=str(since or at.isoformat()))
     started = deps.lifecycle.start(name, payload)
     trigger = {
         "execution_name": name,
@@ -292,6 +421,10 @@ def _champion_package(deps: Deps, config: ModelConfig, endpoint: str) -> dict[st
     if recorded:
         return deps.models.describe_package(recorded)
     return deps.models.latest_approved_package(config.registry.model_package_group or endpoint)
+
+
+def _lines(deps: Deps, key: str) -> list[str]:
+    return deps.objects.read_bytes(deps.settings.bucket, key).decode("utf-8", errors="replace").splitlines()
 
 
 def _read(deps: Deps, uri: str) -> bytes:
