@@ -2,8 +2,9 @@
 
 It reads what the sagemaker-training toolkit provides: hyperparameters as ``--key value``
 arguments, data and model locations from SM_CHANNEL_TRAIN, SM_CHANNEL_VALIDATION (optional),
-SM_MODEL_DIR and SM_OUTPUT_DATA_DIR. It prints metric lines such as
-``validation:accuracy=0.8120;`` that a MetricDefinitions regex like
+SM_MODEL_DIR and SM_OUTPUT_DATA_DIR (metrics.json and, with a validation channel,
+validation_predictions.csv: each validation row's label and probability, Shepherd's model-quality
+baseline). It prints metric lines such as ``validation:accuracy=0.8120;`` that a MetricDefinitions regex like
 ``validation:accuracy=([0-9.]+)`` turns into FinalMetricDataList and CloudWatch metrics.
 """
 
@@ -84,14 +85,23 @@ def main() -> None:
     )
     model.fit(train.drop(columns=[TARGET]), train[TARGET])
     metrics = evaluate(model, train, "train")
-    if args.validation:
-        metrics |= evaluate(model, read_channel(args.validation), "validation")
+    validation = read_channel(args.validation) if args.validation else None
+    if validation is not None:
+        metrics |= evaluate(model, validation, "validation")
 
     Path(args.model_dir).mkdir(parents=True, exist_ok=True)
     joblib.dump(model, Path(args.model_dir) / "model.joblib")
     if args.output_data_dir:
         Path(args.output_data_dir).mkdir(parents=True, exist_ok=True)
         (Path(args.output_data_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        if validation is not None:  # Shepherd's model-quality baseline: the label and the served probability
+            predictions = pd.DataFrame(
+                {
+                    "label": validation[TARGET],
+                    "probability": model.predict_proba(validation.drop(columns=[TARGET]))[:, 1],
+                }
+            )
+            predictions.to_csv(Path(args.output_data_dir) / "validation_predictions.csv", index=False)
     print(f"model saved to {args.model_dir}/model.joblib")
 
 

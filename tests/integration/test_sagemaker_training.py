@@ -246,7 +246,7 @@ def test_churn_example_trains_a_real_model_with_metrics(cloud, s3, sm):
     assert set(model.predict(rows.drop(columns=["target"]))) <= {0, 1}
     output = s3.get_object(Bucket=BUCKET, Key=f"output/{name}/output/output.tar.gz")["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(output)) as tar:
-        assert tar.getnames() == ["metrics.json"]
+        assert sorted(tar.getnames()) == ["metrics.json", "validation_predictions.csv"]
     assert described["TrainingTimeInSeconds"] >= 1
     assert described["BillableTimeInSeconds"] == described["TrainingTimeInSeconds"]
     assert described["TrainingStartTime"] <= described["TrainingEndTime"]
