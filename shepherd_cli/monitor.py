@@ -208,6 +208,10 @@ def monitor_status(
         )
         out.print(_feature_table(rows, utc_time(alert.get("at"))))
     _alert_lines(out, state, alert, monitoring.alert.false_alarms_per_month)
+    from shepherd.aws.monitor_reports import quality_summary
+
+    if quality := quality_summary(alert.get("quality")):
+        out.print(f"[bold]Quality[/]: {escape(quality)}")
     if len(history) > 1:
         out.print(_history_table(history))
     _checkpoint_line(out, state.get("capture") or {})

@@ -12,6 +12,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from shepherd.aws.monitor_reports import quality_summary
 from shepherd.monitor import model_quality, quality_alert
 from shepherd.monitor.model_quality import BINARY, MULTICLASS, REGRESSION, Labelled
 from shepherd.rollout.quality import Prediction
@@ -287,3 +288,16 @@ def test_sustained_quality_loss_alerts_and_retrains_when_configured(world: World
     assert len(started) == 1
     assert started[0]["notification"]["retrain"]["evidence"]["cause"] == "quality"
     assert world.state()["retrain"]["quality_since"] == (AT.replace(minute=0) + timedelta(hours=1)).isoformat()
+
+
+def test_monitor_status_tells_a_runs_model_quality_in_one_line(world: World) -> None:
+    # Given a run whose labels were too few to judge
+    _quality_baseline(world)
+    world.hour_of_traffic(seed=6)
+    _feedback(world, world.clock.at, wrong_share=0.1, seed=6, only=12)
+    section = world.run()["quality"]
+    # When `shepherd monitor status` summarises it, then it says what was labelled and that it was not judged
+    line = quality_summary(section)
+    assert line is not None
+    assert line.startswith("too_few_labels; 12 labelled predictions: 12 labelled predictions, fewer than 100")
+    assert quality_summary(None) is None

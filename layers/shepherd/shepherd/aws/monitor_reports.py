@@ -159,3 +159,19 @@ class MonitorReports:
         prefix = f"{monitoring_root(model)}reports/{endpoint}/"
         folders = sorted(key.rsplit("/", 1)[0] + "/" for key in self.keys(prefix) if key.endswith("/alert.json"))
         return [f"s3://{self.bucket}/{folder}" for folder in folders[-last:]] if last > 0 else []
+
+
+def quality_summary(section: Mapping[str, Any] | None) -> str | None:
+    """One line on a run's model quality (alert.json's ``quality``): its status, labels, and the quality alert."""
+    if not section:
+        return None
+    decision = section.get("decision") or {}
+    parts = [str(section.get("status", "?"))]
+    if "labelled" in section:
+        parts.append(f"{section['labelled']} labelled predictions")
+    if "violations" in section:
+        parts.append(f"{section['violations']} violation(s)")
+    if decision.get("degraded"):
+        parts.append("quality-loss episode open")
+    reason = section.get("reason") or decision.get("reason")  # why it was not judged, else the alert's word
+    return "; ".join(parts) + (f": {reason}" if reason else "")
