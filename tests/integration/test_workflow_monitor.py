@@ -1,7 +1,9 @@
-"""The monitor on the local cloud with the real template: a model trained, registered with its baseline and
-deployed with data capture, clients sending it drifted requests, then its monitor run by hand.
+"""The monitor on the local cloud with the real template: a model trained, registered with its baselines and
+deployed with data capture, clients sending it drifted requests (and ground truth for them), then its monitor
+run by hand.
 
-Reports in Model Monitor's layout, violations, per-feature CloudWatch metrics and a MonitoringAlert on the topic.
+Reports in Model Monitor's layout, violations, per-feature CloudWatch metrics, model quality from the ground
+truth and a MonitoringAlert on the topic.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 NAMESPACE = "aws/sagemaker/Endpoints/data-metrics"
 
 
-def drifted_rows(count: int) -> list[str]:
-    """The example's customers, charged three times as much: a shift no hour of undrifted traffic shows."""
-    frame = generate(count, seed=31).drop(columns=["target"])
+def drifted_rows(count: int) -> list[tuple[str, int]]:
+    """The example's customers, charged three times as much: a shift no hour of undrifted traffic shows; with
+    their labels."""
+    frame = generate(count, seed=31)
     frame["monthly_charges"] = frame["monthly_charges"] * 3
-    return [",".join(str(v) for v in row) for row in frame.itertuples(index=False)]
+    features = frame.drop(columns=["target"]).itertuples(index=False)
+    return [(",".join(str(v) for v in row), int(t)) for row, t in zip(features, frame["target"], strict=True)]
 
 
 def test_drifted_requests_are_reported_published_and_notified(rollout_app, cloud):
@@ -37,16 +41,27 @@ def test_drifted_requests_are_reported_published_and_notified(rollout_app, cloud
     (package,) = app.packages(model)
     baseline = package["DriftCheckBaselines"]["ModelDataQuality"]
     assert baseline == package["ModelMetrics"]["ModelDataQuality"]
+    quality = package["ModelMetrics"]["ModelQuality"]  # from train.py's validation_predictions.csv
+    assert quality["Statistics"]["S3Uri"].endswith(f"/monitoring/{model}/baseline/1/model_quality/statistics.json")
     assert baseline["Statistics"]["S3Uri"] == f"s3://{app.bucket}/monitoring/{model}/baseline/1/statistics.json"
     schedule = cloud.client("scheduler").get_schedule(Name=f"shepherd-rotest-monitor-{model}")
     assert schedule["ScheduleExpression"] == "rate(7 days)"
     assert app.rollout(model, 1)["status"] == "SUCCEEDED"
 
-    # When clients send it drifted requests, and the monitor is run by hand
+    # When clients send it drifted requests, ground truth arrives for them, and the monitor is run by hand
     runtime = cloud.client("sagemaker-runtime")
-    for row in drifted_rows(200):
-        runtime.invoke_endpoint(EndpointName=model, ContentType="text/csv", Body=row)
+    labels = []
+    for number, (row, label) in enumerate(drifted_rows(200)):
+        runtime.invoke_endpoint(EndpointName=model, ContentType="text/csv", Body=row, InferenceId=f"q-{number}")
+        truth = {
+            "groundTruthData": {"data": str(label), "encoding": "CSV"},
+            "eventMetadata": {"eventId": f"q-{number}"},
+        }
+        labels.append(json.dumps(truth | {"eventVersion": "0"}))
     wait_for(lambda: app.s3.list_objects_v2(Bucket=app.bucket, Prefix=f"capture/{model}/").get("KeyCount"))
+    captured = app.s3.list_objects_v2(Bucket=app.bucket, Prefix=f"capture/{model}/")["Contents"][0]["Key"]
+    hour = "/".join(captured.split("/")[-5:-1])  # the capture's yyyy/mm/dd/hh, on the local cloud's clock
+    app.s3.put_object(Bucket=app.bucket, Key=f"feedback/{model}/{hour}/labels.jsonl", Body="\n".join(labels).encode())
     started = app.sfn.start_execution(
         stateMachineArn=app.outputs["MonitorStateMachineArn"],
         name=f"{model}-by-hand",
@@ -65,7 +80,10 @@ def test_drifted_requests_are_reported_published_and_notified(rollout_app, cloud
         "statistics.json",
         "constraint_violations.json",
         "alert.json",
+        "model_quality/statistics.json",
+        "model_quality/constraint_violations.json",
     }
+    assert (result["quality"]["status"], result["quality"]["labelled"]) == ("checked", 200)
     violations = json.loads(
         app.s3.get_object(Bucket=app.bucket, Key=f"{folder}constraint_violations.json")["Body"].read()
     )
@@ -81,6 +99,11 @@ def test_drifted_requests_are_reported_published_and_notified(rollout_app, cloud
     assert {d["Value"] for m in metrics for d in m["Dimensions"] if d["Name"] == "MonitoringSchedule"} == {
         f"shepherd-rotest-monitor-{model}"
     }
+    # and model quality in Model Monitor's namespace for it
+    quality_metrics = cloud.client("cloudwatch").list_metrics(
+        Namespace="aws/sagemaker/Endpoints/model-metrics", Dimensions=[{"Name": "Endpoint", "Value": model}]
+    )["Metrics"]
+    assert {"accuracy", "auc", "f1"} <= {m["MetricName"] for m in quality_metrics}
     # and a person was told, reason first
     note = app.notifications("MonitoringAlert", model)
     assert list(note)[:3] == ["reason", "detail", "event"]
