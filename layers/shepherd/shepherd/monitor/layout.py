@@ -23,6 +23,11 @@ def baseline_prefix(model: str, version: int | str) -> str:
     return f"{monitoring_root(model)}baseline/{version}/"
 
 
+def batch_report_prefix(model: str, processed_key: str) -> str:
+    """A checked Batch Transform input's statistics.json and constraint_violations.json: one folder per file."""
+    return f"{monitoring_root(model)}batch/{processed_key.rsplit('/', 1)[-1]}/"
+
+
 def state_key(model: str) -> str:
     return f"{monitoring_root(model)}state.json"
 

@@ -22,11 +22,11 @@ from pydantic import BaseModel
 from shepherd.config import ConfigError, ModelConfig, load_config
 from shepherd.errors import InvalidInput, NotFound
 from shepherd.events import notifications
-from shepherd.monitor import alert, capture, model_quality, quality_alert, retrain
+from shepherd.monitor import alert, batch_inputs, capture, model_quality, quality_alert, retrain
 from shepherd.monitor.baseline import MODEL_QUALITY, QUALITY_REFERENCE, REFERENCE
 from shepherd.monitor.constraints import check
 from shepherd.monitor.dataset import Dataset, from_capture
-from shepherd.monitor.layout import report_prefix, schedule_name, state_key
+from shepherd.monitor.layout import batch_report_prefix, report_prefix, schedule_name, state_key
 from shepherd.monitor.metrics import feature_metrics
 from shepherd.monitor.ports import Lifecycle, Metrics, Models, Objects, Reports, Rollouts
 from shepherd.monitor.reference import Reference
@@ -111,10 +111,12 @@ def monitor(deps: Deps, request: MonitorRequest) -> dict[str, Any]:
         state |= {"package": arn, "alert": None, "retrain": retrain_state, "quality": None}
     checkpoint = capture.Checkpoint.from_json(state["capture"])
     deadline = deps.monotonic() + READ_SECONDS
+    state["batch"], outcome["batch"] = _batch_checks(
+        deps, request.model, baseline=baseline, constraints=constraints, state=state, config=config, at=at
+    )
     bucket = deps.settings.bucket
     read, predictions = _read_capture(deps, endpoint, live, checkpoint, at=at, deadline=deadline)
-    names = [f["name"] for f in baseline.get("features", [])]
-    dataset = from_capture(read.captured, names=names)
+    dataset = from_capture(read.captured, names=[f["name"] for f in baseline.get("features", [])])
     outcome |= {
         "package": arn,
         "objects_read": read.objects,
@@ -155,6 +157,7 @@ def monitor(deps: Deps, request: MonitorRequest) -> dict[str, Any]:
         "decision": decision,
         "violations": len(violations.get("violations", [])),
         "quality": quality.section,
+        "batch": outcome["batch"],
         "retrain": {
             "started": started is not None,
             "reason": gate.reason,
@@ -213,6 +216,56 @@ def _alert(
         "hour": hour.isoformat(),
         "false_alarms_per_month": settings.false_alerts_per_month,
     }
+
+
+def _batch_checks(
+    deps: Deps,
+    model: str,
+    *,
+    baseline: dict[str, Any],
+    constraints: dict[str, Any],
+    state: dict[str, Any],
+    config: ModelConfig,
+    at: datetime,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Each Batch Transform input scored since the last run through the data-quality check against the champion's
+    baseline, reported under monitoring/<model>/batch/<file>/ with Model Monitor's batch metrics; (the checkpoint,
+    what each file gave)."""
+    bucket = deps.settings.bucket
+    checkpoint = batch_inputs.BatchCheckpoint.from_json(state.get("batch"), first=at.timestamp() - HOUR)
+    listed = deps.objects.latest_objects(bucket, batch_inputs.processed_prefix(model))
+    names = [f["name"] for f in baseline.get("features", [])]
+    checked: list[dict[str, Any]] = []
+    for stamp, found in batch_inputs.new_files(listed, checkpoint):
+        entry: dict[str, Any] = {"input": f"s3://{bucket}/{found.key}"}
+        if found.size > batch_inputs.MAX_BYTES:
+            entry["status"] = f"not checked: over {batch_inputs.MAX_BYTES // 2**20} MB"
+        else:
+            text = deps.objects.read_bytes(bucket, found.key, found.version_id).decode("utf-8", errors="replace")
+            try:
+                dataset = batch_inputs.dataset_of(text, config.batch.content_type, names)
+            except ValueError as exc:
+                dataset, entry["status"] = None, f"not checked: unreadable as {config.batch.content_type} ({exc})"
+            if dataset is not None and dataset.item_count:
+                statistics = profile(dataset, dataset_name=f"s3://{bucket}/{found.key}")
+                violations = check(statistics, baseline, constraints, overrides=config.monitoring.monitoring_config)
+                where = batch_report_prefix(model, found.key)
+                _report(deps, f"{where}statistics.json", statistics)
+                _report(deps, f"{where}constraint_violations.json", violations)
+                dimensions = {"MonitoringSchedule": schedule_name(deps.settings.stage, model)}
+                values = feature_metrics(statistics, baseline, constraints)
+                deps.metrics.put(batch_inputs.NAMESPACE, dimensions, values, at)
+                entry |= {
+                    "status": "checked",
+                    "records": dataset.item_count,
+                    "violations": len(violations["violations"]),
+                    "report": f"s3://{bucket}/{where}",
+                }
+            elif dataset is not None:
+                entry["status"] = "not checked: no rows"
+        checked.append(entry)
+        batch_inputs.mark_checked(checkpoint, stamp, found.key)
+    return checkpoint.to_json(), checked
 
 
 def _read_capture(
