@@ -1,9 +1,11 @@
-"""One monitor run: the endpoint's capture since the last run against the champion's baseline.
+"""One monitor run: the endpoint's capture since the last run against the champion's baselines.
 
 Reports in Model Monitor's layout (statistics.json, constraint_violations.json) plus alert.json (the alert
-decision and its evidence), per-feature CloudWatch metrics as Model Monitor names them, and, on a new alert
-or a retrain, a notification. state.json (the capture checkpoint, the alert and retrain state) is written
-last: a run that fails before it is redone whole by the next, reading each capture object once.
+decision and its evidence), per-feature CloudWatch metrics as Model Monitor names them; model quality from the
+ground truth joined with the captured predictions (its files in the report's model_quality/ folder); the Batch
+Transform inputs scored since the last run; and, on a new drift or quality-loss alert or a retrain, a
+notification. state.json (the capture, ground-truth and batch checkpoints, the alerts and retrain state) is
+written last: a run that fails before it is redone whole by the next, reading each object once.
 """
 
 from __future__ import annotations
