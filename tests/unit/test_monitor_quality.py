@@ -280,6 +280,7 @@ def test_sustained_quality_loss_alerts_and_retrains_when_configured(world: World
     # Then the first run notifies of quality loss, and once it has lasted two hours one retrain starts
     first = outcomes[0]
     assert first["notify"] is True
+    jsonschema.validate(first["notification"], json.loads((ROOT / "schemas/notification.schema.json").read_text()))
     assert "model quality loss" in first["notification"]["reason"]
     assert "data drift" not in first["notification"]["reason"]
     assert first["quality"]["decision"]["alert"] is True

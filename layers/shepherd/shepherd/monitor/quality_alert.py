@@ -21,7 +21,7 @@ from shepherd.rollout.quality import Prediction
 
 MISS_QUANTILE = 0.9  # a regressor's miss: an error above this quantile of the baseline's absolute errors
 KEEP_SECONDS = 3 * 86400  # a prediction waits this long for its label, a label as long for its prediction
-MAX_PENDING = 20_000  # predictions waiting, at most (the newest kept): bounds state.json
+MAX_PENDING = 20_000  # predictions waiting, and labels, at most (the newest kept): bounds state.json
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ def join(
     state: QualityState, predictions: Iterable[Prediction], labels: Mapping[str, str], now: float
 ) -> list[Labelled]:
     """This run's new predictions and labels joined on InferenceId with those waiting in ``state``; what is still
-    unmatched waits, up to KEEP_SECONDS (and MAX_PENDING predictions). Each pair is returned once, ever."""
+    unmatched waits, up to KEEP_SECONDS (and MAX_PENDING of each). Each pair is returned once, ever."""
     for prediction in predictions:
         state.pending.setdefault(prediction.inference_id, [prediction.epoch, prediction.output])
     for inference_id, label in labels.items():
@@ -145,7 +145,8 @@ def join(
         _, output = state.pending.pop(inference_id)
         joined.append(Labelled(prediction=str(output), label=str(label)))
     horizon = now - KEEP_SECONDS
-    state.labels = {k: v for k, v in state.labels.items() if float(v[1]) >= horizon}
+    recent = sorted(((float(v[1]), k) for k, v in state.labels.items() if float(v[1]) >= horizon), reverse=True)
+    state.labels = {k: state.labels[k] for _, k in sorted(recent[:MAX_PENDING])}
     kept = sorted(((float(v[0]), k) for k, v in state.pending.items() if float(v[0]) >= horizon), reverse=True)
     state.pending = {k: state.pending[k] for _, k in sorted(kept[:MAX_PENDING])}
     return joined
