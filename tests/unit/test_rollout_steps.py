@@ -784,3 +784,35 @@ def test_a_failed_endpoint_that_once_served_is_never_deleted(world: World) -> No
     world.store.acquire("churn", first.run, first.package_arn, world.clock.now().timestamp())
     assert steps.release(world.deps, first) == {"released": True, "deleted": False}
     assert ("delete_endpoint", "churn") not in world.endpoints.calls
+
+
+def test_the_states_config_is_validated_once_and_again_only_when_it_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shepherd.config import ModelConfig
+
+    world = World()
+    world.config()
+    serving_v1(world)
+    state = world.prepare(2)
+    validations: list[object] = []
+    original = ModelConfig.model_validate
+
+    def counted(*args: Any, **kwargs: Any) -> ModelConfig:
+        validations.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(ModelConfig, "model_validate", counted)
+    # Given a step that asks for the config several times, it is validated once
+    first = state.parsed_config()
+    assert state.parsed_config() is first
+    assert state.parsed_config() is first
+    assert len(validations) == 1
+    # and a config changed in place is validated afresh, never answered from the stale copy
+    realtime = state.config["endpoint"].setdefault("realtime", {})
+    realtime["instance_count"] = 3
+    changed = state.parsed_config()
+    assert len(validations) == 2
+    assert changed.endpoint.realtime is not None
+    assert changed.endpoint.realtime.instance_count == 3
+    # and the cache never reaches the JSON the state machine carries
+    assert set(state.dump()) == set(RolloutState.model_validate(state.dump()).dump())
+    assert "_parsed" not in state.dump()

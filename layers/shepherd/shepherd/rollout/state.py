@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from shepherd.rollout.plan import Stage, VariantSpec
 
@@ -41,11 +42,21 @@ class RolloutState(BaseModel):
     continuation: int = 0
     error: Any = None
 
+    # parsed_config's last answer and a copy of the config it was validated from
+    _parsed: tuple[dict[str, Any], str, ModelConfig] | None = PrivateAttr(default=None)
+
     def parsed_config(self) -> ModelConfig:
-        """The model's shepherd.yaml, as Prepare validated it."""
+        """The model's shepherd.yaml, as Prepare validated it: validated once per state (several steps ask per call),
+        again only if ``config`` or ``model`` changed since, even in place. Callers read it and never change it."""
         from shepherd.config import ModelConfig
 
-        return ModelConfig.model_validate(self.config, context={"model": self.model})
+        if self._parsed is not None:
+            source, model, parsed = self._parsed
+            if model == self.model and source == self.config:
+                return parsed
+        parsed = ModelConfig.model_validate(self.config, context={"model": self.model})
+        self._parsed = (copy.deepcopy(self.config), self.model, parsed)
+        return parsed
 
     def dump(self) -> dict[str, Any]:
         """The JSON the state machine carries: only what was set, as Prepare wrote it."""
