@@ -113,15 +113,15 @@ def test_minimal_config_gets_the_documented_defaults() -> None:
     assert rollout.judge_interval_minutes == 5
     assert (rollout.shadow.enabled, rollout.shadow.max_duration_minutes, rollout.shadow.at_max_duration) == (
         True,
-        120,
+        None,  # derived from the stage's traffic
         "inconclusive",
     )
     assert (rollout.ab.steps, rollout.ab.max_duration_minutes, rollout.ab.at_max_duration) == (
         [10, 25, 50],
-        120,
+        None,
         "inconclusive",
     )
-    assert (rollout.full.max_duration_minutes, rollout.post_promotion_watch.max_duration_minutes) == (30, 120)
+    assert (rollout.full.max_duration_minutes, rollout.post_promotion_watch.max_duration_minutes) == (None, 120)
     error_rate = rollout.judge.error_rate
     assert (error_rate.alpha, error_rate.beta, error_rate.delta, error_rate.min_samples) == (0.05, 0.2, 1.0, 100)
     assert (rollout.judge.latency, rollout.judge.quality) == (None, None)

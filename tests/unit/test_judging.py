@@ -224,6 +224,7 @@ def test_the_answer_carries_the_verdict_its_statistics_and_the_execution_s_call_
         "champion_samples",
         "candidate_bad",
         "champion_bad",
+        "max_minutes",
     }
 
 
@@ -443,3 +444,30 @@ def test_a_transient_error_reading_the_quality_state_fails_the_call_for_a_retry(
     # Then the call fails for the Judge state to retry, rather than reading a long stage again from the start
     with pytest.raises(TransientError):
         world.judge(**stage("ab"), **on_quality())
+
+
+# ------------------------------------------------------------------ the stage's maximum
+
+
+def test_a_stage_without_a_configured_maximum_ends_when_its_traffic_says_a_good_candidate_should_have_decided(
+    world: World,
+) -> None:
+    # Given an A/B step planned with its maximum derived from traffic (a cap of a day), two hours in, whose traffic
+    # (200 requests a minute, the candidate 10 % with 3.3 % errors, the champion 2.2 %: between the hypotheses) leaves
+    # it undecided
+    world.clock.at = datetime.fromtimestamp(STARTED + 7200 + 130, UTC)
+    world.metrics.serve("champion", FIRST, 120, requests=180, errors=4)
+    world.metrics.serve("candidate", FIRST, 120, requests=20, errors=0)
+    world.metrics.put("candidate_errors", FIRST, [1.0 if m % 3 < 2 else 0.0 for m in range(120)])
+    planned = stage("ab", max_minutes=1440)
+    planned["stage"] = planned["stage"] | {"weight": 10.0, "max_from_traffic": True}
+    answer = world.judge(**planned)
+    # Then the judge ends it as its at_max says, at the maximum it derived (well under the cap), and says so
+    [metric] = answer["statistics"]
+    assert metric["max_minutes"] < 120
+    assert answer["verdict"] == "INCONCLUSIVE"
+    assert f"within {metric['max_minutes']} minutes" in answer["explanation"]
+    # while the same stage with the user's maximum of a day judges on (and here, in its second hour, finds the
+    # candidate worse)
+    fixed = world.judge(**(planned | {"stage": planned["stage"] | {"max_from_traffic": False}, "attempt": "again"}))
+    assert (fixed["verdict"], fixed["statistics"][0]["max_minutes"]) == ("ROLLBACK", 1440)

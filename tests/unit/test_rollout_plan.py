@@ -66,7 +66,7 @@ def test_full_and_the_watch_follow_their_config_and_a_direct_switch_has_neither(
     )
     stages = plan.stages(config)
     assert [(s.kind, s.max_minutes, s.at_max) for s in stages] == [
-        ("shadow", 120, "INCONCLUSIVE"),
+        ("shadow", 1440, "INCONCLUSIVE"),  # derived from its traffic, a day at most
         ("full", 15, "ROLLBACK"),
     ]
     direct = _config("rollout:\n  shadow:\n    enabled: false\n  ab:\n    enabled: false\n")

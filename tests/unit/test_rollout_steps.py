@@ -418,7 +418,8 @@ def test_an_inconclusive_rollout_restores_the_champion_but_does_not_reject(world
     # Given a rollout in its first A/B step (index 1), undecided at the step's maximum duration
     serving_v1(world)
     state = enter(world, enter(world, world.prepare(2), 0), 1)
-    statistics = [{"metric": "error_rate", "verdict": "INCONCLUSIVE", "candidate_samples": 40}]
+    # (its maximum derived from its traffic: 120 minutes, which the judge's statistics carry)
+    statistics = [{"metric": "error_rate", "verdict": "INCONCLUSIVE", "candidate_samples": 40, "max_minutes": 120}]
     verdict = {
         "verdict": "INCONCLUSIVE",
         "explanation": "No decision in 120 minutes",

@@ -482,9 +482,18 @@ class JudgeSettings(Section):
     )
 
 
+# A stage whose max_duration_minutes is unset ends when the traffic it sees says a good candidate should have been
+# decided (shepherd.judge.duration), and at the latest after this long.
+DERIVED_CAP_MINUTES = 1440
+MAX_FROM_TRAFFIC = (
+    "Unset: derived from the stage's observed traffic (the minutes a candidate as good as the champion needs to a "
+    f"decision, with margin; at most {DERIVED_CAP_MINUTES}). Set: the user's, fixed."
+)
+
+
 class ShadowStage(Section):
     enabled: bool = True
-    max_duration_minutes: int = Field(default=120, ge=1)
+    max_duration_minutes: int | None = Field(default=None, ge=1, description=MAX_FROM_TRAFFIC)
     at_max_duration: Verdict = Field(
         default="inconclusive", description="Verdict when undecided at max_duration_minutes (never promote)."
     )
@@ -498,7 +507,7 @@ class AbStage(Section):
         max_length=10,
         description="The challenger's traffic percentage at each step, increasing, each 1..99.",
     )
-    max_duration_minutes: int = Field(default=120, ge=1, description="Per step.")
+    max_duration_minutes: int | None = Field(default=None, ge=1, description="Per step. " + MAX_FROM_TRAFFIC)
     at_max_duration: Verdict = "inconclusive"
 
     @field_validator("steps")
@@ -512,8 +521,11 @@ class AbStage(Section):
 
 
 class FullStage(Section):
-    max_duration_minutes: int = Field(
-        default=30, ge=1, description="All traffic on the challenger, the champion's variant kept for a fast rollback."
+    max_duration_minutes: int | None = Field(
+        default=None,
+        ge=1,
+        description="All traffic on the challenger, the champion's variant kept for a fast rollback. "
+        + MAX_FROM_TRAFFIC,
     )
     at_max_duration: Verdict = "inconclusive"
 
@@ -564,7 +576,7 @@ class Rollout(Section):
                     f"must be >= judge_interval_minutes, {self.judge_interval_minutes}, or the stage is never judged",
                 )
                 for name, stage in stages.items()
-                if stage.max_duration_minutes < self.judge_interval_minutes
+                if stage.max_duration_minutes is not None and stage.max_duration_minutes < self.judge_interval_minutes
             ]
         )
         return self

@@ -11,6 +11,7 @@ import numpy as np
 
 from shepherd.judge.models import (
     PAIRED_METRICS,
+    Baseline,
     FeedbackBin,
     Judgement,
     Metric,
@@ -148,15 +149,9 @@ def alternative_rate(p0: float, delta: float) -> float:
     return ratio * p0 / (1.0 - p0 + ratio * p0)
 
 
-def judge_against_baseline(
-    observations: StageObservations, metric: Metric, settings: MetricSettings, alpha_spent: float
-) -> MetricJudgement:
-    """Wald's one-sample SPRT of the candidate's bad-event rate against the champion's recorded rate.
-
-    For full and the watch (no concurrent champion traffic). p0 takes Laplace's rule, so a champion without
-    errors still leaves a small allowance, not a rollback on the first error; a PROMOTE needs min_samples on
-    both sides, and an empty baseline never promotes. docs/ROLLOUTS.md, "Judging against the baseline"."""
-    baseline = observations.baseline[metric]
+def baseline_rate(baseline: Baseline, settings: MetricSettings, alpha_spent: float) -> tuple[float, float]:
+    """(p0, the SPRT's alpha) of the test against a baseline: Laplace's estimate of the champion's rate or, with a drift
+    margin, an upper confidence bound on it times 1 + margin (spending half of alpha)."""
     p0 = (baseline.bad + 1) / (baseline.samples + 2)
     sprt_alpha = alpha_spent
     if settings.drift_margin > 0:
@@ -169,6 +164,19 @@ def judge_against_baseline(
         # margin), and the closer p0 comes to 1 the less a bad candidate differs from it. alpha is then promised for a
         # candidate rate up to 0.5, not up to the bound.
         p0 = min(p0, 0.5)
+    return p0, sprt_alpha
+
+
+def judge_against_baseline(
+    observations: StageObservations, metric: Metric, settings: MetricSettings, alpha_spent: float
+) -> MetricJudgement:
+    """Wald's one-sample SPRT of the candidate's bad-event rate against the champion's recorded rate.
+
+    For full and the watch (no concurrent champion traffic). p0 takes Laplace's rule, so a champion without
+    errors still leaves a small allowance, not a rollback on the first error; a PROMOTE needs min_samples on
+    both sides, and an empty baseline never promotes. docs/ROLLOUTS.md, "Judging against the baseline"."""
+    baseline = observations.baseline[metric]
+    p0, sprt_alpha = baseline_rate(baseline, settings, alpha_spent)
     p1 = alternative_rate(p0, settings.delta)
     bad_weight, good_weight = math.log(p1 / p0), math.log((1.0 - p1) / (1.0 - p0))
     # ROLLBACK at ln(1/alpha): the likelihood ratio is a martingale under H0, so by Ville's inequality it ever reaches

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from shepherd.edge import field
 from shepherd.errors import InvalidInput, ShepherdError, TransientError
 from shepherd.judge import Baseline, Judgement, Metric, MetricSettings, StageObservations, StageSettings, judge
+from shepherd.judge.duration import with_derived_max
 from shepherd.rollout import observe, quality
 from shepherd.rollout.budget import DRIFT_MARGIN, StageBudget
 from shepherd.rollout.observe import BASELINE_KINDS, baseline, complete_until, observations, queries, settings
@@ -88,6 +89,9 @@ class JudgedStage:
     # The stage's part of the rollout's error budget (shepherd.rollout.budget), set by the plan; None (a rollout
     # planned before budgets) judges the stage with each metric's alpha and beta whole, as then.
     budget: StageBudget | None = None
+    # The maximum derived from the stage's traffic (shepherd.judge.duration), max_minutes its cap; False: max_minutes
+    # is the user's.
+    max_from_traffic: bool = False
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,7 @@ class JudgeRequest:
                     stage, "at_max", str, choices=("INCONCLUSIVE", "ROLLBACK"), default="INCONCLUSIVE", where="stage."
                 ),
                 budget=_budget(stage),
+                max_from_traffic=field(stage, "max_from_traffic", bool, default=False, where="stage."),
             ),
             stage_index=field(event, "stage_index", int, minimum=0),
             stage_started=float(field(event, "stage_started", float, minimum=0)),
@@ -188,13 +193,16 @@ def judge_stage(deps: JudgeDeps, request: JudgeRequest) -> dict[str, Any]:
         return _decided(deps, request, now, ended, explanation, statistics=[], minutes=None)
     observed = _observed(deps, request, now.timestamp())
     stage = request.stage
-    verdict = judge(observed, request.settings())
+    stage_settings = request.settings()
+    if stage.max_from_traffic:
+        stage_settings = with_derived_max(observed, stage_settings, cap=stage.max_minutes)
+    verdict = judge(observed, stage_settings)
     decided, explanation = str(verdict.verdict), verdict.explanation
     if stage.kind == "watch" and decided == "INCONCLUSIVE":
         # The watch's at_max_duration "inconclusive": no harm found in its time, so the promotion stands.
         decided = "PROMOTE"
         explanation = f"The post-promotion watch found no harm in {stage.max_minutes} minutes: {explanation}"
-    statistics = _statistics(verdict)
+    statistics = _statistics(verdict, stage_settings)
     return _decided(deps, request, now, decided, explanation, statistics=statistics, minutes=observed.minutes_elapsed)
 
 
@@ -245,7 +253,8 @@ def _settled(deps: JudgeDeps, request: JudgeRequest, observed: StageObservations
     return settled
 
 
-def _statistics(verdict: Judgement) -> list[dict[str, Any]]:
+def _statistics(verdict: Judgement, settings: StageSettings) -> list[dict[str, Any]]:
+    """Each metric's state, with the maximum its stage was judged with (derived from traffic, or the user's)."""
     return [
         {
             "metric": str(m.metric),
@@ -257,6 +266,7 @@ def _statistics(verdict: Judgement) -> list[dict[str, Any]]:
             "champion_samples": m.champion_samples,
             "candidate_bad": m.candidate_bad,
             "champion_bad": m.champion_bad,
+            "max_minutes": settings.metrics[m.metric].max_minutes,
         }
         for m in verdict.metrics
     ]

@@ -28,6 +28,9 @@ class Stage(BaseModel):
     weight: float = Field(ge=0, le=100, description="The challenger's traffic percentage (shadow: mirrored).")
     max_minutes: int
     at_max: Literal["INCONCLUSIVE", "ROLLBACK"] = "INCONCLUSIVE"
+    # True: max_minutes is a cap, and the judge ends the stage once its traffic says a good candidate should have been
+    # decided (shepherd.judge.duration); False: max_minutes is the user's.
+    max_from_traffic: bool = False
     # The stage's part of the rollout's error budget (shepherd.rollout.budget): its alpha is the config's alpha x
     # alpha_share, its beta the config's beta ** beta_power (0: after the decision to promote to full). None: a
     # stage planned before budgets, judged with the config's alpha and beta whole.
@@ -101,7 +104,7 @@ def stages(config: ModelConfig, kind: str = "realtime") -> list[Stage]:
             Stage(
                 kind="shadow",
                 weight=100,
-                max_minutes=rollout.shadow.max_duration_minutes,
+                **_limit(rollout.shadow.max_duration_minutes),
                 at_max=rollout.shadow.at_max_duration.upper(),  # type: ignore[arg-type]
             )
         )
@@ -110,7 +113,7 @@ def stages(config: ModelConfig, kind: str = "realtime") -> list[Stage]:
             Stage(
                 kind="ab",
                 weight=step,
-                max_minutes=rollout.ab.max_duration_minutes,
+                **_limit(rollout.ab.max_duration_minutes),
                 at_max=rollout.ab.at_max_duration.upper(),  # type: ignore[arg-type]
             )
             for step in rollout.ab.steps
@@ -120,13 +123,22 @@ def stages(config: ModelConfig, kind: str = "realtime") -> list[Stage]:
             Stage(
                 kind="full",
                 weight=100,
-                max_minutes=rollout.full.max_duration_minutes,
+                **_limit(rollout.full.max_duration_minutes),
                 at_max=rollout.full.at_max_duration.upper(),  # type: ignore[arg-type]
             )
         )
         if rollout.post_promotion_watch.enabled:
             path.append(_watch(config))
     return with_budget(path)
+
+
+def _limit(configured: int | None) -> dict[str, Any]:
+    """A stage's max_minutes: the user's, or the cap of one derived from its traffic."""
+    from shepherd.config.models import DERIVED_CAP_MINUTES
+
+    if configured is None:
+        return {"max_minutes": DERIVED_CAP_MINUTES, "max_from_traffic": True}
+    return {"max_minutes": configured}
 
 
 def with_budget(path: list[Stage]) -> list[Stage]:

@@ -609,7 +609,10 @@ def _inconclusive(state: RolloutState, verdict: dict[str, Any], why: str) -> tup
         and state.stages[index].kind in STAGE_SECTIONS
     ):
         stage = state.stages[index]
-        longer = f" --override rollout.{STAGE_SECTIONS[stage.kind]}.max_duration_minutes={2 * stage.max_minutes}"
+        # The maximum it was judged with: derived from its traffic, or the configured one
+        limits = [m["max_minutes"] for m in verdict["statistics"] if isinstance(m, dict) and "max_minutes" in m]
+        limit = max(limits, default=stage.max_minutes)
+        longer = f" --override rollout.{STAGE_SECTIONS[stage.kind]}.max_duration_minutes={2 * limit}"
     reject = (
         f"aws sagemaker update-model-package --model-package-arn {arn} --model-approval-status Rejected "
         '--approval-description "<why>"'
