@@ -119,16 +119,18 @@ def test_continuation_names_are_readable_stable_and_fit_80_characters():
     assert plan.continuation_name(long[:80], 1) != plan.continuation_name(long[:79] + "x", 1)
 
 
-def test_the_challenger_gets_the_champion_s_capacity_before_it_carries_half_the_traffic():
+def test_the_challenger_s_capacity_is_in_proportion_to_its_share_and_raised_a_step_ahead():
+    # Per instance, the challenger at w % carries what the champion's fleet does at 100 - w %
+    assert [plan.proportional_count(6, w) for w in (1, 10, 25, 50, 75, 100)] == [1, 1, 2, 6, 18, 6]
+    assert plan.proportional_count(0, 10) == 1  # at least one
     config = _config("rollout:\n  ab:\n    steps: [10, 25, 50]\n")
     path = plan.stages(config)  # shadow, ab 10, ab 25, ab 50, full, watch
-    raised = [plan.challenger_count(path, i, configured=2, champion_count=5) for i in range(len(path))]
-    # shadow is sized on its own; at 10 % nothing yet; at 25 % (before 50 %) and after: the champion's 5
-    assert raised == [None, None, 5, 5, 5, None]
-    assert plan.challenger_count(path, 2, configured=6, champion_count=5) == 6  # never below its own count
+    counts = [plan.challenger_count(path, i, champion_count=6) for i in range(len(path))]
+    # shadow is sized on its own; each A/B step gets what it and the next need; full the champion's 6
+    assert counts == [None, 2, 6, 6, 6, None]
     single = plan.stages(_config("rollout:\n  shadow:\n    enabled: false\n  ab:\n    steps: [10]\n"))
-    assert [plan.challenger_count(single, i, configured=2, champion_count=4) for i in range(len(single))] == [
-        4,  # A/B 10 % is followed by full: raised on entering it
+    assert [plan.challenger_count(single, i, champion_count=4) for i in range(len(single))] == [
+        4,  # A/B 10 % is followed by full: its instances are InService before full moves the traffic
         4,
         None,
     ]

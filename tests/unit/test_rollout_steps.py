@@ -98,6 +98,10 @@ class World:
         return {v["VariantName"]: v["CurrentWeight"] for v in self.live()["ProductionVariants"]}
 
 
+def _counts(world: World) -> dict[str, int]:
+    return {v["VariantName"]: v["CurrentInstanceCount"] for v in world.live()["ProductionVariants"]}
+
+
 def serving_v1(world: World) -> None:
     """v1 deployed and promoted through the first-deployment path."""
     state = world.prepare(1)
@@ -267,19 +271,23 @@ def test_a_good_candidate_goes_through_every_stage_and_is_promoted(world: World)
     enter(world, state, 0)
     assert [v["VariantName"] for v in world.live()["ShadowProductionVariants"]] == ["v2"]
     assert world.live()["ShadowProductionVariants"][0]["CurrentInstanceCount"] == 2
-    # A/B: a new config with both, then only weights move; the challenger is raised before it carries half
+    # A/B: a new config with both, then only weights move; the challenger's instances in proportion to its share
+    # (the load per instance of the champion's 2), for this step and the next, so they serve before its traffic comes
     enter(world, state, 1)
     assert world.weights() == {"v1": 90, "v2": 10}
     assert "ShadowProductionVariants" not in world.live()
+    assert _counts(world) == {"v1": 2, "v2": 1}  # 10 % and 25 %: 2 x 25 / 75 rounds to 1
     updates = len([c for c in world.endpoints.calls if c[0] == "update_endpoint"])
     enter(world, state, 2)
     assert world.weights() == {"v1": 75, "v2": 25}
+    assert _counts(world) == {"v1": 2, "v2": 2}  # raised for the 50 % step ahead of it
     world.live()["ProductionVariants"][0]["CurrentInstanceCount"] = 3  # the champion autoscaled meanwhile
     enter(world, state, 3)
     assert world.weights() == {"v1": 50, "v2": 50}
-    assert world.live()["ProductionVariants"][1]["CurrentInstanceCount"] == 3
+    assert _counts(world) == {"v1": 3, "v2": 3}
     enter(world, state, 4)
     assert world.weights() == {"v1": 0, "v2": 100}
+    assert _counts(world) == {"v1": 3, "v2": 3}
     assert len([c for c in world.endpoints.calls if c[0] == "update_endpoint"]) == updates
     # the watch: the challenger alone (the champion's scaling target goes first: SageMaker insists)
     enter(world, state, 5)

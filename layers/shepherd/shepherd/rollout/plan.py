@@ -7,6 +7,7 @@ docs/ROLLOUTS.md, "Stages on SageMaker".
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
@@ -281,18 +282,27 @@ def weights(
     return [{"VariantName": champion, "DesiredWeight": float(100 - challenger_percent)}, wanted]
 
 
-def challenger_count(stages: list[Stage], index: int, configured: int, champion_count: int) -> int | None:
-    """The challenger's instance count on entering stage ``index`` of a realtime path, or None to leave it.
+def proportional_count(champion_count: int, weight: float) -> int:
+    """Instances for a challenger carrying ``weight`` % of the traffic at the load per instance of the champion's
+    fleet (``champion_count`` instances) carrying the rest: champion_count x weight / (100 - weight), the nearest
+    whole number, at least one; the champion's count at 100 %."""
+    if weight >= 100:
+        return max(1, champion_count)
+    return max(1, math.floor(champion_count * weight / (100 - weight) + 0.5))
 
-    Before the challenger carries half the traffic or more — at the stage before it does (every A/B path
-    ends in full, at 100 %) and at any stage where it does — it gets at least as many instances as the
-    champion serves with now (an autoscaled champion may have grown beyond the configured count)."""
+
+def challenger_count(stages: list[Stage], index: int, champion_count: int) -> int | None:
+    """The challenger's instance count on entering stage ``index`` of a realtime path (A/B or full), or None to
+    leave it: in proportion to its traffic share (proportional_count), for this stage and the next, so that the
+    next stage's instances are InService before its traffic arrives (docs/ROLLOUTS.md, "Capacity")."""
     here = stages[index]
+    if here.kind not in ("ab", "full"):
+        return None
     following = stages[index + 1] if index + 1 < len(stages) else None
-    heavy = here.kind in ("ab", "full") and (
-        here.weight >= 50 or (following is not None and following.kind in ("ab", "full") and following.weight >= 50)
-    )
-    return max(configured, champion_count) if heavy else None
+    wanted = proportional_count(champion_count, here.weight)
+    if following is not None and following.kind in ("ab", "full"):
+        wanted = max(wanted, proportional_count(champion_count, following.weight))
+    return wanted
 
 
 KEEP_VERSIONS = 5

@@ -395,7 +395,9 @@ def enter_stage(deps: Deps, state: RolloutState, token: str) -> dict[str, Any]:
             state.endpoint, plan.weights(champion.variant, candidate.variant, stage.weight, count)
         )
     else:
-        count = _raised_count(state, live)
+        # A new config: the challenger's instances in proportion to its share, which SageMaker brings InService
+        # before it moves the traffic
+        count = _proportional_count(state, live)
         if count is not None:
             candidate = candidate.model_copy(update={"instance_count": count})
         production = [(champion, 100 - stage.weight), (candidate, stage.weight)]
@@ -406,19 +408,21 @@ def enter_stage(deps: Deps, state: RolloutState, token: str) -> dict[str, Any]:
     return {"config": name}
 
 
-def _raised_count(state: RolloutState, live: dict[str, Any]) -> int | None:
-    """The challenger's raised instance count for this stage, None when it keeps its own (see
-    plan.challenger_count); instance-based variants only."""
+def _proportional_count(state: RolloutState, live: dict[str, Any]) -> int | None:
+    """The challenger's instance count for this stage and the next in proportion to its share of the traffic
+    (plan.challenger_count), None for a serverless or shadow stage."""
     champion, candidate = state.serving_champion(), state.candidate
     if candidate.serverless or candidate.instance_count is None:
         return None
-    wanted = plan.challenger_count(
-        state.stages,
-        state.stage_index,
-        candidate.instance_count,
-        _live_variant(live, champion.variant).get("CurrentInstanceCount") or champion.instance_count or 0,
-    )
-    if wanted is None or (_live_variant(live, candidate.variant).get("CurrentInstanceCount") or 0) >= wanted:
+    champion_count = _live_variant(live, champion.variant).get("CurrentInstanceCount") or champion.instance_count or 0
+    return plan.challenger_count(state.stages, state.stage_index, int(champion_count))
+
+
+def _raised_count(state: RolloutState, live: dict[str, Any]) -> int | None:
+    """The challenger's raised instance count when its weights move (_proportional_count), None when it has as
+    many already: capacity is raised ahead of the traffic, never lowered during a rollout."""
+    wanted = _proportional_count(state, live)
+    if wanted is None or (_live_variant(live, state.candidate.variant).get("CurrentInstanceCount") or 0) >= wanted:
         return None
     return wanted
 
