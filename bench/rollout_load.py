@@ -36,6 +36,7 @@ READ_TIMEOUT_SECONDS = 10
 # floor_samples): about 190 in shadow and 120 per guard A/B step at 0.02, against 1,900 and 1,200 at the default
 # 0.002. No malformed requests here, so no variant has errors for the sequential tests: the floor decides.
 FLOOR_RATE = 0.02
+STAGE_MAX_MINUTES, FULL_MAX_MINUTES = 480, 180  # virtual minutes (8 and 3 wall minutes): see LoadRun.project
 SKIP_AFTER_SECONDS = 1.0  # a client this far behind its schedule drops the slots it missed (counted), never bursts
 
 
@@ -47,7 +48,7 @@ class Settings:
     warmup_seconds: float = 3.0
     baseline_seconds: float = 60.0  # the baseline: v1 serving, no rollout
     after_seconds: float = 20.0  # after each rollout: the champion serving, no rollout (a later baseline)
-    rollout_cap_seconds: float = 600.0  # a rollout's phase ends here if the rollout has not
+    rollout_cap_seconds: float = 900.0  # a rollout's phase ends here if the rollout has not
     rollback: bool = True  # then a faulty v3 (the demo's: half its answers are errors), no shadow, rolled back
     ab_steps: list[int] = field(default_factory=lambda: [10, 25, 50])
     watch_minutes: int = 20
@@ -164,7 +165,13 @@ class LoadRun(CloudRun):
         raw = churn_project(s.ab_steps, 1)
         raw["endpoint"]["autoscaling"] = {"enabled": False, "reason": "the load bench compares fixed capacity"}
         raw["rollout"]["shadow"]["enabled"] = shadow
-        raw["rollout"]["full"] = {"max_duration_minutes": 30}
+        # Room for a loaded machine, whose one client reaches a third of the rate: each stage decides on a number of
+        # requests (shadow ~190 pairs, ~120 candidate requests per A/B step, ~300 in full against the champion's
+        # error-free ~3,000 before it), and at 7 requests/s A/B 10 % needs ~170 virtual minutes for its 120. The
+        # first full runs, at 9 and 7 requests/s, ended inconclusive in full (30) and in A/B 10 % (120).
+        for kind in ("shadow", "ab"):
+            raw["rollout"][kind]["max_duration_minutes"] = STAGE_MAX_MINUTES
+        raw["rollout"]["full"] = {"max_duration_minutes": FULL_MAX_MINUTES}
         raw["rollout"]["post_promotion_watch"] = {"enabled": True, "max_duration_minutes": s.watch_minutes}
         raw["rollout"]["judge"]["error_rate"]["floor_rate"] = FLOOR_RATE
         return raw
@@ -338,6 +345,8 @@ class LoadRun(CloudRun):
             "settings": asdict(self.settings)
             | {
                 "floor_rate": FLOOR_RATE,
+                "stage_max_duration_minutes": STAGE_MAX_MINUTES,
+                "full_max_duration_minutes": FULL_MAX_MINUTES,
                 "read_timeout_seconds": READ_TIMEOUT_SECONDS,
                 "retries": 0,
                 "instances_per_variant": 2,
