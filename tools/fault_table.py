@@ -1,9 +1,10 @@
-"""Write the fault table (docs/FAULTS.md) from the rows tests/faults records.
+"""Write the fault table (docs/FAULTS.md) from the rows the fault tests record.
 
-tests/faults/conftest.py writes each session's rows to .shepherd/faults/rows-<worker>.json (or to
-$SHEPHERD_FAULT_ROWS); this tool merges them and replaces what follows the line `<!-- fault table -->`:
+The tests in tests/faults (on the in-memory fakes) and tests/integration/test_fault_end_to_end.py (on the local
+cloud) write each session's rows to .shepherd/faults/rows-<kind>-<worker>.json (or to $SHEPHERD_FAULT_ROWS); this
+tool merges them and replaces what follows the line `<!-- fault table -->`:
 
-    .venv/bin/python tools/fault_table.py --run            # run tests/faults (~20 s), then write docs/FAULTS.md
+    .venv/bin/python tools/fault_table.py --run            # run both (~2 min), then write docs/FAULTS.md
     .venv/bin/python tools/fault_table.py --run --check    # exit 1 if docs/FAULTS.md's table is stale
 """
 
@@ -21,15 +22,16 @@ ROOT = Path(__file__).resolve().parents[1]
 MARKER = "<!-- fault table -->"
 COLUMNS = ("fault", "injected at", "outcome", "requests failed", "bad answers served", "files lost", "notification")
 NOTIFICATION_MAX = 160  # a table cell: the reason's first words; the test has the whole reason
+TESTS = ("tests/faults", "tests/integration/test_fault_end_to_end.py")
 
 
 def run_faults(rows: Path) -> None:
-    """Run tests/faults with its rows written to ``rows`` (a fresh directory: no stale rows from another run)."""
+    """Run the fault tests with their rows written to ``rows`` (a fresh directory: no stale rows from another run)."""
     env = os.environ | {"SHEPHERD_FAULT_ROWS": str(rows)}
-    command = [sys.executable, "-m", "pytest", "tests/faults", "-q", "-p", "no:cacheprovider", "-p", "no:xdist"]
+    command = [sys.executable, "-m", "pytest", *TESTS, "-q", "-p", "no:cacheprovider", "-p", "no:xdist"]
     done = subprocess.run(command, cwd=ROOT, env=env, check=False)
     if done.returncode != 0:
-        raise SystemExit(f"tests/faults failed (exit {done.returncode}): no table written")
+        raise SystemExit(f"the fault tests failed (exit {done.returncode}): no table written")
 
 
 def load(rows: Path) -> list[dict[str, str]]:
@@ -39,7 +41,7 @@ def load(rows: Path) -> list[dict[str, str]]:
         for row in json.loads(path.read_text()):
             merged[row["test"]] = row
     if not merged:
-        raise SystemExit(f"no rows in {rows}: run with --run, or run tests/faults first")
+        raise SystemExit(f"no rows in {rows}: run with --run, or run the fault tests first")
     return sorted(merged.values(), key=lambda row: (int(row.get("order", 0)), row["test"]))
 
 
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         "--rows", type=Path, default=Path(os.environ.get("SHEPHERD_FAULT_ROWS", ROOT / ".shepherd/faults"))
     )
     parser.add_argument("--out", type=Path, default=ROOT / "docs/FAULTS.md")
-    parser.add_argument("--run", action="store_true", help="run tests/faults first, into a fresh rows directory")
+    parser.add_argument("--run", action="store_true", help="run the fault tests first, into a fresh rows directory")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if --out's table differs")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as fresh:
