@@ -12,6 +12,16 @@ from localcloud.sagemaker.endpoints import Endpoint, ModelLoadFailed, Variant, c
 from localcloud.sagemaker.events import deployment_state_change, endpoint_state_change
 from localcloud.sagemaker.jobs import utcnow
 
+# The statuses in which SageMaker refuses DeleteEndpoint. SystemUpdating: the endpoint "cannot be updated or deleted
+# or re-scaled until it has completed" (DescribeEndpoint's EndpointStatus,
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_DescribeEndpoint.html). An endpoint still Creating,
+# Updating or RollingBack is refused alike with a ValidationException, as UpdateEndpoint refuses it: reported for
+# Creating in aws/amazon-sagemaker-examples#3432 ("stuck at Creating ... no way of deleting it" until it failed) and
+# #3188 ("the endpoint was still in-progress ... causing a failure"), for Updating in
+# hashicorp/terraform-provider-aws#39152. Failed, InService, OutOfService and UpdateRollbackFailed endpoints can be
+# deleted ("DeleteEndpoint is the only operation that can be performed on a failed endpoint", the same page).
+IN_PROGRESS = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack"})
+
 
 class EndpointOperations(ControlPlane):
     """Endpoint configs, and endpoints whose variants run as fleets of model workers."""
@@ -356,6 +366,10 @@ class EndpointOperations(ControlPlane):
 
     def delete_endpoint(self, p: dict[str, Any]) -> dict[str, Any]:
         endpoint = self._endpoint(p["EndpointName"])
+        with endpoint.lock:
+            if endpoint.status in IN_PROGRESS:
+                raise SageMakerError(f'Cannot delete in-progress endpoint "{endpoint.arn}".')
+            endpoint.status = "Deleting"  # under the lock: a second DeleteEndpoint sees it at once
         self._set_endpoint_status(endpoint, "Deleting")
 
         def delete() -> None:

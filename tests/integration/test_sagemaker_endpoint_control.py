@@ -27,6 +27,7 @@ ROLE = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
 
 class FakeFleet:
     instances: ClassVar[list[FakeFleet]] = []
+    hold: ClassVar[threading.Event] = threading.Event()  # a fleet of a HOLD model starts once it is set
 
     def __init__(
         self, model: dict[str, Any], variant: dict[str, Any], count: int, endpoint: str, *, shadow: bool = False
@@ -37,6 +38,8 @@ class FakeFleet:
         FakeFleet.instances.append(self)
 
     def start(self) -> None:
+        if self.model["PrimaryContainer"].get("Environment", {}).get("HOLD"):
+            assert FakeFleet.hold.wait(20)
         if self.model["PrimaryContainer"].get("Environment", {}).get("BROKEN"):
             raise ModelLoadFailed("model_fn raised ValueError: bad pickle")
 
@@ -61,9 +64,9 @@ def sagemaker(cloud):
     cloud.sagemaker.fleet_factory = original
 
 
-def _model(sagemaker, broken: bool = False, role_arn: str = ROLE) -> str:
+def _model(sagemaker, broken: bool = False, role_arn: str = ROLE, hold: bool = False) -> str:
     name = f"m-{uuid.uuid4().hex[:8]}"
-    env = {"BROKEN": "1"} if broken else {}
+    env = ({"BROKEN": "1"} if broken else {}) | ({"HOLD": "1"} if hold else {})
     sagemaker.create_model(
         ModelName=name,
         ExecutionRoleArn=role_arn,
@@ -306,6 +309,54 @@ def test_delete_endpoint_stops_its_fleets(sagemaker):
     sagemaker.delete_endpoint(EndpointName=name)
     assert fleet.stopped.wait(10)
     wait_for(lambda: name not in [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]])
+
+
+def test_delete_endpoint_is_refused_while_the_endpoint_is_in_progress_and_accepted_once_it_is_failed(cloud, sagemaker):
+    # SystemUpdating "cannot be updated or deleted or re-scaled until it has completed"
+    # (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_DescribeEndpoint.html, EndpointStatus); Creating,
+    # Updating and RollingBack are refused alike (localcloud/sagemaker/endpoint_operations.py, IN_PROGRESS).
+    FakeFleet.hold.clear()
+    held = _config(sagemaker, [_variant(_model(sagemaker, hold=True))])
+    name = f"e-{uuid.uuid4().hex[:8]}"
+    arn = sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=held)["EndpointArn"]
+    refused = f'Cannot delete in-progress endpoint "{arn}".'
+
+    def delete_refused() -> str:
+        with pytest.raises(sagemaker.exceptions.ClientError) as caught:
+            sagemaker.delete_endpoint(EndpointName=name)
+        assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+        return f"{caught.value.response['Error']['Code']}: {caught.value.response['Error']['Message']}"
+
+    try:
+        assert sagemaker.describe_endpoint(EndpointName=name)["EndpointStatus"] == "Creating"
+        assert delete_refused() == f"ValidationException: {refused}"
+        FakeFleet.hold.set()
+        _status(sagemaker, name, "InService")
+        FakeFleet.hold.clear()
+        sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=held)
+        assert sagemaker.describe_endpoint(EndpointName=name)["EndpointStatus"] == "Updating"
+        assert delete_refused() == f"ValidationException: {refused}"
+        FakeFleet.hold.set()
+        _status(sagemaker, name, "InService")
+    finally:
+        FakeFleet.hold.set()
+    # SageMaker's own maintenance, which the local cloud never starts by itself
+    endpoint = cloud.sagemaker.endpoints[name]
+    cloud.sagemaker._set_endpoint_status(endpoint, "SystemUpdating")
+    assert delete_refused() == f"ValidationException: {refused}"
+    assert sagemaker.describe_endpoint(EndpointName=name)["EndpointStatus"] == "SystemUpdating"
+    cloud.sagemaker._set_endpoint_status(endpoint, "InService")
+    sagemaker.delete_endpoint(EndpointName=name)
+    wait_for(lambda: name not in [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]])
+
+    # A Failed endpoint: DeleteEndpoint is "the only operation that can be performed" on it
+    failed = f"e-{uuid.uuid4().hex[:8]}"
+    sagemaker.create_endpoint(
+        EndpointName=failed, EndpointConfigName=_config(sagemaker, [_variant(_model(sagemaker, broken=True))])
+    )
+    _status(sagemaker, failed, "Failed")
+    sagemaker.delete_endpoint(EndpointName=failed)
+    wait_for(lambda: failed not in [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]])
 
 
 def _endpoint(sagemaker, variants, shadows=None) -> str:
