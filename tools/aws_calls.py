@@ -39,7 +39,9 @@ class AwsCall:
     service: str
     method: str | None
     module: str
-    details: frozenset[str] = frozenset()  # its keyword names, and the kinds of part of its TransactItems
+    # its keyword names (with those a **dict can pass), CopySource's and ExtraArgs' keys as CopySource.<key> and
+    # ExtraArgs.<key>, and the kinds of part of its TransactItems
+    details: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -52,6 +54,19 @@ class Module:
     imports: dict[str, str] = field(default_factory=dict)  # local name -> a dotted module, or module.attribute
     strings: dict[str, frozenset[str]] = field(default_factory=dict)  # module-level strings, dicts and tuples of them
     env_vars: frozenset[str] = frozenset()  # what it reads from os.environ
+
+
+def _dict_keys(node: ast.AST | None) -> frozenset[str]:
+    """The constant string keys of the dict displays in an expression (``{"VersionId": v} if v else {}``)."""
+    if node is None:
+        return frozenset()
+    return frozenset(
+        str(k.value)
+        for d in ast.walk(node)
+        if isinstance(d, ast.Dict)
+        for k in d.keys
+        if isinstance(k, ast.Constant) and isinstance(k.value, str)
+    )
 
 
 def _string_values(node: ast.AST | None) -> frozenset[str]:
@@ -163,6 +178,8 @@ class Reach:
         self.strings: defaultdict[tuple[str, str, str], set[str]] = defaultdict(set)
         self.returns: defaultdict[tuple[str, str], set[str]] = defaultdict(set)  # functions that return clients
         self.calls: set[AwsCall] = set()
+        self.ports: set[str] = set()  # modules passed as values (a handler's Deps(bucket=s3)): reached by attribute
+        self.passed: set[tuple[str, str, str]] = set()  # (module, function, parameter) some call gives a value
         self._load(entry)
         while True:  # to a fixpoint: each round sees what the earlier ones reached and bound
             before = self._size()
@@ -172,12 +189,16 @@ class Reach:
                 for method in _methods(self.modules[module_name].defs[class_name]):
                     if method.name.startswith("__") or method.name in self.attributes:
                         self.units.add((module_name, f"{class_name}.{method.name}"))
+            for module_name in sorted(self.ports):  # deps.bucket.read_bytes(...) runs s3.read_bytes
+                for name, node in self.modules[module_name].defs.items():
+                    if isinstance(node, Function) and name in self.attributes:
+                        self.units.add((module_name, name))
             if self._size() == before:
                 return
 
     def _size(self) -> tuple[int, ...]:
         bound = sum(map(len, [*self.clients.values(), *self.strings.values(), *self.returns.values()]))
-        return len(self.units), len(self.attributes), len(self.calls), bound
+        return len(self.units), len(self.attributes), len(self.calls), bound, len(self.passed)
 
     def _load(self, module: Module) -> None:
         parts = module.name.split(".")
@@ -234,6 +255,7 @@ class Reach:
         owner = qualname.partition(".")[0] if "." in qualname else ""
         clients: defaultdict[str, set[str]] = defaultdict(set)
         strings: defaultdict[str, set[str]] = defaultdict(set)
+        keys: defaultdict[str, set[str]] = defaultdict(set)  # the constant keys of the dicts a name can hold
         ours = {"self"} if owner else set()  # names that can hold an instance of one of the code's classes
         for arg in _arguments(function) if function else []:
             clients[arg.arg] |= self.clients[(module_name, qualname, arg.arg)]
@@ -251,17 +273,22 @@ class Reach:
                 if not qualname:
                     self.clients[(module_name, "", target.id)] |= services
                 strings[target.id] |= _string_values(value)
+                keys[target.id] |= _dict_keys(self._live(module_name, qualname, function, value))
                 if isinstance(value, ast.Call) and self._is_class(module, value.func):
                     ours.add(target.id)
             elif isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "self":
                 clients[f"self.{target.attr}"] |= services
                 self.clients[(module_name, owner, f"self.{target.attr}")] |= services
+        receivers = {id(n.value) for n in walked if isinstance(n, ast.Attribute)}
         for node in walked:
             if isinstance(node, ast.Import | ast.ImportFrom):
                 for alias in node.names:
                     self._mark(self.resolve(module, alias.asname or alias.name.split(".")[0]))
             elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
-                self._mark(self.resolve(module, node.id))
+                target = self.resolve(module, node.id)
+                self._mark(target)
+                if isinstance(target, Module) and id(node) not in receivers:
+                    self.ports.add(target.name)
             elif isinstance(node, ast.Attribute):
                 receiver = node.value
                 new = isinstance(receiver, ast.Call) and self._is_class(module, receiver.func)
@@ -269,7 +296,7 @@ class Reach:
                     self.attributes.add(node.attr)
                 self._mark(self.resolve_expr(module, node))
             elif isinstance(node, ast.Call):
-                self._call(module, node, clients, strings)
+                self._call(module, node, clients, strings, keys)
             elif isinstance(node, ast.Return) and node.value is not None and function is not None:
                 self.returns[(module_name, qualname)] |= self.client_services(node.value, clients, module)
 
@@ -286,7 +313,7 @@ class Reach:
             return set(clients.get(f"self.{node.attr}", ()))
         return set(clients.get(node.id, ())) if isinstance(node, ast.Name) else set()
 
-    def _call(self, module: Module, node: ast.Call, clients: Bindings, strings: Bindings) -> None:
+    def _call(self, module: Module, node: ast.Call, clients: Bindings, strings: Bindings, keys: Bindings) -> None:
         func, found, operations = node.func, set[str](), set[str]()
         if isinstance(func, ast.Attribute) and func.attr not in CLIENT_HELPERS:
             found = self.client_services(func.value, clients, module)
@@ -296,6 +323,12 @@ class Reach:
             found = self.client_services(node.args[0], clients, module)
             operations = self._strings(module, node.args[1], strings)
         details = {k.arg for k in node.keywords if k.arg}
+        for keyword in node.keywords:  # **extra: the keys its dicts can hold; CopySource's as CopySource.<key>, ...
+            if keyword.arg in (None, "CopySource", "ExtraArgs"):
+                found_keys = _dict_keys(keyword.value) | {
+                    k for n in ast.walk(keyword.value) if isinstance(n, ast.Name) for k in keys.get(n.id, ())
+                }
+                details |= {f"{keyword.arg}.{k}" if keyword.arg else k for k in found_keys}
         for keyword in (k for k in node.keywords if k.arg == "TransactItems"):
             dicts = [d for d in ast.walk(keyword.value) if isinstance(d, ast.Dict)]
             details |= {str(k.value) for d in dicts for k in d.keys if isinstance(k, ast.Constant)}
@@ -312,6 +345,18 @@ class Reach:
         node = node.value if isinstance(node, ast.Subscript) else node
         return set(strings.get(node.id) or module.strings.get(node.id) or ()) if isinstance(node, ast.Name) else set()
 
+    def _live(self, module_name: str, qualname: str, function: Function | None, value: ast.AST) -> ast.AST:
+        """What ``x if parameter else y`` can be: only y when no call gives the function's parameter a value
+        (``extra = {"VersionId": version_id} if version_id else {}`` in a function no caller gives a version)."""
+        if isinstance(value, ast.IfExp) and isinstance(value.test, ast.Name) and function is not None:
+            parameter = value.test.id
+            if (
+                parameter in {a.arg for a in _arguments(function)}
+                and (module_name, qualname, parameter) not in self.passed
+            ):
+                return value.orelse
+        return value
+
     def _bind(self, module: Module, node: ast.Call, clients: Bindings) -> None:
         """Bind the clients and strings a call passes to the parameters of each function it may call."""
         targets: list[tuple[str, str, Function, bool]] = []
@@ -327,11 +372,16 @@ class Reach:
                 targets += [
                     (module_name, f"{class_name}.{m.name}", m, True) for m in methods if m.name == node.func.attr
                 ]
+            for module_name in self.ports:  # deps.bucket.read_bytes(...) on a module passed as a port
+                d = self.modules[module_name].defs.get(node.func.attr)
+                targets += [(module_name, node.func.attr, d, False)] if isinstance(d, Function) else []
         for owner_name, qualname, function, is_method in targets:
             positional = [a.arg for a in [*function.args.posonlyargs, *function.args.args]][int(is_method) :]
             given = [(p, a) for p, a in zip(positional, node.args, strict=False) if not isinstance(a, ast.Starred)]
             given += [(k.arg, k.value) for k in node.keywords if k.arg in {a.arg for a in _arguments(function)}]
             for parameter, value in given:
+                if not (isinstance(value, ast.Constant) and value.value is None):
+                    self.passed.add((owner_name, qualname, parameter))
                 self.clients[(owner_name, qualname, parameter)] |= self.client_services(value, clients, module)
                 if isinstance(value, ast.Constant) and isinstance(value.value, str):
                     self.strings[(owner_name, qualname, parameter)].add(value.value)

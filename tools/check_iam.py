@@ -50,6 +50,28 @@ OPERATION_ACTIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("lambda", "invoke_with_response_stream"): ("lambda:InvokeFunction",),
     ("sts", "get_caller_identity"): (),
 }
+# An S3 call that may name an object version (VersionId, or CopySource's or a transfer's ExtraArgs' VersionId) needs
+# the version's action as well: "s3:GetObjectVersion ... Grants permission to retrieve a specific version of an
+# object" (Service Authorization Reference, "Actions defined by Amazon S3",
+# https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazons3.html), and GetObject: "If you
+# include a versionId in your request header, you must have the s3:GetObjectVersion permission to access a specific
+# version of an object. The s3:GetObject permission is not required in this scenario"
+# (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html, Permissions). Code that passes VersionId only
+# sometimes needs both. localcloud/iam/s3_checks.py (_S3_VERSIONED) authorizes each request the same way.
+S3_VERSIONED = {
+    "s3:GetObject": "s3:GetObjectVersion",
+    "s3:GetObjectAcl": "s3:GetObjectVersionAcl",
+    "s3:PutObjectAcl": "s3:PutObjectVersionAcl",
+    "s3:GetObjectTagging": "s3:GetObjectVersionTagging",
+    "s3:PutObjectTagging": "s3:PutObjectVersionTagging",
+    "s3:DeleteObjectTagging": "s3:DeleteObjectVersionTagging",
+    "s3:DeleteObject": "s3:DeleteObjectVersion",
+    "s3:GetObjectAttributes": "s3:GetObjectVersionAttributes",
+    "s3:GetObjectTorrent": "s3:GetObjectVersionTorrent",
+}
+# Where a call names a version: its own VersionId, CopySource's (CopyObject's s3:GetObject is its source's read,
+# OPERATION_ACTIONS), a transfer method's ExtraArgs'
+_S3_VERSION_KEYS = frozenset({"VersionId", "CopySource.VersionId", "ExtraArgs.VersionId"})
 TRANSACT_PARTS = {
     "Put": "PutItem",
     "Update": "UpdateItem",
@@ -324,7 +346,7 @@ def actions_of(call: AwsCall) -> tuple[str, ...] | None:
             if p in call.details or not {*TRANSACT_PARTS} & call.details
         )
     if (call.service, call.method) in OPERATION_ACTIONS:
-        return OPERATION_ACTIONS[(call.service, call.method)]
+        return _versioned(call, OPERATION_ACTIONS[(call.service, call.method)])
     model = session().get_service_model(call.service)
     operation = {xform_name(op): op for op in model.operation_names}.get(call.method)
     prefixes = (model.metadata.get("signingName"), model.metadata.get("endpointPrefix"), call.service)
@@ -332,7 +354,16 @@ def actions_of(call: AwsCall) -> tuple[str, ...] | None:
     if action is None:
         return None
     dependents = sorted({d for row in _action_rows(action) for d in row["dependent_actions"]})
-    return (action, *(d for d in dependents if d == "iam:PassRole" or ("Tag" in d and "Tags" in call.details)))
+    return _versioned(
+        call, (action, *(d for d in dependents if d == "iam:PassRole" or ("Tag" in d and "Tags" in call.details)))
+    )
+
+
+def _versioned(call: AwsCall, actions: tuple[str, ...]) -> tuple[str, ...]:
+    """With the object-version actions an S3 call needs when it may name a version (S3_VERSIONED)."""
+    if call.service != "s3" or not _S3_VERSION_KEYS & call.details:
+        return actions
+    return (*actions, *(S3_VERSIONED[a] for a in actions if a in S3_VERSIONED))
 
 
 # ------------------------------------------------------------------ what each principal needs

@@ -132,6 +132,13 @@ def test_an_environment_variable_naming_a_resource_of_the_action_s_type_narrows_
         ("sagemaker", "create_model", (), ("sagemaker:CreateModel", "iam:PassRole")),
         ("sagemaker", "create_endpoint", ("Tags",), ("sagemaker:CreateEndpoint", "sagemaker:AddTags")),
         ("s3", "no_such_operation", (), None),
+        # A version named: s3:GetObjectVersion (API_GetObject.html, Permissions), as the local IAM authorizes it
+        ("s3", "get_object", ("Bucket", "Key", "VersionId"), ("s3:GetObject", "s3:GetObjectVersion")),
+        ("s3", "head_object", ("VersionId",), ("s3:GetObject", "s3:GetObjectVersion")),
+        ("s3", "delete_object", ("VersionId",), ("s3:DeleteObject", "s3:DeleteObjectVersion")),
+        ("s3", "copy_object", ("CopySource.VersionId",), ("s3:GetObject", "s3:PutObject", "s3:GetObjectVersion")),
+        ("s3", "download_file", ("ExtraArgs.VersionId",), ("s3:GetObject", "s3:GetObjectVersion")),
+        ("s3", "put_object", ("VersionId",), ("s3:PutObject",)),
     ],
 )
 def test_operations_map_to_their_iam_actions(service, method, details, actions):
@@ -177,3 +184,60 @@ def test_the_code_reader_follows_clients_through_attributes_globals_helpers_and_
         ("dynamodb", "get_item"),
         ("s3", "get_object"),
     }
+
+
+PORT_HANDLER = """
+import store
+
+
+class Deps:
+    def __init__(self, objects):
+        self.objects = objects
+
+
+def handler(event, context):
+    deps = Deps(objects=store)
+    return deps.objects.read("b", "k"{version})
+"""
+PORT_STORE = """
+import boto3
+
+
+def read(bucket, key, version_id=None):
+    extra = {"VersionId": version_id} if version_id else {}
+    return boto3.client("s3").get_object(Bucket=bucket, Key=key, **extra)
+
+
+def move(bucket, key, version_id, target):
+    source = {"Bucket": bucket, "Key": key} | ({"VersionId": version_id} if version_id else {})
+    boto3.client("s3").copy_object(Bucket=bucket, Key=target, CopySource=source)
+"""
+
+
+@pytest.mark.parametrize(
+    ("version", "needed"),
+    [
+        ("", {"s3:GetObject"}),
+        (", event['version']", {"s3:GetObject", "s3:GetObjectVersion"}),
+        (", version_id=None", {"s3:GetObject"}),
+    ],
+)
+def test_a_version_passed_through_a_module_port_and_a_dict_needs_get_object_version(tmp_path, version, needed):
+    # Given a handler that reads through a module passed as a port (Deps(objects=store)), whose read passes
+    # VersionId in **extra only when it is given one
+    (tmp_path / "app.py").write_text(PORT_HANDLER.format(version=version))
+    (tmp_path / "store.py").write_text(PORT_STORE)
+    # When its calls are read, then the port's function is reached (not its uncalled move), and it needs
+    # s3:GetObjectVersion exactly when some caller gives it a version
+    reach = Reach(CodeIndex(), [tmp_path], "app.handler")
+    assert {(c.service, c.method) for c in reach.calls} == {("s3", "get_object")}
+    assert {a for call in reach.calls for a in check_iam.actions_of(call) or ()} == needed
+
+
+def test_a_copy_of_a_named_version_needs_get_object_version_on_its_source(tmp_path):
+    handler = "import store\n\ndef handler(event, context):\n    store.move('b', 'k', 'v1', 't')\n"
+    (tmp_path / "app.py").write_text(handler)
+    (tmp_path / "store.py").write_text(PORT_STORE)
+    (call,) = Reach(CodeIndex(), [tmp_path], "app.handler").calls
+    assert "CopySource.VersionId" in call.details
+    assert check_iam.actions_of(call) == ("s3:GetObject", "s3:PutObject", "s3:GetObjectVersion")
