@@ -29,6 +29,7 @@ from localcloud.iam.middleware import cbor_map, refusal_response
 from localcloud.iam.requests import Described
 from localcloud.iam.wire import Wire, parse_call, signer_of, unwsgi
 from localcloud.sagemaker.endpoints import Fleet, FleetFactory, InvocationFailed, InvocationRequest, ModelLoadFailed
+from localcloud.sagemaker.model_worker import DISK_FULL_KEY
 from localcloud.wsgi import WSGIApp, json_response
 
 log = logging.getLogger("shepherd.local.faults")
@@ -42,6 +43,7 @@ FaultKind = Literal[
     "container-crash-on-load",
     "container-crash-after",
     "container-slow",
+    "container-disk-full",
 ]
 KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
 # Handed to the subsystem that owns them when added; the registry does not keep them.
@@ -383,7 +385,8 @@ class FaultMiddleware:
 
 
 class FaultyFleets:
-    """The local SageMaker's fleet factory, its fleets wrapped so container rules apply to them (server wiring)."""
+    """The local SageMaker's fleet factory, its fleets wrapped so container rules apply to them (server wiring); a
+    fleet made while a container-disk-full rule matches its model runs workers whose disk is full."""
 
     def __init__(self, factory: FleetFactory, faults: FaultRegistry) -> None:
         self.factory = factory
@@ -392,8 +395,11 @@ class FaultyFleets:
     def __call__(
         self, model: dict[str, Any], variant: dict[str, Any], count: int, endpoint: str, *, shadow: bool = False
     ) -> Fleet:
+        name = str(model.get("ModelName", ""))
+        if self.faults.for_container("container-disk-full", name) is not None:
+            model = model | {DISK_FULL_KEY: True}  # its workers find their disk full (model_worker._fill_disk)
         inner = self.factory(model, variant, count, endpoint, shadow=shadow)
-        return _FaultyFleet(inner, self.faults, str(model.get("ModelName", "")))
+        return _FaultyFleet(inner, self.faults, name)
 
 
 class _FaultyFleet:

@@ -13,6 +13,7 @@ nothing the user writes can corrupt the protocol.
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import json
 import os
@@ -31,10 +32,30 @@ from localcloud.sagemaker.inference import InferenceError, ModelHandler, ModelLo
 from localcloud.sagemaker.network_isolation import ISOLATED, NETWORK_GUARD
 from localcloud.sagemaker.worker_frames import read_frame, write_frame
 
+# The variable that fills a worker's disk (the container-disk-full fault), and the key of a model's description
+# that asks for it: localcloud/faults.py adds it to the model a faulty fleet is made of.
+DISK_FULL = "SHEPHERD_FAULT_DISK_FULL"
+DISK_FULL_KEY = "ShepherdFaultDiskFull"
+_WRITING = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+
 
 def isolation_environment(model: Mapping[str, Any]) -> dict[str, str]:
-    """The variable that tells a model's workers to refuse every connection (no network, as on AWS)."""
-    return {ISOLATED: "1"} if model.get("EnableNetworkIsolation") else {}
+    """The variables a model's workers start with: refuse every connection (no network, as on AWS), and
+    find the disk full when a fault says so."""
+    isolated = {ISOLATED: "1"} if model.get("EnableNetworkIsolation") else {}
+    return isolated | ({DISK_FULL: "1"} if model.get(DISK_FULL_KEY) else {})
+
+
+def _fill_disk() -> None:
+    """From now on, opening a file to write fails as on a full disk: OSError ENOSPC, "No space left on device"
+    (open(2)). Every open, the builtin's and os.open, raises the audit event "open" with its flags; the pipes and
+    stderr the worker already holds are not files it opens (their path is a descriptor) and keep working."""
+
+    def refuse(event: str, args: tuple[Any, ...]) -> None:
+        if event == "open" and not isinstance(args[0], int) and isinstance(args[2], int) and args[2] & _WRITING:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), args[0])
+
+    sys.addaudithook(refuse)
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -164,6 +185,8 @@ def main(argv: list[str]) -> None:
     responses = os.fdopen(int(argv[1]), "wb")
     os.dup2(2, 1)  # user prints go to the log stream, never into the protocol pipe
     sys.stdout = sys.stderr
+    if os.environ.pop(DISK_FULL, "") == "1":
+        _fill_disk()
     handler = ModelHandler()
     try:
         handler.load(Path(os.environ["SHEPHERD_MODEL_DIR"]), dict(os.environ))

@@ -246,3 +246,79 @@ def test_a_lambda_crash_rule_kills_the_runtime_as_lambda_reports_it(cloud, fault
     assert json.loads(response["Payload"].read())["errorType"] == "Runtime.ExitError"
     with pytest.raises(FaultRuleInvalid, match="no function"):
         faults.add({"kind": "lambda-crash", "resource": "no-such-function"})
+
+
+DISK_WRITING = """
+import os
+
+import joblib
+import numpy as np
+
+SCRATCH = "/tmp"  # the container's scratch space
+
+
+def model_fn(model_dir):
+    if os.environ.get("CACHE_ON_LOAD"):  # a model that writes a cache while it loads
+        with open(os.path.join(SCRATCH, f"model-cache-{os.getpid()}.bin"), "wb") as cache:
+            cache.write(b"cache")
+    return joblib.load(os.path.join(model_dir, "model.joblib"))
+
+
+def predict_fn(input_data, model):
+    input_data = np.atleast_2d(input_data)
+    if input_data[0, 0] > 0:  # a request this model spills to a scratch file
+        path = os.path.join(SCRATCH, f"spill-{os.getpid()}.bin")
+        with open(path, "wb") as spill:
+            spill.write(input_data.tobytes())
+        os.remove(path)
+    return model.predict_proba(input_data)[:, 1]
+"""
+
+
+@pytest.mark.slow
+def test_a_container_whose_disk_is_full_fails_what_writes_and_serves_what_does_not(cloud, faults, tmp_path):
+    # Given a model whose requests with a positive first feature spill to a temporary file, and one that writes a
+    # cache while loading, both under a container-disk-full rule
+    features = np.random.default_rng(7).normal(size=(200, 4))
+    joblib.dump(LogisticRegression().fit(features, features[:, 0] > 0), tmp_path / "model.joblib")
+    (tmp_path / "inference.py").write_text(DISK_WRITING)
+    with tarfile.open(tmp_path / "model.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "model.joblib", arcname="model.joblib")
+        tar.add(tmp_path / "inference.py", arcname="code/inference.py")
+    bucket = f"disk-{uuid.uuid4().hex[:8]}"
+    cloud.client("s3").create_bucket(Bucket=bucket)
+    cloud.client("s3").upload_file(str(tmp_path / "model.tar.gz"), bucket, "model.tar.gz")
+    sm = cloud.client("sagemaker")
+    faults.add({"kind": "container-disk-full", "resource": f"{bucket}-*"})
+    names = {}
+    for kind, environment in (("spills", {}), ("caches", {"CACHE_ON_LOAD": "1"})):
+        name = names[kind] = f"{bucket}-{kind}"
+        container = {"Image": IMAGE, "ModelDataUrl": f"s3://{bucket}/model.tar.gz", "Environment": environment}
+        sm.create_model(ModelName=name, ExecutionRoleArn=ROLE, PrimaryContainer=container)
+        variant = {"VariantName": "v", "ModelName": name, "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}
+        sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant])
+        sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+
+    def settled(name: str) -> dict[str, Any]:
+        return wait_for(
+            lambda: (d := sm.describe_endpoint(EndpointName=name))["EndpointStatus"] != "Creating" and d, timeout=60
+        )
+
+    # When they start, then the one that writes while loading fails to, saying why
+    caches = settled(names["caches"])
+    assert caches["EndpointStatus"] == "Failed"
+    assert "No space left on device" in caches["FailureReason"], caches["FailureReason"]
+    # and the other serves: what it answers in memory is answered, what it spills fails with the container's 500
+    assert settled(names["spills"])["EndpointStatus"] == "InService"
+    runtime = _client(cloud, "sagemaker-runtime", attempts=1)
+    answered = runtime.invoke_endpoint(EndpointName=names["spills"], Body="-1,0,0,0", ContentType="text/csv")
+    (probability,) = json.loads(answered["Body"].read())
+    assert 0.0 <= probability <= 1.0
+    with pytest.raises(ClientError) as spilled:
+        runtime.invoke_endpoint(EndpointName=names["spills"], Body="1,0,0,0", ContentType="text/csv")
+    error = spilled.value.response
+    assert (error["Error"]["Code"], error["OriginalStatusCode"]) == ("ModelError", 500)
+    assert "[Errno 28] No space left on device" in error["OriginalMessage"]
+    assert sm.describe_endpoint(EndpointName=names["spills"])["EndpointStatus"] == "InService"
+    for name in names.values():
+        sm.delete_endpoint(EndpointName=name)
