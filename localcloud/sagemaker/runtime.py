@@ -35,6 +35,9 @@ from localcloud.sagemaker.serving import INSTANCE_ID, LOG_GROUP
 from localcloud.wsgi import RECEIVED_AT, json_response
 
 log = logging.getLogger("shepherd.local.sagemaker")
+# InvokeEndpoint's Body: "Length Constraints: Maximum length of 6291456", and a request that breaks a constraint is
+# its ValidationError, HTTP 400 (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_runtime_InvokeEndpoint.html,
+# Request Body and Errors; botocore's sagemaker-runtime model: "max": 6291456). The exact limit is accepted.
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 MAX_SHADOW_BACKLOG = 256  # mirrored requests waiting for a shadow, beyond which copies are dropped
 _PATH = re.compile(r"^/endpoints/([^/]+)/invocations$")
