@@ -117,13 +117,17 @@ def test_a_candidate_that_crashes_on_load_is_rolled_back_and_clients_never_meet_
     app = served.app
     # Given the candidate's containers exit while loading its model
     since = served.drained()
-    cloud.faults.add(FaultRule(kind="container-crash-on-load", resource=f"{served.model}-v2", id="crash-on-load"))
+    crash = FaultRule(kind="container-crash-on-load", resource=f"{served.model}-v2", id="crash-on-load")
+    rule = cloud.faults.add(crash)
 
-    with Traffic(cloud, served.model, rate=20.0, malformed=0.0) as traffic:
-        # When it is approved while clients call the endpoint
-        v2 = app.register(served.model, served.package)
-        rolled_back = app.rollout(served.model, 2)
-        wait_for(lambda: traffic.sent > 0)
+    try:
+        with Traffic(cloud, served.model, rate=20.0, malformed=0.0) as traffic:
+            # When it is approved while clients call the endpoint
+            v2 = app.register(served.model, served.package)
+            rolled_back = app.rollout(served.model, 2)
+            wait_for(lambda: traffic.sent > 0)
+    finally:
+        cloud.faults.remove(rule)
 
     # Then its first stage's update fails, SageMaker keeps the champion's config, and the rollout rolls back
     assert rolled_back["status"] == "FAILED"
