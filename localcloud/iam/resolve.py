@@ -62,6 +62,7 @@ _PARAMS: dict[str, dict[str, tuple[str, ...]]] = {
         "AutoMLJobJobName": ("AutoMLJobName",),
         "ModelPackageName": ("ModelPackageName", "ModelPackageArn"),
         "DataQualityJobDefinitionName": ("JobDefinitionName",),
+        "ModelQualityJobDefinitionName": ("JobDefinitionName",),
     },
     "dynamodb": {"StreamLabel": ("StreamArn",)},
 }

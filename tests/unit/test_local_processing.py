@@ -112,7 +112,7 @@ def test_expressions_model_monitor_does_not_support_are_refused(expression: str)
 
 
 def test_an_execution_reads_the_previous_hour_and_writes_under_models_monitors_output_layout() -> None:
-    spec = executions.spec_of_definition(_definition())
+    spec = executions.spec_of_definition("DataQuality", _definition())
     scheduled = datetime(2026, 12, 7, 18, 0, tzinfo=UTC)
     span = executions.window(spec, scheduled, {"ScheduleExpression": SEED_CRON})
     assert (span.start, span.end) == (scheduled - timedelta(hours=1), scheduled)
@@ -144,6 +144,7 @@ def test_an_execution_reads_the_previous_hour_and_writes_under_models_monitors_o
 
 def test_input_offsets_move_the_window() -> None:
     spec = executions.spec_of_definition(
+        "DataQuality",
         _definition(
             DataQualityJobInput={
                 "EndpointInput": {
@@ -153,7 +154,7 @@ def test_input_offsets_move_the_window() -> None:
                     "EndTimeOffset": "-PT1H",
                 }
             }
-        )
+        ),
     )
     scheduled = datetime(2026, 12, 7, 18, 0, tzinfo=UTC)
     span = executions.window(spec, scheduled, {"ScheduleExpression": SEED_CRON})
@@ -162,7 +163,9 @@ def test_input_offsets_move_the_window() -> None:
 
 def test_batch_transform_inputs_are_refused_locally() -> None:
     with pytest.raises(SageMakerError, match="BatchTransformInput"):
-        executions.spec_of_definition(_definition(DataQualityJobInput={"BatchTransformInput": {"LocalPath": "/in"}}))
+        executions.spec_of_definition(
+            "DataQuality", _definition(DataQualityJobInput={"BatchTransformInput": {"LocalPath": "/in"}})
+        )
 
 
 def test_only_model_monitors_analyzer_image_runs() -> None:

@@ -10,16 +10,19 @@ from localcloud.sagemaker.control_plane import REGION, SageMakerError
 # The registry of sagemaker.image_uris.retrieve("model-monitor", "us-east-1") in the SageMaker Python SDK
 # (image_uri_config/model-monitor.json); the local cloud is one region, us-east-1.
 ANALYZER_IMAGE = f"156813124566.dkr.ecr.{REGION}.amazonaws.com/sagemaker-model-monitor-analyzer"
-_ANALYZER = re.compile(re.escape(ANALYZER_IMAGE) + r"(:[\w.-]+)?")
+# Model Monitor's ground-truth merger, which a model-quality execution runs first (its requests as AWS logs them).
+MERGER_IMAGE = f"156813124566.dkr.ecr.{REGION}.amazonaws.com/sagemaker-model-monitor-groundtruth-merger"
+_RUNNABLE = re.compile(f"({re.escape(ANALYZER_IMAGE)}|{re.escape(MERGER_IMAGE)})" + r"(:[\w.-]+)?")
 SETTING = "SHEPHERD_LOCAL_MODEL_MONITOR"  # "closed": behave as an account created after Model Monitor closed
 
 
 def refuse_unsupported_image(image_uri: str) -> None:
-    """Only Model Monitor's analyzer runs locally (as Shepherd's analyzer); any other image is refused up front."""
-    if not _ANALYZER.fullmatch(image_uri):
+    """Only Model Monitor's analyzer and ground-truth merger run locally (as Shepherd's analyzer); any other image
+    is refused up front."""
+    if not _RUNNABLE.fullmatch(image_uri):
         raise SageMakerError(
-            f"The local SageMaker runs only Model Monitor's analyzer image ({ANALYZER_IMAGE}) in processing jobs, "
-            f"not {image_uri}."
+            f"The local SageMaker runs only Model Monitor's analyzer image ({ANALYZER_IMAGE}) and its ground-truth "
+            f"merger ({MERGER_IMAGE}) in processing jobs, not {image_uri}."
         )
 
 

@@ -26,6 +26,8 @@ METRICS = "/opt/ml/output/metrics/cloudwatch"
 # The guide's pages disagree ("/aws/sagemaker/Endpoints/data-metric", "/aws/sagemaker/Endpoint/data-metrics");
 # this is the namespace AWS's Model Monitor examples query.
 METRICS_NAMESPACE = "aws/sagemaker/Endpoints/data-metrics"
+# A model-quality analysis's metrics ("Model quality CloudWatch metrics", SageMaker guide).
+QUALITY_NAMESPACE = "aws/sagemaker/Endpoints/model-metrics"
 LAYER = Path(__file__).resolve().parents[3] / "layers" / "shepherd"
 CONTAINER = [sys.executable, "-m", "shepherd.monitor.container"]
 DEFAULT_MAX_RUNTIME = 86400
@@ -188,8 +190,10 @@ class ProcessingRun:
 
     def _publish_metrics(self) -> None:
         """The container's metric lines, put as the job's role when the job asks for CloudWatch metrics."""
-        if self.request.get("Environment", {}).get("publish_cloudwatch_metrics") != "Enabled":
+        environment = self.request.get("Environment", {})
+        if environment.get("publish_cloudwatch_metrics") != "Enabled":
             return
+        namespace = QUALITY_NAMESPACE if environment.get("analysis_type") == "MODEL_QUALITY" else METRICS_NAMESPACE
         data = [
             json.loads(line)
             for path in sorted(_local(self.root, METRICS).glob("*"))
@@ -199,7 +203,7 @@ class ProcessingRun:
         cloudwatch = self.ctx.client("cloudwatch") if data else None
         for start in range(0, len(data), 1000):
             assert cloudwatch is not None
-            cloudwatch.put_metric_data(Namespace=METRICS_NAMESPACE, MetricData=data[start : start + 1000])
+            cloudwatch.put_metric_data(Namespace=namespace, MetricData=data[start : start + 1000])
 
 
 def run_processing_job(job: Job, ctx: RunnerContext) -> None:

@@ -16,12 +16,13 @@ from localcloud.sagemaker.metrics import EndpointMetrics
 from localcloud.sagemaker.monitoring import executions
 from localcloud.sagemaker.monitoring.availability import refuse_if_closed, refuse_unsupported_image
 from localcloud.sagemaker.monitoring.executions import JobSpec, Window
-from localcloud.sagemaker.monitoring.job_definitions import JobDefinitionOperations
+from localcloud.sagemaker.monitoring.job_definitions import CLARIFY, JobDefinitionOperations, clarify_refused
 from localcloud.sagemaker.monitoring.processing_operations import ProcessingOperations
 from localcloud.services import CloudServices
 
 log = logging.getLogger("shepherd.local.sagemaker")
 NO_DATA = "Job inputs had no data"
+_PRIVATE = frozenset({"job", "merge", "spec", "span", "captured", "analysis", "suffix"})  # an execution's own notes
 _JOB_STATUS = {"InProgress": "InProgress", "Stopping": "Stopping", "Stopped": "Stopped", "Failed": "Failed"}
 
 
@@ -41,6 +42,10 @@ class Schedule:
         return self.config.get("MonitoringJobDefinitionName")
 
     @property
+    def kind(self) -> str:
+        return str(self.config.get("MonitoringType", executions.DATA_QUALITY))
+
+    @property
     def expression(self) -> str:
         return str((self.config.get("ScheduleConfig") or {}).get("ScheduleExpression", "cron(0 0 ? * * *)"))
 
@@ -57,7 +62,7 @@ class MonitoringOperations(ProcessingOperations, JobDefinitionOperations):
     ) -> None:
         super().__init__(services, metrics=metrics, scalable_variants=scalable_variants)
         self.processing_jobs = {}
-        self.job_definitions = {}
+        self.job_definitions = {executions.DATA_QUALITY: {}, executions.MODEL_QUALITY: {}}
         self.schedules: dict[str, Schedule] = {}
         self._ticker_stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="monitoring-schedules", daemon=True)
@@ -81,9 +86,14 @@ class MonitoringOperations(ProcessingOperations, JobDefinitionOperations):
         return {"MonitoringScheduleArn": schedule_arn}
 
     def _checked_config(self, config: dict[str, Any]) -> dict[str, Any]:
-        monitoring_type = config.get("MonitoringType", "DataQuality")
-        if monitoring_type != "DataQuality":
-            raise SageMakerError(f"The local SageMaker runs DataQuality monitoring only, not {monitoring_type}.")
+        monitoring_type = config.get("MonitoringType", executions.DATA_QUALITY)
+        if monitoring_type in CLARIFY:
+            raise clarify_refused(f"CreateMonitoringSchedule of MonitoringType {monitoring_type}")
+        if monitoring_type not in (executions.DATA_QUALITY, executions.MODEL_QUALITY):
+            raise SageMakerError(
+                f"The local SageMaker runs DataQuality and ModelQuality monitoring, not {monitoring_type}."
+            )
+        config = {**config, "MonitoringType": monitoring_type}
         schedule_config = config.get("ScheduleConfig") or {}
         if "ScheduleExpression" in schedule_config:
             executions.check_expression(schedule_config["ScheduleExpression"])
@@ -95,8 +105,15 @@ class MonitoringOperations(ProcessingOperations, JobDefinitionOperations):
         return {**config, "MonitoringType": monitoring_type}
 
     def _spec(self, config: dict[str, Any]) -> JobSpec:
+        kind = config.get("MonitoringType", executions.DATA_QUALITY)
         if config.get("MonitoringJobDefinitionName"):
-            return executions.spec_of_definition(self._job_definition(config["MonitoringJobDefinitionName"]))
+            definition = self._job_definition(kind, config["MonitoringJobDefinitionName"])
+            return executions.spec_of_definition(kind, definition)
+        if kind == executions.MODEL_QUALITY:
+            raise SageMakerError(
+                "A ModelQuality schedule names its job definition (MonitoringJobDefinitionName): "
+                "MonitoringJobDefinition has no ground-truth input."
+            )
         if "MonitoringJobDefinition" not in config:
             raise SageMakerError(
                 "MonitoringScheduleConfig needs MonitoringJobDefinitionName or MonitoringJobDefinition."
@@ -115,8 +132,8 @@ class MonitoringOperations(ProcessingOperations, JobDefinitionOperations):
             raise ResourceNotFound(f"Monitoring Schedule {arn('monitoring-schedule/' + name.lower())} does not exist.")
         return schedule
 
-    def _definition_in_use(self, name: str) -> str | None:
-        return next((s.name for s in self.schedules.values() if s.definition_name == name), None)
+    def _definition_in_use(self, kind: str, name: str) -> str | None:
+        return next((s.name for s in self.schedules.values() if (s.kind, s.definition_name) == (kind, name)), None)
 
     def describe_monitoring_schedule(self, p: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
@@ -218,9 +235,19 @@ class MonitoringOperations(ProcessingOperations, JobDefinitionOperations):
         return self._page(items, p, "MonitoringExecutionSummaries")
 
     def _execution(self, record: dict[str, Any]) -> dict[str, Any]:
-        """An execution's summary; its status follows its processing job's."""
-        summary = {k: v for k, v in record.items() if k != "job"}
+        """An execution's summary; its status follows its processing job's (a model-quality execution's merge job
+        first: InProgress while it runs, its failure the execution's)."""
+        summary = {k: v for k, v in record.items() if k not in _PRIVATE}
         job = self.processing_jobs.get(record.get("job") or "")
+        merge = self.processing_jobs.get(record.get("merge") or "")
+        if job is None and merge is not None and record.get("MonitoringExecutionStatus") != "Failed":
+            described = merge.snapshot()
+            summary["LastModifiedTime"] = described["LastModifiedTime"]
+            if described["ProcessingJobStatus"] in ("Failed", "Stopped"):
+                summary["MonitoringExecutionStatus"] = described["ProcessingJobStatus"]
+                summary["FailureReason"] = f"Ground truth merge failed: {described.get('FailureReason', 'stopped')}"
+            else:
+                summary["MonitoringExecutionStatus"] = "InProgress"
         if job is not None:
             described = job.snapshot()
             status = described["ProcessingJobStatus"]
@@ -259,6 +286,36 @@ class MonitoringOperations(ProcessingOperations, JobDefinitionOperations):
                     self._start_execution(schedule, scheduled)
                 except Exception:  # one schedule's failure must not stop the others
                     log.exception("monitoring schedule %s: execution could not start", schedule.name)
+            self._analyze_merged()
+
+    def _analyze_merged(self) -> None:
+        """Start the analysis of each model-quality execution whose merge job has completed."""
+        with self.lock:
+            waiting = [
+                (schedule, record)
+                for schedule in self.schedules.values()
+                for record in schedule.executions
+                if record.get("merge")
+                and not record.get("job")
+                and record.get("MonitoringExecutionStatus") != "Failed"
+                and self.processing_jobs[record["merge"]].status == "Completed"
+            ]
+        for schedule, record in waiting:
+            try:
+                baseline = record.pop("analysis")
+                merged = executions.merge_output(record["spec"])
+                prefixes = self._holding([f"{merged}/{executions.relative(p)}/" for p in record["captured"]])
+                if not prefixes:
+                    raise SageMakerError(f"{NO_DATA}: the merge joined no captured prediction with ground truth")
+                request = executions.processing_request(
+                    record["spec"], schedule.name, record["span"], prefixes, baseline, suffix=record["suffix"]
+                )
+                record["job"] = self._create_processing_job(request, MonitoringScheduleArn=schedule.arn).name
+            except SageMakerError as exc:
+                record |= {"MonitoringExecutionStatus": "Failed", "FailureReason": exc.message}
+            except Exception as exc:  # the ticker keeps going
+                log.exception("monitoring schedule %s: analysis could not start", schedule.name)
+                record |= {"MonitoringExecutionStatus": "Failed", "FailureReason": f"InternalServerError: {exc}"}
 
     def _start_execution(self, schedule: Schedule, scheduled: datetime) -> None:
         spec = self._spec(schedule.config)
@@ -282,12 +339,49 @@ class MonitoringOperations(ProcessingOperations, JobDefinitionOperations):
             if not prefixes:
                 record |= {"MonitoringExecutionStatus": "Failed", "FailureReason": NO_DATA}
                 return
-            request = executions.processing_request(spec, schedule.name, span, prefixes, self._baseline_files(spec))
+            baseline = self._baseline_files(spec)
+            if spec.kind == executions.MODEL_QUALITY:
+                truth = self._truth_prefixes(spec, span)
+                if not truth:
+                    where = f"{spec.ground_truth}/{span.start:%Y/%m/%d/%H}..{span.scheduled:%Y/%m/%d/%H}"
+                    record |= {
+                        "MonitoringExecutionStatus": "Failed",
+                        "FailureReason": f"{NO_DATA}: no ground truth at {where}",
+                    }
+                    return
+                suffix = executions.job_suffix(scheduled)
+                merge = executions.merge_request(spec, span, suffix, prefixes, truth)
+                merge_job = self._create_processing_job(merge, MonitoringScheduleArn=schedule.arn)
+                record |= {
+                    "merge": merge_job.name,
+                    "spec": spec,
+                    "span": span,
+                    "captured": prefixes,
+                    "analysis": baseline,
+                    "suffix": suffix,
+                }
+                return
+            request = executions.processing_request(spec, schedule.name, span, prefixes, baseline)
             job = self._create_processing_job(request, MonitoringScheduleArn=schedule.arn)
         except SageMakerError as exc:
             record |= {"MonitoringExecutionStatus": "Failed", "FailureReason": exc.message}
             return
         record["job"] = job.name
+
+    def _holding(self, folders: list[str]) -> list[str]:
+        """The s3:// folders that hold at least one object."""
+        s3 = self.client("s3")
+        found = []
+        for folder in folders:
+            bucket, _, prefix = folder.removeprefix("s3://").partition("/")
+            if s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1).get("KeyCount"):
+                found.append(folder)
+        return found
+
+    def _truth_prefixes(self, spec: JobSpec, span: Window) -> list[str]:
+        """The ground-truth hour folders from the window's start to the scheduled time that hold labels."""
+        root = str(spec.ground_truth).rstrip("/")
+        return self._holding([f"{root}/{hour:%Y/%m/%d/%H}/" for hour in executions.truth_hours(span)])
 
     def _capture_prefixes(self, spec: JobSpec, span: Window) -> list[str]:
         """The capture folders of the window's hours that hold data, once the endpoint's buffered capture is out."""

@@ -7,6 +7,11 @@ them: environment ``dataset_format``, ``dataset_source``, ``output_path``, ``bas
 or statistics.json and constraint_violations.json (monitoring), /opt/ml/output/message (the job's exit message or
 failure reason) and, when enabled, CloudWatch metric lines under /opt/ml/output/metrics/cloudwatch. A non-zero exit
 fails the job. SHEPHERD_CONTAINER_ROOT, set only by the local cloud, is where the container's "/" is.
+
+Model quality (shepherd.monitor.quality_container) as AWS starts its jobs: a ground-truth merge job
+(``ground_truth_source`` set) joins capture with labels; the analysis (``analysis_type`` MODEL_QUALITY, with
+``problem_type`` and the ``inference_attribute`` / ``probability_attribute`` / ``probability_threshold_attribute`` /
+``ground_truth_attribute`` ModelQualityMonitor passes) writes model quality's files.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from shepherd.monitor import model_quality, quality_container
 from shepherd.monitor.constraints import check, suggest_constraints
 from shepherd.monitor.dataset import Dataset, from_capture, read_csv, read_jsonl
 from shepherd.monitor.metrics import feature_metrics
@@ -54,6 +60,11 @@ class Container:
                 raise ContractError(f"{name} is not supported by Shepherd's analyzer")
         output = self.path(self.required("output_path"))
         output.mkdir(parents=True, exist_ok=True)
+        if self.env.get("ground_truth_source"):
+            source, truth = self.path(self.required("dataset_source")), self.path(self.env["ground_truth_source"])
+            return quality_container.merge(source, truth, output)
+        if self.env.get("analysis_type") == "MODEL_QUALITY":
+            return self.model_quality(output)
         statistics_path = self.env.get("baseline_statistics")
         baseline = _load(self.path(statistics_path)) if statistics_path else None
         names = [f["name"] for f in baseline["features"]] if baseline else None
@@ -75,6 +86,30 @@ class Container:
             return f"CompletedWithViolations: Job completed successfully with {count} violations."
         return "Completed: Job completed successfully with no violations."
 
+    def model_quality(self, output: Path) -> str:
+        """Model quality of merged records against the baseline constraints, or (without them) its baseline."""
+        constraints_path = self.env.get("baseline_constraints")
+        dataset_format = json.loads(self.required("dataset_format"))
+        if "sagemakerMergeJson" in dataset_format:
+            files = sorted(p for p in self.path(self.required("dataset_source")).rglob("*") if p.is_file())
+            rows, _ = quality_container.rows_of_merged(self.captured(files), self.env)
+        else:
+            rows, _ = quality_container.rows_of_dataset(self.dataset(None), self.env)
+        data = quality_container.analyze(rows, self.env)
+        statistics = model_quality.statistics(data, threshold=quality_container.threshold(self.env))
+        _write(output / "statistics.json", statistics)
+        if not constraints_path:
+            _write(output / "constraints.json", model_quality.suggest_constraints(statistics))
+            return "Completed: Job completed successfully with no violations."
+        violations = model_quality.check(statistics, _load(self.path(constraints_path)))
+        _write(output / "constraint_violations.json", violations)
+        if self.env.get("publish_cloudwatch_metrics") == "Enabled":
+            self.write_metrics(model_quality.metric_values(statistics))
+        count = len(violations["violations"])
+        if count:
+            return f"CompletedWithViolations: Job completed successfully with {count} violations."
+        return "Completed: Job completed successfully with no violations."
+
     def dataset(self, names: list[str] | None) -> Dataset:
         dataset_format = json.loads(self.required("dataset_format"))
         source = self.path(self.required("dataset_source"))
@@ -86,7 +121,7 @@ class Container:
             if not _flag(dataset_format["json"].get("lines", dataset_format["json"].get("line", True))):
                 raise ContractError("only JSON Lines datasets are supported")
             return _concat(read_jsonl(p.read_text(), names=names) for p in files)
-        if "sagemakerCaptureJson" in dataset_format:
+        if "sagemakerCaptureJson" in dataset_format or "sagemakerMergeJson" in dataset_format:
             return from_capture(list(self.captured(files)), names=names)
         raise ContractError(f"dataset_format {sorted(dataset_format)} is not supported")
 
