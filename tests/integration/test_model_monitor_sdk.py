@@ -260,3 +260,120 @@ def test_a_processing_image_other_than_model_monitors_is_refused(cloud, session,
         )
     assert refused.value.response["Error"]["Code"] == "ValidationException"
     assert ANALYZER in refused.value.response["Error"]["Message"]
+
+
+def test_model_quality_monitor_baselines_merges_ground_truth_and_flags_lost_quality(
+    cloud, session, bucket, estimator, iris_train, tmp_path
+):
+    from sagemaker.deserializers import JSONDeserializer
+    from sagemaker.model_monitor import (
+        CronExpressionGenerator,
+        DataCaptureConfig,
+        EndpointInput,
+        ModelQualityMonitor,
+    )
+    from sagemaker.model_monitor.dataset_format import DatasetFormat
+    from sagemaker.serializers import CSVSerializer
+
+    prefix = f"seed-mq-{uuid.uuid4().hex[:8]}"
+    s3 = boto3.client("s3", region_name="us-east-1")
+    # Given the seed's model deployed with data capture; it answers {"predictions": [P(setosa)]}
+    predictor = estimator.create_model(entry_point="inference.py").deploy(
+        initial_instance_count=1,
+        instance_type="ml.m5.xlarge",
+        data_capture_config=DataCaptureConfig(
+            enable_capture=True, sampling_percentage=100, destination_s3_uri=f"s3://{bucket}/{prefix}/data-capture"
+        ),
+        serializer=CSVSerializer(),
+        deserializer=JSONDeserializer(),
+    )
+    frame = pd.read_csv(iris_train)
+    probabilities = predictor.predict(frame[FEATURES].values.tolist())["predictions"]
+
+    # ... and a baseline dataset of its validation predictions with their labels
+    validation = pd.DataFrame(
+        {"probability": probabilities, "prediction": [int(p >= 0.5) for p in probabilities], "label": frame.target}
+    )
+    validation.to_csv(tmp_path / "validation.csv", index=False)
+    s3.upload_file(str(tmp_path / "validation.csv"), bucket, f"{prefix}/baseline/validation.csv")
+
+    # When ModelQualityMonitor suggests a baseline for a binary classifier
+    monitor = ModelQualityMonitor(role=ROLE, instance_count=1, instance_type="ml.m5.xlarge", sagemaker_session=session)
+    monitor.suggest_baseline(
+        baseline_dataset=f"s3://{bucket}/{prefix}/baseline/validation.csv",
+        dataset_format=DatasetFormat.csv(header=True),
+        problem_type="BinaryClassification",
+        inference_attribute="prediction",
+        probability_attribute="probability",
+        ground_truth_attribute="label",
+        wait=True,
+        logs=False,
+    )
+
+    # Then its constraints are model quality's, for a binary classifier
+    constraints = monitor.suggested_constraints().body_dict
+    assert constraints["binary_classification_constraints"]["accuracy"]["threshold"] == 1.0
+
+    # When the endpoint serves one row per request, each with an InferenceId, and labels come back for them, wrong
+    # (every label flipped: the world changed under the model)
+    rows = frame.iloc[::3]
+    for index, row in rows.iterrows():
+        predictor.predict([row[FEATURES].tolist()], inference_id=f"iris-{index}")
+    collected = cloud.clock.now()
+    labels = [
+        json.dumps(
+            {
+                "groundTruthData": {"data": str(1 - int(row.target)), "encoding": "CSV"},
+                "eventMetadata": {"eventId": f"iris-{index}"},
+                "eventVersion": "0",
+            }
+        )
+        for index, row in rows.iterrows()
+    ]
+    s3.put_object(
+        Bucket=bucket, Key=f"{prefix}/ground-truth/{collected:%Y/%m/%d/%H}/labels.jsonl", Body="\n".join(labels)
+    )
+
+    # ... and a one-off (NOW) model-quality schedule checks the last hour
+    monitor.create_monitoring_schedule(
+        endpoint_input=EndpointInput(
+            endpoint_name=predictor.endpoint_name,
+            destination="/opt/ml/processing/input_data",
+            probability_attribute="predictions",
+            probability_threshold_attribute=0.5,
+        ),
+        ground_truth_input=f"s3://{bucket}/{prefix}/ground-truth",
+        problem_type="BinaryClassification",
+        output_s3_uri=f"s3://{bucket}/{prefix}/monitoring-output",
+        schedule_cron_expression=CronExpressionGenerator.now(),
+        data_analysis_start_time="-PT1H",
+        data_analysis_end_time="-PT0H",
+    )
+    client = session.sagemaker_client
+    definition = client.describe_model_quality_job_definition(JobDefinitionName=monitor.job_definition_name)
+    assert definition["ModelQualityAppSpecification"]["ProblemType"] == "BinaryClassification"
+
+    def finished() -> list[dict[str, Any]]:
+        summaries = client.list_monitoring_executions(MonitoringScheduleName=monitor.monitoring_schedule_name)
+        return [e for e in summaries["MonitoringExecutionSummaries"] if e["MonitoringExecutionStatus"] in FINISHED]
+
+    waited = time.monotonic()
+    (execution,) = wait_for(finished, timeout=120, interval=0.25)
+    print(f"[timing] the NOW execution (merge, then analysis): {time.monotonic() - waited:.1f}s")
+
+    # Then the execution merged the labels with the captured predictions and found the quality lost
+    assert execution["MonitoringExecutionStatus"] == "CompletedWithViolations", execution.get("FailureReason")
+    assert execution["MonitoringType"] == "ModelQuality"
+    assert execution["ProcessingJobArn"].rsplit("/", 1)[-1].startswith("model-quality-monitoring-")
+    statistics = monitor.latest_monitoring_statistics().body_dict
+    assert statistics["dataset"]["item_count"] == len(rows)
+    assert statistics["binary_classification_metrics"]["accuracy"]["value"] == 0.0
+    violated = {v["metric_name"] for v in monitor.latest_monitoring_constraint_violations().body_dict["violations"]}
+    assert {"accuracy", "auc"} <= violated
+    metrics = cloud.client("cloudwatch").list_metrics(
+        Namespace="aws/sagemaker/Endpoints/model-metrics", MetricName="accuracy"
+    )["Metrics"]
+    assert {"Name": "MonitoringSchedule", "Value": monitor.monitoring_schedule_name} in metrics[0]["Dimensions"]
+
+    monitor.delete_monitoring_schedule()
+    predictor.delete_endpoint()
