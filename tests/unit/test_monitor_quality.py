@@ -302,3 +302,31 @@ def test_monitor_status_tells_a_runs_model_quality_in_one_line(world: World) -> 
     assert line is not None
     assert line.startswith("too_few_labels; 12 labelled predictions: 12 labelled predictions, fewer than 100")
     assert quality_summary(None) is None
+
+
+def test_a_run_without_capture_still_reads_the_labels_of_waiting_predictions(world: World) -> None:
+    # Given a champion with a model-quality baseline and an hour of traffic whose labels have not come yet
+    _quality_baseline(world)
+    world.hour_of_traffic(seed=8)
+    served_until = world.clock.at
+    assert world.run()["quality"]["waiting_predictions"] == 200
+    # When the labels come back in an hour without traffic, and the monitor runs
+    world.clock.at = served_until + timedelta(hours=1)
+    _feedback(world, served_until, wrong_share=0.1, seed=8)  # the served hour's labels, moved to their collection:
+    world.bucket.put(
+        f"feedback/churn/{world.clock.at - timedelta(minutes=30):%Y/%m/%d/%H}/moved.jsonl",
+        world.bucket.objects.pop(f"feedback/churn/{served_until:%Y/%m/%d/%H}/labels-8.jsonl").decode(),
+        world.clock.at - timedelta(minutes=30),
+    )
+    result = world.run()
+    # Then there is no capture to check, but the labels were read and joined, model quality reported and published
+    assert result["status"] == "no_data"
+    assert (result["quality"]["status"], result["quality"]["labelled"]) == ("checked", 200)
+    assert result["quality"]["waiting_predictions"] == 0
+    folder = result["report"].removeprefix(f"s3://{BUCKET}/") + "model_quality/"
+    assert json.loads(world.bucket.objects[f"{folder}statistics.json"])["dataset"]["item_count"] == 200
+    assert [c for c in world.metrics.put_calls if "model-metrics" in c[0]]
+    assert world.state()["last_report"] == result["report"]
+    # ... and read once: the next run without capture finds no new labels
+    world.clock.at += timedelta(hours=1)
+    assert world.run()["quality"]["status"] == "no_labels"

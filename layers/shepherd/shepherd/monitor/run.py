@@ -4,8 +4,9 @@ Reports in Model Monitor's layout (statistics.json, constraint_violations.json) 
 decision and its evidence), per-feature CloudWatch metrics as Model Monitor names them; model quality from the
 ground truth joined with the captured predictions (its files in the report's model_quality/ folder); the Batch
 Transform inputs scored since the last run; and, on a new drift or quality-loss alert or a retrain, a
-notification. state.json (the capture, ground-truth and batch checkpoints, the alerts and retrain state) is
-written last: a run that fails before it is redone whole by the next, reading each object once.
+notification. A run without capture still reads the ground truth, for the predictions waiting for it.
+state.json (the capture, ground-truth and batch checkpoints, the alerts and retrain state) is written last: a
+run that fails before it is redone whole by the next, reading each object once.
 """
 
 from __future__ import annotations
@@ -126,9 +127,11 @@ def monitor(deps: Deps, request: MonitorRequest) -> dict[str, Any]:
         "unreadable": dataset.unreadable,
         "complete": read.complete,
     }
-    if dataset.item_count == 0:  # labels wait (their checkpoint unmoved) for a run with predictions to join
-        _save_state(deps, request.model, state | {"capture": checkpoint.to_json(), "last_run": at.isoformat()})
-        return outcome | {"status": "no_data", "reason": f"no captured requests of {endpoint} since the last run"}
+    if dataset.item_count == 0:  # no capture: the labels are still read, for the predictions that wait for them
+        outcome |= {"status": "no_data", "reason": f"no captured requests of {endpoint} since the last run"}
+        return outcome | _labels_only(
+            deps, request, package, state, checkpoint, config=config, at=at, deadline=deadline
+        )
 
     quality = _model_quality(
         deps, request.model, package, state.get("quality"), predictions, config=config, at=at, deadline=deadline
@@ -191,6 +194,51 @@ def monitor(deps: Deps, request: MonitorRequest) -> dict[str, Any]:
     if decision.get("alert") or quality.decision.get("alert") or started is not None:
         outcome |= {"notify": True, "notification": _notification(request.model, endpoint, arn, document, outcome)}
     return outcome
+
+
+def _labels_only(
+    deps: Deps,
+    request: MonitorRequest,
+    package: dict[str, Any],
+    state: dict[str, Any],
+    checkpoint: capture.Checkpoint,
+    *,
+    config: ModelConfig,
+    at: datetime,
+    deadline: float,
+) -> dict[str, Any]:
+    """A run without capture: the ground truth since the last run joined with the predictions that wait for it,
+    its model quality reported and published (and notified on a quality alert) as a run with capture does; drift and
+    retraining are judged only on capture. Returns what it adds to the run's outcome."""
+    quality = _model_quality(
+        deps, request.model, package, state.get("quality"), [], config=config, at=at, deadline=deadline
+    )
+    state = state | {"capture": checkpoint.to_json(), "quality": quality.state, "last_run": at.isoformat()}
+    added: dict[str, Any] = {"quality": quality.section}
+    if quality.files:
+        endpoint = config.endpoint.name or request.model
+        where = report_prefix(request.model, endpoint, at)
+        arn = str(package["ModelPackageArn"])
+        document = {
+            "model": request.model,
+            "endpoint": endpoint,
+            "package": arn,
+            "at": at.isoformat(),
+            "trigger": request.trigger,
+            "decision": {"alert": False, "drifting": False, "reason": "no capture this run: drift not judged"},
+            "violations": 0,
+            "quality": quality.section,
+            "retrain": {"started": False},
+        }
+        _report(deps, f"{where}alert.json", document)
+        dimensions = {"Endpoint": endpoint, "MonitoringSchedule": schedule_name(deps.settings.stage, request.model)}
+        _write_quality(deps, quality, where, dimensions, at)
+        state["last_report"] = added["report"] = f"s3://{deps.settings.bucket}/{where}"
+        if quality.decision.get("alert"):
+            added |= {"notify": True}
+            added["notification"] = _notification(request.model, endpoint, arn, document, added)
+    _save_state(deps, request.model, state)
+    return added
 
 
 def _alert(
