@@ -68,3 +68,22 @@ def test_only_inputs_scored_since_the_first_runs_hour_and_under_the_size_limit_a
     assert entry["input"] == f"s3://{BUCKET}/{big}"
     assert entry["status"].startswith("not checked: over 32 MB")
     assert big not in world.bucket.reads
+
+
+def test_a_batch_only_model_has_its_scored_inputs_checked_without_an_endpoint(world: World) -> None:
+    # Given a model that scores only in batch (no endpoint), and a shifted input it scored since the last run
+    world.deps.models.live = None  # type: ignore[attr-defined]
+    _batch_file(world, "shifted.csv", shift=2.0)
+    # When its monitor runs
+    result = world.run()
+    # Then the input is checked against the baseline of the package batch scores with, and said so
+    assert result["status"] == "no_endpoint"
+    [entry] = result["batch"]
+    assert entry["status"] == "checked"
+    assert entry["violations"] > 0
+    assert "1 Batch Transform inputs checked against" in result["reason"]
+    assert "monitoring/churn/batch/0a1b2c3d-shifted.csv/constraint_violations.json" in world.bucket.objects
+    assert [namespace for namespace, _, _ in world.metrics.put_calls] == ["aws/sagemaker/ModelMonitoring/data-metrics"]
+    # ... once: the checkpoint is kept without an endpoint too
+    world.clock.at += timedelta(hours=1)
+    assert world.run()["batch"] == []

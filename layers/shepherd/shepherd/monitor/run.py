@@ -92,8 +92,8 @@ def monitor(deps: Deps, request: MonitorRequest) -> dict[str, Any]:
     if not config.monitoring.enabled:
         return outcome | {"status": "disabled", "reason": "monitoring.enabled is false"}
     live = deps.models.describe_endpoint(endpoint)
-    if live is None:
-        return outcome | {"status": "no_endpoint", "reason": f"endpoint {endpoint} does not exist yet"}
+    if live is None:  # a batch-only model (or one not deployed yet): its Batch Transform inputs are still checked
+        return outcome | _batch_only(deps, request.model, endpoint, config=config, at=at)
     package = _champion_package(deps, config, endpoint)
     if package is None:
         return outcome | {"status": "no_baseline", "reason": f"no approved model package serves {endpoint}"}
@@ -128,7 +128,6 @@ def monitor(deps: Deps, request: MonitorRequest) -> dict[str, Any]:
         "complete": read.complete,
     }
     if dataset.item_count == 0:  # no capture: the labels are still read, for the predictions that wait for them
-        outcome |= {"status": "no_data", "reason": f"no captured requests of {endpoint} since the last run"}
         return outcome | _labels_only(
             deps, request, package, state, checkpoint, config=config, at=at, deadline=deadline
         )
@@ -196,6 +195,26 @@ def monitor(deps: Deps, request: MonitorRequest) -> dict[str, Any]:
     return outcome
 
 
+def _batch_only(deps: Deps, model: str, endpoint: str, *, config: ModelConfig, at: datetime) -> dict[str, Any]:
+    """A model without an endpoint: the Batch Transform inputs scored since the last run checked against the data
+    baseline of the package batch scores with (the latest approved), as for a model with one; drift alert and
+    model quality need capture. Returns what it adds to the run's outcome."""
+    package = _champion_package(deps, config, endpoint)
+    uris = baselines_of(package) if package is not None else None
+    missing = {"status": "no_endpoint", "reason": f"endpoint {endpoint} does not exist yet", "batch": []}
+    if package is None or uris is None:
+        return missing
+    baseline, constraints = (json.loads(_read(deps, uri)) for uri in uris)
+    state = _load_state(deps, model, at)
+    state["batch"], checked = _batch_checks(
+        deps, model, baseline=baseline, constraints=constraints, state=state, config=config, at=at
+    )
+    _save_state(deps, model, state | {"last_run": at.isoformat()})
+    arn = str(package["ModelPackageArn"])
+    told = f"; {len(checked)} Batch Transform inputs checked against {notifications.package_label(arn)}'s baseline"
+    return missing | {"package": arn, "batch": checked, "reason": f"endpoint {endpoint} does not exist{told}"}
+
+
 def _labels_only(
     deps: Deps,
     request: MonitorRequest,
@@ -214,7 +233,8 @@ def _labels_only(
         deps, request.model, package, state.get("quality"), [], config=config, at=at, deadline=deadline
     )
     state = state | {"capture": checkpoint.to_json(), "quality": quality.state, "last_run": at.isoformat()}
-    added: dict[str, Any] = {"quality": quality.section}
+    added: dict[str, Any] = {"status": "no_data", "quality": quality.section}
+    added["reason"] = f"no captured requests of {config.endpoint.name or request.model} since the last run"
     if quality.files:
         endpoint = config.endpoint.name or request.model
         where = report_prefix(request.model, endpoint, at)
