@@ -492,3 +492,33 @@ def test_an_attribute_locates_the_prediction_in_the_captured_answer(
     from shepherd.monitor.quality_container import attribute
 
     assert attribute(answer, name) == expected
+
+
+def _job(name: str, status: str, **fields: Any) -> Any:
+    from localcloud.sagemaker.jobs import Job
+
+    description = {"ProcessingJobName": name, "ProcessingJobStatus": "InProgress", "LastModifiedTime": HOUR}
+    job = Job("ProcessingJob", name, f"arn:{name}", {}, description, lambda job: None)
+    if status != "InProgress":
+        job.set_status(status, **fields)
+    return job
+
+
+@pytest.mark.parametrize(
+    ("merge_status", "expected"),
+    [("InProgress", "InProgress"), ("Completed", "InProgress"), ("Failed", "Failed")],
+)
+def test_an_execution_is_in_progress_while_its_merge_runs_and_fails_with_it(merge_status: str, expected: str) -> None:
+    # Given an execution whose merge job is running, done (its analysis not started yet) or failed
+    schedules = _Schedules()
+    reason = "AlgorithmError: QualityInputError: none of the 3 captured records has a ground-truth label"
+    schedules.processing_jobs = {
+        "m": _job("m", merge_status, **({"FailureReason": reason} if merge_status == "Failed" else {}))
+    }
+    record = {"MonitoringScheduleName": "q", "MonitoringExecutionStatus": "Pending", "merge": "m", "suffix": "x"}
+    # When it is summarized, Then its status follows the merge's, its notes stay private
+    summary = schedules._execution(record)
+    assert summary["MonitoringExecutionStatus"] == expected
+    assert not {"merge", "suffix"} & set(summary)
+    if expected == "Failed":
+        assert summary["FailureReason"] == f"Ground truth merge failed: {reason}"
