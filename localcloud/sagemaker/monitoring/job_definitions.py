@@ -2,7 +2,8 @@
 
 Data quality and model quality (CreateDataQualityJobDefinition, CreateModelQualityJobDefinition in the SageMaker API
 Reference) have one shape, their members prefixed by the kind; model quality's job input also needs
-GroundTruthS3Input (API_ModelQualityJobInput: "Required: Yes") and its app specification carries the ProblemType.
+GroundTruthS3Input (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ModelQualityJobInput.html:
+"Required: Yes") and its app specification carries the ProblemType.
 Model bias and explainability run SageMaker Clarify, which the local SageMaker refuses by name.
 """
 

@@ -1,6 +1,7 @@
 """Model quality under Model Monitor's container contract: the ground-truth merge and the model-quality analysis.
 
-The merge ("Ingest Ground Truth labels and merge them with predictions", SageMaker guide) joins capture records with
+The merge ("Ingest Ground Truth labels and merge them with predictions", SageMaker guide,
+https://docs.aws.amazon.com/sagemaker/latest/dg/model-monitor-model-quality-merge.html) joins capture records with
 ground-truth records (``{"groundTruthData": {"data", "encoding"}, "eventMetadata": {"eventId"}}``) on the capture's
 inferenceId, else its eventId, and writes each joined record (the capture record with its ``groundTruthData``) at
 its capture file's path. The analysis reads such merged records (dataset_format ``sagemakerMergeJson``) or, when
