@@ -60,7 +60,7 @@ def fault_add(
         str,
         typer.Option(
             help="api-error, event-drop, event-delay, lambda-crash, endpoint-update-fails, container-crash-on-load, "
-            "container-crash-after or container-slow."
+            "container-crash-after, container-slow or container-disk-full."
         ),
     ] = "api-error",
     service: Annotated[str, typer.Option(help="api-error: botocore's service name (sagemaker, s3, ...) or *.")] = "*",
