@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +22,7 @@ from numpy.typing import NDArray
 from scipy import stats
 from shepherd.judge import MetricSettings
 from shepherd.judge.sprt import (
+    bin_laws,
     boundaries_for_shares,
     calibrated_boundaries,
     exit_probabilities,
@@ -160,12 +162,13 @@ Strategy = Callable[[Traffic, Scenario], Decision]
 
 
 def shepherd(traffic: Traffic, scenario: Scenario) -> Decision:
-    """The judge's own test (shepherd.judge.sprt.grouped_sprt, as the engine calls it), one stage at a time."""
+    """The judge's own test, one stage at a time: A/B through shepherd.judge.sprt.grouped_sprt as the engine calls
+    it; shadow through shepherd.judge.judge itself, on the variants' CloudWatch counts (unpaired), as production
+    judges shadow errors."""
     settings = MetricSettings()  # the judge's defaults: alpha 0.05, beta 0.2, delta 1.0, 100 samples
     if scenario.shadow:
-        rows = zip(traffic.candidate_only, traffic.champion_only, traffic.requests, traffic.requests, strict=True)
-    else:
-        rows = zip(traffic.candidate_bad, traffic.champion_bad, traffic.candidate_n, traffic.champion_n, strict=True)
+        return _shadow_as_production(traffic, scenario)
+    rows = zip(traffic.candidate_bad, traffic.champion_bad, traffic.candidate_n, traffic.champion_n, strict=True)
     side = np.zeros(traffic.requests.shape[0], dtype=np.int8)
     index = np.full(traffic.requests.shape[0], scenario.max_minutes - 1, dtype=np.intp)
     for row, (candidate_bad, champion_bad, candidate_n, champion_n) in enumerate(rows):
@@ -178,10 +181,35 @@ def shepherd(traffic: Traffic, scenario: Scenario) -> Decision:
             beta=settings.beta,
             ratio=1.0 + settings.delta,
             min_samples=settings.min_samples,
-            paired=scenario.shadow,
         )
         if path.side:
             side[row], index[row] = path.side, path.index
+    return side, index
+
+
+def _shadow_as_production(traffic: Traffic, scenario: Scenario) -> Decision:
+    """A shadow stage judged by shepherd.judge.judge with the settings shepherd.rollout.observe.settings gives a
+    shadow stage, on one VariantBin per variant and minute (CloudWatch's SampleCount and error Sum): no pairs."""
+    from shepherd.judge import StageObservations, VariantBin, judge
+    from shepherd.rollout.observe import settings
+
+    stage_settings = settings(
+        {"error_rate": {}}, max_minutes=scenario.max_minutes, at_max="INCONCLUSIVE", kind="shadow"
+    )
+    side = np.zeros(traffic.requests.shape[0], dtype=np.int8)
+    index = np.full(traffic.requests.shape[0], scenario.max_minutes - 1, dtype=np.intp)
+    for row in range(traffic.requests.shape[0]):
+        n, candidate, champion = traffic.requests[row], traffic.candidate_bad[row], traffic.champion_bad[row]
+        for upto in (PREFIX_MINUTES, scenario.max_minutes):  # a decision in the prefix is the whole stage's
+            observed = StageObservations(
+                minutes_elapsed=scenario.max_minutes,
+                champion=tuple(VariantBin(m, int(n[m]), int(champion[m])) for m in range(upto) if n[m]),
+                candidate=tuple(VariantBin(m, int(n[m]), int(candidate[m])) for m in range(upto) if n[m]),
+            )
+            verdict, decided = stage_verdict(judge(observed, stage_settings))
+            if decided is not None:
+                side[row], index[row] = (1 if verdict == "ROLLBACK" else -1), decided
+                break
     return side, index
 
 
@@ -313,14 +341,11 @@ def bound_requests(scenario: Scenario) -> float | None:
     bad = scenario.candidate_is == "bad"
     p_b, r = scenario.champion_rate, scenario.ratio
     if scenario.shadow:
-        # Discordant pairs: candidate-only with probability 1/2 (H0) or r/(1+r) (H1, design r).
-        both = scenario.shared_fraction * min(p_b, r * p_b)
-        cand_only, champ_only = r * p_b - both, p_b - both
-        # Discordant pairs per request (the shared failures are concordant).
-        per_request = cand_only + champ_only
-        p_true = cand_only / per_request
-        stream = wald_hoeffding_bound(p_true, 0.5, DESIGN_RATIO / (1 + DESIGN_RATIO), ALPHA, BETA, bad=bad)
-        return stream / per_request
+        # Production judges shadow errors unpaired: both variants' errors, a bad event the candidate's with
+        # probability 1/2 (H0) or r/(1+r) (H1), p_b (1 + r) bad events per request (shared failures count twice).
+        p_true = r / (1 + r)
+        errors = wald_hoeffding_bound(p_true, 0.5, DESIGN_RATIO / (1 + DESIGN_RATIO), ALPHA, BETA, bad=bad)
+        return errors / (p_b * (1 + r))
     w = scenario.share
     p0, p1 = w, w * DESIGN_RATIO / (w * DESIGN_RATIO + 1 - w)
     p_true = w * r / (w * r + 1 - w)
@@ -619,7 +644,8 @@ def run(replications: int, seed: int, rollout_replications: int = 0) -> dict[str
 JUDGE_INTERVAL = 5  # rollout.judge_interval_minutes' default
 LAG_MINUTES = 2  # shepherd.rollout.observe.LAG_SECONDS: bin m is complete at minute m + 1 + 2
 BASELINE_MINUTES = 60  # judging.BASELINE_LOOKBACK_SECONDS: the champion's counts before the rollout
-ROLLOUT_STRATEGIES = ("shepherd", "shepherd_stagewise", "msprt")
+COMPETITORS = ("msprt", "group_sequential")  # judge shadow and A/B with the shepherd's stages and budget
+ROLLOUT_STRATEGIES = ("shepherd", "shepherd_stagewise", "msprt", "group_sequential")
 
 
 @dataclass(frozen=True)
@@ -631,7 +657,17 @@ class RolloutScenario:
     rate: float  # the champion's error rate
     ratio: float  # candidate / champion
     drift: tuple[float, ...] = ()  # error-rate multiplier shared by both variants: the hour before, then per stage
-    decidable: bool = True
+    # > 0: the champion's fleet (autoscaled) has this many instances and a variant's error rate is proportional to
+    # its load per instance (the candidate's instance counts as the product plans them); rate is the champion's at
+    # its own load serving every request
+    champion_instances: int = 0
+    # > 0: quality is judged too, on ground truth for `labelled` of the predictions arriving this many minutes late
+    # on average (exponential), filed by arrival minute as production files them; misclassification rates `wrong`
+    # (champion) and `wrong` x `wrong_ratio` (candidate)
+    label_delay: float = 0.0
+    labelled: float = 0.5
+    wrong: float = 0.1
+    wrong_ratio: float = 1.0
 
 
 ROLLOUT_SCENARIOS = (
@@ -646,27 +682,146 @@ ROLLOUT_SCENARIOS = (
         1.0,
         drift=(1.0, 1.25, 0.8, 1.25, 0.8, 1.25, 1.25),
     ),
-    RolloutScenario("good_50rpm", "good", "50 rpm, 1 % errors, candidate as good", 50, 0.01, 1.0, decidable=False),
+    RolloutScenario("good_50rpm", "good", "50 rpm, 1 % errors, candidate as good", 50, 0.01, 1.0),
     RolloutScenario("bad_50rpm", "bad", "50 rpm, 1 % errors, candidate's twice the champion's", 50, 0.01, 2.0),
+    RolloutScenario("good_20rpm", "good", "20 rpm, 1 % errors, candidate as good", 20, 0.01, 1.0),
+    RolloutScenario("bad_20rpm", "bad", "20 rpm, 1 % errors, candidate's twice the champion's", 20, 0.01, 2.0),
     RolloutScenario("good_perfect", "good", "200 rpm, neither model ever fails", 200, 0.0, 1.0),
+    RolloutScenario(
+        "good_labels_30min",
+        "good",
+        "200 rpm, 1 % errors; quality judged too: half the predictions labelled, labels 30 min late on average "
+        "(exponential), 10 % wrong for both",
+        200,
+        0.01,
+        1.0,
+        label_delay=30.0,
+    ),
+    RolloutScenario(
+        "bad_labels_30min",
+        "bad",
+        "as good_labels_30min, the candidate wrong on 20 % (errors as the champion's)",
+        200,
+        0.01,
+        1.0,
+        label_delay=30.0,
+        wrong_ratio=2.0,
+    ),
+    RolloutScenario(
+        "good_200rpm_load",
+        "good",
+        "200 rpm; the champion autoscaled to 6 instances, the challenger's count as the product plans it (config 2); "
+        "errors proportional to load per instance, 1 % at the champion's; candidate as good per instance",
+        200,
+        0.01,
+        1.0,
+        champion_instances=6,
+    ),
+    RolloutScenario(
+        "bad_200rpm_load",
+        "bad",
+        "as good_200rpm_load, the candidate failing twice as often at the same load per instance",
+        200,
+        0.01,
+        2.0,
+        champion_instances=6,
+    ),
 )
 
 
-def _rollout_stages(strategy: str) -> list[tuple[str, float, int, Any]]:
-    """(kind, weight, max_minutes, budget) of the default config's stages, as the product plans them."""
+def rollout_strategies(scenario: RolloutScenario) -> tuple[str, ...]:
+    """The strategies a scenario runs: the competitors judge error rates only, so not where quality is judged."""
+    return tuple(name for name in ROLLOUT_STRATEGIES if not (scenario.label_delay and name in COMPETITORS))
+
+
+def _default_config(quality: bool) -> Any:
     from shepherd.config import load_config
+
+    text = "framework: sklearn\nentry_point: train.py\n"
+    if quality:
+        text += "rollout:\n  judge:\n    quality: {}\n"
+    return load_config(text, "models/bench/shepherd.yaml")
+
+
+def _rollout_stages(strategy: str, *, quality: bool = False) -> list[tuple[str, float, int, Any]]:
+    """(kind, weight, max_minutes, budget) of the default config's stages, as the product plans them."""
     from shepherd.rollout import plan
 
-    config = load_config("framework: sklearn\nentry_point: train.py\n", "models/bench/shepherd.yaml")
+    config = _default_config(quality)
     stages = plan.stages(config)
-    if strategy == "msprt":
-        strategy = "shepherd"  # the same stages and budget; _msprt_stage judges shadow and A/B
+    if strategy in COMPETITORS:
+        strategy = "shepherd"  # the same stages and budget; the competitor judges shadow and A/B
     if strategy == "shepherd_stagewise":  # today's: every stage spends alpha and beta whole
         stages = [stage.model_copy(update={"alpha_share": None, "beta_power": None}) for stage in stages]
     judge_config = config.rollout.judge.model_dump(mode="json", exclude_none=True)
     if strategy == "shepherd_stagewise":
-        judge_config["error_rate"]["floor_rate"] = 0.0  # no floor then
+        for metric in ("error_rate", "quality"):
+            if metric in judge_config:
+                judge_config[metric]["floor_rate"] = 0.0  # no floor then
     return [(s.kind, s.weight, s.max_minutes, (s.model_dump(mode="json"), judge_config)) for s in stages]
+
+
+def load_factors(scenario: RolloutScenario, stages: list[tuple[str, float, int, Any]]) -> list[tuple[float, float]]:
+    """Per stage, the champion's and the candidate's error-rate multipliers from their loads per instance, relative
+    to the champion's fleet serving every request. The candidate's instance count follows the product:
+    shepherd.rollout.steps.enter_stage gives a shadow the champion's count and builds the first A/B config from
+    the configured count; shepherd.rollout.plan.challenger_count raises it before a heavy stage."""
+    if not scenario.champion_instances:
+        return [(1.0, 1.0)] * len(stages)
+    from shepherd.rollout import plan
+
+    configured = _default_config(False).endpoint.realtime.instance_count
+    planned = [plan.Stage.model_validate(dump) for _, _, _, (dump, _) in stages]
+    fleet, count, out = scenario.champion_instances, configured, []
+    for index, stage in enumerate(planned):
+        if stage.kind == "shadow":
+            count = max(configured, fleet)
+        elif stage.kind == "ab" and index and planned[index - 1].kind == "shadow":
+            count = configured
+        raised = plan.challenger_count(planned, index, configured, fleet)
+        count = max(count, raised or 0)
+        share = stage.weight / 100.0 if stage.kind == "ab" else 1.0
+        champion_share = 1.0 - share if stage.kind == "ab" else 1.0
+        out.append((champion_share, share * fleet / count))
+    return out
+
+
+def decidable(scenario: RolloutScenario) -> bool:
+    """Whether the scenario's traffic allows a decision with the defaults: every stage up to full holds, within its
+    maximum, the requests a fixed-size test with the stage's error rates would need (Fleiss' two-proportion size at
+    the stage's share for shadow and A/B; the one-sample size against the baseline's rate x the drift margin for
+    full), at the champion's rate or the floor rate, whichever is higher."""
+    from shepherd.judge import Metric
+
+    stages = _rollout_stages("shepherd", quality=bool(scenario.label_delay))
+    for kind, weight, max_minutes, (stage, config) in stages:
+        if kind == "watch":
+            continue
+        settings = _stage_settings(stage, config)
+        metric = settings.metrics[Metric.ERROR_RATE]
+        alpha = metric.alpha / len(settings.metrics)
+        p0 = max(scenario.rate, metric.floor)
+        available = scenario.rpm * (max_minutes - 1 - LAG_MINUTES)
+        if kind == "full":
+            z_a = stats.norm.isf(alpha / 2)
+            z_b = stats.norm.isf(metric.beta)
+            base = p0 * (1 + metric.drift_margin)
+            alt = (1 + metric.delta) * base / (1 - base + (1 + metric.delta) * base)
+            need = (z_a * math.sqrt(base * (1 - base)) + z_b * math.sqrt(alt * (1 - alt))) ** 2 / (alt - base) ** 2
+        else:
+            share = 0.5 if kind == "shadow" else weight / 100.0
+            if kind == "shadow":
+                available *= 2
+            z_a, z_b = stats.norm.isf(alpha), stats.norm.isf(metric.beta)
+            p1 = (1 + metric.delta) * p0
+            pooled = (1 - share) * p0 + share * p1
+            need = (
+                z_a * math.sqrt(pooled * (1 - pooled) * (1 / share + 1 / (1 - share)))
+                + z_b * math.sqrt(p0 * (1 - p0) / (1 - share) + p1 * (1 - p1) / share)
+            ) ** 2 / (p1 - p0) ** 2
+        if available < need:
+            return False
+    return True
 
 
 def _stage_settings(stage: dict[str, Any], judge_config: dict[str, Any]) -> Any:
@@ -693,6 +848,65 @@ def _decision_minute(bin_index: int) -> int:
     return JUDGE_INTERVAL * math.ceil((bin_index + 1 + LAG_MINUTES) / JUDGE_INTERVAL)
 
 
+PREFIX_MINUTES = 30
+
+
+def stage_verdict(result: Any) -> tuple[str, int | None]:
+    """A stage's verdict and the bin that decided it: the first metric's ROLLBACK, or the last metric's PROMOTE
+    when every metric promoted; None when undecided (the verdict is then the stage's at_max, or CONTINUE)."""
+    rolled = [item.decided_minute for item in result.metrics if str(item.verdict) == "ROLLBACK"]
+    if rolled and all(minute is not None for minute in rolled):
+        return "ROLLBACK", min(rolled)
+    promoted = [item.decided_minute for item in result.metrics if str(item.verdict) == "PROMOTE"]
+    if len(promoted) == len(result.metrics) and all(minute is not None for minute in promoted):
+        return "PROMOTE", max(promoted)
+    return str(result.verdict), None
+
+
+def _labels(
+    predictions: Ints, wrong_rate: float, scenario: RolloutScenario, rng: np.random.Generator
+) -> tuple[Ints, Ints]:
+    """Labelled predictions and wrong ones per minute of the label's arrival (production files them so), of the
+    given predictions per minute; labels arriving after the stage's last bin are not the stage's."""
+    minutes = len(predictions)
+    made = np.repeat(np.arange(minutes), rng.binomial(predictions, scenario.labelled))
+    arrival = made + np.floor(rng.random(made.size) + rng.exponential(scenario.label_delay, made.size)).astype(int)
+    inside = arrival < minutes
+    wrong = rng.random(made.size) < wrong_rate
+    return (
+        np.bincount(arrival[inside], minlength=minutes),
+        np.bincount(arrival[inside & wrong], minlength=minutes),
+    )
+
+
+def _shadow_pairs(
+    pairs: Ints, wrong: tuple[float, float], scenario: RolloutScenario, rng: np.random.Generator
+) -> tuple[Ints, Ints, Ints]:
+    """Labelled shadow pairs per arrival minute: (pairs, candidate-only wrong, champion-only wrong); the variants'
+    mistakes independent given their rates."""
+    minutes = len(pairs)
+    made = np.repeat(np.arange(minutes), rng.binomial(pairs, scenario.labelled))
+    arrival = made + np.floor(rng.random(made.size) + rng.exponential(scenario.label_delay, made.size)).astype(int)
+    inside = arrival < minutes
+    candidate = rng.random(made.size) < wrong[0]
+    champion = rng.random(made.size) < wrong[1]
+    return (
+        np.bincount(arrival[inside], minlength=minutes),
+        np.bincount(arrival[inside & candidate & ~champion], minlength=minutes),
+        np.bincount(arrival[inside & champion & ~candidate], minlength=minutes),
+    )
+
+
+@dataclass
+class RolloutBaseline:
+    """The champion's counts full and the watch are judged against: requests and errors, labelled and wrong."""
+
+    requests: int
+    errors: int
+    labelled: int = 0
+    wrong: int = 0
+
+
 def _judge_stage(
     scenario: RolloutScenario,
     kind: str,
@@ -700,42 +914,92 @@ def _judge_stage(
     weight: float,
     max_minutes: int,
     stage_settings: Any,
-    baseline_counts: list[int],
+    baseline: RolloutBaseline,
     drift: float,
+    loads: tuple[float, float],
     rng: np.random.Generator,
-    msprt: bool = False,
+    competitor: str | None = None,
 ) -> tuple[str, int, int]:
     """One stage of one rollout, judged as production would: (verdict, minute of the deciding call, users' requests
-    until then). Adds the champion's requests and errors until then to baseline_counts (shadow and A/B)."""
-    from shepherd.judge import Baseline, Metric, StageObservations, VariantBin, judge
+    until then). Adds the champion's counts until then to the baseline (shadow and A/B)."""
+    from shepherd.judge import Baseline, FeedbackBin, Metric, PairedBin, StageObservations, VariantBin, judge
 
     seen = max_minutes - 1 - LAG_MINUTES  # bins the stage's last call sees: 0 .. max - 3
     traffic = rng.poisson(scenario.rpm, seen + LAG_MINUTES + 1)
-    p = min(1.0, scenario.rate * drift)
-    q = min(1.0, p * scenario.ratio)
+    p = min(1.0, scenario.rate * drift * loads[0])
+    q = min(1.0, scenario.rate * drift * loads[1] * scenario.ratio)
     cand_n = traffic if kind == "shadow" else rng.binomial(traffic, weight / 100.0)
     champ_n = traffic if kind == "shadow" else traffic - cand_n
     cand_bad, champ_bad = rng.binomial(cand_n, q), rng.binomial(champ_n, p)
-
-    def bins(n: Ints, bad: Ints) -> tuple[VariantBin, ...]:
-        return tuple(VariantBin(m, int(n[m]), int(bad[m])) for m in range(seen + 1) if n[m])
-
     against_baseline = kind in ("full", "watch")
-    observed = StageObservations(
-        minutes_elapsed=max_minutes,
-        champion=() if against_baseline else bins(champ_n, champ_bad),
-        candidate=bins(cand_n, cand_bad),
-        baseline={Metric.ERROR_RATE: Baseline(*baseline_counts)} if against_baseline else {},
-    )
-    if msprt and not against_baseline:
+    quality = bool(scenario.label_delay)
+    wrong = (min(1.0, scenario.wrong * scenario.wrong_ratio), scenario.wrong)
+    feedback: dict[str, tuple[Ints, Ints]] = {}
+    pairs: tuple[Ints, Ints, Ints] | None = None
+    if quality and kind == "shadow":
+        pairs = _shadow_pairs(traffic - np.maximum(cand_bad, champ_bad), wrong, scenario, rng)
+        feedback["champion"] = _labels(champ_n - champ_bad, wrong[1], scenario, rng)
+    elif quality:
+        feedback["candidate"] = _labels(cand_n - cand_bad, wrong[0], scenario, rng)
+        if not against_baseline:
+            feedback["champion"] = _labels(champ_n - champ_bad, wrong[1], scenario, rng)
+
+    def bins(n: Ints, bad: Ints, upto: int) -> tuple[VariantBin, ...]:
+        return tuple(VariantBin(m, int(n[m]), int(bad[m])) for m in range(upto + 1) if n[m])
+
+    def labelled(role: str, upto: int) -> tuple[FeedbackBin, ...]:
+        if role not in feedback or (kind == "shadow" and role == "champion"):
+            return ()
+        n, bad = feedback[role]
+        return tuple(FeedbackBin(m, int(n[m]), int(bad[m])) for m in range(upto + 1) if n[m])
+
+    def paired(upto: int) -> tuple[PairedBin, ...]:
+        if pairs is None:
+            return ()
+        n, ours, theirs = pairs
+        return tuple(PairedBin(m, int(n[m]), int(ours[m]), int(theirs[m])) for m in range(upto + 1) if n[m])
+
+    def observed(upto: int) -> StageObservations:
+        counts = {Metric.ERROR_RATE: Baseline(baseline.requests, baseline.errors)}
+        if quality:
+            counts[Metric.QUALITY] = Baseline(baseline.labelled, baseline.wrong)
+        return StageObservations(
+            minutes_elapsed=max_minutes,
+            champion=() if against_baseline else bins(champ_n, champ_bad, upto),
+            candidate=bins(cand_n, cand_bad, upto),
+            champion_feedback=labelled("champion", upto),
+            candidate_feedback=labelled("candidate", upto),
+            shadow_quality=paired(upto),
+            baseline=counts if against_baseline else {},
+        )
+
+    if competitor == "msprt" and not against_baseline:
         verdict, decided = _msprt_stage(cand_n, champ_n, cand_bad, champ_bad, seen=seen, stage_settings=stage_settings)
+    elif competitor == "group_sequential" and not against_baseline:
+        verdict, decided = _group_sequential_stage(
+            cand_n,
+            champ_n,
+            cand_bad,
+            champ_bad,
+            seen=seen,
+            stage_settings=stage_settings,
+            scenario=scenario,
+            weight=weight,
+            max_minutes=max_minutes,
+        )
     else:
-        result = judge(observed, stage_settings)
-        verdict, decided = str(result.verdict), result.metrics[0].decided_minute
+        # A decision in the first PREFIX_MINUTES bins is the one all the bins give (no look depends on later bins):
+        # judging that prefix first only saves the simulation time.
+        verdict, decided = stage_verdict(judge(observed(min(PREFIX_MINUTES, seen)), stage_settings))
+        if decided is None and seen > PREFIX_MINUTES:
+            verdict, decided = stage_verdict(judge(observed(seen), stage_settings))
     at = max_minutes if decided is None else min(_decision_minute(decided), max_minutes)
-    if not against_baseline:  # the champion's requests join the baseline full and the watch are judged against
-        baseline_counts[0] += int(champ_n[:at].sum())
-        baseline_counts[1] += int(champ_bad[:at].sum())
+    if not against_baseline:  # the champion's counts join the baseline full and the watch are judged against
+        baseline.requests += int(champ_n[:at].sum())
+        baseline.errors += int(champ_bad[:at].sum())
+        if "champion" in feedback:  # the labels that arrived while the stage ran
+            baseline.labelled += int(feedback["champion"][0][: at - LAG_MINUTES].sum())
+            baseline.wrong += int(feedback["champion"][1][: at - LAG_MINUTES].sum())
     if kind == "watch" and verdict == "INCONCLUSIVE":
         verdict = "PROMOTE"  # judging.judge_stage: an undecided watch lets the promotion stand
     return verdict, at, int(traffic[:at].sum())
@@ -782,13 +1046,189 @@ def _msprt_stage(
     return ("ROLLBACK" if rollback[first] else "PROMOTE"), first
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# A group-sequential competitor (issue 18): an error-spending design with alpha and beta spending (Lan & DeMets,
+# Biometrika 1983; beta spending: Pampallona, Tsiatis & Kim, Statistics in Medicine 2001; Jennison & Turnbull, Group
+# Sequential Methods with Applications to Clinical Trials, 2000, ch. 7), Pocock-type spending functions for both,
+# looks at the product's 5-minute judge calls only, a binding futility boundary (PROMOTE ends the stage, so the
+# ROLLBACK boundary is computed on the paths that did not stop for futility), maximum information planned for the
+# traffic the scenario names. Its crossing probabilities are computed exactly on the conditional law of the
+# candidate's bad events (hypergeometric under H0, Fisher's noncentral under H1, per bin: shepherd.judge.sprt.
+# bin_laws) rather than by the normal recursion (Armitage, McPherson & Rowe 1969; J&T ch. 19): J&T ch. 12's exact
+# computation for binary data, which at a 10 % share and a doubling avoids the normal approximation's error.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def pocock_spending(level: float, t: float) -> float:
+    """Lan-DeMets' Pocock-type spending function: level x ln(1 + (e - 1) t), all of it at t = 1."""
+    return level * math.log1p((math.e - 1.0) * min(max(t, 0.0), 1.0))
+
+
+@dataclass(frozen=True)
+class GroupSequentialPath:
+    side: int  # +1 ROLLBACK, -1 PROMOTE, 0 undecided
+    look: int  # the deciding look (index), or the last one
+    alpha_spent: float  # P0(ROLLBACK), exact given the grouping (observed=False: over every look)
+    beta_spent: float  # P1(PROMOTE)
+
+
+# A look: the bins it adds, each (bad events, the candidate's, candidate requests, champion requests), and whether
+# PROMOTE is allowed there (min_samples reached on both variants, as the product requires).
+Look = tuple[list[tuple[int, int, int, int]], bool]
+
+
+def _add(mass: list[float], pmf: list[float]) -> list[float]:
+    return [float(item) for item in np.convolve(mass, pmf)] if len(mass) * len(pmf) > 512 else _small_add(mass, pmf)
+
+
+def _small_add(mass: list[float], pmf: list[float]) -> list[float]:
+    out = [0.0] * (len(mass) + len(pmf) - 1)
+    for i, x in enumerate(mass):
+        for j, y in enumerate(pmf):
+            out[i + j] += x * y
+    return out
+
+
+def group_sequential_path(
+    looks: list[Look], *, alpha: float, beta: float, ratio: float, n_max: float, observed: bool = True
+) -> GroupSequentialPath:
+    """The design run over a stage's looks. Information is the bad events so far, N (the candidate share is fixed
+    within a stage); at information fraction t = N / n_max a look may have spent pocock_spending(alpha, t) of
+    P0(ROLLBACK) and pocock_spending(beta, t) of P1(PROMOTE). At t >= 1 the look is final: what is not rolled back
+    promotes (the boundaries meet, as the design plans them to). A look without new information is skipped."""
+    mass0, mass1, low = [1.0], [1.0], 0
+    spent_a = spent_b = 0.0
+    count = total = 0
+    look = -1
+    for look, (bins, may_promote) in enumerate(looks):
+        added = False
+        for n, k, c, b in bins:
+            if n <= 0 or c <= 0 or b <= 0:
+                continue
+            k_min, pmf0, pmf1, _ = bin_laws(n, c, b, ratio, paired=False)
+            mass0, mass1 = _add(mass0, pmf0), _add(mass1, pmf1)
+            low, count, total, added = low + k_min, count + k, total + n, True
+        if not added:
+            continue
+        t = total / n_max
+        room_a = pocock_spending(alpha, t) - spent_a + 1e-12 * alpha
+        room_b = pocock_spending(beta, t) - spent_b + 1e-12 * beta
+        top, tail = len(mass0), 0.0
+        while top > 0 and tail + mass0[top - 1] <= room_a:
+            top -= 1
+            tail += mass0[top]
+        start, head = 0, 0.0
+        if may_promote:
+            while start < top and (t >= 1.0 or head + mass1[start] <= room_b):
+                head += mass1[start]
+                start += 1
+        spent_a, spent_b = spent_a + tail, spent_b + head
+        if observed and count >= low + top:
+            return GroupSequentialPath(1, look, spent_a, spent_b)
+        if observed and count < low + start:
+            return GroupSequentialPath(-1, look, spent_a, spent_b)
+        mass0, mass1, low = mass0[start:top], mass1[start:top], low + start
+        if not mass0:
+            break
+    return GroupSequentialPath(0, look, spent_a, spent_b)
+
+
+def planned_looks(rpm: float, rate: float, weight: float, max_minutes: int) -> list[Look]:
+    """The looks a stage is planned with: every JUDGE_INTERVAL minutes on the bins complete LAG_MINUTES earlier,
+    the expected requests and bad events of a candidate as good as the champion (shadow: both see every request)."""
+    share = 0.5 if weight >= 100 else weight / 100.0
+    looks: list[Look] = []
+    seen = 0
+    for call in range(JUDGE_INTERVAL, max_minutes + 1, JUDGE_INTERVAL):
+        upto = call - LAG_MINUTES  # bins 0 .. call - 3
+        minutes = upto - seen
+        seen = upto
+        if minutes <= 0:
+            continue
+        requests = rpm * minutes * (2.0 if weight >= 100 else 1.0)
+        bad = round(requests * rate)
+        c, b = round(requests * share), round(requests * (1 - share))
+        looks.append(([(bad, round(bad * share), c, b)], True))
+    return looks
+
+
+@lru_cache(maxsize=256)
+def group_sequential_n_max(
+    alpha: float, beta: float, ratio: float, *, rpm: float, rate: float, weight: float, max_minutes: int
+) -> float:
+    """The design's maximum information (bad events): the least whose planned looks promote a candidate worse by
+    the ratio with probability <= beta once the final look forces the decision (binary search; exact DP)."""
+    planned = planned_looks(rpm, rate, weight, max_minutes * 20)  # plan past the stage: the maximum is information
+
+    def miss(n_max: float) -> float:
+        path = group_sequential_path(planned, alpha=alpha, beta=beta, ratio=ratio, n_max=n_max, observed=False)
+        return path.beta_spent
+
+    low, high = 1.0, 16.0
+    while miss(high) > beta and high < 1 << 16:
+        low, high = high, high * 2
+    while high - low > 1.0:
+        middle = math.floor((low + high) / 2)
+        low, high = (middle, high) if miss(middle) > beta else (low, middle)
+    return high
+
+
+def _group_sequential_stage(
+    cand_n: Ints,
+    champ_n: Ints,
+    cand_bad: Ints,
+    champ_bad: Ints,
+    *,
+    seen: int,
+    stage_settings: Any,
+    scenario: RolloutScenario,
+    weight: float,
+    max_minutes: int,
+) -> tuple[str, int | None]:
+    """One stage judged by the group-sequential design: (verdict, the last bin of the deciding look)."""
+    from shepherd.judge import Metric
+
+    settings = stage_settings.metrics[Metric.ERROR_RATE]
+    ratio = 1.0 + settings.delta
+    n_max = group_sequential_n_max(
+        settings.alpha,
+        settings.beta,
+        ratio,
+        rpm=scenario.rpm,
+        rate=max(scenario.rate, 0.01),  # planned at 1 % where the scenario's models never fail
+        weight=weight,
+        max_minutes=max_minutes,
+    )
+    c_total, b_total = np.cumsum(cand_n), np.cumsum(champ_n)
+    looks: list[Look] = []
+    ends: list[int] = []
+    first = 0
+    for call in range(JUDGE_INTERVAL, max_minutes + 1, JUDGE_INTERVAL):
+        last = min(call - 1 - LAG_MINUTES, seen)
+        if last < first:
+            continue
+        bins = [
+            (int(cand_bad[m] + champ_bad[m]), int(cand_bad[m]), int(cand_n[m]), int(champ_n[m]))
+            for m in range(first, last + 1)
+        ]
+        may_promote = bool(c_total[last] >= settings.min_samples and b_total[last] >= settings.min_samples)
+        looks.append((bins, may_promote))
+        ends.append(last)
+        first = last + 1
+    path = group_sequential_path(looks, alpha=settings.alpha, beta=settings.beta, ratio=ratio, n_max=n_max)
+    if not path.side:
+        return str(settings.at_max), None
+    return ("ROLLBACK" if path.side == 1 else "PROMOTE"), ends[path.look]
+
+
 def simulate_rollout(
     scenario: RolloutScenario, strategy: str, replications: int, rng: np.random.Generator
 ) -> dict[str, Any]:
     """Replications of one whole rollout; per replication its outcome, and the requests and minutes until the
     decision to promote to full (or the rollback, or the end undecided)."""
-    stages = _rollout_stages(strategy)
+    stages = _rollout_stages(strategy, quality=bool(scenario.label_delay))
     settings = [_stage_settings(stage, config) for _, _, _, (stage, config) in stages]
+    loads = load_factors(scenario, stages)
     drift = scenario.drift or (1.0,) * (len(stages) + 1)
     full_at = next(i for i, (kind, *_rest) in enumerate(stages) if kind == "full")
     outcome = np.zeros(replications, dtype=np.int8)  # +1 rolled back, -1 promoted and kept, 0 undecided
@@ -798,7 +1238,11 @@ def simulate_rollout(
     minutes = np.zeros(replications)
     for rep in range(replications):
         before = rng.poisson(scenario.rpm, BASELINE_MINUTES)
-        baseline_counts = [int(before.sum()), int(rng.binomial(before, scenario.rate * drift[0]).sum())]
+        errors = rng.binomial(before, scenario.rate * drift[0])
+        baseline = RolloutBaseline(int(before.sum()), int(errors.sum()))
+        if scenario.label_delay:  # the hour before the rollout: its labels have had the rollout's time to arrive
+            baseline.labelled = int(rng.binomial(before - errors, scenario.labelled).sum())
+            baseline.wrong = int(rng.binomial(baseline.labelled, scenario.wrong))
         for index, ((kind, weight, max_minutes, _), stage_settings) in enumerate(zip(stages, settings, strict=True)):
             verdict, at, served = _judge_stage(
                 scenario,
@@ -806,10 +1250,11 @@ def simulate_rollout(
                 weight=weight,
                 max_minutes=max_minutes,
                 stage_settings=stage_settings,
-                baseline_counts=baseline_counts,
+                baseline=baseline,
                 drift=drift[index + 1],
+                loads=loads[index],
                 rng=rng,
-                msprt=strategy == "msprt",
+                competitor=strategy if strategy in COMPETITORS else None,
             )
             if index < full_at:  # until the decision to promote to full (the watch is a fixed-length guard)
                 requests[rep] += served
@@ -860,13 +1305,13 @@ def run_rollouts(replications: int, seed: int) -> dict[str, Any]:
     for scenario in ROLLOUT_SCENARIOS:
         strategies = {
             name: summarise_rollout(scenario, simulate_rollout(scenario, name, replications, rng))
-            for name in ROLLOUT_STRATEGIES
+            for name in rollout_strategies(scenario)
         }
         out[scenario.name] = {
             "candidate_is": scenario.candidate_is,
             "what": scenario.what,
             "replications": replications,
-            "decidable": scenario.decidable,
+            "decidable": decidable(scenario),
             "strategies": strategies,
         }
     return out
@@ -896,7 +1341,8 @@ def markdown(report: dict[str, object], seconds: float) -> str:
         f"{n:,} replications per scenario, seed {report['seed']}, {seconds:.0f} s; written by `bench/judge.py`. "
         f"alpha = {ALPHA}, beta = {BETA}. Figures above alpha (false rollback) or beta (miss) by more than three "
         f"Monte Carlo standard errors are **bold**. Requests are production requests from the stage's start to the "
-        "decision (both variants in A/B; in shadow each request is one pair). Undecided runs count to the stage's end.",
+        "decision (both variants in A/B; in shadow each request counts once, answered by both). Undecided runs "
+        "count to the stage's end.",
         "",
         "## Scenarios",
         "",
@@ -936,6 +1382,12 @@ def markdown(report: dict[str, object], seconds: float) -> str:
     return "\n".join(lines)
 
 
+def holds_limits(row: dict[str, Any], n: int) -> bool:
+    """Within alpha (false rollback) and beta (miss) up to three Monte Carlo standard errors."""
+    alpha_ok = row["false_rollback"] is None or row["false_rollback"] <= ALPHA + monte_carlo_margin(ALPHA, n)
+    return alpha_ok and (row["miss"] is None or row["miss"] <= BETA + monte_carlo_margin(BETA, n))
+
+
 def rollout_markdown(report: dict[str, object]) -> list[str]:
     """Whole rollouts at the product's cadence (issue 18)."""
     rollouts = report["rollouts"]
@@ -951,11 +1403,17 @@ def rollout_markdown(report: dict[str, object]) -> list[str]:
         "`shepherd_stagewise`: every stage spends alpha and beta whole (the judge before issue 18). `msprt`: the "
         "same stages and budget as `shepherd`, shadow and A/B judged by a mixture SPRT on the conditional stream of "
         "bad events (odds ratios 1.25-8 against 1 for ROLLBACK, 1/4-1 against 1 + delta for PROMOTE, Ville's "
-        "boundaries), full and the watch as `shepherd`. "
+        "boundaries), full and the watch as `shepherd`. `group_sequential`: the same stages and budget, shadow and "
+        "A/B judged by an error-spending group-sequential design (Lan-DeMets Pocock-type alpha and beta spending, "
+        "binding futility, looks at the 5-minute calls only, maximum information planned for the scenario's "
+        "traffic; crossing probabilities exact on the conditional law of the bad events), full and the watch as "
+        "`shepherd`. The competitors judge error rates only, so they do not run where quality is judged. "
         "False rollback: any ROLLBACK of a good candidate, any stage; miss: a bad candidate reaches full; "
         "undecided: the rollout ends INCONCLUSIVE. Requests and minutes: users' requests (shadow mirrors them) from "
         "the rollout's start to the decision to promote to full (good candidates that reached it) or to roll back "
-        "or miss (bad ones). Figures above alpha or beta by more than three Monte Carlo standard errors are **bold**.",
+        "or miss (bad ones). Figures above alpha or beta by more than three Monte Carlo standard errors are **bold**. "
+        "Decidable: every stage up to full holds, within its maximum, the requests a fixed-size test with that "
+        "stage's error rates needs (`bench/judge.py`, `decidable`).",
         "",
     ]
     for name, item in rollouts.items():
@@ -978,17 +1436,73 @@ def rollout_markdown(report: dict[str, object]) -> list[str]:
                 f"{row['mean_requests']:,.0f} | {row['p90_requests']:,.0f} | {row['mean_minutes']:.1f} | "
                 f"{where or '-'} |"
             )
-        ours, today = item["strategies"]["shepherd"], item["strategies"]["shepherd_stagewise"]
-        if item["candidate_is"] == "good" and ours["reached_full"] and not today["reached_full"]:
-            lines += ["", "Only shepherd ever promotes to full here: no ratio of requests."]
-        elif item["candidate_is"] == "good" and today["mean_requests"]:
-            lines.append("")
-            lines.append(
-                f"Requests to promote to full: shepherd {ours['mean_requests'] / today['mean_requests']:.2f}x "
-                "shepherd_stagewise."
-            )
+        ours = item["strategies"]["shepherd"]
+        if item["candidate_is"] == "good":
+            ratios = [
+                f"{ours['mean_requests'] / row['mean_requests']:.2f}x `{strategy}`"
+                + ("" if holds_limits(row, n) else " (breaks a limit)")
+                for strategy, row in item["strategies"].items()
+                if strategy != "shepherd" and row["reached_full"] and row["mean_requests"]
+            ]
+            if ours["reached_full"] and ratios:
+                lines += ["", f"Requests to promote to full: shepherd {', '.join(ratios)}."]
         lines.append("")
-    return lines
+    return [*lines, *rollout_targets(rollouts)]
+
+
+def rollout_targets(rollouts: dict[str, Any]) -> list[str]:
+    """Issue 18's targets checked against this run."""
+    lines = ["### Issue 18's targets in this run", "", "| target | result | met |", "| --- | --- | --- |"]
+    broken, undecided = [], []
+    for name, item in rollouts.items():
+        n, row = int(item["replications"]), item["strategies"]["shepherd"]
+        if not holds_limits(row, n):
+            which = "false rollback" if item["candidate_is"] == "good" else "miss"
+            broken.append(f"`{name}` {which} {row['false_rollback'] if which == 'false rollback' else row['miss']}")
+        if item["decidable"] and row["undecided"] > 0.05 + monte_carlo_margin(0.05, n):
+            undecided.append(f"`{name}` {row['undecided']:.3f}")
+    lines.append(
+        f"| `shepherd`: false rollback <= {ALPHA}, miss <= {BETA} in every scenario (3 Monte Carlo SE) | "
+        f"{'; '.join(broken) or 'all within'} | {'no' if broken else 'yes'} |"
+    )
+    lines.append(
+        "| `shepherd`: <= 5 % undecided where the traffic allows a decision (3 SE) | "
+        f"{'; '.join(undecided) or 'all within'} | {'no' if undecided else 'yes'} |"
+    )
+    good = rollouts.get("good_200rpm")
+    if good:
+        ours, today = good["strategies"]["shepherd"], good["strategies"]["shepherd_stagewise"]
+        ratio = ours["mean_requests"] / today["mean_requests"]
+        lines.append(
+            "| `good_200rpm`: requests to promote to full <= 0.4 x `shepherd_stagewise` | "
+            f"{ours['mean_requests']:,.0f} / {today['mean_requests']:,.0f} = {ratio:.2f} | "
+            f"{'yes' if ratio <= 0.4 else 'no'} |"
+        )
+    for competitor in COMPETITORS:
+        cheaper, held_everywhere = [], True
+        for name, item in rollouts.items():
+            row = item["strategies"].get(competitor)
+            if row is None:
+                continue
+            n = int(item["replications"])
+            held_everywhere &= holds_limits(row, n)
+            ours = item["strategies"]["shepherd"]
+            # Within Monte Carlo error: three standard errors of a mean whose coefficient of variation is at most 1
+            slack = 1 + 3 / math.sqrt(n)
+            if (
+                item["candidate_is"] == "good"
+                and row["reached_full"]
+                and ours["reached_full"]
+                and ours["mean_requests"] > row["mean_requests"] * slack
+            ):
+                cheaper.append(f"`{name}` {ours['mean_requests'] / row['mean_requests']:.2f}x")
+        lines.append(
+            f"| `shepherd` needs no more requests than `{competitor}` "
+            f"({'holds both limits' if held_everywhere else 'breaks a limit somewhere'}) | "
+            f"{'shepherd needs more on ' + ', '.join(cheaper) if cheaper else 'never more'} | "
+            f"{'no' if cheaper else 'yes'} |"
+        )
+    return [*lines, ""]
 
 
 def why_fixed_horizon(report: dict[str, object]) -> list[str]:
@@ -1180,23 +1694,16 @@ def targets(report: dict[str, object]) -> list[str]:
         "24 h is 14,400 requests, 2.6 x the bound for the mean; the SPRT's tail (p90 "
         f"{ours['low_traffic']['p90_requests']:,.0f}) reaches past it in about 5 % of stages, which end "
         "INCONCLUSIVE (the champion keeps the traffic). A longer stage removes them.",
-        "- **`shadow` and `latency_p99_plus_20` vs their bounds.** The truth lies beyond the design "
-        "alternative (discordant odds 3 with half the champion's errors shared; 2.49 x over the threshold), "
-        "so the bound is computed at the truth while the test is tuned for a doubling: it is safe but not "
-        "tuned for that effect.",
-        f"- **`shadow_h0`: the fixed-horizon z-test is cheaper** "
-        f"({strategies['fixed_horizon_z']['shadow_h0']['mean_requests']:,.0f} pairs vs shepherd's "
-        f"{ours['shadow_h0']['mean_requests']:,.0f}), and no test with shepherd's promise can match it: the paired "
-        "test promises beta against discordant odds 2 (what a doubling gives when the variants fail "
-        "independently, the least favourable case), and for that promise the Wald-Hoeffding bound is "
-        f"{scenarios['shadow_h0']['bound_requests']:,.0f} pairs on average, above the z-test's fixed size. The "
-        "z-test gets there by promising less: sized for independent variants, it is conservative when half the "
-        f"errors are shared (false rollback {strategies['fixed_horizon_z']['shadow_h0']['false_rollback']:.3f}, "
-        f"miss on `shadow` {strategies['fixed_horizon_z']['shadow']['miss']:.3f}) and has no guarantee when they "
-        "are not shared and the rates drift. Shepherd is "
-        f"{ours['shadow_h0']['mean_requests'] / scenarios['shadow_h0']['bound_requests']:.2f}x its bound there. "
-        "Setting delta for the discordant odds a stage expects would make the paired test cheaper; the default "
-        "stays safe when errors are independent.",
+        "- **`latency_p99_plus_20` vs its bound.** The truth (2.49 x over the threshold) lies beyond the design "
+        "alternative, so the bound is computed at the truth while the test is tuned for a doubling: it is safe but "
+        "not tuned for that effect.",
+        "- **`shadow`, `shadow_h0`: judged as production judges shadow errors**, by `shepherd.judge.judge` on each "
+        "variant's CloudWatch counts, unpaired (a bad event is the candidate's with probability 1/2 under H0). The "
+        "bound is for that information; half of the champion's errors being shared by the candidate is then no "
+        "help (pairs from data capture would use it). Shepherd is "
+        f"{ours['shadow_h0']['mean_requests'] / scenarios['shadow_h0']['bound_requests']:.2f}x its bound on "
+        f"`shadow_h0` and {ours['shadow']['mean_requests'] / scenarios['shadow']['bound_requests']:.2f}x on "
+        "`shadow`.",
         "",
     ]
     return lines
@@ -1225,7 +1732,8 @@ conditioning argument: given a bad event, it came from the candidate with probab
 2w/(1+w) under H1; a test that rolls back with probability >= 1 - beta at the true rate while rolling
 back with probability <= alpha at H0 needs E[N] >= d(1 - beta, alpha) / KL(p_true || p0) bad events
 (d the binary KL divergence), and the mirror for a good candidate; divided by the bad events per
-request. In shadow the stream is the discordant pairs (1/2 under H0, 2/3 under H1). For a candidate
+request. In shadow the stream is both variants' bad events, unpaired as production judges them (1/2 under
+H0, 2/3 under H1; p_b (1 + r) bad events per request). For a candidate
 inside the indifference zone (`err_1_to_1_3`) no error rate is promised, so no bound: null.
 """
 
@@ -1273,8 +1781,9 @@ SOURCES = (
     ),
     (
         "`shepherd`",
-        "`shepherd.judge` defaults: error-spending test on bad events conditioned on each bin's counts (discordant "
-        "pairs in shadow), spending what the per-error calibrated SPRT spends by the same number of bad events; "
+        "`shepherd.judge` defaults: error-spending test on bad events conditioned on each bin's counts (in shadow the "
+        "variants' CloudWatch counts, unpaired, through `shepherd.judge.judge` as production judges them), spending "
+        "what the per-error calibrated SPRT spends by the same number of bad events; "
         "alpha 0.05, beta 0.2, delta 1.0, 100 samples per variant before a PROMOTE",
         "`layers/shepherd/shepherd/judge/README.md`",
     ),
