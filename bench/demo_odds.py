@@ -30,10 +30,13 @@ from shepherd.judge.models import (  # noqa: E402
     Metric,
     PairedBin,
     StageObservations,
+    StageSettings,
     VariantBin,
     Verdict,
 )
-from shepherd.rollout.observe import LAG_SECONDS, settings  # noqa: E402
+from shepherd.rollout import budget  # noqa: E402
+from shepherd.rollout.judging import JudgeRequest  # noqa: E402
+from shepherd.rollout.observe import LAG_SECONDS  # noqa: E402
 
 from localcloud.demo import FAULT_SHARE, Settings, rollout_config  # noqa: E402
 
@@ -43,6 +46,35 @@ LAG_MINUTES = math.ceil(LAG_SECONDS / 60)
 MINUTES_BEFORE_ROLLOUT = 10
 
 
+def _kinds(config: dict[str, Any]) -> list[str]:
+    return ["shadow", *(["ab"] * len(config["ab_steps"])), "full", "watch"]
+
+
+def stage_settings(config: dict[str, Any], kind: str, weight: float, share: budget.StageBudget) -> StageSettings:
+    """A stage's tests as JudgeStage builds them (JudgeRequest.settings): the config's alpha and beta are the
+    rollout's, and the stage spends its part of them (shepherd.rollout.budget)."""
+    stage = {
+        "kind": kind,
+        "weight": weight,
+        "max_minutes": config["limits"][kind],
+        "at_max": "INCONCLUSIVE",
+        "alpha_share": share.alpha_share,
+        "beta_power": share.beta_power,
+    }
+    request = {
+        "run": "demo-odds",
+        "endpoint": "demo",
+        "package_arn": "arn:aws:sagemaker:us-east-1:123456789012:model-package/churn/2",
+        "champion_variant": "v1",
+        "candidate_variant": "v2",
+        "stage": stage,
+        "stage_index": 0,
+        "stage_started": 1.0,
+        "judge": config["judge"],
+    }
+    return JudgeRequest.parse(request).settings()
+
+
 def _stage(
     rng: np.random.Generator,
     kind: str,
@@ -50,6 +82,7 @@ def _stage(
     rate: float,
     config: dict[str, Any],
     *,
+    share: budget.StageBudget,
     faulty: bool = False,
     baseline: dict[Metric, Baseline] | None = None,
 ) -> tuple[str, int, dict[str, int]]:
@@ -116,7 +149,7 @@ def _stage(
         shadow_quality=tuple(pairs),
         baseline=baseline or {},
     )
-    judged = judge(observed, settings(config["judge"], max_minutes=limit, at_max="INCONCLUSIVE", kind=kind))
+    judged = judge(observed, stage_settings(config, kind, weight, share))
     rolled = [item.decided_minute for item in judged.metrics if item.verdict is Verdict.ROLLBACK]
     promoted = [item.decided_minute for item in judged.metrics if item.verdict is Verdict.PROMOTE]
     if rolled and (len(promoted) < len(judged.metrics) or min(r or 0 for r in rolled) <= max(p or 0 for p in promoted)):
@@ -137,14 +170,15 @@ def _good_rollout(rng: np.random.Generator, config: dict[str, Any], rate: float)
     history["wrong"] = int(rng.binomial(labelled, config["models"]["v1_wrong"]))
     elapsed = 0
     stages = [("shadow", 100.0)] + [("ab", float(w)) for w in config["ab_steps"]] + [("full", 100.0), ("watch", 100.0)]
+    shares = budget.split(_kinds(config))
     baseline: dict[Metric, Baseline] | None = None
-    for kind, weight in stages:
+    for (kind, weight), share in zip(stages, shares, strict=True):
         if kind in ("full", "watch") and baseline is None:
             baseline = {
                 Metric.ERROR_RATE: Baseline(history["n"], history["bad"]),
                 Metric.QUALITY: Baseline(history["labelled"], history["wrong"]),
             }
-        verdict, minute, kept = _stage(rng, kind, weight, rate, config, baseline=baseline)
+        verdict, minute, kept = _stage(rng, kind, weight, rate, config, share=share, baseline=baseline)
         elapsed += minute + LAG_MINUTES
         if kind == "watch" and verdict == "INCONCLUSIVE":
             verdict = "PROMOTE"  # the watch found no harm in its time: the promotion stands
@@ -156,16 +190,21 @@ def _good_rollout(rng: np.random.Generator, config: dict[str, Any], rate: float)
 
 
 def _faulty_rollout(rng: np.random.Generator, config: dict[str, Any], rate: float) -> tuple[str, str, int]:
-    verdict, minute, _ = _stage(rng, "shadow", 100.0, rate, config, faulty=True)
+    shadow = budget.split(_kinds(config))[0]
+    verdict, minute, _ = _stage(rng, "shadow", 100.0, rate, config, share=shadow, faulty=True)
     return ("rolled_back" if verdict == "ROLLBACK" else verdict.lower()), "shadow", minute + LAG_MINUTES
 
 
-def _alphas(config: dict[str, Any]) -> dict[str, Any]:
+def rollout_alpha(config: dict[str, Any]) -> dict[str, Any]:
+    """Every test's alpha in one rollout, as the product spends the config's (the rollout's) alpha across the stages
+    and, within a stage, across its metrics: they add up to the rollout's false-rollback bound."""
     tests = []
-    for kind in ["shadow", *(f"ab {w}%" for w in config["ab_steps"]), "full", "watch"]:
-        stage = settings(config["judge"], max_minutes=60, at_max="INCONCLUSIVE", kind=kind.split()[0])
+    weights = [100.0, *(float(w) for w in config["ab_steps"]), 100.0, 100.0]
+    for kind, weight, share in zip(_kinds(config), weights, budget.split(_kinds(config)), strict=True):
+        stage = stage_settings(config, kind, weight, share)
+        name = kind if kind != "ab" else f"ab {weight:g}%"
         for metric, metric_settings in stage.metrics.items():
-            tests.append({"stage": kind, "metric": str(metric), "alpha": metric_settings.alpha / len(stage.metrics)})
+            tests.append({"stage": name, "metric": str(metric), "alpha": metric_settings.alpha / len(stage.metrics)})
     return {"tests": tests, "sum": sum(t["alpha"] for t in tests)}
 
 
@@ -232,7 +271,7 @@ def run(mode: str, rate: float, replications: int, seed: int, models: dict[str, 
         "failure_rate": failures / replications,
         "failure_rate_95_upper": upper,
         "good_virtual_minutes_p50_p99": [float(np.percentile(minutes, q)) for q in (50, 99)] if minutes else None,
-        "bonferroni": _alphas(config),
+        "rollout_alpha": rollout_alpha(config),
         "seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -255,8 +294,8 @@ def main() -> None:
             results.append(result)
             print(
                 f"{mode:5s} {rate:5.1f} req/min: good {result['good']}, faulty {result['faulty']}, failure "
-                f"{result['failure_rate']:.2%} (95% upper {result['failure_rate_95_upper']:.3%}), Bonferroni "
-                f"{result['bonferroni']['sum']:.2%}, minutes p50/p99 {result['good_virtual_minutes_p50_p99']} "
+                f"{result['failure_rate']:.2%} (95% upper {result['failure_rate_95_upper']:.3%}), rollout alpha "
+                f"{result['rollout_alpha']['sum']:.3%}, minutes p50/p99 {result['good_virtual_minutes_p50_p99']} "
                 f"({result['seconds']} s)",
                 flush=True,
             )
