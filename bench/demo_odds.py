@@ -50,7 +50,7 @@ def _kinds(config: dict[str, Any]) -> list[str]:
     return ["shadow", *(["ab"] * len(config["ab_steps"])), "full", "watch"]
 
 
-def stage_settings(config: dict[str, Any], kind: str, weight: float, share: budget.StageBudget) -> StageSettings:
+def stage_settings(config: dict[str, Any], kind: str, weight: float, part: budget.StageBudget) -> StageSettings:
     """A stage's tests as JudgeStage builds them (JudgeRequest.settings): the config's alpha and beta are the
     rollout's, and the stage spends its part of them (shepherd.rollout.budget)."""
     stage = {
@@ -58,8 +58,8 @@ def stage_settings(config: dict[str, Any], kind: str, weight: float, share: budg
         "weight": weight,
         "max_minutes": config["limits"][kind],
         "at_max": "INCONCLUSIVE",
-        "alpha_share": share.alpha_share,
-        "beta_power": share.beta_power,
+        "alpha_share": part.alpha_share,
+        "beta_power": part.beta_power,
     }
     request = {
         "run": "demo-odds",
@@ -82,7 +82,7 @@ def _stage(
     rate: float,
     config: dict[str, Any],
     *,
-    share: budget.StageBudget,
+    part: budget.StageBudget,
     faulty: bool = False,
     baseline: dict[Metric, Baseline] | None = None,
 ) -> tuple[str, int, dict[str, int]]:
@@ -149,7 +149,7 @@ def _stage(
         shadow_quality=tuple(pairs),
         baseline=baseline or {},
     )
-    judged = judge(observed, stage_settings(config, kind, weight, share))
+    judged = judge(observed, stage_settings(config, kind, weight, part))
     rolled = [item.decided_minute for item in judged.metrics if item.verdict is Verdict.ROLLBACK]
     promoted = [item.decided_minute for item in judged.metrics if item.verdict is Verdict.PROMOTE]
     if rolled and (len(promoted) < len(judged.metrics) or min(r or 0 for r in rolled) <= max(p or 0 for p in promoted)):
@@ -170,15 +170,15 @@ def _good_rollout(rng: np.random.Generator, config: dict[str, Any], rate: float)
     history["wrong"] = int(rng.binomial(labelled, config["models"]["v1_wrong"]))
     elapsed = 0
     stages = [("shadow", 100.0)] + [("ab", float(w)) for w in config["ab_steps"]] + [("full", 100.0), ("watch", 100.0)]
-    shares = budget.split(_kinds(config))
+    parts = budget.split(_kinds(config))
     baseline: dict[Metric, Baseline] | None = None
-    for (kind, weight), share in zip(stages, shares, strict=True):
+    for (kind, weight), part in zip(stages, parts, strict=True):
         if kind in ("full", "watch") and baseline is None:
             baseline = {
                 Metric.ERROR_RATE: Baseline(history["n"], history["bad"]),
                 Metric.QUALITY: Baseline(history["labelled"], history["wrong"]),
             }
-        verdict, minute, kept = _stage(rng, kind, weight, rate, config, share=share, baseline=baseline)
+        verdict, minute, kept = _stage(rng, kind, weight, rate, config, part=part, baseline=baseline)
         elapsed += minute + LAG_MINUTES
         if kind == "watch" and verdict == "INCONCLUSIVE":
             verdict = "PROMOTE"  # the watch found no harm in its time: the promotion stands
@@ -191,7 +191,7 @@ def _good_rollout(rng: np.random.Generator, config: dict[str, Any], rate: float)
 
 def _faulty_rollout(rng: np.random.Generator, config: dict[str, Any], rate: float) -> tuple[str, str, int]:
     shadow = budget.split(_kinds(config))[0]
-    verdict, minute, _ = _stage(rng, "shadow", 100.0, rate, config, share=shadow, faulty=True)
+    verdict, minute, _ = _stage(rng, "shadow", 100.0, rate, config, part=shadow, faulty=True)
     return ("rolled_back" if verdict == "ROLLBACK" else verdict.lower()), "shadow", minute + LAG_MINUTES
 
 
@@ -200,8 +200,8 @@ def rollout_alpha(config: dict[str, Any]) -> dict[str, Any]:
     and, within a stage, across its metrics: they add up to the rollout's false-rollback bound."""
     tests = []
     weights = [100.0, *(float(w) for w in config["ab_steps"]), 100.0, 100.0]
-    for kind, weight, share in zip(_kinds(config), weights, budget.split(_kinds(config)), strict=True):
-        stage = stage_settings(config, kind, weight, share)
+    for kind, weight, part in zip(_kinds(config), weights, budget.split(_kinds(config)), strict=True):
+        stage = stage_settings(config, kind, weight, part)
         name = kind if kind != "ab" else f"ab {weight:g}%"
         for metric, metric_settings in stage.metrics.items():
             tests.append({"stage": name, "metric": str(metric), "alpha": metric_settings.alpha / len(stage.metrics)})
