@@ -1682,7 +1682,7 @@ def targets(report: dict[str, object]) -> list[str]:
             f"| `{strategy}` breaks an error limit or needs >= 1.5x shepherd's requests | "
             f"{'; '.join(found[:3]) or 'no limit broken'}; requests {cost_text} | {'yes' if met else 'no'} |"
         )
-    lines += why_fixed_horizon(report)
+    lines += ["", *why_fixed_horizon(report)]
     lines += [
         "## Where another target is out of reach, and why",
         "",
