@@ -32,6 +32,12 @@ def state_key(model: str) -> str:
     return f"{monitoring_root(model)}state.json"
 
 
-def report_prefix(model: str, endpoint: str, at: datetime) -> str:
-    """Model Monitor's output layout: one folder per run's hour."""
-    return f"{monitoring_root(model)}reports/{endpoint}/{at:%Y/%m/%d/%H}/"
+def report_prefix(model: str, endpoint: str, at: datetime, trigger: str = "schedule") -> str:
+    """Where a run's reports go: the scheduled run of an hour in that hour's folder, Model Monitor's layout;
+    a run started by hand in a folder of its own inside it, so two runs in one hour never share one.
+
+    Model Monitor starts one execution per scheduled hour
+    (docs.aws.amazon.com/sagemaker/latest/dg/model-monitor-interpreting-results.html) and writes it under
+    <endpoint>/<schedule>/yyyy/mm/dd/hh/ (docs/LOCAL_SAGEMAKER.md); docs/MONITORING.md, "Reports"."""
+    hour = f"{monitoring_root(model)}reports/{endpoint}/{at:%Y/%m/%d/%H}/"
+    return hour if trigger == "schedule" else f"{hour}{trigger}-{at:%M-%S.%f}/"

@@ -151,7 +151,7 @@ def monitor(deps: Deps, request: MonitorRequest) -> dict[str, Any]:
     )
     started = _retrain(deps, request.model, policy.dataset, retrain_state, gate=gate, at=at) if gate.retrain else None
 
-    where = report_prefix(request.model, endpoint, at)
+    where = report_prefix(request.model, endpoint, at, request.trigger)
     document = {
         "model": request.model,
         "endpoint": endpoint,
