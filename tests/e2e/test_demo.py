@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 # The demo's stages may each take up to 240 virtual minutes (4 wall minutes) where a loaded machine thins its
-# traffic (localcloud/demo.py, bench/demo_odds.py); it takes about 120 s here, 20-60 s of it the monitor's drifted
-# traffic (DRIFT_MINUTES, then the next virtual hour). Its own limit, not pytest's 300 s default, decides, with room
+# traffic (localcloud/demo.py, bench/demo_odds.py); it takes about 120 s here, up to 20 s of it the monitor's
+# drifted traffic (DRIFT_MINUTES, beside the batch). Its own limit, not pytest's 300 s default, decides, with room
 # for three times that on a loaded machine; past it the demo's output is shown.
 DEMO_SECONDS = 900
 
@@ -52,10 +52,20 @@ def test_the_quick_demo_promotes_one_candidate_rolls_back_one_scores_a_batch_and
     assert traffic["valid_requests_refused"] == 0
     assert "v3" not in traffic["by_variant"]
     assert "v3" not in traffic["model_errors"]
+    # The judge weighed v2's and v1's predictions in A/B from the endpoint's data capture joined with the ground
+    # truth the traffic uploaded (how: tests/unit/test_rollout_quality.py, tests/unit/handlers/test_judge_stage.py)
+    quality = [
+        m
+        for r in summary["records"]
+        if r["event"] == "verdict" and r["package"].endswith("/2") and r["stage"] == "ab"
+        for m in r.get("statistics", [])
+        if m["metric"] == "quality"
+    ]
+    assert any(m["candidate_samples"] > 0 and m["champion_samples"] > 0 for m in quality), quality[-1:]
     assert (tmp_path / "timeline.png").stat().st_size > 10_000
-    # The monitor, run by hand before and after a burst of drifted requests, found the drifted feature and
-    # opened an alert; the report's Monitoring section draws its runs
-    # (the hourly schedule may also run in between: a chart that crossed restarts, so the run after the one that
+    # The monitor, run by hand on v1's clean traffic and on v2's after a burst of drifted requests, found the
+    # drifted feature and opened an alert; the report's Monitoring section draws its runs, each in a folder of its
+    # own (the schedule may also run in between: a chart that crossed restarts, so the run after the one that
     # opened the episode names no feature while the episode stays open)
     runs = [report["alert.json"]["decision"] for report in summary["monitoring"]["reports"]]
     assert len(runs) >= 2, runs
