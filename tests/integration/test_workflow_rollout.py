@@ -1,7 +1,8 @@
 """The Rollout's promotion paths on the local cloud, with the real template, a really trained model and real
 traffic: an approved package deploys itself; the next one walks shadow -> A/B -> full -> the watch to promotion;
 a stage that outlives one execution's history goes on in fresh executions; a serverless endpoint switches then
-watches; a multi-model one skips shadow, and its kind does not change.
+watches; a multi-model one skips shadow, and its kind does not change. One test per path of the state machine
+(statemachines/rollout.asl.json) and per endpoint kind; the rollback and lock paths: test_workflow_rollout_safety.py.
 
 The steps' logic is unit-tested on in-memory fakes (tests/unit/test_rollout_steps.py), the judge's on fixed
 metrics (tests/unit/test_judge*.py): these tests prove each path runs on the real services, asserting the states
@@ -144,18 +145,18 @@ def test_a_stage_that_outlives_one_execution_s_history_continues_in_fresh_execut
 ):
     app = rollout_app
     # Given a rollout whose executions each judge at most twice (1,000 by default: 9,000 of 25,000 history
-    # events), and stages that cannot promote in fewer than four judge calls: 300 requests a variant, of which
-    # at most 80 reach the endpoint in a virtual minute
+    # events), and stages that cannot promote in fewer than four judge calls: 150 requests a variant, of which
+    # at most 40 reach the endpoint in a virtual minute
     model = unique("long")
     config = rollout_config(model, ab=False)  # shadow -> full
     config["rollout"]["judge_calls_per_execution"] = 2
-    config["rollout"]["judge"]["error_rate"]["min_samples"] = 300
+    config["rollout"]["judge"]["error_rate"]["min_samples"] = 150
     app.upload_project(model, config)
     app.register(model, churn_package)
     assert app.rollout(model, 1)["status"] == "SUCCEEDED"
 
-    # When a good candidate rolls out (full's baseline: the champion's 300 requests and more in shadow)
-    with Traffic(cloud, model) as traffic:
+    # When a good candidate rolls out (full's baseline: the champion's 150 requests and more in shadow)
+    with Traffic(cloud, model, rate=40.0) as traffic:
         v2 = app.register(model, churn_package)
         wait_for(lambda: any(r["event"] == "promoted" and r["package"] == v2 for r in app.records(model)), timeout=300)
 

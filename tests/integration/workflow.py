@@ -332,19 +332,6 @@ FAILING = serving_script(
 )
 
 
-def failing_once(flag: Path) -> str:
-    """A candidate that serves like the example until ``flag`` exists, then fails every request."""
-    return serving_script(
-        f"""def predict_fn(data, model):  # right until the test raises the flag, then failing every request
-    import os
-
-    if os.path.exists({str(flag)!r}):
-        raise RuntimeError("turned bad")
-    return _predict(data, model)
-"""
-    )
-
-
 # The Rollout state machine's paths (statemachines/rollout.asl.json), as `path` gives them.
 FIRST_DEPLOYMENT = [
     "Defaults",
