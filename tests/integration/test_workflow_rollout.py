@@ -52,7 +52,8 @@ CONTINUED = ["Defaults", "Continuing", "Restore", "Resume", *JUDGED]
 
 
 class _Shapes:
-    """DescribeEndpoint every 50 ms while a rollout runs: each distinct InService shape seen, in order."""
+    """DescribeEndpoint every 200 ms while a rollout runs, and once at the end: each distinct InService shape seen,
+    in order (a judged stage lasts at least one judge interval, a wall second at the tests' time scale)."""
 
     def __init__(self, app, endpoint: str) -> None:
         self.app, self.endpoint, self.seen = app, endpoint, []
@@ -66,21 +67,24 @@ class _Shapes:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+        self._look()
 
     def _run(self) -> None:
-        while not self._stop.wait(0.05):
-            live = self.app.sagemaker.describe_endpoint(EndpointName=self.endpoint)
-            if live["EndpointStatus"] != "InService":
-                continue
-            shape = (
-                tuple(
-                    (v["VariantName"], v["CurrentWeight"], v["CurrentInstanceCount"])
-                    for v in live["ProductionVariants"]
-                ),
-                tuple((v["VariantName"], v["CurrentInstanceCount"]) for v in live.get("ShadowProductionVariants", [])),
-            )
-            if not self.seen or self.seen[-1] != shape:
-                self.seen.append(shape)
+        while not self._stop.wait(0.2):
+            self._look()
+
+    def _look(self) -> None:
+        live = self.app.sagemaker.describe_endpoint(EndpointName=self.endpoint)
+        if live["EndpointStatus"] != "InService":
+            return
+        shape = (
+            tuple(
+                (v["VariantName"], v["CurrentWeight"], v["CurrentInstanceCount"]) for v in live["ProductionVariants"]
+            ),
+            tuple((v["VariantName"], v["CurrentInstanceCount"]) for v in live.get("ShadowProductionVariants", [])),
+        )
+        if not self.seen or self.seen[-1] != shape:
+            self.seen.append(shape)
 
 
 def test_an_approved_package_deploys_itself_then_the_next_one_walks_every_stage_to_promotion(
