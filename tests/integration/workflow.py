@@ -298,7 +298,9 @@ def rollout_config(
     kind: str = "realtime",
 ) -> dict[str, Any]:
     """The churn example for a rollout test, approved automatically: judged every virtual minute, each stage
-    allowed 3 virtual hours (a loaded machine thins the traffic; the verdict, not the time, ends a stage)."""
+    allowed 3 virtual hours (a loaded machine thins the traffic; the verdict, not the time, ends a stage). The
+    watch, which only rolls back, lasts 20 virtual minutes: a candidate failing every request is caught within
+    a few, and a good one's promotion stands at its end."""
     config = churn_config(model, approval="automatic")
     for gate in config["evaluation"]["gates"]:
         gate["must_beat_champion_by"] = None  # the datasets differ by seed; the thresholds still hold
@@ -313,7 +315,7 @@ def rollout_config(
         "shadow": {"enabled": shadow, "max_duration_minutes": 180},
         "ab": {"enabled": ab, "steps": [50], "max_duration_minutes": 180},
         "full": {"max_duration_minutes": 180},
-        "post_promotion_watch": {"enabled": watch, "max_duration_minutes": 60},
+        "post_promotion_watch": {"enabled": watch, "max_duration_minutes": 20},
         "judge": {"error_rate": dict(JUDGE)},
     }
     return config
