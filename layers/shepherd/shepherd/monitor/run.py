@@ -237,7 +237,7 @@ def _labels_only(
     added["reason"] = f"no captured requests of {config.endpoint.name or request.model} since the last run"
     if quality.files:
         endpoint = config.endpoint.name or request.model
-        where = report_prefix(request.model, endpoint, at)
+        where = report_prefix(request.model, endpoint, at, request.trigger)
         arn = str(package["ModelPackageArn"])
         document = {
             "model": request.model,
