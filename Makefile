@@ -18,7 +18,7 @@ unexport PYTHONDONTWRITEBYTECODE
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: install test suite test-fast test-py313 lint lint-serverless build demo bench clean iam-report
+.PHONY: install test suite test-fast test-py313 lint lint-serverless build demo bench clean iam-report fault-table-check
 
 install: $(VENV)/.installed
 
@@ -77,6 +77,9 @@ lint: install $(SAM_VENV)/.installed $(SECURITY_VENV)/.installed
 	$(BIN)/python tools/translate_template.py template.yaml $(CHECKOV_TEMPLATE)
 	$(SECURITY_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f $(CHECKOV_TEMPLATE)
 	$(SECURITY_VENV)/bin/bandit --quiet --recursive --skip $(BANDIT_SKIPS) layers functions localcloud shepherd_cli tools examples
+
+# docs/FAULTS.md's table against a fresh run of the fault tests (the suite checks it against its own run's rows).
+fault-table-check: install
 	$(BIN)/python tools/fault_table.py --run --check
 
 # cfn-lint with the serverless rules (awslabs/serverless-rules) alone; `lint` runs it too.
@@ -121,9 +124,12 @@ PYTEST_PARALLEL := $(if $(filter-out 0 1,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS)
 test:
 	$(MAKE) --no-print-directory --jobs=$(SETUP_JOBS) --output-sync=target $(TEST_SETUP) suite
 
-# The suite alone (make test runs it beside lint and build).
+# The suite alone (make test runs it beside lint and build). The fault tests in it write the fault table's rows
+# (.shepherd/faults, emptied first); docs/FAULTS.md must match them, so the table is checked without a second run.
 suite: install $(AWSCLI_VENV)/.installed $(CHROMIUM)
+	rm -rf .shepherd/faults
 	$(BIN)/python -m pytest $(PYTEST_PARALLEL)
+	$(BIN)/python tools/fault_table.py --check
 
 # The least-privilege report per role from the last test run's authorization logs (docs/LOCAL_IAM.md).
 iam-report:
