@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "layers" / "shepherd"))
 
 from shepherd.monitor import alert, reference  # noqa: E402
+from shepherd.monitor import history as learnt  # noqa: E402
 
 NUMERIC = [f"f{i:02d}" for i in range(16)]
 CATEGORICAL = [f"c{i:02d}" for i in range(16, 20)]
@@ -190,11 +191,20 @@ def _shepherd(ref: reference.Reference, data: dict[str, np.ndarray], first_hour:
     return firing
 
 
+KINDS: dict[str, reference.FeatureReference] = {
+    f: reference.NumericReference(0, 0, 0, (0.0,), 1.0, ()) for f in NUMERIC
+}
+KINDS |= {f: reference.CategoricalReference(0, 0) for f in CATEGORICAL}
+
+
 def _reference(history: dict[str, np.ndarray]) -> reference.Reference:
-    at = [EPOCH + timedelta(hours=h, minutes=30) for h in range(HISTORY_HOURS) for _ in range(ROWS)]
-    columns: dict[str, Any] = {f: history[f].ravel() for f in NUMERIC}
-    columns |= {f: _cells(history[f].ravel()) for f in CATEGORICAL}
-    return reference.build(columns, at=at)
+    """The reference production learns from captured history: hour by hour into per-hour summaries, then learnt."""
+    learner = learnt.History(CHECKS_PER_DAY)
+    for h in range(HISTORY_HOURS):
+        batch: dict[str, Any] = {f: history[f][h] for f in NUMERIC}
+        batch |= {f: _cells(history[f][h]) for f in CATEGORICAL}
+        learner.add(KINDS, batch, EPOCH + timedelta(hours=h))
+    return learner.learn()
 
 
 def _month(seed: int, scenario: str) -> dict[str, np.ndarray]:

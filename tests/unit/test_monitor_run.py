@@ -13,7 +13,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from shepherd.monitor import capture, retrain, run
+from shepherd.monitor import capture, history, retrain, run
 from shepherd.monitor.constraints import suggest_constraints
 from shepherd.monitor.dataset import Dataset
 from shepherd.monitor.reference import build
@@ -483,3 +483,41 @@ def test_a_package_registered_by_a_pipeline_names_its_baseline_in_model_metrics_
     }
     assert run.baselines_of({"ModelMetrics": {"ModelDataQuality": quality}}) == ("s3://b/s.json", "s3://b/c.json")
     assert run.baselines_of({"ModelMetrics": {"ModelQuality": quality}}) is None
+
+
+def test_the_run_learns_its_reference_from_capture_and_says_which_it_used() -> None:
+    # Given a model whose config learns the reference from a day of captured hours
+    world = make_world()
+    world.bucket.put("models/churn/shepherd.yaml", CONFIG + "  reference: {history_days: 1}\n")
+    decisions = []
+    # When a day of hourly runs checks its traffic, and one more
+    for hour in range(25):
+        world.hour_of_traffic(rows=40, seed=hour + 1)
+        world.run()
+        folder = f"monitoring/churn/reports/churn/{world.clock.at:%Y/%m/%d/%H}/"
+        decisions.append(json.loads(world.bucket.objects[f"{folder}alert.json"])["decision"])
+    # Then the day's runs used the training reference, counting hours towards the learnt one
+    first, last_learning, learnt = decisions[0]["reference"], decisions[23]["reference"], decisions[24]["reference"]
+    assert first["source"] == "training"
+    assert first["uri"] == f"s3://{BUCKET}/monitoring/churn/baseline/1/reference.json"
+    assert (first["learning"]["hours"], first["learning"]["needed"]) == (1, 24)
+    assert last_learning["learning"]["note"].endswith("used from the next run")
+    # and the next run judged against the reference learnt from capture, recorded in the state too
+    assert learnt["source"] == "capture"
+    assert learnt["uri"] == f"s3://{BUCKET}/{history.document_key('churn')}"
+    assert learnt["hours"] == 24
+    assert world.state()["reference"] == learnt
+    stored = json.loads(world.bucket.objects[history.document_key("churn")])
+    assert (stored["status"], stored["package"]) == ("learnt", PACKAGE)
+    assert set(stored["reference"]["features"]) == set(FEATURES)
+
+
+def test_the_training_reference_stays_when_the_config_does_not_learn() -> None:
+    # Given a config that turns learning off
+    world = make_world()
+    world.bucket.put("models/churn/shepherd.yaml", CONFIG + "  reference: {learn: false}\n")
+    world.hour_of_traffic(rows=40, seed=1)
+    # When the monitor runs, then it judges against the training reference and keeps no history
+    world.run()
+    assert world.state()["reference"]["source"] == "training"
+    assert history.document_key("churn") not in world.bucket.objects

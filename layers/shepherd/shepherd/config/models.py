@@ -650,6 +650,29 @@ class MonitoringAlert(Section):
     )
 
 
+class MonitoringReference(Section):
+    learn: bool = Field(
+        default=True,
+        description="Learn the drift alert's reference (with its cycle) from the champion's captured history once "
+        "it covers history_days; until then, and with false, the reference is the training data's.",
+    )
+    history_days: int = Field(
+        default=7,
+        ge=1,
+        le=90,
+        description="Days of captured hours outside drift episodes the learnt reference needs (at least one cycle).",
+    )
+    cycle_hours: Literal[24, 168] = Field(
+        default=24, description="The traffic's cycle: 24 (daily) or 168 (weekly; history_days at least 7)."
+    )
+
+    @model_validator(mode="after")
+    def _history_covers_cycle(self) -> MonitoringReference:
+        if self.history_days * 24 < self.cycle_hours:
+            refuse([("history_days", self.history_days, f"at least {self.cycle_hours // 24}: one whole cycle")])
+        return self
+
+
 class Retrain(Section):
     on: list[Literal["drift", "quality"]] = Field(
         default_factory=list,
@@ -704,6 +727,7 @@ class Monitoring(Section):
         json_schema_extra=MONITORING_CONFIG_SCHEMA,
     )
     alert: MonitoringAlert = Field(default_factory=MonitoringAlert)
+    reference: MonitoringReference = Field(default_factory=MonitoringReference)
     retrain: Retrain = Field(default_factory=Retrain)
 
     @field_validator("schedule")

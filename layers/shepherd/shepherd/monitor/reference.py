@@ -68,7 +68,7 @@ def category(value: Value) -> str | None:
     return str(value)
 
 
-def _basis(phases: np.ndarray, cycle_hours: int, harmonics: int) -> np.ndarray:
+def fourier_basis(phases: np.ndarray, cycle_hours: int, harmonics: int) -> np.ndarray:
     angle = 2.0 * math.pi * np.asarray(phases, dtype=float)[:, None] / cycle_hours
     k = np.arange(1, harmonics + 1)[None, :]
     return np.hstack([np.ones((len(angle), 1)), np.cos(k * angle), np.sin(k * angle)])
@@ -94,7 +94,7 @@ class NumericReference:
         """Values mapped to what is a standard normal sample when nothing has drifted."""
         loc = self.location[0]
         if len(self.location) > 1 and phase is not None and cycle_hours:
-            basis = _basis(np.array([phase]), cycle_hours, (len(self.location) - 1) // 2)[0]
+            basis = fourier_basis(np.array([phase]), cycle_hours, (len(self.location) - 1) // 2)[0]
             loc = float(basis @ np.asarray(self.location))
         residual = (values - loc) / self.scale
         knots = np.asarray(self.knots)
@@ -210,7 +210,7 @@ def build(
     basis = None
     if at is not None and harmonics > 0:
         hours = np.array([moment.timestamp() for moment in at]) / 3600.0
-        basis = _basis(hours % cycle_hours, cycle_hours, harmonics)
+        basis = fourier_basis(hours % cycle_hours, cycle_hours, harmonics)
     features: dict[str, FeatureReference] = {}
     for name, values in columns.items():
         array, invalid = (np.array([]), 1) if _looks_categorical(values) else _floats(values)

@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from shepherd.config import ConfigError, ModelConfig, load_config
 from shepherd.errors import InvalidInput, NotFound
 from shepherd.events import notifications
-from shepherd.monitor import alert, batch_inputs, capture, model_quality, quality_alert, retrain
+from shepherd.monitor import alert, batch_inputs, capture, history, model_quality, quality_alert, retrain
 from shepherd.monitor.baseline import MODEL_QUALITY, QUALITY_REFERENCE, REFERENCE
 from shepherd.monitor.constraints import check
 from shepherd.monitor.dataset import Dataset, from_capture
@@ -111,7 +111,7 @@ def monitor(deps: Deps, request: MonitorRequest) -> dict[str, Any]:
     state = _load_state(deps, request.model, at)
     if state.get("package") != arn:  # a new champion: its own reference and episodes; the checkpoint, the cooldown kept
         retrain_state = (state.get("retrain") or {}) | {"drift_since": None, "quality_since": None}
-        state |= {"package": arn, "alert": None, "retrain": retrain_state, "quality": None}
+        state |= {"package": arn, "alert": None, "reference": None, "retrain": retrain_state, "quality": None}
     checkpoint = capture.Checkpoint.from_json(state["capture"])
     deadline = deps.monotonic() + READ_SECONDS
     state["batch"], outcome["batch"] = _batch_checks(
@@ -138,7 +138,9 @@ def monitor(deps: Deps, request: MonitorRequest) -> dict[str, Any]:
     statistics = profile(dataset, dataset_name=f"{endpoint} capture")
     violations = check(statistics, baseline, constraints, overrides=config.monitoring.monitoring_config)
     values = feature_metrics(statistics, baseline, constraints)
-    alert_state, decision = _alert(deps, uris[0], state.get("alert"), dataset, config=config, at=at)
+    alert_state, decision, used = _alert(
+        deps, request.model, uris[0], dataset, arn=arn, state=state, config=config, at=at
+    )
     policy = config.monitoring.retrain
     retrain_state = retrain.RetrainState.from_json(state.get("retrain") or {})
     gate = retrain.gate(
@@ -182,6 +184,7 @@ def monitor(deps: Deps, request: MonitorRequest) -> dict[str, Any]:
         | {
             "capture": checkpoint.to_json(),
             "alert": alert_state,
+            "reference": used,
             "quality": quality.state,
             "retrain": retrain_state.to_json(),
             "last_run": at.isoformat(),
@@ -263,29 +266,71 @@ def _labels_only(
 
 def _alert(
     deps: Deps,
+    model: str,
     statistics_uri: str,
-    state: dict[str, Any] | None,
     dataset: Dataset,
     *,
+    arn: str,
+    state: dict[str, Any],
     config: ModelConfig,
     at: datetime,
-) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+) -> tuple[dict[str, Any] | None, dict[str, Any], dict[str, Any] | None]:
     """Shepherd's alert on this run's batch, judged as the hour before the run's (a replay of a judged hour
-    changes nothing); (its new state, its decision as alert.json tells it)."""
+    changes nothing) against the reference learnt from capture once there is one, else the training data's;
+    (its new state, its decision as alert.json tells it, the reference it used)."""
+    reference_uri = statistics_uri.rsplit("/", 1)[0] + f"/{REFERENCE}"
     try:
-        document = json.loads(_read(deps, statistics_uri.rsplit("/", 1)[0] + f"/{REFERENCE}"))
+        training = Reference.from_json(json.loads(_read(deps, reference_uri)))
     except NotFound:
-        return state, {"alert": False, "drifting": False, "reason": "no alert reference beside the baseline"}
+        missing = {"alert": False, "drifting": False, "reason": "no alert reference beside the baseline"}
+        return state.get("alert"), missing, state.get("reference")
     settings = alert.AlertSettings(
         false_alerts_per_month=config.monitoring.alert.false_alarms_per_month,
         checks_per_month=checks_per_month(config.monitoring.schedule),
     )
     hour = datetime.fromtimestamp((math.floor(at.timestamp() / HOUR) - 1) * HOUR, UTC)
-    new_state, decision = alert.step(state, Reference.from_json(document), dataset.columns, at=hour, settings=settings)
-    return new_state.to_json(), decision.to_json() | {
-        "hour": hour.isoformat(),
-        "false_alarms_per_month": settings.false_alerts_per_month,
+    learning = config.monitoring.reference
+    key = history.document_key(model)
+    learnt = _learnt_document(deps, key, arn) if learning.learn else None
+    reference, used = training, dict[str, Any](source="training", uri=reference_uri)
+    if learnt is not None and learnt.get("status") == "learnt":
+        reference = Reference.from_json(learnt["reference"])
+        used = {"source": "capture", "uri": f"s3://{deps.settings.bucket}/{key}", "cycle_hours": reference.cycle_hours}
+        used |= {name: learnt.get(name) for name in ("hours", "from", "to", "learnt_at")}
+    previous = state.get("alert")
+    if (state.get("reference") or {}).get("source", "training") != used["source"]:
+        previous = None  # charts judged against another reference start afresh
+    new_state, decision = alert.step(previous, reference, dataset.columns, at=hour, settings=settings)
+    told = decision.to_json() | {"hour": hour.isoformat(), "false_alarms_per_month": settings.false_alerts_per_month}
+    if (learnt is not None and learnt.get("status") == "learnt") or not learning.learn:
+        return new_state.to_json(), told | {"reference": used}, used
+    learn_settings = history.LearnSettings(learning.history_days, learning.cycle_hours)
+    observed = history.observe(
+        learnt, training, dataset.columns, hour=hour, settings=learn_settings, alert_settings=settings
+    )
+    _write(deps, key, observed.document | {"package": arn})
+    taken = (observed.document if observed.learnt else observed.document.get("history") or {}).get("hours", 0)
+    used = used | {
+        "learning": {
+            "hours": int(taken),
+            "needed": learn_settings.hours_needed,
+            "note": observed.note + ("; used from the next run" if observed.learnt is not None else ""),
+        }
     }
+    return new_state.to_json(), told | {"reference": used}, used
+
+
+def _learnt_document(deps: Deps, key: str, arn: str) -> dict[str, Any] | None:
+    """The learning (or learnt) reference of this champion; None if there is none yet or it is another's."""
+    bucket = deps.settings.bucket
+    if key not in deps.objects.keys(bucket, key):
+        return None
+    try:
+        document = json.loads(deps.objects.read_bytes(bucket, key))
+    except ValueError as exc:
+        logger.error("the learnt reference is unreadable: learning afresh", extra={"key": key, "error": str(exc)})
+        return None
+    return dict(document) if document.get("package") == arn and document.get("format") == history.FORMAT else None
 
 
 def _batch_checks(
