@@ -338,9 +338,9 @@ def run_child(  # noqa: PLR0917
 
 # Runs with JudgeStage's environment: its run takes the endpoint's lock, as the rollout's Prepare does.
 TAKE_LOCK = r"""
-import json, sys, time
+import json, os, sys, time
 from shepherd.aws.rollouts import RolloutTable
-rollouts = RolloutTable()
+rollouts = RolloutTable(os.environ["ROLLOUTS_TABLE"])
 event = json.loads(sys.argv[1])
 rollouts.acquire(event["endpoint"], event["run"], event["package_arn"], time.time())
 print(rollouts.holder_of(event["endpoint"]))

@@ -180,6 +180,8 @@ class Reach:
         self.calls: set[AwsCall] = set()
         self.ports: set[str] = set()  # modules passed as values (a handler's Deps(bucket=s3)): reached by attribute
         self.passed: set[tuple[str, str, str]] = set()  # (module, function, parameter) some call gives a value
+        # module -> the variables reached code passes its classes and functions: RolloutTable(setting("X")) names X
+        self.given: defaultdict[str, set[str]] = defaultdict(set)
         self._load(entry)
         while True:  # to a fixpoint: each round sees what the earlier ones reached and bound
             before = self._size()
@@ -195,6 +197,10 @@ class Reach:
                         self.units.add((module_name, name))
             if self._size() == before:
                 return
+
+    def env_vars(self, module_name: str) -> frozenset[str]:
+        """The variables naming what a module's calls act on: those it reads, and those passed to its code."""
+        return self.modules[module_name].env_vars | self.given.get(module_name, set())
 
     def _size(self) -> tuple[int, ...]:
         bound = sum(map(len, [*self.clients.values(), *self.strings.values(), *self.returns.values()]))
@@ -380,6 +386,8 @@ class Reach:
             given = [(p, a) for p, a in zip(positional, node.args, strict=False) if not isinstance(a, ast.Starred)]
             given += [(k.arg, k.value) for k in node.keywords if k.arg in {a.arg for a in _arguments(function)}]
             for parameter, value in given:
+                if variable := _env_var(value):
+                    self.given[owner_name].add(variable)
                 if not (isinstance(value, ast.Constant) and value.value is None):
                     self.passed.add((owner_name, qualname, parameter))
                 self.clients[(owner_name, qualname, parameter)] |= self.client_services(value, clients, module)

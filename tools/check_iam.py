@@ -389,7 +389,7 @@ def function_needs(stand: StandIns, index: CodeIndex, logical_id: str) -> list[R
     variables = {k: stand.candidates(v) for k, v in ((props.get("Environment") or {}).get("Variables") or {}).items()}
 
     def named_by(module: str) -> list[Candidate]:
-        return [c for name in sorted(reach.modules[module].env_vars) for c in variables.get(name, [])]
+        return [c for name in sorted(reach.env_vars(module)) for c in variables.get(name, [])]
 
     found = []
     for call in sorted(reach.calls):

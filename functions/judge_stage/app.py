@@ -17,11 +17,18 @@ from shepherd.aws import idempotency, s3
 from shepherd.aws import metrics as cloudwatch
 from shepherd.aws.powertools import powertools
 from shepherd.aws.rollouts import RolloutTable
+from shepherd.edge import setting
 from shepherd.rollout import judging
 
 logger, tracer, metrics = powertools()  # shepherd.rollout.judging logs through it: its logger is a child
+# The environment (template.yaml) read once per cold start.
 deps = judging.JudgeDeps(
-    metrics=cloudwatch, store=RolloutTable(), memory=idempotency, objects=s3, now=clock.now, monotonic=time.monotonic
+    metrics=cloudwatch,
+    store=RolloutTable(setting("ROLLOUTS_TABLE")),
+    memory=idempotency,
+    objects=s3,
+    now=clock.now,
+    monotonic=time.monotonic,
 )
 
 

@@ -3,7 +3,6 @@ baseline (shepherd.monitor.run)."""
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -13,17 +12,19 @@ from shepherd.aws import s3
 from shepherd.aws.monitoring import CloudWatchMetrics, SageMakerModels, StepFunctionsLifecycle, TaggedReports
 from shepherd.aws.powertools import powertools
 from shepherd.aws.rollouts import RolloutTable
+from shepherd.edge import setting
 from shepherd.monitor import run
 
 logger, tracer, metrics = powertools()  # shepherd.monitor.run logs through it: its logger is a child
+# The environment (template.yaml) read once per cold start.
 deps = run.Deps(
     objects=s3,
     reports=TaggedReports(),
     models=SageMakerModels(),
-    rollouts=RolloutTable(),
+    rollouts=RolloutTable(setting("ROLLOUTS_TABLE")),
     metrics=CloudWatchMetrics(),
-    lifecycle=StepFunctionsLifecycle(os.environ["LIFECYCLE_STATE_MACHINE_ARN"]),
-    settings=run.Settings(bucket=os.environ["DATA_BUCKET"], stage=os.environ["STAGE_NAME"]),
+    lifecycle=StepFunctionsLifecycle(setting("LIFECYCLE_STATE_MACHINE_ARN")),
+    settings=run.Settings(bucket=setting("DATA_BUCKET"), stage=setting("STAGE_NAME")),
     now=clock.now,
     monotonic=time.monotonic,
 )

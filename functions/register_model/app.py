@@ -7,7 +7,6 @@ it through this function takes seconds where a processing job would spend minute
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -16,14 +15,22 @@ from shepherd.aws import idempotency, model_archives, s3, sagemaker
 from shepherd.aws.clients import region
 from shepherd.aws.monitoring import MonitorSchedules, newest_package_version
 from shepherd.aws.powertools import powertools
+from shepherd.edge import setting
 
 logger, tracer, metrics = powertools()
-monitoring = registry.Monitoring(
-    objects=s3,
-    newest_version=newest_package_version,
-    schedules=MonitorSchedules(os.environ["MONITOR_STATE_MACHINE_ARN"], os.environ["MONITOR_SCHEDULE_ROLE_ARN"]),
-    bucket=os.environ["DATA_BUCKET"],
-    stage=os.environ["STAGE_NAME"],
+# The environment (template.yaml) read once per cold start.
+deps = registry.Deps(
+    memory=idempotency,
+    archives=model_archives,
+    registry=sagemaker,
+    region=region(),
+    monitoring=registry.Monitoring(
+        objects=s3,
+        newest_version=newest_package_version,
+        schedules=MonitorSchedules(setting("MONITOR_STATE_MACHINE_ARN"), setting("MONITOR_SCHEDULE_ROLE_ARN")),
+        bucket=setting("DATA_BUCKET"),
+        stage=setting("STAGE_NAME"),
+    ),
 )
 
 
@@ -31,9 +38,6 @@ monitoring = registry.Monitoring(
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    deps = registry.Deps(
-        memory=idempotency, archives=model_archives, registry=sagemaker, region=region(), monitoring=monitoring
-    )
     result = registry.register(deps, registry.RegisterRequest.model_validate(event))
     logger.info("registered", extra=result)
     return result

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -12,6 +11,7 @@ from shepherd.aws.powertools import powertools
 from shepherd.aws.rollouts import RolloutTable
 from shepherd.aws.stepfunctions import StepFunctionsResumer
 from shepherd.aws.tokens import DynamoTokenStore
+from shepherd.edge import optional_setting, setting
 from shepherd.errors import InvalidInput
 from shepherd.rollout import steps
 from shepherd.rollout.ports import Deps, Settings
@@ -23,23 +23,21 @@ PLAIN = ("promoted", "verify_rollback", "release")
 WITH_EXECUTION = ("hand_over", "resume")
 BESIDE_STATE = ("stage_index", "verdict", "continuation")  # the state machine keeps these beside the state
 
-
-def _deps() -> Deps:
-    settings = Settings(
-        bucket=os.environ["DATA_BUCKET"],
-        sagemaker_role_arn=os.environ["SAGEMAKER_ROLE_ARN"],
-        kms_key_arn=os.environ.get("DATA_KEY_ARN") or None,
-    )
-    return Deps(
-        endpoints=endpoints,
-        packages=packages,
-        objects=s3,
-        store=RolloutTable(),
-        tokens=DynamoTokenStore(),
-        resumer=StepFunctionsResumer(),
-        settings=settings,
-        now=clock.now,
-    )
+# The environment (template.yaml) read once per cold start.
+deps = Deps(
+    endpoints=endpoints,
+    packages=packages,
+    objects=s3,
+    store=RolloutTable(setting("ROLLOUTS_TABLE")),
+    tokens=DynamoTokenStore(setting("TASK_TOKENS_TABLE")),
+    resumer=StepFunctionsResumer(),
+    settings=Settings(
+        bucket=setting("DATA_BUCKET"),
+        sagemaker_role_arn=setting("SAGEMAKER_ROLE_ARN"),
+        kms_key_arn=optional_setting("DATA_KEY_ARN"),
+    ),
+    now=clock.now,
+)
 
 
 @logger.inject_lambda_context
@@ -52,7 +50,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return steps.describe_failure(
             event["event"], event.get("error"), event.get("facts") or {}, event.get("verdict")
         )
-    deps = _deps()
     if action == "prepare":
         return steps.prepare(
             deps,

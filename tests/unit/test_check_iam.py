@@ -241,3 +241,48 @@ def test_a_copy_of_a_named_version_needs_get_object_version_on_its_source(tmp_pa
     (call,) = Reach(CodeIndex(), [tmp_path], "app.handler").calls
     assert "CopySource.VersionId" in call.details
     assert check_iam.actions_of(call) == ("s3:GetObject", "s3:PutObject", "s3:GetObjectVersion")
+
+
+GIVEN_HANDLER = """
+from edge import setting
+from locks import Locks
+from tokens import Tokens
+
+locks, tokens = Locks(setting("LOCKS_TABLE")), Tokens(setting("TOKENS_TABLE"))
+
+
+def handler(event, context):
+    locks.take(event["name"])
+    tokens.keep(event["token"])
+"""
+GIVEN_ADAPTER = """
+import boto3
+
+
+class {cls}:
+    def __init__(self, table):
+        self.table = table
+
+    def {method}(self, key):
+        boto3.client("dynamodb").put_item(TableName=self.table, Item={{"pk": {{"S": key}}}})
+"""
+
+
+def test_a_variable_passed_to_an_adapter_names_what_that_adapter_s_calls_act_on(tmp_path):
+    # Given a handler that reads two tables' names once and passes each to its adapter's constructor
+    (tmp_path / "app.py").write_text(GIVEN_HANDLER)
+    (tmp_path / "edge.py").write_text("import os\n\ndef setting(name):\n    return os.environ[name]\n")
+    (tmp_path / "locks.py").write_text(GIVEN_ADAPTER.format(cls="Locks", method="take"))
+    (tmp_path / "tokens.py").write_text(GIVEN_ADAPTER.format(cls="Tokens", method="keep"))
+    # When its calls are read, then each adapter's calls are named by its own variable, not by both
+    reach = Reach(CodeIndex(), [tmp_path], "app.handler")
+    assert {c.module for c in reach.calls} == {"locks", "tokens"}
+    assert (reach.env_vars("locks"), reach.env_vars("tokens")) == ({"LOCKS_TABLE"}, {"TOKENS_TABLE"})
+
+
+def test_the_rollout_function_s_lock_calls_need_the_rollouts_table_only():
+    # RolloutFunction is given two tables' names; shepherd.aws.rollouts reads neither, its caller passes one
+    stand = check_iam.StandIns(check_iam.load_template(ROOT / "template.yaml", {}, "us-east-1", "shepherd"))
+    needs = check_iam.function_needs(stand, check_iam.CodeIndex(), "RolloutFunction")
+    tables = {n.label for n in needs if n.action.startswith("dynamodb:") and "aws/rollouts.py" in n.origin}
+    assert tables == {"RolloutsTable"}

@@ -25,7 +25,7 @@ def reconcile(load_handler: Callable[[str], ModuleType]) -> ModuleType:
 @pytest.fixture
 def rollouts(reconcile: ModuleType) -> RolloutTable:
     """The rollout table the function's environment names."""
-    return RolloutTable()
+    return reconcile.deps.store
 
 
 def _stranded(rollouts: RolloutTable, endpoint: str, champion: dict[str, str] | None) -> None:

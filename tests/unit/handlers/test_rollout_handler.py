@@ -8,7 +8,6 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from shepherd.aws.rollouts import RolloutTable
 
 from tests.unit.test_rollout_steps import CONFIG
 
@@ -72,11 +71,11 @@ def test_release_unstarted_frees_the_lock_a_crashed_prepare_took(aws: Cloud, rol
         ModelApprovalStatus="Approved",
     )["ModelPackageArn"]
     aws.put("models/churn/shepherd.yaml", CONFIG)
-    RolloutTable().acquire("churn", "churn-run", arn, 1.0e9)
+    rollout.deps.store.acquire("churn", "churn-run", arn, 1.0e9)
     event = {"action": "release_unstarted", "ModelPackageArn": arn, "Overrides": None, "run": "churn-run"}
     # When ReleaseUnstarted runs, twice (Step Functions may retry it)
     first, again = rollout.handler(event, aws.context), rollout.handler(event, aws.context)
     # Then the lock is free and the second run changes nothing
     assert first == {"released": True, "endpoint": "churn"}
     assert again == {"released": False}
-    assert RolloutTable().lock_of("churn") is None
+    assert rollout.deps.store.lock_of("churn") is None

@@ -12,7 +12,6 @@ Items (pk, sk):
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -41,12 +40,12 @@ def _lock_fields(item: dict[str, Any]) -> dict[str, str]:
 class RolloutTable:
     """Implements shepherd.rollout.ports.RolloutStore on DynamoDB."""
 
-    def __init__(self, table: str | None = None, clients: Callable[[str], Any] | None = None) -> None:
-        """The table ``table`` (default $ROLLOUTS_TABLE), through ``clients`` (default shepherd.aws.clients.client).
+    def __init__(self, table: str, clients: Callable[[str], Any] | None = None) -> None:
+        """The table ``table`` (a function's ROLLOUTS_TABLE), through ``clients`` (default shepherd.aws.clients.client).
 
         ``clients`` makes a boto3 client by service name: the `shepherd` CLI passes its own, which follow its
         --endpoint-url, --profile and --region rather than the environment."""
-        self.table = table or os.environ["ROLLOUTS_TABLE"]
+        self.table = table
         self._clients = clients
 
     def client(self, service: str) -> Any:

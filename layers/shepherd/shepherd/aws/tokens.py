@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -17,8 +16,8 @@ WAITING, SETTLED = "WAITING", "SETTLED"
 class DynamoTokenStore:
     """Implements shepherd.callbacks.TokenStore. Items: job_name (key), kind, token, execution, status, ttl."""
 
-    def __init__(self, table: str | None = None) -> None:
-        self.table = table or os.environ["TASK_TOKENS_TABLE"]
+    def __init__(self, table: str) -> None:
+        self.table = table
 
     def put(self, waiter: Waiter, *, expires_after_seconds: int) -> None:
         item = {
