@@ -43,7 +43,7 @@ class ObjectCreatedEvent(BaseModel):
     detail: ObjectCreatedDetail
 
 
-class DataObject(BaseModel):
+class ClassifiedKey(BaseModel):
     """A key under one of the data bucket's prefixes: <area>/<model>/<rest>."""
 
     area: Literal["training", "batch", "models", "feedback"]
@@ -59,12 +59,12 @@ def parse_object_created(event: object) -> ObjectCreatedEvent:
         raise MalformedEvent(f"not an S3 Object Created event: {problems}") from exc
 
 
-def classify_key(key: str) -> DataObject:
+def classify_key(key: str) -> ClassifiedKey:
     parts = key.split("/", 2)
     if len(parts) < 3 or not parts[2]:
         raise MalformedEvent(f"key {key!r} is not <area>/<model>/<path>")
     try:
-        return DataObject(area=parts[0], model=parts[1], rest=parts[2])  # type: ignore[arg-type]
+        return ClassifiedKey(area=parts[0], model=parts[1], rest=parts[2])  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())
         raise MalformedEvent(f"key {key!r}: {problems}") from exc
