@@ -1,13 +1,8 @@
 """The process a model runs in: loads it once, then answers invocations one at a time.
 
-Workers are forked from a zygote (``zygote_main``) that imported numpy, pandas and
-scikit-learn once for the whole local cloud, or spawned fresh where forking is unavailable.
-
-Protocol with the parent (model_worker_pool.ModelWorkerPool): length-prefixed frames (worker_frames)
-on a private pipe pair whose fds are the two arguments. The first
-frame out says whether the model loaded; then one response frame per request frame. The
-script's prints and logging go to stderr, which the parent ships to CloudWatch Logs, so
-nothing the user writes can corrupt the protocol.
+Forked from the zygote (``zygote_main``), or spawned where forking is unavailable. It speaks worker_frames with
+model_worker_pool.ModelWorkerPool on the pipe pair whose fds are its arguments: first whether the model loaded, then
+one response per request. The script's prints and logging go to stderr (CloudWatch Logs), never into the protocol.
 """
 
 from __future__ import annotations
@@ -163,13 +158,8 @@ def zygote_main(sock_fd: int) -> None:
 def _lower_priority(increment: int) -> None:
     """Run at a lower CPU priority (a higher nice value), e.g. a shadow variant's worker; before any thread starts.
 
-    The nice value weighs against production's workers because every worker stays in the
-    zygote's session: with Linux's autogroup scheduling (the default) each session is a CPU
-    group with an equal share whatever its tasks' nice values, and when each worker had its own
-    session the nice-10 shadow competed with production as an equal (production p50 1.25x).
-    Neither SCHED_IDLE nor a lower autogroup priority: on a busy machine those starved the
-    shadow of CPU (half its copies unanswered when a rollout judged it), where sharing the
-    workers' group only yields to production.
+    Every worker stays in the zygote's session, so the nice value weighs against production's workers under Linux's
+    autogroup scheduling (docs/LOCAL_SAGEMAKER.md, "Shadow variants yield the CPU").
     """
     if increment > 0:
         with contextlib.suppress(OSError):

@@ -1,18 +1,7 @@
 """A monitoring schedule's cadence and the processing job each of its executions runs (pure: no cloud state).
 
-Model Monitor's cron forms ("The cron Expression for Monitoring Schedule", SageMaker guide): hourly
-cron(0 * ? * * *), daily cron(0 H ? * * *), every N hours cron(0 H/N ? * * *) with N from 1 to 24, and NOW (one
-execution, at once, over DataAnalysisStartTime..DataAnalysisEndTime). An execution starts "0-20 minutes" after its
-scheduled time; locally a delay in that window drawn from the schedule's name (start_time). Its window is the hour
-before the scheduled time unless the input's StartTimeOffset / EndTimeOffset say otherwise; its outputs go under
-<S3Uri>/<endpoint>/<schedule>/yyyy/mm/dd/hh.
-
-A ModelQuality execution runs two processing jobs, as AWS's do (their requests as AWS logs them: a
-groundtruth-merge-<stamp>-<id> job on Model Monitor's ground-truth merger, then model-quality-monitoring-<stamp>-<id>
-on its analyzer): the merge joins the window's capture with the ground truth collected from the window's start to the
-scheduled time ("Ingest Ground Truth labels and merge them with predictions", SageMaker guide: labels sit under
-<GroundTruthS3Input>/yyyy/mm/dd/hh by the hour they were collected) and writes the joined records under
-<S3Uri>/merge/<endpoint>/<variant>/yyyy/mm/dd/hh; the analysis reads those.
+Model Monitor's cron forms, the 0-20 minute start delay, each execution's window and output paths, and the
+ModelQuality execution's merge-then-analyse jobs: docs/LOCAL_SAGEMAKER.md, "Model Monitor".
 """
 
 from __future__ import annotations

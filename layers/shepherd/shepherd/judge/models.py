@@ -122,30 +122,18 @@ class StageObservations:
 
 @dataclass(frozen=True, slots=True)
 class MetricSettings:
-    """One metric's test: rates alpha (false rollback) and beta (false promotion of a candidate
-    whose rate is at least (1 + delta) x the champion's), the samples each variant needs before a
-    PROMOTE, and the verdict when max_minutes pass undecided. strict puts the boundaries at
-    ln(1/alpha) and ln(beta), where Ville's inequality bounds both error rates exactly (at the cost
-    of more samples); by default each look's boundaries spend alpha and beta exactly for the grouping
-    of bad events into bins that occurred (sprt.grouped_sprt). floor > 0: a rate below it is good enough
-    whatever the champion's, so a candidate without a single bad event in its first
-    ln(FLOOR_SHARE x beta) / ln(1 - floor) samples promotes (two error-free models otherwise never
-    would: no bad event, no evidence); the two-variant test then gets (1 - FLOOR_SHARE) x beta.
-    drift_margin > 0 (tests against a baseline only): the candidate is judged against an upper confidence
-    bound on the baseline's rate, times 1 + drift_margin (engine.judge_against_baseline). rollback_only (the
-    post-promotion watch): no PROMOTE exit, a ROLLBACK boundary at ln(1/alpha) valid by Ville's inequality for as
-    long as it runs; the stage ends at max_minutes with at_max."""
+    """One metric's sequential test; what each setting guarantees: shepherd/judge/README.md."""
 
-    alpha: float = 0.05
-    beta: float = 0.2
+    alpha: float = 0.05  # P(ROLLBACK of a candidate as good as the champion)
+    beta: float = 0.2  # P(PROMOTE of one whose rate is at least (1 + delta) x the champion's)
     delta: float = 1.0
-    min_samples: int = 100
-    max_minutes: int = 1440
+    min_samples: int = 100  # per variant, before a PROMOTE
+    max_minutes: int = 1440  # then at_max, undecided
     at_max: Verdict = Verdict.INCONCLUSIVE
-    strict: bool = False
-    floor: float = 0.0
-    drift_margin: float = 0.0
-    rollback_only: bool = False
+    strict: bool = False  # boundaries ln(1/alpha), ln(beta) (Ville); else exact per look (sprt.grouped_sprt)
+    floor: float = 0.0  # a rate below it is good enough whatever the champion's (FLOOR_SHARE of beta)
+    drift_margin: float = 0.0  # against a baseline: its upper confidence bound x (1 + drift_margin)
+    rollback_only: bool = False  # the watch: no PROMOTE exit, ROLLBACK at ln(1/alpha) for as long as it runs
 
     def __post_init__(self) -> None:
         if self.drift_margin < 0.0:

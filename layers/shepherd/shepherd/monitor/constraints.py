@@ -1,13 +1,8 @@
 """constraints.json and constraint_violations.json as Model Monitor writes them.
 
 Pages of the SageMaker developer guide: "Schema for Constraints (constraints.json file)" and "Schema for Violations
-(constraint_violations.json file)". Where they leave semantics open, Shepherd reads them as Model Monitor's engine
-(Deequ) evaluates constraints, ``metric >= threshold``: ``datatype_check_threshold`` is the share of present values
-that must have the baseline's type (Model Monitor's own violations say "Expected match: 100.0%"),
-``domain_content_threshold`` the share that must lie in the baseline's domain, and ``completeness`` the least share
-of rows present. Suggested constraints carry 1.0 for both, as the SageMaker Python SDK's
-``DataQualityMonitoringConfig`` defaults do (the schema page's example shows 0.1, which would pass a column 90% of
-whose values changed type); loosen them per model with overrides.
+(constraint_violations.json file)". Where they leave a threshold's meaning open, Shepherd reads it as Deequ does,
+``metric >= threshold`` (docs/MONITORING.md, under the table).
 """
 
 from __future__ import annotations

@@ -1,17 +1,8 @@
 """Model Monitor's analyzer container contract, run by Shepherd's analyzer: ``python -m shepherd.monitor.container``.
 
-Inputs and outputs as the SageMaker guide's "Container Contract Inputs" / "Container Contract Outputs" pages give
-them: environment ``dataset_format``, ``dataset_source``, ``output_path``, ``baseline_statistics``,
-``baseline_constraints``, ``start_time`` / ``end_time``, ``publish_cloudwatch_metrics``, ``sagemaker_endpoint_name``,
-``sagemaker_monitoring_schedule_name``, ``metric_time``; out come statistics.json and constraints.json (baselining)
-or statistics.json and constraint_violations.json (monitoring), /opt/ml/output/message (the job's exit message or
-failure reason) and, when enabled, CloudWatch metric lines under /opt/ml/output/metrics/cloudwatch. A non-zero exit
-fails the job. SHEPHERD_CONTAINER_ROOT, set only by the local cloud, is where the container's "/" is.
-
-Model quality (shepherd.monitor.quality_container) as AWS starts its jobs: a ground-truth merge job
-(``ground_truth_source`` set) joins capture with labels; the analysis (``analysis_type`` MODEL_QUALITY, with
-``problem_type`` and the ``inference_attribute`` / ``probability_attribute`` / ``probability_threshold_attribute`` /
-``ground_truth_attribute`` ModelQualityMonitor passes) writes model quality's files.
+Inputs and outputs as the guide's "Container Contract Inputs" / "Container Contract Outputs" give them
+(docs/LOCAL_SAGEMAKER.md, Model Monitor); a non-zero exit fails the job. SHEPHERD_CONTAINER_ROOT, set
+only by the local cloud, is where the container's "/" is. Model quality's jobs: shepherd.monitor.quality_container.
 """
 
 from __future__ import annotations

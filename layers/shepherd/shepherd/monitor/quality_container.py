@@ -1,13 +1,9 @@
 """Model quality under Model Monitor's container contract: the ground-truth merge and the model-quality analysis.
 
-The merge ("Ingest Ground Truth labels and merge them with predictions", SageMaker guide,
-https://docs.aws.amazon.com/sagemaker/latest/dg/model-monitor-model-quality-merge.html) joins capture records with
-ground-truth records (``{"groundTruthData": {"data", "encoding"}, "eventMetadata": {"eventId"}}``) on the capture's
-inferenceId, else its eventId, and writes each joined record (the capture record with its ``groundTruthData``) at
-its capture file's path. The analysis reads such merged records (dataset_format ``sagemakerMergeJson``) or, when
-baselining, a CSV or JSON Lines dataset with ``inference_attribute`` / ``probability_attribute`` /
-``ground_truth_attribute`` columns, as ModelQualityMonitor.suggest_baseline passes them, and writes Model Monitor's
-model-quality statistics.json and constraints.json or constraint_violations.json (shepherd.monitor.model_quality).
+The merge joins capture with ground truth on the capture's inferenceId, else its eventId ("Ingest Ground Truth
+labels and merge them with predictions", https://docs.aws.amazon.com/sagemaker/latest/dg/model-monitor-model-quality-merge.html);
+the analysis reads merged records or a baselining dataset and writes model quality's files
+(shepherd.monitor.model_quality). Formats and paths: docs/LOCAL_SAGEMAKER.md, Model Monitor.
 """
 
 from __future__ import annotations

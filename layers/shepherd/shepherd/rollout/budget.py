@@ -1,17 +1,8 @@
 """One error budget per rollout, spent across its stages (pure functions, no pydantic).
 
-A user's alpha and beta are the rollout's: P(any ROLLBACK of a candidate as good as the champion, over every stage)
-<= alpha, and P(a candidate worse by delta reaches full) <= beta. The stages see disjoint data, so per-stage false
-rollbacks add (a union bound) and per-stage misses multiply (a bad candidate must pass every stage before full):
-
-- alpha_i = alpha x alpha_share_i, the shares summing to 1 over every stage that can roll back;
-- beta_i = beta ** beta_power_i, the powers summing to 1 over the stages before full, so prod beta_i = beta.
-
-Power is spent where no user is exposed: the first stage before full (shadow, or the first A/B step when the endpoint
-allows no shadow) takes the rest of beta and half of alpha; every later stage before full is a guard with a loose
-beta (beta ** GUARD_POWER: 0.85 for beta = 0.2, so it promotes on little evidence) and a small alpha, still quick to
-roll back a gross failure. full and the watch come after the decision to promote to full: they spend a share of alpha
-and never beta (AFTER_FULL_BETA only sets how soon full passes on). shepherd/judge/README.md, "One budget per rollout".
+The config's alpha and beta are the rollout's: the stages see disjoint data, so their false rollbacks add
+(alpha_i = alpha x alpha_share_i) and their misses multiply (beta_i = beta ** beta_power_i). How the budget is
+split, and why: shepherd/judge/README.md, "One budget per rollout".
 """
 
 from __future__ import annotations
