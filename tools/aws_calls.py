@@ -6,6 +6,7 @@ types share, such as ``get``, only on ``self``, a new instance or a parameter an
 A client is ``client("svc")``, ``boto3.client("svc")`` or ``*.create_client("svc")``, a name or ``self.x`` bound to
 one, or a parameter a reached call passes one to; its operation is the method, ``get_paginator("op")``, or
 ``getattr(client, X)`` with X a string, a module-level dict or tuple of strings, or a parameter given strings.
+``getattr(module, X)`` reaches the module's functions X can name (X unknown: any of the caller's module strings).
 """
 
 from __future__ import annotations
@@ -328,6 +329,8 @@ class Reach:
         elif isinstance(func, ast.Name) and func.id == "getattr" and len(node.args) >= 2:
             found = self.client_services(node.args[0], clients, module)
             operations = self._strings(module, node.args[1], strings)
+            if isinstance(self.resolve_expr(module, node.args[0]), Module):  # getattr(steps, action): a dispatch
+                self.attributes |= operations or set().union(*module.strings.values())
         details = {k.arg for k in node.keywords if k.arg}
         for keyword in node.keywords:  # **extra: the keys its dicts can hold; CopySource's as CopySource.<key>, ...
             if keyword.arg in (None, "CopySource", "ExtraArgs"):

@@ -286,3 +286,51 @@ def test_the_rollout_function_s_lock_calls_need_the_rollouts_table_only():
     needs = check_iam.function_needs(stand, check_iam.CodeIndex(), "RolloutFunction")
     tables = {n.label for n in needs if n.action.startswith("dynamodb:") and "aws/rollouts.py" in n.origin}
     assert tables == {"RolloutsTable"}
+
+
+DISPATCH_HANDLER = """
+import steps
+
+WITH_TOKEN = ("deploy", "finish")
+
+
+def handler(event, context):
+    action = event["action"]
+    if action in WITH_TOKEN:
+        return getattr(steps, action)(event["token"])
+"""
+DISPATCH_STEPS = """
+import boto3
+
+
+def deploy(token):
+    boto3.client("sagemaker").update_endpoint(EndpointName="e", EndpointConfigName=token)
+
+
+def finish(token):
+    boto3.client("stepfunctions").send_task_success(taskToken=token, output="{}")
+
+
+def unnamed(token):
+    boto3.client("sns").publish(TopicArn=token, Message="never dispatched")
+"""
+
+
+def test_a_dispatch_through_getattr_on_a_module_reaches_the_steps_it_can_name(tmp_path):
+    # Given a handler that runs steps.<action> for the actions its module-level tuple names
+    (tmp_path / "app.py").write_text(DISPATCH_HANDLER)
+    (tmp_path / "steps.py").write_text(DISPATCH_STEPS)
+    # When its calls are read, then the named steps' calls are found, and the unnamed step's are not
+    reach = Reach(CodeIndex(), [tmp_path], "app.handler")
+    assert {(c.service, c.method) for c in reach.calls} == {
+        ("sagemaker", "update_endpoint"),
+        ("stepfunctions", "send_task_success"),
+    }
+
+
+def test_the_rollout_function_s_dispatched_steps_are_checked():
+    # deploy_first, enter_stage, ... run through getattr(steps, action): their endpoint and token calls count
+    stand = check_iam.StandIns(check_iam.load_template(ROOT / "template.yaml", {}, "us-east-1", "shepherd"))
+    needs = {(n.action, n.label) for n in check_iam.function_needs(stand, check_iam.CodeIndex(), "RolloutFunction")}
+    assert ("dynamodb:PutItem", "TaskTokensTable") in needs
+    assert {"sagemaker:UpdateEndpointWeightsAndCapacities", "states:SendTaskSuccess"} <= {a for a, _ in needs}
