@@ -13,8 +13,9 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from shepherd import clock
-from shepherd.aws import idempotency, s3
 from shepherd.aws import metrics as cloudwatch
+from shepherd.aws import s3
+from shepherd.aws.idempotency import IdempotencyTable
 from shepherd.aws.powertools import powertools
 from shepherd.aws.rollouts import RolloutTable
 from shepherd.edge import setting
@@ -25,7 +26,7 @@ logger, tracer, metrics = powertools()  # shepherd.rollout.judging logs through 
 deps = judging.JudgeDeps(
     metrics=cloudwatch,
     store=RolloutTable(setting("ROLLOUTS_TABLE")),
-    memory=idempotency,
+    memory=IdempotencyTable(setting("IDEMPOTENCY_TABLE")),
     objects=s3,
     now=clock.now,
     monotonic=time.monotonic,

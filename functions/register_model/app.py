@@ -11,8 +11,9 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from shepherd import registry
-from shepherd.aws import idempotency, model_archives, s3, sagemaker
+from shepherd.aws import model_archives, s3, sagemaker
 from shepherd.aws.clients import region
+from shepherd.aws.idempotency import IdempotencyTable
 from shepherd.aws.monitoring import MonitorSchedules, newest_package_version
 from shepherd.aws.powertools import powertools
 from shepherd.edge import setting
@@ -20,7 +21,7 @@ from shepherd.edge import setting
 logger, tracer, metrics = powertools()
 # The environment (template.yaml) read once per cold start.
 deps = registry.Deps(
-    memory=idempotency,
+    memory=IdempotencyTable(setting("IDEMPOTENCY_TABLE")),
     archives=model_archives,
     registry=sagemaker,
     region=region(),

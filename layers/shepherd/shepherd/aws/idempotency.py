@@ -8,7 +8,6 @@ one run register one package. Not Powertools' idempotency utility: its DynamoDB 
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from typing import Any
@@ -20,32 +19,40 @@ COMPLETED = "COMPLETED"
 _NAMESPACE = uuid.UUID("6f1c8f9e-2b8a-4e55-9d0c-5c1d0b7a3e21")  # Shepherd's, fixed: tokens must be stable
 
 
-def _table() -> str:
-    return os.environ.get("IDEMPOTENCY_TABLE", "shepherd-idempotency")
-
-
 def client_token(key: str) -> str:
     """A stable ClientToken for ``key``: 36 characters of ``[a-z0-9-]``, as SageMaker requires."""
     return str(uuid.uuid5(_NAMESPACE, key))
 
 
-def recall(key: str) -> dict[str, Any] | None:
-    """The result remembered under ``key``, or None (never stored, or expired)."""
-    with mapped(f"reading the idempotency record {key}"):
-        item = client("dynamodb").get_item(TableName=_table(), Key={"id": {"S": key}}, ConsistentRead=True).get("Item")
-    if not item or item.get("status", {}).get("S") != COMPLETED:
-        return None
-    if int(item.get("expiration", {}).get("N", "0")) <= time.time():  # TTL deletes lazily: expired is absent
-        return None
-    return dict(json.loads(item["data"]["S"]))
+class IdempotencyTable:
+    """Implements the domain's Memory ports (shepherd.registry, shepherd.rollout.judging) on DynamoDB."""
 
+    def __init__(self, table: str) -> None:
+        self.table = table
 
-def remember(key: str, result: dict[str, Any], *, expires_after_seconds: int) -> None:
-    item = {
-        "id": {"S": key},
-        "status": {"S": COMPLETED},
-        "data": {"S": json.dumps(result, sort_keys=True)},
-        "expiration": {"N": str(int(time.time()) + expires_after_seconds)},
-    }
-    with mapped(f"storing the idempotency record {key}"):
-        client("dynamodb").put_item(TableName=_table(), Item=item)
+    def client_token(self, key: str) -> str:
+        return client_token(key)
+
+    def recall(self, key: str) -> dict[str, Any] | None:
+        """The result remembered under ``key``, or None (never stored, or expired)."""
+        with mapped(f"reading the idempotency record {key}"):
+            item = (
+                client("dynamodb")
+                .get_item(TableName=self.table, Key={"id": {"S": key}}, ConsistentRead=True)
+                .get("Item")
+            )
+        if not item or item.get("status", {}).get("S") != COMPLETED:
+            return None
+        if int(item.get("expiration", {}).get("N", "0")) <= time.time():  # TTL deletes lazily: expired is absent
+            return None
+        return dict(json.loads(item["data"]["S"]))
+
+    def remember(self, key: str, result: dict[str, Any], *, expires_after_seconds: int) -> None:
+        item = {
+            "id": {"S": key},
+            "status": {"S": COMPLETED},
+            "data": {"S": json.dumps(result, sort_keys=True)},
+            "expiration": {"N": str(int(time.time()) + expires_after_seconds)},
+        }
+        with mapped(f"storing the idempotency record {key}"):
+            client("dynamodb").put_item(TableName=self.table, Item=item)
