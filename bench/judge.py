@@ -646,6 +646,8 @@ LAG_MINUTES = 2  # shepherd.rollout.observe.LAG_SECONDS: bin m is complete at mi
 BASELINE_MINUTES = 60  # judging.BASELINE_LOOKBACK_SECONDS: the champion's counts before the rollout
 COMPETITORS = ("msprt", "group_sequential")  # judge shadow and A/B with the shepherd's stages and budget
 ROLLOUT_STRATEGIES = ("shepherd", "shepherd_stagewise", "msprt", "group_sequential")
+# shepherd_stagewise's maxima: the defaults before maxima were derived from traffic (shadow, each A/B step, full)
+STAGEWISE_MAX_MINUTES = {"shadow": 120, "ab": 120, "full": 30}
 
 
 @dataclass(frozen=True)
@@ -751,8 +753,18 @@ def _rollout_stages(strategy: str, *, quality: bool = False) -> list[tuple[str, 
     stages = plan.stages(config)
     if strategy in COMPETITORS:
         strategy = "shepherd"  # the same stages and budget; the competitor judges shadow and A/B
-    if strategy == "shepherd_stagewise":  # today's: every stage spends alpha and beta whole
-        stages = [stage.model_copy(update={"alpha_share": None, "beta_power": None}) for stage in stages]
+    if strategy == "shepherd_stagewise":  # the judge before issue 18: alpha and beta whole, fixed maxima
+        stages = [
+            stage.model_copy(
+                update={
+                    "alpha_share": None,
+                    "beta_power": None,
+                    "max_minutes": STAGEWISE_MAX_MINUTES.get(stage.kind, stage.max_minutes),
+                    "max_from_traffic": False,
+                }
+            )
+            for stage in stages
+        ]
     judge_config = config.rollout.judge.model_dump(mode="json", exclude_none=True)
     if strategy == "shepherd_stagewise":
         for metric in ("error_rate", "quality"):
@@ -764,8 +776,8 @@ def _rollout_stages(strategy: str, *, quality: bool = False) -> list[tuple[str, 
 def load_factors(scenario: RolloutScenario, stages: list[tuple[str, float, int, Any]]) -> list[tuple[float, float]]:
     """Per stage, the champion's and the candidate's error-rate multipliers from their loads per instance, relative
     to the champion's fleet serving every request. The candidate's instance count follows the product:
-    shepherd.rollout.steps.enter_stage gives a shadow the champion's count and builds the first A/B config from
-    the configured count; shepherd.rollout.plan.challenger_count raises it before a heavy stage."""
+    shepherd.rollout.steps.enter_stage gives a shadow the champion's count, builds the first A/B config with
+    shepherd.rollout.plan.challenger_count's and raises it to that count whenever the weights move."""
     if not scenario.champion_instances:
         return [(1.0, 1.0)] * len(stages)
     from shepherd.rollout import plan
@@ -774,34 +786,84 @@ def load_factors(scenario: RolloutScenario, stages: list[tuple[str, float, int, 
     planned = [plan.Stage.model_validate(dump) for _, _, _, (dump, _) in stages]
     fleet, count, out = scenario.champion_instances, configured, []
     for index, stage in enumerate(planned):
+        wanted = plan.challenger_count(planned, index, fleet)
         if stage.kind == "shadow":
             count = max(configured, fleet)
-        elif stage.kind == "ab" and index and planned[index - 1].kind == "shadow":
-            count = configured
-        raised = plan.challenger_count(planned, index, configured, fleet)
-        count = max(count, raised or 0)
+        elif wanted is not None and index and planned[index - 1].kind == "shadow":
+            count = wanted  # a new config: the challenger's instances in proportion to its share
+        elif wanted is not None:
+            count = max(count, wanted)  # weights move: capacity is raised ahead of the traffic, never lowered
         share = stage.weight / 100.0 if stage.kind == "ab" else 1.0
         champion_share = 1.0 - share if stage.kind == "ab" else 1.0
         out.append((champion_share, share * fleet / count))
     return out
 
 
+EXPECTED_MINUTES = 60  # decidable: the stage's maximum as derived after this long at the scenario's mean traffic
+
+
+def expected_observations(scenario: RolloutScenario, kind: str, weight: float, minutes: int) -> Any:
+    """A stage's observations after ``minutes`` at the scenario's mean traffic and rates, as one bin (the derived
+    maximum reads only totals): what shepherd.judge.duration would see from a candidate as good as the champion."""
+    from shepherd.judge import Baseline, FeedbackBin, Metric, PairedBin, StageObservations, VariantBin
+
+    total = scenario.rpm * minutes
+    share = 1.0 if kind in ("shadow", "full", "watch") else weight / 100.0
+    candidate_n = round(total * share)
+    champion_n = 0 if kind in ("full", "watch") else (candidate_n if kind == "shadow" else round(total) - candidate_n)
+    quality = bool(scenario.label_delay)
+
+    def labelled(n: int) -> tuple[FeedbackBin, ...]:
+        count = round(n * scenario.labelled)
+        return (FeedbackBin(0, count, round(count * scenario.wrong)),) if quality and count else ()
+
+    pairs = round(candidate_n * scenario.labelled)
+    one_only = round(pairs * scenario.wrong * (1.0 - scenario.wrong))
+    before = round(scenario.rpm * BASELINE_MINUTES)
+    baseline = {Metric.ERROR_RATE: Baseline(before, round(before * scenario.rate))}
+    if quality:
+        labels = round(scenario.rpm * BASELINE_MINUTES * scenario.labelled)
+        baseline[Metric.QUALITY] = Baseline(labels, round(labels * scenario.wrong))
+    return StageObservations(
+        minutes_elapsed=minutes,
+        champion=(VariantBin(0, champion_n, round(champion_n * scenario.rate)),) if champion_n else (),
+        candidate=(VariantBin(0, candidate_n, round(candidate_n * scenario.rate)),) if candidate_n else (),
+        champion_feedback=labelled(champion_n) if kind == "ab" else (),
+        candidate_feedback=labelled(candidate_n) if kind != "shadow" else (),
+        shadow_quality=(PairedBin(0, pairs, one_only, one_only),) if quality and kind == "shadow" and pairs else (),
+        baseline=baseline if kind in ("full", "watch") else {},
+    )
+
+
+def stage_maximum(scenario: RolloutScenario, stage: dict[str, Any], config: dict[str, Any]) -> int:
+    """A stage's maximum for the scenario: the configured one, or the one shepherd.judge.duration derives from
+    EXPECTED_MINUTES of the scenario's mean traffic."""
+    from shepherd.judge.duration import with_derived_max
+
+    if not stage.get("max_from_traffic"):
+        return int(stage["max_minutes"])
+    observations = expected_observations(scenario, stage["kind"], float(stage["weight"]), EXPECTED_MINUTES)
+    derived = with_derived_max(observations, _stage_settings(stage, config), cap=int(stage["max_minutes"]))
+    return min(values.max_minutes for values in derived.metrics.values())
+
+
 def decidable(scenario: RolloutScenario) -> bool:
     """Whether the scenario's traffic allows a decision with the defaults: every stage up to full holds, within its
-    maximum, the requests a fixed-size test with the stage's error rates would need (Fleiss' two-proportion size at
-    the stage's share for shadow and A/B; the one-sample size against the baseline's rate x the drift margin for
-    full), at the champion's rate or the floor rate, whichever is higher."""
+    maximum (derived from the scenario's traffic, stage_maximum), the requests a fixed-size test with the stage's
+    error rates would need (Fleiss' two-proportion size at the stage's share for shadow and A/B; the one-sample size
+    against the baseline's rate x the drift margin for full), at the champion's rate or the floor rate, whichever is
+    higher."""
     from shepherd.judge import Metric
 
     stages = _rollout_stages("shepherd", quality=bool(scenario.label_delay))
-    for kind, weight, max_minutes, (stage, config) in stages:
+    for kind, weight, _, (stage, config) in stages:
         if kind == "watch":
             continue
         settings = _stage_settings(stage, config)
         metric = settings.metrics[Metric.ERROR_RATE]
         alpha = metric.alpha / len(settings.metrics)
         p0 = max(scenario.rate, metric.floor)
-        available = scenario.rpm * (max_minutes - 1 - LAG_MINUTES)
+        available = scenario.rpm * (stage_maximum(scenario, stage, config) - 1 - LAG_MINUTES)
         if kind == "full":
             z_a = stats.norm.isf(alpha / 2)
             z_b = stats.norm.isf(metric.beta)
@@ -897,6 +959,27 @@ def _shadow_pairs(
     )
 
 
+def _ground_truth(
+    scenario: RolloutScenario, kind: str, counts: tuple[Ints, Ints, Ints, Ints], rng: np.random.Generator
+) -> tuple[dict[str, tuple[Ints, Ints]], tuple[Ints, Ints, Ints] | None]:
+    """A stage's labels per arrival minute of its error-free predictions (candidate's, champion's), and in shadow
+    its labelled pairs (none where quality is not judged); ``counts``: the candidate's requests and errors, then the
+    champion's, per minute."""
+    if not scenario.label_delay:
+        return {}, None
+    cand_n, cand_bad, champ_n, champ_bad = counts
+    wrong = (min(1.0, scenario.wrong * scenario.wrong_ratio), scenario.wrong)
+    feedback: dict[str, tuple[Ints, Ints]] = {}
+    if kind == "shadow":
+        pairs = _shadow_pairs(cand_n - np.maximum(cand_bad, champ_bad), wrong, scenario, rng)
+        feedback["champion"] = _labels(champ_n - champ_bad, wrong[1], scenario, rng)
+        return feedback, pairs
+    feedback["candidate"] = _labels(cand_n - cand_bad, wrong[0], scenario, rng)
+    if kind not in ("full", "watch"):
+        feedback["champion"] = _labels(champ_n - champ_bad, wrong[1], scenario, rng)
+    return feedback, None
+
+
 @dataclass
 class RolloutBaseline:
     """The champion's counts full and the watch are judged against: requests and errors, labelled and wrong."""
@@ -919,10 +1002,13 @@ def _judge_stage(
     loads: tuple[float, float],
     rng: np.random.Generator,
     competitor: str | None = None,
+    derived: bool = False,
 ) -> tuple[str, int, int]:
     """One stage of one rollout, judged as production would: (verdict, minute of the deciding call, users' requests
-    until then). Adds the champion's counts until then to the baseline (shadow and A/B)."""
+    until then). Adds the champion's counts until then to the baseline (shadow and A/B). ``derived``: max_minutes
+    is the cap of a maximum derived from the traffic at each call, as rollout.judging.judge_stage derives it."""
     from shepherd.judge import Baseline, FeedbackBin, Metric, PairedBin, StageObservations, VariantBin, judge
+    from shepherd.judge.duration import with_derived_max
 
     seen = max_minutes - 1 - LAG_MINUTES  # bins the stage's last call sees: 0 .. max - 3
     traffic = rng.poisson(scenario.rpm, seen + LAG_MINUTES + 1)
@@ -932,17 +1018,7 @@ def _judge_stage(
     champ_n = traffic if kind == "shadow" else traffic - cand_n
     cand_bad, champ_bad = rng.binomial(cand_n, q), rng.binomial(champ_n, p)
     against_baseline = kind in ("full", "watch")
-    quality = bool(scenario.label_delay)
-    wrong = (min(1.0, scenario.wrong * scenario.wrong_ratio), scenario.wrong)
-    feedback: dict[str, tuple[Ints, Ints]] = {}
-    pairs: tuple[Ints, Ints, Ints] | None = None
-    if quality and kind == "shadow":
-        pairs = _shadow_pairs(traffic - np.maximum(cand_bad, champ_bad), wrong, scenario, rng)
-        feedback["champion"] = _labels(champ_n - champ_bad, wrong[1], scenario, rng)
-    elif quality:
-        feedback["candidate"] = _labels(cand_n - cand_bad, wrong[0], scenario, rng)
-        if not against_baseline:
-            feedback["champion"] = _labels(champ_n - champ_bad, wrong[1], scenario, rng)
+    feedback, pairs = _ground_truth(scenario, kind, (cand_n, cand_bad, champ_n, champ_bad), rng)
 
     def bins(n: Ints, bad: Ints, upto: int) -> tuple[VariantBin, ...]:
         return tuple(VariantBin(m, int(n[m]), int(bad[m])) for m in range(upto + 1) if n[m])
@@ -959,12 +1035,12 @@ def _judge_stage(
         n, ours, theirs = pairs
         return tuple(PairedBin(m, int(n[m]), int(ours[m]), int(theirs[m])) for m in range(upto + 1) if n[m])
 
-    def observed(upto: int) -> StageObservations:
+    def observed(upto: int, elapsed: int = max_minutes) -> StageObservations:
         counts = {Metric.ERROR_RATE: Baseline(baseline.requests, baseline.errors)}
-        if quality:
+        if scenario.label_delay:
             counts[Metric.QUALITY] = Baseline(baseline.labelled, baseline.wrong)
         return StageObservations(
-            minutes_elapsed=max_minutes,
+            minutes_elapsed=elapsed,
             champion=() if against_baseline else bins(champ_n, champ_bad, upto),
             candidate=bins(cand_n, cand_bad, upto),
             champion_feedback=labelled("champion", upto),
@@ -973,6 +1049,9 @@ def _judge_stage(
             baseline=counts if against_baseline else {},
         )
 
+    configured = stage_settings
+    if derived:  # the cap until the traffic is trusted, and alpha less truncation's share with at_max ROLLBACK
+        stage_settings = with_derived_max(observed(-1, 0), configured, cap=max_minutes)
     if competitor == "msprt" and not against_baseline:
         verdict, decided = _msprt_stage(cand_n, champ_n, cand_bad, champ_bad, seen=seen, stage_settings=stage_settings)
     elif competitor == "group_sequential" and not against_baseline:
@@ -993,7 +1072,17 @@ def _judge_stage(
         verdict, decided = stage_verdict(judge(observed(min(PREFIX_MINUTES, seen)), stage_settings))
         if decided is None and seen > PREFIX_MINUTES:
             verdict, decided = stage_verdict(judge(observed(seen), stage_settings))
-    at = max_minutes if decided is None else min(_decision_minute(decided), max_minutes)
+    if derived:
+
+        def limit(call: int) -> int:
+            settings = with_derived_max(observed(call - 1 - LAG_MINUTES, call), configured, cap=max_minutes)
+            return min(values.max_minutes for values in settings.metrics.values())
+
+        reached, at = derived_end(decided, limit, max_minutes)
+        if not reached:
+            verdict, decided = str(next(iter(stage_settings.metrics.values())).at_max), None
+    else:
+        at = max_minutes if decided is None else min(_decision_minute(decided), max_minutes)
     if not against_baseline:  # the champion's counts join the baseline full and the watch are judged against
         baseline.requests += int(champ_n[:at].sum())
         baseline.errors += int(champ_bad[:at].sum())
@@ -1003,6 +1092,19 @@ def _judge_stage(
     if kind == "watch" and verdict == "INCONCLUSIVE":
         verdict = "PROMOTE"  # judging.judge_stage: an undecided watch lets the promotion stand
     return verdict, at, int(traffic[:at].sum())
+
+
+def derived_end(decided: int | None, limit: Callable[[int], int], cap: int) -> tuple[bool, int]:
+    """Whether a stage with a derived maximum reaches the decision its first crossing (bin ``decided``, None: none
+    within the cap) gives, and the call it ends at: each call sees the bins complete by then and judges those
+    before that call's maximum ``limit(call)`` (the engine drops later ones); a call at or past it ends the stage."""
+    for call in range(JUDGE_INTERVAL, cap + 1, JUDGE_INTERVAL):
+        bound = limit(call)
+        if decided is not None and call >= _decision_minute(decided) and decided < bound:
+            return True, call
+        if call >= bound:
+            return False, call
+    return False, cap
 
 
 THETA_WORSE = np.geomspace(1.25, 8.0, 16)  # msprt: the mixture's odds ratios for ROLLBACK (uniform in log)
@@ -1243,7 +1345,9 @@ def simulate_rollout(
         if scenario.label_delay:  # the hour before the rollout: its labels have had the rollout's time to arrive
             baseline.labelled = int(rng.binomial(before - errors, scenario.labelled).sum())
             baseline.wrong = int(rng.binomial(baseline.labelled, scenario.wrong))
-        for index, ((kind, weight, max_minutes, _), stage_settings) in enumerate(zip(stages, settings, strict=True)):
+        for index, ((kind, weight, max_minutes, (stage, _)), stage_settings) in enumerate(
+            zip(stages, settings, strict=True)
+        ):
             verdict, at, served = _judge_stage(
                 scenario,
                 kind,
@@ -1255,6 +1359,7 @@ def simulate_rollout(
                 loads=loads[index],
                 rng=rng,
                 competitor=strategy if strategy in COMPETITORS else None,
+                derived=bool(stage.get("max_from_traffic")),
             )
             if index < full_at:  # until the decision to promote to full (the watch is a fixed-length guard)
                 requests[rep] += served

@@ -74,8 +74,11 @@ def test_loads_per_instance_follow_the_products_instance_counts(bench: ModuleTyp
     loads = dict(
         zip([f"{kind}{weight:g}" for kind, weight, *_ in stages], bench.load_factors(scenario, stages), strict=True)
     )
-    # The shadow gets the champion's instance count, and the challenger gets it again before half the traffic
+    # The shadow gets the champion's instance count; in A/B the challenger gets plan.challenger_count's: 2 of the
+    # champion's 6 for 10 % (1 now, 2 for the next step's 25 %), then 6 for 25 % (the next step's 50 %)
     assert loads["shadow100"] == (1.0, 1.0)
+    assert loads["ab10"] == pytest.approx((0.9, 0.1 * 6 / 2))
+    assert loads["ab25"] == pytest.approx((0.75, 0.25 * 6 / 6))
     assert loads["ab50"] == pytest.approx((0.5, 0.5))
     assert loads["full100"] == (1.0, 1.0)
     # and a scenario without a load model has none
@@ -100,6 +103,43 @@ def test_labels_are_filed_by_their_arrival_minute(bench: ModuleType) -> None:
 def test_a_scenario_says_whether_its_traffic_allows_a_decision(bench: ModuleType) -> None:
     assert bench.decidable(_scenario(bench, "good_200rpm"))
     assert not bench.decidable(_scenario(bench, "good_20rpm"))
+
+
+def test_the_shepherd_stages_derive_their_maxima_and_the_stagewise_baseline_keeps_the_old_ones(
+    bench: ModuleType,
+) -> None:
+    ours, today = bench._rollout_stages("shepherd"), bench._rollout_stages("shepherd_stagewise")
+    # The product's defaults: shadow, A/B and full end where their traffic says (capped); the watch is fixed
+    assert [stage["max_from_traffic"] for *_, (stage, _) in ours] == [True] * 5 + [False]
+    # today's judge: 120/120/30-minute maxima, alpha and beta whole per stage
+    assert [maximum for _, _, maximum, _ in today] == [120, 120, 120, 120, 30, 120]
+    assert not any(stage["max_from_traffic"] or stage["alpha_share"] for *_, (stage, _) in today)
+    # and the derived maxima are shepherd.judge.duration's for the scenario's traffic: longer at lower traffic
+    fast, slow = _scenario(bench, "good_200rpm"), _scenario(bench, "good_50rpm")
+    shadow = ours[0][3]
+    assert bench.stage_maximum(fast, *shadow) < bench.stage_maximum(slow, *shadow) < shadow[0]["max_minutes"]
+    assert bench.stage_maximum(fast, *today[0][3]) == 120
+
+
+@pytest.mark.parametrize(
+    ("decided", "limits", "expected"),
+    [
+        (None, {}, (False, 40)),  # no crossing: the stage ends at the first call at or past its maximum
+        (11, {}, (True, 15)),  # bin 11 is complete at minute 14: the call at 15 sees it
+        (37, {}, (False, 40)),  # the crossing is past the maximum: the engine drops that bin
+        (20, {25: 20}, (False, 25)),  # a call's maximum falls to its minute: the stage ends, undecided
+        (None, {10: 2000}, (False, 40)),  # each call has its own maximum: a long one at 10 ends nothing
+    ],
+)
+def test_a_derived_maximum_ends_the_stage_at_the_call_the_product_would(
+    bench: ModuleType, decided: int | None, limits: dict[int, int], expected: tuple[bool, int]
+) -> None:
+    cap = 1440
+
+    def limit(call: int) -> int:
+        return min(cap, limits.get(call, 37))
+
+    assert bench.derived_end(decided, limit, cap) == expected
 
 
 def test_the_rollouts_carry_the_contracts_keys(bench: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
