@@ -224,9 +224,10 @@ included: <a href="records.csv">records.csv</a> ({len(summary["records"]):,} row
 {_monitoring(summary)}
 <h2>What the judge was asked to do</h2>
 <p>Error rate judged with a sequential probability ratio test with anytime boundaries: alpha =
-{settings["alpha"]:g} a stage, split between its two metrics (chance of rolling back a candidate as good as the
-champion), beta = {settings["beta"]} (chance of promoting one whose error rate is {1 + settings["delta"]:g}x the
-champion's), at least {settings["min_samples"]:,} requests per variant before a promotion.
+{settings["alpha"]:g} for the whole rollout (chance of rolling back a candidate as good as the champion at any
+stage), beta = {settings["beta"]} for the whole rollout (chance that one whose error rate is
+{1 + settings["delta"]:g}x the champion's reaches full), spent across the stages and split between the two metrics
+in each, at least {settings["min_samples"]:,} requests per variant before a promotion.
 Traffic {settings["rate"]:g} requests/s aimed at (the client reaches what the endpoint's latency allows) with
 {100 * settings["malformed"]:g} % malformed requests (the errors every variant shares), time scale
 {settings["time_scale"]:g}x (one judge call per virtual minute).

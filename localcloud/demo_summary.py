@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from shepherd.aws.monitor_reports import FeatureDrift, feature_drift
+from shepherd.rollout import budget
 
 ROOT = Path(__file__).resolve().parents[1]
 ODDS = ROOT / "bench" / "results" / "demo_odds.json"
@@ -185,11 +186,16 @@ def observed_error_rates(metrics: dict[str, Any]) -> dict[str, tuple[int, int]]:
 
 def odds(settings: dict[str, Any]) -> str:
     """The demo's chance of failing, from bench/demo_odds.py's last results (when they match these settings)."""
-    stages_judged = 1 + len(settings["ab_steps"]) + 2  # shadow, each A/B step, full, the watch
+    kinds = ["shadow", *["ab"] * len(settings["ab_steps"]), "full", "watch"]
+    budgets = budget.split(kinds)
+    alpha, miss = budget.rollout_rates(budgets, settings["alpha"], settings["beta"])
     text = (
-        f"A rollout of this demo runs {2 * stages_judged} judged tests ({stages_judged} stages x error rate and "
-        f"quality) at alpha {settings['alpha'] / 2:g} each: a candidate as good as its champion is rolled back by "
-        f"chance in at most {stages_judged * settings['alpha']:.2%} of rollouts."
+        f"A rollout of this demo runs {2 * len(kinds)} judged tests ({len(kinds)} stages x error rate and quality) "
+        f"on one error budget for the whole rollout (shepherd/rollout/budget.py): alpha {settings['alpha']:g} spent "
+        f"across the stages, shadow taking {budgets[0].alpha(settings['alpha']):.2g} and each later stage "
+        f"{budgets[1].alpha(settings['alpha']):.2g}, split between the two metrics. A candidate as good as its "
+        f"champion is rolled back by chance in at most {alpha:.2%} of rollouts; one worse by the configured delta "
+        f"reaches full in at most {miss:.0%}."
     )
     if not ODDS.exists():
         return text

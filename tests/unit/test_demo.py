@@ -98,6 +98,11 @@ def test_the_report_quotes_the_simulated_odds_of_exactly_these_settings() -> Non
     quick = asdict(Settings.for_mode(True))
     assert "demos failed" in odds(quick)  # bench/results/demo_odds.json simulated these very settings
     assert "8 judged tests" in odds(quick)
+    # the rates are the rollout's (shepherd/rollout/budget.py): alpha whole over the stages, not alpha per stage
+    alpha, beta = quick["alpha"], quick["beta"]
+    assert f"rolled back by chance in at most {alpha:.2%} of rollouts" in odds(quick)
+    assert f"reaches full in at most {beta:.0%}" in odds(quick)
+    assert f"shadow taking {alpha / 2:.2g}" in odds(quick)
     changed = quick | {"alpha": 0.05}
     assert "demos failed" not in odds(changed)  # results of other settings are not quoted
 
