@@ -67,11 +67,11 @@ def _variant_series(observations: StageObservations, metric: Metric, max_minutes
     candidate = _by_minute(observations.candidate, "candidate")
     minutes: list[int] = []
     rows: list[tuple[int, int, int, int]] = []
+    empty = VariantBin(0, 0)  # CloudWatch sends no datapoint for a minute without requests
     for minute in sorted(set(champion) | set(candidate)):
         if minute >= max_minutes:
             break
-        # CloudWatch sends no datapoint for a minute without requests.
-        bins = [champion.get(minute, VariantBin(minute, 0)), candidate.get(minute, VariantBin(minute, 0))]
+        bins = [champion.get(minute, empty), candidate.get(minute, empty)]
         if metric is Metric.ERROR_RATE:
             bad = [item.error_sum for item in bins]
         elif any(item.latency_exceedances is None and item.sample_count for item in bins):
