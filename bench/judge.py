@@ -1500,7 +1500,9 @@ def rollout_markdown(report: dict[str, object]) -> list[str]:
     lines = [
         "## Whole rollouts at the product's cadence (issue 18)",
         "",
-        "shadow -> A/B 10/25/50 -> full -> watch with the default config (stage maxima 120/120/30/120 minutes), "
+        "shadow -> A/B 10/25/50 -> full -> watch with the default config (shadow, A/B and full end at a maximum "
+        "derived from their traffic at each call, `shepherd.judge.duration`, capped at 1,440 minutes; the watch "
+        "120 minutes; `shepherd_stagewise` keeps the old fixed 120/120/30 minutes), "
         f"judged every {JUDGE_INTERVAL} minutes on the CloudWatch bins complete {LAG_MINUTES * 60} s earlier, shadow "
         "judged unpaired from the variants' counts, full and the watch against the champion's counts since an hour "
         "before the rollout; an undecided watch lets the promotion stand, as in production. `shepherd`: the config's "
