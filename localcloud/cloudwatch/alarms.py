@@ -35,6 +35,9 @@ _COMPARISON_WORDS = {
     "LessThanThreshold": "less than",
     "LessThanOrEqualToThreshold": "less than or equal to",
 }
+# Set when an alarm is created or updated: the evaluator, asleep until the next alarm is due, judges it at once.
+_ALARMS_CHANGED = threading.Event()
+_IDLE_CHECK_SECONDS = 60  # virtual: the longest the evaluator sleeps (an alarm created some other way waits this long)
 _REGION_NAMES = {"us-east-1": "US East (N. Virginia)", "us-east-2": "US East (Ohio)", "us-west-2": "US West (Oregon)"}
 _alarm_lock = threading.RLock()  # a state change and its history entry, as one
 
@@ -323,16 +326,8 @@ class AlarmEvaluator:
         self._thread.start()
         return self
 
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive() and not self._stop.is_set()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
-
-    def evaluate_due(self) -> None:
+    def evaluate_due(self) -> float:
+        """Evaluate the alarms that are due; returns when the next one is (virtual epoch seconds, inf with none)."""
         now = self.clock.now()
         now_seconds = epoch(now)
         live: set[int] = set()
@@ -352,11 +347,25 @@ class AlarmEvaluator:
                     log.exception("evaluating alarm %s failed", alarm.name)
         for key in set(self._due) - live:
             del self._due[key]
+        return min(self._due.values(), default=math.inf)
 
     def _run(self) -> None:
+        # Asleep until the next alarm is due (or one is put), not on a fixed tick: an idle cloud costs no CPU here.
         while not self._stop.is_set():
-            self.evaluate_due()
-            self._stop.wait(min(0.25, max(0.02, self.clock.wall_seconds(1.0))))
+            _ALARMS_CHANGED.clear()
+            due = self.evaluate_due()
+            virtual = min(due - epoch(self.clock.now()), _IDLE_CHECK_SECONDS)
+            _ALARMS_CHANGED.wait(max(0.02, self.clock.wall_seconds(virtual)))
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive() and not self._stop.is_set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        _ALARMS_CHANGED.set()  # wakes the thread
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
 
 
 # ---------------------------------------------------------------- DescribeAlarmHistory
@@ -458,6 +467,7 @@ def put_metric_alarm(
         alarm.state_updated_timestamp = now
         alarm.state_transitioned_timestamp = now
     verb = "updated" if previous is not None else "created"
+    _ALARMS_CHANGED.set()
     _record(
         backend,
         alarm,

@@ -139,6 +139,8 @@ class EndpointAutoscaler:
             if predefined.get("PredefinedMetricType") != "SageMakerVariantInvocationsPerInstance":
                 return None
             namespace, name, statistic = "AWS/SageMaker", "InvocationsPerInstance", "Sum"
+            if not self.metrics.invoked_since(endpoint, variant, now - timedelta(minutes=3)):
+                return None  # an idle variant has no datapoint to read: no request to CloudWatch per minute
             dimensions = [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}]
         else:
             custom = config.get("CustomizedMetricSpecification") or {}

@@ -14,7 +14,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from localcloud.clock import VirtualClock
@@ -41,6 +41,7 @@ class EndpointMetrics:
         self.clock = clock
         self._factory = cloudwatch_factory
         self._periods: dict[tuple[str, str, datetime], _VariantPeriod] = {}
+        self._last_invoked: dict[tuple[str, str], datetime] = {}  # the period of each variant's last invocation
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="endpoint-metrics", daemon=True)
@@ -61,6 +62,7 @@ class EndpointMetrics:
         with self._lock:
             period = self._periods.setdefault(key, _VariantPeriod())
             period.invocations += 1
+            self._last_invoked[(endpoint, variant)] = key[2]
             period.instances = max(1, instances)
             if 400 <= status < 500:
                 period.errors_4xx += 1
@@ -69,6 +71,13 @@ class EndpointMetrics:
             if model_us is not None:
                 period.model_latency[model_us] += 1
             period.overhead_latency[overhead_us] += 1
+
+    def invoked_since(self, endpoint: str, variant: str, moment: datetime) -> bool:
+        """Whether the variant served a request in a period that ends after ``moment`` (one with an Invocations
+        datapoint); nothing else can publish AWS/SageMaker metrics (AWS reserves AWS/ namespaces)."""
+        with self._lock:
+            last = self._last_invoked.get((endpoint, variant))
+        return last is not None and last + timedelta(seconds=PERIOD_SECONDS) > moment
 
     def observe(self, endpoint: str, variant: str, metric: str, value: int) -> None:
         """A metric beyond invocations: ModelSetupTime, ModelLoadingWaitTime (us), ModelCacheHit (0/1)."""
