@@ -198,12 +198,16 @@ def churn_config(model: str, *, approval: str = "manual", **changes: Any) -> dic
     """The documented example config, for another model name, with some keys changed (dotted paths).
 
     Approval is manual unless a test needs the automatic rollout: an approved package deploys an
-    endpoint (two worker processes), which tests of training and registry do not need.
+    endpoint (two worker processes), which tests of training and registry do not need. The monitor's
+    schedule is weekly (a virtual week: not due in a session).
     """
     config = yaml.safe_load((EXAMPLE / "shepherd.yaml").read_text())
     config["registry"]["approval"] = approval
     config["registry"]["model_package_group"] = model
     config["endpoint"]["name"] = model
+    # Registration schedules the model's monitor: rate(1 hour) would start a monitor run every wall minute for the
+    # rest of the session (about 0.5 CPU-s each, issue 17); the monitor's tests trigger its schedule themselves.
+    config["monitoring"]["schedule"] = "rate(7 days)"
     for dotted, value in changes.items():
         *parents, last = dotted.split(".")
         node = config
