@@ -18,6 +18,7 @@ from typing import Any
 from shepherd.monitor import model_quality
 from shepherd.monitor.dataset import Dataset
 from shepherd.monitor.model_quality import BINARY, SECTIONS, Labelled
+from shepherd.objects import json_objects
 
 
 class QualityInputError(ValueError):
@@ -82,22 +83,11 @@ def record_key(record: Mapping[str, Any]) -> str | None:
 def labels_of(lines: Iterable[str]) -> dict[str, dict[str, Any]]:
     """eventId -> groundTruthData of ground-truth JSON lines (a later line for the same id wins)."""
     labels: dict[str, dict[str, Any]] = {}
-    for record in _objects(lines):
+    for record in json_objects(lines):
         key, data = (record.get("eventMetadata") or {}).get("eventId"), record.get("groundTruthData")
         if isinstance(key, str) and isinstance(data, dict) and _text(data) is not None:
             labels[key] = data
     return labels
-
-
-def _objects(lines: Iterable[str]) -> Iterable[dict[str, Any]]:
-    for line in lines:
-        if line.strip():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict):
-                yield record
 
 
 def merge(capture_root: Path, truth_root: Path, output: Path) -> str:
@@ -108,7 +98,7 @@ def merge(capture_root: Path, truth_root: Path, output: Path) -> str:
     read = joined = 0
     for path in sorted(p for p in capture_root.rglob("*") if p.is_file()):
         lines = []
-        for record in _objects(path.read_text().splitlines()):
+        for record in json_objects(path.read_text().splitlines()):
             read += 1
             key = record_key(record)
             if key is not None and key in labels:
