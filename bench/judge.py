@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 from scipy import stats
-from shepherd.judge import MetricSettings
+from shepherd.judge import MetricSettings, sprt
 from shepherd.judge.sprt import (
     bin_laws,
     boundaries_for_shares,
@@ -1215,15 +1215,8 @@ def group_sequential_path(
         t = total / n_max
         room_a = pocock_spending(alpha, t) - spent_a + 1e-12 * alpha
         room_b = pocock_spending(beta, t) - spent_b + 1e-12 * beta
-        top, tail = len(mass0), 0.0
-        while top > 0 and tail + mass0[top - 1] <= room_a:
-            top -= 1
-            tail += mass0[top]
-        start, head = 0, 0.0
-        if may_promote:
-            while start < top and (t >= 1.0 or head + mass1[start] <= room_b):
-                head += mass1[start]
-                start += 1
+        # The last planned look (t >= 1) promotes whatever it does not roll back: no beta room to keep.
+        top, start, tail, head = sprt._cut(mass0, mass1, room_a, math.inf if t >= 1.0 else room_b, may_promote)
         spent_a, spent_b = spent_a + tail, spent_b + head
         if observed and count >= low + top:
             return GroupSequentialPath(1, look, spent_a, spent_b)
