@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from shepherd.rollout.quality import finite_number
+
 BINARY, MULTICLASS, REGRESSION = "BinaryClassification", "MulticlassClassification", "Regression"
 SECTIONS = {
     BINARY: "binary_classification",
@@ -47,19 +49,11 @@ class Labelled:
     label: str
 
 
-def _number(text: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
-
-
 def infer_problem_type(rows: Sequence[Labelled]) -> str:
     """0/1 labels with predictions in [0, 1]: binary; few distinct whole-number or text labels: multiclass;
     else regression."""
-    labels = [_number(r.label) for r in rows]
-    predictions = [_number(r.prediction) for r in rows]
+    labels = [finite_number(r.label) for r in rows]
+    predictions = [finite_number(r.prediction) for r in rows]
     if all(v is not None for v in labels) and all(v is not None for v in predictions):
         if set(labels) <= {0.0, 1.0} and all(0.0 <= p <= 1.0 for p in predictions if p is not None):
             return BINARY
@@ -194,7 +188,7 @@ class Table:
 def table(rows: Sequence[Labelled], problem_type: str) -> Table:
     predictions, labels, unreadable = [], [], 0
     for row in rows:
-        prediction, label = _number(row.prediction), _number(row.label)
+        prediction, label = finite_number(row.prediction), finite_number(row.label)
         if problem_type == MULTICLASS:
             predictions.append(_class(row.prediction))
             labels.append(_class(row.label))
@@ -208,7 +202,7 @@ def table(rows: Sequence[Labelled], problem_type: str) -> Table:
 
 def _class(text: str) -> str:
     """A class label as text: 1, 1.0 and " 1" are one class."""
-    value = _number(text)
+    value = finite_number(text)
     return str(int(value)) if value is not None and value.is_integer() else text.strip()
 
 

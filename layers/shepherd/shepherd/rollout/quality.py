@@ -117,7 +117,8 @@ def ground_truth(lines: Iterable[str]) -> dict[str, str]:
     return labels
 
 
-def _number(text: str) -> float | None:
+def finite_number(text: str) -> float | None:
+    """A label's or an answer's number, or None where it is not a finite one."""
     try:
         value = float(text)
     except ValueError:
@@ -127,7 +128,7 @@ def _number(text: str) -> float | None:
 
 def wrong(output: str, label: str, rule: Rule) -> bool:
     """Whether a prediction is wrong for its label, per ``rule``."""
-    prediction, truth = _number(output), _number(label)
+    prediction, truth = finite_number(output), finite_number(label)
     if prediction is None or truth is None:
         return output.strip() != label.strip()
     if rule.tolerance is not None:
