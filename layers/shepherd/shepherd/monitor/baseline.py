@@ -88,13 +88,17 @@ def from_lineage(reader: Reader, lineage_uri: str, *, target_column: str | None)
 
 def package_references(statistics_uri: str, constraints_uri: str) -> dict[str, Any]:
     """DriftCheckBaselines and ModelMetrics of CreateModelPackage, naming the two files as pipelines do."""
-    quality = {
-        "ModelDataQuality": {
+    return _references("ModelDataQuality", statistics_uri, constraints_uri)
+
+
+def _references(kind: str, statistics_uri: str, constraints_uri: str) -> dict[str, Any]:
+    files = {
+        kind: {
             "Statistics": {"ContentType": "application/json", "S3Uri": statistics_uri},
             "Constraints": {"ContentType": "application/json", "S3Uri": constraints_uri},
         }
     }
-    return {"DriftCheckBaselines": quality, "ModelMetrics": quality}
+    return {"DriftCheckBaselines": files, "ModelMetrics": files}
 
 
 # ---------------------------------------------------------------- model quality
@@ -167,10 +171,4 @@ def quality_from_output(reader: Reader, model_data_url: str, *, decision_thresho
 
 def quality_references(statistics_uri: str, constraints_uri: str) -> dict[str, Any]:
     """ModelQuality of DriftCheckBaselines and ModelMetrics (merged with package_references's)."""
-    quality = {
-        "ModelQuality": {
-            "Statistics": {"ContentType": "application/json", "S3Uri": statistics_uri},
-            "Constraints": {"ContentType": "application/json", "S3Uri": constraints_uri},
-        }
-    }
-    return {"DriftCheckBaselines": quality, "ModelMetrics": quality}
+    return _references("ModelQuality", statistics_uri, constraints_uri)
