@@ -453,7 +453,7 @@ def test_an_inconclusive_rollout_restores_the_champion_but_does_not_reject(world
     assert answer["reason"].startswith("A person must decide: the rollout of churn v2 on churn was inconclusive")
     assert f"`shepherd rollout start {state.package_arn}`" in answer["reason"]
     assert "\n" not in answer["reason"]
-    again, reject = answer["detail"].split("\n")[1:]
+    again, reject = answer["detail"].split("\n")[1:3]
     assert again.endswith(f"shepherd rollout start {state.package_arn} --override rollout.ab.max_duration_minutes=240")
     assert reject.startswith(
         f"To reject it: aws sagemaker update-model-package --model-package-arn {state.package_arn}"

@@ -213,7 +213,12 @@ class RolloutTable:
                     ExpressionAttributeValues={":pk": {"S": f"endpoint#{endpoint}"}, ":record": {"S": "record#"}},
                 )
             )
-            return [json.loads(item["entry"]["S"]) for page in pages for item in page.get("Items", [])]
+            # each entry with its time, from its key (cost accounting measures stages by it)
+            return [
+                {"at": item["sk"]["S"].split("#")[1]} | json.loads(item["entry"]["S"])
+                for page in pages
+                for item in page.get("Items", [])
+            ]
 
     def latest_records(self, endpoint: str, last: int) -> list[tuple[str, dict[str, Any]]]:
         """The last ``last`` records, oldest first, as (time, entry); an unreadable entry is shown, not raised."""

@@ -497,6 +497,21 @@ class ShadowStage(Section):
     at_max_duration: Verdict = Field(
         default="inconclusive", description="Verdict when undecided at max_duration_minutes (never promote)."
     )
+    sampling_percentage: int = Field(
+        default=100,
+        ge=1,
+        le=100,
+        description="Percent of requests copied to the shadow. Below 100, time for money: a smaller shadow fleet, "
+        "judged on the sampled copy with the same error rates, decides later (docs/ROLLOUTS.md, "
+        '"What a rollout costs").',
+    )
+    instance_count: int | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description="Shadow instances. Unset: as many as carry the sampled share at the champion's load per "
+        "instance (the champion's count x sampling_percentage / 100, at least 1).",
+    )
 
 
 class AbStage(Section):
@@ -539,6 +554,24 @@ class WatchStage(Section):
     )
 
 
+class RolloutCost(Section):
+    instance_prices: dict[str, float] = Field(
+        default_factory=dict,
+        description="USD per instance-hour by SageMaker instance type (ml.m5.large: 0.115), over Shepherd's "
+        "price table (us-east-1 on-demand list prices, dated): your region's or your discounted prices.",
+    )
+
+    @field_validator("instance_prices")
+    @classmethod
+    def _priced_instance_types(cls, prices: dict[str, float]) -> dict[str, float]:
+        for instance_type, price in prices.items():
+            if not re.fullmatch(INSTANCE_TYPE_PATTERN, instance_type):
+                raise not_allowed(f"{instance_type!r} is not a SageMaker instance type such as ml.m5.large")
+            if not 0 <= price < float("inf"):
+                raise not_allowed(f"{instance_type}: a price is a finite number of USD per hour, >= 0")
+        return prices
+
+
 class Rollout(Section):
     judge_interval_minutes: int = Field(default=5, ge=1, le=60, description="Wait between two judge calls.")
     shadow: ShadowStage = Field(default_factory=ShadowStage)
@@ -546,6 +579,7 @@ class Rollout(Section):
     full: FullStage = Field(default_factory=FullStage)
     post_promotion_watch: WatchStage = Field(default_factory=WatchStage)
     judge: JudgeSettings = Field(default_factory=JudgeSettings)
+    cost: RolloutCost = Field(default_factory=RolloutCost)
     on_new_approval: Literal["queue", "supersede"] = Field(
         default="queue",
         description="A package approved while a rollout runs on the endpoint: queue (it starts when the running "

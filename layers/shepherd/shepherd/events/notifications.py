@@ -121,3 +121,24 @@ def package_label(package_arn: str) -> str:
     _, _, resource = package_arn.partition(":model-package/")
     group, _, version = resource.rpartition("/")
     return f"{group} v{version}" if group and version.isdigit() else package_arn
+
+
+def cost_line(cost: Mapping[str, Any] | None, live_requests: int | None = None) -> str:
+    """A rollout's cost (shepherd.rollout.cost.summary) in one line, '' without one: instance-hours per stage,
+    estimated USD or why unknown, the price table's date, and the requests the candidate answered live."""
+    if not isinstance(cost, Mapping):
+        return ""
+    usd = cost.get("usd")
+    why = "; ".join(cost.get("unknown") or [])
+    money = f"about ${usd:,.2f}" if isinstance(usd, int | float) else f"USD unknown ({why})"
+    parts = [
+        f"{stage.get('stage')} {float(stage.get('instance_hours') or 0):.2f} h"
+        for stage in cost.get("stages") or []
+        if isinstance(stage, Mapping)
+    ]
+    by_stage = f" ({', '.join(parts)})" if parts else ""
+    live = f"; {live_requests:,} live requests to the candidate" if isinstance(live_requests, int) else ""
+    return (
+        f"Cost: {float(cost.get('instance_hours') or 0):.2f} added instance-hours{by_stage}, {money} at list prices "
+        f"as of {cost.get('prices_as_of')}{live}."
+    )

@@ -11,12 +11,13 @@ import json
 import logging
 from typing import Any
 
+from shepherd import cost as prices
 from shepherd.callbacks import Waiter, waiter_key
 from shepherd.config import ConfigError, ModelConfig, load_config
 from shepherd.config.models import FIRST_EXECUTION_JUDGE_CALLS
 from shepherd.errors import EndpointBusy, InvalidInput, NotFound, ShepherdError
 from shepherd.events import notifications
-from shepherd.rollout import plan
+from shepherd.rollout import cost, plan
 from shepherd.rollout.plan import Stage, VariantSpec
 from shepherd.rollout.ports import ABORT, PAUSED, Deps, LockHeld, RollbackFailed
 from shepherd.rollout.state import RolloutState
@@ -379,17 +380,25 @@ def enter_stage(deps: Deps, state: RolloutState, token: str) -> dict[str, Any]:
         # RetainAllVariantProperties keeps the champion's current weight (and capacity): a shadow of the same
         # weight receives a copy of every request, so it gets as many instances as the champion serves them
         # with (kept by name when it becomes the A/B challenger).
+        # rollout.shadow.sampling_percentage below 100: a copy of that share, on a fleet sized for it.
         serving = _live_variant(live, champion.variant)
         weight = serving.get("CurrentWeight") or 1.0
-        if candidate.instance_count is not None and serving.get("CurrentInstanceCount"):
-            raised = max(candidate.instance_count, int(serving["CurrentInstanceCount"]))
-            candidate = candidate.model_copy(update={"instance_count": raised})
-        name = _endpoint_config(deps, state, "shadow", [(champion, 1.0)], shadow=candidate, shadow_weight=float(weight))
+        wanted = state.parsed_config().rollout.shadow
+        candidate = cost.shadow_fleet(
+            candidate,
+            champion_count=serving.get("CurrentInstanceCount"),
+            sampling_percentage=wanted.sampling_percentage,
+            count=wanted.instance_count,
+        )
+        shadow_weight = float(weight) * wanted.sampling_percentage / 100
+        name = _endpoint_config(deps, state, "shadow", [(champion, 1.0)], shadow=candidate, shadow_weight=shadow_weight)
         _wait_for(deps, state, token, name)
         deps.endpoints.update_endpoint(state.endpoint, name, exclude_weights=False)
     elif previous is not None and previous.kind in ("ab", "full"):  # both serve already: weights move
         name = live["EndpointConfigName"]
         count = _raised_count(state, live)
+        serving_count = count or _live_variant(live, candidate.variant).get("CurrentInstanceCount")
+        candidate = candidate.model_copy(update={"instance_count": serving_count or candidate.instance_count})
         _wait_for(deps, state, token, name)
         deps.endpoints.update_weights(
             state.endpoint, plan.weights(champion.variant, candidate.variant, stage.weight, count)
@@ -404,8 +413,22 @@ def enter_stage(deps: Deps, state: RolloutState, token: str) -> dict[str, Any]:
         name = _endpoint_config(deps, state, f"{stage.kind}{stage.weight:g}", production)
         _wait_for(deps, state, token, name)
         deps.endpoints.update_endpoint(state.endpoint, name, exclude_weights=True)
-    _record(deps, state, "stage-entered", stage=stage.kind, stage_index=index, weight=stage.weight, config=name)
+    added = cost.added_capacity(stage.kind, candidate, _with_live_count(champion, live))
+    entered = {"stage": stage.kind, "stage_index": index, "weight": stage.weight, "config": name}
+    _record(deps, state, "stage-entered", **entered, instances=added)
     return {"config": name}
+
+
+def _with_live_count(variant: VariantSpec, live: dict[str, Any]) -> VariantSpec:
+    """The variant with its instance count now, as DescribeEndpoint answers (the planned one if none)."""
+    count = _live_variant(live, variant.variant).get("CurrentInstanceCount")
+    return variant.model_copy(update={"instance_count": count}) if count else variant
+
+
+def _cost(deps: Deps, state: RolloutState) -> dict[str, Any]:
+    """The rollout's cost per stage and its live requests, for its ending record (shepherd.rollout.cost)."""
+    table = prices.prices(prices.region_of(state.package_arn), state.parsed_config().rollout.cost.instance_prices)
+    return cost.summary(deps.store.records(state.endpoint), run=state.run, ended_at=deps.now(), prices=table)
 
 
 def _proportional_count(state: RolloutState, live: dict[str, Any]) -> int | None:
@@ -443,7 +466,7 @@ def promoted(deps: Deps, state: RolloutState) -> dict[str, Any]:
     the promotion recorded) changes nothing and answers the same: the lock may already be another rollout's."""
     done = _ended(deps, state, "promoted")
     if done is not None:
-        return _promotion(state, done["champion"])
+        return _promotion(state, done["champion"], done)
     candidate = state.candidate
     live = deps.endpoints.describe_endpoint(state.endpoint) or {}
     _register_scaling(deps, state, candidate.variant)  # an upsert: registered already when the watch ran
@@ -457,17 +480,34 @@ def promoted(deps: Deps, state: RolloutState) -> dict[str, Any]:
     if wanted is not None:
         champion["scaling"] = json.dumps(wanted)
     deps.store.set_champion(state.endpoint, champion)
-    _record(deps, state, "promoted", outcome="PROMOTED", champion=champion)
+    metered = _cost(deps, state)
+    _record(deps, state, "promoted", outcome="PROMOTED", champion=champion, **metered)
     _retire_old_versions(deps, state, keep={champion["config"], champion["model"], state.last_good or ""})
     deps.store.clear_flag(state.endpoint, ABORT)  # too late to abort: it is promoted
     deps.store.release(state.endpoint, state.run)
-    return _promotion(state, champion)
+    return _promotion(state, champion, metered)
 
 
-def _promotion(state: RolloutState, champion: dict[str, str]) -> dict[str, Any]:
+def _promotion(state: RolloutState, champion: dict[str, str], record: dict[str, Any]) -> dict[str, Any]:
     reason = f"Promoted {notifications.package_label(state.package_arn)} on {state.endpoint}: it serves all traffic"
     detail = f"Champion model {champion['model']} (variant {champion['variant']}) on config {champion['config']}."
-    return {"outcome": "promoted", "endpoint": state.endpoint, "champion": champion, "reason": reason, "detail": detail}
+    return {
+        "outcome": "promoted",
+        "endpoint": state.endpoint,
+        "champion": champion,
+        "reason": reason,
+        "detail": _with_cost(detail, record),
+    } | _metered(record)
+
+
+def _metered(record: dict[str, Any]) -> dict[str, Any]:
+    """The cost and live requests an ending record keeps ({} for a record written before the cost meter)."""
+    return {key: record[key] for key in ("cost", "live_requests") if key in record}
+
+
+def _with_cost(detail: str, record: dict[str, Any]) -> str:
+    line = notifications.cost_line(record.get("cost"), record.get("live_requests"))
+    return f"{detail}\n{line}" if line else detail
 
 
 def _ended(deps: Deps, state: RolloutState, event: str) -> dict[str, Any] | None:
@@ -569,7 +609,9 @@ def verify_rollback(deps: Deps, state: RolloutState) -> dict[str, Any]:
             f"package {state.package_arn} is Rejected."
         )
         outcome = "rolled-back"
-    if _ended(deps, state, outcome) is None:  # else a retry after it finished: verified, told nothing yet
+    ended = _ended(deps, state, outcome)
+    metered = _metered(ended or {})
+    if ended is None:  # else a retry after it finished: verified, told nothing yet
         live = deps.endpoints.describe_endpoint(state.endpoint) or {}
         problems = rollback_problems(live, last_good, champion.variant)
         if problems:
@@ -577,19 +619,20 @@ def verify_rollback(deps: Deps, state: RolloutState) -> dict[str, Any]:
             raise RollbackFailed(f"endpoint {state.endpoint} is not restored: {'; '.join(problems)}")
         # The champion's scaling target: kept through shadow and A/B, deregistered when the watch began.
         _register_scaling(deps, state, champion.variant)
+        metered = _cost(deps, state)
         if outcome == "inconclusive":
-            _record(deps, state, "inconclusive", outcome="INCONCLUSIVE", reason=why, config=last_good)
+            _record(deps, state, "inconclusive", outcome="INCONCLUSIVE", reason=why, config=last_good, **metered)
         else:
             deps.packages.reject_package(state.package_arn, f"Rolled back by Shepherd: {why}"[:1024])
-            _record(deps, state, "rolled-back", outcome="ROLLED_BACK", reason=why, config=last_good)
+            _record(deps, state, "rolled-back", outcome="ROLLED_BACK", reason=why, config=last_good, **metered)
         deps.store.release(state.endpoint, state.run)
     return {
         "outcome": outcome,
         "endpoint": state.endpoint,
         "config": last_good,
         "reason": notifications.one_line(reason),
-        "detail": detail,
-    }
+        "detail": _with_cost(detail, metered),
+    } | metered
 
 
 def _why(verdict: dict[str, Any]) -> str:
