@@ -1,4 +1,5 @@
-"""`shepherd status <endpoint>`: what an endpoint serves, its champion, lock, pause and abort, its latest records."""
+"""`shepherd status <endpoint>`: what an endpoint serves, its champion, lock, pause and abort, its latest records,
+and what its last rollouts cost (docs/CLI.md)."""
 
 from __future__ import annotations
 
@@ -110,13 +111,67 @@ def _records_table(records: list[tuple[str, dict[str, Any]]]) -> Table:
     return table
 
 
+COSTED_ROLLOUTS = 3  # the last rollouts whose cost `status` shows
+COST_LOOKBACK = 200  # records searched for them
+
+
+def _usd(value: Any) -> str:
+    return f"${value:,.2f}" if isinstance(value, int | float) else "unknown"
+
+
+def _instances(stage: dict[str, Any]) -> str:
+    fleets = [f for f in stage.get("instances") or [] if isinstance(f, dict)]
+    return ", ".join(f"{f.get('instance_count')} x {f.get('instance_type')} ({f.get('role')})" for f in fleets) or "-"
+
+
+def costs_table(records: list[tuple[str, dict[str, Any]]], rollouts: int = COSTED_ROLLOUTS) -> Table | None:
+    """The last ``rollouts`` ended rollouts' cost, stage by stage (their ending records' ``cost``); None if none."""
+    ended = [(at, entry) for at, entry in records if isinstance(entry.get("cost"), dict)][-rollouts:]
+    if not ended:
+        return None
+    table = Table(title="Rollout costs (estimates at list prices)", title_justify="left", show_edge=False)
+    for column in ("Ended", "Package", "Stage", "Minutes", "Added instances", "Instance-hours", "USD", "Live requests"):
+        table.add_column(column, overflow="fold")
+    for at, entry in ended:
+        cost = entry["cost"]
+        label = f"{package_label(entry.get('package'))} {entry.get('event', '')}"
+        for stage in cost.get("stages") or []:
+            if not isinstance(stage, dict):
+                continue
+            table.add_row(
+                utc_time(at),
+                label,
+                str(stage.get("stage", "")),
+                _number(stage.get("minutes")),
+                _instances(stage),
+                f"{float(stage.get('instance_hours') or 0):.2f}",
+                _usd(stage.get("usd")),
+                f"{int(stage.get('live_requests') or 0):,}",
+            )
+        table.add_row(
+            utc_time(at),
+            label,
+            "[bold]total[/]",
+            "",
+            f"prices as of {cost.get('prices_as_of', '?')}, {cost.get('region') or '?'}",
+            f"[bold]{float(cost.get('instance_hours') or 0):.2f}[/]",
+            f"[bold]{_usd(cost.get('usd'))}[/]",
+            f"[bold]{int(entry.get('live_requests') or 0):,}[/]",
+            end_section=True,
+        )
+        for reason in cost.get("unknown") or []:
+            table.add_row("", "", "", "", f"[yellow]USD unknown: {reason}[/]", "", "", "")
+    return table
+
+
 @connected(stack=True)
 def status(
     target: Target,
     endpoint: Annotated[str, typer.Argument(help="The SageMaker endpoint's name.")],
     last: Annotated[int, typer.Option("--last", "-n", help="How many of the latest rollout records to show.")] = 10,
 ) -> None:
-    """Show an endpoint: variants and weights, champion, rollout lock, pause and abort, the latest records."""
+    """Show an endpoint: variants and weights, champion, rollout lock, pause and abort, the latest records, and what
+    its last rollouts cost, stage by stage."""
     live = _describe_endpoint(target, endpoint)
     champion = target.rollouts().champion(endpoint)
     lock = target.rollouts().lock_of(endpoint)
@@ -177,4 +232,7 @@ def status(
         out.print(_records_table(records))
     else:
         out.print("No rollout records.")
+    costs = costs_table(target.rollouts().latest_records(endpoint, COST_LOOKBACK)) if records else None
+    if costs is not None:
+        out.print(costs)
     out.print(clock.label)
