@@ -26,6 +26,7 @@ from rich.live import Live
 from rich.table import Table
 from shepherd.aws.monitor_reports import MonitorReports, feature_drift
 
+from localcloud.demo_summary import rollout_cost
 from localcloud.traffic import Feedback, Traffic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -531,6 +532,7 @@ def _rollout_outcome(package: str, version: int, entries: list[dict[str, Any]]) 
     if ending == "promoted" and not entered:
         return {"model_package": package, "version": version, "outcome": "deployed"}
     outcome = _ENDINGS.get(ending or "", "running")
+    metered = rollout_cost(entries)  # "cost" and "live_requests"
     if outcome == "promoted":
         # A direct switch (no judged stages) still ends on the challenger alone: "full".
         return {
@@ -538,11 +540,17 @@ def _rollout_outcome(package: str, version: int, entries: list[dict[str, Any]]) 
             "version": version,
             "outcome": outcome,
             "stages": entered if "full" in entered else [*entered, "full"],
-        }
+        } | metered
     verdicts = [e for e in entries if e["event"] == "verdict" and e.get("verdict") != "CONTINUE"]
     ended = next((e for e in reversed(entries) if e["event"] == ending), entries[-1])
     reason = verdicts[-1].get("explanation") if verdicts else ended.get("reason") or ended.get("error")
-    return {"model_package": package, "version": version, "outcome": outcome, "stages": entered, "reason": reason}
+    return {
+        "model_package": package,
+        "version": version,
+        "outcome": outcome,
+        "stages": entered,
+        "reason": reason,
+    } | metered
 
 
 def drifted_rows(rows: list[tuple[str, int]], column: int, shift: float) -> list[tuple[str, int]]:

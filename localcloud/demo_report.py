@@ -17,6 +17,7 @@ from localcloud.demo_summary import (
     MonitorRun,
     StageRow,
     clock_of,
+    cost_rows,
     designs,
     monitor_runs,
     observed_error_rates,
@@ -96,6 +97,7 @@ def outcome_lines(summary: dict[str, Any]) -> list[tuple[str, str]]:
             words += f" via {' → '.join(path)}" if r["outcome"] == "promoted" else f" in {path[-1]}"
         if r.get("reason"):
             words += f": {str(r['reason']).rstrip('.')}"
+        words += _cost_words(r)
         lines.append((f"v{r['version']}", words))
     batch = summary["batch"]
     records = batch.get("records")
@@ -116,6 +118,33 @@ def outcome_lines(summary: dict[str, Any]) -> list[tuple[str, str]]:
     if "wall_seconds" in summary:
         lines.append(("wall time", _seconds(summary["wall_seconds"])))
     return lines
+
+
+def _usd(value: Any) -> str:
+    return f"${value:,.2f}" if isinstance(value, int | float) else "USD unknown"
+
+
+def _cost_words(rollout: dict[str, Any]) -> str:
+    """'; 0.42 instance-hours, about $0.05, 1,234 live requests' ('' for a summary without the cost meter)."""
+    metered = rollout.get("cost")
+    if not isinstance(metered, dict):
+        return ""
+    return (
+        f"; {float(metered.get('instance_hours') or 0):.2f} added instance-hours, about {_usd(metered.get('usd'))}, "
+        f"{int(rollout.get('live_requests') or 0):,} live requests"
+    )
+
+
+def _cost_table(summary: dict[str, Any]) -> str:
+    rows = cost_rows(summary)
+    if not rows:
+        return "<p>No rollout has ended with a cost recorded.</p>"
+    header = _cells("rollout", "stage", "minutes", "added instance-hours", "USD", "live requests", header=True)
+    body = "".join(
+        _cells(rollout, stage, f"{minutes:,.1f}", f"{hours:.3f}", _usd(usd), f"{live:,}")
+        for rollout, stage, minutes, hours, usd, live in rows
+    )
+    return f"<table>{header}{body}</table>"
 
 
 def summary_table(summary: dict[str, Any], out: Path) -> Table:
@@ -221,6 +250,12 @@ src="data:image/png;base64,{image}">
 included: <a href="records.csv">records.csv</a> ({len(summary["records"]):,} rows), and
 <a href="summary.json">summary.json</a>.</p>
 {_stage_table(rows, clock["time_scale"])}
+<h2>What the rollouts cost</h2>
+<p>Each rollout's record carries the cost meter's estimate (docs/ROLLOUTS.md, "What a rollout costs"): the
+instances a stage adds beside the champion's fleet for as long as it lasts, in virtual time, at on-demand list
+prices, Step Functions and Lambda included; live requests are those the candidate answered, shadow copies
+included.</p>
+{_cost_table(summary)}
 {_monitoring(summary)}
 <h2>What the judge was asked to do</h2>
 <p>Error rate judged with a sequential probability ratio test with anytime boundaries: alpha =

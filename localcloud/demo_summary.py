@@ -14,8 +14,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from shepherd import cost as prices
 from shepherd.aws.monitor_reports import FeatureDrift, feature_drift
-from shepherd.rollout import budget
+from shepherd.rollout import budget, cost
 
 ROOT = Path(__file__).resolve().parents[1]
 ODDS = ROOT / "bench" / "results" / "demo_odds.json"
@@ -100,6 +101,46 @@ def stage_rows(records: list[dict[str, Any]], clock: dict[str, Any]) -> list[Sta
                     judge_calls=len(verdicts),
                     verdict=verdict,
                     reason=reason,
+                )
+            )
+    return rows
+
+
+def rollout_cost(entries: list[dict[str, Any]], region: str = "us-east-1") -> dict[str, Any]:
+    """summary.json's ``cost`` and ``live_requests`` of one rollout: its ending record's (the cost meter's), or,
+    for a rollout still running or ended without one, the same accounting up to its last record."""
+    ended = next((e for e in reversed(entries) if isinstance(e.get("cost"), dict)), None)
+    if ended is None:
+        run = next((str(e["run"]) for e in reversed(entries) if e.get("run")), "")
+        last = max((datetime.fromisoformat(e["at"]) for e in entries if e.get("at")), default=None)
+        if not run or last is None:
+            unknown = ["the rollout's records carry no run or time to measure its stages by"]
+            return {"cost": {"instance_hours": 0.0, "usd": None, "unknown": unknown}, "live_requests": 0}
+        ended = cost.summary(entries, run=run, ended_at=last, prices=prices.prices(region))
+    metered = ended["cost"]
+    out: dict[str, Any] = {"instance_hours": metered.get("instance_hours", 0.0), "usd": metered.get("usd")}
+    if metered.get("unknown"):
+        out["unknown"] = metered["unknown"]
+    return {"cost": out, "live_requests": int(ended.get("live_requests") or 0)}
+
+
+def cost_rows(summary: dict[str, Any]) -> list[tuple[str, str, float, float, float | None, int]]:
+    """Per rollout and stage: (rollout, stage, minutes, instance-hours, USD, live requests), from the ending
+    records' cost meter, for the report's table."""
+    rows = []
+    for record in summary.get("records") or []:
+        metered = record.get("cost")
+        if not isinstance(metered, dict) or not record.get("package"):
+            continue
+        for stage in metered.get("stages") or []:
+            rows.append(
+                (
+                    variant_of(record["package"]),
+                    str(stage.get("stage", "")),
+                    float(stage.get("minutes") or 0.0),
+                    float(stage.get("instance_hours") or 0.0),
+                    stage.get("usd"),
+                    int(stage.get("live_requests") or 0),
                 )
             )
     return rows

@@ -38,6 +38,11 @@ def test_the_quick_demo_promotes_one_candidate_rolls_back_one_scores_a_batch_and
     outcomes = [(r["version"], r["outcome"], r["stages"]) for r in summary["rollouts"]]
     assert outcomes == [(2, "promoted", ["shadow", "ab", "full", "watch"]), (3, "rolled_back", ["shadow"])]
     assert summary["rollouts"][0]["model_package"].endswith("/2")
+    # and each says what it cost and how many requests its candidate answered live (shadow copies included)
+    for rollout in summary["rollouts"]:
+        assert rollout["cost"]["instance_hours"] > 0, rollout
+        assert rollout["cost"]["usd"] > 0, rollout
+        assert rollout["live_requests"] > 0, rollout
     # and the batch file was scored
     assert summary["batch"]["status"] == "Completed"
     assert summary["batch"]["records"] > 0

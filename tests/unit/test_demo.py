@@ -9,6 +9,7 @@ import itertools
 import json
 import math
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,94 @@ def test_an_inconclusive_rollout_is_listed_with_its_reason() -> None:
         "outcome": "inconclusive",
         "stages": ["shadow", "full"],
         "reason": "No decision in 30 minutes",
+        "cost": {
+            "instance_hours": 0.0,
+            "usd": None,
+            "unknown": ["the rollout's records carry no run or time to measure its stages by"],
+        },
+        "live_requests": 0,
     }
+
+
+def _metered(package: str, event: str, minutes: int, live: int) -> list[dict[str, Any]]:
+    """A rollout's records with times, its shadow on 2 ml.m5.large for ``minutes``, ended by ``event``."""
+    fleet = [{"role": "candidate", "instance_type": "ml.m5.large", "instance_count": 2}]
+    statistics = [{"metric": "error_rate", "candidate_samples": live}]
+    return [
+        {"package": package, "run": "r", "event": "started", "at": "2026-12-07T12:00:00+00:00"},
+        {
+            "package": package,
+            "run": "r",
+            "event": "stage-entered",
+            "stage": "shadow",
+            "stage_index": 0,
+            "instances": fleet,
+            "at": "2026-12-07T12:00:00+00:00",
+        },
+        {
+            "package": package,
+            "run": "r",
+            "event": "verdict",
+            "stage": "shadow",
+            "stage_index": 0,
+            "verdict": "ROLLBACK",
+            "statistics": statistics,
+            "at": f"2026-12-07T12:{minutes - 1:02d}:00+00:00",
+        },
+        {"package": package, "run": "r", "event": event, "at": f"2026-12-07T12:{minutes:02d}:00+00:00"},
+    ]
+
+
+def test_a_rollout_in_the_summary_says_what_it_cost_and_its_live_requests() -> None:
+    # Given a rollout rolled back after 30 minutes of shadow on 2 instances, whose ending record has no cost
+    entries = _metered(PACKAGE, "rolled-back", 30, live=900)
+
+    rollout = _rollout_outcome(PACKAGE, 2, entries)
+
+    # Then its cost is measured from its records as the cost meter does, with its live requests
+    assert rollout["cost"]["instance_hours"] == 1.0
+    assert rollout["cost"]["usd"] > 0.1
+    assert rollout["live_requests"] == 900
+
+
+def test_a_rollout_s_recorded_cost_is_the_one_in_the_summary() -> None:
+    recorded = {"instance_hours": 3.25, "usd": 0.5, "stages": [], "region": "us-east-1", "prices_as_of": "x"}
+    entries = [*_metered(PACKAGE, "verdict", 30, live=1)[:-1]]
+    entries.append(
+        {
+            "package": PACKAGE,
+            "run": "r",
+            "event": "promoted",
+            "cost": recorded,
+            "live_requests": 7,
+            "at": "2026-12-07T13:00:00+00:00",
+        }
+    )
+
+    rollout = _rollout_outcome(PACKAGE, 2, entries)
+
+    assert (rollout["cost"], rollout["live_requests"]) == ({"instance_hours": 3.25, "usd": 0.5}, 7)
+
+
+def test_the_report_shows_each_rollout_s_cost_per_stage() -> None:
+    from shepherd import cost as prices
+    from shepherd.rollout import cost
+
+    entries = _metered(PACKAGE, "rolled-back", 30, live=900)
+    ended = cost.summary(
+        entries, run="r", ended_at=datetime(2026, 12, 7, 12, 30, tzinfo=UTC), prices=prices.prices("us-east-1")
+    )
+    entries[-1] |= ended
+    summary = {"records": entries, "rollouts": [_rollout_outcome(PACKAGE, 2, entries)]}
+
+    rows = demo_summary.cost_rows(summary)
+    words = dict(demo_report.outcome_lines(summary | {"batch": {"status": "Missing"}, "traffic": TRAFFIC}))
+
+    assert [(r[0], r[1], r[3], r[5]) for r in rows] == [("v2", "shadow", 1.0, 900)]
+    assert "1.00 added instance-hours, about $0.12, 900 live requests" in words["v2"]  # 1 h x $0.115
+
+
+TRAFFIC = {"sent": 0, "failed": 0, "model_errors": {}}
 
 
 SHADOW = {"event": "stage-entered", "stage": "shadow"}
