@@ -19,16 +19,23 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # localcloud; cloud_run sits beside this script
 
 from cloud_run import RESULTS, STAGE_MAX_MINUTES, CloudRun, churn_project, json_object, perform, table
+from shepherd import cost as price_table
 
 from localcloud.demo import MODEL, Traffic
 
 HISTORY_CAP = 25_000
+REGION = "us-east-1"
+_TABLE = price_table.table()
+_REGION = _TABLE["regions"][REGION]
+# One source: Shepherd's price table (layers/shepherd/shepherd/cost/prices.json), as the rollout's cost meter reads it
 PRICES = {
-    "region": "us-east-1",
-    "step_functions_standard_per_1000_transitions_usd": 0.025,
-    "lambda_per_1m_requests_usd": 0.20,
-    "lambda_per_gb_second_usd": 0.0000166667,
-    "note": "us-east-1 list prices (x86 Lambda); free tiers (4,000 transitions and 1M requests a month) ignored",
+    "region": REGION,
+    "as_of": _TABLE["as_of"],
+    "step_functions_standard_per_1000_transitions_usd": _REGION["step_functions"]["standard_per_1000_transitions_usd"],
+    "lambda_per_1m_requests_usd": _REGION["lambda"]["per_1m_requests_usd"],
+    "lambda_per_gb_second_usd": _REGION["lambda"]["per_gb_second_usd"],
+    "note": f"{REGION} list prices as of {_TABLE['as_of']} (x86 Lambda; shepherd/cost/prices.json); free tiers "
+    "(4,000 transitions and 1M requests a month) ignored",
 }
 LOOP_STATES = ("StageWait", "Judge", "Verdict")
 

@@ -229,3 +229,23 @@ def test_bad_cost_and_sampling_options_are_refused_by_name(rollout: str, wrong: 
     text = CONFIG.replace("rollout:\n", f"rollout:\n  {rollout}\n")
     with pytest.raises(ConfigError, match=wrong):
         load_config(text, "shepherd.yaml", model="churn")
+
+
+def test_a_sampled_shadow_s_maximum_is_derived_from_the_sampled_rate() -> None:
+    from shepherd.judge import StageObservations, StageSettings, VariantBin, Verdict
+    from shepherd.judge.duration import derived_max
+
+    settings = StageSettings.from_config({"error_rate": {"alpha": 0.025, "beta": 0.3, "max_minutes": 1440}})
+
+    def shadow(copied_share: float) -> StageObservations:
+        # 20 minutes at 100 requests a minute, 1 % errors on both; the shadow sees its copied share of them
+        champion = tuple(VariantBin(m, 100, 1) for m in range(20))
+        every = round(1 / copied_share)  # minutes per candidate error: 1 % of its copies
+        candidate = tuple(VariantBin(m, round(100 * copied_share), int(m % every == 0)) for m in range(20))
+        return StageObservations(minutes_elapsed=20, champion=champion, candidate=candidate)
+
+    whole = derived_max(shadow(1.0), settings, cap=1440, at_max=Verdict.INCONCLUSIVE)
+    sampled = derived_max(shadow(0.25), settings, cap=1440, at_max=Verdict.INCONCLUSIVE)
+
+    assert whole > 30  # above the floor (MIN_MINUTES): derived from the traffic
+    assert sampled > 2 * whole
