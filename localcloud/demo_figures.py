@@ -78,8 +78,20 @@ def _plot_variants(axis: Any, points: dict[str, Any], key: str, palette: dict[st
         axis.plot([], [], color="#555555", linestyle="--", label="dashed: as a shadow")
 
 
-def _stage_strip(axis: Any, rows: list[StageRow], palette: dict[str, str]) -> None:
-    """Which rollout was in which stage when: one bar per stage, edged in its verdict's colour."""
+def cost_label(rollout: dict[str, Any]) -> str:
+    """A rollout's cost under its name in the stage strip: '$0.35, 1.2 inst-h, 9,000 live' ('' without one)."""
+    metered = rollout.get("cost")
+    if not isinstance(metered, dict):
+        return ""
+    usd = metered.get("usd")
+    money = f"${usd:,.2f}" if isinstance(usd, int | float) else "$?"
+    hours = float(metered.get("instance_hours") or 0)
+    return f"{money}, {hours:.2f} inst-h, {int(rollout.get('live_requests') or 0):,} live"
+
+
+def _stage_strip(axis: Any, rows: list[StageRow], palette: dict[str, str], costs: dict[str, str] | None = None) -> None:
+    """Which rollout was in which stage when: one bar per stage, edged in its verdict's colour; under each
+    rollout's name, what it cost (``costs`` by variant)."""
     rollouts = sorted({r.rollout for r in rows}, key=lambda v: (len(v), v))
     for row in rows:
         y = rollouts.index(row.rollout)
@@ -93,7 +105,8 @@ def _stage_strip(axis: Any, rows: list[StageRow], palette: dict[str, str]) -> No
             linewidth=1.5,
         )
         axis.text(row.start + row.duration / 2, y, row.stage, ha="center", va="center", fontsize=7, clip_on=True)
-    axis.set_yticks(range(len(rollouts)), [f"{v} rollout" for v in rollouts], fontsize=8)
+    names = [f"{v} rollout" + (f"\n{costs[v]}" if costs and costs.get(v) else "") for v in rollouts]
+    axis.set_yticks(range(len(rollouts)), names, fontsize=8)
     axis.set_ylim(len(rollouts) - 0.5, -0.5)
     axis.set_title("Stages (edge: green promoted, red rolled back, grey inconclusive), demo seconds", fontsize=10)
 
@@ -178,7 +191,8 @@ def timeline(summary: dict[str, Any]) -> Any:
     grid = figure.add_gridspec(len(heights), 1, height_ratios=heights, hspace=0.55)
     strip = figure.add_subplot(grid[0])
     time_axes = [strip] + [figure.add_subplot(grid[i], sharex=strip) for i in range(1, 4 + len(metrics))]
-    _stage_strip(strip, [r for r in rows if r.end >= 0], palette)
+    costs = {f"v{r['version']}": cost_label(r) for r in summary.get("rollouts") or [] if "version" in r}
+    _stage_strip(strip, [r for r in rows if r.end >= 0], palette, costs)
     points = series(summary["endpoint_metrics"]["seconds"])
     for axis, key, label, title in (
         (time_axes[1], "requests", "requests/s", "Requests each variant served (a shadow serves copies)"),

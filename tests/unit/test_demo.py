@@ -409,3 +409,19 @@ def test_the_drifted_rows_shift_only_the_drift_feature_and_keep_their_labels() -
 )
 def test_a_monitor_run_is_one_line_of_the_story(drifted: list[str], decision: dict[str, Any], line: str) -> None:
     assert monitor_line(drifted, decision) == line
+
+
+def test_the_timeline_names_each_rollout_with_what_it_cost(summary: dict[str, Any]) -> None:
+    import matplotlib.pyplot as plt
+
+    metered = summary | {
+        "rollouts": [
+            r | {"cost": {"instance_hours": 1.25, "usd": 0.1438}, "live_requests": 4321} for r in summary["rollouts"]
+        ]
+    }
+    drawn = demo_figures.timeline(metered)
+    try:
+        labels = [tick.get_text() for tick in _panel(drawn, "Stages").get_yticklabels()]
+    finally:
+        plt.close(drawn)
+    assert any(label.endswith("$0.14, 1.25 inst-h, 4,321 live") for label in labels), labels
