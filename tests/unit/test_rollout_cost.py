@@ -249,3 +249,14 @@ def test_a_sampled_shadow_s_maximum_is_derived_from_the_sampled_rate() -> None:
 
     assert whole > 30  # above the floor (MIN_MINUTES): derived from the traffic
     assert sampled > 2 * whole
+
+
+def test_a_retried_stage_entry_is_one_stage_from_its_first_record() -> None:
+    records = [
+        entered(0, 0, "shadow", 100, fleet("candidate", 2)),
+        entered(3, 0, "shadow", 100, fleet("candidate", 2)),  # EnterStage retried
+        entered(60, 1, "ab", 10, fleet("candidate", 1)),
+    ]
+    summary = cost.summary(records, run="r", ended_at=START + timedelta(minutes=90), prices=prices.prices("us-east-1"))
+
+    assert [(s["stage"], s["minutes"]) for s in summary["cost"]["stages"]] == [("shadow", 60.0), ("ab 10%", 30.0)]

@@ -148,11 +148,16 @@ def summary(records: list[dict[str, Any]], *, run: str, ended_at: datetime, pric
         ((at, r) for r in records if r.get("run") == run and (at := _at(r)) is not None), key=lambda pair: pair[0]
     )
     stages = [_replay(prices, r) for _, r in timed if r.get("event") == "replay"]
-    for position, (start, record) in enumerate(timed):
-        if record.get("event") != "stage-entered":
-            continue
-        stop = next((at for at, r in timed[position + 1 :] if r.get("event") in STAGE_ENDS), ended_at)
+    entered = [(position, at, r) for position, (at, r) in enumerate(timed) if r.get("event") == "stage-entered"]
+    # A retried stage entry records the stage again: it began at its first record, holds its last one's capacity
+    began = {r.get("stage_index"): at for _, at, r in reversed(entered)}
+    last = {r.get("stage_index"): position for position, _, r in entered}
+    for position, _, record in entered:
         index = record.get("stage_index")
+        if last[index] != position:
+            continue
+        start = began[index]
+        stop = next((at for at, r in timed[position + 1 :] if r.get("event") in STAGE_ENDS), ended_at)
         verdicts = [r for _, r in timed if r.get("event") == "verdict" and r.get("stage_index") == index]
         kind = str(record.get("stage"))
         name = f"{kind} {float(record.get('weight') or 0):g}%" if kind == "ab" else kind
