@@ -25,7 +25,6 @@ TRANSITIONS_PER_STAGE = 3
 LAMBDA_GB_SECONDS_PER_CALL = 0.5
 # Records after which the endpoint no longer holds a stage's added capacity
 STAGE_ENDS = frozenset({"stage-entered", "finalizing", "promoted", "rolled-back", "inconclusive", "rejected", "ended"})
-ENDINGS = frozenset({"promoted", "rolled-back", "inconclusive", "rejected"})
 
 
 def shadow_fleet(
