@@ -260,3 +260,13 @@ def test_a_retried_stage_entry_is_one_stage_from_its_first_record() -> None:
     summary = cost.summary(records, run="r", ended_at=START + timedelta(minutes=90), prices=prices.prices("us-east-1"))
 
     assert [(s["stage"], s["minutes"]) for s in summary["cost"]["stages"]] == [("shadow", 60.0), ("ab 10%", 30.0)]
+
+
+def test_a_first_deployment_s_notification_has_no_cost_line(world: World) -> None:
+    state = world.prepare(1)
+    steps.deploy_first(world.deps, state, "token-first")
+
+    answer = steps.promoted(world.deps, state)
+
+    assert answer["cost"]["stages"] == []
+    assert "Cost:" not in answer["detail"]

@@ -124,9 +124,10 @@ def package_label(package_arn: str) -> str:
 
 
 def cost_line(cost: Mapping[str, Any] | None, live_requests: int | None = None) -> str:
-    """A rollout's cost (shepherd.rollout.cost.summary) in one line, '' without one: instance-hours per stage,
-    estimated USD or why unknown, the price table's date, and the requests the candidate answered live."""
-    if not isinstance(cost, Mapping):
+    """A rollout's cost (shepherd.rollout.cost.summary) in one line, '' without one or without stages (a first
+    deployment adds nothing beside a champion): instance-hours per stage, estimated USD or why unknown, the price
+    table's date, and the requests the candidate answered live."""
+    if not isinstance(cost, Mapping) or not cost.get("stages"):
         return ""
     usd = cost.get("usd")
     why = "; ".join(cost.get("unknown") or [])
