@@ -48,7 +48,7 @@ class Rule:
     tolerance: float | None = None
 
 
-def _first_value(text: str) -> str | None:
+def first_value(text: str) -> str | None:
     """The first prediction of a response or label: the first CSV cell, or the first JSON value."""
     text = text.strip()
     if not text:
@@ -68,19 +68,21 @@ def _first_value(text: str) -> str | None:
     return text.splitlines()[0].split(",", 1)[0].strip() or None
 
 
-def _decoded(payload: Mapping[str, object]) -> str | None:
+def decoded(payload: Mapping[str, object]) -> str | None:
+    """A capture or ground-truth payload's data as text (BASE64 decoded), or None where it cannot be."""
     data = payload.get("data")
     if not isinstance(data, str):
         return None
     if payload.get("encoding") == "BASE64":
         try:
-            return base64.b64decode(data).decode("utf-8")
+            return base64.b64decode(data, validate=True).decode("utf-8")
         except ValueError:
             return None
     return data
 
 
-def _epoch(stamp: object) -> float | None:
+def inference_epoch(stamp: object) -> float | None:
+    """An ISO 8601 time (eventMetadata.inferenceTime) as epoch seconds, or None."""
     if not isinstance(stamp, str):
         return None
     try:
@@ -95,11 +97,11 @@ def predictions(lines: Iterable[str]) -> Iterator[Prediction]:
         metadata = record.get("eventMetadata") or {}
         output = (record.get("captureData") or {}).get("endpointOutput")
         inference_id = metadata.get("inferenceId") if isinstance(metadata, dict) else None
-        epoch = _epoch(metadata.get("inferenceTime")) if isinstance(metadata, dict) else None
+        epoch = inference_epoch(metadata.get("inferenceTime")) if isinstance(metadata, dict) else None
         if not isinstance(inference_id, str) or epoch is None or not isinstance(output, dict):
             continue
-        text = _decoded(output)
-        value = _first_value(text) if text is not None else None
+        text = decoded(output)
+        value = first_value(text) if text is not None else None
         if value is not None:
             yield Prediction(inference_id, epoch, value)
 
@@ -110,8 +112,8 @@ def ground_truth(lines: Iterable[str]) -> dict[str, str]:
     for record in json_objects(lines):
         metadata, data = record.get("eventMetadata") or {}, record.get("groundTruthData") or {}
         event_id = metadata.get("eventId") if isinstance(metadata, dict) else None
-        text = _decoded(data) if isinstance(data, dict) else None
-        value = _first_value(text) if text is not None else None
+        text = decoded(data) if isinstance(data, dict) else None
+        value = first_value(text) if text is not None else None
         if isinstance(event_id, str) and value is not None:
             labels[event_id] = value
     return labels

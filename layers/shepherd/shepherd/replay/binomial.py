@@ -1,0 +1,73 @@
+"""Exact binomial tails and the Clopper-Pearson upper bound, in the standard library (scipy is not in the layer).
+
+Each tail is summed from its far end's side of the mean, where the terms fall geometrically, so a sum stops after
+a few dozen terms and a small p-value keeps its relative precision (it is never 1 minus a number near 1).
+"""
+
+from __future__ import annotations
+
+import math
+
+_NEGLIGIBLE = 1e-17  # a term this small against the sum so far changes no double
+
+
+def _log_pmf(j: int, n: int, p: float) -> float:
+    return math.lgamma(n + 1) - math.lgamma(j + 1) - math.lgamma(n - j + 1) + j * math.log(p) + (n - j) * math.log1p(-p)
+
+
+def _sum(n: int, p: float, indices: range) -> float:
+    """The pmf summed over ``indices``, which run away from the mode: stopped once the terms are negligible."""
+    total = 0.0
+    for j in indices:
+        term = math.exp(_log_pmf(j, n, p))
+        total += term
+        if term <= _NEGLIGIBLE * total:
+            break
+    return total
+
+
+def upper_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p): the one-sided exact test's p-value for k successes against rate p."""
+    if not 0 <= p <= 1 or n < 0:
+        raise ValueError(f"no binomial with n={n}, p={p}")
+    if k <= 0:
+        return 1.0
+    if k > n or p == 0.0:
+        return 0.0
+    if p == 1.0:
+        return 1.0
+    if k > n * p:
+        return min(1.0, _sum(n, p, range(k, n + 1)))
+    return max(0.0, 1.0 - _sum(n, p, range(k - 1, -1, -1)))
+
+
+def lower_tail(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p)."""
+    return 1.0 - upper_tail(k + 1, n, p) if k + 1 > n * p else _lower(k, n, p)
+
+
+def _lower(k: int, n: int, p: float) -> float:
+    if k < 0:
+        return 0.0
+    if k >= n or p == 0.0:
+        return 1.0
+    if p == 1.0:
+        return 0.0
+    return min(1.0, _sum(n, p, range(k, -1, -1)))
+
+
+def upper_bound(k: int, n: int, alpha: float) -> float:
+    """The Clopper-Pearson upper confidence bound on a rate from k successes in n trials: P(bound < rate) <= alpha
+    whatever the rate (the largest p with P(X <= k) >= alpha, by bisection)."""
+    if not 0 <= k <= n or n < 1 or not 0 < alpha < 1:
+        raise ValueError(f"no bound for k={k}, n={n}, alpha={alpha}")
+    if k == n:
+        return 1.0
+    low, high = k / n, 1.0
+    while high - low > 1e-12:
+        middle = (low + high) / 2
+        if lower_tail(k, n, middle) >= alpha:
+            low = middle
+        else:
+            high = middle
+    return high
