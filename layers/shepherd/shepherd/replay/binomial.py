@@ -7,6 +7,7 @@ a few dozen terms and a small p-value keeps its relative precision (it is never 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 _NEGLIGIBLE = 1e-17  # a term this small against the sum so far changes no double
 
@@ -16,13 +17,18 @@ def _log_pmf(j: int, n: int, p: float) -> float:
 
 
 def _sum(n: int, p: float, indices: range) -> float:
-    """The pmf summed over ``indices``, which run away from the mode: stopped once the terms are negligible."""
+    """The pmf summed over ``indices``, which run away from the mode (step +1 or -1), each term from the one before
+    by the pmf's ratio; stopped once the terms are negligible."""
+    j = indices.start
+    term = math.exp(_log_pmf(j, n, p))
+    odds = p / (1 - p)
     total = 0.0
     for j in indices:
-        term = math.exp(_log_pmf(j, n, p))
         total += term
         if term <= _NEGLIGIBLE * total:
             break
+        # pmf(j + 1) / pmf(j) = (n - j) / (j + 1) x odds; pmf(j - 1) / pmf(j) = j / (n - j + 1) / odds
+        term *= (n - j) / (j + 1) * odds if indices.step > 0 else j / (n - j + 1) / odds
     return total
 
 
@@ -56,6 +62,7 @@ def _lower(k: int, n: int, p: float) -> float:
     return min(1.0, _sum(n, p, range(k, -1, -1)))
 
 
+@lru_cache(maxsize=4096)  # a rollout's bound is asked once, a simulation's for the same few (k, n) many times
 def upper_bound(k: int, n: int, alpha: float) -> float:
     """The Clopper-Pearson upper confidence bound on a rate from k successes in n trials: P(bound < rate) <= alpha
     whatever the rate (the largest p with P(X <= k) >= alpha, by bisection)."""

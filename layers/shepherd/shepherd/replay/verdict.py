@@ -221,6 +221,13 @@ def _tally(
     by_id: Mapping[str, Captured], shards: Sequence[Shard], outcomes: Mapping[str, ShardOutcome], expected: Expectation
 ) -> _Tally:
     tally = _Tally()
+    shapes: dict[str, Any] = {}  # answers repeat (labels): each text's shape is worked out once
+
+    def shape_of(text: str) -> Any:
+        if text not in shapes:
+            shapes[text] = answer_shape(text)
+        return shapes[text]
+
     for shard in shards:
         answers = outcomes[shard.name].answers
         tally.replayed += len(shard.event_ids)
@@ -237,10 +244,10 @@ def _tally(
             continue
         for event_id, answer in zip(shard.event_ids, answers, strict=True):
             record = by_id[event_id]
-            shape = answer_shape(record.answer)
+            shape = shape_of(record.answer)
             if shape is None:  # the champion's own answer is unreadable: nothing to compare with
                 tally.incomparable += 1
-            elif answer_shape(answer) != shape:
+            elif shape_of(answer) != shape:
                 tally.malformed += 1
                 tally.misshapen.append(_example(record, candidate=answer))
             else:
