@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from scipy import stats
 from shepherd.replay.records import Captured, Shard, shards
 from shepherd.replay.verdict import (
     MAX_EXAMPLES,
@@ -257,10 +258,27 @@ def test_unreadable_metadata_is_refused_by_name(metadata: dict[str, str], messag
 # ------------------------------------------------------------------ the test's error rates
 
 
-def test_an_estimated_expectation_splits_alpha_between_its_bound_and_the_test() -> None:
+def test_an_estimated_expectation_is_tested_conditionally_with_a_tenth_of_alpha_on_its_bound() -> None:
     test = disagreement_test(100, 2000, CLASSIFIER, alpha=ALPHA, tolerance=TOLERANCE)
-    assert test.alpha_bound == test.alpha_test == ALPHA / 2
+    assert test.alpha_bound == pytest.approx(ALPHA / 10)
+    assert test.alpha_test == pytest.approx(ALPHA * 0.9)
+    assert test.allowed == pytest.approx(0.05 * (1 + TOLERANCE))
     assert test.upper > CLASSIFIER.disagreement
-    assert test.null == pytest.approx(test.upper * (1 + TOLERANCE))
+    # the rate ratio 1 + tolerance at the bound, as odds: a little above it
+    ratio = 1 + TOLERANCE
+    assert test.odds_ratio == pytest.approx(ratio * (1 - test.upper) / (1 - ratio * test.upper))
+    assert test.odds_ratio > ratio
+
+
+def test_a_stated_expectation_gets_the_one_sample_binomial_test_with_all_of_alpha() -> None:
     stated = disagreement_test(100, 2000, STATED, alpha=ALPHA, tolerance=TOLERANCE)
-    assert (stated.alpha_bound, stated.alpha_test, stated.null) == (0.0, ALPHA, pytest.approx(0.0625))
+    assert (stated.alpha_bound, stated.alpha_test, stated.odds_ratio) == (0.0, ALPHA, 0.0)
+    assert stated.allowed == pytest.approx(0.05 * (1 + TOLERANCE))
+    assert stated.p_value == pytest.approx(stats.binom.sf(99, 2000, 0.05 * (1 + TOLERANCE)))
+
+
+def test_when_the_bound_allows_every_rate_nothing_is_rejected() -> None:
+    wide = Expectation("classification", 0.6, 0.0, "validation rows (n=50)", 50)
+    test = disagreement_test(50, 50, wide, alpha=ALPHA, tolerance=TOLERANCE)
+    assert test.p_value == 1.0
+    assert not test.rejects

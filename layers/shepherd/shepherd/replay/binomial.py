@@ -78,3 +78,22 @@ def upper_bound(k: int, n: int, alpha: float) -> float:
         else:
             high = middle
     return high
+
+
+def conditional_upper_tail(x: int, m: int, k: int, n: int, odds_ratio: float) -> float:
+    """P(X >= x | X + K = x + k) for independent X ~ Binomial(m, p1), K ~ Binomial(n, p2) whose odds ratio
+    odds(p1) / odds(p2) is ``odds_ratio``: Fisher's noncentral hypergeometric tail, the exact conditional test of
+    H0 odds ratio <= odds_ratio (it does not depend on the rates themselves, only on their odds ratio)."""
+    if not (0 <= x <= m and 0 <= k <= n) or odds_ratio <= 0:
+        raise ValueError(f"no conditional tail for x={x}/{m}, k={k}/{n}, odds ratio {odds_ratio}")
+    total = x + k
+    low, high = max(0, total - n), min(m, total)
+    log_odds = math.log(odds_ratio)
+    # log weight of y: log C(m, y) + log C(n, total - y) + y log(odds ratio), each from the one before by its ratio
+    logs = [0.0]
+    for y in range(low, high):
+        step = (m - y) / (y + 1) * (total - y) / (n - total + y + 1)
+        logs.append(logs[-1] + math.log(step) + log_odds)
+    top = max(logs)
+    weights = [math.exp(value - top) for value in logs]
+    return min(1.0, sum(weights[x - low :]) / sum(weights))

@@ -2,8 +2,8 @@
 
 Crashes and malformed answers reject without spending alpha (the champion answered those very requests). The
 disagreement rate is tested against what the evaluation predicted, widened by the tolerance for the shift between
-evaluation data and live traffic and, when the prediction is an estimate from n validation rows, by its upper
-confidence bound. Why and how: shepherd/replay/README.md.
+evaluation data and live traffic; an estimate from n validation rows is tested as the count it is (an exact
+conditional test of the two counts). Why and how: shepherd/replay/README.md.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from shepherd.replay.binomial import upper_bound, upper_tail
+from shepherd.replay.binomial import conditional_upper_tail, upper_bound, upper_tail
 from shepherd.replay.records import Captured, Shard
 from shepherd.rollout.quality import finite_number, first_value
 
@@ -26,6 +26,7 @@ ROWS, DISAGREEMENT, BAND, PROBLEM = (
 PROBLEMS = ("classification", "regression")
 MAX_EXAMPLES = 20
 MAX_EXAMPLE_CHARS = 1000  # a captured request can be large; an example shows its start
+BOUND_SHARE = 0.1  # of alpha, for the validation rate's upper bound: it only turns the rate tolerance into odds
 DECISION_THRESHOLD = 0.5  # a score in [0, 1] is the label of its side (as the judge's quality Rule)
 
 
@@ -108,13 +109,14 @@ class ReplayResult:
 
 @dataclass(frozen=True, slots=True)
 class DisagreementTest:
-    """The one-sided exact binomial test of ``disagreed`` in ``compared`` against the null rate ``null``."""
+    """Whether ``disagreed`` of ``compared`` live answers is significantly above what the evaluation predicted."""
 
     compared: int
     disagreed: int
-    null: float  # expectation (or its upper bound) x (1 + tolerance), at most 1
-    upper: float  # the expectation's upper confidence bound (the expectation itself when exact)
-    alpha_bound: float  # spent on that bound
+    allowed: float  # the expectation x (1 + tolerance), at most 1: the live rate a good candidate may have
+    upper: float  # the validation rate's upper confidence bound (the expectation itself when it is stated)
+    odds_ratio: float  # the conditional test's bound on odds(live) / odds(validation); 0: the one-sample test
+    alpha_bound: float  # spent on the upper bound
     alpha_test: float  # spent on the test
     p_value: float
 
@@ -126,22 +128,29 @@ class DisagreementTest:
 def disagreement_test(
     disagreed: int, compared: int, expected: Expectation, *, alpha: float, tolerance: float
 ) -> DisagreementTest:
-    """Whether ``disagreed`` of ``compared`` is significantly above ``expected.disagreement x (1 + tolerance)``.
+    """Whether ``disagreed`` of ``compared`` is significantly above ``expected.disagreement x (1 + tolerance)``,
+    with P(REJECT) <= alpha for every candidate whose live rate is at most its true validation rate x (1 + tolerance).
 
-    An expectation estimated from n rows spends alpha / 2 on its Clopper-Pearson upper bound and alpha / 2 on the
-    test, so that P(REJECT) <= alpha for any candidate whose live rate is at most its true validation rate x
-    (1 + tolerance); a stated one (the config's) is taken as exact and the test gets all of alpha."""
+    Estimated from n validation rows: the exact conditional test of the live count against the validation count
+    (Fisher's noncentral hypergeometric, the two counts' odds ratio), whose H0 odds ratio the rate tolerance gives
+    at the validation rate's upper bound (BOUND_SHARE of alpha). Stated (the config's default): the one-sided exact
+    binomial test against it x (1 + tolerance), with all of alpha. Why: shepherd/replay/README.md."""
     if not 0 < alpha < 1 or tolerance < 0 or not 0 <= disagreed <= compared:
         raise ValueError(f"no disagreement test for alpha={alpha}, tolerance={tolerance}, {disagreed}/{compared}")
-    alpha_bound = alpha / 2 if expected.rows else 0.0
-    if expected.rows:
-        hits = min(expected.rows, round(expected.disagreement * expected.rows))
-        upper = upper_bound(hits, expected.rows, alpha_bound)
-    else:
-        upper = expected.disagreement
-    null = min(1.0, upper * (1 + tolerance))
-    p_value = upper_tail(disagreed, compared, null)
-    return DisagreementTest(compared, disagreed, null, upper, alpha_bound, alpha - alpha_bound, p_value)
+    allowed = min(1.0, expected.disagreement * (1 + tolerance))
+    if not expected.rows:
+        p_value = upper_tail(disagreed, compared, allowed)
+        return DisagreementTest(compared, disagreed, allowed, expected.disagreement, 0.0, 0.0, alpha, p_value)
+    rows = expected.rows
+    hits = min(rows, round(expected.disagreement * rows))
+    alpha_bound = alpha * BOUND_SHARE
+    upper = upper_bound(hits, rows, alpha_bound)
+    if upper * (1 + tolerance) >= 1:  # every live rate is allowed
+        return DisagreementTest(compared, disagreed, allowed, upper, 0.0, alpha_bound, alpha - alpha_bound, 1.0)
+    # odds(q (1 + t)) / odds(q), rising in q: at the bound it is at least the true one (unless the bound fails)
+    odds_ratio = (1 + tolerance) * (1 - upper) / (1 - (1 + tolerance) * upper)
+    p_value = conditional_upper_tail(disagreed, compared, hits, rows, odds_ratio)
+    return DisagreementTest(compared, disagreed, allowed, upper, odds_ratio, alpha_bound, alpha - alpha_bound, p_value)
 
 
 def answer_shape(text: str) -> Any:
@@ -311,8 +320,9 @@ def judge(
         observed = tally.disagreed / tally.compared
         statistics |= {
             "observed_disagreement": observed,
+            "allowed_disagreement": test.allowed,
             "expectation_upper": test.upper,
-            "null_disagreement": test.null,
+            "odds_ratio_bound": test.odds_ratio,
             "p_value": test.p_value,
             "alpha_bound": test.alpha_bound,
             "alpha_test": test.alpha_test,
@@ -321,7 +331,8 @@ def judge(
         if test.rejects:
             reasons.append(
                 f"{tally.disagreed} of {tally.compared} answers disagree with the champion's ({observed:.1%}), "
-                f"significantly above the {test.null:.1%} allowed ({expectation.source}, tolerance {tolerance:.0%}; "
+                f"significantly above the {test.allowed:.1%} allowed ({expectation.disagreement:.1%} from "
+                f"{expectation.source}, x {1 + tolerance:g}; "
                 f"p = {test.p_value:.2g} <= {test.alpha_test:.2g})"
             )
     else:
