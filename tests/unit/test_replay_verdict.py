@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 from shepherd.replay.records import Captured, Shard, shards
 from shepherd.replay.verdict import (
@@ -282,3 +284,35 @@ def test_when_the_bound_allows_every_rate_nothing_is_rejected() -> None:
     test = disagreement_test(50, 50, wide, alpha=ALPHA, tolerance=TOLERANCE)
     assert test.p_value == 1.0
     assert not test.rejects
+
+
+# ------------------------------------------------------------------ properties
+
+ANSWERS = st.sampled_from(["1", "0", "0.7", "x,y", '{"label": 1}', ""])
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    size=st.integers(1, 250),
+    failed=st.sets(st.integers(0, 2)),
+    answers=st.lists(ANSWERS, min_size=250, max_size=250),
+)
+def test_the_counts_add_up_and_a_verdict_is_rejected_exactly_when_it_has_reasons(
+    size: int, failed: set[int], answers: list[str]
+) -> None:
+    records = replayed(size)
+    parts = shards(records)
+    answered = [
+        ShardOutcome(p.name, None)
+        if i in failed
+        else ShardOutcome(p.name, tuple(answers[int(e[1:])] for e in p.event_ids))
+        for i, p in enumerate(parts)
+    ]
+    result = judge(records, parts, answered, CLASSIFIER, alpha=ALPHA, tolerance=TOLERANCE)
+    assert result.records == size
+    assert result.failed == sum(len(p.event_ids) for i, p in enumerate(parts) if i in failed)
+    assert result.failed + result.malformed + result.statistics["compared"] <= size
+    assert result.disagreed <= result.statistics["compared"]
+    assert len(result.examples) <= MAX_EXAMPLES
+    assert (result.verdict == "REJECT") == bool(result.reasons)
+    assert (result.failed > 0 or result.malformed > 0) <= (result.verdict == "REJECT")
