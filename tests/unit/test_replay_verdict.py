@@ -229,6 +229,11 @@ def test_a_regressions_expectation_carries_its_band() -> None:
     assert (found.problem, found.disagreement, found.band, found.rows) == ("regression", 0.1, 2.5, 500)
 
 
+def test_the_metadatas_problem_type_wins_over_the_configs() -> None:
+    metadata = {"shepherd:paired-disagreement": "0.2", "shepherd:paired-band": "1.0", "shepherd:problem": "regression"}
+    assert expectation(metadata, problem="classification", default_disagreement=0.1).problem == "regression"
+
+
 def test_without_metadata_the_config_default_is_used_and_said() -> None:
     found = expectation({}, problem="classification", default_disagreement=0.08)
     assert (found.disagreement, found.source, found.rows) == (0.08, "config default", None)

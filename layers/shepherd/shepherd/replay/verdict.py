@@ -44,7 +44,8 @@ class Expectation:
 def expectation(metadata: Mapping[str, str], *, problem: str | None, default_disagreement: float) -> Expectation:
     """From the candidate package's CustomerMetadataProperties (written by the evaluation): the paired disagreement
     with the champion on the candidate's validation rows. Absent: ``default_disagreement`` (the config's), said so
-    in ``source``. ValueError naming the key when a value is there but unreadable."""
+    in ``source``. The metadata's problem type, when there, wins over ``problem`` (the config's): it is the one the
+    rate was measured for. ValueError naming the key when a value is there but unreadable."""
     kind = metadata.get(PROBLEM) or problem
     if kind is not None and kind not in PROBLEMS:
         raise ValueError(f"{PROBLEM}: {kind!r} is neither classification nor regression")
