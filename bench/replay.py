@@ -29,10 +29,10 @@ from shepherd.replay.records import Captured, Shard, shards  # noqa: E402
 from shepherd.replay.verdict import Expectation, ShardOutcome, disagreement_test, judge  # noqa: E402
 
 ROLLOUT_ALPHA = 0.05  # the config's default alpha: the rollout's
-REPLAY_ALPHA_SHARE = 0.1  # replay's share of it (h2's budget.split for the replay stage)
+REPLAY_ALPHA_SHARE = 0.1  # replay's share of it: shepherd.rollout.budget.REPLAY_ALPHA_SHARE
 ALPHA = ROLLOUT_ALPHA * REPLAY_ALPHA_SHARE
-TOLERANCE = 0.5  # config rollout.replay.tolerance's default: live disagreement up to 1.5x the evaluation's
-MAX_SLOWDOWN = 3.0  # config rollout.replay.max_slowdown's default
+TOLERANCE = 0.5  # the config's ReplayStage.tolerance default: live disagreement up to 1.5x the evaluation's
+MAX_SLOWDOWN = 3.0  # the config's ReplayStage.max_slowdown default
 SIZES = (500, 2000, 5000)
 VALIDATION_ROWS = 2000  # the rows the evaluation's paired disagreement is estimated from
 RATE = 0.05  # the candidate's true disagreement with the champion on validation data
