@@ -44,6 +44,7 @@ SKIP_AFTER_SECONDS = 1.0  # a client this far behind its schedule drops the slot
 class Settings:
     quick: bool = False
     rate: float = 20.0  # requests per second, on a fixed schedule (open loop)
+    senders: int = 4  # client threads sharing the schedule: one reached 6-14 requests/s on a loaded machine
     time_scale: float = 60.0
     warmup_seconds: float = 3.0
     baseline_seconds: float = 60.0  # the baseline: v1 serving, no rollout
@@ -82,46 +83,39 @@ class Sample:
 class Load(Traffic):
     """localcloud.traffic.Traffic on a fixed schedule (open loop), each request kept with its time and outcome.
 
-    Traffic counts outcomes (answered, a model's own error answer, a failure of the system); this only reads its
-    counters around each send. It stops by itself at ``until`` (wall time) whatever the caller does."""
+    ``senders`` threads each own every senders-th slot of the schedule (staggered by 1/rate), so one slow answer
+    delays one sender's slots, not the rate. Traffic counts outcomes (answered, a model's own error answer, a
+    failure of the system) under its lock; each send returns its own. It stops by itself at ``until`` (wall time)
+    whatever the caller does."""
 
-    def __init__(self, client: Any, rows: list[tuple[str, int]], rate: float, until: float) -> None:
-        super().__init__(client, MODEL, rows, rate=rate, malformed=0.0, ids="")
+    def __init__(self, client: Any, rows: list[tuple[str, int]], rate: float, until: float, senders: int) -> None:
+        super().__init__(client, MODEL, rows, rate=rate, malformed=0.0, ids="", senders=senders)
         self.until = until
         self.samples: list[Sample] = []
         self.skipped_slots = 0
 
-    def _run(self) -> None:
-        interval = 1.0 / self.rate
-        due = time.monotonic() + interval
+    def _run(self, sender: int) -> None:
+        interval = self.senders / self.rate
+        due = time.monotonic() + (sender + 1) / self.rate
         while time.time() < self.until:
             if self._stop.wait(max(0.0, due - time.monotonic())):
                 return
             late = time.monotonic() - due
             if late > SKIP_AFTER_SECONDS:
                 missed = int(late / interval)
-                self.skipped_slots += missed
+                with self._lock:
+                    self.skipped_slots += missed
                 due += missed * interval
             self.measure(time.time() - max(0.0, time.monotonic() - due))
             due += interval
 
     def measure(self, scheduled: float) -> None:
-        answered, failed, refused = self.answered, len(self.failures), sum(self.model_errors.values())
-        before, errors_before = dict(self.by_variant), dict(self.model_errors)
         sent, began = time.time(), time.perf_counter()
-        self.send()
+        outcome = self.send()
         ms = 1000 * (time.perf_counter() - began)
-        if len(self.failures) > failed:
-            sample = Sample(scheduled, sent, ms, "failed", error=self.failures[-1][:300])
-        elif sum(self.model_errors.values()) > refused:
-            variant = next((v for v, n in self.model_errors.items() if n > errors_before.get(v, 0)), "?")
-            sample = Sample(scheduled, sent, ms, "model_error", variant=variant, error=self.unexpected[-1][:300])
-        elif self.answered > answered:
-            variant = next((v for v, n in self.by_variant.items() if n > before.get(v, 0)), "?")
-            sample = Sample(scheduled, sent, ms, "ok", variant=variant)
-        else:  # Traffic counted nothing: never expected, kept visible
-            sample = Sample(scheduled, sent, ms, "failed", error="no outcome counted")
-        self.samples.append(sample)
+        sample = Sample(scheduled, sent, ms, outcome.kind, variant=outcome.variant, error=outcome.error[:300])
+        with self._lock:
+            self.samples.append(sample)
 
 
 class LoadRun(CloudRun):
@@ -146,7 +140,7 @@ class LoadRun(CloudRun):
                 retries={"max_attempts": 1, "mode": "standard"},  # max_attempts counts the first try
                 connect_timeout=2,
                 read_timeout=READ_TIMEOUT_SECONDS,
-                max_pool_connections=4,
+                max_pool_connections=max(4, self.settings.senders),
             ),
         )
 
@@ -194,10 +188,10 @@ class LoadRun(CloudRun):
         phase = 120 + s.rollout_cap_seconds + s.after_seconds  # training, the rollout, the phase after it
         budget = s.warmup_seconds + s.baseline_seconds + phase * (2 if s.rollback else 1)
         self.mark(NO_ROLLOUT, "warmup")
-        self.load = Load(self.runtime_client(), rows, s.rate, until=self.marks[0][0] + budget)
+        self.load = Load(self.runtime_client(), rows, s.rate, until=self.marks[0][0] + budget, senders=s.senders)
         self.load.start()
         self.log(
-            f"baseline: {s.rate:g} requests/s, v1 serving, {s.baseline_seconds:g} s"
+            f"baseline: {s.rate:g} requests/s from {s.senders} senders, v1 serving, {s.baseline_seconds:g} s"
             f" after {s.warmup_seconds:g} s warm-up"
         )
         time.sleep(s.warmup_seconds)
@@ -298,7 +292,7 @@ class LoadRun(CloudRun):
             found, executions[name] = self.boundaries(name, versions[name])
             marks.extend(found)
         marks.sort()
-        samples = self.load.samples
+        samples = sorted(self.load.samples, key=lambda x: x.sent)
         tagged: dict[tuple[str, str], list[Sample]] = {}
         for sample in samples:
             scenario, part = next(
@@ -418,7 +412,10 @@ def stage(
 
 def report(results: dict[str, Any]) -> None:
     s = results["settings"]
-    print(f"\n{s['rate']:g} requests/s, open loop, no retries, {s['read_timeout_seconds']} s timeout")
+    print(
+        f"\n{s['rate']:g} requests/s from {s['senders']} senders, open loop, no retries,"
+        f" {s['read_timeout_seconds']} s timeout"
+    )
     rows = [("baseline (no rollout)", results["baseline"])] + [
         (f"{name}: {part}", x)
         for name, scenario in results["scenarios"].items()
@@ -479,11 +476,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="shorter phases, one A/B step (about 4 minutes)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="directory for rollout_load.json")
     parser.add_argument("--rate", type=float, default=None, help="requests per second (default 20)")
+    parser.add_argument("--senders", type=int, default=None, help="client threads sharing the rate (default 4)")
     parser.add_argument("--no-rollback", action="store_true", help="the promotion only, no faulty candidate")
     args = parser.parse_args()
     settings = Settings.for_mode(args.quick)
     if args.rate:
         settings.rate = args.rate
+    if args.senders:
+        settings.senders = args.senders
     settings.rollback = not args.no_rollback
     run = LoadRun(settings)
     perform(run, run.execute, report, args.out / "rollout_load.json")

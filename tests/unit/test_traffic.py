@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import io
 import json
+import sys
+import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from localcloud.traffic import Feedback, Traffic
+from localcloud.traffic import Feedback, Outcome, Traffic
 
 ROWS = [("1,2,3", 1), ("4,5,6", 0), ("7,8,9", 1)]
 STREAM = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/Endpoints/churn:log-stream:{variant}/i-local"
@@ -117,3 +120,69 @@ def test_feedback_needs_inference_ids() -> None:
     feedback = Feedback(Bucket(), "data", "churn", share=1.0, now=datetime.now)
     with pytest.raises(ValueError, match="needs ids"):
         Traffic(Endpoint(), "churn", ROWS, rate=1.0, malformed=0.0, ids="", feedback=feedback)
+
+
+class BusyEndpoint(Endpoint):
+    """An endpoint answering from several threads at once: each call yields the interpreter mid-way."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: set[str] = set()
+        self._lock = threading.Lock()
+
+    def invoke_endpoint(self, **request: Any) -> dict[str, Any]:
+        with self._lock:
+            self.calls.append(request)
+            self.threads.add(threading.current_thread().name)
+            variant = ("v1", "v2")[len(self.calls) % 2]
+        time.sleep(0)
+        if request["Body"] == "1,2":
+            error = {"Code": "ModelError", "Message": "expected 3 features, got 2"}
+            raise ModelError({"Error": error, "LogStreamArn": STREAM.format(variant=variant)})
+        return {"InvokedProductionVariant": variant, "Body": io.BytesIO(b"0.9\n")}
+
+
+def test_counters_add_up_when_many_threads_send_at_once() -> None:
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can: a lost update shows
+    try:
+        endpoint = BusyEndpoint()
+        traffic = Traffic(endpoint, "churn", ROWS, rate=1.0, malformed=0.1, evenly=True, ids="pool")
+        threads = [threading.Thread(target=lambda: [traffic.send() for _ in range(500)]) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(previous)
+    assert traffic.sent == len(endpoint.calls) == 4000
+    assert {call["InferenceId"] for call in endpoint.calls} == {f"pool-{n}" for n in range(1, 4001)}
+    assert (traffic.malformed_sent, traffic.malformed_failed) == (400, 400)  # every 10th, exactly
+    assert traffic.answered == sum(traffic.by_variant.values()) == 3600
+    assert sum(traffic.model_errors.values()) == 400
+    per_second = [sum(b["requests"].values()) for b in traffic.seconds.values()]
+    assert sum(per_second) == 4000
+    assert sum(len(ms) for b in traffic.seconds.values() for ms in b["latency"].values()) == 3600
+    assert traffic.unexpected == traffic.failures == []
+
+
+def test_a_pool_of_senders_shares_the_rate_and_each_send_returns_its_outcome() -> None:
+    endpoint = BusyEndpoint()
+    traffic = Traffic(endpoint, "churn", ROWS, rate=200.0, malformed=0.0, senders=4).start()
+    deadline = time.monotonic() + 30
+    while len(endpoint.calls) < 80 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    traffic.stop()
+    assert endpoint.threads == {f"traffic-traffic-{n}" for n in range(4)}
+    assert traffic.sent == len(endpoint.calls) == traffic.answered
+    assert Traffic(Endpoint(down=True), "churn", ROWS, rate=1.0, malformed=0.0).send() == Outcome(
+        "failed", error="ConnectionError: connection refused"
+    )
+    assert Traffic(Endpoint(), "churn", [("1,2", 1)], rate=1.0, malformed=0.0).send() == Outcome(
+        "model_error", variant="v2", error="ModelError: expected 3 features, got 2"
+    )
+
+
+def test_a_pool_needs_a_sender() -> None:
+    with pytest.raises(ValueError, match="senders must be at least 1"):
+        Traffic(Endpoint(), "churn", ROWS, rate=1.0, malformed=0.0, senders=0)
