@@ -207,6 +207,7 @@ def monitor_status(
             monitoring.monitoring_config,
         )
         out.print(_feature_table(rows, utc_time(alert.get("at"))))
+    _reference_line(out, state.get("reference"), monitoring.reference)
     _alert_lines(out, state, alert, monitoring.alert.false_alarms_per_month)
     from shepherd.aws.monitor_reports import quality_summary
 
@@ -242,6 +243,32 @@ def _feature_table(rows: list[FeatureDrift], at: str) -> Table:
             escape(", ".join(row.violations)) or "-",
         )
     return table
+
+
+def _reference_line(out: Any, used: dict[str, Any] | None, learning: Any) -> None:
+    """Which reference the alert judged the last run against: the training data's or the one learnt from capture."""
+    if not used:
+        out.print("[bold]Reference[/]: none used yet (no run has judged an hour against a reference)")
+        return
+    if used.get("source") == "capture":
+        hours = int(used.get("hours") or 0)
+        out.print(
+            f"[bold]Reference[/]: learnt from capture, {hours:,} h ({hours / 24:.1f} days) of history from "
+            f"{utc_time(used.get('from'))} to {utc_time(used.get('to'))}, a {used.get('cycle_hours', '?')}-h cycle; "
+            f"learnt {utc_time(used.get('learnt_at'))}"
+            + (f"; {int(used['left_out']):,} h left out as drift" if used.get("left_out") else "")
+        )
+        return
+    line = f"[bold]Reference[/]: the training data's ({escape(str(used.get('uri', '?')))})"
+    progress = used.get("learning")
+    if not learning.learn:
+        line += "; learning from capture is off (monitoring.reference.learn)"
+    elif progress:
+        line += (
+            f"; learning from capture: {int(progress.get('hours', 0)):,} of {int(progress.get('needed', 0)):,} h"
+            f" ({learning.history_days} days)" + (f", {escape(str(progress['note']))}" if progress.get("note") else "")
+        )
+    out.print(line)
 
 
 def _alert_lines(out: Any, state: dict[str, Any], alert: dict[str, Any], rate: float) -> None:

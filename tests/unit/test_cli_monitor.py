@@ -253,6 +253,60 @@ def test_status_shows_drift_violations_alert_checkpoint_and_retrain(
     assert "-: no drift" in quiet
 
 
+@pytest.mark.parametrize(
+    ("reference", "config", "expected"),
+    [
+        (None, {}, "Reference: none used yet"),
+        (
+            {
+                "source": "training",
+                "uri": "s3://shepherd-data/monitoring/churn/baseline/2/reference.json",
+                "learning": {"hours": 36, "needed": 168, "note": "hour taken"},
+            },
+            {},
+            "Reference: the training data's (s3://shepherd-data/monitoring/churn/baseline/2/reference.json);"
+            " learning from capture: 36 of 168 h (7 days), hour taken",
+        ),
+        (
+            {"source": "training", "uri": "s3://shepherd-data/monitoring/churn/baseline/2/reference.json"},
+            {"reference": {"learn": False}},
+            "learning from capture is off (monitoring.reference.learn)",
+        ),
+        (
+            {
+                "source": "capture",
+                "uri": "s3://shepherd-data/monitoring/churn/learnt_reference.json",
+                "cycle_hours": 24,
+                "hours": 180,
+                "from": "2026-11-23T09:00:00+00:00",
+                "to": "2026-11-30T20:00:00+00:00",
+                "learnt_at": "2026-11-30T20:00:00+00:00",
+                "left_out": 3,
+            },
+            {},
+            "Reference: learnt from capture, 180 h (7.5 days) of history from 2026-11-23 09:00:00 to"
+            " 2026-11-30 20:00:00, a 24-h cycle; learnt 2026-11-30 20:00:00; 3 h left out as drift",
+        ),
+    ],
+    ids=["none-yet", "training-learning", "training-only", "learnt"],
+)
+def test_status_shows_which_reference_the_alert_used(
+    cloud: dict[str, Any],
+    documents: dict[str, Any],
+    reference: dict[str, Any] | None,
+    config: dict[str, Any],
+    expected: str,
+) -> None:
+    _monitored(cloud, documents)
+    _put(cloud, "models/churn/shepherd.yaml", _config(**config))
+    _put(cloud, state_key("churn"), documents["state"] | {"reference": reference})
+
+    result = _shepherd(cloud, "monitor", "status", "churn", "--last", "1")
+
+    assert result.exit_code == 0, result.output
+    assert expected in " ".join(result.stdout.split())
+
+
 def test_status_of_a_model_that_does_not_exist_is_one_error_line(cloud: dict[str, Any]) -> None:
     line = _one_error_line(_shepherd(cloud, "monitor", "status", "nosuch"))
 

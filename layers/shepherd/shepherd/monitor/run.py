@@ -296,7 +296,7 @@ def _alert(
     if learnt is not None and learnt.get("status") == "learnt":
         reference = Reference.from_json(learnt["reference"])
         used = {"source": "capture", "uri": f"s3://{deps.settings.bucket}/{key}", "cycle_hours": reference.cycle_hours}
-        used |= {name: learnt.get(name) for name in ("hours", "from", "to", "learnt_at")}
+        used |= {name: learnt.get(name) for name in ("hours", "from", "to", "learnt_at", "left_out")}
     previous = state.get("alert")
     if (state.get("reference") or {}).get("source", "training") != used["source"]:
         previous = None  # charts judged against another reference start afresh
