@@ -3,7 +3,8 @@
 Reports in Model Monitor's layout (statistics.json, constraint_violations.json) plus alert.json (the alert
 decision and its evidence), per-feature CloudWatch metrics as Model Monitor names them; model quality from the
 ground truth joined with the captured predictions (its files in the report's model_quality/ folder); the Batch
-Transform inputs scored since the last run; and, on a new drift or quality-loss alert or a retrain, a
+Transform inputs scored since the last run and the ground truth uploaded for scored files (batch_quality); and, on a
+new drift or quality-loss alert, a retrain, or a scored file whose model quality violates its baseline, a
 notification. A run without capture still reads the ground truth, for the predictions waiting for it.
 state.json (the capture, ground-truth and batch checkpoints, the alerts and retrain state) is written last: a
 run that fails before it is redone whole by the next, reading each object once.
@@ -25,7 +26,16 @@ from pydantic import BaseModel
 from shepherd.config import ConfigError, ModelConfig, load_config
 from shepherd.errors import InvalidInput, NotFound
 from shepherd.events import notifications
-from shepherd.monitor import alert, batch_inputs, capture, history, model_quality, quality_alert, retrain
+from shepherd.monitor import (
+    alert,
+    batch_inputs,
+    batch_quality,
+    capture,
+    history,
+    model_quality,
+    quality_alert,
+    retrain,
+)
 from shepherd.monitor.baseline import MODEL_QUALITY, QUALITY_REFERENCE, REFERENCE
 from shepherd.monitor.constraints import check
 from shepherd.monitor.dataset import Dataset, from_capture
@@ -34,7 +44,7 @@ from shepherd.monitor.metrics import feature_metrics
 from shepherd.monitor.ports import Lifecycle, Metrics, Models, Objects, Reports, Rollouts
 from shepherd.monitor.reference import Reference
 from shepherd.monitor.statistics import profile
-from shepherd.objects import split_s3_uri
+from shepherd.objects import DataObject, split_s3_uri
 from shepherd.rollout import quality as joined
 from shepherd.rollout.plan import capture_prefix
 
@@ -85,6 +95,12 @@ def baselines_of(package: dict[str, Any], kind: str = "ModelDataQuality") -> tup
 
 def monitor(deps: Deps, request: MonitorRequest) -> dict[str, Any]:
     """Run the model's monitor once; the result says whether to notify, and with what."""
+    outcome = _monitor(deps, request)
+    worse = [entry for entry in outcome.get("batch_quality") or [] if entry.get("violations")]
+    return _batch_quality_notice(request.model, outcome, worse) if worse else outcome
+
+
+def _monitor(deps: Deps, request: MonitorRequest) -> dict[str, Any]:
     at = deps.now()
     config = _config(deps, request.model)
     endpoint = config.endpoint.name or request.model
@@ -117,6 +133,7 @@ def monitor(deps: Deps, request: MonitorRequest) -> dict[str, Any]:
     state["batch"], outcome["batch"] = _batch_checks(
         deps, request.model, baseline=baseline, constraints=constraints, state=state, config=config, at=at
     )
+    state["batch_quality"], outcome["batch_quality"] = _batch_quality(deps, request.model, package, state=state, at=at)
     bucket = deps.settings.bucket
     read, predictions = _read_capture(deps, endpoint, live, checkpoint, at=at, deadline=deadline)
     dataset = from_capture(read.captured, names=[f["name"] for f in baseline.get("features", [])])
@@ -212,10 +229,16 @@ def _batch_only(deps: Deps, model: str, endpoint: str, *, config: ModelConfig, a
     state["batch"], checked = _batch_checks(
         deps, model, baseline=baseline, constraints=constraints, state=state, config=config, at=at
     )
+    state["batch_quality"], labelled = _batch_quality(deps, model, package, state=state, at=at)
     _save_state(deps, model, state | {"last_run": at.isoformat()})
     arn = str(package["ModelPackageArn"])
     told = f"; {len(checked)} Batch Transform inputs checked against {notifications.package_label(arn)}'s baseline"
-    return missing | {"package": arn, "batch": checked, "reason": f"endpoint {endpoint} does not exist{told}"}
+    return missing | {
+        "package": arn,
+        "batch": checked,
+        "batch_quality": labelled,
+        "reason": f"endpoint {endpoint} does not exist{told}",
+    }
 
 
 def _labels_only(
@@ -381,6 +404,112 @@ def _batch_checks(
         checked.append(entry)
         batch_inputs.mark_checked(checkpoint, stamp, found.key)
     return checkpoint.to_json(), checked
+
+
+def _batch_quality(
+    deps: Deps, model: str, champion: dict[str, Any], *, state: dict[str, Any], at: datetime
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Each labels file uploaded under feedback/<model>/batch/ since the last run joined by row with its batch's
+    scores, its model quality checked against the baseline of the package that scored it (the champion's if the
+    run's summary names none) and reported in the batch's monitoring folder; (the checkpoint, what each gave)."""
+    bucket = deps.settings.bucket
+    checkpoint = batch_inputs.BatchCheckpoint.from_json(state.get("batch_quality"), first=at.timestamp() - HOUR)
+    listed = deps.objects.latest_objects(bucket, batch_quality.labels_prefix(model))
+    entries: list[dict[str, Any]] = []
+    for stamp, found in batch_inputs.new_files(listed, checkpoint):
+        entry: dict[str, Any] = {"labels": f"s3://{bucket}/{found.key}"}
+        labels = batch_quality.labels_file(model, found.key)
+        if labels is None:
+            entry["status"] = f"not read: not {batch_quality.labels_prefix(model)}<run>/<file>{batch_quality.SUFFIX}"
+        else:
+            entry |= _labelled_batch(deps, labels, found, champion, at=at)
+        entries.append(entry)
+        batch_inputs.mark_checked(checkpoint, stamp, found.key)
+    return checkpoint.to_json(), entries
+
+
+def _labelled_batch(
+    deps: Deps, labels: batch_quality.LabelsFile, found: DataObject, champion: dict[str, Any], *, at: datetime
+) -> dict[str, Any]:
+    """One labels file: its model quality's files and metrics, or a reason file saying why it was not checked."""
+    bucket = deps.settings.bucket
+    outputs = set(deps.objects.keys(bucket, labels.output_key.rsplit("/", 1)[0] + "/"))
+    summary: dict[str, Any] = {}
+    if labels.summary_key in outputs:
+        try:
+            summary = dict(json.loads(deps.objects.read_bytes(bucket, labels.summary_key)))
+        except (ValueError, TypeError):
+            summary = {}
+    moved = str(summary.get("moved_to_uri") or "")
+    where = batch_report_prefix(labels.model, moved or f"{labels.run}-{labels.file}") + MODEL_QUALITY
+    try:
+        if labels.output_key not in outputs:
+            raise batch_quality.Refused(
+                f"no scored output s3://{bucket}/{labels.output_key}: labels go under the run and file name "
+                "BatchTransform scored (batch/<model>/output/<run>/<file>.out)"
+            )
+        if found.size > batch_quality.MAX_BYTES:
+            raise batch_quality.Refused(f"over {batch_quality.MAX_BYTES // 2**20} MB")
+        scored_by = str(summary.get("model_package_arn") or "")
+        package = deps.models.describe_package(scored_by) if scored_by else champion
+        arn = str(package.get("ModelPackageArn") or scored_by)
+        uris = baselines_of(package, "ModelQuality")
+        if uris is None:
+            raise batch_quality.Refused(f"{notifications.package_label(arn)} has no model-quality baseline")
+        reference = quality_alert.QualityReference.from_json(
+            json.loads(_read(deps, uris[0].rsplit("/", 1)[0] + f"/{QUALITY_REFERENCE}"))
+        )
+        text = deps.objects.read_bytes(bucket, labels.output_key).decode("utf-8", errors="replace")
+        given = deps.objects.read_bytes(bucket, found.key).decode("utf-8", errors="replace")
+        data = model_quality.table(batch_quality.join(text, given), reference.problem_type)
+    except (batch_quality.Refused, NotFound, KeyError, ValueError) as exc:
+        reason = f"s3://{bucket}/{found.key} not checked: {exc}"
+        deps.reports.write(bucket, f"{where}reason.txt", (reason + "\n").encode())
+        logger.warning("batch labels not checked", extra={"labels": found.key, "reason": str(exc)})
+        return {"status": f"refused: {exc}", "report": f"s3://{bucket}/{where}"}
+    statistics = model_quality.statistics(data, threshold=reference.decision_threshold, now=lambda: at)
+    _report(deps, f"{where}statistics.json", statistics)
+    entry: dict[str, Any] = {
+        "output": f"s3://{bucket}/{labels.output_key}",
+        "package": arn,
+        "labelled": data.count,
+        "unreadable": data.unreadable,
+        "report": f"s3://{bucket}/{where}",
+    }
+    if data.count < MIN_LABELLED:
+        reason = f"{data.count} labelled records, fewer than {MIN_LABELLED}: metrics written, not checked"
+        return entry | {"status": "too_few_labels", "reason": reason}
+    violations = model_quality.check(statistics, json.loads(_read(deps, uris[1])))
+    _report(deps, f"{where}constraint_violations.json", violations)
+    dimensions = {"MonitoringSchedule": schedule_name(deps.settings.stage, labels.model)}
+    deps.metrics.put(batch_quality.NAMESPACE, dimensions, model_quality.metric_values(statistics), at)
+    return entry | {"status": "checked", "violations": len(violations["violations"])}
+
+
+def _batch_quality_notice(model: str, outcome: dict[str, Any], worse: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run's notification, with the scored files whose model quality violates their baseline added (or the
+    only notification, when nothing else was to be told)."""
+    files = [str(entry["output"]).rsplit("/", 1)[-1].removesuffix(".out") for entry in worse]
+    lines = [
+        f"Batch model quality: {entry['violations']} violations in {entry['output']} "
+        f"({entry['labelled']} labelled records against {notifications.package_label(entry['package'])}'s "
+        f"baseline); report {entry['report']}"
+        for entry in worse
+    ]
+    told = dict(outcome.get("notification") or {})
+    if told:
+        told["detail"] = "\n".join([str(told.get("detail") or ""), *lines]).strip()
+    else:
+        shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+        told = notifications.document(
+            notifications.MONITORING_ALERT,
+            f"{model}: model quality of Batch Transform outputs below the baseline ({shown})",
+            "\n".join(lines),
+            model=model,
+            package=worse[0]["package"],
+            report=worse[0]["report"],
+        )
+    return outcome | {"notify": True, "notification": told}
 
 
 def _read_capture(
