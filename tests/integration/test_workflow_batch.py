@@ -75,6 +75,30 @@ def test_a_batch_file_is_scored_by_the_champion_and_moved_to_processed(app, trai
     notification = app.notifications("BatchTransformCompleted", trained)
     assert notification["records"] == 120
 
+    # And when those customers' outcomes arrive for the scored file (one label per record, in its order), the
+    # monitor run by hand joins them with the scores by row and checks the model quality of the batch
+    run = predictions.split("/")[-2]
+    labels = "\n".join(str(t) for t in generate(120, seed=11)["target"]) + "\n"
+    app.s3.put_object(Bucket=app.bucket, Key=f"feedback/{trained}/batch/{run}/customers.csv.labels", Body=labels)
+    started = app.sfn.start_execution(
+        stateMachineArn=app.outputs["MonitorStateMachineArn"],
+        name=f"{trained}-batch-labels",
+        input=json.dumps({"model": trained, "trigger": "manual"}),
+    )
+    finished = finished_execution(app.cloud, started["executionArn"], timeout=60)
+    assert finished["status"] == "SUCCEEDED", finished
+    (entry,) = json.loads(finished["output"])["batch_quality"]
+    assert (entry["status"], entry["labelled"], entry["package"]) == ("checked", 120, summary["model_package_arn"])
+    folder = entry["report"].removeprefix(f"s3://{app.bucket}/")
+    assert folder == f"monitoring/{trained}/batch/{processed.rsplit('/', 1)[-1]}/model_quality/"
+    assert sorted(k.removeprefix(folder) for k in _keys(app, folder)) == [
+        "constraint_violations.json",
+        "statistics.json",
+    ]
+    namespace = "aws/sagemaker/ModelMonitoring/model-metrics"  # published under the monitor's least-privilege role
+    published = app.cloud.client("cloudwatch").list_metrics(Namespace=namespace)["Metrics"]
+    assert {"accuracy", "auc"} <= {m["MetricName"] for m in published}
+
 
 def test_a_malformed_batch_file_goes_to_failed_with_a_reason_and_a_notification(app, trained):
     key = f"batch/{trained}/input/broken.csv"

@@ -413,7 +413,8 @@ def _batch_quality(
     scores, its model quality checked against the baseline of the package that scored it (the champion's if the
     run's summary names none) and reported in the batch's monitoring folder; (the checkpoint, what each gave)."""
     bucket = deps.settings.bucket
-    checkpoint = batch_inputs.BatchCheckpoint.from_json(state.get("batch_quality"), first=at.timestamp() - HOUR)
+    # A first run takes every labels file there is: each is an upload for a scored run, never a stream's backlog.
+    checkpoint = batch_inputs.BatchCheckpoint.from_json(state.get("batch_quality"), first=0.0)
     listed = deps.objects.latest_objects(bucket, batch_quality.labels_prefix(model))
     entries: list[dict[str, Any]] = []
     for stamp, found in batch_inputs.new_files(listed, checkpoint):
