@@ -29,7 +29,17 @@ from tests.faults import rows
 from tests.tarballs import tar_gz
 
 from .conftest import wait_for
-from .workflow import EXAMPLE, ROLLED_BACK, STARTED, App, Traffic, generate, rollout_config, unique
+from .workflow import (
+    EXAMPLE,
+    ROLLED_BACK,
+    STARTED,
+    App,
+    Traffic,
+    generate,
+    rollout_config,
+    serving_script,
+    unique,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -153,6 +163,78 @@ def test_a_candidate_that_crashes_on_load_is_rolled_back_and_clients_never_meet_
         0,
         "-",
         told["reason"],
+    )
+
+
+# A model that spills each request to a scratch file before predicting: on a full disk every answer is its 500.
+SPILLING = serving_script(
+    """def predict_fn(data, model):
+    spill = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"spill-{os.getpid()}.bin")
+    with open(spill, "wb") as scratch:
+        scratch.write(b"spilled")
+    os.remove(spill)
+    return _predict(data, model)
+"""
+)
+
+
+def test_a_candidate_whose_disk_is_full_is_rolled_back_in_shadow_and_clients_never_meet_it(request, served, cloud):
+    app = served.app
+    # Given a candidate whose model writes a scratch file for every request, and whose containers' disk is full
+    since = served.drained()
+    version = len(app.packages(served.model)) + 1
+    full = FaultRule(kind="container-disk-full", resource=f"{served.model}-v{version}", id="disk-full")
+    rule = cloud.faults.add(full)
+
+    try:
+        with Traffic(cloud, served.model, rate=20.0, malformed=0.0) as traffic:
+            # When it is approved while clients call the endpoint
+            candidate = app.register(served.model, served.package, inference=SPILLING)
+            assert candidate.endswith(f"/{version}")
+            rolled_back = app.rollout(served.model, version)
+    finally:
+        cloud.faults.remove(rule)
+
+    # Then it loads (its load writes nothing), fails every request it shadows, and the judge rolls it back in
+    # shadow: SageMaker returns the champion's answers to clients, so none of them met the candidate
+    assert rolled_back["status"] == "FAILED", rolled_back
+    path = app.path(rolled_back)
+    assert path[: len(STARTED)] == STARTED
+    assert path[len(STARTED)] == "EnterStage"
+    assert path[-len(ROLLED_BACK) :] == ROLLED_BACK
+    served.on_champion()
+    assert app.sagemaker.describe_model_package(ModelPackageName=candidate)["ModelApprovalStatus"] == "Rejected"
+    assert traffic.failures == []
+    assert traffic.unexpected == []
+    assert set(traffic.by_variant) == {"v1"}
+    # the candidate's container said why it failed: the disk, in its log stream
+    logs = cloud.client("logs")
+    spilled = wait_for(
+        lambda: [
+            e["message"]
+            for e in logs.filter_log_events(logGroupName=f"/aws/sagemaker/Endpoints/{served.model}")["events"]
+            if "No space left on device" in e["message"]
+        ]
+    )
+    assert spilled[0].startswith("Invocation failed (500"), spilled[0]
+    # judged in shadow, on its error rate
+    (verdict,) = [r for r in app.records(served.model) if r.get("verdict") == "ROLLBACK" and r["package"] == candidate]
+    assert verdict["stage"] == "shadow"
+    # one notification: the rollback and the candidate's errors that decided it
+    (told,) = served.told(since)
+    assert (told["event"], told["package"]) == ("RolloutRolledBack", candidate)
+    assert "error rate is higher than the champion's" in told["reason"], told
+    _record(
+        request,
+        served,
+        "candidate's disk full (every write fails ENOSPC)",
+        "the serving container's filesystem (a scratch file per request), from shadow",
+        "rolled back in shadow on its errors; the endpoint on the champion's config",
+        len(traffic.failures),
+        0,
+        "-",
+        # the reason without the candidate's version and sample counts, which depend on the tests run before
+        "RolloutRolledBack: " + told["reason"].split(": ", 1)[1].split(" (", 1)[0],
     )
 
 
