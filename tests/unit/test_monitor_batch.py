@@ -125,8 +125,8 @@ def test_labels_for_a_scored_file_give_its_model_quality_against_the_baseline_on
     _quality_baseline(world)
     truth = _scored(world)
     _labels(world, truth, wrong=0.02)
-    world.clock.at += timedelta(minutes=30)
-    # When the monitor runs
+    world.hour_of_traffic(seed=1)
+    # When the monitor runs (after an hour of the endpoint's traffic)
     result = world.run()
     # Then the file's model quality is in its batch's folder, in Model Monitor's formats, and published
     [entry] = result["batch_quality"]
@@ -143,6 +143,9 @@ def test_labels_for_a_scored_file_give_its_model_quality_against_the_baseline_on
     assert dimensions == {"MonitoringSchedule": "shepherd-test-monitor-churn"}
     assert {"accuracy", "precision", "recall", "f1", "auc"} <= set(values)
     assert result["notify"] is False
+    # the run's alert.json lists it too, as it lists the batch inputs
+    document = json.loads(world.bucket.objects[result["report"].removeprefix(f"s3://{BUCKET}/") + "alert.json"])
+    assert document["batch_quality"] == [entry]
     # and the next run does not read the labels again
     world.clock.at += timedelta(hours=1)
     assert world.run()["batch_quality"] == []

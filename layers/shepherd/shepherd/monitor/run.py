@@ -181,6 +181,7 @@ def _monitor(deps: Deps, request: MonitorRequest) -> dict[str, Any]:
         "violations": len(violations.get("violations", [])),
         "quality": quality.section,
         "batch": outcome["batch"],
+        "batch_quality": outcome["batch_quality"],
         "retrain": {
             "started": started is not None,
             "reason": gate.reason,
