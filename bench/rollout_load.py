@@ -251,10 +251,16 @@ class LoadRun(CloudRun):
             )
             if execution is executions[0]:  # from its start to the first stage: Prepare, configs, the lock
                 marks.append((d["startDate"].timestamp(), scenario, "prepare"))
+            state = ""  # the state the history is in
             for event in self.history(execution["executionArn"]):
+                if event["type"] in FAILED_EVENTS:  # which step failed or timed out, and how: a States.Timeout's state
+                    details = next((v for k, v in event.items() if k.endswith("EventDetails")), {})
+                    failed = {"state": state, "event": event["type"], "error": details.get("error")}
+                    described[-1].setdefault("failed_steps", []).append(failed)
                 if not event["type"].endswith("StateEntered"):
                     continue
                 details, at = event["stateEnteredEventDetails"], event["timestamp"].timestamp()
+                state = details["name"]
                 if details["name"] == "EnterStage":
                     entered = json_object(details.get("input"))
                     index = int(entered.get("pos", {}).get("i", 0))
@@ -362,6 +368,7 @@ class LoadRun(CloudRun):
 
 
 NO_ROLLOUT = "none"  # the scenario of the warm-up and the baseline
+FAILED_EVENTS = ("TaskFailed", "TaskTimedOut", "LambdaFunctionFailed", "LambdaFunctionTimedOut", "ExecutionTimedOut")
 ENDINGS = ("promoted", "rolled-back", "inconclusive", "rollback-failed", "ended")
 
 
@@ -460,6 +467,9 @@ def report(results: dict[str, Any]) -> None:
             f"{name}: v{x['version']} {x['outcome']}; rollout-caused failures {x['rollout_caused_failures']},"
             f" bad answers served {x['bad_answers_served']}; {'holds' if x['holds'] else 'NOT shown'}"
         )
+        for execution in x["executions"]:
+            for step in execution.get("failed_steps", []):
+                print(f"  {execution['name']}: {step['state']} {step['event']} ({step['error']})")
     c = results["claim"]
     print(
         f"\nrollout-caused failures: {c['rollout_caused_failures']} (bad answers a candidate served:"
@@ -477,6 +487,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS, help="directory for rollout_load.json")
     parser.add_argument("--rate", type=float, default=None, help="requests per second (default 20)")
     parser.add_argument("--senders", type=int, default=None, help="client threads sharing the rate (default 4)")
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=None,
+        help="virtual seconds per wall second (default 60; lower gives a loaded machine's endpoint updates more"
+        " wall time within a stage's 1-hour wait)",
+    )
     parser.add_argument("--no-rollback", action="store_true", help="the promotion only, no faulty candidate")
     args = parser.parse_args()
     settings = Settings.for_mode(args.quick)
@@ -484,6 +501,8 @@ def main() -> None:
         settings.rate = args.rate
     if args.senders:
         settings.senders = args.senders
+    if args.time_scale:
+        settings.time_scale = args.time_scale
     settings.rollback = not args.no_rollback
     run = LoadRun(settings)
     perform(run, run.execute, report, args.out / "rollout_load.json")
