@@ -1,41 +1,33 @@
-"""Judges a trained model's metrics against its config's gates and the current champion's."""
+"""Judges a trained model against its config's gates; where a gate asks, plans scoring the champion on the
+candidate's validation rows and, once both transform jobs ended, judges the paired comparison
+(shepherd.comparison)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel
+from shepherd import comparison
+from shepherd.aws import model_archives, s3, sagemaker
 from shepherd.aws.powertools import powertools
-from shepherd.aws.sagemaker import latest_approved_package
-from shepherd.config import ModelConfig
-from shepherd.evaluation import evaluate
-from shepherd.registry import metrics_from_package
+from shepherd.edge import field, optional_setting, setting
 
 logger, tracer, metrics = powertools()
-
-
-class TrainedJob(BaseModel):
-    job_name: str
-    metrics: dict[str, float]
-
-
-class Request(BaseModel):
-    model: str
-    group: str
-    config: dict[str, Any]
-    job: TrainedJob
+# The environment (template.yaml) read once per cold start.
+deps = comparison.Deps(
+    objects=s3,
+    models=sagemaker,
+    archives=model_archives,
+    sagemaker_role_arn=setting("SAGEMAKER_ROLE_ARN"),
+    kms_key_arn=optional_setting("DATA_KEY_ARN"),
+    default_instance_type=optional_setting("DEFAULT_BATCH_INSTANCE_TYPE"),
+)
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    request = Request.model_validate(event)
-    config = ModelConfig.model_validate(request.config, context={"model": request.model})
-    champion = latest_approved_package(request.group)
-    result = evaluate(
-        config.evaluation.gates, request.job.metrics, metrics_from_package(champion) if champion else None
-    )
-    logger.info("evaluated", extra={"job": request.job.job_name, "passed": result.passed, "summary": result.summary})
-    return result.model_dump() | {"champion_arn": champion["ModelPackageArn"] if champion else None}
+    if field(event, "action", str, choices=("evaluate", "judge"), default="evaluate") == "judge":
+        return comparison.judge_run(deps, comparison.JudgeRequest.model_validate(event))
+    return comparison.evaluate_run(deps, comparison.EvaluateRequest.model_validate(event))

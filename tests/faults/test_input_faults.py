@@ -138,7 +138,7 @@ def test_failed_evaluation_gates_register_nothing_and_the_champion_serves_on(row
     # statemachines/model_lifecycle.asl.json: Evaluate, GatesPassed (false) -> DescribeRejection -> NotifyRejected
     harness = Harness()
     gates = [Gate(metric="auc", direction="maximize", threshold=0.8)]
-    evaluation = evaluate(gates, {"auc": 0.71}, champion={"auc": 0.83})
+    evaluation = evaluate(gates, {"auc": 0.71}, champion=None)
     assert not evaluation.passed
     told = {
         "reason": evaluation.summary,

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 from shepherd.config import Gate
-from shepherd.evaluation import evaluate, judge_gate
+from shepherd.evaluation import Champion, compares_with_champion, evaluate, judge_gate
+from shepherd.paired import PairedComparison
 
 AUC = "validation:auc"
 LOSS = "validation:loss"
@@ -40,48 +41,75 @@ def test_failed_minimize_threshold_names_the_metric_and_the_bound() -> None:
     assert result.reason == "validation:loss = 0.4, must be at most 0.3"
 
 
-# ---------------------------------------------------------------- champion margins
+# ---------------------------------------------------------------- champion margins, on the same rows
+
+ARN = "arn:aws:sagemaker:us-east-1:123456789012:model-package/churn/1"
 
 
-@pytest.mark.parametrize(("value", "passed"), [(0.80, False), (0.819, False), (0.83, True)])
-def test_maximize_must_beat_the_champion_by_the_margin(value: float, passed: bool) -> None:
-    assert judge_gate(gate(must_beat_champion_by=0.02), value, 0.8).passed is passed
+def paired(improvement: float, lower: float, *, metric: str = "accuracy") -> Champion:
+    """The champion compared with the candidate on 1,000 shared rows, improvement and lower bound as given."""
+    comparison = PairedComparison(
+        problem="classification",
+        metric=metric,
+        method="McNemar",
+        rows=1000,
+        candidate=0.8 + improvement,
+        champion=0.8,
+        improvement=improvement,
+        lower=lower,
+        upper=improvement + (improvement - lower),
+        confidence=0.95,
+        p_value=0.01,
+        disagreement=0.1,
+    )
+    return Champion(ARN, paired={AUC: comparison, LOSS: comparison})
 
 
-@pytest.mark.parametrize(("value", "passed"), [(0.30, False), (0.29, False), (0.27, True)])
-def test_minimize_must_beat_the_champion_by_the_margin(value: float, passed: bool) -> None:
-    assert judge_gate(gate(LOSS, "minimize", must_beat_champion_by=0.02), value, 0.3).passed is passed
+@pytest.mark.parametrize(("lower", "passed"), [(0.01, False), (0.0199, False), (0.02, True), (0.03, True)])
+def test_the_margin_must_hold_at_the_lower_confidence_bound(lower: float, passed: bool) -> None:
+    assert judge_gate(gate(must_beat_champion_by=0.02), 0.9, paired(0.04, lower)).passed is passed
 
 
-def test_zero_margin_means_not_worse_than_the_champion() -> None:
-    assert judge_gate(gate(must_beat_champion_by=0.0), 0.8, 0.8).passed
-    assert not judge_gate(gate(must_beat_champion_by=0.0), 0.79, 0.8).passed
+def test_a_better_point_estimate_is_not_enough_when_the_bound_falls_short() -> None:
+    result = judge_gate(gate(must_beat_champion_by=0.0), 0.9, paired(0.01, -0.005))
+    assert not result.passed
+    assert result.reason == (
+        "validation:auc: on the same 1000 validation rows accuracy 0.81 against the champion's 0.8, improvement "
+        "+0.01 (95% lower bound -0.005, p = 0.01): must beat the champion by at least 0 at 95%"
+    )
 
 
-def test_failed_champion_margin_names_the_metric_bound_champion_and_margin() -> None:
-    result = judge_gate(gate(must_beat_champion_by=0.02), 0.8, 0.8)
-    assert result.reason == "validation:auc = 0.8, must be at least 0.82 (the champion's 0.8 + margin 0.02)"
+def test_a_passing_comparison_carries_its_numbers() -> None:
+    result = judge_gate(gate(LOSS, "minimize", must_beat_champion_by=0.0), 0.2, paired(0.03, 0.01, metric="mae"))
+    assert result.passed
+    assert (result.compared, result.champion, result.improvement, result.lower) == ("mae", 0.8, 0.03, 0.01)
+    assert result.reason.startswith("validation:loss = 0.2 passes; validation:loss: on the same 1000 validation rows")
 
 
-def test_failed_minimize_champion_margin_subtracts_the_margin() -> None:
-    result = judge_gate(gate(LOSS, "minimize", must_beat_champion_by=0.05), 0.3, 0.3)
-    assert result.reason == "validation:loss = 0.3, must be at most 0.25 (the champion's 0.3 - margin 0.05)"
+def test_a_comparison_that_could_not_be_made_fails_the_gate_and_says_why() -> None:
+    champion = Champion(ARN, unavailable="the champion's model could not score the candidate's validation rows")
+    result = judge_gate(gate(must_beat_champion_by=0.0), 0.9, champion)
+    assert not result.passed
+    assert result.reason == (
+        "validation:auc: not compared with the champion: the champion's model could not score the candidate's "
+        "validation rows"
+    )
 
 
 def test_both_bounds_failing_are_both_reported() -> None:
-    result = judge_gate(gate(threshold=0.9, must_beat_champion_by=0.0), 0.7, 0.8)
+    result = judge_gate(gate(threshold=0.95, must_beat_champion_by=0.0), 0.9, paired(-0.02, -0.04))
     assert not result.passed
-    assert "must be at least 0.9" in result.reason
-    assert "must be at least 0.8 (the champion's" in result.reason
+    assert "must be at least 0.95" in result.reason
+    assert "must beat the champion by at least 0" in result.reason
 
 
 def test_a_gate_without_a_margin_ignores_the_champion() -> None:
-    assert judge_gate(gate(threshold=0.5), 0.6, 0.99).passed
+    assert judge_gate(gate(threshold=0.5), 0.6, paired(-0.5, -0.6)).passed
 
 
-def test_a_value_exactly_at_the_champion_plus_margin_passes() -> None:
-    result = judge_gate(gate(must_beat_champion_by=0.05), 0.85, 0.8)
-    assert result.passed, result.reason
+def test_a_threshold_only_evaluation_asks_for_no_comparison() -> None:
+    assert not compares_with_champion([gate(threshold=0.5)])
+    assert compares_with_champion([gate(threshold=0.5), gate(LOSS, "minimize", must_beat_champion_by=0.0)])
 
 
 # ---------------------------------------------------------------- missing evidence, no champion, no gates
@@ -95,7 +123,7 @@ def test_a_metric_the_job_did_not_report_fails_its_gate() -> None:
 
 
 def test_a_missing_metric_fails_even_without_a_threshold() -> None:
-    assert not evaluate([gate(must_beat_champion_by=0.0)], {}, {AUC: 0.8}).passed
+    assert not evaluate([gate(must_beat_champion_by=0.0)], {}, paired(0.1, 0.05)).passed
 
 
 def test_without_a_champion_only_the_thresholds_count() -> None:
@@ -106,13 +134,10 @@ def test_without_a_champion_only_the_thresholds_count() -> None:
     assert result.summary == "all gates passed: validation:auc = 0.8 passes"
 
 
-def test_a_champion_without_the_metric_is_not_compared() -> None:
-    assert evaluate([gate(must_beat_champion_by=0.1)], {AUC: 0.5}, {"other": 0.9}).passed
-
-
-def test_passing_against_the_champion_says_so() -> None:
-    result = evaluate([gate(must_beat_champion_by=0.0)], {AUC: 0.85}, {AUC: 0.8})
-    assert result.summary == "all gates passed: validation:auc = 0.85 passes, champion 0.8"
+def test_a_gate_the_comparison_does_not_cover_fails() -> None:
+    result = evaluate([gate(must_beat_champion_by=0.1)], {AUC: 0.5}, Champion(ARN))
+    assert not result.passed
+    assert "no comparison with the champion on the same rows" in result.summary
 
 
 def test_no_gates_registers_on_training_success_alone() -> None:
@@ -131,14 +156,17 @@ def test_every_gate_must_pass_and_the_summary_lists_only_the_failures() -> None:
 
 
 def test_results_carry_the_numbers_behind_the_verdict() -> None:
-    result = judge_gate(gate(threshold=0.75, must_beat_champion_by=0.01), 0.8, 0.78)
+    result = judge_gate(gate(threshold=0.75, must_beat_champion_by=0.01), 0.8, paired(0.05, 0.02))
     assert result.model_dump() == {
         "metric": AUC,
         "direction": "maximize",
         "value": 0.8,
         "threshold": 0.75,
-        "champion": 0.78,
+        "champion": 0.8,
         "margin": 0.01,
         "passed": True,
-        "reason": "validation:auc = 0.8 passes, champion 0.78",
+        "reason": result.reason,
+        "compared": "accuracy",
+        "improvement": 0.05,
+        "lower": 0.02,
     }

@@ -55,14 +55,17 @@ def package_request(
     lineage_uri: str,
     description: str,
     baselines: dict[str, Any] | None = None,
+    comparison: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The CreateModelPackage request; approval follows the config (manual unless it says automatic);
-    ``baselines``: its DriftCheckBaselines and ModelMetrics (shepherd.monitor.baseline.package_references)."""
+    ``baselines``: its DriftCheckBaselines and ModelMetrics (shepherd.monitor.baseline.package_references);
+    ``comparison``: the champion comparison's metadata (shepherd.comparison.package_metadata)."""
     gated = {gate.metric for gate in config.evaluation.gates}
     # The gate metrics first: a champion comparison needs them; then the others, then the lineage.
     ordered = sorted(metrics.items(), key=lambda item: (item[0] not in gated, item[0]))
     lineage_entries = {f"shepherd:{_clip(key, 64)}": _clip(value) for key, value in sorted(lineage.items())[:15]}
     lineage_entries["shepherd:lineage"] = _clip(lineage_uri)
+    lineage_entries |= {_clip(key, MAX_KEY): _clip(value) for key, value in (comparison or {}).items()}
     room = MAX_ENTRIES - len(lineage_entries)
     metadata = {_clip(f"{METRIC_PREFIX}{name}", MAX_KEY): repr(float(value)) for name, value in ordered[:room]}
     metadata |= lineage_entries
@@ -186,6 +189,7 @@ class RegisterRequest(BaseModel):
     lineage: dict[str, str]
     lineage_uri: str
     evaluation_summary: str = ""
+    comparison: dict[str, str] | None = None  # the champion comparison's package metadata, when one was made
 
 
 def register(deps: Deps, request: RegisterRequest) -> dict[str, Any]:
@@ -226,6 +230,7 @@ def register(deps: Deps, request: RegisterRequest) -> dict[str, Any]:
         lineage_uri=request.lineage_uri,
         description=f"{request.model} trained by {request.job.job_name}. {request.evaluation_summary}",
         baselines=references,
+        comparison=request.comparison,
     )
     arn = deps.registry.create_model_package(package | {"ClientToken": deps.memory.client_token(key)})
     if version is not None and not arn.endswith(f"/{version}"):

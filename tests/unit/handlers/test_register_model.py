@@ -116,19 +116,61 @@ def test_without_a_champion_only_the_thresholds_decide(aws: Cloud, evaluate_mode
     assert result["champion_arn"] is None
 
 
-def test_a_candidate_worse_than_the_approved_champion_is_rejected(
+def _validation_rows(aws: Cloud, event: dict[str, Any]) -> None:
+    """The run's lineage.json naming one validation file with a target column, as PrepareTraining writes it."""
+    key = "training/churn/coldstart/validation/validation.csv"
+    rows = "tenure,spend,target\n" + "".join(f"{i},{i * 1.5},{i % 2}\n" for i in range(20))
+    version = aws.put(key, rows)
+    lineage = {
+        "dataset": f"s3://{BUCKET}/training/churn/coldstart/",
+        "data": [{"key": key, "version_id": version, "size": len(rows)}],
+    }
+    aws.put(key_of(event["lineage_uri"]), json.dumps(lineage))
+
+
+def test_with_an_approved_champion_evaluate_plans_both_models_on_the_same_rows(
     aws: Cloud, register_model: ModuleType, evaluate_model: ModuleType
 ) -> None:
-    # Given an Approved champion registered with its metrics
+    # Given an Approved champion, and a candidate whose run has a validation channel with a target column
     champion = register_model.handler(sample_event("register_model"), aws.context)
-    # When a candidate with a lower AUC (still above the threshold) is evaluated
     event = sample_event("evaluate_model")
-    event["job"]["metrics"]["validation:auc"] = 0.80
+    event["config"]["training"]["target_column"] = "target"
+    _validation_rows(aws, event)
+    # When Evaluate runs
     result = evaluate_model.handler(event, aws.context)
-    # Then it is rejected against the champion, which is named
-    assert result["passed"] is False
+    # Then it asks for both models to score the candidate's validation rows, and SageMaker has both models
+    assert (result["compare"], result["champion_arn"]) == (True, champion["model_package_arn"])
+    assert result["comparison"]["rows"] == 20
+    for side in ("candidate", "champion"):
+        name = result["comparison"][side]["model_name"]
+        assert aws.sagemaker.describe_model(ModelName=name)["ModelName"] == name
+    assert aws.read("artifacts/churn/churn-coldstart-4be2d1a97c03f518/comparison/features.csv").startswith(b"0,0.0\n")
+
+
+def test_without_a_target_column_the_champion_cannot_be_compared_and_the_candidate_is_rejected(
+    aws: Cloud, register_model: ModuleType, evaluate_model: ModuleType
+) -> None:
+    champion = register_model.handler(sample_event("register_model"), aws.context)
+    result = evaluate_model.handler(sample_event("evaluate_model"), aws.context)
+    assert (result["passed"], result["compare"]) == (False, False)
     assert result["champion_arn"] == champion["model_package_arn"]
-    assert "validation:auc = 0.8, must be at least" in result["summary"]
+    assert "not compared with the champion: training.target_column is not set" in result["summary"]
+
+
+def test_the_package_carries_the_champion_comparison(aws: Cloud, register_model: ModuleType) -> None:
+    event = sample_event("register_model") | {
+        "comparison": {
+            "shepherd:problem": "classification",
+            "shepherd:paired-rows": "1000",
+            "shepherd:paired-disagreement": "0.084",
+            "shepherd:evaluation": "s3://bucket/artifacts/churn/run/evaluation.json",
+        }
+    }
+    result = register_model.handler(event, aws.context)
+    metadata = aws.sagemaker.describe_model_package(ModelPackageName=result["model_package_arn"])[
+        "CustomerMetadataProperties"
+    ]
+    assert {k: metadata[k] for k in event["comparison"]} == event["comparison"]
 
 
 def test_the_package_serves_the_model_repacked_with_its_code_beside_the_runs_source(
