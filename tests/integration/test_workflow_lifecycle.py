@@ -8,6 +8,7 @@ clearly why not.
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -137,18 +138,66 @@ def test_a_model_that_fails_its_gates_is_not_registered_and_the_reason_is_sent(a
 def test_a_challenger_must_beat_the_champion(app):
     model = unique("champ")
     config = churn_config(model)
-    config["evaluation"]["gates"][0]["must_beat_champion_by"] = 0.5  # impossible for an AUC near 0.8
+    config["evaluation"]["gates"][0]["must_beat_champion_by"] = 0.5  # impossible on the same rows
     app.upload_project(model, churn_config(model, approval="automatic"))  # an approved champion
     app.upload_dataset(model, "first")
     assert app.run_of(model, "first")["status"] == "SUCCEEDED"
     app.upload_project(model, config)
     app.upload_dataset(model, "second", seed=8)
 
-    assert app.run_of(model, "second")["status"] == "SUCCEEDED"
+    assert app.run_of(model, "second", timeout=180)["status"] == "SUCCEEDED"
 
     notification = app.notifications("ModelRejected", model)
-    assert "champion" in notification["reason"]
+    assert "on the same 225 validation rows accuracy" in notification["reason"]
+    assert "must beat the champion by at least 0.5 at 95%" in notification["reason"]
     assert len(app.packages(model)) == 1
+
+
+def test_a_second_version_is_compared_with_the_champion_on_its_own_validation_rows(app):
+    # Given a weak Approved champion (shallow trees, low thresholds)
+    model = unique("paired")
+    weak = churn_config(model, approval="automatic", **{"hyperparameters.max_depth": 1})
+    for gate in weak["evaluation"]["gates"]:
+        gate["threshold"] = 0.5
+    app.upload_project(model, weak)
+    started = time.monotonic()
+    app.upload_dataset(model, "first")
+    assert app.run_of(model, "first")["status"] == "SUCCEEDED"
+    first_seconds = time.monotonic() - started
+    (champion,) = app.packages(model)
+    # When a deeper model trains on a new dataset (500 validation rows)
+    app.upload_project(model, churn_config(model))
+    started = time.monotonic()
+    app.upload_dataset(model, "second", rows=2000, seed=8)
+    execution = app.run_of(model, "second", timeout=180)
+    second_seconds = time.monotonic() - started
+
+    # Then both models scored the candidate's validation rows in parallel, and the comparison was judged
+    assert execution["status"] == "SUCCEEDED", execution
+    taken = app.path(execution)
+    order = [taken.index(state) for state in ("Evaluate", "ScoreOnSameRows", "JudgeOnSameRows", "Register")]
+    assert order == sorted(order)
+    assert order[1] < taken.index("ScoreCandidate") < order[2]
+    assert order[1] < taken.index("ScoreChampion") < order[2]
+    print(f"wall seconds per run: {first_seconds:.1f} without a champion, {second_seconds:.1f} compared with it")
+    # and the package records it, with the keys the replay stage reads
+    (candidate,) = [p for p in app.packages(model) if p["ModelPackageArn"] != champion["ModelPackageArn"]]
+    metadata = candidate["CustomerMetadataProperties"]
+    assert metadata["shepherd:problem"] == "classification"
+    assert metadata["shepherd:paired-rows"] == "500"
+    assert 0.0 < float(metadata["shepherd:paired-disagreement"]) < 0.5
+    assert float(metadata["shepherd:paired-lower"]) > 0.0  # shown better at 95 %
+    # and so does the run's evaluation record
+    record = json.loads(
+        app.s3.get_object(Bucket=app.bucket, Key=metadata["shepherd:evaluation"].removeprefix(f"s3://{app.bucket}/"))[
+            "Body"
+        ].read()
+    )
+    assert record["champion"] == champion["ModelPackageArn"]
+    compared = record["paired"]["validation:auc"]
+    assert (compared["rows"], compared["metric"]) == (500, "accuracy")
+    assert compared["candidate"] > compared["champion"]
+    assert record["passed"] is True
 
 
 def test_a_lost_job_event_is_settled_by_the_reconciler(app, cloud):
