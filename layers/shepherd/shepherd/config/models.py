@@ -179,7 +179,8 @@ class Gate(Section):
     must_beat_champion_by: float | None = Field(
         default=0.0,
         ge=0,
-        description="The value must be better than the champion's by at least this margin (0: not worse); "
+        description="Both models score the candidate's validation rows; the one-sided 95% lower bound of the "
+        "candidate's improvement (a paired test) must be at least this margin (0: shown not worse); "
         "null: not compared with the champion.",
     )
 
