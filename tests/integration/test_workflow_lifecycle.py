@@ -180,6 +180,14 @@ def test_a_second_version_is_compared_with_the_champion_on_its_own_validation_ro
     assert order[1] < taken.index("ScoreCandidate") < order[2]
     assert order[1] < taken.index("ScoreChampion") < order[2]
     print(f"wall seconds per run: {first_seconds:.1f} without a champion, {second_seconds:.1f} compared with it")
+    times = {
+        (e["type"], (e.get("stateEnteredEventDetails") or {}).get("name")): e
+        for e in app.history(execution["executionArn"])
+    }
+    comparing = (
+        times[("TaskStateEntered", "Register")]["timestamp"] - times[("TaskStateEntered", "Evaluate")]["timestamp"]
+    )
+    print(f"Evaluate to Register (the comparison on the same rows): {comparing.total_seconds():.1f} s")
     # and the package records it, with the keys the replay stage reads
     (candidate,) = [p for p in app.packages(model) if p["ModelPackageArn"] != champion["ModelPackageArn"]]
     metadata = candidate["CustomerMetadataProperties"]
