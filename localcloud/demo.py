@@ -145,7 +145,14 @@ class Demo:
 
     def _upload_project(self, max_depth: int, inference: bytes | None = None) -> None:
         s3, bucket = self.client("s3"), self.outputs["DataBucketName"]
-        body = yaml.safe_dump(self._config(max_depth)).encode()
+        config = self._config(max_depth)
+        if inference is not None:
+            # The faulty candidate fails half its requests, so scoring its validation rows against the champion's
+            # would reject it before any rollout (docs/PIPELINES.md, "Evaluation gates"): the story shows serving
+            # catch it, so it is registered on its thresholds alone.
+            for gate in config["evaluation"]["gates"]:
+                gate["must_beat_champion_by"] = None
+        body = yaml.safe_dump(config).encode()
         s3.put_object(Bucket=bucket, Key=f"models/{MODEL}/shepherd.yaml", Body=body)
         s3.put_object(Bucket=bucket, Key=f"models/{MODEL}/code/train.py", Body=(EXAMPLE / "train.py").read_bytes())
         body = inference or (EXAMPLE / "inference.py").read_bytes()
