@@ -194,6 +194,33 @@ def test_a_comparison_that_cannot_be_made_rejects_and_says_why(deps: Deps, chang
     assert why in result["summary"]
 
 
+def with_baseline(deps: Deps, features: list[str]) -> Deps:
+    """The champion registered with a data baseline whose statistics.json names ``features``."""
+    key = "monitoring/churn/baseline/3/statistics.json"
+    deps.objects.write_bytes(BUCKET, key, json.dumps({"features": [{"name": n} for n in features]}).encode())
+    uri = f"s3://{BUCKET}/{key}"
+    deps.models.champion["DriftCheckBaselines"] = {"ModelDataQuality": {"Statistics": {"S3Uri": uri}}}  # type: ignore[attr-defined]
+    return deps
+
+
+def test_a_champion_trained_on_the_same_columns_is_compared() -> None:
+    result = evaluate_run(with_baseline(world(validation=VALIDATION), ["tenure", "spend"]), request())
+    assert result["compare"] is True
+
+
+def test_a_champion_trained_on_other_columns_is_not_scored_and_the_gate_says_why() -> None:
+    # Given a champion whose baseline names a column the candidate's rows do not have
+    deps = with_baseline(world(validation=VALIDATION), ["tenure", "spend", "plan"])
+    # When Evaluate runs, then no job is planned and the schema change fails the gate
+    result = evaluate_run(deps, request())
+    assert (result["passed"], result["compare"]) == (False, False)
+    assert (
+        "the champion was trained on other feature columns (tenure, spend, plan) than the candidate's validation "
+        "rows hold (tenure, spend): a changed schema"
+    ) in result["summary"]
+    assert deps.models.created == {}  # type: ignore[attr-defined]
+
+
 def test_the_rows_compared_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(comparison, "MAX_ROWS", 4)
     result = evaluate_run(world(validation=VALIDATION), request())

@@ -112,6 +112,7 @@ class Rows:
     features: list[str]
     labels: list[str]
     source: str
+    columns: list[str]  # the features' names, in their order (the header without the label column)
 
 
 # ---------------------------------------------------------------- Evaluate
@@ -132,7 +133,7 @@ def evaluate_run(deps: Deps, request: EvaluateRequest) -> dict[str, Any]:
         return _finish(deps, request, thresholds.model_copy(update={"summary": summary}), None, None)
     arn = str(champion["ModelPackageArn"])
     try:
-        plan = _plan(deps, request, config, arn)
+        plan = _plan(deps, request, config, champion)
     except Unavailable as exc:
         logger.warning("no champion comparison", extra={"champion": arn, "reason": str(exc)})
         return _finish(deps, request, evaluate(gates, metrics, Champion(arn, unavailable=str(exc))), arn, None)
@@ -148,13 +149,21 @@ def evaluate_run(deps: Deps, request: EvaluateRequest) -> dict[str, Any]:
     }
 
 
-def _plan(deps: Deps, request: EvaluateRequest, config: ModelConfig, champion_arn: str) -> dict[str, Any]:
+def _plan(deps: Deps, request: EvaluateRequest, config: ModelConfig, package: dict[str, Any]) -> dict[str, Any]:
     target = config.training.target_column
     if not target:
         raise Unavailable("training.target_column is not set, so the validation rows' labels cannot be told apart")
     if not (request.lineage_uri and request.source_uri and request.image and request.job.model_data_url):
         raise InvalidInput("Evaluate needs the run's lineage_uri, source_uri, image and the job's model_data_url")
     rows = validation_rows(deps.objects, request.lineage_uri, target)
+    trained_on = champion_columns(deps.objects, package)
+    if trained_on is not None and trained_on != rows.columns:
+        raise Unavailable(
+            f"the champion was trained on other feature columns ({_listed(trained_on)}) than the candidate's "
+            f"validation rows hold ({_listed(rows.columns)}): a changed schema, which its model cannot score, so "
+            f"beating it cannot be shown"
+        )
+    champion_arn = str(package["ModelPackageArn"])
     bucket, prefix = comparison_prefix(request.lineage_uri)
     deps.objects.write_bytes(bucket, f"{prefix}{FEATURES}", "".join(rows.features).encode(), "text/csv")
     deps.objects.write_bytes(bucket, f"{prefix}{LABELS}", json.dumps(rows.labels).encode(), "application/json")
@@ -295,7 +304,28 @@ def validation_rows(objects: Objects, lineage_uri: str, target: str) -> Rows:
             labels.append(row[column].strip())
     if not labels:
         raise Unavailable(f"the {VALIDATION_CHANNEL}/ channel of {dataset} holds no labelled rows")
-    return Rows(features, labels, f"{dataset}{VALIDATION_CHANNEL}/ ({len(labels)} rows)")
+    columns = [c for c in header or [] if c != target]
+    return Rows(features, labels, f"{dataset}{VALIDATION_CHANNEL}/ ({len(labels)} rows)", columns)
+
+
+def champion_columns(objects: Objects, package: dict[str, Any]) -> list[str] | None:
+    """The feature columns the champion was trained on, in order, from its data baseline's statistics.json
+    (features only: shepherd.monitor.baseline); None when it has none to tell."""
+    baseline = ((package.get("DriftCheckBaselines") or {}).get("ModelDataQuality") or {}).get("Statistics") or {}
+    uri = baseline.get("S3Uri")
+    if not isinstance(uri, str):
+        return None
+    try:
+        document = json.loads(objects.read_bytes(*split_s3_uri(uri)))
+    except (NotFound, ValueError):
+        return None
+    names = [f.get("name") for f in document.get("features", []) if isinstance(f, dict)]
+    return [str(n) for n in names] or None
+
+
+def _listed(columns: list[str], limit: int = 6) -> str:
+    shown = ", ".join(columns[:limit])
+    return shown + (f" and {len(columns) - limit} more" if len(columns) > limit else "")
 
 
 # ---------------------------------------------------------------- JudgeOnSameRows
