@@ -15,7 +15,7 @@ import pytest
 from localcloud.deployer import Deployer
 
 from .conftest import finished_execution, wait_for
-from .workflow import ROOT, App, churn_config, unique
+from .workflow import EXAMPLE, FAILING, ROOT, App, churn_config, unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -206,6 +206,19 @@ def test_a_second_version_is_compared_with_the_champion_on_its_own_validation_ro
     assert (compared["rows"], compared["metric"]) == (500, "accuracy")
     assert compared["candidate"] > compared["champion"]
     assert record["passed"] is True
+
+    # When a candidate whose serving code fails every request trains next
+    app.upload_project(
+        model, churn_config(model), {"train.py": (EXAMPLE / "train.py").read_bytes(), "inference.py": FAILING.encode()}
+    )
+    app.upload_dataset(model, "third", rows=2000, seed=9)
+    third = app.run_of(model, "third", timeout=180)
+    # Then its scoring job failed and was recorded, and the gate rejected it for that reason
+    assert third["status"] == "SUCCEEDED", third
+    assert "CandidateNotScored" in app.path(third)
+    notification = app.notifications("ModelRejected", model)
+    assert "the candidate could not score its own validation rows: TransformJobFailed" in notification["reason"]
+    assert len(app.packages(model)) == 2
 
 
 def test_a_lost_job_event_is_settled_by_the_reconciler(app, cloud):
