@@ -95,7 +95,7 @@ def test_swapping_the_models_mirrors_the_comparison(counts: tuple[int, int, int,
     forward = mcnemar(*pairs(wins, losses, both_right, both_wrong), disagreement=0.0)
     backward = mcnemar(*pairs(losses, wins, both_right, both_wrong), disagreement=0.0)
     assert backward.improvement == pytest.approx(-forward.improvement)
-    assert backward.lower == pytest.approx(-forward.upper, abs=1e-12)
+    assert backward.lower == pytest.approx(-forward.upper, abs=1e-9)  # binomial tails in floats: ~1e-11
 
 
 # ---------------------------------------------------------------- regression

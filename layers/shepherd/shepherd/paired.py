@@ -141,16 +141,13 @@ def regression_metric(gate_metric: str) -> RegressionMetric:
     return "mae"
 
 
-def _scores(metric: RegressionMetric, error: np.ndarray, spread: np.ndarray) -> np.ndarray:
-    """The metric of each row of ``error`` (resamples x rows); ``spread``: the labels' variance per resample."""
-    if metric == "mae":
-        return np.abs(error).mean(axis=-1)
-    mse = np.square(error).mean(axis=-1)
-    if metric == "mse":
-        return mse
+def _score(metric: RegressionMetric, mean_loss: np.ndarray, spread: np.ndarray | float) -> np.ndarray:
+    """The metric from the mean per-row loss (absolute error for mae, squared error otherwise)."""
+    if metric in ("mae", "mse"):
+        return mean_loss
     if metric == "rmse":
-        return np.sqrt(mse)
-    return 1.0 - mse / np.where(spread > 0, spread, np.nan)
+        return np.sqrt(mean_loss)
+    return 1.0 - mean_loss / np.where(np.asarray(spread) > 0, spread, np.nan)
 
 
 def bootstrap(
@@ -171,16 +168,19 @@ def bootstrap(
     if rows == 0 or not len(ours) == len(theirs) == rows:
         raise ValueError(f"paired rows: {rows} labels, {len(ours)} candidate and {len(theirs)} champion answers")
     sign = 1.0 if metric == "r2" else -1.0  # the improvement is positive where the candidate is better
-    variance = np.var(truth)
-    cand_value = float(_scores(metric, ours - truth, np.asarray(variance)))
-    champ_value = float(_scores(metric, theirs - truth, np.asarray(variance)))
+    loss = np.abs if metric == "mae" else np.square
+    ours_loss, theirs_loss = loss(ours - truth), loss(theirs - truth)
+    squares = np.square(truth)
+    cand_value = float(_score(metric, ours_loss.mean(), float(np.var(truth))))
+    champ_value = float(_score(metric, theirs_loss.mean(), float(np.var(truth))))
     generator = np.random.default_rng(seed)
     gains = []
     for start in range(0, resamples, _CHUNK):
-        picks = generator.integers(0, rows, size=(min(_CHUNK, resamples - start), rows))
-        spread = truth[picks].var(axis=1)
-        ours_scores = _scores(metric, ours[picks] - truth[picks], spread)
-        theirs_scores = _scores(metric, theirs[picks] - truth[picks], spread)
+        # Rows drawn with replacement, a row's two answers together; only what the metric needs is gathered.
+        picks = generator.integers(0, rows, size=(min(_CHUNK, resamples - start), rows), dtype=np.int32)
+        spread = squares[picks].mean(axis=1) - np.square(truth[picks].mean(axis=1)) if metric == "r2" else 0.0
+        ours_scores = _score(metric, ours_loss[picks].mean(axis=1), spread)
+        theirs_scores = _score(metric, theirs_loss[picks].mean(axis=1), spread)
         gains.append(sign * (ours_scores - theirs_scores))
     gain = np.concatenate(gains)
     gain = gain[np.isfinite(gain)]
