@@ -155,6 +155,25 @@ def test_metadata_stays_within_fifty_entries() -> None:
     assert len(metadata) <= 50
 
 
+def test_the_champion_comparison_is_kept_and_the_metrics_make_room_for_it() -> None:
+    # Given more metrics and lineage than fit, and a champion comparison
+    metrics = {f"m{index:02d}": float(index) for index in range(60)}
+    lineage = {f"l{index:02d}": "x" for index in range(30)}
+    compared = {
+        "shepherd:problem": "regression",
+        "shepherd:paired-rows": "500",
+        "shepherd:paired-disagreement": "0.12",
+        "shepherd:paired-band": "1.5",
+        "shepherd:evaluation": f"s3://{BUCKET}/artifacts/churn/run-1/evaluation.json",
+    }
+    # When the request is built, then every comparison entry is there, within the fifty
+    metadata = request_of(config_of(), metrics=metrics, lineage=lineage, comparison=compared)[
+        "CustomerMetadataProperties"
+    ]
+    assert {key: metadata[key] for key in compared} == compared
+    assert_valid_metadata(metadata)
+
+
 def test_description_fits_the_entity_description_limit() -> None:
     request = request_of(config_of(), description="long summary; " * 200)
     assert len(request["ModelPackageDescription"]) <= 1024
