@@ -221,6 +221,14 @@ def test_a_champion_trained_on_other_columns_is_not_scored_and_the_gate_says_why
     assert deps.models.created == {}  # type: ignore[attr-defined]
 
 
+def test_a_lineage_without_a_dataset_is_not_compared() -> None:
+    deps = world(validation=VALIDATION)
+    deps.objects.write_bytes(BUCKET, f"{PREFIX}lineage.json", b"{}")
+    result = evaluate_run(deps, request())
+    assert result["passed"] is False
+    assert "names no dataset to read validation rows from" in result["summary"]
+
+
 def test_the_rows_compared_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(comparison, "MAX_ROWS", 4)
     result = evaluate_run(world(validation=VALIDATION), request())

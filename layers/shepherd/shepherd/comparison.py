@@ -266,6 +266,8 @@ def validation_rows(objects: Objects, lineage_uri: str, target: str) -> Rows:
     """The run's validation channel (the versions its lineage names), at most MAX_ROWS rows with a label."""
     lineage = _lineage(objects, lineage_uri)
     dataset = str(lineage.get("dataset", ""))
+    if not dataset.startswith("s3://"):
+        raise Unavailable(f"the run's lineage ({lineage_uri}) names no dataset to read validation rows from")
     data_bucket, prefix = split_s3_uri(dataset)
     prefix = prefix if prefix.endswith("/") else f"{prefix}/"
     files = sorted(
