@@ -3,8 +3,8 @@
 Classification: accuracy, McNemar's exact test and the exact conditional interval that goes with it (given the
 rows where exactly one model is right, the candidate's share of them is binomial; Clopper-Pearson bounds on that
 share give bounds on the accuracy difference that reject exactly when the test does). Regression: the mean
-absolute or squared error (or RMSE, R²) from a paired bootstrap of the rows. docs/PIPELINES.md, "Compared on
-the same rows", gives the rule and the reasons.
+absolute or squared error (or RMSE, R²) from a paired bootstrap of the rows. docs/PIPELINES.md, "Evaluation
+gates", gives the rule and the reasons.
 """
 
 from __future__ import annotations
