@@ -750,7 +750,9 @@ def _rollout_stages(strategy: str, *, quality: bool = False) -> list[tuple[str, 
     from shepherd.rollout import plan
 
     config = _default_config(quality)
-    stages = plan.stages(config)
+    # The live stages as planned, with their parts of the budget. The replay stage judges captured requests offline,
+    # not metrics: its share of alpha (shepherd.rollout.budget.REPLAY_ALPHA_SHARE) is left unspent here.
+    stages = [stage for stage in plan.stages(config) if stage.kind != "replay"]
     if strategy in COMPETITORS:
         strategy = "shepherd"  # the same stages and budget; the competitor judges shadow and A/B
     if strategy == "shepherd_stagewise":  # the judge before issue 18: alpha and beta whole, fixed maxima

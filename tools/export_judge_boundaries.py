@@ -25,12 +25,19 @@ SETTINGS = [(0.05 / metrics, 0.2, 2.0) for metrics in (1, 2, 3)] + [(0.01, 0.2, 
 def _budgeted() -> list[tuple[float, float, float]]:
     """The default rollout's stages before full (shadow, A/B 10/25/50) with their parts of one budget
     (shepherd.rollout.budget), the floor's share of beta taken, alpha split over 1-3 metrics: as JudgeStage
-    computes them."""
+    computes them. With the replay stage first (the default where the endpoint captures data) and without."""
     from shepherd.judge.engine import FLOOR_SHARE
     from shepherd.rollout import budget
 
     out = []
-    for part in budget.split(["shadow", "ab", "ab", "ab", "full", "watch"])[:4]:
+    default = ["shadow", "ab", "ab", "ab", "full", "watch"]
+    parts = [
+        part
+        for kinds in (default, ["replay", *default])
+        for kind, part in zip(kinds, budget.split(kinds), strict=True)
+        if kind in budget.PRE_FULL_KINDS
+    ]
+    for part in parts:
         for metrics in (1, 2, 3):
             setting = (part.alpha(0.05) / metrics, part.beta(0.2) * (1.0 - FLOOR_SHARE), 2.0)
             if setting not in out:

@@ -18,6 +18,7 @@ from shepherd.aws import s3
 from shepherd.aws.idempotency import IdempotencyTable
 from shepherd.aws.powertools import powertools
 from shepherd.aws.rollouts import RolloutTable
+from shepherd.aws.transforms import TransformJobs
 from shepherd.edge import setting
 from shepherd.rollout import judging
 
@@ -30,6 +31,7 @@ deps = judging.JudgeDeps(
     objects=s3,
     now=clock.now,
     monotonic=time.monotonic,
+    jobs=TransformJobs(),
 )
 
 

@@ -11,6 +11,7 @@ from shepherd.aws.powertools import powertools
 from shepherd.aws.rollouts import RolloutTable
 from shepherd.aws.stepfunctions import StepFunctionsResumer
 from shepherd.aws.tokens import DynamoTokenStore
+from shepherd.aws.transforms import TransformJobs
 from shepherd.edge import optional_setting, setting
 from shepherd.errors import InvalidInput
 from shepherd.rollout import steps
@@ -19,7 +20,7 @@ from shepherd.rollout.state import RolloutState
 
 logger, tracer, metrics = powertools()
 WITH_TOKEN = ("deploy_first", "enter_stage", "finalize", "rollback_weights", "rollback_config")
-PLAIN = ("promoted", "verify_rollback", "release")
+PLAIN = ("promoted", "verify_rollback", "release", "reject")
 WITH_EXECUTION = ("hand_over", "resume")
 BESIDE_STATE = ("stage_index", "verdict", "continuation")  # the state machine keeps these beside the state
 
@@ -37,6 +38,8 @@ deps = Deps(
         kms_key_arn=optional_setting("DATA_KEY_ARN"),
     ),
     now=clock.now,
+    capture=s3,
+    jobs=TransformJobs(),
 )
 
 

@@ -208,6 +208,7 @@ def test_an_unset_maximum_is_derived_and_a_set_one_is_the_users() -> None:
     text = "framework: sklearn\nentry_point: train.py\n"
     derived = plan.stages(load_config(text, "models/churn/shepherd.yaml"))
     assert [(s.kind, s.max_minutes, s.max_from_traffic) for s in derived] == [
+        ("replay", 120, False),  # its jobs' time, not a test's
         ("shadow", CAP, True),
         ("ab", CAP, True),
         ("ab", CAP, True),
@@ -217,7 +218,7 @@ def test_an_unset_maximum_is_derived_and_a_set_one_is_the_users() -> None:
     ]
     text += "rollout:\n  ab: {max_duration_minutes: 45}\n  full: {max_duration_minutes: 20}\n"
     configured = plan.stages(load_config(text, "models/churn/shepherd.yaml"))
-    assert [(s.kind, s.max_minutes, s.max_from_traffic) for s in configured][1:5] == [
+    assert [(s.kind, s.max_minutes, s.max_from_traffic) for s in configured][2:6] == [
         ("ab", 45, False),
         ("ab", 45, False),
         ("ab", 45, False),

@@ -94,21 +94,26 @@ def test_every_path_keeps_the_rollouts_rates(kinds: list[str]) -> None:
 
 def test_the_plan_gives_each_stage_its_part_and_an_old_payload_keeps_todays_rates() -> None:
     stages = plan.stages(_config())
+    # The replay stage first, with a tenth of alpha and no part of beta; the live stages share the rest as before
     assert [(s.kind, s.alpha_share, s.beta_power) for s in stages] == [
-        ("shadow", 0.5, 0.7),
-        ("ab", 0.1, 0.1),
-        ("ab", 0.1, 0.1),
-        ("ab", 0.1, 0.1),
-        ("full", 0.1, 0.0),
-        ("watch", 0.1, 0.0),
+        ("replay", 0.1, 0.0),
+        ("shadow", 0.45, 0.7),
+        ("ab", 0.09, 0.1),
+        ("ab", 0.09, 0.1),
+        ("ab", 0.09, 0.1),
+        ("full", 0.09, 0.0),
+        ("watch", 0.09, 0.0),
     ]
     judge_config = {"error_rate": {"alpha": 0.05, "beta": 0.2, "delta": 1.0}}
-    shadow = _request(stages[0].model_dump(mode="json"), judge_config).settings().metrics[Metric.ERROR_RATE]
-    assert (shadow.alpha, shadow.beta, shadow.floor) == pytest.approx((0.025, 0.2**0.7, DEFAULT_FLOOR_RATE))
-    full = _request(stages[4].model_dump(mode="json"), judge_config).settings().metrics[Metric.ERROR_RATE]
-    assert (full.alpha, full.beta, full.drift_margin) == pytest.approx((0.005, budget.AFTER_FULL_BETA, 0.25))
+    shadow = _request(stages[1].model_dump(mode="json"), judge_config).settings().metrics[Metric.ERROR_RATE]
+    assert (shadow.alpha, shadow.beta, shadow.floor) == pytest.approx((0.0225, 0.2**0.7, DEFAULT_FLOOR_RATE))
+    full = _request(stages[5].model_dump(mode="json"), judge_config).settings().metrics[Metric.ERROR_RATE]
+    assert (full.alpha, full.beta, full.drift_margin) == pytest.approx((0.0045, budget.AFTER_FULL_BETA, 0.25))
+    # Without replay (disabled, or no capture) the live stages keep the whole budget
+    unreplayed = plan.stages(_config("rollout:\n  replay: {enabled: false}\n"))  # type: ignore[arg-type]
+    assert [(s.kind, s.alpha_share) for s in unreplayed][:2] == [("shadow", 0.5), ("ab", 0.1)]
     # A stage planned before budgets (an execution already running) is judged as it was then
-    old = {key: value for key, value in stages[1].model_dump(mode="json").items() if key not in budget_fields()}
+    old = {key: value for key, value in stages[2].model_dump(mode="json").items() if key not in budget_fields()}
     before = _request(old, judge_config).settings().metrics[Metric.ERROR_RATE]
     assert (before.alpha, before.beta, before.drift_margin) == (0.05, 0.2, 0.0)
 

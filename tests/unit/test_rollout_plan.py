@@ -14,6 +14,7 @@ def _config(text: str = "") -> object:
 def test_stages_follow_the_config_and_serverless_has_the_watch_alone():
     config = _config("rollout:\n  ab:\n    steps: [10, 50]\n")
     assert [(s.kind, s.weight) for s in plan.stages(config)] == [
+        ("replay", 0),
         ("shadow", 100),
         ("ab", 10),
         ("ab", 50),
@@ -29,6 +30,7 @@ def test_stages_follow_the_config_and_serverless_has_the_watch_alone():
 def test_a_multi_model_endpoint_skips_shadow_and_keeps_ab_full_and_the_watch():
     config = _config("rollout:\n  ab:\n    steps: [10, 50]\n")
     assert [(s.kind, s.weight) for s in plan.stages(config, "multi_model")] == [
+        ("replay", 0),
         ("ab", 10),
         ("ab", 50),
         ("full", 100),
@@ -36,6 +38,37 @@ def test_a_multi_model_endpoint_skips_shadow_and_keeps_ab_full_and_the_watch():
     ]
     shadow_only = _config("rollout:\n  ab:\n    enabled: false\n")
     assert plan.stages(shadow_only, "multi_model") == []  # nothing left to judge: a direct switch
+
+
+def test_replay_comes_first_where_the_endpoint_captures_and_its_budget_is_a_tenth_of_alpha():
+    config = _config()
+    stages = plan.stages(config)
+    assert stages[0].kind == "replay"
+    assert (stages[0].alpha_share, stages[0].beta_power) == (0.1, 0.0)
+    assert sum(s.alpha_share or 0 for s in stages) == pytest.approx(1.0)
+    # Asked off, or no capture to replay: the path without it, its alpha back with the others
+    for text in ("rollout:\n  replay:\n    enabled: false\n", "endpoint:\n  data_capture:\n    enabled: false\n"):
+        kinds = [s.kind for s in plan.stages(_config(text))]
+        assert kinds == ["shadow", "ab", "ab", "ab", "full", "watch"]
+    # A direct switch stays one
+    assert plan.stages(_config("rollout:\n  shadow:\n    enabled: false\n  ab:\n    enabled: false\n")) == []
+
+
+def test_replay_jobs_take_a_transform_instance_type_and_a_name_per_run():
+    from shepherd.rollout.replay_stage import instance_type
+
+    assert instance_type(None, "ml.m5.xlarge", "ml.m5.large") == "ml.m5.xlarge"
+    assert instance_type(None, "ml.t2.medium", "ml.m5.large") == "ml.m5.large"  # Batch Transform has no ml.t2
+    assert instance_type("ml.c5.xlarge", "ml.m5.xlarge", "ml.m5.large") == "ml.c5.xlarge"
+    first = plan.replay_job_name("a" * 63, 12, "run-1", "candidate")
+    assert len(first) <= 63
+    assert first == plan.replay_job_name("a" * 63, 12, "run-1", "candidate")
+    assert first not in {
+        plan.replay_job_name("a" * 63, 12, "run-2", "candidate"),
+        plan.replay_job_name("a" * 63, 12, "run-1", "champion"),
+    }
+    with pytest.raises(Exception, match="Batch Transform instance type"):
+        _config("rollout:\n  replay:\n    instance_type: ml.t2.medium\n")
 
 
 def test_a_multi_model_container_serves_the_package_artifact_from_its_folder():
@@ -66,6 +99,7 @@ def test_full_and_the_watch_follow_their_config_and_a_direct_switch_has_neither(
     )
     stages = plan.stages(config)
     assert [(s.kind, s.max_minutes, s.at_max) for s in stages] == [
+        ("replay", 120, "INCONCLUSIVE"),
         ("shadow", 1440, "INCONCLUSIVE"),  # derived from its traffic, a day at most
         ("full", 15, "ROLLBACK"),
     ]
@@ -124,12 +158,13 @@ def test_the_challenger_s_capacity_is_in_proportion_to_its_share_and_raised_a_st
     assert [plan.proportional_count(6, w) for w in (1, 10, 25, 50, 75, 100)] == [1, 1, 2, 6, 18, 6]
     assert plan.proportional_count(0, 10) == 1  # at least one
     config = _config("rollout:\n  ab:\n    steps: [10, 25, 50]\n")
-    path = plan.stages(config)  # shadow, ab 10, ab 25, ab 50, full, watch
+    path = plan.stages(config)  # replay, shadow, ab 10, ab 25, ab 50, full, watch
     counts = [plan.challenger_count(path, i, champion_count=6) for i in range(len(path))]
-    # shadow is sized on its own; each A/B step gets what it and the next need; full the champion's 6
-    assert counts == [None, 2, 6, 6, 6, None]
+    # replay serves nothing; shadow is sized on its own; each A/B step gets what it and the next need; full 6
+    assert counts == [None, None, 2, 6, 6, 6, None]
     single = plan.stages(_config("rollout:\n  shadow:\n    enabled: false\n  ab:\n    steps: [10]\n"))
     assert [plan.challenger_count(single, i, champion_count=4) for i in range(len(single))] == [
+        None,  # replay
         4,  # A/B 10 % is followed by full: its instances are InService before full moves the traffic
         4,
         None,

@@ -38,6 +38,7 @@ endpoint:
   realtime: {instance_type: ml.m5.large, instance_count: 2}
   autoscaling: {min_capacity: 2, max_capacity: 4, target_invocations_per_instance: 750}
 rollout:
+  replay: {enabled: false}  # the live stages' mechanics; replay: test_rollout_replay.py
   ab: {steps: [10, 25, 50]}
 """
 

@@ -34,16 +34,26 @@ def test_every_function_sets_its_timeout_and_uses_the_shared_layer_through_globa
 
 
 def test_the_judge_writes_nothing_in_the_data_bucket_but_its_quality_state_which_expires_with_the_capture():
+    from shepherd.rollout import plan
     from shepherd.rollout.quality import STATE_ROOT, state_key
 
     statements = [s for p in FUNCTIONS["JudgeStageFunction"]["Properties"]["Policies"] for s in p["Statement"]]
     s3 = [s for s in statements if any(a.startswith("s3:") for a in _actions(s))]
     reads = {"s3:GetObject", "s3:ListBucket"}
     writes = [s for s in s3 if set(_actions(s)) - reads]
+    # its quality state, and the replay stage's result under the capture (capture/<endpoint>/<endpoint>/replay/...)
     assert writes == [
-        {"Effect": "Allow", "Action": "s3:PutObject", "Resource": {"Fn::Sub": f"${{DataBucket.Arn}}/{STATE_ROOT}*"}}
+        {
+            "Effect": "Allow",
+            "Action": "s3:PutObject",
+            "Resource": [
+                {"Fn::Sub": f"${{DataBucket.Arn}}/{STATE_ROOT}*"},
+                {"Fn::Sub": "${DataBucket.Arn}/capture/*/replay/*"},
+            ],
+        }
     ]
     assert state_key("churn", "churn-v2-run", 0).startswith(STATE_ROOT)
+    assert plan.replay_prefix("churn", "churn-v2-run").startswith("capture/churn/churn/replay/")
     # the state is read back with GetObject and found with ListBucket, which capture/ already allows
     gets = next(s for s in s3 if _actions(s) == ["s3:GetObject"])
     assert {"Fn::Sub": "${DataBucket.Arn}/capture/*"} in gets["Resource"]

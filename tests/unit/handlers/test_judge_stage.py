@@ -36,7 +36,10 @@ def test_the_sample_event_parses_into_the_request() -> None:
     ("change", "message"),
     [
         (lambda e: e.pop("endpoint"), "the event has no 'endpoint'"),
-        (lambda e: e["stage"].update(kind="canary"), "stage.kind must be one of shadow, ab, full, watch, got 'canary'"),
+        (
+            lambda e: e["stage"].update(kind="canary"),
+            "stage.kind must be one of replay, shadow, ab, full, watch, got 'canary'",
+        ),
         (lambda e: e["stage"].pop("max_minutes"), "stage has no 'max_minutes'"),
         (lambda e: e.update(stage_index=-1), "stage_index must be >= 0, got -1"),
         (lambda e: e.update(stage_started="yesterday"), "stage_started must be a number, got 'yesterday'"),

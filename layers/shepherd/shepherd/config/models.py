@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from pydantic_core import PydanticCustomError
 
 from shepherd.config.schedules import schedule_problem
+from shepherd.instances import TRANSFORM_INSTANCE_TYPES
 
 # SageMaker's name pattern for endpoints and model package groups; a model's name must fit it too.
 NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
@@ -573,8 +574,57 @@ class RolloutCost(Section):
         return prices
 
 
+class ReplayStage(Section):
+    """The pre-flight replay (docs/ROLLOUTS.md, "Replay"): the candidate answers the champion's captured requests in
+    two Batch Transform jobs before any live request reaches it."""
+
+    enabled: bool = Field(
+        default=True,
+        description="Replay captured requests before shadow (realtime and multi-model endpoints with data capture).",
+    )
+    sample_size: int = Field(default=2000, ge=100, le=100_000, description="Captured requests replayed, at most.")
+    window_hours: int = Field(default=24, ge=1, le=24 * 30, description="The capture hours sampled, the latest.")
+    tolerance: float = Field(
+        default=0.5,
+        ge=0,
+        le=10,
+        description="Live disagreement may be up to (1 + tolerance) x what the evaluation predicted before replay "
+        "rejects: live traffic is not the validation data.",
+    )
+    default_disagreement: float = Field(
+        default=0.1,
+        gt=0,
+        lt=1,
+        description="The disagreement expected when the package carries no paired evaluation.",
+    )
+    max_slowdown: float = Field(
+        default=3.0, gt=1, description="Reject when the candidate's job takes more than this x the champion's."
+    )
+    instance_type: str | None = Field(
+        default=None,
+        pattern=INSTANCE_TYPE_PATTERN,
+        description="The transform jobs' instance type. Default: the endpoint's, or batch.instance_type where "
+        "Batch Transform does not offer the endpoint's.",
+    )
+    max_duration_minutes: int = Field(
+        default=120, ge=1, description="Jobs unfinished by then: replay is skipped and the rollout goes on to shadow."
+    )
+
+    @field_validator("instance_type")
+    @classmethod
+    def _a_transform_instance(cls, value: str | None) -> str | None:
+        if value is not None and value not in TRANSFORM_INSTANCE_TYPES:
+            close = difflib.get_close_matches(value, sorted(TRANSFORM_INSTANCE_TYPES), n=3)
+            raise not_allowed(
+                "a Batch Transform instance type (TransformResources.InstanceType)"
+                + (f"; did you mean {', '.join(close)}?" if close else "")
+            )
+        return value
+
+
 class Rollout(Section):
     judge_interval_minutes: int = Field(default=5, ge=1, le=60, description="Wait between two judge calls.")
+    replay: ReplayStage = Field(default_factory=ReplayStage)
     shadow: ShadowStage = Field(default_factory=ShadowStage)
     ab: AbStage = Field(default_factory=AbStage)
     full: FullStage = Field(default_factory=FullStage)

@@ -15,6 +15,7 @@ from typing import Any
 ROLLOUT_PROMOTED = "RolloutPromoted"
 ROLLOUT_ROLLED_BACK = "RolloutRolledBack"
 ROLLOUT_INCONCLUSIVE = "RolloutInconclusive"
+ROLLOUT_REJECTED = "RolloutRejected"  # replay rejected the candidate before it served
 ROLLBACK_FAILED = "RollbackFailed"
 ROLLOUT_FAILED = "RolloutFailed"
 LOCK_LOST = "LockLost"

@@ -15,6 +15,9 @@ FIRST_ALPHA_SHARE = 0.5  # the deciding stage's share of alpha when there are ot
 AFTER_FULL_BETA = 0.5  # full's test against the baseline: its PROMOTE is not part of the rollout's miss
 DRIFT_MARGIN = 0.25  # full and the watch: a shared drift up to +25 % since the baseline is not the candidate's fault
 PRE_FULL_KINDS = frozenset({"shadow", "ab"})
+# The pre-flight replay's share of alpha, off the top: it can only reject (a false rejection is a false rollback),
+# and it holds no part of beta (the later stages still bound the miss). docs/ROLLOUTS.md, "Replay".
+REPLAY_ALPHA_SHARE = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,9 +36,17 @@ class StageBudget:
 
 
 def split(kinds: Sequence[str]) -> list[StageBudget]:
-    """Each stage's budget, for the stage kinds in rollout order (shadow, ab..., full, watch)."""
+    """Each stage's budget, for the stage kinds in rollout order (replay, shadow, ab..., full, watch)."""
     if not kinds:
         return []
+    if kinds[0] == "replay":
+        if len(kinds) == 1:
+            return [StageBudget(alpha_share=1.0, beta_power=0.0)]
+        scaled = [
+            StageBudget(alpha_share=round(part.alpha_share * (1.0 - REPLAY_ALPHA_SHARE), 9), beta_power=part.beta_power)
+            for part in split(kinds[1:])
+        ]
+        return [StageBudget(alpha_share=REPLAY_ALPHA_SHARE, beta_power=0.0), *scaled]
     before_full = [i for i, kind in enumerate(kinds) if kind in PRE_FULL_KINDS]
     first = before_full[0] if before_full else None
     guards = len(before_full) - 1 if before_full else 0

@@ -19,7 +19,7 @@ from shepherd.judge.duration import with_derived_max
 from shepherd.rollout import observe, quality
 from shepherd.rollout.budget import DRIFT_MARGIN, StageBudget
 from shepherd.rollout.observe import BASELINE_KINDS, baseline, complete_until, observations, queries, settings
-from shepherd.rollout.ports import ABORT, Objects, RolloutStore
+from shepherd.rollout.ports import ABORT, Objects, RolloutStore, TransformJobs
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ class JudgeDeps:
     objects: Bucket
     now: Callable[[], datetime]  # the cloud's clock (virtual on the local cloud)
     monotonic: Callable[[], float]  # how long quality has been reading, against READ_SECONDS
+    jobs: TransformJobs | None = None  # the replay stage's transform jobs, polled
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ class JudgeRequest:
         return cls(
             **strings,
             stage=JudgedStage(
-                kind=field(stage, "kind", str, choices=("shadow", "ab", "full", "watch"), where="stage."),
+                kind=field(stage, "kind", str, choices=("replay", "shadow", "ab", "full", "watch"), where="stage."),
                 weight=float(field(stage, "weight", float, minimum=0, where="stage.")),
                 max_minutes=field(stage, "max_minutes", int, where="stage."),
                 at_max=field(
@@ -191,6 +192,8 @@ def judge_stage(deps: JudgeDeps, request: JudgeRequest) -> dict[str, Any]:
         ended = "INCONCLUSIVE" if aborted.get("verdict") == "INCONCLUSIVE" else "ROLLBACK"  # superseded: not bad
         explanation = f"Aborted by {aborted['by']}: {aborted['reason']}"
         return _decided(deps, request, now, ended, explanation, statistics=[], minutes=None)
+    if request.stage.kind == "replay":
+        return _replay(deps, request, now)
     observed = _observed(deps, request, now.timestamp())
     stage = request.stage
     stage_settings = request.settings()
@@ -204,6 +207,43 @@ def judge_stage(deps: JudgeDeps, request: JudgeRequest) -> dict[str, Any]:
         explanation = f"The post-promotion watch found no harm in {stage.max_minutes} minutes: {explanation}"
     statistics = _statistics(verdict, stage_settings)
     return _decided(deps, request, now, decided, explanation, statistics=statistics, minutes=observed.minutes_elapsed)
+
+
+def _replay(deps: JudgeDeps, request: JudgeRequest, now: datetime) -> dict[str, Any]:
+    """The replay stage: CONTINUE while its jobs run, then the candidate's answers judged against the champion's
+    captured ones at the stage's alpha (docs/ROLLOUTS.md, "Replay"). It rejects, never rolls back: nothing to undo."""
+    from shepherd.rollout import replay_stage  # the replay's judge, only where a replay runs
+
+    if deps.jobs is None:
+        raise ValueError("the replay stage needs SageMaker's transform jobs (JudgeDeps.jobs)")
+    wanted = field(request.judge, "replay", dict)
+    replay = replay_stage.Replay(
+        field(wanted, "bucket", str, where="judge.replay."), field(wanted, "prefix", str, where="judge.replay.")
+    )
+    configured = float((request.judge.get("error_rate") or {}).get("alpha", 0.05))
+    alpha = request.stage.budget.alpha(configured) if request.stage.budget is not None else configured
+    decision = replay_stage.decide(
+        deps.objects,
+        deps.jobs,
+        replay,
+        alpha=alpha,
+        tolerance=float(wanted.get("tolerance", 0.5)),
+        max_slowdown=float(wanted.get("max_slowdown", 3.0)),
+        elapsed_minutes=(now.timestamp() - request.stage_started) / 60,
+        max_minutes=request.stage.max_minutes,
+        log=lambda message, extra: logger.info(message, extra=extra),
+    )
+    if decision.verdict == "CONTINUE":  # nothing judged yet: not recorded
+        return {
+            "verdict": "CONTINUE",
+            "explanation": decision.explanation,
+            "statistics": [],
+            "loops": request.loops + 1,
+        }
+    minutes = int((now.timestamp() - request.stage_started) // 60)
+    return _decided(
+        deps, request, now, decision.verdict, decision.explanation, statistics=decision.statistics, minutes=minutes
+    )
 
 
 def _observed(deps: JudgeDeps, request: JudgeRequest, now: float) -> StageObservations:

@@ -19,7 +19,7 @@ from shepherd.rollout import MULTI_MODEL_PACKAGE, budget
 if TYPE_CHECKING:  # the judge imports Stage; it must not pay for the config schema's import
     from shepherd.config import ModelConfig
 
-StageKind = Literal["shadow", "ab", "full", "watch"]
+StageKind = Literal["replay", "shadow", "ab", "full", "watch"]
 NAME_MAX = 63
 EXECUTION_NAME_MAX = 80  # Step Functions execution names
 
@@ -83,13 +83,25 @@ def continuation_name(run: str, continuation: int) -> str:
     return f"{run[: EXECUTION_NAME_MAX - len(suffix) - len(tag) - 1]}-{tag}{suffix}"
 
 
+def replay_job_name(endpoint: str, version: int, run: str, role: str) -> str:
+    """A replay transform job's name (63 characters at most), unique per rollout run and role (candidate or
+    champion), the same on every retry."""
+    return _name(endpoint, f"v{version}", "replay", role, unique=f"{run}/replay/{role}")
+
+
+def replay_prefix(endpoint: str, run: str) -> str:
+    """Where a run's replay reads and writes, under the endpoint's capture: the bucket's ExpireCapturedData rule
+    (capture/) expires it with the requests it was made from."""
+    return f"{capture_prefix(endpoint)}replay/{SAGEMAKER_UNSAFE.sub('-', run)[:200]}/"
+
+
 def config_name(endpoint: str, stage: str, version: int, run: str) -> str:
     """Unique per rollout run and stage, so a retried step re-uses its own config and never another's."""
     return _name(endpoint, stage, f"v{version}", unique=f"{run}/{stage}")
 
 
 def stages(config: ModelConfig, kind: str = "realtime") -> list[Stage]:
-    """The judged stages a model's config asks for: shadow, each A/B step, full, the post-promotion watch.
+    """The judged stages a model's config asks for: replay, shadow, each A/B step, full, the post-promotion watch.
 
     Where the endpoint kind forbids a stage (serverless: one variant, no capture; multi-model: no shadow) the
     path is the closest safe one. docs/ROLLOUTS.md, "Stages on SageMaker" and "Endpoint kinds".
@@ -130,7 +142,19 @@ def stages(config: ModelConfig, kind: str = "realtime") -> list[Stage]:
         )
         if rollout.post_promotion_watch.enabled:
             path.append(_watch(config))
+        if replays(config, kind):  # before the first live stage; a direct switch stays one
+            path.insert(0, Stage(kind="replay", weight=0, max_minutes=rollout.replay.max_duration_minutes))
     return with_budget(path)
+
+
+def replays(config: ModelConfig, kind: str) -> bool:
+    """Whether the rollout replays captured requests first: asked for, and the endpoint captures them (a serverless
+    endpoint captures nothing; docs/ROLLOUTS.md, "Replay"). A champion without capture yet is skipped when entered."""
+    return (
+        config.rollout.replay.enabled
+        and kind in ("realtime", "multi_model")
+        and bool(config.endpoint.data_capture.enabled)
+    )
 
 
 def _limit(configured: int | None) -> dict[str, Any]:

@@ -60,6 +60,23 @@ class Objects(Protocol):
     def read_bytes(self, bucket: str, key: str) -> bytes: ...
 
 
+class CaptureBucket(Protocol):
+    """The data bucket, listed, read and written (shepherd.aws.s3): writes are encrypted by its default KMS key."""
+
+    def read_bytes(self, bucket: str, key: str) -> bytes: ...
+    def keys(self, bucket: str, prefix: str) -> list[str]: ...
+    def write_bytes(
+        self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream"
+    ) -> str | None: ...
+
+
+class TransformJobs(Protocol):
+    """SageMaker's transform jobs (shepherd.aws.transforms)."""
+
+    def create_transform(self, request: dict[str, Any]) -> bool: ...  # False: a job of that name exists (a retry)
+    def describe_transform(self, name: str) -> dict[str, Any] | None: ...
+
+
 class RolloutStore(Protocol):
     """One lock per endpoint, its champion, its flags and its record (shepherd.aws.rollouts.RolloutTable)."""
 
@@ -108,3 +125,6 @@ class Deps:
     settings: Settings
     now: Callable[[], datetime]  # the cloud's clock (virtual on the local cloud)
     wall: Callable[[], datetime] = field(default=_wall)  # a stored waiter's age is wall time
+    # The replay stage: the capture read and the replay's input written, its transform jobs started.
+    capture: CaptureBucket | None = None
+    jobs: TransformJobs | None = None

@@ -17,7 +17,7 @@ from shepherd.config import ConfigError, ModelConfig, load_config
 from shepherd.config.models import FIRST_EXECUTION_JUDGE_CALLS
 from shepherd.errors import EndpointBusy, InvalidInput, NotFound, ShepherdError
 from shepherd.events import notifications
-from shepherd.rollout import cost, plan
+from shepherd.rollout import cost, plan, replay_stage
 from shepherd.rollout.plan import Stage, VariantSpec
 from shepherd.rollout.ports import ABORT, PAUSED, Deps, LockHeld, RollbackFailed
 from shepherd.rollout.state import RolloutState
@@ -211,9 +211,18 @@ def _create_model(
     return target_model
 
 
-def _judge_settings(config: ModelConfig, *, bucket: str, model: str, endpoint: str) -> dict[str, Any]:
-    """rollout.judge, plus where quality judging finds captured predictions and ground truth."""
+def _judge_settings(config: ModelConfig, *, bucket: str, model: str, endpoint: str, run: str) -> dict[str, Any]:
+    """rollout.judge, plus where quality judging finds captured predictions and ground truth, and where the replay
+    stage's jobs write."""
     judge = config.rollout.judge.model_dump(mode="json", exclude_none=True)
+    replay = config.rollout.replay
+    if replay.enabled:
+        judge["replay"] = {
+            "bucket": bucket,
+            "prefix": plan.replay_prefix(endpoint, run),
+            "tolerance": replay.tolerance,
+            "max_slowdown": replay.max_slowdown,
+        }
     if "quality" in judge:
         judge["quality"]["sources"] = {
             "bucket": bucket,
@@ -245,7 +254,7 @@ def _planned(
         "version": version,
         "config": config.model_dump(mode="json"),
         "candidate": candidate,
-        "judge": _judge_settings(config, bucket=deps.settings.bucket, model=model, endpoint=endpoint),
+        "judge": _judge_settings(config, bucket=deps.settings.bucket, model=model, endpoint=endpoint, run=run),
         "interval_seconds": config.rollout.judge_interval_minutes * 60,
         # Continuations inherit it: a few more executions, never a history past its cap.
         "judge_calls_per_execution": min(config.rollout.judge_calls_per_execution, FIRST_EXECUTION_JUDGE_CALLS),
@@ -374,6 +383,8 @@ def enter_stage(deps: Deps, state: RolloutState, token: str) -> dict[str, Any]:
     previous = state.stages[index - 1] if index else None
     champion, candidate = state.serving_champion(), state.candidate
     live = deps.endpoints.describe_endpoint(state.endpoint) or {}
+    if stage.kind == "replay":
+        return _enter_replay(deps, state, token, live)
     if stage.kind == "watch":
         name = _final_config(deps, state, token)
     elif stage.kind == "shadow":
@@ -429,6 +440,88 @@ def _cost(deps: Deps, state: RolloutState) -> dict[str, Any]:
     """The rollout's cost per stage and its live requests, for its ending record (shepherd.rollout.cost)."""
     table = prices.prices(prices.region_of(state.package_arn), state.parsed_config().rollout.cost.instance_prices)
     return cost.summary(deps.store.records(state.endpoint), run=state.run, ended_at=deps.now(), prices=table)
+
+
+def _enter_replay(deps: Deps, state: RolloutState, token: str, live: dict[str, Any]) -> dict[str, Any]:
+    """Start the replay's two transform jobs on a sample of the champion's capture; the endpoint is not touched.
+
+    Skipped (recorded with the reason, and the rollout goes on to the next stage) when there is too little capture
+    to replay, or no single-model SageMaker model to replay the champion with."""
+    if deps.capture is None or deps.jobs is None:
+        raise ValueError("the replay stage needs the data bucket and SageMaker's transform jobs (Deps.capture, jobs)")
+    deps.store.renew(state.endpoint, state.run, deps.now().timestamp())  # LockLost: it starts nothing
+    config = state.parsed_config()
+    wanted = config.rollout.replay
+    champion = state.serving_champion()
+    current = {"config": live.get("EndpointConfigName", "")}
+    models = _replay_models(deps, state, config)
+    if isinstance(models, str):
+        return _replay_skipped(deps, state, token, current, models)
+    package = deps.packages.describe_package(state.package_arn)
+    started = replay_stage.start(
+        deps.capture,
+        deps.jobs,
+        replay_stage.Start(
+            replay=replay_stage.Replay(deps.settings.bucket, plan.replay_prefix(state.endpoint, state.run)),
+            run=state.run,
+            endpoint=state.endpoint,
+            version=state.version,
+            capture_folder=f"{plan.capture_prefix(state.endpoint)}{champion.variant}/",
+            candidate_model=models[0],
+            champion_model=models[1],
+            metadata=dict(package.get("CustomerMetadataProperties") or {}),
+            problem=None,
+            sample_size=wanted.sample_size,
+            window_hours=wanted.window_hours,
+            default_disagreement=wanted.default_disagreement,
+            instance=replay_stage.instance_type(
+                wanted.instance_type, champion.instance_type, config.batch.instance_type
+            ),
+            kms_key_arn=deps.settings.kms_key_arn,
+            tags=_tags(state),
+        ),
+        deps.now().timestamp(),
+    )
+    if "skipped" in started:
+        return _replay_skipped(deps, state, token, current, started["skipped"])
+    _record(deps, state, "stage-entered", stage="replay", stage_index=state.stage_index, weight=0, **current, **started)
+    return _done_now(deps, token, current | {"replay": started})
+
+
+def _replay_skipped(
+    deps: Deps, state: RolloutState, token: str, current: dict[str, Any], reason: str
+) -> dict[str, Any]:
+    _record(deps, state, "stage-skipped", stage="replay", stage_index=state.stage_index, reason=reason)
+    return _done_now(deps, token, current | {"skipped": reason})
+
+
+def _replay_models(deps: Deps, state: RolloutState, config: ModelConfig) -> tuple[str, str] | str:
+    """The SageMaker models the replay's jobs run: (candidate, champion), or why there are none.
+
+    A transform job sends no TargetModel, so a multi-model endpoint's versions replay as single-model models made
+    from their packages, named as batch runs name them (one per package version, re-used)."""
+    champion = state.serving_champion()
+    if config.endpoint.kind != "multi_model":
+        return state.candidate.model_name, champion.model_name
+    recorded = deps.store.champion(state.endpoint) or {}
+    if not recorded.get("package"):
+        return "the champion's package is not recorded: a multi-model champion replays from its package"
+    return _package_model(deps, state, state.package_arn), _package_model(deps, state, recorded["package"])
+
+
+def _package_model(deps: Deps, state: RolloutState, arn: str) -> str:
+    group = arn.rsplit("/", 2)[-2]
+    name = f"{group[:40]}-v{plan.version_of(arn)}-batch"
+    deps.packages.create_model(
+        {
+            "ModelName": name,
+            "PrimaryContainer": {"ModelPackageName": arn},
+            "ExecutionRoleArn": deps.settings.sagemaker_role_arn,
+            "EnableNetworkIsolation": True,
+            "Tags": [{"Key": "shepherd:model", "Value": state.model}, {"Key": "shepherd:package", "Value": arn[:256]}],
+        }
+    )
+    return name
 
 
 def _proportional_count(state: RolloutState, live: dict[str, Any]) -> int | None:
@@ -632,6 +725,53 @@ def verify_rollback(deps: Deps, state: RolloutState) -> dict[str, Any]:
         "config": last_good,
         "reason": notifications.one_line(reason),
         "detail": _with_cost(detail, metered),
+    } | metered
+
+
+def reject(deps: Deps, state: RolloutState) -> dict[str, Any]:
+    """Replay rejected the candidate: the package Rejected with the reasons, the lock freed, the endpoint untouched
+    (the candidate never served). A retry after it finished records and rejects nothing twice."""
+    why = _why(state.verdict or {})
+    replay = replay_stage.Replay(deps.settings.bucket, plan.replay_prefix(state.endpoint, state.run))
+    ended = _ended(deps, state, "rejected")
+    metered = _metered(ended or {})
+    if ended is None:
+        _holds(deps, state)
+        deps.packages.reject_package(state.package_arn, f"Rejected in replay by Shepherd: {why}"[:1024])
+        metered = _cost(deps, state)
+        _record(
+            deps,
+            state,
+            "rejected",
+            outcome="REJECTED",
+            stage="replay",
+            reason=why,
+            result=replay.uri("result.json"),
+            **metered,
+        )
+        deps.store.release(state.endpoint, state.run)
+    try:
+        result = replay_stage.read_result(deps.objects, replay) or {}
+    except ShepherdError as exc:  # the notification goes out without its examples
+        logger.warning("could not read the replay's result: %s", exc)
+        result = {}
+    reasons, examples = replay_stage.rejection(result)
+    lines = [
+        f"The endpoint is untouched: the candidate never served a live request; package {state.package_arn} is "
+        "Rejected.",
+        *(f"- {reason}" for reason in reasons),
+    ]
+    if examples:
+        lines.append("Examples (request, the champion's answer, the candidate's):")
+        lines.extend(f"- {json.dumps(example)[:400]}" for example in examples)
+    lines.append(f"All examples: {replay.uri('examples.jsonl')}; the comparison: {replay.uri('result.json')}")
+    label = notifications.package_label(state.package_arn)
+    return {
+        "outcome": "rejected",
+        "endpoint": state.endpoint,
+        "reason": notifications.one_line(f"Rejected {label} in replay on {state.endpoint}: {why}"),
+        "detail": _with_cost("\n".join(lines), metered),
+        "result": replay.uri("result.json"),
     } | metered
 
 
