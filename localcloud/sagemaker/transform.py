@@ -4,7 +4,11 @@ Each input object is cut into requests (transform_input), sent up to MaxConcurre
 workers, and the responses written in input order to ``<S3OutputPath>/<key relative to the prefix>.out``
 (transform_s3), joined and filtered record by record where DataProcessing asks (transform_records). The download, the
 workers and the multipart upload overlap: a producer thread reads and submits, a consumer writes in order, bounded in
-flight. A request the model fails fails the job, naming the object, as SageMaker's data log does.
+flight. A request the model fails fails the job, naming the object, as SageMaker's data log does; as on SageMaker, that
+object gets no output and the job goes on with the other objects, whose outputs are written ("If an input file
+contains a bad record, the transform job doesn't create an output file for that input file ... When your dataset has
+multiple input files, a transform job continues to process input files even if it fails to process one. The processed
+files still generate useable results": https://docs.aws.amazon.com/sagemaker/latest/dg/batch-transform.html).
 """
 
 from __future__ import annotations
@@ -95,6 +99,9 @@ class TransformRun(InputSplitter):
         self.data_stream = f"{self.stream}/data-log"
         self.failure: str | None = None
         self._failure_lock = threading.Lock()
+        # Objects a request failed in: no output for them, and the job fails once the others are done.
+        self.failed_objects: set[str] = set()
+        self.object_failure: str | None = None
         self.pool: ModelWorkerPool | None = None
 
     # ------------------------------------------------------------------ logs and outcome
@@ -114,6 +121,13 @@ class TransformRun(InputSplitter):
         with self._failure_lock:
             if self.failure is None:
                 self.failure = reason[:FAILURE_REASON_MAX]
+
+    def object_failed(self, source: InputObject, reason: str) -> None:
+        """An object's record failed: the object gets no output; the first such reason is the job's FailureReason."""
+        with self._failure_lock:
+            self.failed_objects.add(source.name)
+            if self.object_failure is None:
+                self.object_failure = reason[:FAILURE_REASON_MAX]
 
     @property
     def stopping(self) -> bool:
@@ -253,13 +267,16 @@ class TransformRun(InputSplitter):
                     break
                 items.put(_Begin(source))
                 for batch in self._batches(s3, source):
+                    if source.name in self.failed_objects:
+                        break  # a record of it failed: the rest of the object is not sent
                     if not self._acquire(in_flight):
                         break
                     future = executor.submit(pool.invoke, batch.body, self.content_type, self.accept)
                     future.add_done_callback(lambda _f: in_flight.release())
                     items.put(_Sent(source, batch, future))
-                else:
-                    items.put(_Done(source))
+                if self.failure or self.stopping:
+                    break
+                items.put(_Done(source))
         except JobFailed as exc:
             self.fail(str(exc))
         finally:
@@ -269,6 +286,8 @@ class TransformRun(InputSplitter):
                 if self.stopping or self.failure:
                     pool.close()  # cut in-flight requests short; the consumer then drains quickly
             executor.shutdown(wait=True, cancel_futures=True)
+        if self.object_failure is not None:
+            self.fail(self.object_failure)  # the job ends Failed, after every other object's output
 
     def _acquire(self, in_flight: threading.Semaphore) -> bool:
         while not in_flight.acquire(timeout=0.1):
@@ -298,8 +317,14 @@ class TransformRun(InputSplitter):
                     writer = S3Writer(s3, out_bucket, key, backend)
                 elif isinstance(item, _Done):
                     assert writer is not None
-                    writer.close()
+                    if item.source.name in self.failed_objects:
+                        writer.abort()  # no output for an object a record failed in
+                    else:
+                        writer.close()
                     writer = None
+                elif item.source.name in self.failed_objects:
+                    with contextlib.suppress(Exception):
+                        item.future.result()  # its later requests: waited for, not written
                 else:
                     assert writer is not None
                     data = self._response(item)
@@ -341,7 +366,8 @@ class TransformRun(InputSplitter):
         for line in message.split("\n"):
             self.data_log(f"{source.name}: {line}")
         kind = "ClientError" if client_side else "AlgorithmError"
-        self.fail(f"{kind}: See job logs for more information. {source.name}: {headline}. Message: {message.strip()}")
+        reason = f"{kind}: See job logs for more information. {source.name}: {headline}. Message: {message.strip()}"
+        self.object_failed(source, reason)
 
     def _join(self, records: list[bytes], body: bytes, content_type: str) -> bytes:
         outputs = split_response(body, len(records), content_type or self.accept or "")

@@ -302,6 +302,11 @@ def test_a_record_the_model_fails_on_fails_the_job_naming_the_object(cloud, buck
     logged = wait_for(lambda: [x for x in log_lines(cloud, job) if "Bad HTTP status received from algorithm: 500" in x])
     assert f"{bucket}/fail/in/bad.csv" in logged[0]
     assert not model_workers(job)
+    # The other object was still transformed; the failed one has no output ("a transform job continues to process
+    # input files even if it fails to process one", docs.aws.amazon.com/sagemaker/latest/dg/batch-transform.html)
+    outputs = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="fail/out/").get("Contents", [])]
+    assert outputs == ["fail/out/good.csv.out"]
+    assert len(s3.get_object(Bucket=bucket, Key="fail/out/good.csv.out")["Body"].read().splitlines()) == 50
 
 
 def test_an_unsupported_image_fails_the_job(cloud, bucket, forest):
