@@ -233,13 +233,6 @@ def _replay(deps: JudgeDeps, request: JudgeRequest, now: datetime) -> dict[str, 
         max_minutes=request.stage.max_minutes,
         log=lambda message, extra: logger.info(message, extra=extra),
     )
-    if decision.verdict == "CONTINUE":  # nothing judged yet: not recorded
-        return {
-            "verdict": "CONTINUE",
-            "explanation": decision.explanation,
-            "statistics": [],
-            "loops": request.loops + 1,
-        }
     minutes = int((now.timestamp() - request.stage_started) // 60)
     return _decided(
         deps, request, now, decision.verdict, decision.explanation, statistics=decision.statistics, minutes=minutes

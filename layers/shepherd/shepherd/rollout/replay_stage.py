@@ -30,6 +30,7 @@ MIN_RECORDS = 50
 PER_SHARD = 100  # records per input file: a crash is narrowed to the file it happened in
 # Objects read per hour of capture, at most: enough for the hour's share of the sample twice over.
 SPARE = 2.0
+ANSWER_TYPE_LINES = 20  # lines of each capture object whose answer's media type is looked at
 ROLES = ("candidate", "champion")
 RUNNING = ("InProgress", "Stopping")
 # The examples the notification quotes (result.json and examples.jsonl keep all the judge gives).
@@ -72,12 +73,14 @@ def transform_request(
     job_name: str,
     model_name: str,
     content_type: str,
+    accept: str,
     instance: str,
     kms_key_arn: str | None,
     tags: dict[str, str],
 ) -> dict[str, Any]:
-    """A CreateTransformJob request scoring every input file of the replay, one request a line."""
-    output: dict[str, Any] = {"S3OutputPath": replay.uri(f"{role}/"), "Accept": content_type, "AssembleWith": "Line"}
+    """A CreateTransformJob request scoring every input file of the replay: one request a line (SingleRecord), each
+    as the endpoint received it, asking for the answer type the champion gave, one answer a line."""
+    output: dict[str, Any] = {"S3OutputPath": replay.uri(f"{role}/"), "Accept": accept, "AssembleWith": "Line"}
     resources: dict[str, Any] = {"InstanceType": instance, "InstanceCount": 1}
     if kms_key_arn:
         output["KmsKeyId"] = kms_key_arn
@@ -88,7 +91,7 @@ def transform_request(
         "ModelName": model_name,
         "MaxConcurrentTransforms": 1,
         "MaxPayloadInMB": 6,
-        "BatchStrategy": "MultiRecord",
+        "BatchStrategy": "SingleRecord",
         "ModelClientConfig": {
             "InvocationsTimeoutInSeconds": INVOCATIONS_TIMEOUT_SECONDS,
             "InvocationsMaxRetries": INVOCATIONS_MAX_RETRIES,
@@ -107,6 +110,20 @@ def transform_request(
 # ---------------------------------------------------------------- reading the capture
 
 
+def answer_type(lines: Iterable[str]) -> Counter[str]:
+    """The media types of the champion's captured answers (endpointOutput.observedContentType): the replay asks the
+    candidate for the same (TransformOutput.Accept), so that answers compare like with like."""
+    found: Counter[str] = Counter()
+    for line in lines:
+        try:
+            output = json.loads(line)["captureData"]["endpointOutput"]["observedContentType"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if isinstance(output, str):
+            found[_media(output)] += 1
+    return found
+
+
 def sample(
     bucket: CaptureBucket,
     name: str,
@@ -116,11 +133,14 @@ def sample(
     window_hours: int,
     size: int,
     seed: str,
+    answer_types: Counter[str] | None = None,
 ) -> tuple[list[Captured], int]:
-    """The champion's captured records of the window, sampled (stratified by hour), and the records read.
+    """The champion's captured records of the window, sampled (stratified by hour), and the records read; the
+    answers' media types counted into ``answer_types``.
 
     Each hour with capture is read up to about twice its share of the sample, object by object: a busy endpoint's
     day of capture is not read whole for a sample of a few thousand."""
+    answer_types = Counter() if answer_types is None else answer_types
     hours = hour_prefixes(folder, now - window_hours * 3600, now)
     listed = {prefix: bucket.keys(name, prefix) for prefix in hours}
     busy = [prefix for prefix, keys in listed.items() if keys]
@@ -132,6 +152,7 @@ def sample(
         found = 0
         for key in listed[prefix]:
             lines = bucket.read_bytes(name, key).decode("utf-8", errors="replace").splitlines()
+            answer_types.update(answer_type(lines[:ANSWER_TYPE_LINES]))
             batch = [r for r in captured(lines) if now - window_hours * 3600 <= r.epoch <= now]
             records.extend(batch)
             found += len(batch)
@@ -191,6 +212,7 @@ def start(bucket: CaptureBucket, jobs: TransformJobs, wanted: Start, now: float)
     replay = wanted.replay
     existing = _plan(bucket, replay)
     if existing is None:
+        answer_types: Counter[str] = Counter()
         chosen, read = sample(
             bucket,
             replay.bucket,
@@ -199,6 +221,7 @@ def start(bucket: CaptureBucket, jobs: TransformJobs, wanted: Start, now: float)
             window_hours=wanted.window_hours,
             size=wanted.sample_size,
             seed=wanted.run,
+            answer_types=answer_types,
         )
         if len(chosen) < MIN_RECORDS:
             return {
@@ -215,6 +238,7 @@ def start(bucket: CaptureBucket, jobs: TransformJobs, wanted: Start, now: float)
         jobs_named = {role: plan.replay_job_name(wanted.endpoint, wanted.version, wanted.run, role) for role in ROLES}
         existing = {
             "content_type": content_type,
+            "accept": answer_types.most_common(1)[0][0] if answer_types else content_type,
             "records": len(records),
             "read": read,
             "other_content_types": other_types,
@@ -239,6 +263,7 @@ def start(bucket: CaptureBucket, jobs: TransformJobs, wanted: Start, now: float)
                 job_name=existing["jobs"][role],
                 model_name=existing["models"][role],
                 content_type=existing["content_type"],
+                accept=existing["accept"],
                 instance=existing["instance_type"],
                 kms_key_arn=wanted.kms_key_arn,
                 tags=wanted.tags,
