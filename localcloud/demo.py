@@ -103,6 +103,9 @@ def rollout_config(s: Settings) -> dict[str, Any]:
     limit = {"max_duration_minutes": s.stage_max_minutes, "at_max_duration": "inconclusive"}
     return {
         "judge_interval_minutes": s.judge_interval_minutes,
+        # The demo's story is judged live (its faulty candidate fails at random, which replay would catch before
+        # shadow): replay off until the demo tells its own (issue 21).
+        "replay": {"enabled": False},
         "shadow": {"enabled": True, **limit},
         "ab": {"enabled": True, "steps": s.ab_steps, **limit},
         "full": limit,
@@ -525,6 +528,7 @@ class Demo:
 _ENDINGS = {
     "promoted": "promoted",
     "rolled-back": "rolled_back",
+    "rejected": "rejected",  # in replay, before any live request
     "inconclusive": "inconclusive",
     "rollback-failed": "rollback_failed",
     "ended": "failed",

@@ -21,10 +21,12 @@ import pytest
 
 from .conftest import finished_execution, wait_for
 from .workflow import (
+    CRASHES_ON_SOME,
     FAILING,
     FIRST_DEPLOYMENT,
     JUDGED,
     PROMOTED,
+    REJECTED,
     ROLLED_BACK,
     STAGE,
     STARTED,
@@ -93,7 +95,7 @@ def test_an_approved_package_deploys_itself_then_the_next_one_walks_every_stage_
     app = rollout_app
     # Given a model's first package, approved
     model = unique("ro")
-    app.upload_project(model, rollout_config(model, watch=True, autoscaling=True))
+    app.upload_project(model, rollout_config(model, watch=True, autoscaling=True, replay=True))
     app.register(model, churn_package)
     # Then its rollout deploys it as the endpoint's first model
     first = app.rollout(model, 1)
@@ -103,6 +105,7 @@ def test_an_approved_package_deploys_itself_then_the_next_one_walks_every_stage_
 
     # When the next package is approved while clients call the endpoint, and the judge's Lambda crashes once
     with Traffic(cloud, model) as traffic, _Shapes(app, model) as shapes:
+        wait_for(lambda: app.captured(model) >= 250, timeout=60)  # the champion's capture, for replay
         app.register(model, churn_package)
         (running,) = wait_for(lambda: app.rollouts(f"{model}-v2-"), timeout=60)
         run = running["name"]
@@ -110,12 +113,17 @@ def test_an_approved_package_deploys_itself_then_the_next_one_walks_every_stage_
         cloud.lambdas.crash_next(app.function("JudgeStageFunction"))
         second = finished_execution(cloud, running["executionArn"], timeout=300)
 
-    # Then it walked shadow, A/B 50 %, full and the post-promotion watch, and was promoted
+    # Then it replayed the champion's captured requests, walked shadow, A/B 50 %, full and the post-promotion
+    # watch, and was promoted
     assert second["status"] == "SUCCEEDED", (second.get("error"), second.get("cause"), app.records(model)[-4:])
-    assert app.path(second) == STARTED + stages_passed(4) + PROMOTED
+    assert app.path(second) == STARTED + stages_passed(5) + PROMOTED
     records = [r for r in app.records(model) if r.get("run") == run]
     passed = [r["stage"] for r in records if r["event"] == "verdict" and r["verdict"] == "PROMOTE"]
-    assert passed == ["shadow", "ab", "full", "watch"]
+    assert passed == ["replay", "shadow", "ab", "full", "watch"]
+    verdicts = [r for r in records if r["event"] == "verdict" and r["verdict"] == "PROMOTE"]
+    replayed = verdicts[0]
+    assert replayed["statistics"][0]["records"] == 200, replayed
+    assert replayed["statistics"][0]["failed"] == replayed["statistics"][0]["disagreed"] == 0
     # each stage with its variants, weights and instances as clients met them; the champion kept for a fast
     # rollback until the watch
     assert shapes.seen == [
@@ -142,6 +150,50 @@ def test_an_approved_package_deploys_itself_then_the_next_one_walks_every_stage_
     assert traffic.unexpected == []
     assert traffic.ok + traffic.malformed_failed == traffic.sent
     assert traffic.variants.get("v2", 0) > 0
+
+
+def test_a_candidate_that_crashes_on_some_real_inputs_is_rejected_in_replay_with_no_live_request(
+    rollout_app, churn_package, cloud
+):
+    app = rollout_app
+    # Given a champion serving real traffic, captured
+    model = unique("rp")
+    app.upload_project(model, rollout_config(model, ab=False, replay=True))
+    app.register(model, churn_package)
+    assert app.rollout(model, 1)["status"] == "SUCCEEDED"
+    before = app.sagemaker.describe_endpoint(EndpointName=model)["EndpointConfigName"]
+    with Traffic(cloud, model) as traffic, _Shapes(app, model) as shapes:
+        wait_for(lambda: app.captured(model) >= 250, timeout=60)
+        # When a candidate that fails on a feature value some of those requests have is approved
+        arn = app.register(model, churn_package, inference=CRASHES_ON_SOME)
+        rejected = app.rollout(model, 2, timeout=300)
+
+    # Then replay rejected it: the package Rejected, the rollout ended Rejected, nothing else entered
+    assert rejected["status"] == "FAILED"
+    assert app.path(rejected) == [*STARTED, *STAGE, *REJECTED]
+    package = app.sagemaker.describe_model_package(ModelPackageName=arn)
+    assert package["ModelApprovalStatus"] == "Rejected"
+    assert package["ApprovalDescription"].startswith("Rejected in replay by Shepherd: ")
+    assert "input files produced no output" in package["ApprovalDescription"]
+    # with zero live requests: its variant never existed on the endpoint, which kept its config, and the lock is free
+    assert shapes.seen == [((("v1", 1.0, 2),), ())]
+    assert traffic.variants.get("v2", 0) == 0
+    assert app.sagemaker.describe_endpoint(EndpointName=model)["EndpointConfigName"] == before
+    assert app.lock(model) is None
+    run = next(r["run"] for r in app.records(model) if r["event"] == "rejected")
+    assert run.startswith(f"{model}-v2-")
+    # the notification says why, with examples, and where the rest is
+    told = app.notifications("RolloutRejected", model, timeout=30)
+    assert "input files produced no output" in told["reason"]
+    assert "support_calls above 3 is out of range" in told["detail"]
+    prefix = f"capture/{model}/{model}/replay/{run}/"
+    assert told["replay_result"] == f"s3://{app.bucket}/{prefix}result.json"
+    examples = app.s3.get_object(Bucket=app.bucket, Key=f"{prefix}examples.jsonl")["Body"].read().splitlines()
+    assert examples
+    assert all("error" in json.loads(line) for line in examples)
+    # the replay's objects carry the data key, as every Shepherd write
+    assert app.s3.head_object(Bucket=app.bucket, Key=f"{prefix}result.json")["ServerSideEncryption"] == "aws:kms"
+    assert traffic.unexpected == []
 
 
 def test_a_stage_that_outlives_one_execution_s_history_continues_in_fresh_executions_and_promotes(

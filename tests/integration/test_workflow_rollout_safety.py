@@ -215,6 +215,6 @@ def test_a_rollout_that_lost_its_lock_stops_at_its_next_step_and_changes_nothing
     # Then its next judge call finds the lock lost, and the rollout stops: no rollback, no rejection
     lost = finished_execution(cloud, running["executionArn"], timeout=60)
     assert lost["status"] == "FAILED"
-    assert app.path(lost) == [*STARTED, "EnterStage", "StageWait", "Judge", *LOCK_LOST]
+    assert app.path(lost) == [*STARTED, "EnterStage", "Entered", "StageWait", "Judge", *LOCK_LOST]
     assert not any(event == "rolling-back" for event, *_ in _events(app, model, v2))
     assert _approval(app, v2) == "Approved"

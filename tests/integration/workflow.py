@@ -186,6 +186,14 @@ class App:
 
         return wait_for(find, timeout=timeout)
 
+    def captured(self, endpoint: str, variant: str = "v1") -> int:
+        """Requests captured so far for an endpoint's variant (its data capture's JSON lines)."""
+        prefix = f"capture/{endpoint}/{endpoint}/{variant}/"
+        listed = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=prefix).get("Contents", [])
+        return sum(
+            len(self.s3.get_object(Bucket=self.bucket, Key=o["Key"])["Body"].read().splitlines()) for o in listed
+        )
+
     def packages(self, group: str) -> list[dict[str, Any]]:
         try:
             listed = self.sagemaker.list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"]
@@ -300,11 +308,13 @@ def rollout_config(
     watch: bool = False,
     autoscaling: bool = False,
     kind: str = "realtime",
+    replay: bool = False,
 ) -> dict[str, Any]:
     """The churn example for a rollout test, approved automatically: judged every virtual minute, each stage
     allowed 3 virtual hours (a loaded machine thins the traffic; the verdict, not the time, ends a stage). The
     watch, which only rolls back, lasts 20 virtual minutes: a candidate failing every request is caught within
-    a few, and a good one's promotion stands at its end."""
+    a few, and a good one's promotion stands at its end. Replay (its two transform jobs) only where a test asks: it
+    replays 200 captured requests."""
     config = churn_config(model, approval="automatic")
     for gate in config["evaluation"]["gates"]:
         gate["must_beat_champion_by"] = None  # the datasets differ by seed; the thresholds still hold
@@ -316,6 +326,7 @@ def rollout_config(
         config["endpoint"]["kind"] = kind
     config["rollout"] = {
         "judge_interval_minutes": 1,
+        "replay": {"enabled": replay, "sample_size": 200},
         "shadow": {"enabled": shadow, "max_duration_minutes": 180},
         "ab": {"enabled": ab, "steps": [50], "max_duration_minutes": 180},
         "full": {"max_duration_minutes": 180},
@@ -338,6 +349,17 @@ FAILING = serving_script(
 )
 
 
+CRASHES_ON_SOME = serving_script(
+    """def predict_fn(data, model):  # a candidate that fails on a feature value some real requests have
+    import numpy as np
+
+    if (np.asarray(data, dtype=float)[:, 3] >= 4).any():  # support_calls
+        raise ValueError("support_calls above 3 is out of range")
+    return _predict(data, model)
+"""
+)
+
+
 # The Rollout state machine's paths (statemachines/rollout.asl.json), as `path` gives them.
 FIRST_DEPLOYMENT = [
     "Defaults",
@@ -352,7 +374,7 @@ FIRST_DEPLOYMENT = [
 ]
 STARTED = ["Defaults", "Continuing", "Prepare", "AlreadyChampion", "Start", "MoreStages"]
 JUDGED = ["StageWait", "Judge", "Verdict"]  # one judge call
-STAGE = ["EnterStage", *JUDGED]  # a stage entered and judged until its verdict
+STAGE = ["EnterStage", "Entered", *JUDGED]  # a stage entered and judged until its verdict
 PASSED = ["NextStage", "MoreStages"]  # its verdict was PROMOTE
 PROMOTED = ["Finalize", "Promoted", "DescribePromotion", "NotifyPromoted", "Done"]
 ROLLED_BACK = [
@@ -364,6 +386,8 @@ ROLLED_BACK = [
     "NotifyRolledBack",
     "RolledBack",
 ]
+# replay's REJECT: the package Rejected, the endpoint untouched, the lock freed (docs/ROLLOUTS.md, "Replay")
+REJECTED = ["Reject", "DescribeRejected", "NotifyRejected", "Rejected"]
 # an INCONCLUSIVE verdict: the champion restored as for a rollback, the package kept for a person to decide
 INCONCLUSIVE = [
     "Undecided",

@@ -326,8 +326,15 @@ def decide(
     parts = shards(records, per_shard=int(found["per_shard"]))
     outcomes = [ShardOutcome(part.name, _answers(bucket, replay, part.name)) for part in parts]
     job_failure = None
-    if status["candidate"] != "Completed" and all(o.answers is None for o in outcomes):
-        job_failure = str(described["candidate"].get("FailureReason") or f"the job ended {status['candidate']}")
+    failure = str(described["candidate"].get("FailureReason") or f"the job ended {status['candidate']}")
+    # No file transformed, and the job names none of them (a crash on load): it failed outright. A failure that names
+    # an input file is a record's, judged per file (every file may have one).
+    if (
+        status["candidate"] != "Completed"
+        and all(o.answers is None for o in outcomes)
+        and not any(f"input/{part.name}" in failure for part in parts)
+    ):
+        job_failure = failure
     seconds = _seconds(described["candidate"]) if status["candidate"] == "Completed" else None
     champion_seconds = _seconds(described["champion"])
     if champion_seconds is None or champion_seconds < MIN_TIMED_SECONDS:
@@ -396,7 +403,7 @@ def _seconds(described: dict[str, Any]) -> float | None:
 
 def _finite(value: float) -> float | None:
     number = float(value)
-    return round(number, 6) if math.isfinite(number) else None
+    return float(f"{number:.6g}") if math.isfinite(number) else None
 
 
 def rejection(result: dict[str, Any]) -> tuple[list[str], list[dict[str, str]]]:

@@ -761,6 +761,8 @@ def reject(deps: Deps, state: RolloutState) -> dict[str, Any]:
         "Rejected.",
         *(f"- {reason}" for reason in reasons),
     ]
+    if result.get("candidate_failure"):
+        lines.append(f"The candidate's transform job: {notifications.one_line(str(result['candidate_failure']))}")
     if examples:
         lines.append("Examples (request, the champion's answer, the candidate's):")
         lines.extend(f"- {json.dumps(example)[:400]}" for example in examples)
