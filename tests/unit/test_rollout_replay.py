@@ -170,7 +170,7 @@ def _crashes_on_two(line: str) -> str | None:
 def _entered(world: ReplayWorld) -> RolloutState:
     world.serving_v1()
     state = world.prepare(2)
-    assert [s.kind for s in state.stages][:2] == ["replay", "shadow"]
+    assert state.stages[0].kind == "replay"
     steps.enter_stage(world.deps, state, "token-replay")
     return state
 
@@ -328,3 +328,22 @@ def test_jobs_unfinished_at_the_stage_s_maximum_skip_replay_rather_than_block_th
     answer = _judge(world, state, minutes=121)
     assert answer["verdict"] == "PROMOTE"
     assert "did not finish in 120 minutes" in answer["explanation"]
+
+
+def test_a_multi_model_endpoint_replays_single_model_models_made_from_both_packages():
+    # Given a multi-model champion (a transform job sends no TargetModel: its models cannot serve one)
+    world = ReplayWorld()
+    world.bucket.objects[(BUCKET, "models/churn/shepherd.yaml")] = CONFIG.replace(
+        "  name: churn\n", "  name: churn\n  kind: multi_model\n"
+    ).encode()
+    world.capture(hours=2, per_hour=100)
+    state = _entered(world)
+    assert state.target_model == "model.tar.gz"
+    # Then both jobs run models made from the packages, network-isolated, named as batch runs name them
+    jobs = json.loads(world.bucket.objects[(BUCKET, PREFIX + "plan.json")])["jobs"]
+    models = {role: world.jobs.requests[jobs[role]]["ModelName"] for role in ("candidate", "champion")}
+    assert models == {"candidate": "churn-v2-batch", "champion": "churn-v1-batch"}
+    for name, version in (("churn-v2-batch", 2), ("churn-v1-batch", 1)):
+        made = world.endpoints.models[name]
+        assert made["PrimaryContainer"] == {"ModelPackageName": package(version)["ModelPackageArn"]}
+        assert made["EnableNetworkIsolation"] is True
