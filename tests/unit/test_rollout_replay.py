@@ -49,6 +49,10 @@ class FakeTransformJobs:
     def describe_transform(self, name: str) -> dict[str, Any] | None:
         return self.status.get(name)
 
+    def stop_transform(self, name: str) -> None:
+        if self.status[name]["TransformJobStatus"] == "InProgress":
+            self.status[name]["TransformJobStatus"] = "Stopping"
+
     def run(self, name: str, answer: Callable[[str], str | None], *, seconds: float = 60.0) -> None:
         """Answer every input line; a file with a line `answer` refuses (None) gets no output and fails the job."""
         request = self.requests[name]
@@ -328,6 +332,8 @@ def test_jobs_unfinished_at_the_stage_s_maximum_skip_replay_rather_than_block_th
     answer = _judge(world, state, minutes=121)
     assert answer["verdict"] == "PROMOTE"
     assert "did not finish in 120 minutes" in answer["explanation"]
+    # and its jobs are stopped: a transform job has no runtime limit of its own
+    assert {job["TransformJobStatus"] for job in world.jobs.status.values()} == {"Stopping"}
 
 
 def test_a_multi_model_endpoint_replays_single_model_models_made_from_both_packages():

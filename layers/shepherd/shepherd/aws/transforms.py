@@ -24,6 +24,16 @@ class TransformJobs:
             raise
         return True
 
+    def stop_transform(self, name: str) -> None:
+        """Stop a job still running (one that ended meanwhile is left as it is)."""
+        try:
+            with mapped(f"stopping transform job {name}"):
+                client("sagemaker").stop_transform_job(TransformJobName=name)
+        except Exception as exc:
+            cause = exc.__cause__ or exc
+            if "stop" not in message_of(cause).lower() and code_of(cause) != "ValidationException":
+                raise
+
     def describe_transform(self, name: str) -> dict[str, Any] | None:
         try:
             with mapped(f"describing transform job {name}"):

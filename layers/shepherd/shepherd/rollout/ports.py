@@ -75,6 +75,7 @@ class TransformJobs(Protocol):
 
     def create_transform(self, request: dict[str, Any]) -> bool: ...  # False: a job of that name exists (a retry)
     def describe_transform(self, name: str) -> dict[str, Any] | None: ...
+    def stop_transform(self, name: str) -> None: ...  # a job that ended meanwhile is left as it is
 
 
 class RolloutStore(Protocol):

@@ -318,6 +318,9 @@ def decide(
     if any(s in RUNNING for s in status.values()):
         if elapsed_minutes < max_minutes:
             return Decision("CONTINUE", f"replay jobs running ({status['candidate']}, {status['champion']})", [])
+        for role in ROLES:  # a transform job has no runtime limit of its own: it would run, and cost, on
+            if status[role] == "InProgress":
+                jobs.stop_transform(found["jobs"][role])
         return _skipped(bucket, replay, f"its jobs did not finish in {max_minutes} minutes", status)
     if status["champion"] != "Completed":
         why = described["champion"].get("FailureReason") or status["champion"]
