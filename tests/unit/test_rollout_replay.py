@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from shepherd.errors import InvalidInput
 from shepherd.rollout import judging, plan, steps
 from shepherd.rollout.ports import Deps, Settings
 from shepherd.rollout.state import RolloutState
@@ -353,3 +354,19 @@ def test_a_multi_model_endpoint_replays_single_model_models_made_from_both_packa
         made = world.endpoints.models[name]
         assert made["PrimaryContainer"] == {"ModelPackageName": package(version)["ModelPackageArn"]}
         assert made["EnableNetworkIsolation"] is True
+
+
+def test_jobs_sagemaker_refuses_skip_replay_rather_than_reject_the_candidate():
+    # Given SageMaker refusing the replay's jobs (a quota, an instance type the account may not use)
+    world = ReplayWorld()
+    world.capture(hours=2, per_hour=100)
+
+    def refuse(request: dict[str, Any]) -> bool:
+        raise InvalidInput("ResourceLimitExceeded: the account-level service limit for ml.m5.large is 0")
+
+    world.jobs.create_transform = refuse  # type: ignore[method-assign]
+    _entered(world)
+    # Then the stage is skipped with the reason, and the rollout goes on
+    (_, _, output) = world.resumer.sent[-1]
+    assert output["skipped"].startswith("the replay could not start: ResourceLimitExceeded")
+    assert world.store.events("churn")[-1] == "stage-skipped"

@@ -15,11 +15,20 @@ from shepherd import cost as prices
 from shepherd.callbacks import Waiter, waiter_key
 from shepherd.config import ConfigError, ModelConfig, load_config
 from shepherd.config.models import FIRST_EXECUTION_JUDGE_CALLS
-from shepherd.errors import EndpointBusy, InvalidInput, NotFound, ShepherdError
+from shepherd.errors import EndpointBusy, InvalidInput, NotFound, ShepherdError, TransientError
 from shepherd.events import notifications
 from shepherd.rollout import cost, plan, replay_stage
 from shepherd.rollout.plan import Stage, VariantSpec
-from shepherd.rollout.ports import ABORT, PAUSED, Deps, LockHeld, RollbackFailed
+from shepherd.rollout.ports import (
+    ABORT,
+    PAUSED,
+    CaptureBucket,
+    Deps,
+    LockHeld,
+    LockLost,
+    RollbackFailed,
+    TransformJobs,
+)
 from shepherd.rollout.state import RolloutState
 
 logger = logging.getLogger(__name__)
@@ -446,21 +455,44 @@ def _enter_replay(deps: Deps, state: RolloutState, token: str, live: dict[str, A
     """Start the replay's two transform jobs on a sample of the champion's capture; the endpoint is not touched.
 
     Skipped (recorded with the reason, and the rollout goes on to the next stage) when there is too little capture
-    to replay, or no single-model SageMaker model to replay the champion with."""
+    to replay, no single-model SageMaker model to replay the champion with, or SageMaker refuses the jobs."""
     if deps.capture is None or deps.jobs is None:
         raise ValueError("the replay stage needs the data bucket and SageMaker's transform jobs (Deps.capture, jobs)")
     deps.store.renew(state.endpoint, state.run, deps.now().timestamp())  # LockLost: it starts nothing
     config = state.parsed_config()
-    wanted = config.rollout.replay
-    champion = state.serving_champion()
     current = {"config": live.get("EndpointConfigName", "")}
     models = _replay_models(deps, state, config)
     if isinstance(models, str):
         return _replay_skipped(deps, state, token, current, models)
     package = deps.packages.describe_package(state.package_arn)
-    started = replay_stage.start(
-        deps.capture,
-        deps.jobs,
+    try:
+        started = _start_replay(deps, state, config, models, package, capture=deps.capture, jobs=deps.jobs)
+    except (TransientError, LockLost):
+        raise  # retried by the state machine; the rollout's end
+    except ShepherdError as exc:
+        # A replay that cannot run says nothing against the candidate: skipped, as without capture, not a rollback
+        return _replay_skipped(deps, state, token, current, f"the replay could not start: {exc}")
+    if "skipped" in started:
+        return _replay_skipped(deps, state, token, current, started["skipped"])
+    _record(deps, state, "stage-entered", stage="replay", stage_index=state.stage_index, weight=0, **current, **started)
+    return _done_now(deps, token, current | {"replay": started})
+
+
+def _start_replay(
+    deps: Deps,
+    state: RolloutState,
+    config: ModelConfig,
+    models: tuple[str, str],
+    package: dict[str, Any],
+    *,
+    capture: CaptureBucket,
+    jobs: TransformJobs,
+) -> dict[str, Any]:
+    wanted = config.rollout.replay
+    champion = state.serving_champion()
+    return replay_stage.start(
+        capture,
+        jobs,
         replay_stage.Start(
             replay=replay_stage.Replay(deps.settings.bucket, plan.replay_prefix(state.endpoint, state.run)),
             run=state.run,
@@ -482,10 +514,6 @@ def _enter_replay(deps: Deps, state: RolloutState, token: str, live: dict[str, A
         ),
         deps.now().timestamp(),
     )
-    if "skipped" in started:
-        return _replay_skipped(deps, state, token, current, started["skipped"])
-    _record(deps, state, "stage-entered", stage="replay", stage_index=state.stage_index, weight=0, **current, **started)
-    return _done_now(deps, token, current | {"replay": started})
 
 
 def _replay_skipped(
