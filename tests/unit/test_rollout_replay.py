@@ -370,3 +370,22 @@ def test_jobs_sagemaker_refuses_skip_replay_rather_than_reject_the_candidate():
     (_, _, output) = world.resumer.sent[-1]
     assert output["skipped"].startswith("the replay could not start: ResourceLimitExceeded")
     assert world.store.events("churn")[-1] == "stage-skipped"
+
+
+def test_unreadable_evaluation_metadata_still_replays_for_crashes_and_formats():
+    world = ReplayWorld()
+    world.capture(hours=2, per_hour=100)
+    world.serving_v1()
+    arn = world.approve(2)
+    world.endpoints.packages[arn]["CustomerMetadataProperties"] |= {
+        "shepherd:problem": "classification",
+        "shepherd:paired-disagreement": "lots",
+    }
+    state = RolloutState.model_validate(
+        steps.prepare(world.deps, package_arn=arn, run="churn-v2-run", overrides=None, manual=False).dump()
+    )
+    steps.enter_stage(world.deps, state, "token-replay")
+    expected = json.loads(world.bucket.objects[(BUCKET, PREFIX + "plan.json")])["expectation"]
+    assert expected["disagreement"] == 1.0
+    assert expected["source"].startswith("unreadable evaluation metadata (shepherd:paired-disagreement")
+    assert len(world.jobs.requests) == 2

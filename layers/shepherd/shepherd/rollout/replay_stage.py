@@ -232,9 +232,12 @@ def start(bucket: CaptureBucket, jobs: TransformJobs, wanted: Start, now: float)
         parts = shards(records, per_shard=PER_SHARD)
         if not parts:
             return {"skipped": f"none of the {len(records)} sampled requests fits on one line of a transform input"}
-        expected = expectation(
-            wanted.metadata, problem=wanted.problem, default_disagreement=wanted.default_disagreement
-        )
+        try:
+            expected = expectation(
+                wanted.metadata, problem=wanted.problem, default_disagreement=wanted.default_disagreement
+            )
+        except ValueError as exc:  # the evaluation's metadata unreadable: crashes and formats are still judged
+            expected = Expectation("classification", 1.0, 0.0, f"unreadable evaluation metadata ({exc}): not judged")
         jobs_named = {role: plan.replay_job_name(wanted.endpoint, wanted.version, wanted.run, role) for role in ROLES}
         existing = {
             "content_type": content_type,
