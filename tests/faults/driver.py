@@ -504,7 +504,7 @@ class Harness:
         outcome, result = self.task("Promoted", lambda _: steps.promoted(deps, state))
         if outcome == "caught":
             return self._failed(state, *result)
-        keys = ("reason", "detail")
+        keys = ("reason", "detail", "cost", "live_requests")  # the ResultSelector's and DescribePromotion's fields
         self.notify({k: result[k] for k in keys} | {"event": "RolloutPromoted", "endpoint": state.endpoint})
         return "Done"
 
@@ -560,7 +560,8 @@ class Harness:
         if outcome == "caught":
             return self._rollback_failed(state, result, verdict, facts)
         event = "RolloutInconclusive" if result["outcome"] == "inconclusive" else "RolloutRolledBack"
-        self.notify({"reason": result["reason"], "detail": result["detail"], "event": event} | facts)
+        metered = {"cost": result["cost"], "live_requests": result["live_requests"]}
+        self.notify({"reason": result["reason"], "detail": result["detail"], "event": event} | facts | metered)
         return "Inconclusive" if event == "RolloutInconclusive" else "RolledBack"
 
     def _rollback_failed(self, state: RolloutState, caught: Any, verdict: dict[str, Any], facts: dict[str, Any]) -> str:
@@ -621,7 +622,14 @@ def assert_one_clear_notification(harness: Harness, event: str) -> dict[str, Any
     jsonschema.validate(message, SCHEMA)
     assert next(iter(message)) == "reason"
     assert "Traceback" not in json.dumps(message)
+    if event in ENDINGS:  # what the rollout cost, as fields, not only a line of the detail
+        assert isinstance(message["cost"], dict)
+        assert isinstance(message["cost"]["instance_hours"], int | float)
+        assert isinstance(message["live_requests"], int)
     return message
+
+
+ENDINGS = {"RolloutPromoted", "RolloutRolledBack", "RolloutInconclusive", "RolloutRejected"}
 
 
 def abort(by: str = "alice", reason: str = "incident") -> Callable[[Harness], None]:

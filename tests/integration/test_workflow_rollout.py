@@ -188,6 +188,10 @@ def test_a_candidate_that_crashes_on_some_real_inputs_is_rejected_in_replay_with
     assert "support_calls above 3 is out of range" in told["detail"]
     prefix = f"capture/{model}/{model}/replay/{run}/"
     assert told["replay_result"] == f"s3://{app.bucket}/{prefix}result.json"
+    # and what it cost, as fields: the replay's transform jobs only, no live request
+    assert told["live_requests"] == 0
+    assert [stage["stage"] for stage in told["cost"]["stages"]] == ["replay"]
+    assert told["cost"]["usd"] is not None  # priced: its instance types are in prices.json
     examples = app.s3.get_object(Bucket=app.bucket, Key=f"{prefix}examples.jsonl")["Body"].read().splitlines()
     assert examples
     assert all("error" in json.loads(line) for line in examples)

@@ -622,8 +622,9 @@ def _promotion(state: RolloutState, champion: dict[str, str], record: dict[str, 
 
 
 def _metered(record: dict[str, Any]) -> dict[str, Any]:
-    """The cost and live requests an ending record keeps ({} for a record written before the cost meter)."""
-    return {key: record[key] for key in ("cost", "live_requests") if key in record}
+    """The cost and live requests an ending record keeps, both always present (None for a record written before
+    the cost meter): the state machine's ResultSelector fails on a JSONPath that does not exist."""
+    return {key: record.get(key) for key in ("cost", "live_requests")}
 
 
 def _with_cost(detail: str, record: dict[str, Any]) -> str:
