@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Generator
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -16,6 +17,24 @@ SERIAL_MODULES = (
     "tests/integration/test_seed_cli_workflows.py",
 )
 SERIAL_GROUP = "keeps-time"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--cpu-report",
+        metavar="PATH",
+        nargs="?",
+        const=".shepherd/test-cpu.json",
+        help="write CPU seconds per test and fixture (the process tree) to PATH (.shepherd/test-cpu.json)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    path = config.getoption("cpu_report")
+    if path:
+        from tests.cpu_report import CpuReport
+
+        config.pluginmanager.register(CpuReport(Path(path)), "cpu-report")
 
 
 @pytest.hookimpl(wrapper=True)
