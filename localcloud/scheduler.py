@@ -19,6 +19,10 @@ from localcloud.cron import ScheduleExpression
 from localcloud.eventbridge import EventDelivery, target_input
 
 log = logging.getLogger("shepherd.local.events")
+_NEVER = datetime.datetime.max.replace(tzinfo=datetime.UTC)
+
+
+_IDLE_CHECK_SECONDS = 60.0  # virtual: the longest it sleeps (a rule changed other than through moto's API waits this)
 
 
 class Scheduler:
@@ -29,14 +33,25 @@ class Scheduler:
         self.delivery = delivery
         self._next: dict[str, tuple[str, datetime.datetime]] = {}
         self._stop = threading.Event()
+        self._changed = threading.Event()  # a rule or schedule changed: what is due next may have too
+        self._unsubscribe: list[Any] = []
         self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
         self.fired: list[tuple[str, datetime.datetime]] = []
 
     def start(self) -> None:
+        from localcloud.moto import events, scheduler
+
+        self._unsubscribe = [
+            events.on_rules_changed(self._changed.set),
+            scheduler.on_schedules_changed(self._changed.set),
+        ]
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
+        self._changed.set()
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
         self._thread.join(timeout=5)
 
     def _rules(self) -> list[Any]:
@@ -55,28 +70,44 @@ class Scheduler:
             s for group in backend.schedule_groups.values() for s in group.schedules.values() if s.state == "ENABLED"
         ]
 
+    def check(self) -> datetime.datetime:
+        """Fire what is due, learn new and changed schedules; returns when the next one is due."""
+        now = self.clock.now()
+        due: list[tuple[str, Any]] = []
+        live: dict[str, tuple[str, datetime.datetime]] = {}
+        for kind, items in (("rule", self._rules()), ("schedule", self._schedules())):
+            for item in items:
+                expression = item.scheduled_expression if kind == "rule" else item.schedule_expression
+                key = f"{kind}:{item.arn}"
+                known = self._next.get(key)
+                try:
+                    if known is None or known[0] != expression:
+                        live[key] = (expression, ScheduleExpression(expression).next_after(now))
+                    elif known[1] <= now:
+                        live[key] = (expression, ScheduleExpression(expression).next_after(known[1]))
+                        due.append((kind, item))
+                    else:
+                        live[key] = known
+                except ValueError as exc:  # one bad schedule must not stop the others
+                    if known is None or known[0] != expression:
+                        log.error("%s: %s", item.name, exc)
+                    live[key] = (expression, _NEVER)
+        self._next = live  # deleted and disabled ones are forgotten: enabled again, they start afresh
+        for kind, item in due:
+            self._fire(kind, item)
+        return min((moment for _, moment in live.values()), default=_NEVER)
+
+    def upcoming(self) -> dict[str, datetime.datetime]:
+        """When each enabled rule and schedule is due next, by ARN, as of the last check."""
+        return {key.split(":", 1)[1]: moment for key, (_, moment) in self._next.items()}
+
     def _run(self) -> None:
+        # Asleep until the next schedule is due or one changes (moto's API tells), not on a fixed tick: at a time
+        # scale of 60 a tick fine enough for rate(1 minute) woke it 50 times a second, the idle cloud's largest cost.
         while not self._stop.is_set():
-            now = self.clock.now()
-            due: list[tuple[str, Any]] = []
-            for kind, items in (("rule", self._rules()), ("schedule", self._schedules())):
-                for item in items:
-                    expression = item.scheduled_expression if kind == "rule" else item.schedule_expression
-                    key = f"{kind}:{item.arn}"
-                    known = self._next.get(key)
-                    try:
-                        if known is None or known[0] != expression:
-                            self._next[key] = (expression, ScheduleExpression(expression).next_after(now))
-                        elif known[1] <= now:
-                            self._next[key] = (expression, ScheduleExpression(expression).next_after(known[1]))
-                            due.append((kind, item))
-                    except ValueError as exc:  # one bad schedule must not stop the others
-                        if known is None or known[0] != expression:
-                            log.error("%s: %s", item.name, exc)
-                        self._next[key] = (expression, datetime.datetime.max.replace(tzinfo=datetime.UTC))
-            for kind, item in due:
-                self._fire(kind, item)
-            self._stop.wait(min(0.5, max(0.02, self.clock.wall_seconds(1.0))))
+            self._changed.clear()
+            virtual = min(self.clock.until(self.check()), _IDLE_CHECK_SECONDS)
+            self._changed.wait(max(0.005, self.clock.wall_seconds(virtual)))
 
     def _fire(self, kind: str, item: Any) -> int:
         self.fired.append((item.name, self.clock.now()))

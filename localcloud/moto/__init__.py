@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from localcloud.moto import cloudwatch, core, events, logs, s3, stepfunctions
+from localcloud.moto import cloudwatch, core, events, logs, s3, scheduler, stepfunctions
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ def install(hooks: Hooks) -> None:
     core.configure()
     stepfunctions.patch()
     events.patch()
+    scheduler.patch()
     s3.patch()
     cloudwatch.patch()
     logs.patch()

@@ -20,6 +20,8 @@ Deliver = Callable[[dict[str, Any], dict[str, Any], str], None]
 
 LOCAL_TARGETS = ("states", "lambda", "sqs")  # the services whose targets the local cloud delivers to
 _hooks: dict[str, Deliver | None] = {"deliver": None}  # set by attach(), for the patched Rule.send_to_targets
+_rule_listeners: list[Callable[[], None]] = []  # told after a rule is put, enabled, disabled or deleted
+RULE_CHANGES = ("put_rule", "delete_rule", "enable_rule", "disable_rule")  # EventsBackend's methods that change one
 
 
 def attach(deliver: Deliver) -> None:
@@ -32,6 +34,24 @@ def _deliver() -> Deliver:
     if deliver is None:
         raise RuntimeError("no local cloud is running")
     return deliver
+
+
+def on_rules_changed(listener: Callable[[], None]) -> Callable[[], None]:
+    """Call ``listener`` after each change of RULE_CHANGES (a schedule may be due sooner); returns its removal."""
+    _rule_listeners.append(listener)
+    return lambda: _rule_listeners.remove(listener) if listener in _rule_listeners else None
+
+
+def _telling_rule_listeners(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def changing(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        finally:
+            for listener in list(_rule_listeners):
+                listener()
+
+    return changing
 
 
 def default_bus_rules(account_id: str, region: str) -> list[Any]:
@@ -76,6 +96,8 @@ def patch() -> None:
                 self.targets = saved
 
     events_models.Rule.send_to_targets = send_to_targets
+    for name in RULE_CHANGES:
+        setattr(events_models.EventsBackend, name, _telling_rule_listeners(getattr(events_models.EventsBackend, name)))
 
 
 def __getattr__(name: str) -> Any:
