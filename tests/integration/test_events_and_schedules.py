@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_rate_schedule_fires_on_the_virtual_clock(cloud, outputs):
-    # Given rate(1 minute) and a time scale of 60, a tick is due about every wall second
+    # Given rate(5 minutes) and a time scale of 60, a tick is due about every five wall seconds
     s3 = cloud.client("s3")
 
     def ticks() -> list[str]:
