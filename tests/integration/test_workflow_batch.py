@@ -7,18 +7,16 @@ import json
 
 import pytest
 
-from localcloud.deployer import Deployer
-
 from .conftest import finished_execution, wait_for
-from .workflow import ROOT, App, churn_config, generate, unique
+from .workflow import churn_config, generate, unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def app(cloud):
-    outputs = Deployer(cloud, "wb").deploy(ROOT / "template.yaml", {"StageName": "wbtest"})
-    return App(cloud, outputs | {"_stack": "wb"})
+def app(rollout_app):
+    """The session's stack (conftest.rollout_app): each test scores for a model of its own."""
+    return rollout_app
 
 
 @pytest.fixture(scope="module")
