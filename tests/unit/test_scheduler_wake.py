@@ -92,3 +92,28 @@ def test_an_idle_scheduler_wakes_when_a_rule_is_put_not_on_a_tick(aws):
     finally:
         scheduler.stop()
     assert not scheduler._thread.is_alive()
+
+
+def test_a_failed_check_does_not_stop_the_scheduler(aws, monkeypatch):
+    # Given a check that fails once (as when an in-process mock resets moto's backends under it)
+    scheduler = Scheduler(ManualClock(), Deliveries())  # type: ignore[arg-type]
+    rules, calls = scheduler._rules, []
+
+    def flaky() -> list[Any]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyError("us-east-1")
+        return rules()
+
+    monkeypatch.setattr(scheduler, "_rules", flaky)
+    scheduler.start()
+    try:
+        # When a rule is put afterwards, then the scheduler still learns it
+        arn = aws.put_rule(Name="later", ScheduleExpression="rate(1 minute)")["RuleArn"]
+        deadline = time.monotonic() + 10
+        while arn not in scheduler.upcoming() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert arn in scheduler.upcoming()
+        assert len(calls) >= 2
+    finally:
+        scheduler.stop()
